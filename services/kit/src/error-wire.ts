@@ -1,0 +1,73 @@
+import { Metadata, type ServiceError, type StatusObject } from "@grpc/grpc-js";
+import { Any } from "../../../gen/google/protobuf/any.js";
+import { BadRequest, ErrorInfo, RetryInfo } from "../../../gen/google/rpc/error_details.js";
+import { Status } from "../../../gen/google/rpc/status.js";
+import { Code, ERROR_DOMAIN, MeshError, type FieldViolation, type Reason } from "./errors.js";
+
+/** The trailer that carries `google.rpc.Status` with the error details. */
+export const STATUS_DETAILS_KEY = "grpc-status-details-bin";
+
+const TYPE_PREFIX = "type.googleapis.com/";
+
+function pack(typeName: string, value: Uint8Array): Any {
+  return { typeUrl: TYPE_PREFIX + typeName, value: Buffer.from(value) };
+}
+
+/** The `google.rpc.Status` a MeshError travels as. */
+export function toRpcStatus(error: MeshError): Status {
+  const details: Any[] = [
+    pack("google.rpc.ErrorInfo", ErrorInfo.encode({ reason: error.reason, domain: ERROR_DOMAIN, metadata: { ...error.metadata } }).finish()),
+  ];
+  if (error.violations.length > 0) {
+    const fieldViolations = error.violations.map((v) => ({ field: v.field, description: v.description, reason: v.reason ?? "", localizedMessage: undefined }));
+    details.push(pack("google.rpc.BadRequest", BadRequest.encode({ fieldViolations }).finish()));
+  }
+  if (error.retryAfterMs !== undefined) {
+    const ms = Math.max(0, Math.round(error.retryAfterMs));
+    const retryDelay = { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+    details.push(pack("google.rpc.RetryInfo", RetryInfo.encode({ retryDelay }).finish()));
+  }
+  return { code: error.code, message: error.message, details };
+}
+
+/** The status object grpc-js sends for a MeshError: code, message and the details trailer. */
+export function toStatusObject(error: MeshError): Partial<StatusObject> {
+  const metadata = new Metadata();
+  metadata.set(STATUS_DETAILS_KEY, Buffer.from(Status.encode(toRpcStatus(error)).finish()));
+  return { code: error.code, details: error.message, metadata };
+}
+
+/**
+ * Decodes an error a grpc-js client received into a MeshError, with the
+ * ErrorInfo, BadRequest and RetryInfo the server sent. Without details the
+ * reason is `EXT_UPSTREAM_ERROR`.
+ */
+export function fromServiceError(error: ServiceError): MeshError {
+  const init: {
+    code: Code; reason: Reason; message: string; metadata?: Record<string, string>;
+    violations?: FieldViolation[]; retryAfterMs?: number; cause: unknown;
+  } = { code: error.code, reason: "EXT_UPSTREAM_ERROR", message: error.details || error.message, cause: error };
+  const raw = error.metadata?.get(STATUS_DETAILS_KEY)[0];
+  if (raw instanceof Buffer) {
+    try {
+      for (const any of Status.decode(raw).details) {
+        const typeName = any.typeUrl.slice(any.typeUrl.lastIndexOf("/") + 1);
+        if (typeName === "google.rpc.ErrorInfo") {
+          const info = ErrorInfo.decode(any.value);
+          if (/^(AUTH|VAL|RES|SYS|EXT|RATE|BIZ)_/.test(info.reason)) init.reason = info.reason as Reason;
+          init.metadata = info.metadata;
+        } else if (typeName === "google.rpc.BadRequest") {
+          init.violations = BadRequest.decode(any.value).fieldViolations.map((v) => ({
+            field: v.field, description: v.description, ...(v.reason ? { reason: v.reason } : {}),
+          }));
+        } else if (typeName === "google.rpc.RetryInfo") {
+          const delay = RetryInfo.decode(any.value).retryDelay;
+          if (delay) init.retryAfterMs = Number(delay.seconds) * 1000 + Math.round(delay.nanos / 1e6);
+        }
+      }
+    } catch {
+      // Undecodable details: keep the code and message, which are still right.
+    }
+  }
+  return new MeshError(init);
+}

@@ -1,0 +1,38 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { Server } from "@grpc/grpc-js";
+import type { PackageDefinition } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+
+/** Where `npm run generate` writes the descriptor set (every file, with imports). */
+export const DESCRIPTOR_SET_PATH = fileURLToPath(new URL("../../../gen/descriptor.binpb", import.meta.url));
+
+/**
+ * Splits a serialized `google.protobuf.FileDescriptorSet` into the raw bytes
+ * of each `FileDescriptorProto`, untouched (options and all), by reading the
+ * wire format: the set is just `repeated FileDescriptorProto file = 1`.
+ */
+export function splitDescriptorSet(set: Uint8Array): Buffer[] {
+  const reader = new BinaryReader(set);
+  const files: Buffer[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) files.push(Buffer.from(reader.bytes()));
+    else reader.skip(wireType);
+  }
+  return files;
+}
+
+/**
+ * Adds server reflection (v1 and v1alpha) for `services` (full names) to a
+ * server, answering from the raw descriptors of the whole descriptor set so
+ * that types imported across packages resolve (proto-loader's own conversion
+ * breaks on those: grpc-node#3018).
+ */
+export function addReflection(server: Server, services: readonly string[], descriptorSet: Uint8Array = readFileSync(DESCRIPTOR_SET_PATH)): void {
+  const fileDescriptorProtos = splitDescriptorSet(descriptorSet);
+  // @grpc/reflection only reads `fileDescriptorProtos` off each entry.
+  const definition = { descriptors: { fileDescriptorProtos } } as unknown as PackageDefinition;
+  new ReflectionService(definition, { services: [...services] }).addToServer(server);
+}

@@ -1,0 +1,329 @@
+import { Server, ServerCredentials, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
+
+/** What every grpc-js server call has (grpc-js does not export the name). */
+type ServerSurfaceCall = Omit<ServerUnaryCall<unknown, unknown>, "request">;
+import { HealthImplementation } from "grpc-health-check";
+import type { Logger } from "pino";
+import { serverChannelOptions } from "./channel-options.js";
+import { toStatusObject } from "./error-wire.js";
+import { Code, MeshError, unavailable } from "./errors.js";
+import { serviceNameOf, type CallContext, type MethodDefinitionLike, type Send, type ServiceDefinitionLike, type ServiceHandlers } from "./handlers.js";
+import { addReflection } from "./reflection.js";
+
+
+/**
+ * The life of a server: `created` → `starting` (bound, health NOT_SERVING)
+ * → `serving` → `draining` → `stopped`. Any other transition throws.
+ */
+export type ServerState = "created" | "starting" | "serving" | "draining" | "stopped";
+
+const TRANSITIONS: Record<ServerState, readonly ServerState[]> = {
+  created: ["starting", "stopped"],
+  starting: ["serving", "draining"],
+  serving: ["draining"],
+  draining: ["stopped"],
+  stopped: [],
+};
+
+/** How a shutdown ended: every call finished in time, or some were cut off. */
+export type ShutdownOutcome = "drained" | "forced";
+
+/** Options of a {@link MeshServer}; all optional but the name and logger. */
+export interface MeshServerOptions {
+  /** The service's short name, e.g. `config`. */
+  readonly name: string;
+  /** The process logger; each call gets a child. */
+  readonly logger: Logger;
+  /** How long in-flight unary calls may take to finish at shutdown, in ms. @default 10000 */
+  readonly shutdownGraceMs?: number;
+  /** The descriptor set for reflection. @default gen/descriptor.binpb */
+  readonly descriptorSet?: Uint8Array;
+}
+
+interface InFlight {
+  readonly controller: AbortController;
+  readonly long: boolean;
+  readonly done: Promise<void>;
+}
+
+/**
+ * A gRPC server built the one taskmesh way: typed handlers over generated
+ * definitions, the design's error model on the wire, `grpc.health.v1` per
+ * service (NOT_SERVING until the service says it is ready), server
+ * reflection, and an ordered, deadline-bound shutdown.
+ */
+export class MeshServer {
+  readonly name: string;
+  readonly log: Logger;
+  private readonly grpc = new Server(serverChannelOptions);
+  private readonly health = new HealthImplementation({ "": "NOT_SERVING" });
+  private readonly serviceNames: string[] = [];
+  private readonly inFlight = new Set<InFlight>();
+  private readonly closers: Array<{ name: string; close: () => unknown }> = [];
+  private readonly graceMs: number;
+  private readonly descriptorSet: Uint8Array | undefined;
+  private current: ServerState = "created";
+  private boundPort = 0;
+  private shutdownPromise: Promise<ShutdownOutcome> | undefined;
+
+  constructor(options: MeshServerOptions) {
+    this.name = options.name;
+    this.log = options.logger;
+    this.graceMs = options.shutdownGraceMs ?? 10_000;
+    this.descriptorSet = options.descriptorSet;
+  }
+
+  /** The current state. */
+  get state(): ServerState {
+    return this.current;
+  }
+
+  /** The bound port (after {@link listen}). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /** The full names of the services this server serves. */
+  get services(): readonly string[] {
+    return this.serviceNames;
+  }
+
+  /** Registers a generated service definition with typed handlers for every method. */
+  addService<D extends ServiceDefinitionLike>(definition: D, handlers: ServiceHandlers<D>): this {
+    if (this.current !== "created") throw new Error(`addService in state ${this.current}`);
+    const implementation: UntypedServiceImplementation = {};
+    for (const [key, method] of Object.entries(definition)) {
+      const handler = (handlers as Record<string, unknown>)[key];
+      if (typeof handler !== "function") throw new TypeError(`no handler for ${method.path}`);
+      implementation[key] = this.adapt(method, handler as (...args: unknown[]) => Promise<unknown>);
+    }
+    this.grpc.addService(definition as never, implementation);
+    const name = serviceNameOf(definition);
+    this.serviceNames.push(name);
+    this.health.setStatus(name, "NOT_SERVING");
+    return this;
+  }
+
+  /** Registers something to close after the server has stopped (pools, listeners), closed in reverse order. */
+  onClose(name: string, close: () => unknown): this {
+    this.closers.push({ name, close });
+    return this;
+  }
+
+  /** Binds `address` (`host:port`; port 0 picks one), adds health and reflection, and returns the port. */
+  async listen(address: string): Promise<number> {
+    this.transition("starting");
+    this.health.addToServer(this.grpc);
+    addReflection(this.grpc, [...this.serviceNames, "grpc.health.v1.Health"], this.descriptorSet);
+    this.boundPort = await new Promise<number>((resolve, reject) =>
+      this.grpc.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))));
+    this.log.info({ address, port: this.boundPort }, "listening");
+    return this.boundPort;
+  }
+
+  /**
+   * Marks the server ready: health SERVING for the whole server and every
+   * service. Call it once the service's dependencies are ready.
+   */
+  markServing(): void {
+    this.transition("serving");
+    this.setHealth("SERVING");
+  }
+
+  /** Sets one service's health (e.g. NOT_SERVING while its database is down), without changing the server's state. */
+  setServiceHealth(service: string, serving: boolean): void {
+    if (this.current === "serving") this.health.setStatus(service, serving ? "SERVING" : "NOT_SERVING");
+  }
+
+  /**
+   * Stops in order: health NOT_SERVING → new calls refused → streams ended
+   * (callers resume elsewhere) → unary calls drained until the grace
+   * deadline → what is left aborted and the server forced → closers run.
+   * Idempotent: a second call returns the first one's promise.
+   */
+  shutdown(): Promise<ShutdownOutcome> {
+    this.shutdownPromise ??= this.stop();
+    return this.shutdownPromise;
+  }
+
+  /** Cuts every call off now (a second signal): aborts all, forces the transport. */
+  forceStop(): void {
+    for (const call of this.inFlight) call.controller.abort(shuttingDown());
+    this.grpc.forceShutdown();
+  }
+
+  private async stop(): Promise<ShutdownOutcome> {
+    if (this.current === "created") {
+      this.transition("stopped");
+      await this.runClosers();
+      return "drained";
+    }
+    this.transition("draining");
+    this.setHealth("NOT_SERVING");
+    const started = Date.now();
+    for (const call of this.inFlight) if (call.long) call.controller.abort(shuttingDown());
+    const transportClosed = new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
+    const drained = Promise.all([...this.inFlight].map((c) => c.done)).then(() => transportClosed);
+    let outcome: ShutdownOutcome = "drained";
+    if (!(await settlesWithin(drained, this.graceMs))) {
+      outcome = "forced";
+      this.log.warn({ inFlight: this.inFlight.size, graceMs: this.graceMs }, "grace period over: aborting the calls left");
+      for (const call of this.inFlight) call.controller.abort(shuttingDown());
+      await settlesWithin(Promise.all([...this.inFlight].map((c) => c.done)), 1000);
+      this.grpc.forceShutdown();
+    }
+    this.transition("stopped");
+    await this.runClosers();
+    this.log.info({ outcome, ms: Date.now() - started }, "stopped");
+    return outcome;
+  }
+
+  private async runClosers(): Promise<void> {
+    for (const { name, close } of this.closers.reverse()) {
+      try {
+        await close();
+      } catch (error) {
+        this.log.error({ err: error, resource: name }, "close failed");
+      }
+    }
+  }
+
+  private setHealth(status: "SERVING" | "NOT_SERVING"): void {
+    this.health.setStatus("", status);
+    for (const name of this.serviceNames) this.health.setStatus(name, status);
+  }
+
+  private transition(next: ServerState): void {
+    if (!TRANSITIONS[this.current].includes(next)) throw new Error(`illegal server transition ${this.current} → ${next}`);
+    this.current = next;
+  }
+
+  /** Starts tracking a call: its context (signal, deadline, logger) and in-flight entry. */
+  private begin(call: ServerSurfaceCall, method: MethodDefinitionLike<unknown, unknown>): { ctx: CallContext; end: () => void } {
+    const controller = new AbortController();
+    const raw = call.getDeadline();
+    const deadline = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? raw : undefined;
+    let timer: NodeJS.Timeout | undefined;
+    if (deadline !== undefined) {
+      timer = setTimeout(() => controller.abort(new MeshError({
+        code: Code.DEADLINE_EXCEEDED, reason: "SYS_DEADLINE_EXCEEDED", message: "the call's deadline was exceeded",
+      })), Math.max(0, deadline - Date.now()));
+      timer.unref();
+    }
+    call.once("cancelled", () => controller.abort(new MeshError({
+      code: Code.CANCELLED, reason: "SYS_CANCELLED", message: "the caller cancelled the call",
+    })));
+    let finish!: () => void;
+    const entry: InFlight = { controller, long: method.responseStream, done: new Promise<void>((r) => (finish = r)) };
+    this.inFlight.add(entry);
+    const ctx: CallContext = {
+      method: method.path,
+      metadata: call.metadata,
+      signal: controller.signal,
+      deadline,
+      peer: call.getPeer(),
+      log: this.log.child({ method: method.path }),
+    };
+    return {
+      ctx,
+      end: () => {
+        if (timer) clearTimeout(timer);
+        this.inFlight.delete(entry);
+        finish();
+      },
+    };
+  }
+
+  /** The error a failed call reports: the abort reason when the call was aborted, else the thrown error. */
+  private failure(error: unknown, ctx: CallContext): MeshError {
+    const mesh = ctx.signal.aborted && ctx.signal.reason instanceof MeshError && !(error instanceof MeshError)
+      ? ctx.signal.reason
+      : MeshError.from(error);
+    if (mesh.code === Code.INTERNAL || mesh.code === Code.UNKNOWN) ctx.log.error({ err: mesh.cause ?? mesh, reason: mesh.reason }, "call failed");
+    else ctx.log.debug({ code: Code[mesh.code], reason: mesh.reason, msg: mesh.message }, "call failed");
+    return mesh;
+  }
+
+  private adapt(method: MethodDefinitionLike<unknown, unknown>, handler: (...args: unknown[]) => Promise<unknown>): (...args: any[]) => void {
+    const refuse = (): MeshError | undefined => (this.current === "draining" || this.current === "stopped" ? shuttingDown() : undefined);
+    if (!method.requestStream && !method.responseStream) {
+      return (call: ServerSurfaceCall & { request: unknown }, callback: (e: unknown, r?: unknown) => void) => {
+        const refused = refuse();
+        if (refused) return callback(toStatusObject(refused));
+        const { ctx, end } = this.begin(call, method);
+        handler(call.request, ctx)
+          .then((response) => callback(null, response), (error) => callback(toStatusObject(this.failure(error, ctx))))
+          .finally(end);
+      };
+    }
+    if (!method.requestStream) {
+      return (call: ServerSurfaceCall & StreamOut) => {
+        const refused = refuse();
+        if (refused) return call.emit("error", toStatusObject(refused));
+        const { ctx, end } = this.begin(call, method);
+        handler((call as unknown as { request: unknown }).request, sender(call, ctx.signal), ctx)
+          .then(() => call.end(), (error) => call.emit("error", toStatusObject(this.failure(error, ctx))))
+          .finally(end);
+      };
+    }
+    if (!method.responseStream) {
+      return (call: ServerSurfaceCall & AsyncIterable<unknown>, callback: (e: unknown, r?: unknown) => void) => {
+        const refused = refuse();
+        if (refused) return callback(toStatusObject(refused));
+        const { ctx, end } = this.begin(call, method);
+        handler(call, ctx)
+          .then((response) => callback(null, response), (error) => callback(toStatusObject(this.failure(error, ctx))))
+          .finally(end);
+      };
+    }
+    return (call: ServerSurfaceCall & StreamOut & AsyncIterable<unknown>) => {
+      const refused = refuse();
+      if (refused) return call.emit("error", toStatusObject(refused));
+      const { ctx, end } = this.begin(call, method);
+      handler(call, sender(call, ctx.signal), ctx)
+        .then(() => call.end(), (error) => call.emit("error", toStatusObject(this.failure(error, ctx))))
+        .finally(end);
+    };
+  }
+}
+
+interface StreamOut {
+  write(message: unknown): boolean;
+  end(): void;
+  once(event: "drain", listener: () => void): unknown;
+  removeListener(event: "drain", listener: () => void): unknown;
+}
+
+/** A `send` that honors backpressure and refuses to write once the call is aborted. */
+function sender<Res>(call: StreamOut, signal: AbortSignal): Send<Res> {
+  return (message) => {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    if (call.write(message)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const onDrain = (): void => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = (): void => {
+        call.removeListener("drain", onDrain);
+        reject(signal.reason);
+      };
+      call.once("drain", onDrain);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  };
+}
+
+function shuttingDown(): MeshError {
+  return unavailable("SYS_SHUTTING_DOWN", "the server is shutting down; retry on another instance", 100);
+}
+
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
