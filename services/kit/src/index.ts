@@ -18,5 +18,5 @@ export { DESCRIPTOR_SET_PATH, addReflection, splitDescriptorSet } from "./reflec
 export { MeshServer, type MeshServerOptions, type ServerState, type ShutdownOutcome } from "./server.js";
 export { EXIT_CODES, onShutdownSignal, runService, type RunServiceOptions, type StartedService } from "./lifecycle.js";
 export { untilReady } from "./readiness.js";
-export { createLogger, type Logger, type LoggerOptions } from "./log.js";
+export { createLogger, serializeError, type Logger, type LoggerOptions } from "./log.js";
 export { watchSetting, type ConfigClient, type LiveSetting, type WatchSettingOptions } from "./config-client.js";

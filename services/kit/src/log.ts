@@ -73,6 +73,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
         level: (label) => ({ level: label }),
       },
       mixin: traceFields,
+      serializers: { err: serializeError },
       redact: {
         paths: [...REDACTED_PATHS, ...(options.redact ?? [])],
         censor: "[redacted]",
@@ -81,6 +82,26 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     options.destination,
   );
   return logger;
+}
+
+/** Fields of an error worth a log line; never the whole object (a pg error holds its client, with credentials). */
+const ERROR_FIELDS = ["code", "reason", "severity", "detail", "routine", "syscall", "address", "port"] as const;
+
+/**
+ * Logs an error as its type, message, stack, a few well-known diagnostic
+ * fields and, one level deep, its cause — and nothing else it may carry.
+ */
+export function serializeError(error: unknown): Record<string, unknown> {
+  if (!(error instanceof Error)) return { message: String(error) };
+  const out: Record<string, unknown> = { type: error.name, message: error.message, stack: error.stack };
+  for (const field of ERROR_FIELDS) {
+    const value = (error as unknown as Record<string, unknown>)[field];
+    if (typeof value === "string" || typeof value === "number") out[field] = value;
+  }
+  if (error.cause !== undefined) {
+    out.cause = error.cause instanceof Error ? { type: error.cause.name, message: error.cause.message } : String(error.cause);
+  }
+  return out;
 }
 
 /**

@@ -153,4 +153,19 @@ describe("createLogger", () => {
     logger.child({ password: "from-child" }).info("child line");
     expect(lines()[0]).toMatchObject({ password: "[redacted]", service: "kit-test" });
   });
+
+  it("logs an error's type, message, code and cause, never the objects it carries", () => {
+    const { logger, raw, lines } = memoryLogger();
+    const error = Object.assign(new Error("terminating connection"), {
+      code: "57P01",
+      client: { connectionParameters: { password: "hunter2", user: "postgres" } },
+      cause: new Error("socket closed"),
+    });
+    logger.warn({ err: error }, "connection lost");
+    expect(lines()[0]).toMatchObject({
+      err: { type: "Error", message: "terminating connection", code: "57P01", cause: { type: "Error", message: "socket closed" } },
+    });
+    expect(raw.join("")).not.toContain("hunter2");
+    expect(raw.join("")).not.toContain("connectionParameters");
+  });
 });
