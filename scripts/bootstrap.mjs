@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// The entry of `npm start` and `npm test` on any clone, fresh or not. It runs
+// on whatever Node bootstraps npm (the system's may be old), so it is plain
+// JavaScript with no dependencies: it installs the pinned packages when
+// node_modules is missing or stale (which brings the pinned Node 24), builds
+// the pinned tools into the cache, then runs the command on Node 24.
+//
+//   node scripts/bootstrap.mjs test [vitest args]   → vitest run
+//   node scripts/bootstrap.mjs start                → deploy/local/up.ts
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { delimiter, dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const bin = join(root, "node_modules", ".bin");
+const say = (line) => process.stdout.write(`taskmesh: ${line}\n`);
+const fail = (line) => {
+  process.stderr.write(`taskmesh: ${line}\n`);
+  process.exit(1);
+};
+
+function run(command, args, options = {}) {
+  const result = spawnSync(command, args, { stdio: "inherit", cwd: root, ...options });
+  if (result.error) fail(`${command}: ${result.error.message}`);
+  return result.status ?? 1;
+}
+
+/** npm ci when node_modules is missing or was installed from another lockfile. */
+function ensurePackages() {
+  const lock = readFileSync(join(root, "package-lock.json"));
+  const hash = createHash("sha256").update(lock).digest("hex");
+  const stamp = join(root, "node_modules", ".taskmesh-lock");
+  if (existsSync(join(bin, "node")) && existsSync(stamp) && readFileSync(stamp, "utf8") === hash) return;
+  say("installing packages (npm ci)…");
+  if (run("npm", ["ci", "--no-audit", "--no-fund"]) !== 0) fail("npm ci failed");
+  writeFileSync(stamp, hash);
+}
+
+/** Builds each pinned Go tool once into ${XDG_CACHE_HOME:-~/.cache}/taskmesh/<tool>-<version>; returns their folders. */
+function ensureTools() {
+  const tools = JSON.parse(readFileSync(join(root, "deploy", "local", "tools.json"), "utf8"));
+  const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "taskmesh");
+  const dirs = [];
+  for (const [name, { goPackage, version }] of Object.entries(tools)) {
+    const dir = join(cache, `${name}-${version}`);
+    dirs.push(dir);
+    if (existsSync(join(dir, name))) continue;
+    if (spawnSync("go", ["version"], { stdio: "ignore" }).status !== 0) {
+      fail(`${name} is built with Go, which is missing: install Go 1.22 or later (Debian: apt-get install golang)`);
+    }
+    say(`building ${name} ${version} (go install, once)…`);
+    mkdirSync(dir, { recursive: true });
+    if (run("go", ["install", `${goPackage}@${version}`], { env: { ...process.env, GOBIN: dir } }) !== 0) fail(`go install ${goPackage}@${version} failed`);
+  }
+  return dirs;
+}
+
+const [command, ...rest] = process.argv.slice(2);
+ensurePackages();
+const env = { ...process.env, PATH: [bin, ...ensureTools(), process.env.PATH].join(delimiter) };
+const node = join(bin, "node");
+const commands = {
+  test: [join(root, "node_modules", "vitest", "vitest.mjs"), "run"],
+  start: ["--import", "tsx", join(root, "deploy", "local", "up.ts")],
+};
+if (!commands[command]) fail("usage: bootstrap.mjs test|start [args]");
+// `start` runs in a process group of its own, so Ctrl-C reaches only this
+// process, which passes it on: the supervisor then stops the services and
+// Postgres in order, instead of every process getting SIGINT at once.
+const child = spawn(node, [...commands[command], ...rest], { stdio: "inherit", cwd: root, env, detached: command === "start" });
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
+child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -1,0 +1,50 @@
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { inject } from "vitest";
+
+/** A database of its own for one test file, dropped by `drop()`. */
+export interface TestDatabase {
+  readonly url: string;
+  /** Connections still open to it besides the dropper (leak check). */
+  openConnections(): Promise<number>;
+  drop(): Promise<void>;
+}
+
+function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** Creates a fresh database on the run's Postgres, named after `label`. */
+export async function createTestDatabase(label: string): Promise<TestDatabase> {
+  const adminUrl = inject("postgresAdminUrl");
+  const name = `t_${label.replace(/[^a-z0-9]/gi, "_").toLowerCase().slice(0, 40)}_${randomBytes(4).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  await admin.end();
+  const count = async (): Promise<number> => {
+    const c = new pg.Client({ connectionString: adminUrl });
+    await c.connect();
+    try {
+      const { rows } = await c.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1", [name]);
+      return Number(rows[0]!.n);
+    } finally {
+      await c.end();
+    }
+  };
+  return {
+    url: withDatabase(adminUrl, name),
+    openConnections: count,
+    async drop() {
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
