@@ -13,5 +13,12 @@ if ! git cat-file -e "$rev:proto" 2>/dev/null; then
   echo "breaking: $rev has no proto/; nothing to check"
   exit 0
 fi
-node_modules/.bin/buf breaking proto --against ".git#ref=$(git rev-parse "$rev"),subdir=proto"
-echo "breaking: proto/ is compatible with $rev"
+# The old contracts import googleapis from node_modules like the new ones:
+# rebuild them in a scratch copy of that commit's workspace with ours.
+old=$(mktemp -d)
+trap 'rm -rf "$old"' EXIT
+git archive "$rev" proto buf.yaml | tar -x -C "$old"
+ln -s "$PWD/node_modules" "$old/node_modules"
+node_modules/.bin/buf build "$old/proto" -o "$old/image.binpb"
+node_modules/.bin/buf breaking proto --against "$old/image.binpb"
+echo "breaking: proto/ is compatible with $(git rev-parse --short "$rev")"
