@@ -2,6 +2,7 @@ import { Client, credentials, Metadata, type ChannelCredentials, type ClientDupl
 import { clientChannelOptions } from "./channel-options.js";
 import { fromServiceError } from "./error-wire.js";
 import { Code, MeshError } from "./errors.js";
+import { upstreamAddress } from "./env.js";
 import type { CallContext, MethodDefinitionLike, ServiceDefinitionLike } from "./handlers.js";
 
 /** Per-call options of a {@link MeshClient} call. */
@@ -17,6 +18,23 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
   /** Metadata to send. */
   readonly metadata?: Metadata;
+  /**
+   * Wait (within the deadline) for the channel to connect instead of failing
+   * at once with UNAVAILABLE while the server is unreachable. @default false
+   */
+  readonly waitForReady?: boolean;
+}
+
+/** grpc-js call options for a call: its deadline. */
+function grpcOptions(deadline: number | undefined): { deadline?: number } {
+  return deadline === undefined ? {} : { deadline };
+}
+
+/** The metadata to send: the caller's (copied), with wait-for-ready set when asked (grpc-js takes it there). */
+function metadataFor(options: CallOptions | undefined): Metadata {
+  const metadata = options?.metadata?.clone() ?? new Metadata();
+  if (options?.waitForReady) metadata.setOptions({ ...metadata.getOptions(), waitForReady: true });
+  return metadata;
 }
 
 /** Options of {@link createClient}. */
@@ -88,6 +106,15 @@ export function createClient<D extends ServiceDefinitionLike>(definition: D, add
   return methods as MeshClient<D>;
 }
 
+/**
+ * A client for another taskmesh service, reached the mesh way: through the
+ * sidecar's outbound address (`TASKMESH_UPSTREAM`), or directly when
+ * `TASKMESH_UPSTREAM_<SERVICE>` is set. Throws EnvError when neither is.
+ */
+export function connectUpstream<D extends ServiceDefinitionLike>(definition: D, service: string, options: ClientOptions = {}, env: NodeJS.ProcessEnv = process.env): MeshClient<D> {
+  return createClient(definition, upstreamAddress(service, env), options);
+}
+
 function unary(client: Client, method: MethodDefinitionLike<unknown, unknown>, timeoutMs: number) {
   return (request: unknown, options?: CallOptions): Promise<unknown> => {
     const deadline = deadlineFor(options, timeoutMs);
@@ -99,7 +126,7 @@ function unary(client: Client, method: MethodDefinitionLike<unknown, unknown>, t
     }
     return new Promise((resolve, reject) => {
       const call = client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, request,
-        options?.metadata ?? new Metadata(), deadline === undefined ? {} : { deadline }, (error, response) => {
+        metadataFor(options), grpcOptions(deadline), (error, response) => {
           for (const s of signals) s.removeEventListener("abort", cancel);
           if (error) reject(clientError(error, signals));
           else resolve(response);
@@ -115,7 +142,7 @@ function serverStream(client: Client, method: MethodDefinitionLike<unknown, unkn
     const deadline = deadlineFor(options, undefined);
     const signals = signalsOf(options);
     const call: ClientReadableStream<unknown> = client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize,
-      request, options?.metadata ?? new Metadata(), deadline === undefined ? {} : { deadline });
+      request, metadataFor(options), grpcOptions(deadline));
     const cancel = (): void => call.cancel();
     for (const s of signals) {
       if (s.aborted) cancel();
@@ -141,7 +168,7 @@ function bidiStream(client: Client, method: MethodDefinitionLike<unknown, unknow
   return (options?: CallOptions): ClientDuplexStream<unknown, unknown> => {
     const deadline = deadlineFor(options, undefined);
     const call = client.makeBidiStreamRequest(method.path, method.requestSerialize, method.responseDeserialize,
-      options?.metadata ?? new Metadata(), deadline === undefined ? {} : { deadline });
+      metadataFor(options), grpcOptions(deadline));
     for (const s of signalsOf(options)) {
       if (s.aborted) call.cancel();
       else s.addEventListener("abort", () => call.cancel(), { once: true });
