@@ -6,7 +6,7 @@
 // the pinned tools into the cache, then runs the command on Node 24.
 //
 //   node scripts/bootstrap.mjs test [vitest args]   → vitest run
-//   node scripts/bootstrap.mjs start                → deploy/local/up.ts
+//   node scripts/bootstrap.mjs start [up options]   → taskmesh up (foreground)
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -39,12 +39,17 @@ function ensurePackages() {
   writeFileSync(stamp, hash);
 }
 
-/** Builds each pinned Go tool once into ${XDG_CACHE_HOME:-~/.cache}/taskmesh/<tool>-<version>; returns their folders. */
+/**
+ * Builds each pinned Go tool marked `bootstrap` in deploy/local/versions.json
+ * once into ${XDG_CACHE_HOME:-~/.cache}/taskmesh/<tool>-<version>; returns
+ * their folders. (The runtime's own components are provisioned by `up`.)
+ */
 function ensureTools() {
-  const tools = JSON.parse(readFileSync(join(root, "deploy", "local", "tools.json"), "utf8"));
+  const versions = JSON.parse(readFileSync(join(root, "deploy", "local", "versions.json"), "utf8"));
   const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "taskmesh");
   const dirs = [];
-  for (const [name, { goPackage, version }] of Object.entries(tools)) {
+  for (const [name, { go: goPackage, version, bootstrap }] of Object.entries(versions)) {
+    if (!bootstrap || !goPackage) continue;
     const dir = join(cache, `${name}-${version}`);
     dirs.push(dir);
     if (existsSync(join(dir, name))) continue;
@@ -64,7 +69,7 @@ const env = { ...process.env, PATH: [bin, ...ensureTools(), process.env.PATH].jo
 const node = join(bin, "node");
 const commands = {
   test: [join(root, "node_modules", "vitest", "vitest.mjs"), "run"],
-  start: ["--import", "tsx", join(root, "deploy", "local", "up.ts")],
+  start: ["--import", "tsx", join(root, "deploy", "local", "cli.ts"), "up"],
 };
 if (!commands[command]) fail("usage: bootstrap.mjs test|start [args]");
 // `start` runs in a process group of its own, so Ctrl-C reaches only this

@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { credentials, makeGenericClientConstructor, type ServiceError } from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
+import { checkHealth } from "../../deploy/local/health.js";
 
 /** The repository root. */
 export const ROOT = join(import.meta.dirname, "../..");
@@ -31,22 +30,12 @@ export function startService(name: string, env: Record<string, string>): Service
 
 /** Polls `grpc.health.v1.Health/Check` for `service` until it answers SERVING, the process exits, or `timeoutMs` passes. */
 export async function waitForServing(address: string, proc: ServiceProcess, timeoutMs = 20_000, service = ""): Promise<void> {
-  const Health = makeGenericClientConstructor(healthService, "Health");
-  const client = new Health(address, credentials.createInsecure()) as unknown as {
-    check(request: object, options: object, callback: (error: ServiceError | null, response?: { status: string }) => void): void;
-    close(): void;
-  };
   const until = Date.now() + timeoutMs;
-  try {
-    for (;;) {
-      if (proc.child.exitCode !== null) throw new Error(`exited with ${proc.child.exitCode}:\n${proc.output()}`);
-      const status = await new Promise<string>((resolve) =>
-        client.check({ service }, { deadline: Date.now() + 1000 }, (error, response) => resolve(error ? "UNREACHABLE" : response?.status ?? "?")));
-      if (status === "SERVING") return;
-      if (Date.now() > until) throw new Error(`not SERVING after ${timeoutMs} ms (last: ${status}):\n${proc.output()}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  } finally {
-    client.close();
+  for (;;) {
+    if (proc.child.exitCode !== null) throw new Error(`exited with ${proc.child.exitCode}:\n${proc.output()}`);
+    const status = await checkHealth(address, service);
+    if (status === "SERVING") return;
+    if (Date.now() > until) throw new Error(`not SERVING after ${timeoutMs} ms (last: ${status}):\n${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }

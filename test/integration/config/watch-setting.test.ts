@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
-import { freePort } from "../../../deploy/local/postgres.js";
+import { freePort } from "../../../deploy/local/secrets.js";
 import { connectUpstream, createLogger, watchSetting, type ConfigClient, type LiveSetting } from "../../../services/kit/src/index.js";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing, type ServiceProcess } from "../../support/processes.js";

@@ -1,0 +1,40 @@
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** One pinned component in `deploy/local/versions.json`, with where it comes from. */
+export interface PinnedComponent {
+  readonly version: string;
+  /** A Go package built with `go install`. */
+  readonly go?: string;
+  /** Maven coordinates `group:artifact`. */
+  readonly maven?: string;
+  /** A PyPI package. */
+  readonly pypi?: string;
+  /** A Debian package. */
+  readonly debian?: string;
+  /** Built by `scripts/bootstrap.mjs` before tests (test tools). */
+  readonly bootstrap?: boolean;
+}
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
+
+/** Every pinned version, from the one file that pins them. */
+export function pinned(name: string): PinnedComponent {
+  const all = JSON.parse(readFileSync(join(ROOT, "deploy/local/versions.json"), "utf8")) as Record<string, PinnedComponent>;
+  const component = all[name];
+  if (!component) throw new Error(`deploy/local/versions.json pins no ${name}`);
+  return component;
+}
+
+/** `${XDG_CACHE_HOME:-~/.cache}/taskmesh/<name>-<version>`: where a provisioned component lives, outside the clone. */
+export function cacheDir(name: string, version: string): string {
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "taskmesh", `${name}-${version}`);
+}
+
+/** A missing prerequisite: its message is the one line that says what to install. */
+export class MissingPrerequisite extends Error {
+  override readonly name = "MissingPrerequisite";
+}
