@@ -1,0 +1,97 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { alive, type ProcessStatus } from "./supervisor.js";
+import { ROOT } from "./provision/versions.js";
+
+/** `.taskmesh/` of this clone (or TASKMESH_STATE_DIR): run state, logs, data (git-ignored). */
+export const STATE_DIR = process.env.TASKMESH_STATE_DIR?.trim() || join(ROOT, ".taskmesh");
+/** Where each process writes `<name>.log`. */
+export const LOG_DIR = join(STATE_DIR, "logs");
+const STATE_FILE = join(STATE_DIR, "state.json");
+
+/** One process of the run as the state file keeps it: its status, and the executable that proves a pid is still it. */
+export interface ProcessRecord extends Omit<ProcessStatus, "logFile" | "restarts"> {
+  readonly restarts?: number;
+  /** The executable, to make sure a pid still belongs to it before a stale run's cleanup signals it. */
+  readonly command?: string;
+}
+
+/** The run's state file: who supervises it, whether it is up, and every process. */
+export interface RunState {
+  readonly supervisorPid: number;
+  readonly startedAt: string;
+  /** `starting` until every process is ready; `failed` when start-up failed. */
+  readonly phase: "starting" | "ready" | "stopping" | "failed";
+  readonly error?: string;
+  readonly processes: readonly ProcessRecord[];
+}
+
+/** Writes the state file atomically (readers never see half a file). */
+export function writeState(state: RunState): void {
+  mkdirSync(STATE_DIR, { recursive: true });
+  const tmp = `${STATE_FILE}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`);
+  renameSync(tmp, STATE_FILE);
+}
+
+/** The state file, or undefined when no run left one. */
+export function readState(): RunState | undefined {
+  if (!existsSync(STATE_FILE)) return undefined;
+  try {
+    return JSON.parse(readFileSync(STATE_FILE, "utf8")) as RunState;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `pid` still runs `command` (pids are reused after a reboot). */
+function runs(pid: number, command: string | undefined): boolean {
+  if (!command) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0] === command;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes the state file (after a clean stop). */
+export function clearState(): void {
+  rmSync(STATE_FILE, { force: true });
+}
+
+/** True while any process of the group `pgid` exists. */
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Cleans up after a run whose supervisor was killed (`kill -9`, a crash, a
+ * closed laptop): kills the process groups it left, waits until they are
+ * gone (a new Postgres would refuse a data directory whose old server still
+ * exits), and removes the state. Returns the names of the processes it
+ * stopped. Throws when that run's supervisor is still alive.
+ */
+export async function recoverStaleRun(): Promise<string[]> {
+  const state = readState();
+  if (!state) return [];
+  if (state.supervisorPid !== process.pid && alive(state.supervisorPid)) {
+    throw new Error(`taskmesh is already running (supervisor pid ${state.supervisorPid}); stop it with: npx taskmesh down`);
+  }
+  const groups = state.processes.filter((p) => p.pid !== undefined && alive(p.pid) && runs(p.pid, p.command));
+  for (const p of groups) {
+    try {
+      process.kill(-p.pid!, "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const until = Date.now() + 10_000;
+  while (groups.some((p) => groupAlive(p.pid!)) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  clearState();
+  return groups.map((p) => p.name);
+}

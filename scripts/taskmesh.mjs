@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+// `npx taskmesh …`: runs deploy/local/cli.ts on the project's pinned Node 24
+// (whatever Node started this), passing signals on.
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const node = join(root, "node_modules", ".bin", "node");
+if (!existsSync(node)) {
+  process.stderr.write("taskmesh: packages are not installed yet: run npm start (or npm ci) first\n");
+  process.exit(1);
+}
+const child = spawn(node, ["--import", "tsx", join(root, "deploy", "local", "cli.ts"), ...process.argv.slice(2)], { stdio: "inherit", cwd: root });
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
+child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -1,0 +1,115 @@
+import { execFile } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { alive } from "../../../deploy/local/supervisor.js";
+import { freePort } from "../../../deploy/local/secrets.js";
+import { ROOT } from "../../support/processes.js";
+
+const run = promisify(execFile);
+
+interface Status {
+  supervisorPid?: number;
+  phase?: string;
+  processes: Array<{ name: string; kind: string; service?: string; pid?: number; state: string; ports: Record<string, number> }>;
+}
+
+describe("npx taskmesh up -d / status / health / config / down, on its own state dir and ports", () => {
+  let stateDir: string;
+  let env: NodeJS.ProcessEnv;
+
+  /** Runs the CLI as a user would (`npx taskmesh …` runs scripts/taskmesh.mjs). */
+  const taskmesh = async (...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> => {
+    try {
+      const { stdout, stderr } = await run(process.execPath, [join(ROOT, "scripts/taskmesh.mjs"), ...args], { env, timeout: 90_000 });
+      return { stdout, stderr, code: 0 };
+    } catch (error) {
+      const e = error as { stdout?: string; stderr?: string; code?: number };
+      return { stdout: e.stdout ?? "", stderr: e.stderr ?? "", code: e.code ?? -1 };
+    }
+  };
+  const status = async (): Promise<Status> => JSON.parse((await taskmesh("status", "--json")).stdout) as Status;
+
+  beforeAll(async () => {
+    stateDir = mkdtempSync(join(tmpdir(), "taskmesh-cli-"));
+    chmodSync(stateDir, 0o755); // Postgres (as user postgres when root) must reach its data directory below
+    const { DATABASE_URL: _ignored, ...rest } = process.env;
+    env = { ...rest, TASKMESH_STATE_DIR: stateDir, TASKMESH_POSTGRES_PORT: String(await freePort()), FORCE_COLOR: "0" };
+  });
+
+  afterAll(async () => {
+    await taskmesh("down");
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it("starts everything in the background and returns once it is healthy", async () => {
+    const upResult = await taskmesh("up", "-d", "--replicas", "config=2");
+    expect(upResult.code, upResult.stderr + upResult.stdout).toBe(0);
+    const s = await status();
+    expect(s.phase).toBe("ready");
+    expect(s.processes.map((p) => [p.name, p.kind, p.state])).toEqual([
+      ["postgres", "infra", "running"], ["config-0", "service", "running"], ["config-1", "service", "running"],
+    ]);
+    expect(s.processes[0]!.ports.app).toBe(Number(env.TASKMESH_POSTGRES_PORT));
+    const healthResult = await taskmesh("health", "--json");
+    expect(healthResult.code).toBe(0);
+    expect(JSON.parse(healthResult.stdout)).toEqual([
+      expect.objectContaining({ name: "config-0", status: "SERVING" }), expect.objectContaining({ name: "config-1", status: "SERVING" }),
+    ]);
+  });
+
+  it("refuses a second up while one runs", async () => {
+    const again = await taskmesh("up", "-d");
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already running/);
+  });
+
+  it("writes and reads config through the running service; bad input shows the error details", async () => {
+    expect((await taskmesh("config", "put", "/coordinator/dispatch/strategy", "least_loaded")).code).toBe(0);
+    const get = await taskmesh("config", "get", "coordinator/dispatch/strategy", "--json");
+    expect(JSON.parse(get.stdout)).toMatchObject({ key: "/coordinator/dispatch/strategy", value: "least_loaded" });
+    const bad = await taskmesh("config", "put", "/bad key", "1");
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/INVALID_ARGUMENT \(VAL_INVALID_KEY\)/);
+  });
+
+  it("restarts a service that is killed, and reports it in status", async () => {
+    const before = (await status()).processes.find((p) => p.name === "config-1")!;
+    process.kill(before.pid!, "SIGKILL");
+    const until = Date.now() + 20_000;
+    let after = before;
+    while (Date.now() < until) {
+      after = (await status()).processes.find((p) => p.name === "config-1")!;
+      if (after.state === "running" && after.pid !== before.pid) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(after).toMatchObject({ state: "running" });
+    expect(after.pid).not.toBe(before.pid);
+    expect((await taskmesh("health", "--json")).code).toBe(0);
+  });
+
+  it("recovers when its supervisor was killed: the next up cleans up and starts afresh", async () => {
+    const old = await status();
+    process.kill(old.supervisorPid!, "SIGKILL");
+    const until = Date.now() + 5000;
+    while (alive(old.supervisorPid!) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect((await taskmesh("status")).stdout).toMatch(/supervisor gone/);
+    const upResult = await taskmesh("up", "-d");
+    expect(upResult.code, upResult.stderr + upResult.stdout).toBe(0);
+    for (const p of old.processes) expect(alive(p.pid!), `${p.name} left running`).toBe(false);
+    // The data survived: Postgres restarted on the same directory.
+    const get = await taskmesh("config", "get", "/coordinator/dispatch/strategy", "--json");
+    expect(JSON.parse(get.stdout)).toMatchObject({ value: "least_loaded" });
+  });
+
+  it("down stops everything, leaving no process behind", async () => {
+    const s = await status();
+    const result = await taskmesh("down");
+    expect(result.code).toBe(0);
+    for (const p of s.processes) expect(alive(p.pid!), `${p.name} left running`).toBe(false);
+    expect(alive(s.supervisorPid!)).toBe(false);
+    expect((await status()).processes).toEqual([]);
+  });
+});
