@@ -81,10 +81,12 @@ export function loadEnv<S extends z.ZodRawShape>(shape: S, env: NodeJS.ProcessEn
   }
   const result = z.object(shape).safeParse(input);
   if (!result.success) {
-    throw new EnvError(result.error.issues.map((issue) => ({
-      variable: String(issue.path[0] ?? "?"),
-      problem: input[String(issue.path[0])] === undefined && issue.code === "invalid_type" ? "required" : issue.message,
-    })));
+    const issues = new Map<string, string>(); // the first problem of each variable
+    for (const issue of result.error.issues) {
+      const variable = String(issue.path[0] ?? "?");
+      if (!issues.has(variable)) issues.set(variable, input[variable] === undefined && issue.code === "invalid_type" ? "required" : issue.message);
+    }
+    throw new EnvError([...issues].map(([variable, problem]) => ({ variable, problem })));
   }
   return Object.freeze(result.data);
 }

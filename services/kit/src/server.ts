@@ -123,7 +123,8 @@ export class MeshServer {
 
   /**
    * Marks the server ready: health SERVING for the whole server and every
-   * service. Call it once the service's dependencies are ready.
+   * service, and calls are taken (before, they get UNAVAILABLE
+   * `SYS_NOT_READY`). Call it once the service's dependencies are ready.
    */
   markServing(): void {
     this.transition("serving");
@@ -245,7 +246,10 @@ export class MeshServer {
   }
 
   private adapt(method: MethodDefinitionLike<unknown, unknown>, handler: (...args: unknown[]) => Promise<unknown>): (...args: any[]) => void {
-    const refuse = (): MeshError | undefined => (this.current === "draining" || this.current === "stopped" ? shuttingDown() : undefined);
+    const refuse = (): MeshError | undefined => {
+      if (this.current === "starting") return unavailable("SYS_NOT_READY", "the server is starting; its dependencies are not ready yet", 500);
+      return this.current === "draining" || this.current === "stopped" ? shuttingDown() : undefined;
+    };
     if (!method.requestStream && !method.responseStream) {
       return (call: ServerSurfaceCall & { request: unknown }, callback: (e: unknown, r?: unknown) => void) => {
         const refused = refuse();
