@@ -1,14 +1,33 @@
 import { join } from "node:path";
 import { checkHealth } from "./health.js";
 import type { ProcessSpec } from "./process-spec.js";
+import { jaegerSpec } from "./provision/jaeger.js";
+import { kafkaSpec } from "./provision/kafka.js";
 import { postgresSpec, postgresUrl } from "./provision/postgres.js";
+import { redisSpec, redisUrl } from "./provision/redis.js";
 import { freePort } from "./secrets.js";
 import { ROOT } from "./provision/versions.js";
 
+function port(variable: string, fallback: number): number {
+  const raw = process.env[variable]?.trim();
+  if (!raw) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`${variable}: expected a port number, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
 /** The fixed addresses of the design ("Topology and ports"), each overridable by its variable. */
-export const FIXED_PORTS = {
-  postgres: Number(process.env.TASKMESH_POSTGRES_PORT ?? 15432),
-} as const;
+export function fixedPorts() {
+  return {
+    postgres: port("TASKMESH_POSTGRES_PORT", 15432),
+    redis: port("TASKMESH_REDIS_PORT", 16379),
+    kafka: port("TASKMESH_KAFKA_PORT", 19092),
+    jaegerUi: port("TASKMESH_JAEGER_PORT", 16686),
+    otlpGrpc: port("TASKMESH_OTLP_GRPC_PORT", 4317),
+    otlpHttp: port("TASKMESH_OTLP_HTTP_PORT", 4318),
+    jaegerQueryGrpc: port("TASKMESH_JAEGER_GRPC_PORT", 16685),
+  };
+}
 
 /** The services `up` runs, with their default replica counts and what they need. */
 export const SERVICES: Readonly<Record<string, { replicas: number; dependsOn: readonly string[] }>> = {
@@ -57,27 +76,40 @@ function serviceSpec(service: string, index: number, port: number, env: Record<s
  * service replica on a port allocated now, each depending on what it needs.
  */
 export async function buildPlan(options: PlanOptions): Promise<Plan> {
+  const ports = fixedPorts();
   const specs: ProcessSpec[] = [];
   let databaseUrl = options.databaseUrl;
-  const infra = new Set<string>();
+  const infra = new Set<string>(["redis", "kafka", "jaeger"]);
   if (!databaseUrl) {
-    const pgOptions = { dataDir: join(options.stateDir, "postgres"), password: options.postgresPassword, port: FIXED_PORTS.postgres };
+    const pgOptions = { dataDir: join(options.stateDir, "postgres"), password: options.postgresPassword, port: ports.postgres };
     specs.push(await postgresSpec(pgOptions));
     databaseUrl = postgresUrl(pgOptions);
     infra.add("postgres");
   }
+  const logDir = join(options.stateDir, "logs");
+  specs.push(
+    redisSpec({ dataDir: join(options.stateDir, "redis"), port: ports.redis }),
+    kafkaSpec({ dataDir: join(options.stateDir, "kafka"), logDir, port: ports.kafka, controllerPort: await freePort() }),
+    jaegerSpec({
+      stateDir: join(options.stateDir, "jaeger"), logDir, uiPort: ports.jaegerUi,
+      otlpGrpcPort: ports.otlpGrpc, otlpHttpPort: ports.otlpHttp, queryGrpcPort: ports.jaegerQueryGrpc,
+    }),
+  );
   const env = {
     DATABASE_URL: databaseUrl,
-    OTEL_TRACES_EXPORTER: process.env.OTEL_TRACES_EXPORTER ?? "none",
+    REDIS_URL: redisUrl(ports.redis),
+    KAFKA_BROKERS: `127.0.0.1:${ports.kafka}`,
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${ports.otlpGrpc}`,
+    OTEL_TRACES_EXPORTER: process.env.OTEL_TRACES_EXPORTER ?? "otlp",
   };
+  for (const name of Object.keys(options.replicas ?? {})) {
+    if (!SERVICES[name]) throw new Error(`--replicas: no service ${name} (services: ${Object.keys(SERVICES).join(", ")})`);
+  }
   for (const [service, { replicas, dependsOn }] of Object.entries(SERVICES)) {
     const count = options.replicas?.[service] ?? replicas;
     for (let i = 0; i < count; i++) {
       specs.push(serviceSpec(service, i, await freePort(), env, dependsOn.filter((d) => infra.has(d))));
     }
-  }
-  for (const name of Object.keys(options.replicas ?? {})) {
-    if (!SERVICES[name]) throw new Error(`--replicas: no service ${name} (services: ${Object.keys(SERVICES).join(", ")})`);
   }
   return { specs, databaseUrl };
 }

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { alive, type ProcessStatus } from "./supervisor.js";
+import { alive, startTicks, type ProcessStatus } from "./supervisor.js";
 import { ROOT } from "./provision/versions.js";
 
 /** `.taskmesh/` of this clone (or TASKMESH_STATE_DIR): run state, logs, data (git-ignored). */
@@ -9,11 +9,9 @@ export const STATE_DIR = process.env.TASKMESH_STATE_DIR?.trim() || join(ROOT, ".
 export const LOG_DIR = join(STATE_DIR, "logs");
 const STATE_FILE = join(STATE_DIR, "state.json");
 
-/** One process of the run as the state file keeps it: its status, and the executable that proves a pid is still it. */
+/** One process of the run as the state file keeps it (its start ticks prove a pid is still it). */
 export interface ProcessRecord extends Omit<ProcessStatus, "logFile" | "restarts"> {
   readonly restarts?: number;
-  /** The executable, to make sure a pid still belongs to it before a stale run's cleanup signals it. */
-  readonly command?: string;
 }
 
 /** The run's state file: who supervises it, whether it is up, and every process. */
@@ -44,14 +42,9 @@ export function readState(): RunState | undefined {
   }
 }
 
-/** True when `pid` still runs `command` (pids are reused after a reboot). */
-function runs(pid: number, command: string | undefined): boolean {
-  if (!command) return false;
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0] === command;
-  } catch {
-    return false;
-  }
+/** True when `pid` is still the process that started at `ticks` (pids are reused, after a reboot say). */
+function same(pid: number, ticks: number | undefined): boolean {
+  return ticks !== undefined && startTicks(pid) === ticks;
 }
 
 /** Removes the state file (after a clean stop). */
@@ -82,7 +75,7 @@ export async function recoverStaleRun(): Promise<string[]> {
   if (state.supervisorPid !== process.pid && alive(state.supervisorPid)) {
     throw new Error(`taskmesh is already running (supervisor pid ${state.supervisorPid}); stop it with: npx taskmesh down`);
   }
-  const groups = state.processes.filter((p) => p.pid !== undefined && alive(p.pid) && runs(p.pid, p.command));
+  const groups = state.processes.filter((p) => p.pid !== undefined && alive(p.pid) && same(p.pid, p.startTicks));
   for (const p of groups) {
     try {
       process.kill(-p.pid!, "SIGKILL");

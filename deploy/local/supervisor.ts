@@ -20,6 +20,8 @@ export interface ProcessStatus {
   readonly ports: Readonly<Record<string, number>>;
   readonly restarts: number;
   readonly logFile: string;
+  /** See {@link startTicks}: identifies the process beyond its pid. */
+  readonly startTicks?: number;
 }
 
 /** What the supervisor reports as it goes (for progress displays and logs). */
@@ -59,6 +61,7 @@ interface Entry {
   restarts: number;
   startedAt: number;
   restartTimer: NodeJS.Timeout | undefined;
+  startTicks: number | undefined;
 }
 
 /** The last lines of a log file, for error messages. */
@@ -77,6 +80,21 @@ function signalGroup(pid: number, signal: NodeJS.Signals): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * When a process started, in clock ticks since boot (field 22 of
+ * /proc/<pid>/stat): with the pid, it names one process for good, even after
+ * the pid is reused or the process rewrites its title. Undefined without /proc.
+ */
+export function startTicks(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[19]);
+  } catch {
+    return undefined;
   }
 }
 
@@ -134,6 +152,7 @@ export class Supervisor {
       return {
         name, kind: e.spec.kind, ...(e.spec.service ? { service: e.spec.service } : {}), ...(pid !== undefined && e.state !== "stopped" ? { pid } : {}),
         state: e.state, ports: e.spec.ports, restarts: e.restarts, logFile: e.logFile,
+        ...(pid !== undefined && e.startTicks !== undefined ? { startTicks: e.startTicks } : {}),
       };
     });
   }
@@ -146,7 +165,7 @@ export class Supervisor {
   async start(specs: readonly ProcessSpec[], signal?: AbortSignal): Promise<void> {
     for (const spec of specs) {
       if (this.entries.has(spec.name)) throw new Error(`process ${spec.name} is already supervised`);
-      this.entries.set(spec.name, { spec, logFile: join(this.options.logDir, `${spec.name}.log`), state: "pending", child: undefined, exit: undefined, restarts: 0, startedAt: 0, restartTimer: undefined });
+      this.entries.set(spec.name, { spec, logFile: join(this.options.logDir, `${spec.name}.log`), state: "pending", child: undefined, exit: undefined, restarts: 0, startedAt: 0, restartTimer: undefined, startTicks: undefined });
     }
     const levels = dependencyLevels(specs);
     for (const level of levels) {
@@ -213,6 +232,7 @@ export class Supervisor {
       closeSync(fd);
     }
     const child = e.child;
+    e.startTicks = child.pid === undefined ? undefined : startTicks(child.pid);
     // "exit" may not come after a failed spawn (ENOENT, EACCES): an "error" ends it then.
     e.exit = new Promise<void>((resolve) => {
       child.once("exit", (code, signal) => {

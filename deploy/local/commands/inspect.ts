@@ -13,13 +13,17 @@ export function table(head: string[]): InstanceType<typeof Table> {
   return new Table({ head, style: tty ? { head: ["cyan"] } : { head: [], border: [] } });
 }
 
-/** How a process's address is shown: a URL for infrastructure people open, host:port for gRPC apps. */
+/** How a process's addresses are shown: URLs for what people open, host:port for the rest. */
 function addressOf(p: ProcessRecord): string {
   const port = p.ports.app;
   if (p.name === "postgres" && port !== undefined) {
     return `postgres://postgres:${localSecret(join(STATE_DIR, "postgres.password"))}@127.0.0.1:${port}/taskmesh`;
   }
-  return Object.entries(p.ports).map(([role, n]) => (role === "app" ? `127.0.0.1:${n}` : `${role} 127.0.0.1:${n}`)).join("  ");
+  if (p.name === "redis" && port !== undefined) return `redis://127.0.0.1:${port}`;
+  return Object.entries(p.ports)
+    .filter(([role]) => role !== "controller" && role !== "query-grpc")
+    .map(([role, n]) => (role === "app" ? `127.0.0.1:${n}` : role === "ui" ? `http://127.0.0.1:${n}` : `${role} 127.0.0.1:${n}`))
+    .join("  ");
 }
 
 /** Prints every process's address, the way `up` ends. */

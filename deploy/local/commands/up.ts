@@ -45,7 +45,7 @@ async function upDetached(options: UpOptions): Promise<number> {
   const out = openSync(join(LOG_DIR, "taskmesh.log"), "a");
   const replicas = Object.entries(options.replicas ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
   const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "deploy/local/cli.ts"), "up", ...(replicas ? ["--replicas", replicas] : [])], {
-    cwd: ROOT, detached: true, stdio: ["ignore", out, out], env: { ...process.env, FORCE_COLOR: "0" },
+    cwd: ROOT, detached: true, stdio: ["ignore", out, out], env: { ...process.env, NO_COLOR: "1" },
   });
   child.unref();
   console.log(`taskmesh: starting in the background (pid ${child.pid}; log .taskmesh/logs/taskmesh.log)…`);
@@ -116,7 +116,7 @@ async function upForeground(options: UpOptions): Promise<number> {
   });
   const save = (): void => writeState({
     supervisorPid: process.pid, startedAt: new Date(started).toISOString(), phase, ...(error ? { error } : {}),
-    processes: supervisor.status().map((s) => ({ ...s, command: specs.find((x) => x.name === s.name)?.command })),
+    processes: supervisor.status().map(({ logFile: _log, ...s }) => s),
   });
   save();
 

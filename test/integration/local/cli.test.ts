@@ -4,6 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Kafka, logLevel } from "kafkajs";
+import { KAFKA_TOPICS } from "../../../deploy/local/provision/kafka.js";
+import { pingRedis } from "../../../deploy/local/provision/redis.js";
 import { alive } from "../../../deploy/local/supervisor.js";
 import { freePort } from "../../../deploy/local/secrets.js";
 import { ROOT } from "../../support/processes.js";
@@ -16,7 +19,7 @@ interface Status {
   processes: Array<{ name: string; kind: string; service?: string; pid?: number; state: string; ports: Record<string, number> }>;
 }
 
-describe("npx taskmesh up -d / status / health / config / down, on its own state dir and ports", () => {
+describe("npx taskmesh up -d / status / health / config / down, on its own state dir and ports", { timeout: 120_000 }, () => {
   let stateDir: string;
   let env: NodeJS.ProcessEnv;
 
@@ -36,7 +39,10 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     stateDir = mkdtempSync(join(tmpdir(), "taskmesh-cli-"));
     chmodSync(stateDir, 0o755); // Postgres (as user postgres when root) must reach its data directory below
     const { DATABASE_URL: _ignored, ...rest } = process.env;
-    env = { ...rest, TASKMESH_STATE_DIR: stateDir, TASKMESH_POSTGRES_PORT: String(await freePort()), FORCE_COLOR: "0" };
+    env = { ...rest, TASKMESH_STATE_DIR: stateDir, NO_COLOR: "1" };
+    for (const variable of ["POSTGRES", "REDIS", "KAFKA", "JAEGER", "OTLP_GRPC", "OTLP_HTTP", "JAEGER_GRPC"]) {
+      env[`TASKMESH_${variable}_PORT`] = String(await freePort());
+    }
   });
 
   afterAll(async () => {
@@ -50,9 +56,23 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     const s = await status();
     expect(s.phase).toBe("ready");
     expect(s.processes.map((p) => [p.name, p.kind, p.state])).toEqual([
-      ["postgres", "infra", "running"], ["config-0", "service", "running"], ["config-1", "service", "running"],
+      ["postgres", "infra", "running"], ["redis", "infra", "running"], ["kafka", "infra", "running"], ["jaeger", "infra", "running"],
+      ["config-0", "service", "running"], ["config-1", "service", "running"],
     ]);
-    expect(s.processes[0]!.ports.app).toBe(Number(env.TASKMESH_POSTGRES_PORT));
+    const ports = Object.fromEntries(s.processes.map((p) => [p.name, p.ports]));
+    expect(ports.postgres!.app).toBe(Number(env.TASKMESH_POSTGRES_PORT));
+    // Each answers on its port, as a user's client would see it.
+    expect(await pingRedis(ports.redis!.app!)).toBe(true);
+    const kafka = new Kafka({ brokers: [`127.0.0.1:${ports.kafka!.app}`], logLevel: logLevel.NOTHING }).admin();
+    await kafka.connect();
+    try {
+      expect(await kafka.listTopics()).toEqual(expect.arrayContaining(Object.keys(KAFKA_TOPICS)));
+    } finally {
+      await kafka.disconnect();
+    }
+    expect((await fetch(`http://127.0.0.1:${ports.jaeger!.ui}/api/services`)).status).toBe(200);
+    const { stdout: services } = await run("grpcurl", ["-plaintext", `127.0.0.1:${ports["config-0"]!.app}`, "list"]);
+    expect(services).toContain("taskmesh.config.v1.ConfigService");
     const healthResult = await taskmesh("health", "--json");
     expect(healthResult.code).toBe(0);
     expect(JSON.parse(healthResult.stdout)).toEqual([
