@@ -40,28 +40,34 @@ export function parsePrefix(raw: string, field = "prefix"): string {
   return prefix;
 }
 
-function depthProblem(value: unknown, depth: number): string | undefined {
+const NUL = "holds the character U+0000 (NUL), which cannot be stored";
+
+/** What is wrong inside a value, if anything: too deep, a non-finite number, a NUL character. */
+function valueProblem(value: unknown, depth: number): string | undefined {
   if (depth > MAX_VALUE_DEPTH) return `nests deeper than ${MAX_VALUE_DEPTH} levels`;
   if (typeof value === "number" && !Number.isFinite(value)) return "holds a number that is not finite (NaN or Infinity)";
+  // Postgres's jsonb cannot hold the character U+0000, in a string or a key.
+  if (typeof value === "string" && value.includes("\u0000")) return NUL;
   if (Array.isArray(value)) {
     for (const item of value) {
-      const p = depthProblem(item, depth + 1);
+      const p = valueProblem(item, depth + 1);
       if (p) return p;
     }
   } else if (typeof value === "object" && value !== null) {
+    if (Object.keys(value).some((key) => key.includes("\u0000"))) return NUL;
     for (const item of Object.values(value)) {
-      const p = depthProblem(item, depth + 1);
+      const p = valueProblem(item, depth + 1);
       if (p) return p;
     }
   }
   return undefined;
 }
 
-/** The violation of a value, if any: required, finite, at most 64 KiB of JSON and 32 levels deep. */
+/** The violation of a value, if any: required, finite, no NUL character, at most 64 KiB of JSON and 32 levels deep. */
 export function valueViolation(value: unknown, field = "value"): FieldViolation | undefined {
   const reason = "VAL_INVALID_VALUE";
   if (value === undefined) return { field, reason, description: "is required (any JSON value, null included)" };
-  const problem = depthProblem(value, 1);
+  const problem = valueProblem(value, 1);
   if (problem) return { field, reason, description: problem };
   const bytes = Buffer.byteLength(JSON.stringify(value));
   if (bytes > MAX_VALUE_BYTES) return { field, reason, description: `is ${bytes} bytes as JSON; at most ${MAX_VALUE_BYTES} are allowed` };

@@ -141,6 +141,12 @@ function serverStream(client: Client, method: MethodDefinitionLike<unknown, unkn
   return (request: unknown, options?: CallOptions): ResponseStream<unknown> => {
     const deadline = deadlineFor(options, undefined);
     const signals = signalsOf(options);
+    const aborted = signals.find((s) => s.aborted);
+    if (aborted) {
+      // Never started: the caller is already gone.
+      const reason = aborted.reason instanceof MeshError ? aborted.reason : new MeshError({ code: Code.CANCELLED, reason: "SYS_CANCELLED", message: "the call was cancelled", cause: aborted.reason });
+      return { cancel: () => undefined, [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(reason) }) };
+    }
     const call: ClientReadableStream<unknown> = client.makeServerStreamRequest(method.path, method.requestSerialize, method.responseDeserialize,
       request, metadataFor(options), grpcOptions(deadline));
     const cancel = (): void => call.cancel();

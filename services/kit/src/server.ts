@@ -2,12 +2,12 @@ import { Server, ServerCredentials, type ServerUnaryCall, type UntypedServiceImp
 
 /** What every grpc-js server call has (grpc-js does not export the name). */
 type ServerSurfaceCall = Omit<ServerUnaryCall<unknown, unknown>, "request">;
-import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
 import { serverChannelOptions } from "./channel-options.js";
 import { toStatusObject } from "./error-wire.js";
 import { Code, MeshError, unavailable } from "./errors.js";
 import { serviceNameOf, type CallContext, type MethodDefinitionLike, type Send, type ServiceDefinitionLike, type ServiceHandlers } from "./handlers.js";
+import { HEALTH_DEFINITION, HealthRegistry } from "./health.js";
 import { addReflection } from "./reflection.js";
 
 
@@ -56,7 +56,7 @@ export class MeshServer {
   readonly name: string;
   readonly log: Logger;
   private readonly grpc = new Server(serverChannelOptions);
-  private readonly health = new HealthImplementation({ "": "NOT_SERVING" });
+  private readonly health = new HealthRegistry();
   private readonly serviceNames: string[] = [];
   private readonly inFlight = new Set<InFlight>();
   private readonly closers: Array<{ name: string; close: () => unknown }> = [];
@@ -100,7 +100,7 @@ export class MeshServer {
     this.grpc.addService(definition as never, implementation);
     const name = serviceNameOf(definition);
     this.serviceNames.push(name);
-    this.health.setStatus(name, "NOT_SERVING");
+    this.health.set(name, "NOT_SERVING");
     return this;
   }
 
@@ -113,7 +113,11 @@ export class MeshServer {
   /** Binds `address` (`host:port`; port 0 picks one), adds health and reflection, and returns the port. */
   async listen(address: string): Promise<number> {
     this.transition("starting");
-    this.health.addToServer(this.grpc);
+    this.health.set("", "NOT_SERVING");
+    const health = this.health.handlers() as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const implementation: UntypedServiceImplementation = {};
+    for (const [key, method] of Object.entries(HEALTH_DEFINITION)) implementation[key] = this.adapt(method as MethodDefinitionLike<unknown, unknown>, health[key]!, true);
+    this.grpc.addService(HEALTH_DEFINITION as never, implementation);
     addReflection(this.grpc, [...this.serviceNames, "grpc.health.v1.Health"], this.descriptorSet);
     this.boundPort = await new Promise<number>((resolve, reject) =>
       this.grpc.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))));
@@ -133,7 +137,7 @@ export class MeshServer {
 
   /** Sets one service's health (e.g. NOT_SERVING while its database is down), without changing the server's state. */
   setServiceHealth(service: string, serving: boolean): void {
-    if (this.current === "serving") this.health.setStatus(service, serving ? "SERVING" : "NOT_SERVING");
+    if (this.current === "serving") this.health.set(service, serving ? "SERVING" : "NOT_SERVING");
   }
 
   /**
@@ -162,6 +166,7 @@ export class MeshServer {
     this.transition("draining");
     this.setHealth("NOT_SERVING");
     const started = Date.now();
+    await new Promise((resolve) => setImmediate(resolve)); // health watchers send NOT_SERVING before their streams end
     for (const call of this.inFlight) if (call.long) call.controller.abort(shuttingDown());
     const transportClosed = new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
     const drained = Promise.all([...this.inFlight].map((c) => c.done)).then(() => transportClosed);
@@ -190,8 +195,8 @@ export class MeshServer {
   }
 
   private setHealth(status: "SERVING" | "NOT_SERVING"): void {
-    this.health.setStatus("", status);
-    for (const name of this.serviceNames) this.health.setStatus(name, status);
+    this.health.set("", status);
+    for (const name of this.serviceNames) this.health.set(name, status);
   }
 
   private transition(next: ServerState): void {
@@ -206,14 +211,13 @@ export class MeshServer {
     const deadline = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? raw : undefined;
     let timer: NodeJS.Timeout | undefined;
     if (deadline !== undefined) {
-      timer = setTimeout(() => controller.abort(new MeshError({
-        code: Code.DEADLINE_EXCEEDED, reason: "SYS_DEADLINE_EXCEEDED", message: "the call's deadline was exceeded",
-      })), Math.max(0, deadline - Date.now()));
+      timer = setTimeout(() => controller.abort(deadlineExceeded()), Math.max(0, deadline - Date.now()));
       timer.unref();
     }
-    call.once("cancelled", () => controller.abort(new MeshError({
-      code: Code.CANCELLED, reason: "SYS_CANCELLED", message: "the caller cancelled the call",
-    })));
+    // grpc-js also reports a passed deadline as "cancelled", usually before the timer above fires.
+    call.once("cancelled", () => controller.abort(deadline !== undefined && Date.now() >= deadline - 50
+      ? deadlineExceeded()
+      : new MeshError({ code: Code.CANCELLED, reason: "SYS_CANCELLED", message: "the caller cancelled the call" })));
     let finish!: () => void;
     const entry: InFlight = { controller, long: method.responseStream, done: new Promise<void>((r) => (finish = r)) };
     this.inFlight.add(entry);
@@ -245,47 +249,41 @@ export class MeshServer {
     return mesh;
   }
 
-  private adapt(method: MethodDefinitionLike<unknown, unknown>, handler: (...args: unknown[]) => Promise<unknown>): (...args: any[]) => void {
+  /**
+   * The grpc-js handler for one method. A call is answered exactly once:
+   * with the handler's result, or with why it was aborted the moment its
+   * signal aborts (deadline, cancellation, shutdown), so a handler that
+   * ignores its signal cannot hold its caller; a late result is dropped.
+   * `always` serves the call in every state (health must answer while the
+   * server starts and drains).
+   */
+  private adapt(method: MethodDefinitionLike<unknown, unknown>, handler: (...args: unknown[]) => Promise<unknown>, always = false): (...args: any[]) => void {
     const refuse = (): MeshError | undefined => {
+      if (always) return undefined;
       if (this.current === "starting") return unavailable("SYS_NOT_READY", "the server is starting; its dependencies are not ready yet", 500);
       return this.current === "draining" || this.current === "stopped" ? shuttingDown() : undefined;
     };
-    if (!method.requestStream && !method.responseStream) {
-      return (call: ServerSurfaceCall & { request: unknown }, callback: (e: unknown, r?: unknown) => void) => {
-        const refused = refuse();
-        if (refused) return callback(toStatusObject(refused));
-        const { ctx, end } = this.begin(call, method);
-        handler(call.request, ctx)
-          .then((response) => callback(null, response), (error) => callback(toStatusObject(this.failure(error, ctx))))
-          .finally(end);
+    return (call: ServerSurfaceCall & StreamOut & AsyncIterable<unknown> & { request?: unknown }, callback?: (e: unknown, r?: unknown) => void) => {
+      let answered = false;
+      const answer = (error: MeshError | undefined, response?: unknown): void => {
+        if (answered) return;
+        answered = true;
+        if (method.responseStream) {
+          if (error) call.emit("error", toStatusObject(error));
+          else call.end();
+        } else {
+          callback!(error ? toStatusObject(error) : null, response);
+        }
       };
-    }
-    if (!method.requestStream) {
-      return (call: ServerSurfaceCall & StreamOut) => {
-        const refused = refuse();
-        if (refused) return call.emit("error", toStatusObject(refused));
-        const { ctx, end } = this.begin(call, method);
-        handler((call as unknown as { request: unknown }).request, sender(call, ctx.signal), ctx)
-          .then(() => call.end(), (error) => call.emit("error", toStatusObject(this.failure(error, ctx))))
-          .finally(end);
-      };
-    }
-    if (!method.responseStream) {
-      return (call: ServerSurfaceCall & AsyncIterable<unknown>, callback: (e: unknown, r?: unknown) => void) => {
-        const refused = refuse();
-        if (refused) return callback(toStatusObject(refused));
-        const { ctx, end } = this.begin(call, method);
-        handler(call, ctx)
-          .then((response) => callback(null, response), (error) => callback(toStatusObject(this.failure(error, ctx))))
-          .finally(end);
-      };
-    }
-    return (call: ServerSurfaceCall & StreamOut & AsyncIterable<unknown>) => {
       const refused = refuse();
-      if (refused) return call.emit("error", toStatusObject(refused));
+      if (refused) return answer(refused);
       const { ctx, end } = this.begin(call, method);
-      handler(call, sender(call, ctx.signal), ctx)
-        .then(() => call.end(), (error) => call.emit("error", toStatusObject(this.failure(error, ctx))))
+      ctx.signal.addEventListener("abort", () => answer(this.failure(ctx.signal.reason, ctx)), { once: true });
+      const args: unknown[] = [method.requestStream ? call : call.request];
+      if (method.responseStream) args.push(sender(call, ctx.signal));
+      args.push(ctx);
+      handler(...args)
+        .then((response) => answer(undefined, response), (error) => answer(this.failure(error, ctx)))
         .finally(end);
     };
   }
@@ -316,6 +314,10 @@ function sender<Res>(call: StreamOut, signal: AbortSignal): Send<Res> {
       signal.addEventListener("abort", onAbort, { once: true });
     });
   };
+}
+
+function deadlineExceeded(): MeshError {
+  return new MeshError({ code: Code.DEADLINE_EXCEEDED, reason: "SYS_DEADLINE_EXCEEDED", message: "the call's deadline was exceeded" });
 }
 
 function shuttingDown(): MeshError {
