@@ -207,7 +207,8 @@ export class Supervisor {
       e.state = "failed";
       await this.terminate(e);
       this.emit({ type: "changed" });
-      if (error instanceof ProcessStartError) throw error;
+      // Already says what is wrong in one line (a missing prerequisite, a timeout with the log).
+      if (error instanceof ProcessStartError || (error as Error)?.name === "MissingPrerequisite") throw error;
       throw new ProcessStartError(`${spec.name} failed to start: ${(error as Error).message}\n${logTail(e.logFile)}`, { cause: error });
     }
     e.state = "running";

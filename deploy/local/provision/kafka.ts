@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { execa } from "execa";
 import { Kafka, logLevel, type Admin } from "kafkajs";
 import type { ProcessSpec } from "../process-spec.js";
-import { cacheDir, MissingPrerequisite, pinned } from "./versions.js";
+import { cacheDir, MissingPrerequisite, pinned, publishInstall } from "./versions.js";
 
 /** The topics taskmesh relies on, with their partition counts; created by the broker's `afterReady`. */
 export const KAFKA_TOPICS: Readonly<Record<string, number>> = Object.freeze({
@@ -118,12 +118,7 @@ export async function ensureKafka(signal?: AbortSignal): Promise<KafkaInstall> {
     writeFileSync(join(work, "pom.xml"), pom([broker, ["org.apache.logging.log4j", "log4j-slf4j-impl", log4j]]));
     await copyDependencies(work, signal);
     writeFileSync(join(work, COMPLETE), `${JSON.stringify({ maven, version, jars: readdirSync(join(work, "libs")).sort() }, null, 2)}\n`);
-    if (existsSync(home) && !existsSync(join(home, COMPLETE))) rmSync(home, { recursive: true, force: true });
-    try {
-      renameSync(work, home);
-    } catch (error) {
-      if (!existsSync(join(home, COMPLETE))) throw error; // else another process finished first
-    }
+    publishInstall(work, home, COMPLETE);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

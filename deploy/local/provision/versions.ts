@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,4 +37,19 @@ export function cacheDir(name: string, version: string): string {
 /** A missing prerequisite: its message is the one line that says what to install. */
 export class MissingPrerequisite extends Error {
   override readonly name = "MissingPrerequisite";
+}
+
+/**
+ * Moves a finished provisioning folder (`work`, holding the `marker` file
+ * written last) to `home` in one rename, so no reader ever takes a half-made
+ * install for a finished one; a leftover unfinished `home` is replaced, and
+ * a concurrent provisioner that finished first wins.
+ */
+export function publishInstall(work: string, home: string, marker: string): void {
+  if (existsSync(home) && !existsSync(join(home, marker))) rmSync(home, { recursive: true, force: true });
+  try {
+    renameSync(work, home);
+  } catch (error) {
+    if (!existsSync(join(home, marker))) throw error;
+  }
 }
