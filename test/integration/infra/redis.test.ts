@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ensureRedis, pingRedis, redisSpec } from "../../../deploy/local/provision/redis.js";
 import { freePort } from "../../../deploy/local/secrets.js";
 import { runProcess, type RunningProcess } from "../../../deploy/local/supervisor.js";
@@ -87,5 +87,19 @@ describe("redis (local runtime)", () => {
     expect(await after.get("durable")).toBe("still here");
     expect(await after.get("durable:count")).toBe("7");
     await after.quit();
+  });
+});
+
+describe("the run's shared redis (started once by the global setup)", () => {
+  it("answers every test file, each keeping to a key prefix of its own", async () => {
+    const url = inject("redisUrl");
+    const mine = new Redis(url, { keyPrefix: prefix, lazyConnect: true, retryStrategy: () => null });
+    const other = new Redis(url, { keyPrefix: `${prefix}other:`, lazyConnect: true, retryStrategy: () => null });
+    clients.push(mine, other);
+    await Promise.all([mine.connect(), other.connect()]);
+    await mine.set("k", "mine");
+    await other.set("k", "theirs");
+    expect([await mine.get("k"), await other.get("k")]).toEqual(["mine", "theirs"]);
+    await Promise.all([mine.quit(), other.quit()]);
   });
 });
