@@ -25,11 +25,15 @@ describe("WatchHub on Postgres", () => {
   let store: ConfigStore;
   let admin: pg.Client;
 
-  /** Terminates this database's LISTEN connections (as a failover or an idle-session killer would); returns how many. */
-  const killListeners = async (): Promise<number> =>
-    (await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'config-watch-hub' AND datname = current_database()")).rowCount ?? 0;
-  const listeners = async (): Promise<number> =>
-    Number((await admin.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'config-watch-hub' AND datname = current_database()")).rows[0]!.n);
+  /** The backend pids of this database's LISTEN connections. */
+  const listenerPids = async (): Promise<number[]> =>
+    (await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'config-watch-hub' AND datname = current_database()")).rows.map((r) => r.pid);
+  const listeners = async (): Promise<number> => (await listenerPids()).length;
+  /** Terminates a backend (as a failover or an idle-session killer would) and waits until it is gone. */
+  const kill = async (pid: number): Promise<void> => {
+    await admin.query("SELECT pg_terminate_backend($1)", [pid]);
+    await until(async () => !(await listenerPids()).includes(pid), `backend ${pid} to exit`);
+  };
 
   beforeAll(async () => {
     db = await createTestDatabase("config_watch_hub");
@@ -63,7 +67,8 @@ describe("WatchHub on Postgres", () => {
       };
       for (let round = 0; round < 4; round++) {
         await write(2);
-        expect(await killListeners()).toBe(1);
+        await until(async () => (await listeners()) === 1, "the hub to be listening");
+        await kill((await listenerPids())[0]!);
         await write(3); // committed while the hub is not listening: it must catch up on reconnecting, unprompted
         await until(() => seen.at(-1) === last, `the changes made while it was not listening (round ${round})`);
       }
@@ -80,7 +85,8 @@ describe("WatchHub on Postgres", () => {
   it("stops for good when stopped while it waits to reconnect: no LISTEN connection comes back", async () => {
     const hub = new WatchHub({ url: db.url, store, logger, maxBackoffMs: 100 });
     await hub.start();
-    expect(await killListeners()).toBe(1);
+    expect(await listeners()).toBe(1);
+    await kill((await listenerPids())[0]!);
     await sleep(10); // the hub notices and schedules its reconnect
     await hub.stop();
     await sleep(300); // well past the reconnect delay
