@@ -151,7 +151,11 @@ export class MeshServer {
     return this.shutdownPromise;
   }
 
-  /** Cuts every call off now (a second signal): aborts all, forces the transport. */
+  /**
+   * Cuts every call off now (a second signal): aborts all, which answers each
+   * with UNAVAILABLE at once, then asks grpc-js to close its sessions (with
+   * channelz off it may close none: the process exit that follows does).
+   */
   forceStop(): void {
     for (const call of this.inFlight) call.controller.abort(shuttingDown());
     this.grpc.forceShutdown();
@@ -214,8 +218,11 @@ export class MeshServer {
       timer = setTimeout(() => controller.abort(deadlineExceeded()), Math.max(0, deadline - Date.now()));
       timer.unref();
     }
-    // grpc-js also reports a passed deadline as "cancelled", usually before the timer above fires.
-    call.once("cancelled", () => controller.abort(deadline !== undefined && Date.now() >= deadline - 50
+    // grpc-js also reports a passed deadline as "cancelled", usually before the timer above fires;
+    // and a client cancels at its own deadline, which the server sees late by the request's transit.
+    const received = Date.now();
+    const slack = deadline === undefined ? 0 : Math.max(50, (deadline - received) / 10);
+    call.once("cancelled", () => controller.abort(deadline !== undefined && Date.now() >= deadline - slack
       ? deadlineExceeded()
       : new MeshError({ code: Code.CANCELLED, reason: "SYS_CANCELLED", message: "the caller cancelled the call" })));
     let finish!: () => void;

@@ -52,7 +52,8 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
   const { signal } = options;
   signal?.throwIfAborted();
   const client = await pool.connect();
-  const onAbort = (): void => void cancelBackend(pool, client);
+  let cancelling: Promise<void> | undefined;
+  const onAbort = (): void => void (cancelling = cancelBackend(pool, client));
   signal?.addEventListener("abort", onAbort, { once: true });
   let broken = false;
   try {
@@ -69,7 +70,9 @@ export async function withTransaction<T>(pool: pg.Pool, work: (client: pg.PoolCl
     throw signal?.aborted ? signal.reason : error;
   } finally {
     signal?.removeEventListener("abort", onAbort);
-    client.release(broken);
+    await cancelling;
+    // A cancel may still be pending in the backend: a cancelled connection is never reused.
+    client.release(broken || cancelling !== undefined);
   }
 }
 
@@ -78,7 +81,8 @@ export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: pg
   signal?.throwIfAborted();
   if (!signal) return pool.query<R>(text as string, values);
   const client = await pool.connect();
-  const onAbort = (): void => void cancelBackend(pool, client);
+  let cancelling: Promise<void> | undefined;
+  const onAbort = (): void => void (cancelling = cancelBackend(pool, client));
   signal.addEventListener("abort", onAbort, { once: true });
   try {
     return await client.query<R>(text as string, values);
@@ -86,7 +90,9 @@ export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: pg
     throw signal.aborted ? signal.reason : error;
   } finally {
     signal.removeEventListener("abort", onAbort);
-    client.release();
+    await cancelling;
+    // A cancel may still be pending in the backend: a cancelled connection is never reused.
+    client.release(cancelling !== undefined);
   }
 }
 
