@@ -12,6 +12,8 @@ if (!existsSync(node)) {
   process.stderr.write("taskmesh: packages are not installed yet: run npm start (or npm ci) first\n");
   process.exit(1);
 }
-const child = spawn(node, ["--import", "tsx", join(root, "deploy", "local", "cli.ts"), ...process.argv.slice(2)], { stdio: "inherit", cwd: root });
+// kafkajs (the Kafka readiness check) trips this warning on every Node 24 process (kafkajs#1751).
+const flags = ["--disable-warning=TimeoutNegativeWarning", "--import", "tsx"];
+const child = spawn(node, [...flags, join(root, "deploy", "local", "cli.ts"), ...process.argv.slice(2)], { stdio: "inherit", cwd: root });
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -44,7 +44,7 @@ async function upDetached(options: UpOptions): Promise<number> {
   mkdirSync(LOG_DIR, { recursive: true });
   const out = openSync(join(LOG_DIR, "taskmesh.log"), "a");
   const replicas = Object.entries(options.replicas ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "deploy/local/cli.ts"), "up", ...(replicas ? ["--replicas", replicas] : [])], {
+  const child = spawn(process.execPath, [...process.execArgv, join(ROOT, "deploy/local/cli.ts"), "up", ...(replicas ? ["--replicas", replicas] : [])], {
     cwd: ROOT, detached: true, stdio: ["ignore", out, out], env: { ...process.env, NO_COLOR: "1" },
   });
   child.unref();
