@@ -80,6 +80,18 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     ]);
   });
 
+  it("shows each process's log, and names the processes when asked for an unknown one", async () => {
+    const log = await taskmesh("logs", "config-1");
+    expect(log.code).toBe(0);
+    expect(log.stdout).toMatch(/"msg":"serving"/);
+    const unknown = await taskmesh("logs", "nope");
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/no log for nope \(processes: postgres, redis, kafka, jaeger, config-0, config-1/);
+    const badReplicas = await taskmesh("up", "--replicas", "config=zero");
+    expect(badReplicas.code).not.toBe(0);
+    expect(badReplicas.stderr).toMatch(/--replicas: expected name=N/);
+  });
+
   it("refuses a second up while one runs", async () => {
     const again = await taskmesh("up", "-d");
     expect(again.code).toBe(1);
