@@ -34,5 +34,31 @@ export function addReflection(server: Server, services: readonly string[], descr
   const fileDescriptorProtos = splitDescriptorSet(descriptorSet);
   // @grpc/reflection only reads `fileDescriptorProtos` off each entry.
   const definition = { descriptors: { fileDescriptorProtos } } as unknown as PackageDefinition;
-  new ReflectionService(definition, { services: [...services] }).addToServer(server);
+  const reflection = new ReflectionService(definition, { services: [...services] });
+  useDeclaredImports(reflection);
+  reflection.addToServer(server);
+}
+
+/** The parts of @grpc/reflection's implementations that {@link useDeclaredImports} corrects. */
+interface ReflectionIndex {
+  files: Record<string, { dependency?: string[] }>;
+  fileDependencies: Map<object, object[]>;
+}
+
+/**
+ * @grpc/reflection works out a file's imports from the types it refers to,
+ * so an answer leaves out imports used only for options (e.g.
+ * `google/api/annotations.proto`) and a client that builds from one answer
+ * fails. Each file's imports become the ones it declares. This reaches into
+ * the package's internals (its v1 and v1alpha implementations); the
+ * reflection tests guard it.
+ */
+function useDeclaredImports(reflection: ReflectionService): void {
+  for (const key of ["v1", "v1Alpha"]) {
+    const index = (reflection as unknown as Record<string, ReflectionIndex | undefined>)[key];
+    if (!index?.files || !(index.fileDependencies instanceof Map)) throw new Error(`@grpc/reflection changed: no ${key} file index`);
+    for (const file of Object.values(index.files)) {
+      index.fileDependencies.set(file, (file.dependency ?? []).map((name) => index.files[name]).filter((f): f is { dependency?: string[] } => f !== undefined));
+    }
+  }
 }

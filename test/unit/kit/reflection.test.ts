@@ -74,8 +74,13 @@ describe("server reflection of a MeshServer", () => {
       const found = files(await reflection.ask({ file_containing_symbol: "taskmesh.config.v1.Entry" }));
       const names = found.map((f) => f.name);
       expect(names).toEqual(expect.arrayContaining(["taskmesh/config/v1/config.proto", "google/protobuf/struct.proto", "google/protobuf/timestamp.proto"]));
-      // Every import resolves: it came with the answer or, as grpcurl does, it can be fetched by its file name.
-      // (@grpc/reflection sends only the imports that types refer to, not option-only ones such as google/api/annotations.proto.)
+      // The one answer holds every file it imports, transitively, option-only imports included
+      // (@grpc/reflection alone would send only the ones types refer to: the kit corrects it).
+      for (const file of found) {
+        for (const dependency of file.dependency) expect(names, `${file.name} imports ${dependency}`).toContain(dependency);
+      }
+      expect(names).toEqual(expect.arrayContaining(["google/api/annotations.proto", "google/api/http.proto", "google/protobuf/descriptor.proto"]));
+      // And each can also be fetched by its file name, as grpcurl does.
       const known = new Map(found.map((f) => [f.name, f]));
       const pending = [...found];
       while (pending.length > 0) {
