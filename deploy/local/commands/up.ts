@@ -5,6 +5,9 @@ import { Listr } from "listr2";
 import pc from "picocolors";
 import { buildPlan } from "../plan.js";
 import type { ProcessSpec } from "../process-spec.js";
+import { ensureJaeger } from "../provision/jaeger.js";
+import { ensureKafka } from "../provision/kafka.js";
+import { ensureRedis } from "../provision/redis.js";
 import { MissingPrerequisite, ROOT } from "../provision/versions.js";
 import { localSecret } from "../secrets.js";
 import { clearState, LOG_DIR, readState, recoverStaleRun, STATE_DIR, writeState, type RunState } from "../state.js";
@@ -133,6 +136,30 @@ async function upForeground(options: UpOptions): Promise<number> {
     return stopping;
   };
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void stop(0));
+
+  // Provision first, visibly: the first run on a machine builds or fetches components for minutes.
+  const provisioning = new Listr([
+    { title: "Kafka (Maven Central)", task: () => ensureKafka() },
+    { title: "Jaeger (Go module proxy; the first build takes minutes)", task: () => ensureJaeger() },
+    { title: "Redis (Debian package)", task: () => ensureRedis() },
+  ].map(({ title, task }) => ({
+    title: `provision ${title}`,
+    task: async (_: unknown, t: { title: string }) => {
+      const t0 = Date.now();
+      await task();
+      t.title = `${title.split(" (")[0]} ${pc.dim(Date.now() - t0 > 1000 ? `provisioned in ${((Date.now() - t0) / 1000).toFixed(0)} s` : "cached")}`;
+    },
+  })), { concurrent: true, exitOnError: true });
+  try {
+    await provisioning.run();
+  } catch (failure) {
+    error = (failure as Error).message;
+    phase = "failed";
+    save();
+    console.error(pc.red(`taskmesh: ${error}`));
+    await stop(1);
+    return 1;
+  }
 
   const tasks = new Listr(specs.map((spec) => ({
     title: spec.name,
