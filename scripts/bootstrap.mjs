@@ -9,8 +9,8 @@
 //   node scripts/bootstrap.mjs start [up options]   → taskmesh up (foreground)
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { homedir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -67,8 +67,10 @@ const [command, ...rest] = process.argv.slice(2);
 ensurePackages();
 const env = { ...process.env, PATH: [bin, ...ensureTools(), process.env.PATH].join(delimiter) };
 const node = join(bin, "node");
+// The test run also writes vitest's JSON report, to end with one plain summary line.
+const report = join(tmpdir(), `taskmesh-vitest-${process.pid}.json`);
 const commands = {
-  test: [join(root, "node_modules", "vitest", "vitest.mjs"), "run"],
+  test: [join(root, "node_modules", "vitest", "vitest.mjs"), "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`],
   // kafkajs (the Kafka readiness check) trips this warning on every Node 24 process (kafkajs#1751).
   start: ["--disable-warning=TimeoutNegativeWarning", "--import", "tsx", join(root, "deploy", "local", "cli.ts"), "up"],
 };
@@ -78,4 +80,19 @@ if (!commands[command]) fail("usage: bootstrap.mjs test|start [args]");
 // Postgres in order, instead of every process getting SIGINT at once.
 const child = spawn(node, [...commands[command], ...rest], { stdio: "inherit", cwd: root, env, detached: command === "start" });
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
-child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+child.on("exit", (code, signal) => {
+  if (command === "test") summarize();
+  process.exit(code ?? (signal ? 1 : 0));
+});
+
+/** Prints `tests: N passed, N failed, N skipped` from the JSON report (nothing when there is none). */
+function summarize() {
+  try {
+    const r = JSON.parse(readFileSync(report, "utf8"));
+    process.stdout.write(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped\n`);
+  } catch {
+    // no report: vitest did not get as far as running tests
+  } finally {
+    rmSync(report, { force: true });
+  }
+}
