@@ -119,9 +119,9 @@ function internal(cause: unknown): MeshError {
  *
  * | failure                                              | code              | reason                  |
  * |------------------------------------------------------|-------------------|-------------------------|
- * | ECONNREFUSED, ECONNRESET, EPIPE, EHOSTUNREACH, ENOTFOUND, ETIMEDOUT, EAI_AGAIN | UNAVAILABLE | SYS_DEPENDENCY_UNAVAILABLE |
- * | Postgres 57P01/57P02/57P03 (admin shutdown, cannot connect now), 08xxx (connection) | UNAVAILABLE | SYS_DATABASE_UNAVAILABLE |
- * | Postgres 40001/40P01 (serialization failure, deadlock) | ABORTED          | SYS_CONCURRENT_UPDATE   |
+ * | ECONNREFUSED, ECONNRESET, EPIPE, EHOSTUNREACH, ENOTFOUND, ETIMEDOUT, EAI_AGAIN | UNAVAILABLE | EXT_DEPENDENCY_UNAVAILABLE |
+ * | Postgres 57P01/57P02/57P03 (admin shutdown, cannot connect now), 08xxx (connection) | UNAVAILABLE | EXT_DATABASE_UNAVAILABLE |
+ * | Postgres 40001/40P01 (serialization failure, deadlock) | ABORTED          | SYS_SERIALIZATION_FAILURE   |
  * | Postgres 57014 (statement cancelled)                 | CANCELLED         | SYS_CANCELLED           |
  * | AbortError / TimeoutError from an AbortSignal        | CANCELLED / DEADLINE_EXCEEDED | SYS_CANCELLED / SYS_DEADLINE_EXCEEDED |
  */
@@ -131,12 +131,12 @@ export function classify(error: unknown): MeshError | undefined {
   if (e.name === "AbortError") return new MeshError({ code: Code.CANCELLED, reason: "SYS_CANCELLED", message: "the call was cancelled", cause: error });
   if (e.name === "TimeoutError") return new MeshError({ code: Code.DEADLINE_EXCEEDED, reason: "SYS_DEADLINE_EXCEEDED", message: "the deadline was exceeded", cause: error });
   if (typeof e.code === "string") {
-    if (SOCKET_CODES.has(e.code)) return unavailable("SYS_DEPENDENCY_UNAVAILABLE", "a dependency is unreachable", 1000, error);
+    if (SOCKET_CODES.has(e.code)) return unavailable("EXT_DEPENDENCY_UNAVAILABLE", "a dependency is unreachable", 1000, error);
     if (/^08/.test(e.code) || ["57P01", "57P02", "57P03", "53300"].includes(e.code)) {
-      return unavailable("SYS_DATABASE_UNAVAILABLE", "the database is unavailable", 1000, error);
+      return unavailable("EXT_DATABASE_UNAVAILABLE", "the database is unavailable", 1000, error);
     }
     if (e.code === "40001" || e.code === "40P01") {
-      return new MeshError({ code: Code.ABORTED, reason: "SYS_CONCURRENT_UPDATE", message: "a concurrent update conflicted; retry", retryAfterMs: 50, cause: error });
+      return new MeshError({ code: Code.ABORTED, reason: "SYS_SERIALIZATION_FAILURE", message: "a concurrent update conflicted; retry", retryAfterMs: 50, cause: error });
     }
     if (e.code === "57014") return new MeshError({ code: Code.CANCELLED, reason: "SYS_CANCELLED", message: "the statement was cancelled", cause: error });
   }

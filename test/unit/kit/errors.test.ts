@@ -19,14 +19,14 @@ describe("MeshError.from", () => {
   it("maps socket failures to UNAVAILABLE with a retry hint", () => {
     for (const code of ["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT"]) {
       const e = MeshError.from(Object.assign(new Error("connect failed"), { code }));
-      expect([e.code, e.reason, e.retryAfterMs]).toEqual([Code.UNAVAILABLE, "SYS_DEPENDENCY_UNAVAILABLE", 1000]);
+      expect([e.code, e.reason, e.retryAfterMs]).toEqual([Code.UNAVAILABLE, "EXT_DEPENDENCY_UNAVAILABLE", 1000]);
     }
   });
 
   it("maps Postgres failures by SQLSTATE", () => {
-    expect(MeshError.from(Object.assign(new Error("could not serialize"), { code: "40001" }))).toMatchObject({ code: Code.ABORTED, reason: "SYS_CONCURRENT_UPDATE" });
+    expect(MeshError.from(Object.assign(new Error("could not serialize"), { code: "40001" }))).toMatchObject({ code: Code.ABORTED, reason: "SYS_SERIALIZATION_FAILURE" });
     expect(MeshError.from(Object.assign(new Error("deadlock"), { code: "40P01" }))).toMatchObject({ code: Code.ABORTED });
-    expect(MeshError.from(Object.assign(new Error("terminating"), { code: "57P01" }))).toMatchObject({ code: Code.UNAVAILABLE, reason: "SYS_DATABASE_UNAVAILABLE" });
+    expect(MeshError.from(Object.assign(new Error("terminating"), { code: "57P01" }))).toMatchObject({ code: Code.UNAVAILABLE, reason: "EXT_DATABASE_UNAVAILABLE" });
     expect(MeshError.from(Object.assign(new Error("conn"), { code: "08006" }))).toMatchObject({ code: Code.UNAVAILABLE });
     expect(MeshError.from(Object.assign(new Error("canceling statement"), { code: "57014" }))).toMatchObject({ code: Code.CANCELLED });
   });
