@@ -1,0 +1,49 @@
+import type pg from "pg";
+import type { StateName, StoredError } from "./tasks.js";
+
+/** Transition kinds as stored. */
+export type KindName = "SUBMITTED" | "STARTED" | "SUCCEEDED" | "FAILED" | "RETRYING" | "RELEASED" | "CANCELLED" | "TIMED_OUT";
+
+/** A row of `ledger.history`. */
+export interface HistoryRow {
+  task_id: string;
+  sequence: string;
+  kind: KindName;
+  from_state: StateName | "";
+  to_state: StateName;
+  attempt: number;
+  worker_id: string;
+  lease_id: string;
+  at: Date;
+  reason: string;
+  error: StoredError | null;
+  trace_id: string;
+  next_attempt_at: Date | null;
+  actor: string;
+}
+
+/** Statements on the append-only history. */
+export const historySql = {
+  insert: {
+    name: "ledger-history-insert",
+    text: `INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *`,
+  },
+  /** A page of a task's transitions after a sequence. */
+  page: {
+    name: "ledger-history-page",
+    text: "SELECT * FROM ledger.history WHERE task_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+  },
+  /** The latest transition of given kinds made under a lease (for replaying a repeated call). */
+  byLease: {
+    name: "ledger-history-by-lease",
+    text: `SELECT * FROM ledger.history WHERE task_id = $1 AND lease_id = $2 AND kind = ANY($3::text[])
+           ORDER BY sequence DESC LIMIT 1`,
+  },
+  /** The task a lease id was last used on, from its transitions. */
+  taskOfLease: {
+    name: "ledger-history-task-of-lease",
+    text: `SELECT h.task_id, t.state FROM ledger.history h JOIN ledger.tasks t ON t.id = h.task_id
+           WHERE h.lease_id = $1 ORDER BY h.sequence DESC LIMIT 1`,
+  },
+} satisfies Record<string, pg.QueryConfig>;

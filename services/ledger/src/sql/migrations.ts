@@ -1,0 +1,153 @@
+import type { Migration } from "../../../kit/src/index.js";
+
+/**
+ * The schema `ledger`: tasks, their append-only history, the transactional
+ * outbox and worker records. The state machine is enforced here too: CHECK
+ * constraints tie columns to states, and a trigger refuses any transition
+ * that the contract does not allow (and any change of a finished task).
+ */
+export const migrations: readonly Migration[] = [
+  {
+    id: "0001_init",
+    sql: `
+      CREATE TABLE ledger.tasks (
+        id uuid PRIMARY KEY DEFAULT uuidv7(),
+        capability text NOT NULL CHECK (capability ~ '^[a-z0-9][a-z0-9._-]{0,62}$'),
+        state text NOT NULL CHECK (state IN ('PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT')),
+        input jsonb NOT NULL,
+        output jsonb,
+        error jsonb,
+        attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        max_attempts integer NOT NULL CHECK (max_attempts BETWEEN 1 AND 100),
+        worker_id text NOT NULL DEFAULT '',
+        trace_id text NOT NULL DEFAULT '' CHECK (trace_id = '' OR trace_id ~ '^[0-9a-f]{32}$'),
+        traceparent text NOT NULL DEFAULT '',
+        idempotency_key text NOT NULL DEFAULT '',
+        request_hash text NOT NULL CHECK (request_hash ~ '^[0-9a-f]{64}$'),
+        priority integer NOT NULL CHECK (priority BETWEEN 0 AND 9),
+        labels jsonb NOT NULL DEFAULT '{}',
+        timeout_ms integer NOT NULL CHECK (timeout_ms BETWEEN 1000 AND 86400000),
+        retry_initial_ms integer NOT NULL CHECK (retry_initial_ms BETWEEN 0 AND 3600000),
+        retry_max_ms integer NOT NULL CHECK (retry_max_ms BETWEEN retry_initial_ms AND 3600000),
+        retry_multiplier double precision NOT NULL CHECK (retry_multiplier BETWEEN 1 AND 10),
+        created_by text NOT NULL DEFAULT '',
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        started_at timestamptz,
+        finished_at timestamptz,
+        next_attempt_at timestamptz,
+        lease_id uuid UNIQUE,
+        lease_worker_id text,
+        lease_acquired_at timestamptz,
+        lease_expires_at timestamptz,
+        progress jsonb,
+        sequence bigint NOT NULL CHECK (sequence >= 1),
+        CHECK (attempts <= max_attempts),
+        CHECK ((state = 'PENDING') = (next_attempt_at IS NOT NULL)),
+        CHECK ((state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT')) = (finished_at IS NOT NULL)),
+        CHECK (state IN ('PENDING', 'RUNNING') OR lease_id IS NULL),
+        CHECK (state <> 'RUNNING' OR (lease_id IS NOT NULL AND started_at IS NOT NULL AND attempts >= 1)),
+        CHECK ((lease_id IS NULL) = (lease_worker_id IS NULL)
+           AND (lease_id IS NULL) = (lease_acquired_at IS NULL)
+           AND (lease_id IS NULL) = (lease_expires_at IS NULL)),
+        CHECK ((state = 'SUCCEEDED') = (output IS NOT NULL)),
+        CHECK (state NOT IN ('FAILED', 'TIMED_OUT') OR error IS NOT NULL)
+      );
+      -- Idempotency keys are scoped to the submitter.
+      CREATE UNIQUE INDEX tasks_idempotency ON ledger.tasks (created_by, idempotency_key) WHERE idempotency_key <> '';
+      CREATE INDEX tasks_dispatch ON ledger.tasks (capability, priority DESC, next_attempt_at) WHERE state = 'PENDING';
+      CREATE INDEX tasks_leases ON ledger.tasks (lease_expires_at) WHERE lease_id IS NOT NULL;
+      CREATE INDEX tasks_running ON ledger.tasks (started_at) WHERE state = 'RUNNING';
+      CREATE INDEX tasks_created ON ledger.tasks (created_at);
+
+      -- The state machine, enforced by the database itself.
+      CREATE FUNCTION ledger.check_task_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF TG_OP = 'INSERT' THEN
+          IF NEW.state <> 'PENDING' OR NEW.sequence <> 1 OR NEW.attempts <> 0 THEN
+            RAISE EXCEPTION 'a task starts PENDING at sequence 1 with no attempt' USING ERRCODE = 'check_violation';
+          END IF;
+          RETURN NEW;
+        END IF;
+        IF OLD.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT') THEN
+          RAISE EXCEPTION 'task % is % (finished) and cannot change', OLD.id, OLD.state USING ERRCODE = 'check_violation';
+        END IF;
+        IF NEW.id <> OLD.id OR NEW.capability <> OLD.capability OR NEW.input <> OLD.input
+           OR NEW.created_at <> OLD.created_at OR NEW.created_by <> OLD.created_by OR NEW.request_hash <> OLD.request_hash THEN
+          RAISE EXCEPTION 'task % changed an immutable column', OLD.id USING ERRCODE = 'check_violation';
+        END IF;
+        IF NEW.state <> OLD.state AND NOT (
+             (OLD.state = 'PENDING' AND NEW.state IN ('RUNNING', 'CANCELLED'))
+          OR (OLD.state = 'RUNNING' AND NEW.state IN ('PENDING', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT'))) THEN
+          RAISE EXCEPTION 'illegal task transition % -> %', OLD.state, NEW.state USING ERRCODE = 'check_violation';
+        END IF;
+        IF (NEW.state <> OLD.state AND NEW.sequence <> OLD.sequence + 1)
+           OR (NEW.state = OLD.state AND NEW.sequence <> OLD.sequence) THEN
+          RAISE EXCEPTION 'task % sequence must grow by one per transition', OLD.id USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NEW;
+      END
+      $fn$;
+      CREATE TRIGGER tasks_state_machine BEFORE INSERT OR UPDATE ON ledger.tasks
+        FOR EACH ROW EXECUTE FUNCTION ledger.check_task_change();
+
+      -- Append-only: one row per transition, without gaps.
+      CREATE TABLE ledger.history (
+        task_id uuid NOT NULL REFERENCES ledger.tasks (id),
+        sequence bigint NOT NULL CHECK (sequence >= 1),
+        kind text NOT NULL CHECK (kind IN ('SUBMITTED', 'STARTED', 'SUCCEEDED', 'FAILED', 'RETRYING', 'RELEASED', 'CANCELLED', 'TIMED_OUT')),
+        from_state text NOT NULL,
+        to_state text NOT NULL,
+        attempt integer NOT NULL CHECK (attempt >= 0),
+        worker_id text NOT NULL DEFAULT '',
+        lease_id text NOT NULL DEFAULT '',
+        at timestamptz NOT NULL DEFAULT now(),
+        reason text NOT NULL DEFAULT '' CHECK (char_length(reason) <= 256),
+        error jsonb,
+        trace_id text NOT NULL DEFAULT '',
+        next_attempt_at timestamptz,
+        actor text NOT NULL DEFAULT '',
+        PRIMARY KEY (task_id, sequence),
+        CHECK ((kind = 'SUBMITTED') = (sequence = 1))
+      );
+      CREATE INDEX history_by_lease ON ledger.history (lease_id) WHERE lease_id <> '';
+      CREATE FUNCTION ledger.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'check_violation';
+      END
+      $fn$;
+      CREATE TRIGGER history_append_only BEFORE UPDATE OR DELETE ON ledger.history
+        FOR EACH ROW EXECUTE FUNCTION ledger.refuse_change();
+
+      -- The transactional outbox: one row per event, written with the change; the relay sets published_at.
+      CREATE TABLE ledger.outbox (
+        id bigserial PRIMARY KEY,
+        event_id uuid NOT NULL UNIQUE,
+        task_id uuid NOT NULL,
+        sequence bigint NOT NULL,
+        type text NOT NULL CHECK (type ~ '^taskmesh[.]task[.]v1[.][a-z_]+$'),
+        payload bytea NOT NULL,
+        traceparent text NOT NULL DEFAULT '',
+        created_at timestamptz NOT NULL DEFAULT now(),
+        published_at timestamptz
+      );
+      CREATE INDEX outbox_unpublished ON ledger.outbox (id) WHERE published_at IS NULL;
+
+      CREATE TABLE ledger.workers (
+        worker_id text PRIMARY KEY CHECK (worker_id <> ''),
+        info jsonb NOT NULL,
+        capabilities text[] NOT NULL DEFAULT '{}',
+        state text NOT NULL CHECK (state IN ('CONNECTED', 'DRAINING', 'GONE')),
+        session_id text NOT NULL,
+        coordinator_id text NOT NULL DEFAULT '',
+        connected_at timestamptz NOT NULL,
+        last_heartbeat_at timestamptz NOT NULL,
+        disconnected_at timestamptz,
+        in_flight integer NOT NULL DEFAULT 0 CHECK (in_flight >= 0),
+        load double precision NOT NULL DEFAULT 0 CHECK (load BETWEEN 0 AND 1),
+        first_seen_at timestamptz NOT NULL,
+        CHECK ((state = 'GONE') = (disconnected_at IS NOT NULL))
+      );
+    `,
+  },
+];

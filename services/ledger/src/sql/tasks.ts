@@ -1,0 +1,140 @@
+import type pg from "pg";
+
+/** A row of `ledger.tasks` as pg returns it (bigint as string). */
+export interface TaskRow {
+  id: string;
+  capability: string;
+  state: StateName;
+  input: Record<string, unknown>;
+  output: Record<string, unknown> | null;
+  error: StoredError | null;
+  attempts: number;
+  max_attempts: number;
+  worker_id: string;
+  trace_id: string;
+  traceparent: string;
+  idempotency_key: string;
+  request_hash: string;
+  priority: number;
+  labels: Record<string, string>;
+  timeout_ms: number;
+  retry_initial_ms: number;
+  retry_max_ms: number;
+  retry_multiplier: number;
+  created_by: string;
+  created_at: Date;
+  updated_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  next_attempt_at: Date | null;
+  lease_id: string | null;
+  lease_worker_id: string | null;
+  lease_acquired_at: Date | null;
+  lease_expires_at: Date | null;
+  progress: StoredProgress | null;
+  sequence: string;
+}
+
+/** Task states as stored. */
+export type StateName = "PENDING" | "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELLED" | "TIMED_OUT";
+
+/** A TaskError as stored in jsonb. */
+export interface StoredError {
+  reason: string;
+  message: string;
+  retryable: boolean;
+  details?: Record<string, unknown>;
+}
+
+/** A TaskProgress as stored in jsonb. */
+export interface StoredProgress {
+  percent?: number;
+  message: string;
+  details?: Record<string, unknown>;
+  attempt: number;
+  reported_at: string;
+}
+
+const COLUMNS = "t.*";
+
+/** Statements on `ledger.tasks`. */
+export const taskSql = {
+  now: { name: "ledger-now", text: "SELECT now() AS now" },
+  /** Inserts a new task unless its id or (created_by, idempotency_key) is taken. */
+  insert: {
+    name: "ledger-task-insert",
+    text: `INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
+             priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence)
+           VALUES (COALESCE($1::uuid, uuidv7()), $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now(), now(), now(), 1)
+           ON CONFLICT DO NOTHING
+           RETURNING ${COLUMNS}`,
+  },
+  get: { name: "ledger-task-get", text: `SELECT ${COLUMNS} FROM ledger.tasks t WHERE id = $1` },
+  getForUpdate: { name: "ledger-task-get-for-update", text: `SELECT ${COLUMNS} FROM ledger.tasks t WHERE id = $1 FOR UPDATE` },
+  byIdempotencyKey: {
+    name: "ledger-task-by-key",
+    text: `SELECT ${COLUMNS} FROM ledger.tasks t WHERE created_by = $1 AND idempotency_key = $2 AND idempotency_key <> ''`,
+  },
+  /** Writes every mutable column of a task. */
+  save: {
+    name: "ledger-task-save",
+    text: `UPDATE ledger.tasks t SET state = $2, output = $3, error = $4, attempts = $5, worker_id = $6, updated_at = $7, started_at = $8,
+             finished_at = $9, next_attempt_at = $10, lease_id = $11, lease_worker_id = $12, lease_acquired_at = $13, lease_expires_at = $14,
+             progress = $15, sequence = $16
+           WHERE id = $1 RETURNING ${COLUMNS}`,
+  },
+  /** Dispatchable tasks of one capability, locked, skipping rows other claimers hold. */
+  claimable: {
+    name: "ledger-task-claimable",
+    text: `SELECT ${COLUMNS} FROM ledger.tasks t
+           WHERE state = 'PENDING' AND capability = $1 AND next_attempt_at <= now()
+             AND (lease_id IS NULL OR lease_expires_at <= now())
+           ORDER BY priority DESC, next_attempt_at, id
+           LIMIT $2 FOR UPDATE SKIP LOCKED`,
+  },
+  renew: {
+    name: "ledger-task-renew",
+    text: `UPDATE ledger.tasks t SET lease_expires_at = now() + make_interval(secs => $3::double precision / 1000), updated_at = now()
+           WHERE lease_id = ANY($2::uuid[]) AND lease_worker_id = $1 AND state IN ('PENDING', 'RUNNING')
+           RETURNING ${COLUMNS}`,
+  },
+  /** Tasks whose lease expired, oldest expiry first. */
+  expiredLeases: {
+    name: "ledger-task-expired-leases",
+    text: `SELECT ${COLUMNS} FROM ledger.tasks t
+           WHERE lease_id IS NOT NULL AND lease_expires_at <= now()
+           ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+  },
+  /** Running attempts past their timeout. */
+  timedOut: {
+    name: "ledger-task-timed-out",
+    text: `SELECT ${COLUMNS} FROM ledger.tasks t
+           WHERE state = 'RUNNING' AND started_at + make_interval(secs => timeout_ms::double precision / 1000) <= now()
+           ORDER BY started_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+  },
+  /** Every task a worker holds a lease on. */
+  leasedBy: {
+    name: "ledger-task-leased-by",
+    text: `SELECT ${COLUMNS} FROM ledger.tasks t WHERE lease_worker_id = $1 ORDER BY lease_expires_at FOR UPDATE`,
+  },
+  /** A page of tasks, newest first; each filter is skipped when empty. */
+  list: {
+    name: "ledger-task-list",
+    text: `SELECT ${COLUMNS} FROM ledger.tasks t
+           WHERE (cardinality($1::text[]) = 0 OR state = ANY($1::text[]))
+             AND (cardinality($2::text[]) = 0 OR capability = ANY($2::text[]))
+             AND ($3::timestamptz IS NULL OR created_at >= $3::timestamptz)
+             AND ($4::timestamptz IS NULL OR created_at < $4::timestamptz)
+             AND ($5::text = '' OR worker_id = $5::text)
+             AND ($6::text = '' OR created_by = $6::text)
+             AND ($7::uuid IS NULL OR id < $7::uuid)
+           ORDER BY id DESC LIMIT $8`,
+  },
+  count: {
+    name: "ledger-task-count",
+    text: `SELECT capability, state, count(*)::bigint AS n, min(created_at) AS oldest FROM ledger.tasks
+           WHERE (cardinality($1::text[]) = 0 OR capability = ANY($1::text[]))
+             AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)
+           GROUP BY capability, state ORDER BY capability`,
+  },
+} satisfies Record<string, pg.QueryConfig>;

@@ -1,0 +1,77 @@
+import type pg from "pg";
+import { TaskEvent, TaskView, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
+import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
+import { uuidv7 } from "./ids.js";
+import { eventType, leaseOf, toTask, toTransition } from "./records.js";
+import { historySql, type HistoryRow } from "./sql/history.js";
+import { outboxSql } from "./sql/outbox.js";
+import { taskSql, type StoredError, type TaskRow } from "./sql/tasks.js";
+import { failAttempt, withoutLease, type Change } from "./transitions.js";
+
+/** The producer of every task event. */
+export const EVENT_SOURCE = "//taskmesh.dev/ledger";
+
+/** A task after a committed transition, and the transition. */
+export interface Committed {
+  readonly row: TaskRow;
+  readonly transition: TaskTransition;
+}
+
+/** The transaction's time (the database clock). */
+export async function dbNow(client: pg.PoolClient): Promise<Date> {
+  return (await client.query<{ now: Date }>(taskSql.now)).rows[0]!.now;
+}
+
+/** Writes every mutable column of a task (no transition). */
+export async function saveTask(client: pg.PoolClient, r: TaskRow): Promise<TaskRow> {
+  const json = (v: unknown) => (v === null ? null : JSON.stringify(v));
+  const { rows } = await client.query<TaskRow>(taskSql.save, [
+    r.id, r.state, json(r.output), json(r.error), r.attempts, r.worker_id, r.updated_at, r.started_at, r.finished_at, r.next_attempt_at,
+    r.lease_id, r.lease_worker_id, r.lease_acquired_at, r.lease_expires_at, json(r.progress), r.sequence,
+  ]);
+  return rows[0]!;
+}
+
+/** Appends an event to the outbox, in the caller's transaction. */
+export async function writeEvent(client: pg.PoolClient, event: TaskEvent, traceparent: string): Promise<void> {
+  const payload = Buffer.from(TaskEvent.encode(event).finish());
+  await client.query(outboxSql.insert, [event.id, event.subject, event.sequence.toString(), event.type, payload, traceparent, event.time]);
+}
+
+/** Records one transition: the task row (sequence + 1), a history row and an outbox event, in the caller's transaction. */
+export async function commitTransition(client: pg.PoolClient, now: Date, before: TaskRow, next: TaskRow, change: Change): Promise<Committed> {
+  const sequence = (BigInt(before.sequence) + 1n).toString();
+  const row = await saveTask(client, { ...next, sequence, updated_at: now });
+  const history = await insertHistory(client, row, sequence, before.state, change, now);
+  const transition = toTransition(history);
+  await writeEvent(client, {
+    id: uuidv7(), type: eventType(change.kind), source: EVENT_SOURCE, subject: row.id, time: now, sequence: BigInt(sequence),
+    task: toTask(row, TaskView.TASK_VIEW_FULL), change: { $case: "transition", value: transition }, traceId: row.trace_id,
+  }, row.traceparent);
+  return { row, transition };
+}
+
+/** Inserts a history row for a transition. */
+export async function insertHistory(client: pg.PoolClient, row: TaskRow, sequence: string, from: TaskRow["state"] | "", change: Change, now: Date): Promise<HistoryRow> {
+  const { rows } = await client.query<HistoryRow>(historySql.insert, [
+    row.id, sequence, change.kind, from, row.state, change.attempt, change.workerId, change.leaseId, now, change.reason ?? "",
+    change.error ? JSON.stringify(change.error) : null, row.trace_id, change.nextAttemptAt ?? null, change.actor,
+  ]);
+  return rows[0]!;
+}
+
+/**
+ * Takes a task back from its lease holder (expired lease, lost worker, or
+ * timeout): a claimed task just loses its lease; a running attempt fails
+ * with `error` (retried or ended as by FailTask).
+ */
+export async function reclaim(client: pg.PoolClient, now: Date, row: TaskRow, error: StoredError): Promise<ReclaimedTask> {
+  const endedLease = leaseOf(row);
+  if (row.state === "PENDING") {
+    const saved = await saveTask(client, { ...withoutLease(row), updated_at: now });
+    return { task: toTask(saved), transition: undefined, endedLease };
+  }
+  const step = failAttempt(row, now, error, "ledger");
+  const { row: saved, transition } = await commitTransition(client, now, row, step.next, step.change);
+  return { task: toTask(saved), transition, endedLease };
+}

@@ -1,0 +1,86 @@
+import { createHash } from "node:crypto";
+import pg from "pg";
+import { expect } from "vitest";
+import { LedgerServiceService, type CreateTaskRequest } from "../../../gen/taskmesh/ledger/v1/ledger.js";
+import { WorkerState } from "../../../gen/taskmesh/worker/v1/worker.js";
+import { LedgerStore, QueueStore, WorkerStore, ledgerHandlers, migrations, uuidv7 } from "../../../services/ledger/src/index.js";
+import { MeshError, MeshServer, createClient, createLogger, createPool, migrate, type MeshClient } from "../../../services/kit/src/index.js";
+import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
+
+/** A ledger replica in this process on its own database, a client for it, and a direct pool for checks. */
+export interface LedgerHarness {
+  readonly client: MeshClient<typeof LedgerServiceService>;
+  /** A direct connection to the database, for checks behind the service's back. */
+  readonly sql: pg.Pool;
+  /** Stops everything, checks no connection leaked and drops the database. */
+  stop(): Promise<void>;
+}
+
+/** Starts a migrated, SERVING ledger replica on a fresh database named after `label`. */
+export async function startLedger(label: string): Promise<LedgerHarness> {
+  const db: TestDatabase = await createTestDatabase(label);
+  const logger = createLogger({ level: "silent" });
+  const pool = createPool({ url: db.url, applicationName: "ledger-test", logger, max: 20 });
+  await migrate(pool, "ledger", migrations, logger);
+  const server = new MeshServer({ name: "ledger-test", logger, shutdownGraceMs: 1000 })
+    .addService(LedgerServiceService, ledgerHandlers(new LedgerStore(pool), new QueueStore(pool), new WorkerStore(pool)))
+    .onClose("pool", () => pool.end());
+  const port = await server.listen("127.0.0.1:0");
+  server.markServing();
+  const client = createClient(LedgerServiceService, `127.0.0.1:${port}`);
+  const sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  return {
+    client, sql,
+    async stop() {
+      client.close();
+      await server.shutdown();
+      await sql.end();
+      const until = Date.now() + 5000;
+      while ((await db.openConnections()) > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      expect(await db.openConnections()).toBe(0);
+      await db.drop();
+    },
+  };
+}
+
+/** The request hash a coordinator would compute for a submit. */
+export function hashOf(value: unknown): string {
+  return createHash("sha256").update(JSON.stringify(value)).digest("hex");
+}
+
+/** A valid CreateTask request with `overrides`. */
+export function createRequest(overrides: Partial<CreateTaskRequest> = {}): CreateTaskRequest {
+  const input = overrides.input ?? { text: "hello" };
+  return {
+    id: uuidv7(),
+    capability: "echo",
+    input,
+    idempotencyKey: "",
+    requestHash: hashOf({ capability: overrides.capability ?? "echo", input }),
+    maxAttempts: 3,
+    timeout: { seconds: 60n, nanos: 0 },
+    priority: 0,
+    labels: {},
+    retryPolicy: { maxAttempts: overrides.maxAttempts ?? 3, initialBackoff: { seconds: 1n, nanos: 0 }, maxBackoff: { seconds: 60n, nanos: 0 }, multiplier: 2 },
+    createdBy: "alice",
+    traceId: "0af7651916cd43dd8448eb211c80319c",
+    traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    ...overrides,
+  };
+}
+
+/** Registers a CONNECTED worker with the given capabilities; returns its session id. */
+export async function connectWorker(client: LedgerHarness["client"], workerId: string, capabilities: string[]): Promise<string> {
+  const sessionId = uuidv7();
+  await client.upsertWorker({
+    worker: { workerId, name: workerId, capabilities: capabilities.map((name) => ({ name, maxConcurrency: 4, description: "" })), maxConcurrency: 4, labels: {}, version: "1", weight: 1 },
+    sessionId, coordinatorId: "coordinator-0", state: WorkerState.WORKER_STATE_CONNECTED, newSession: true, inFlight: 0, load: 0,
+  });
+  return sessionId;
+}
+
+/** A lease duration of `seconds`. */
+export const seconds = (s: number) => ({ seconds: BigInt(s), nanos: 0 });
+
+/** The MeshError a call fails with (fails the test if it succeeds). */
+export const failure = (p: Promise<unknown>) => p.then(() => { throw new Error("expected the call to fail"); }, (e: unknown) => e as MeshError);
