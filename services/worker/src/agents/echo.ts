@@ -1,0 +1,8 @@
+import { defineAgent } from "../agent.js";
+
+/** `echo`: the output is the input. */
+export const echoAgent = defineAgent({
+  capability: "echo",
+  description: "returns its input",
+  handler: (input) => ({ ...input }),
+});

@@ -1,0 +1,12 @@
+import { AgentError, defineAgent, invalidInput } from "../agent.js";
+
+/** `fail`: always fails, not retryably, with `{"message":..}` (default "failed as asked"). */
+export const failAgent = defineAgent({
+  capability: "fail",
+  description: "always fails with input.message",
+  handler(input) {
+    const message = input["message"] ?? "failed as asked";
+    if (typeof message !== "string") throw invalidInput("message must be a string", { field: "message" });
+    throw new AgentError(message, { reason: "BIZ_HANDLER_FAILED", retryable: false });
+  },
+});

@@ -1,0 +1,65 @@
+import type { ConnectRequest } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
+import type { TaskResult } from "../../../gen/taskmesh/worker/v1/worker.js";
+import type { Logger } from "../../kit/src/index.js";
+import { AgentError, toTaskError, type AgentContext } from "./agent.js";
+import { durationOf, type HeldTask } from "./held-task.js";
+
+/** What an attempt needs from the runtime. */
+export interface AttemptHooks {
+  readonly log: Logger;
+  /** Sends on the current stream (dropped while disconnected). */
+  send(message: ConnectRequest): unknown;
+  /** Called once the handler has settled: with the result to keep and send, or nothing when the task was stopped. */
+  finished(result: TaskResult | undefined): void;
+}
+
+/** The longest progress status line, in characters (worker.proto ProgressReport: 1 KiB). */
+const MAX_PROGRESS_MESSAGE = 1024;
+
+/**
+ * Runs one attempt: sends `started`, runs the handler with the task's signal
+ * (aborted at the assignment's deadline too), forwards its progress, and
+ * turns what it returned or threw into a TaskResult. A timed-out attempt
+ * fails with BIZ_ATTEMPT_TIMED_OUT (retryable); a stopped one (cancelled,
+ * lease lost, handed back) reports nothing.
+ */
+export async function runAttempt(task: HeldTask, hooks: AttemptHooks): Promise<void> {
+  const { assignment: a, controller } = task;
+  const log = hooks.log.child({ taskId: a.taskId, attempt: a.attempt, capability: a.capability });
+  const began = Date.now();
+  let timedOut = false;
+  const deadlineMs = a.deadline ? a.deadline.getTime() - began : undefined;
+  const timer = deadlineMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    controller.abort(new AgentError("the attempt's deadline passed", { reason: "BIZ_ATTEMPT_TIMED_OUT" }));
+  }, Math.max(0, deadlineMs));
+  task.started = true;
+  hooks.send({ payload: { $case: "started", value: { taskId: a.taskId, attempt: a.attempt, leaseId: a.leaseId, startedAt: new Date(began) } } });
+  const ctx: AgentContext = {
+    signal: controller.signal, attempt: a.attempt, taskId: a.taskId, log,
+    progress: (percent, message, details) => {
+      if (!task.running || task.stopped) return;
+      hooks.send({ payload: { $case: "progress", value: {
+        taskId: a.taskId, attempt: a.attempt, leaseId: a.leaseId,
+        percent: percent === undefined || !Number.isFinite(percent) ? undefined : Math.min(100, Math.max(0, percent)),
+        message: (message ?? "").slice(0, MAX_PROGRESS_MESSAGE), details,
+      } } });
+    },
+  };
+  let outcome: TaskResult["outcome"];
+  try {
+    const output: unknown = await task.agent.handler(structuredClone(a.input ?? {}), ctx);
+    if (typeof output !== "object" || output === null || Array.isArray(output)) throw new AgentError("the handler returned no output object");
+    outcome = { $case: "succeeded", value: { output: output as Record<string, unknown> } };
+  } catch (error) {
+    outcome = { $case: "failed", value: { error: toTaskError(error) } };
+    log.debug({ err: error }, "handler failed");
+  } finally {
+    if (timer) clearTimeout(timer);
+    task.running = false;
+  }
+  if (timedOut) outcome = { $case: "failed", value: { error: { reason: "BIZ_ATTEMPT_TIMED_OUT", message: "the attempt's deadline passed", retryable: true, details: undefined } } };
+  hooks.finished(task.stopped === undefined
+    ? { taskId: a.taskId, attempt: a.attempt, leaseId: a.leaseId, outcome, elapsed: durationOf(Date.now() - began) }
+    : undefined);
+}
