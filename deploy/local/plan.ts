@@ -32,6 +32,7 @@ export function fixedPorts() {
 /** The services `up` runs, with their default replica counts and what they need. */
 export const SERVICES: Readonly<Record<string, { replicas: number; dependsOn: readonly string[] }>> = {
   config: { replicas: 1, dependsOn: ["postgres"] },
+  ledger: { replicas: 1, dependsOn: ["postgres"] },
 };
 
 /** Options of {@link buildPlan}. */

@@ -57,7 +57,7 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     expect(s.phase).toBe("ready");
     expect(s.processes.map((p) => [p.name, p.kind, p.state])).toEqual([
       ["postgres", "infra", "running"], ["redis", "infra", "running"], ["kafka", "infra", "running"], ["jaeger", "infra", "running"],
-      ["config-0", "service", "running"], ["config-1", "service", "running"],
+      ["config-0", "service", "running"], ["config-1", "service", "running"], ["ledger-0", "service", "running"],
     ]);
     const ports = Object.fromEntries(s.processes.map((p) => [p.name, p.ports]));
     expect(ports.postgres!.app).toBe(Number(env.TASKMESH_POSTGRES_PORT));
@@ -77,6 +77,7 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     expect(healthResult.code).toBe(0);
     expect(JSON.parse(healthResult.stdout)).toEqual([
       expect.objectContaining({ name: "config-0", status: "SERVING" }), expect.objectContaining({ name: "config-1", status: "SERVING" }),
+      expect.objectContaining({ name: "ledger-0", status: "SERVING" }),
     ]);
   });
 
@@ -86,7 +87,7 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     expect(log.stdout).toMatch(/"msg":"serving"/);
     const unknown = await taskmesh("logs", "nope");
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toMatch(/no log for nope \(processes: postgres, redis, kafka, jaeger, config-0, config-1/);
+    expect(unknown.stderr).toMatch(/no log for nope \(processes: postgres, redis, kafka, jaeger, config-0, config-1, ledger-0/);
     const badReplicas = await taskmesh("up", "--replicas", "config=zero");
     expect(badReplicas.code).not.toBe(0);
     expect(badReplicas.stderr).toMatch(/--replicas: expected name=N/);
