@@ -1,4 +1,4 @@
-import { Client, credentials, Metadata, type ChannelCredentials, type ClientDuplexStream, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
+import { Client, credentials, Metadata, type ChannelCredentials, type ChannelOptions, type ClientDuplexStream, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { clientChannelOptions } from "./channel-options.js";
 import { fromServiceError } from "./error-wire.js";
 import { Code, MeshError } from "./errors.js";
@@ -43,6 +43,8 @@ export interface ClientOptions {
   readonly timeoutMs?: number;
   /** Channel credentials. @default insecure: the sidecar does mTLS */
   readonly credentials?: ChannelCredentials;
+  /** grpc-js channel options over the kit's profile, e.g. `grpc.initial_reconnect_backoff_ms`. @default none */
+  readonly channelOptions?: ChannelOptions;
 }
 
 type RequestOf<M> = M extends { requestDeserialize: (value: Buffer) => infer Req } ? Req : never;
@@ -95,7 +97,7 @@ function clientError(error: ServiceError, signals: AbortSignal[]): MeshError {
  * parent. Failures are MeshErrors carrying the server's details.
  */
 export function createClient<D extends ServiceDefinitionLike>(definition: D, address: string, options: ClientOptions = {}): MeshClient<D> {
-  const client = new Client(address, options.credentials ?? credentials.createInsecure(), clientChannelOptions);
+  const client = new Client(address, options.credentials ?? credentials.createInsecure(), { ...clientChannelOptions, ...options.channelOptions });
   const timeoutMs = options.timeoutMs ?? 5000;
   const methods: Record<string, unknown> = { close: () => client.close() };
   for (const [key, method] of Object.entries(definition)) {
