@@ -1,5 +1,7 @@
 export { ledgerHandlers } from "./handlers.js";
 export { isUuid, isUuidV7, uuidv7 } from "./ids.js";
+export { OutboxRelay, RELAY_SOURCE, TASKS_TOPIC, toMessage, type OutboxRelayOptions, type RelayState } from "./outbox-relay.js";
+export { RELAY_CHANNEL, type OutboxRow } from "./sql/relay.js";
 export { migrations } from "./sql/migrations.js";
 export { QueueStore, type Reclaimed } from "./queue-store.js";
 export { LedgerStore, type LeaseCall, type TaskFilter } from "./store.js";

@@ -1,8 +1,10 @@
+import { z } from "zod";
 import { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import {
   MeshServer, createLogger, createPool, envSchemas, kitEnvShape, loadEnv, migrate, runService, untilReady,
 } from "../../kit/src/index.js";
 import { ledgerHandlers } from "./handlers.js";
+import { OutboxRelay, TASKS_TOPIC } from "./outbox-relay.js";
 import { migrations } from "./sql/migrations.js";
 import { QueueStore } from "./queue-store.js";
 import { LedgerStore } from "./store.js";
@@ -13,6 +15,11 @@ const envShape = {
   ...kitEnvShape,
   /** The Postgres database holding schema `ledger`. */
   DATABASE_URL: envSchemas.url("postgres", "postgresql"),
+  /** Kafka bootstrap brokers, comma-separated `host:port`; unset: no outbox relay (rows stay unpublished). */
+  KAFKA_BROKERS: z.string().trim().transform((s) => s.split(",").map((b) => b.trim()).filter((b) => b !== ""))
+    .pipe(z.array(envSchemas.address()).min(1, "expected at least one host:port")).optional(),
+  /** The topic the outbox relay publishes task events to. */
+  TASKMESH_OUTBOX_TOPIC: z.string().trim().regex(/^[A-Za-z0-9._-]{1,249}$/, "expected a Kafka topic name").default(TASKS_TOPIC),
 };
 
 await runService({
@@ -25,12 +32,19 @@ await runService({
     const server = new MeshServer({ name: "ledger", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
       .addService(LedgerServiceService, ledgerHandlers(new LedgerStore(pool), new QueueStore(pool), new WorkerStore(pool)))
       .onClose("postgres pool", () => pool.end());
+    const relay = env.KAFKA_BROKERS
+      ? new OutboxRelay({ databaseUrl: env.DATABASE_URL, brokers: env.KAFKA_BROKERS, topic: env.TASKMESH_OUTBOX_TOPIC, logger: log, name: `${instance}-outbox-relay` })
+      : undefined;
+    // Closers run in reverse order: the relay stops (batch in flight, lock, producer) before the pool ends.
+    if (relay) server.onClose("outbox relay", () => relay.stop());
+    else log.warn("KAFKA_BROKERS is not set: the outbox relay is off and outbox rows stay unpublished");
     await server.listen(env.TASKMESH_LISTEN);
     return {
       server,
       log,
       async ready(signal) {
         await untilReady("postgres (migrations)", () => migrate(pool, "ledger", migrations, log), signal, log);
+        relay?.start();
       },
     };
   },

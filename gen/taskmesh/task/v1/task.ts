@@ -538,10 +538,11 @@ export interface TaskProgressUpdate {
 
 /**
  * TaskEvent is the value of every record on Kafka topic `taskmesh.tasks`,
- * written by the ledger's outbox relay in proto3 JSON. The record's key is
- * the task id (so one task's events keep their order), and its headers carry
- * the CloudEvents attributes (`ce_id`, `ce_type`, `ce_source`,
- * `ce_specversion` "1.0", `ce_subject`, `ce_time`) and the W3C `traceparent`.
+ * written by the ledger's outbox relay as protobuf binary (`content-type:
+ * application/protobuf`). The record's key is the task id (so one task's
+ * events keep their order), and its headers carry the CloudEvents attributes
+ * (`ce_id`, `ce_type`, `ce_source`, `ce_specversion` "1.0", `ce_subject`,
+ * `ce_time`), `taskmesh_sequence` and the W3C `traceparent`.
  * Delivery is at least once: consumers deduplicate by `id`.
  */
 export interface TaskEvent {

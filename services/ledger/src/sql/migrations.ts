@@ -150,4 +150,18 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    id: "0002_outbox_notify",
+    sql: `
+      -- Wakes the outbox relay when a transaction that wrote outbox rows commits
+      -- (it polls as well, so a missed notification only costs latency).
+      CREATE FUNCTION ledger.notify_outbox() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        PERFORM pg_notify('ledger_outbox', '');
+        RETURN NULL;
+      END
+      $fn$;
+      CREATE TRIGGER outbox_notify AFTER INSERT ON ledger.outbox FOR EACH STATEMENT EXECUTE FUNCTION ledger.notify_outbox();
+    `,
+  },
 ];

@@ -1,6 +1,6 @@
 import type pg from "pg";
 
-/** Statements on the transactional outbox (the relay that publishes it is not part of this service yet). */
+/** Statements on the transactional outbox (written with each transition; the outbox relay publishes it, see sql/relay.ts). */
 export const outboxSql = {
   insert: {
     name: "ledger-outbox-insert",

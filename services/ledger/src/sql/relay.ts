@@ -1,0 +1,35 @@
+import type pg from "pg";
+
+/** An outbox row as the relay reads it. */
+export interface OutboxRow {
+  readonly id: string;
+  readonly event_id: string;
+  readonly task_id: string;
+  readonly sequence: string;
+  readonly type: string;
+  readonly payload: Buffer;
+  readonly traceparent: string;
+  readonly created_at: Date;
+}
+
+/** The advisory lock (session level, two-key form) that makes one relay active across ledger replicas. */
+export const RELAY_LOCK = "hashtext('taskmesh:ledger'), hashtext('outbox-relay')";
+
+/** The LISTEN channel a writer may notify after inserting outbox rows (the relay polls as well). */
+export const RELAY_CHANNEL = "ledger_outbox";
+
+/** Statements of the outbox relay, all run on its dedicated (lock-holding) connection. */
+export const relaySql = {
+  tryLock: `SELECT pg_try_advisory_lock(${RELAY_LOCK}) AS locked`,
+  unlock: `SELECT pg_advisory_unlock(${RELAY_LOCK}) AS unlocked`,
+  listen: `LISTEN ${RELAY_CHANNEL}`,
+  unpublished: {
+    name: "ledger-relay-unpublished",
+    text: `SELECT id, event_id, task_id, sequence, type, payload, traceparent, created_at
+           FROM ledger.outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`,
+  },
+  markPublished: {
+    name: "ledger-relay-mark-published",
+    text: `UPDATE ledger.outbox SET published_at = now() WHERE id = ANY($1::bigint[]) AND published_at IS NULL`,
+  },
+} satisfies Record<string, string | pg.QueryConfig>;
