@@ -53,6 +53,11 @@ export interface Plan {
   readonly databaseUrl: string;
 }
 
+/** Node's arguments to run `services/<service>/src/main.ts` under the telemetry preload (relative to the repository root). */
+export function serviceArgs(service: string): string[] {
+  return ["--import", "tsx", "--import", "./services/kit/src/telemetry/register.ts", `services/${service}/src/main.ts`];
+}
+
 /** A service instance: `node` with the telemetry preload running `services/<service>/src/main.ts`, ready when its gRPC health is SERVING. */
 function serviceSpec(service: string, index: number, port: number, env: Record<string, string>, dependsOn: readonly string[]): ProcessSpec {
   const name = `${service}-${index}`;
@@ -62,7 +67,7 @@ function serviceSpec(service: string, index: number, port: number, env: Record<s
     kind: "service",
     service,
     command: process.execPath,
-    args: ["--import", "tsx", "--import", "./services/kit/src/telemetry/register.ts", `services/${service}/src/main.ts`],
+    args: serviceArgs(service),
     cwd: ROOT,
     env: { ...env, TASKMESH_LISTEN: address, TASKMESH_INSTANCE: name, OTEL_SERVICE_NAME: service },
     ports: { app: port },

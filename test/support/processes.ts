@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { checkHealth } from "../../deploy/local/health.js";
+import { serviceArgs } from "../../deploy/local/plan.js";
 
 /** The repository root. */
 export const ROOT = join(import.meta.dirname, "../..");
@@ -16,7 +17,7 @@ export interface ServiceProcess {
 
 /** Starts `services/<name>/src/main.ts` under the telemetry preload, with `env` on top of this process's. */
 export function startService(name: string, env: Record<string, string>): ServiceProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", "--import", "./services/kit/src/telemetry/register.ts", `services/${name}/src/main.ts`], {
+  const child = spawn(process.execPath, serviceArgs(name), {
     cwd: ROOT,
     env: { ...process.env, OTEL_TRACES_EXPORTER: "none", LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
