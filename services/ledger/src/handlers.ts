@@ -6,7 +6,7 @@ import { taskNotFound } from "./errors.js";
 import { isUuid } from "./ids.js";
 import { stateName, toTask, toTransition, toWorker } from "./records.js";
 import type { QueueStore } from "./queue-store.js";
-import type { LedgerStore, TaskFilter } from "./store.js";
+import type { LeaseCall, LedgerStore, TaskFilter } from "./store.js";
 import {
   LEASE_MS, MAX_REASON_CHARS, Violations, boundedMs, checkCapabilities, checkLeaseCall, checkOutput, checkSequence, checkStates,
   checkWorkerStates, isCapability, parseCreate, parseLimit, parseProgress, parseTaskError, parseTaskId, parseView,
@@ -130,11 +130,10 @@ export function ledgerHandlers(store: LedgerStore, queue: QueueStore, workers: W
 
     async startTask(request, ctx) {
       const v = new Violations();
-      checkLeaseCall(request.taskId, request.leaseId, v);
-      checkSequence(request.expectedSequence, v);
+      const call = leaseCall(request, v);
       const leaseMs = boundedMs(request.leaseDuration, LEASE_MS.min, LEASE_MS.max, "lease_duration", v, false);
       v.check();
-      const { row, transition } = await store.start({ taskId: request.taskId, leaseId: request.leaseId, expectedSequence: request.expectedSequence }, leaseMs, ctx.signal);
+      const { row, transition } = await store.start(call, leaseMs, ctx.signal);
       return { task: toTask(row), transition };
     },
 
@@ -148,21 +147,19 @@ export function ledgerHandlers(store: LedgerStore, queue: QueueStore, workers: W
 
     async completeTask(request, ctx) {
       const v = new Violations();
-      checkLeaseCall(request.taskId, request.leaseId, v);
-      checkSequence(request.expectedSequence, v);
+      const call = leaseCall(request, v);
       const output = checkOutput(request.output, v);
       v.check();
-      const { row, transition } = await store.complete({ taskId: request.taskId, leaseId: request.leaseId, expectedSequence: request.expectedSequence }, output, ctx.signal);
+      const { row, transition } = await store.complete(call, output, ctx.signal);
       return { task: toTask(row), transition };
     },
 
     async failTask(request, ctx) {
       const v = new Violations();
-      checkLeaseCall(request.taskId, request.leaseId, v);
-      checkSequence(request.expectedSequence, v);
+      const call = leaseCall(request, v);
       const error = parseTaskError(request.error, v);
       v.check();
-      const { row, transition, willRetry } = await store.fail({ taskId: request.taskId, leaseId: request.leaseId, expectedSequence: request.expectedSequence }, error, ctx.signal);
+      const { row, transition, willRetry } = await store.fail(call, error, ctx.signal);
       return { task: toTask(row), transition, willRetry };
     },
 
@@ -179,11 +176,10 @@ export function ledgerHandlers(store: LedgerStore, queue: QueueStore, workers: W
 
     async releaseTask(request, ctx) {
       const v = new Violations();
-      checkLeaseCall(request.taskId, request.leaseId, v);
-      checkSequence(request.expectedSequence, v);
+      const call = leaseCall(request, v);
       if (request.reason.length > MAX_REASON_CHARS) v.add("reason", `is longer than ${MAX_REASON_CHARS} characters`);
       v.check();
-      const { row, transition } = await store.release({ taskId: request.taskId, leaseId: request.leaseId, expectedSequence: request.expectedSequence }, request.reason, ctx.signal);
+      const { row, transition } = await store.release(call, request.reason, ctx.signal);
       return { task: toTask(row), transition };
     },
 
@@ -248,4 +244,11 @@ export function ledgerHandlers(store: LedgerStore, queue: QueueStore, workers: W
       };
     },
   };
+}
+
+/** Checks a worker-side call's task id, lease id and expected sequence, and returns them as the store takes them. */
+function leaseCall(request: { taskId: string; leaseId: string; expectedSequence?: bigint | undefined }, v: Violations): LeaseCall {
+  checkLeaseCall(request.taskId, request.leaseId, v);
+  checkSequence(request.expectedSequence, v);
+  return { taskId: request.taskId, leaseId: request.leaseId, expectedSequence: request.expectedSequence };
 }
