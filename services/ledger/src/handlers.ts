@@ -118,6 +118,17 @@ export function ledgerHandlers(store: LedgerStore, queue: QueueStore, workers: W
       return { tasks: rows.map((r) => toTask(r)) };
     },
 
+    async assignTasks(request, ctx) {
+      const v = new Violations();
+      if (!isCapability(request.capability)) v.add("capability", "is not a capability name");
+      if (request.workerIds.length === 0 || request.workerIds.length > 1000) v.add("worker_ids", "must hold 1..1000 slots");
+      request.workerIds.forEach((id, i) => { if (id === "" || id.length > 256) v.add(`worker_ids[${i}]`, "is not a worker id (1..256 characters)"); });
+      const leaseMs = boundedMs(request.leaseDuration, LEASE_MS.min, LEASE_MS.max, "lease_duration", v) ?? 0;
+      v.check();
+      const rows = await queue.assign(request.capability, request.workerIds, leaseMs, ctx.signal);
+      return { tasks: rows.map((r) => toTask(r)) };
+    },
+
     async renewLeases(request, ctx) {
       const v = new Violations();
       if (request.workerId === "") v.add("worker_id", "is required");

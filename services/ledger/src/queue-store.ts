@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { LostLease, TaskLease } from "../../../gen/taskmesh/task/v1/task.js";
-import { withTransaction } from "../../kit/src/index.js";
+import { query, withTransaction } from "../../kit/src/index.js";
 import { workerNotConnected } from "./errors.js";
 import { uuidv7 } from "./ids.js";
 import { isFinished, leaseOf } from "./records.js";
@@ -50,6 +50,12 @@ export class QueueStore {
       }
       return claimed;
     }, signal);
+  }
+
+  /** Leases dispatchable tasks of `capability` to the given worker slots, the k-th task to the k-th slot of a CONNECTED worker. */
+  async assign(capability: string, workerIds: readonly string[], leaseMs: number, signal?: AbortSignal): Promise<TaskRow[]> {
+    const { rows } = await query<TaskRow & { k: string }>(this.pool, taskSql.assign, [capability, workerIds, leaseMs], signal);
+    return rows.sort((a, b) => Number(a.k) - Number(b.k));
   }
 
   /** Extends a worker's live leases; reports the others lost. */

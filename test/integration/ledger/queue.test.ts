@@ -63,6 +63,22 @@ describe("ledger: claims, leases and workers", () => {
     expect((await claim("w-a", "expire", 1)).tasks.map((t) => t.id)).toEqual([task!.id]);
   });
 
+  it("assigns tasks to worker slots in pick order, skipping slots of workers not CONNECTED", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await h.client.createTask(createRequest({ capability: "slots", priority: i === 4 ? 9 : 0 }))).task!.id);
+    const assign = (workerIds: string[]) => h.client.assignTasks({ capability: "slots", workerIds, leaseDuration: seconds(30) });
+    const first = await assign(["w-b", "w-unknown", "w-c", "w-b"]);
+    // The highest priority first, then by age; the unknown worker's slot is left out.
+    expect(first.tasks.map((t) => [t.id, t.lease?.workerId, t.state])).toEqual([
+      [ids[4], "w-b", TaskState.TASK_STATE_PENDING], [ids[0], "w-c", TaskState.TASK_STATE_PENDING], [ids[1], "w-b", TaskState.TASK_STATE_PENDING],
+    ]);
+    // Fewer tasks than slots: the first slots get them; then nothing is due.
+    expect((await assign(["w-a", "w-a", "w-c", "w-c"])).tasks.map((t) => [t.id, t.lease?.workerId])).toEqual([[ids[2], "w-a"], [ids[3], "w-a"]]);
+    expect((await assign(["w-a"])).tasks).toEqual([]);
+    const e = await failure(h.client.assignTasks({ capability: "", workerIds: [], leaseDuration: seconds(0) }));
+    expect([e.code, e.violations.map((v) => v.field)]).toEqual([Code.INVALID_ARGUMENT, ["capability", "worker_ids", "lease_duration"]]);
+  });
+
   it("claims only for CONNECTED workers, and validates the claim", async () => {
     expect(await failure(claim("w-unknown", "race", 1))).toMatchObject({ code: Code.FAILED_PRECONDITION, reason: "BIZ_WORKER_NOT_CONNECTED" });
     const e = await failure(h.client.claimTasks({ workerId: "w-a", capabilities: [], maxTasks: 0, leaseDuration: seconds(3600) }));

@@ -252,6 +252,28 @@ export interface ClaimTasksResponse {
   tasks: Task[];
 }
 
+/** AssignTasksRequest gives the capability and the slots to fill. */
+export interface AssignTasksRequest {
+  /** The capability of the tasks to claim. */
+  capability: string;
+  /**
+   * The slots in pick order, as worker ids, 1..1000 of them; a worker
+   * appears once per task it may get.
+   */
+  workerIds: string[];
+  /** The lease length, 1s..10m. */
+  leaseDuration?: Duration | undefined;
+}
+
+/** AssignTasksResponse holds the claimed tasks. */
+export interface AssignTasksResponse {
+  /**
+   * The claimed tasks (FULL view) in slot order, each with its new `lease`
+   * naming its worker.
+   */
+  tasks: Task[];
+}
+
 /** RenewLeasesRequest names the leases to extend. */
 export interface RenewLeasesRequest {
   /** The worker holding them. */
@@ -2358,6 +2380,184 @@ export const ClaimTasksResponse: MessageFns<ClaimTasksResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<ClaimTasksResponse>, I>>(object: I): ClaimTasksResponse {
     const message = createBaseClaimTasksResponse();
+    message.tasks = object.tasks?.map((e) => Task.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAssignTasksRequest(): AssignTasksRequest {
+  return { capability: "", workerIds: [], leaseDuration: undefined };
+}
+
+export const AssignTasksRequest: MessageFns<AssignTasksRequest> = {
+  encode(message: AssignTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.capability !== "") {
+      writer.uint32(10).string(message.capability);
+    }
+    for (const v of message.workerIds) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.leaseDuration !== undefined) {
+      Duration.encode(message.leaseDuration, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignTasksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAssignTasksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.capability = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workerIds.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.leaseDuration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AssignTasksRequest {
+    return {
+      capability: isSet(object.capability) ? globalThis.String(object.capability) : "",
+      workerIds: globalThis.Array.isArray(object?.workerIds)
+        ? object.workerIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.worker_ids)
+        ? object.worker_ids.map((e: any) => globalThis.String(e))
+        : [],
+      leaseDuration: isSet(object.leaseDuration)
+        ? Duration.fromJSON(object.leaseDuration)
+        : isSet(object.lease_duration)
+        ? Duration.fromJSON(object.lease_duration)
+        : undefined,
+    };
+  },
+
+  toJSON(message: AssignTasksRequest): unknown {
+    const obj: any = {};
+    if (message.capability !== "") {
+      obj.capability = message.capability;
+    }
+    if (message.workerIds?.length) {
+      obj.workerIds = message.workerIds;
+    }
+    if (message.leaseDuration !== undefined) {
+      obj.leaseDuration = Duration.toJSON(message.leaseDuration);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AssignTasksRequest>, I>>(base?: I): AssignTasksRequest {
+    return AssignTasksRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AssignTasksRequest>, I>>(object: I): AssignTasksRequest {
+    const message = createBaseAssignTasksRequest();
+    message.capability = object.capability ?? "";
+    message.workerIds = object.workerIds?.map((e) => e) || [];
+    message.leaseDuration = (object.leaseDuration !== undefined && object.leaseDuration !== null)
+      ? Duration.fromPartial(object.leaseDuration)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAssignTasksResponse(): AssignTasksResponse {
+  return { tasks: [] };
+}
+
+export const AssignTasksResponse: MessageFns<AssignTasksResponse> = {
+  encode(message: AssignTasksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tasks) {
+      Task.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignTasksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAssignTasksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tasks.push(Task.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AssignTasksResponse {
+    return { tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => Task.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: AssignTasksResponse): unknown {
+    const obj: any = {};
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => Task.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AssignTasksResponse>, I>>(base?: I): AssignTasksResponse {
+    return AssignTasksResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AssignTasksResponse>, I>>(object: I): AssignTasksResponse {
+    const message = createBaseAssignTasksResponse();
     message.tasks = object.tasks?.map((e) => Task.fromPartial(e)) || [];
     return message;
   },
@@ -5207,6 +5407,27 @@ export const LedgerServiceService = {
     responseDeserialize: (value: Buffer): ClaimTasksResponse => ClaimTasksResponse.decode(value),
   },
   /**
+   * AssignTasks claims dispatchable tasks of one capability for a list of
+   * worker slots in the order a dispatch strategy picked them: the i-th
+   * task claimed (in ClaimTasks order: highest priority first, then
+   * earliest `next_attempt_at`) is leased to the worker of the i-th slot.
+   * Slots of workers that are not CONNECTED are left out before tasks are
+   * matched. Rows are locked with FOR UPDATE SKIP LOCKED, so concurrent
+   * assigners never get the same task. One statement serves the whole
+   * batch; the state stays PENDING (StartTask makes it RUNNING). Returns
+   * nothing when nothing is due.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) with field violations.
+   */
+  assignTasks: {
+    path: "/taskmesh.ledger.v1.LedgerService/AssignTasks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AssignTasksRequest): Buffer => Buffer.from(AssignTasksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AssignTasksRequest => AssignTasksRequest.decode(value),
+    responseSerialize: (value: AssignTasksResponse): Buffer => Buffer.from(AssignTasksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AssignTasksResponse => AssignTasksResponse.decode(value),
+  },
+  /**
    * RenewLeases extends a worker's leases to now + `lease_duration`. A lease
    * renews while it is its task's current lease, held by this worker, and
    * the task is not terminal (even if it expired but was not taken back
@@ -5480,6 +5701,19 @@ export interface LedgerServiceServer extends UntypedServiceImplementation {
    */
   claimTasks: handleUnaryCall<ClaimTasksRequest, ClaimTasksResponse>;
   /**
+   * AssignTasks claims dispatchable tasks of one capability for a list of
+   * worker slots in the order a dispatch strategy picked them: the i-th
+   * task claimed (in ClaimTasks order: highest priority first, then
+   * earliest `next_attempt_at`) is leased to the worker of the i-th slot.
+   * Slots of workers that are not CONNECTED are left out before tasks are
+   * matched. Rows are locked with FOR UPDATE SKIP LOCKED, so concurrent
+   * assigners never get the same task. One statement serves the whole
+   * batch; the state stays PENDING (StartTask makes it RUNNING). Returns
+   * nothing when nothing is due.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) with field violations.
+   */
+  assignTasks: handleUnaryCall<AssignTasksRequest, AssignTasksResponse>;
+  /**
    * RenewLeases extends a worker's leases to now + `lease_duration`. A lease
    * renews while it is its task's current lease, held by this worker, and
    * the task is not terminal (even if it expired but was not taken back
@@ -5731,6 +5965,33 @@ export interface LedgerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ClaimTasksResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * AssignTasks claims dispatchable tasks of one capability for a list of
+   * worker slots in the order a dispatch strategy picked them: the i-th
+   * task claimed (in ClaimTasks order: highest priority first, then
+   * earliest `next_attempt_at`) is leased to the worker of the i-th slot.
+   * Slots of workers that are not CONNECTED are left out before tasks are
+   * matched. Rows are locked with FOR UPDATE SKIP LOCKED, so concurrent
+   * assigners never get the same task. One statement serves the whole
+   * batch; the state stays PENDING (StartTask makes it RUNNING). Returns
+   * nothing when nothing is due.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) with field violations.
+   */
+  assignTasks(
+    request: AssignTasksRequest,
+    callback: (error: ServiceError | null, response: AssignTasksResponse) => void,
+  ): ClientUnaryCall;
+  assignTasks(
+    request: AssignTasksRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AssignTasksResponse) => void,
+  ): ClientUnaryCall;
+  assignTasks(
+    request: AssignTasksRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AssignTasksResponse) => void,
   ): ClientUnaryCall;
   /**
    * RenewLeases extends a worker's leases to now + `lease_duration`. A lease

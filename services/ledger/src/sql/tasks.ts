@@ -92,6 +92,32 @@ export const taskSql = {
            ORDER BY priority DESC, next_attempt_at, id
            LIMIT $2 FOR UPDATE SKIP LOCKED`,
   },
+  /**
+   * Fills worker slots ($2, in pick order) with dispatchable tasks of one
+   * capability ($1) in dispatch order: the k-th task to the k-th slot whose
+   * worker is CONNECTED. Returns the leased rows with their slot number `k`.
+   */
+  assign: {
+    name: "ledger-task-assign",
+    text: `WITH slots AS (
+             SELECT s.worker_id, row_number() OVER (ORDER BY s.n) AS k
+             FROM unnest($2::text[]) WITH ORDINALITY AS s(worker_id, n)
+             JOIN ledger.workers w ON w.worker_id = s.worker_id AND w.state = 'CONNECTED'
+           ), picked AS (
+             SELECT id, priority, next_attempt_at FROM ledger.tasks
+             WHERE state = 'PENDING' AND capability = $1 AND next_attempt_at <= now()
+               AND (lease_id IS NULL OR lease_expires_at <= now())
+             ORDER BY priority DESC, next_attempt_at, id
+             LIMIT (SELECT count(*) FROM slots) FOR UPDATE SKIP LOCKED
+           ), ranked AS (
+             SELECT id, row_number() OVER (ORDER BY priority DESC, next_attempt_at, id) AS k FROM picked
+           )
+           UPDATE ledger.tasks t SET lease_id = uuidv7(), lease_worker_id = s.worker_id, lease_acquired_at = now(),
+             lease_expires_at = now() + make_interval(secs => $3::double precision / 1000), updated_at = now()
+           FROM ranked r JOIN slots s USING (k)
+           WHERE t.id = r.id
+           RETURNING ${COLUMNS}, r.k`,
+  },
   renew: {
     name: "ledger-task-renew",
     text: `UPDATE ledger.tasks t SET lease_expires_at = now() + make_interval(secs => $3::double precision / 1000), updated_at = now()
