@@ -97,7 +97,9 @@ function clientError(error: ServiceError, signals: AbortSignal[]): MeshError {
  * parent. Failures are MeshErrors carrying the server's details.
  */
 export function createClient<D extends ServiceDefinitionLike>(definition: D, address: string, options: ClientOptions = {}): MeshClient<D> {
-  const client = new Client(address, options.credentials ?? credentials.createInsecure(), { ...clientChannelOptions, ...options.channelOptions });
+  // A target over several addresses spreads calls over all of them and skips the ones that are down.
+  const balanced = address.startsWith("ipv4:") ? { "grpc.service_config": JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }) } : {};
+  const client = new Client(address, options.credentials ?? credentials.createInsecure(), { ...clientChannelOptions, ...balanced, ...options.channelOptions });
   const timeoutMs = options.timeoutMs ?? 5000;
   const methods: Record<string, unknown> = { close: () => client.close() };
   for (const [key, method] of Object.entries(definition)) {

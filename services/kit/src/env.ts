@@ -94,13 +94,22 @@ export function loadEnv<S extends z.ZodRawShape>(shape: S, env: NodeJS.ProcessEn
 /**
  * The address to reach `service` at: `TASKMESH_UPSTREAM_<SERVICE>` when set
  * (tests, or running without Envoy), else the sidecar's `TASKMESH_UPSTREAM`.
+ * A comma-separated list of IPv4 `host:port` pairs (replicas reached
+ * directly) becomes one grpc-js `ipv4:` target balanced round robin.
  */
 export function upstreamAddress(service: string, env: NodeJS.ProcessEnv = process.env): string {
   const override = `TASKMESH_UPSTREAM_${service.toUpperCase().replace(/[^A-Z0-9]/g, "_")}`;
   const variable = env[override]?.trim() ? override : "TASKMESH_UPSTREAM";
   const address = env[variable]?.trim();
   if (!address) throw new EnvError([{ variable, problem: `required to reach ${service} (or set ${override})` }]);
-  const parsed = envSchemas.address().safeParse(address);
-  if (!parsed.success) throw new EnvError([{ variable, problem: parsed.error.issues[0]?.message ?? "bad address" }]);
-  return parsed.data;
+  const list = address.split(",").map((a) => a.trim());
+  const parsed = list.map((a) => envSchemas.address().safeParse(a));
+  const bad = parsed.find((p) => !p.success);
+  if (bad && !bad.success) throw new EnvError([{ variable, problem: bad.error.issues[0]?.message ?? "bad address" }]);
+  if (list.length === 1) return list[0]!;
+  // Several replicas: a grpc-js `ipv4:` target over all of them (IP literals only), balanced round robin by createClient.
+  if (!list.every((a) => /^\d{1,3}(\.\d{1,3}){3}:\d+$/.test(a))) {
+    throw new EnvError([{ variable, problem: "a list of addresses must be IPv4 host:port pairs, e.g. 127.0.0.1:7001,127.0.0.1:7002" }]);
+  }
+  return `ipv4:${list.join(",")}`;
 }

@@ -11,6 +11,7 @@ export {
   type BidiStreamHandler, type CallContext, type ClientStreamHandler, type HandlerFor, type MethodDefinitionLike, type Send,
   type ServerStreamHandler, type ServiceDefinitionLike, type ServiceHandlers, type UnaryHandler,
 } from "./handlers.js";
+export { Violations } from "./violations.js";
 export { PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 export { migrate, type Migration } from "./pg/migrate.js";
 export { createPool, query, withTransaction, type PoolOptions, type TransactionOptions } from "./pg/pool.js";

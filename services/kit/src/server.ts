@@ -60,6 +60,7 @@ export class MeshServer {
   private readonly serviceNames: string[] = [];
   private readonly inFlight = new Set<InFlight>();
   private readonly closers: Array<{ name: string; close: () => unknown }> = [];
+  private readonly drainers: Array<{ name: string; drain: () => unknown }> = [];
   private readonly graceMs: number;
   private readonly descriptorSet: Uint8Array | undefined;
   private current: ServerState = "created";
@@ -101,6 +102,16 @@ export class MeshServer {
     const name = serviceNameOf(definition);
     this.serviceNames.push(name);
     this.health.set(name, "NOT_SERVING");
+    return this;
+  }
+
+  /**
+   * Registers work to do when a shutdown starts, after health went NOT_SERVING
+   * and before streams are ended (e.g. tell stream peers to go elsewhere).
+   * Each may take at most a second; they run together.
+   */
+  onDrain(name: string, drain: () => unknown): this {
+    this.drainers.push({ name, drain });
     return this;
   }
 
@@ -171,6 +182,13 @@ export class MeshServer {
     this.setHealth("NOT_SERVING");
     const started = Date.now();
     await new Promise((resolve) => setImmediate(resolve)); // health watchers send NOT_SERVING before their streams end
+    await settlesWithin(Promise.all(this.drainers.map(async ({ name, drain }) => {
+      try {
+        await drain();
+      } catch (error) {
+        this.log.error({ err: error, resource: name }, "drain step failed");
+      }
+    })), 1000);
     for (const call of this.inFlight) if (call.long) call.controller.abort(shuttingDown());
     const transportClosed = new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
     const drained = Promise.all([...this.inFlight].map((c) => c.done)).then(() => transportClosed);

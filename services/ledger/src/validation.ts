@@ -2,7 +2,7 @@ import type { Duration } from "../../../gen/google/protobuf/duration.js";
 import type { CreateTaskRequest } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import { TaskState, TaskView, type TaskError, type TaskProgress } from "../../../gen/taskmesh/task/v1/task.js";
 import { WorkerState } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { invalidArgument, type FieldViolation, type Reason } from "../../kit/src/index.js";
+import { Violations, invalidArgument, type Reason } from "../../kit/src/index.js";
 import { isUuid, isUuidV7 } from "./ids.js";
 import { durationMs } from "./records.js";
 import type { StoredError, StoredProgress } from "./sql/tasks.js";
@@ -24,19 +24,7 @@ const REASON = /^(AUTH|VAL|RES|SYS|EXT|RATE|BIZ)_[A-Z0-9_]*[A-Z0-9]$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 const TRACE_ID = /^[0-9a-f]{32}$/;
 
-/** Collects violations; `check()` throws INVALID_ARGUMENT with the first one's reason when any were found. */
-export class Violations {
-  private readonly found: FieldViolation[] = [];
-
-  add(field: string, description: string, reason: Reason = "VAL_INVALID_ARGUMENT"): this {
-    this.found.push({ field, description, reason });
-    return this;
-  }
-
-  check(): void {
-    if (this.found.length > 0) throw invalidArgument(this.found, (this.found[0]!.reason ?? "VAL_INVALID_ARGUMENT") as Reason);
-  }
-}
+export { Violations };
 
 /** Bytes of a value as JSON. */
 function jsonBytes(value: unknown): number {

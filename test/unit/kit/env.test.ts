@@ -51,4 +51,10 @@ describe("upstreamAddress", () => {
     expect(() => upstreamAddress("config", {})).toThrow(/TASKMESH_UPSTREAM: required to reach config \(or set TASKMESH_UPSTREAM_CONFIG\)/);
     expect(() => upstreamAddress("config", { TASKMESH_UPSTREAM_CONFIG: "nope" })).toThrow(/TASKMESH_UPSTREAM_CONFIG: expected host:port/);
   });
+
+  it("turns a list of replicas into one balanced ipv4 target, IPv4 literals only", () => {
+    expect(upstreamAddress("coordinator", { TASKMESH_UPSTREAM_COORDINATOR: "127.0.0.1:7001, 127.0.0.1:7002" })).toBe("ipv4:127.0.0.1:7001,127.0.0.1:7002");
+    expect(() => upstreamAddress("coordinator", { TASKMESH_UPSTREAM_COORDINATOR: "localhost:1,localhost:2" })).toThrow(/must be IPv4 host:port pairs/);
+    expect(() => upstreamAddress("coordinator", { TASKMESH_UPSTREAM_COORDINATOR: "127.0.0.1:1,nope" })).toThrow(/expected host:port/);
+  });
 });
