@@ -1,0 +1,113 @@
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { postgresSpec, postgresUrl } from "../../deploy/local/provision/postgres.js";
+import { ensureRedis, redisSpec, redisUrl } from "../../deploy/local/provision/redis.js";
+import { freePort } from "../../deploy/local/secrets.js";
+import { Supervisor } from "../../deploy/local/supervisor.js";
+
+/** The servers every runner gets: each runner makes its own database or key prefix on them. */
+export interface Infra {
+  /** URL of a Postgres server's `postgres` database; its role may create databases. */
+  readonly postgresAdminUrl: string;
+  /** URL of a Redis server. */
+  readonly redisUrl: string;
+}
+
+/** Running infrastructure and how to take it down. */
+export interface StartedInfra extends Infra {
+  /** Stops every process and removes the temporary directory; safe to call twice. */
+  readonly stop: () => Promise<void>;
+}
+
+/**
+ * Starts Postgres and Redis the way the test suite does: the same specs and
+ * supervisor as `taskmesh up`, on free ports in a new temporary directory
+ * (or the Postgres at `externalPostgresUrl`, whose role must be allowed to
+ * create databases).
+ */
+export async function startInfra(options: { externalPostgresUrl?: string } = {}): Promise<StartedInfra> {
+  await ensureRedis();
+  // Under the system temp dir, entered by all: as root, Postgres runs as user `postgres`.
+  const dir = mkdtempSync(join(tmpdir(), "taskmesh-bench-"));
+  chmodSync(dir, 0o755);
+  const supervisor = new Supervisor({ logDir: join(dir, "logs"), restart: false });
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => (stopped ??= (async () => {
+    await supervisor.stop();
+    rmSync(dir, { recursive: true, force: true });
+  })());
+  try {
+    const external = options.externalPostgresUrl;
+    const pgOptions = { dataDir: join(dir, "postgres"), port: await freePort(), password: randomBytes(18).toString("base64url"), database: "postgres" };
+    const redisPort = await freePort();
+    await supervisor.start([
+      ...(external ? [] : [await postgresSpec(pgOptions)]),
+      redisSpec({ dataDir: join(dir, "redis"), port: redisPort }),
+    ]);
+    return { postgresAdminUrl: external ?? postgresUrl(pgOptions, "postgres"), redisUrl: redisUrl(redisPort), stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** A random suffix for names of databases, schemas and key prefixes. */
+export function uniqueSuffix(): string {
+  return randomBytes(4).toString("hex");
+}
+
+/** Creates a new database named `<prefix>_<random>` on the admin URL's server and returns its URL. */
+export async function freshDatabase(postgresAdminUrl: string, prefix: string): Promise<string> {
+  const name = `${prefix}_${uniqueSuffix()}`;
+  const client = new pg.Client({ connectionString: postgresAdminUrl });
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(postgresAdminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/**
+ * Asks Postgres to write out what the previous runner left in memory
+ * (CHECKPOINT), so that runner's writes are not flushed during the next
+ * one's measurement. Skipped quietly where the role may not (an external
+ * Postgres).
+ */
+export async function checkpoint(infra: Infra): Promise<void> {
+  const client = new pg.Client({ connectionString: infra.postgresAdminUrl });
+  await client.connect();
+  try {
+    await client.query("CHECKPOINT").catch(() => undefined);
+  } finally {
+    await client.end();
+  }
+}
+
+/** The server versions, for the report: `PostgreSQL 18.x, Redis 7.x`. */
+export async function serverVersions(infra: Infra): Promise<string> {
+  const client = new pg.Client({ connectionString: infra.postgresAdminUrl });
+  await client.connect();
+  let postgres: string;
+  try {
+    postgres = String((await client.query<{ server_version: string }>("SHOW server_version")).rows[0]?.server_version);
+  } finally {
+    await client.end();
+  }
+  const redis = new Redis(infra.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  let redisVersion: string;
+  try {
+    await redis.connect();
+    redisVersion = /redis_version:(\S+)/.exec(await redis.info("server"))?.[1] ?? "unknown";
+  } finally {
+    redis.disconnect();
+  }
+  return `PostgreSQL ${postgres.split(" ")[0]}, Redis ${redisVersion}`;
+}
