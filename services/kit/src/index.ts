@@ -12,6 +12,7 @@ export {
   type ServerStreamHandler, type ServiceDefinitionLike, type ServiceHandlers, type UnaryHandler,
 } from "./handlers.js";
 export { Violations } from "./violations.js";
+export { isUuid, isUuidV7, uuidv7 } from "./ids.js";
 export { PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 export { migrate, type Migration } from "./pg/migrate.js";
 export { createPool, query, withTransaction, type PoolOptions, type TransactionOptions } from "./pg/pool.js";

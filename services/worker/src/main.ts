@@ -11,6 +11,8 @@ const envShape = {
   TASKMESH_WORKER_ID: z.string().trim().regex(/^[A-Za-z0-9._:-]{1,128}$/, "expected 1..128 of A-Z a-z 0-9 . _ : -").optional(),
   /** The most tasks run at once, 1..1000. @default 8 */
   TASKMESH_WORKER_CONCURRENCY: envSchemas.positiveInt().max(1000).default(8),
+  /** Its weight for the coordinator's weighted round robin, 1..100. @default 1 */
+  TASKMESH_WORKER_WEIGHT: envSchemas.positiveInt().max(100).default(1),
   /** Comma-separated built-in capabilities to run. @default all: echo,sleep,hash,fail,flaky */
   TASKMESH_WORKER_CAPABILITIES: z.string().transform((text, ctx) => {
     const names = [...new Set(text.split(",").map((n) => n.trim()).filter((n) => n !== ""))];
@@ -41,6 +43,7 @@ await runService({
       workerId: env.TASKMESH_WORKER_ID,
       name: instance,
       maxConcurrency: env.TASKMESH_WORKER_CONCURRENCY,
+      weight: env.TASKMESH_WORKER_WEIGHT,
       version: process.env["npm_package_version"] ?? "0.0.0",
     });
     const server = new MeshServer({ name: "worker", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })

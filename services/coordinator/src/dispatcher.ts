@@ -1,0 +1,271 @@
+import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
+import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
+import type { TaskCancellation } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
+import type { Task } from "../../../gen/taskmesh/task/v1/task.js";
+import { MeshError, type Logger, type MeshClient } from "../../kit/src/index.js";
+import type { Bus } from "./bus.js";
+import { createStrategy, type Candidate, type Strategy, type StrategyName } from "./strategies.js";
+import { toDuration } from "./validation.js";
+import type { WorkerSession } from "./worker-session.js";
+
+/** The ledger's client, as the kit makes it. */
+export type LedgerClient = MeshClient<typeof LedgerServiceService>;
+
+/** Timing of the dispatcher. */
+export interface DispatchTiming {
+  /** Lease length given with each assignment and renewal, in ms. */
+  readonly leaseMs: number;
+  /** How often every capability is looked at even without news (retries come due, lost bus messages), in ms. */
+  readonly pollMs: number;
+  /** How often expired leases and timed-out attempts are taken back, in ms. */
+  readonly sweepMs: number;
+}
+
+/** What a worker's outcomes taught this replica about it. */
+interface WorkerStats {
+  latencyEwmaMs: number | undefined;
+  readonly byCapability: Map<string, { successes: number; failures: number; meanMs: number | undefined }>;
+}
+
+const EWMA_ALPHA = 0.3;
+/** The most slots one AssignTasks call fills. */
+const MAX_BATCH = 1000;
+
+/**
+ * Hands due tasks to the workers connected to this replica. A pass asks the
+ * strategy for a plan per capability (worker slots in pick order) and has the
+ * ledger fill it in one statement (AssignTasks: SKIP LOCKED, so replicas
+ * never get the same task), then pushes each assignment down its worker's
+ * stream. Passes run when work may be due: a submit (here or on another
+ * replica, through the bus), a freed slot, a new worker, a retry coming due,
+ * and every `pollMs` regardless. It also sweeps expired leases and timed-out
+ * attempts, telling the holders to stop.
+ */
+export class Dispatcher {
+  readonly sessions = new Map<string, WorkerSession>();
+  private readonly stats = new Map<string, WorkerStats>();
+  private readonly due = new Set<string>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private strategyImpl: Strategy;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(
+    private readonly ledger: LedgerClient,
+    private readonly bus: Bus,
+    private readonly log: Logger,
+    readonly timing: DispatchTiming,
+    strategy: StrategyName,
+  ) {
+    this.strategyImpl = createStrategy(strategy);
+  }
+
+  get strategy(): StrategyName {
+    return this.strategyImpl.name;
+  }
+
+  /** Switches the strategy for the next pass (its state starts fresh). */
+  useStrategy(name: StrategyName): void {
+    if (name === this.strategyImpl.name) return;
+    this.log.info({ from: this.strategyImpl.name, to: name }, "dispatch strategy changed");
+    this.strategyImpl = createStrategy(name);
+  }
+
+  /** Starts the periodic poll and sweep. */
+  start(): void {
+    this.every(this.timing.pollMs, () => this.wake());
+    this.every(this.timing.sweepMs, () => this.sweep());
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  /** Tasks of `capability` (every capability when omitted) may be due: run a pass soon. */
+  wake(capability?: string): void {
+    if (this.stopped) return;
+    if (capability === undefined) for (const s of this.sessions.values()) for (const c of s.capabilities) this.due.add(c);
+    else this.due.add(capability);
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.passes()).finally(() => (this.running = undefined));
+  }
+
+  /** Wakes for `capability` at `at` (a retry's next attempt). */
+  wakeAt(capability: string, at: Date): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      this.wake(capability);
+    }, Math.max(0, at.getTime() - Date.now()) + 5);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  add(session: WorkerSession): void {
+    this.sessions.set(session.workerId, session);
+    this.wake();
+  }
+
+  remove(session: WorkerSession): void {
+    if (this.sessions.get(session.workerId) === session) this.sessions.delete(session.workerId);
+  }
+
+  /** Records an attempt's outcome for the strategies. */
+  recordOutcome(workerId: string, capability: string, succeeded: boolean, sinceAssignMs: number, runMs: number | undefined): void {
+    let stats = this.stats.get(workerId);
+    if (!stats) this.stats.set(workerId, (stats = { latencyEwmaMs: undefined, byCapability: new Map() }));
+    stats.latencyEwmaMs = stats.latencyEwmaMs === undefined ? sinceAssignMs : EWMA_ALPHA * sinceAssignMs + (1 - EWMA_ALPHA) * stats.latencyEwmaMs;
+    let c = stats.byCapability.get(capability);
+    if (!c) stats.byCapability.set(capability, (c = { successes: 0, failures: 0, meanMs: undefined }));
+    if (succeeded) c.successes++;
+    else c.failures++;
+    if (runMs !== undefined) c.meanMs = c.meanMs === undefined ? runMs : EWMA_ALPHA * runMs + (1 - EWMA_ALPHA) * c.meanMs;
+  }
+
+  /** Tells whoever holds a worker's stream (this replica or another) to stop a task. */
+  tellToStop(workerId: string, cancel: TaskCancellation): void {
+    const session = this.sessions.get(workerId);
+    if (!session) {
+      this.bus.publishWorker(workerId, { kind: "cancel", cancel });
+      return;
+    }
+    session.send({ payload: { $case: "cancel", value: cancel } }).catch(() => undefined);
+  }
+
+  /** The tasks a sweep or cancel took from their holders: tell each holder, and wake for the capability. */
+  reclaimed(items: readonly ReclaimedTask[], reason: "RES_LEASE_LOST" | "BIZ_ATTEMPT_TIMED_OUT"): void {
+    for (const r of items) {
+      if (r.transition) this.bus.publishTask(r.transition.taskId, { kind: "transition", transition: r.transition });
+      const lease = r.endedLease;
+      if (lease) {
+        this.sessions.get(lease.workerId)?.held.delete(lease.taskId);
+        this.tellToStop(lease.workerId, { taskId: lease.taskId, attempt: lease.attempt, reason, message: reason === "BIZ_ATTEMPT_TIMED_OUT" ? "the attempt ran past its timeout" : "the lease expired" });
+      }
+      if (r.task) {
+        this.wake(r.task.capability);
+        if (r.task.nextAttemptAt) this.wakeAt(r.task.capability, r.task.nextAttemptAt);
+      }
+    }
+  }
+
+  private async passes(): Promise<void> {
+    for (;;) {
+      this.again = false;
+      try {
+        await this.pass();
+      } catch (error) {
+        this.log.warn({ err: error }, "dispatch pass failed; retrying shortly");
+        await new Promise((r) => setTimeout(r, 250));
+        this.again = true;
+      }
+      if (!this.again || this.stopped) return;
+    }
+  }
+
+  /** One round over the capabilities that may have due tasks. */
+  private async pass(): Promise<void> {
+    for (const capability of [...this.due]) {
+      const candidates = this.candidates(capability);
+      const free = candidates.reduce((n, c) => n + c.free, 0);
+      if (free === 0) {
+        // No slot now: a freed slot wakes this capability again.
+        this.due.delete(capability);
+        continue;
+      }
+      const strategy = this.strategyImpl;
+      const plan = strategy.plan(capability, candidates, Math.min(MAX_BATCH, free));
+      if (plan.slots.length === 0) {
+        this.due.delete(capability);
+        continue;
+      }
+      const { tasks } = await this.ledger.assignTasks({ capability, workerIds: [...plan.slots], leaseDuration: toDuration(this.timing.leaseMs) });
+      plan.commit(tasks.length);
+      // A full plan means more may be due: look again in the next pass.
+      if (tasks.length < plan.slots.length) this.due.delete(capability);
+      else this.again = true;
+      for (const task of tasks) this.deliver(task);
+    }
+  }
+
+  private candidates(capability: string): Candidate[] {
+    const out: Candidate[] = [];
+    for (const s of this.sessions.values()) {
+      if (!s.serves(capability) || s.draining) continue;
+      const stats = this.stats.get(s.workerId);
+      const c = stats?.byCapability.get(capability);
+      out.push({
+        workerId: s.workerId, inFlight: s.held.size, maxConcurrency: s.info.maxConcurrency, free: s.free(capability),
+        weight: Math.min(100, Math.max(1, s.info.weight || 1)), latencyEwmaMs: stats?.latencyEwmaMs,
+        successes: c?.successes ?? 0, failures: c?.failures ?? 0, meanDurationMs: c?.meanMs,
+      });
+    }
+    return out;
+  }
+
+  /** Pushes an assigned task to its worker; one whose stream went away meanwhile is handed back at once. */
+  private deliver(task: Task): void {
+    const lease = task.lease!;
+    const session = this.sessions.get(lease.workerId);
+    if (!session || session.draining) {
+      this.handBack(task.id, lease.leaseId, "the worker left before its assignment was sent");
+      return;
+    }
+    session.held.set(task.id, { taskId: task.id, leaseId: lease.leaseId, attempt: lease.attempt, capability: task.capability, assignedAt: Date.now() });
+    const timeoutMs = task.timeout ? Number(task.timeout.seconds) * 1000 + task.timeout.nanos / 1e6 : 0;
+    session.send({
+      payload: {
+        $case: "assignment",
+        value: {
+          taskId: task.id, attempt: lease.attempt, capability: task.capability, input: task.input ?? {},
+          deadline: timeoutMs > 0 ? new Date(Date.now() + timeoutMs) : undefined,
+          traceparent: task.traceparent, tracestate: "", leaseId: lease.leaseId, leaseExpiresAt: lease.expiresAt,
+          maxAttempts: task.maxAttempts, labels: task.labels, idempotencyKey: task.idempotencyKey,
+        },
+      },
+    }).catch(() => {
+      session.held.delete(task.id);
+      this.handBack(task.id, lease.leaseId, "the assignment could not be sent");
+    });
+  }
+
+  private handBack(taskId: string, leaseId: string, reason: string): void {
+    this.ledger.releaseTask({ taskId, leaseId, reason, expectedSequence: undefined })
+      .catch((error: unknown) => this.log.debug({ err: error, taskId }, "hand back failed; the lease will expire"));
+  }
+
+  /** Takes back expired leases and timed-out attempts, a batch at a time while more remain. */
+  private async sweep(): Promise<void> {
+    try {
+      for (let more = true, rounds = 0; more && rounds < 10; rounds++) {
+        const [expired, timedOut] = await Promise.all([this.ledger.expireLeases({ limit: 500 }), this.ledger.reapTimeouts({ limit: 500 })]);
+        this.reclaimed(expired.reclaimed, "RES_LEASE_LOST");
+        this.reclaimed(timedOut.reclaimed, "BIZ_ATTEMPT_TIMED_OUT");
+        more = expired.more || timedOut.more;
+      }
+    } catch (error) {
+      this.log.warn({ err: error instanceof MeshError ? error.message : error }, "lease sweep failed; next round soon");
+    }
+  }
+
+  /** Runs `work` every `ms` (never two at once), until stopped. */
+  private every(ms: number, work: () => unknown): void {
+    const tick = (): void => {
+      const timer = setTimeout(async () => {
+        this.timers.delete(timer);
+        try {
+          await work();
+        } finally {
+          if (!this.stopped) tick();
+        }
+      }, ms);
+      timer.unref();
+      this.timers.add(timer);
+    };
+    tick();
+  }
+}

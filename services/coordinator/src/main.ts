@@ -1,0 +1,113 @@
+import { z } from "zod";
+import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
+import { TaskServiceService } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
+import { WorkerServiceService } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
+import { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
+import {
+  MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService, untilReady, uuidv7, watchSetting,
+} from "../../kit/src/index.js";
+import { Bus } from "./bus.js";
+import { KnownCapabilities } from "./capabilities.js";
+import { SubmitDedup } from "./dedup.js";
+import { Dispatcher } from "./dispatcher.js";
+import { STRATEGIES, parseStrategy } from "./strategies.js";
+import { PendingGauge, taskService } from "./task-service.js";
+import { workerService } from "./worker-service.js";
+
+/** The coordinator's environment. */
+const envShape = {
+  ...kitEnvShape,
+  /** Redis: the submit dedup fast path and the replicas' bus. */
+  REDIS_URL: envSchemas.url("redis"),
+  /** The strategy while config key `/coordinator/dispatch/strategy` is unset. @default least_loaded */
+  TASKMESH_COORDINATOR_STRATEGY: z.enum(STRATEGIES).default("least_loaded"),
+  /** How often workers heartbeat. @default 5s */
+  TASKMESH_COORDINATOR_HEARTBEAT: envSchemas.duration().pipe(z.number().min(100)).default(5000),
+  /** Lease length per renewal; a dead worker's tasks return after at most this. @default 30s */
+  TASKMESH_COORDINATOR_LEASE: envSchemas.duration().pipe(z.number().min(1000).max(600_000)).default(30_000),
+  /** How often every capability is checked for due tasks without news (retries, other replicas). @default 1s */
+  TASKMESH_COORDINATOR_POLL: envSchemas.duration().pipe(z.number().min(10)).default(1000),
+  /** How often expired leases and timed-out attempts are taken back. @default 1s */
+  TASKMESH_COORDINATOR_SWEEP: envSchemas.duration().pipe(z.number().min(10)).default(1000),
+  /** Submits are refused (RESOURCE_EXHAUSTED) while this many tasks are pending. @default 100000 */
+  TASKMESH_COORDINATOR_MAX_PENDING: envSchemas.positiveInt().default(100_000),
+  /** Submits are refused while this many are in progress on one replica. @default 2000 */
+  TASKMESH_COORDINATOR_MAX_SUBMITS: envSchemas.positiveInt().default(2000),
+};
+
+await runService({
+  name: "coordinator",
+  async start() {
+    const env = loadEnv(envShape);
+    const instance = env.TASKMESH_INSTANCE ?? "coordinator";
+    const coordinatorId = `${instance}/${uuidv7().slice(-12)}`;
+    const log = createLogger({ service: "coordinator", instance, level: env.LOG_LEVEL });
+    const ledger = connectUpstream(LedgerServiceService, "ledger");
+    const hasConfig = Boolean(process.env.TASKMESH_UPSTREAM_CONFIG?.trim() || env.TASKMESH_UPSTREAM);
+    const config = hasConfig ? connectUpstream(ConfigServiceService, "config") : undefined;
+    const bus = new Bus(env.REDIS_URL, log);
+    const dispatcher = new Dispatcher(ledger, bus, log, {
+      leaseMs: env.TASKMESH_COORDINATOR_LEASE, pollMs: env.TASKMESH_COORDINATOR_POLL, sweepMs: env.TASKMESH_COORDINATOR_SWEEP,
+    }, env.TASKMESH_COORDINATOR_STRATEGY);
+    const strategy = config
+      ? watchSetting(config, { key: "/coordinator/dispatch/strategy", parse: parseStrategy, fallback: env.TASKMESH_COORDINATOR_STRATEGY, onChange: (next) => dispatcher.useStrategy(next), logger: log })
+      : undefined;
+    const configured = config
+      ? watchSetting(config, { key: "/coordinator/capabilities", parse: parseCapabilityList, fallback: [] as readonly string[], logger: log })
+      : undefined;
+    if (!config) log.warn("no config upstream (TASKMESH_UPSTREAM_CONFIG): the dispatch strategy is fixed to TASKMESH_COORDINATOR_STRATEGY");
+    const capabilities = new KnownCapabilities(ledger, () => configured?.get() ?? [], function* () {
+      for (const s of dispatcher.sessions.values()) yield* s.capabilities;
+    }, log);
+    const pending = new PendingGauge();
+    const server = new MeshServer({ name: "coordinator", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
+      .addService(TaskServiceService, taskService({
+        ledger, dispatcher, bus, dedup: new SubmitDedup(bus.redis, log), capabilities, pending,
+        limits: { maxPending: env.TASKMESH_COORDINATOR_MAX_PENDING, maxInFlightSubmits: env.TASKMESH_COORDINATOR_MAX_SUBMITS }, watchPollMs: 2000,
+      }))
+      .addService(WorkerServiceService, workerService({
+        ledger, dispatcher, bus, coordinatorId, timing: { heartbeatMs: env.TASKMESH_COORDINATOR_HEARTBEAT, registerTimeoutMs: 10_000 },
+      }))
+      // Workers keep their tasks running and reconnect at once to another replica.
+      .onDrain("worker streams", () => Promise.all([...dispatcher.sessions.values()].map((s) => {
+        s.draining = true;
+        return s.send({ payload: { $case: "goAway", value: { reason: "coordinator shutting down", gracePeriod: { seconds: 0n, nanos: 500_000_000 }, reconnect: true } } }).catch(() => undefined);
+      })))
+      .onClose("ledger client", () => ledger.close())
+      .onClose("config", () => {
+        strategy?.close();
+        configured?.close();
+        config?.close();
+      })
+      .onClose("redis", () => bus.close())
+      .onClose("dispatcher", () => dispatcher.stop());
+    await server.listen(env.TASKMESH_LISTEN);
+    const refresh = async (): Promise<void> => {
+      const { total } = await ledger.countTasks({ capabilities: [], byCapability: false, createdAfter: undefined });
+      pending.set(Number(total?.pending ?? 0));
+      await capabilities.refreshIfStale();
+    };
+    return {
+      server,
+      log,
+      async ready(signal) {
+        await untilReady("redis", () => bus.connect(), signal, log);
+        await untilReady("ledger", refresh, signal, log);
+        if (strategy) dispatcher.useStrategy((await strategy.ready, strategy.get()));
+        bus.onWork((capability) => dispatcher.wake(capability));
+        dispatcher.start();
+        const timer = setInterval(() => void refresh().catch((error: unknown) => log.debug({ err: error }, "pending count refresh failed")), 1000);
+        timer.unref();
+        server.onClose("pending gauge", () => clearInterval(timer));
+      },
+    };
+  },
+});
+
+/** The value of `/coordinator/capabilities`: a JSON list of capability names. */
+function parseCapabilityList(value: unknown): readonly string[] {
+  if (!Array.isArray(value) || !value.every((c) => typeof c === "string" && /^[a-z0-9][a-z0-9._-]{0,62}$/.test(c))) {
+    throw new Error("expected a JSON list of capability names");
+  }
+  return value;
+}

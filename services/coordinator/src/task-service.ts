@@ -1,0 +1,240 @@
+import { randomBytes } from "node:crypto";
+import { trace } from "@opentelemetry/api";
+import type { TaskServiceService, WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
+import { TaskState, TaskView, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
+import {
+  Code, MeshError, exhausted, invalidArgument, uuidv7, type CallContext, type Send, type ServiceHandlers,
+} from "../../kit/src/index.js";
+import type { Bus, TaskNews } from "./bus.js";
+import type { KnownCapabilities } from "./capabilities.js";
+import type { SubmitDedup } from "./dedup.js";
+import type { Dispatcher, LedgerClient } from "./dispatcher.js";
+import { checkList, parseSubmit, parseTaskId, toDuration } from "./validation.js";
+
+/** Limits that keep the coordinator's memory bounded under any load. */
+export interface Backpressure {
+  /** Refuse submits while this many tasks are pending in the ledger. */
+  readonly maxPending: number;
+  /** Refuse submits while this many are in progress on this replica. */
+  readonly maxInFlightSubmits: number;
+}
+
+/** What the TaskService handlers need. */
+export interface TaskServiceDeps {
+  readonly ledger: LedgerClient;
+  readonly dispatcher: Dispatcher;
+  readonly bus: Bus;
+  readonly dedup: SubmitDedup;
+  readonly capabilities: KnownCapabilities;
+  readonly pending: PendingGauge;
+  readonly limits: Backpressure;
+  /** How often a watch re-reads the task's history even without news, in ms. */
+  readonly watchPollMs: number;
+}
+
+const TERMINAL = new Set([TaskState.TASK_STATE_SUCCEEDED, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELLED, TaskState.TASK_STATE_TIMED_OUT]);
+/** Most news a watch buffers while its caller reads slowly; beyond it the watch re-reads the ledger instead. */
+const WATCH_BUFFER = 256;
+
+/**
+ * How many tasks are pending, from the ledger's counts (refreshed by the
+ * caller every second) plus this replica's submits since.
+ */
+export class PendingGauge {
+  private counted = 0;
+  private since = 0;
+
+  set(count: number): void {
+    this.counted = count;
+    this.since = 0;
+  }
+
+  added(): void {
+    this.since++;
+  }
+
+  get value(): number {
+    return this.counted + this.since;
+  }
+}
+
+/** The W3C trace id and traceparent of the current span; a fresh trace when tracing is off. */
+function traceOfCall(): { traceId: string; traceparent: string } {
+  const context = trace.getActiveSpan()?.spanContext();
+  if (context && trace.isSpanContextValid(context)) {
+    return { traceId: context.traceId, traceparent: `00-${context.traceId}-${context.spanId}-0${context.traceFlags & 1}` };
+  }
+  const traceId = randomBytes(16).toString("hex");
+  return { traceId, traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-00` };
+}
+
+/** TaskService: submit, read, list, cancel and watch tasks, recorded in the ledger and dispatched to workers. */
+export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskServiceService> {
+  const { ledger, dispatcher, bus, dedup, capabilities, pending, limits } = deps;
+  let inFlightSubmits = 0;
+  const workNews = new Map<string, number>();
+
+  /** Tells every replica's dispatcher that `capability` has work, at most every 20 ms per capability. */
+  const announce = (capability: string): void => {
+    dispatcher.wake(capability);
+    const now = Date.now();
+    if (now - (workNews.get(capability) ?? 0) < 20) return;
+    workNews.set(capability, now);
+    bus.publishWork(capability);
+  };
+
+  return {
+    async submitTask(request, ctx) {
+      if (inFlightSubmits >= limits.maxInFlightSubmits) throw exhausted("RATE_QUEUE_FULL", "too many submits in progress on this coordinator; retry shortly", 100);
+      if (pending.value >= limits.maxPending) throw exhausted("RATE_QUEUE_FULL", `${pending.value} tasks are pending (the limit is ${limits.maxPending}); retry later`, 1000);
+      inFlightSubmits++;
+      try {
+        const known = capabilities.has(request.capability) || await capabilities.check(request.capability, ctx.signal);
+        const submit = parseSubmit(request, () => known);
+        const subject = "";
+        const plan = submit.idempotencyKey === ""
+          ? { action: "create" as const, taskId: uuidv7() }
+          : await dedup.plan(subject, submit.idempotencyKey, submit.requestHash, uuidv7());
+        if (plan.action === "read") {
+          const found = await ledger.getTask({ id: plan.taskId, view: TaskView.TASK_VIEW_FULL }, { parent: ctx }).catch((error: unknown) => {
+            if (MeshError.from(error).code === Code.NOT_FOUND) return undefined;
+            throw error;
+          });
+          if (found?.task) return { task: found.task, deduplicated: true };
+        }
+        const { traceId, traceparent } = traceOfCall();
+        const { task, created } = await ledger.createTask({
+          id: plan.taskId, capability: submit.capability, input: submit.input, idempotencyKey: submit.idempotencyKey, requestHash: submit.requestHash,
+          maxAttempts: submit.maxAttempts, timeout: toDuration(submit.timeoutMs), priority: submit.priority, labels: submit.labels,
+          retryPolicy: submit.retryPolicy, createdBy: subject, traceId, traceparent,
+        }, { parent: ctx });
+        if (submit.idempotencyKey !== "") await dedup.committed(subject, submit.idempotencyKey, submit.requestHash, task!.id);
+        if (created) {
+          pending.added();
+          announce(submit.capability);
+        }
+        return { task, deduplicated: !created };
+      } finally {
+        inFlightSubmits--;
+      }
+    },
+
+    async getTask(request, ctx) {
+      const id = parseTaskId(request.id);
+      if (typeof TaskView[request.view] !== "string") throw invalidArgument([{ field: "view", description: `unknown view ${request.view}` }]);
+      return ledger.getTask({ id, view: request.view || TaskView.TASK_VIEW_FULL }, { parent: ctx });
+    },
+
+    async listTasks(request, ctx) {
+      checkList(request);
+      return ledger.listTasks({
+        states: request.states, capabilities: request.capability === "" ? [] : [request.capability], createdAfter: request.createdAfter,
+        createdBefore: request.createdBefore, workerId: "", createdBy: "", pageSize: request.pageSize, pageToken: request.pageToken,
+        view: request.view || TaskView.TASK_VIEW_BASIC,
+      }, { parent: ctx });
+    },
+
+    async cancelTask(request, ctx) {
+      const id = parseTaskId(request.id);
+      if (request.reason.length > 256) throw invalidArgument([{ field: "reason", description: "is longer than 256 characters", reason: "VAL_REASON_TOO_LONG" }], "VAL_REASON_TOO_LONG");
+      const { task, transition, endedLease } = await ledger.cancelTask({ taskId: id, reason: request.reason, actor: "", expectedSequence: request.expectedSequence }, { parent: ctx });
+      if (transition) bus.publishTask(id, { kind: "transition", transition });
+      if (endedLease) {
+        dispatcher.sessions.get(endedLease.workerId)?.held.delete(id);
+        dispatcher.tellToStop(endedLease.workerId, { taskId: id, attempt: endedLease.attempt, reason: "BIZ_TASK_CANCELLED", message: request.reason });
+        if (task) dispatcher.wake(task.capability);
+      }
+      return { task };
+    },
+
+    watchTask: (request, send, ctx) => watch(deps, request.id, request.afterSequence, send, ctx),
+  };
+}
+
+/**
+ * One WatchTask stream: the snapshot, the replay after `afterSequence`, then
+ * live news from the bus until the task ends. Transitions are always sent in
+ * sequence order with none missing: a gap (a lost or late bus message) is
+ * filled from the ledger's history, which is also re-read every
+ * `watchPollMs`. Buffered news is bounded; past the bound the watch drops it
+ * and re-reads the history instead.
+ */
+async function watch(deps: TaskServiceDeps, rawId: string, afterSequence: bigint | undefined, send: Send<WatchTaskResponse>, ctx: CallContext): Promise<void> {
+  const id = parseTaskId(rawId);
+  const { ledger, bus } = deps;
+  const news: TaskNews[] = [];
+  let overflow = false;
+  let wakeUp: (() => void) | undefined;
+  const unsubscribe = bus.onTask(id, (item) => {
+    if (news.length >= WATCH_BUFFER) {
+      overflow = true;
+      news.length = 0;
+    } else news.push(item);
+    wakeUp?.();
+  });
+  try {
+    const { task } = await ledger.getTask({ id, view: TaskView.TASK_VIEW_FULL }, { parent: ctx });
+    const snapshot = task!;
+    if (afterSequence !== undefined && (afterSequence < 0n || afterSequence > snapshot.sequence)) {
+      throw invalidArgument([{ field: "after_sequence", description: `must be between 0 and the task's sequence ${snapshot.sequence}`, reason: "VAL_INVALID_SEQUENCE" }], "VAL_INVALID_SEQUENCE");
+    }
+    await send({ event: { $case: "snapshot", value: snapshot } });
+    let last = afterSequence ?? snapshot.sequence;
+    let ended = TERMINAL.has(snapshot.state);
+    const emit = async (t: TaskTransition): Promise<void> => {
+      if (t.sequence !== last + 1n) return;
+      await send({ event: { $case: "transition", value: t } });
+      last = t.sequence;
+      if (TERMINAL.has(t.toState)) ended = true;
+    };
+    /** Sends every transition after `last` from the ledger's history (up to `upTo` when given). */
+    const catchUp = async (upTo?: bigint): Promise<void> => {
+      let pageToken = "";
+      do {
+        const page = await ledger.getTaskHistory({ taskId: id, afterSequence: last, pageSize: 1000, pageToken }, { parent: ctx });
+        for (const t of page.transitions) {
+          if (upTo !== undefined && t.sequence > upTo) return;
+          await emit(t);
+        }
+        pageToken = page.nextPageToken;
+      } while (pageToken !== "");
+    };
+    if (afterSequence !== undefined) await catchUp(snapshot.sequence);
+    while (!ended) {
+      if (news.length === 0 && !overflow) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, deps.watchPollMs);
+          const onAbort = (): void => resolve();
+          ctx.signal.addEventListener("abort", onAbort, { once: true });
+          wakeUp = () => {
+            clearTimeout(timer);
+            ctx.signal.removeEventListener("abort", onAbort);
+            resolve();
+          };
+        });
+        wakeUp = undefined;
+        ctx.signal.throwIfAborted();
+        if (news.length === 0 && !overflow) {
+          await catchUp();
+          continue;
+        }
+      }
+      if (overflow) {
+        overflow = false;
+        await catchUp();
+        continue;
+      }
+      const item = news.shift()!;
+      if (item.kind === "progress") {
+        if (item.update.sequence === last) await send({ event: { $case: "progress", value: item.update } });
+        continue;
+      }
+      const t = item.transition;
+      if (t.sequence <= last) continue;
+      if (t.sequence === last + 1n) await emit(t);
+      else await catchUp();
+    }
+  } finally {
+    unsubscribe();
+  }
+}

@@ -1,0 +1,118 @@
+import { createHash } from "node:crypto";
+import type { Duration } from "../../../gen/google/protobuf/duration.js";
+import { SubmitTaskRequest, type ListTasksRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
+import { TaskState, TaskView } from "../../../gen/taskmesh/task/v1/task.js";
+import { Violations, invalidArgument } from "../../kit/src/index.js";
+
+/** Largest task input, as JSON. */
+export const MAX_INPUT_BYTES = 256 * 1024;
+/** Defaults of a submit, as the contract gives them. */
+export const SUBMIT_DEFAULTS = { maxAttempts: 3, timeoutMs: 5 * 60_000 } as const;
+
+const CAPABILITY = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
+const LABEL_KEY = /^[a-z0-9._/-]{1,63}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A submit, validated, with defaults applied; what the ledger's CreateTask needs besides ids and trace. */
+export interface ValidSubmit {
+  readonly capability: string;
+  readonly input: Record<string, unknown>;
+  readonly idempotencyKey: string;
+  readonly requestHash: string;
+  readonly maxAttempts: number;
+  readonly timeoutMs: number;
+  readonly priority: number;
+  readonly labels: Record<string, string>;
+  readonly retryPolicy: SubmitTaskRequest["retryPolicy"];
+}
+
+function durationMs(d: Duration | undefined): number | undefined {
+  return d === undefined ? undefined : Number(d.seconds) * 1000 + Math.round(d.nanos / 1_000_000);
+}
+
+/** Milliseconds as a protobuf Duration. */
+export function toDuration(ms: number): Duration {
+  return { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+}
+
+/** JSON with object keys sorted at every level: one text per value. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (v && typeof v === "object" && !Array.isArray(v)
+    ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    : v));
+}
+
+/**
+ * The submit's fingerprint: lower-case hex SHA-256 of its canonical proto3
+ * JSON with `idempotencyKey` left out, so a repeat of the same request under
+ * one key matches and any other field's change does not.
+ */
+export function requestHash(request: SubmitTaskRequest): string {
+  const { idempotencyKey: _key, ...rest } = SubmitTaskRequest.toJSON(request) as Record<string, unknown>;
+  return createHash("sha256").update(canonicalJson(rest)).digest("hex");
+}
+
+/**
+ * Checks a submit against the contract; INVALID_ARGUMENT with one violation
+ * per bad field (nothing is stored). `isKnown` says whether a well-formed
+ * capability is one taskmesh can run.
+ */
+export function parseSubmit(r: SubmitTaskRequest, isKnown: (capability: string) => boolean): ValidSubmit {
+  const v = new Violations();
+  if (!CAPABILITY.test(r.capability)) v.add("capability", "must be 1..63 characters of a-z 0-9 . _ -, starting with a letter or digit");
+  else if (!isKnown(r.capability)) v.add("capability", `unknown capability ${JSON.stringify(r.capability)}: no worker declares it and it is not configured`, "VAL_UNKNOWN_CAPABILITY");
+  const input = r.input ?? {};
+  if (Buffer.byteLength(JSON.stringify(input)) > MAX_INPUT_BYTES) v.add("input", `is larger than ${MAX_INPUT_BYTES / 1024} KiB as JSON`, "VAL_INPUT_TOO_LARGE");
+  if (r.idempotencyKey !== "" && !IDEMPOTENCY_KEY.test(r.idempotencyKey)) v.add("idempotency_key", "must be 1..128 printable ASCII characters without spaces");
+  const policy = r.retryPolicy;
+  const policyAttempts = policy?.maxAttempts ?? 0;
+  if (r.maxAttempts !== undefined && (r.maxAttempts < 1 || r.maxAttempts > 100)) v.add("max_attempts", "must be between 1 and 100");
+  if (policyAttempts !== 0 && (policyAttempts < 1 || policyAttempts > 100)) v.add("retry_policy.max_attempts", "must be between 1 and 100 (or 0 for the default)");
+  if (r.maxAttempts !== undefined && policyAttempts !== 0 && policyAttempts !== r.maxAttempts) v.add("retry_policy.max_attempts", "must equal max_attempts when both are set");
+  const timeoutMs = durationMs(r.timeout) ?? SUBMIT_DEFAULTS.timeoutMs;
+  if (!(timeoutMs >= 1000 && timeoutMs <= 86_400_000)) v.add("timeout", "must be between 1s and 24h");
+  if (!Number.isInteger(r.priority) || r.priority < 0 || r.priority > 9) v.add("priority", "must be between 0 and 9");
+  const labels = Object.entries(r.labels);
+  if (labels.length > 32) v.add("labels", "has more than 32 labels");
+  for (const [key, value] of labels) {
+    if (!LABEL_KEY.test(key)) v.add(`labels[${key}]`, "key must be 1..63 characters of a-z 0-9 . _ / -");
+    else if (value.length > 256) v.add(`labels[${key}]`, "value is longer than 256 characters");
+  }
+  for (const [field, d] of [["retry_policy.initial_backoff", policy?.initialBackoff], ["retry_policy.max_backoff", policy?.maxBackoff]] as const) {
+    const ms = durationMs(d);
+    if (ms !== undefined && !(ms >= 0 && ms <= 3_600_000)) v.add(field, "must be between 0s and 1h");
+  }
+  const multiplier = policy?.multiplier ?? 0;
+  if (multiplier !== 0 && !(multiplier >= 1 && multiplier <= 10)) v.add("retry_policy.multiplier", "must be between 1.0 and 10.0 (0 for 2.0)");
+  v.check();
+  const maxAttempts = r.maxAttempts ?? (policyAttempts || SUBMIT_DEFAULTS.maxAttempts);
+  return {
+    capability: r.capability,
+    input,
+    idempotencyKey: r.idempotencyKey,
+    requestHash: requestHash(r),
+    maxAttempts,
+    timeoutMs,
+    priority: r.priority,
+    labels: r.labels,
+    retryPolicy: { initialBackoff: policy?.initialBackoff, maxBackoff: policy?.maxBackoff, multiplier: policy?.multiplier ?? 0, maxAttempts },
+  };
+}
+
+/** A task id (a UUID), or INVALID_ARGUMENT (VAL_INVALID_TASK_ID). */
+export function parseTaskId(id: string, field = "id"): string {
+  if (!UUID.test(id)) throw invalidArgument([{ field, description: "must be a task id (a lower-case UUID)", reason: "VAL_INVALID_TASK_ID" }], "VAL_INVALID_TASK_ID");
+  return id;
+}
+
+/** Checks what the ledger does not know about a list request (its view and filters go through unchanged). */
+export function checkList(r: ListTasksRequest): void {
+  const v = new Violations();
+  r.states.forEach((s, i) => { if (typeof TaskState[s] !== "string" || s === TaskState.TASK_STATE_UNSPECIFIED) v.add(`states[${i}]`, `unknown state ${s}`); });
+  if (r.capability !== "" && !CAPABILITY.test(r.capability)) v.add("capability", "is not a capability name");
+  if (typeof TaskView[r.view] !== "string") v.add("view", `unknown view ${r.view}`);
+  if (r.pageSize < 0 || r.pageSize > 1000) v.add("page_size", "must be between 1 and 1000 (0 for 100)", "VAL_INVALID_PAGE_SIZE");
+  if (r.createdAfter && r.createdBefore && r.createdAfter >= r.createdBefore) v.add("created_before", "must be after created_after", "VAL_INVALID_TIME_RANGE");
+  v.check();
+}

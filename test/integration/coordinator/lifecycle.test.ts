@@ -1,0 +1,89 @@
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TaskState, TransitionKind, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
+import type { WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
+import { startStack, submitRequest, until, type Stack } from "./stack.js";
+
+const second = (s: number) => ({ seconds: BigInt(s), nanos: 0 });
+
+async function history(stack: Stack, id: string): Promise<Array<{ kind: string; attempt: number; worker_id: string }>> {
+  const { rows } = await stack.sql.query("SELECT kind, attempt, worker_id FROM ledger.history WHERE task_id = $1 ORDER BY sequence", [id]);
+  return rows;
+}
+
+describe("coordinator: the life of a task through real ledger, coordinator and worker processes", () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack("coord_lifecycle", { workers: [{ id: "life-w1", concurrency: 4 }, { id: "life-w2", concurrency: 4 }] });
+  }, 60_000);
+  afterAll(async () => { await stack?.stop(); }, 30_000);
+
+  it("runs every built-in capability to SUCCEEDED with its output", async () => {
+    const [echo, sleep, hash] = await Promise.all([
+      stack.run({ capability: "echo", input: { text: "hi", n: 3 } }),
+      stack.run({ capability: "sleep", input: { ms: 50 } }),
+      stack.run({ capability: "hash", input: { text: "abc" } }),
+    ]);
+    expect([echo.state, sleep.state, hash.state]).toEqual([TaskState.TASK_STATE_SUCCEEDED, TaskState.TASK_STATE_SUCCEEDED, TaskState.TASK_STATE_SUCCEEDED]);
+    expect(echo.output).toMatchObject({ text: "hi", n: 3 });
+    expect(JSON.stringify(hash.output)).toContain(createHash("sha256").update("abc").digest("hex"));
+    expect(echo.attempts).toBe(1);
+    expect(["life-w1", "life-w2"]).toContain(echo.workerId);
+    expect((await history(stack, echo.id)).map((h) => h.kind)).toEqual(["SUBMITTED", "STARTED", "SUCCEEDED"]);
+  });
+
+  it("retries flaky until it succeeds, with the attempt count in the task and its history", async () => {
+    const task = await stack.run({ capability: "flaky", input: { failTimes: 2 }, maxAttempts: 5, retryPolicy: { maxAttempts: 0, initialBackoff: { seconds: 0n, nanos: 50_000_000 }, maxBackoff: second(1), multiplier: 2 } });
+    expect(task.state).toBe(TaskState.TASK_STATE_SUCCEEDED);
+    expect(task.attempts).toBe(3);
+    expect((await history(stack, task.id)).map((h) => `${h.kind}:${h.attempt}`)).toEqual([
+      "SUBMITTED:0", "STARTED:1", "RETRYING:1", "STARTED:2", "RETRYING:2", "STARTED:3", "SUCCEEDED:3",
+    ]);
+  });
+
+  it("ends fail FAILED with the agent's error, and sleep past its timeout TIMED_OUT", async () => {
+    const [failed, timedOut] = await Promise.all([
+      stack.run({ capability: "fail", input: { message: "no luck" }, maxAttempts: 1 }),
+      stack.run({ capability: "sleep", input: { ms: 5000 }, timeout: second(1), maxAttempts: 1 }),
+    ]);
+    expect(failed.state).toBe(TaskState.TASK_STATE_FAILED);
+    expect(failed.error).toMatchObject({ message: expect.stringContaining("no luck") });
+    expect(timedOut.state).toBe(TaskState.TASK_STATE_TIMED_OUT);
+    expect(timedOut.error?.reason).toBe("BIZ_ATTEMPT_TIMED_OUT");
+  });
+
+  it("cancels a running sleep: the worker is told, and the task ends CANCELLED with the worker's slot freed", async () => {
+    const { task } = await stack.tasks.submitTask(submitRequest({ capability: "sleep", input: { ms: 20_000 } }));
+    await until("the sleep to run", async () => (await stack.tasks.getTask({ id: task!.id, view: 0 })).task!.state === TaskState.TASK_STATE_RUNNING);
+    const holder = (await stack.tasks.getTask({ id: task!.id, view: 0 })).task!.workerId;
+    await until("the worker to report it in flight", async () => Number((await stack.sql.query("SELECT in_flight FROM ledger.workers WHERE worker_id = $1", [holder])).rows[0].in_flight) === 1);
+    const { task: cancelled } = await stack.tasks.cancelTask({ id: task!.id, reason: "changed my mind", expectedSequence: undefined });
+    expect(cancelled!.state).toBe(TaskState.TASK_STATE_CANCELLED);
+    // The worker stopped the handler: its heartbeats report nothing in flight any more (the sleep had 20 s to go).
+    const inFlight = async () => Number((await stack.sql.query("SELECT in_flight FROM ledger.workers WHERE worker_id = $1", [cancelled!.workerId])).rows[0].in_flight);
+    await until("the worker to stop the handler", async () => (await inFlight()) === 0, 3000);
+    // A second cancel changes nothing.
+    const again = await stack.tasks.cancelTask({ id: task!.id, reason: "", expectedSequence: undefined });
+    expect(again.task!.sequence).toBe(cancelled!.sequence);
+    // Slots come back: 8 short sleeps still run at once on the two workers.
+    const started = Date.now();
+    const all = await Promise.all(Array.from({ length: 8 }, () => stack.run({ capability: "sleep", input: { ms: 500 } })));
+    expect(all.every((t) => t.state === TaskState.TASK_STATE_SUCCEEDED)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("streams a task's snapshot, transitions and progress in order with WatchTask, and resumes from a sequence", async () => {
+    const { task } = await stack.tasks.submitTask(submitRequest({ capability: "sleep", input: { ms: 600 } }));
+    const messages: WatchTaskResponse[] = [];
+    for await (const m of stack.tasks.watchTask({ id: task!.id, afterSequence: undefined })) messages.push(m);
+    expect(messages[0]!.event?.$case).toBe("snapshot");
+    const transitions = messages.flatMap((m) => (m.event?.$case === "transition" ? [m.event.value] : []));
+    const snapshotSeq = messages[0]!.event?.$case === "snapshot" ? messages[0]!.event.value.sequence : 0n;
+    expect(transitions.map((t) => t.sequence)).toEqual(Array.from({ length: transitions.length }, (_, i) => snapshotSeq + 1n + BigInt(i)));
+    expect(transitions.at(-1)!.kind).toBe(TransitionKind.TRANSITION_KIND_SUCCEEDED);
+    // Resuming after sequence 1 replays the rest from the history, then ends at once (the task has ended).
+    const replay: TaskTransition[] = [];
+    for await (const m of stack.tasks.watchTask({ id: task!.id, afterSequence: 1n })) if (m.event?.$case === "transition") replay.push(m.event.value);
+    expect(replay.map((t) => t.kind)).toEqual([TransitionKind.TRANSITION_KIND_STARTED, TransitionKind.TRANSITION_KIND_SUCCEEDED]);
+  });
+});

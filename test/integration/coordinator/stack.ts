@@ -1,0 +1,144 @@
+import pg from "pg";
+import { expect, inject } from "vitest";
+import { TaskServiceService, type SubmitTaskRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
+import { TaskState, type Task } from "../../../gen/taskmesh/task/v1/task.js";
+import { freePort } from "../../../deploy/local/secrets.js";
+import { createClient, type MeshClient } from "../../../services/kit/src/index.js";
+import { startConfigReplica, type ConfigReplica } from "../../support/config-server.js";
+import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
+import { startService, waitForServing, type ServiceProcess } from "../../support/processes.js";
+
+/** A worker process of the stack. */
+export interface WorkerOptions {
+  readonly id: string;
+  /** @default all built-ins */
+  readonly capabilities?: readonly string[];
+  /** @default 4 */
+  readonly concurrency?: number;
+  /** @default 1 */
+  readonly weight?: number;
+}
+
+/** Options of {@link startStack}. */
+export interface StackOptions {
+  /** @default 1 */
+  readonly coordinators?: number;
+  readonly workers?: readonly WorkerOptions[];
+  /** Extra coordinator environment. */
+  readonly coordinatorEnv?: Record<string, string>;
+  /** Start a config replica (in this process) and point the coordinators at it. @default false */
+  readonly config?: boolean;
+}
+
+/** Real ledger, coordinator and worker processes on a database of their own, and clients for them. */
+export interface Stack {
+  readonly db: TestDatabase;
+  /** A direct connection to the ledger's database, for checks behind the services' backs. */
+  readonly sql: pg.Pool;
+  /** TaskService over every coordinator replica (round robin). */
+  readonly tasks: MeshClient<typeof TaskServiceService>;
+  readonly coordinators: ServiceProcess[];
+  readonly coordinatorAddresses: string[];
+  readonly workers: Map<string, ServiceProcess>;
+  readonly config: ConfigReplica | undefined;
+  /** Starts a worker (or restarts one by id); resolves once it is registered (SERVING). */
+  startWorker(options: WorkerOptions): Promise<ServiceProcess>;
+  /** Starts coordinator replica `i` again on its port (after a kill). */
+  restartCoordinator(i: number): Promise<void>;
+  /** Submits and waits until the task ends; returns the final task. */
+  run(request: Partial<SubmitTaskRequest> & { capability: string }, timeoutMs?: number): Promise<Task>;
+  /** Polls the task until it reaches a terminal state. */
+  settle(id: string, timeoutMs?: number): Promise<Task>;
+  stop(): Promise<void>;
+}
+
+const TERMINAL = new Set([TaskState.TASK_STATE_SUCCEEDED, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELLED, TaskState.TASK_STATE_TIMED_OUT]);
+
+/** A submit request with the contract's defaults for what `partial` leaves out. */
+export function submitRequest(partial: Partial<SubmitTaskRequest> & { capability: string }): SubmitTaskRequest {
+  return { input: {}, idempotencyKey: "", maxAttempts: undefined, timeout: undefined, priority: 0, labels: {}, retryPolicy: undefined, ...partial };
+}
+
+/** Polls `check` every 50 ms until true; fails with `what` after `timeoutMs`. */
+export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function stopProcess(p: ServiceProcess): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill("SIGTERM");
+  const timer = setTimeout(() => p.child.kill("SIGKILL"), 8000);
+  await p.exited;
+  clearTimeout(timer);
+}
+
+/** Starts ledger, coordinator(s) and workers as real processes, with fast heartbeats and short leases. */
+export async function startStack(label: string, options: StackOptions = {}): Promise<Stack> {
+  const db = await createTestDatabase(label);
+  const sql = new pg.Pool({ connectionString: db.url, max: 2 });
+  const config = options.config ? await startConfigReplica(db.url, `${label}-config`) : undefined;
+  const ledgerPort = await freePort();
+  const ledger = startService("ledger", { DATABASE_URL: db.url, TASKMESH_LISTEN: `127.0.0.1:${ledgerPort}`, TASKMESH_INSTANCE: `${label}-ledger` });
+  await waitForServing(`127.0.0.1:${ledgerPort}`, ledger);
+  const coordinatorPorts = await Promise.all(Array.from({ length: options.coordinators ?? 1 }, () => freePort()));
+  const coordinatorAddresses = coordinatorPorts.map((p) => `127.0.0.1:${p}`);
+  const coordinatorEnv = (i: number): Record<string, string> => ({
+    REDIS_URL: inject("redisUrl"), TASKMESH_UPSTREAM_LEDGER: `127.0.0.1:${ledgerPort}`, TASKMESH_LISTEN: coordinatorAddresses[i]!,
+    TASKMESH_INSTANCE: `${label}-coordinator-${i}`, TASKMESH_COORDINATOR_HEARTBEAT: "300ms", TASKMESH_COORDINATOR_LEASE: "2s",
+    TASKMESH_COORDINATOR_POLL: "200ms", TASKMESH_COORDINATOR_SWEEP: "200ms", TASKMESH_SHUTDOWN_GRACE: "3s",
+    ...(config ? { TASKMESH_UPSTREAM_CONFIG: config.address } : {}), ...options.coordinatorEnv,
+  });
+  const coordinators = coordinatorAddresses.map((_, i) => startService("coordinator", coordinatorEnv(i)));
+  await Promise.all(coordinators.map((c, i) => waitForServing(coordinatorAddresses[i]!, c)));
+  const tasks = createClient(TaskServiceService, coordinatorAddresses.length > 1 ? `ipv4:${coordinatorAddresses.join(",")}` : coordinatorAddresses[0]!);
+  const workers = new Map<string, ServiceProcess>();
+
+  const startWorker = async (w: WorkerOptions): Promise<ServiceProcess> => {
+    const port = await freePort();
+    const proc = startService("worker", {
+      TASKMESH_UPSTREAM_COORDINATOR: coordinatorAddresses.join(","), TASKMESH_LISTEN: `127.0.0.1:${port}`, TASKMESH_INSTANCE: w.id,
+      TASKMESH_WORKER_ID: w.id, TASKMESH_WORKER_CONCURRENCY: String(w.concurrency ?? 4), TASKMESH_WORKER_WEIGHT: String(w.weight ?? 1),
+      TASKMESH_SHUTDOWN_GRACE: "3s", ...(w.capabilities ? { TASKMESH_WORKER_CAPABILITIES: w.capabilities.join(",") } : {}),
+    });
+    workers.set(w.id, proc);
+    await waitForServing(`127.0.0.1:${port}`, proc);
+    return proc;
+  };
+  await Promise.all((options.workers ?? []).map(startWorker));
+
+  const settle = async (id: string, timeoutMs = 20_000): Promise<Task> => {
+    let task: Task | undefined;
+    await until(`task ${id} to end`, async () => {
+      task = (await tasks.getTask({ id, view: 0 })).task;
+      return task !== undefined && TERMINAL.has(task.state);
+    }, timeoutMs);
+    return task!;
+  };
+
+  return {
+    db, sql, tasks, coordinators, coordinatorAddresses, workers, config, startWorker, settle,
+    async restartCoordinator(i) {
+      coordinators[i] = startService("coordinator", coordinatorEnv(i));
+      await waitForServing(coordinatorAddresses[i]!, coordinators[i]!);
+    },
+    async run(request, timeoutMs) {
+      const { task } = await tasks.submitTask(submitRequest(request));
+      return settle(task!.id, timeoutMs);
+    },
+    async stop() {
+      tasks.close();
+      await Promise.all([...workers.values()].map(stopProcess));
+      await Promise.all(coordinators.map(stopProcess));
+      await stopProcess(ledger);
+      await config?.stop();
+      await sql.end();
+      await until("connections to close", async () => (await db.openConnections()) === 0, 5000).catch(() => undefined);
+      expect(await db.openConnections()).toBe(0);
+      await db.drop();
+    },
+  };
+}
