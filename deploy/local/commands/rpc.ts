@@ -1,0 +1,57 @@
+/**
+ * What every command that calls a taskmesh service shares: finding the
+ * service's address, running a call with a client that is always closed,
+ * and printing a failed call's status the way grpcurl users expect.
+ */
+import { Code, createClient, MeshError, type MeshClient, type ServiceDefinitionLike } from "../../../services/kit/src/index.js";
+import { readState } from "../state.js";
+
+/** Where a command prints: stdout and stderr lines (tests pass their own). */
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+/** The process's stdout and stderr. */
+export const stdio: Io = { out: (line) => console.log(line), err: (line) => console.error(line) };
+
+/** Bad input on the command line, found before any call: the CLI prints its message and exits with 2. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+/**
+ * The address of `service` to talk to: `--address`, else
+ * TASKMESH_UPSTREAM_<SERVICE>, else the first running instance in the run's
+ * state file. Throws when there is none.
+ */
+export function serviceAddress(service: string, address: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  const found = address ?? env[`TASKMESH_UPSTREAM_${service.toUpperCase()}`]
+    ?? readState()?.processes.filter((p) => p.service === service && p.kind === "service" && p.state === "running").map((p) => `127.0.0.1:${p.ports.app}`)[0];
+  if (!found) throw new Error(`no ${service} service: start taskmesh (npm start) or pass --address host:port`);
+  return found;
+}
+
+/** Prints a MeshError the way grpcurl users expect: code, reason, violations; returns the exit code, 1. */
+export function report(error: unknown, io: Io = stdio): number {
+  const e = error instanceof MeshError ? error : MeshError.from(error);
+  io.err(`${Code[e.code]} (${e.reason}): ${e.message}`);
+  for (const v of e.violations) io.err(`  ${v.field}: ${v.description}`);
+  for (const [k, v] of Object.entries(e.metadata)) io.err(`  ${k} = ${v}`);
+  return 1;
+}
+
+/**
+ * Runs `call` with a client of `definition` at `address` and returns its
+ * exit code; a failed call is reported (exit 1). The client is closed either way.
+ */
+export async function withClient<D extends ServiceDefinitionLike>(definition: D, address: string, call: (client: MeshClient<D>) => Promise<number>, io: Io = stdio): Promise<number> {
+  const client = createClient(definition, address);
+  try {
+    return await call(client);
+  } catch (error) {
+    return report(error, io);
+  } finally {
+    client.close();
+  }
+}
