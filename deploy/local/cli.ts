@@ -2,25 +2,38 @@
  * `npx taskmesh …`: the local runtime's command line. Run through
  * scripts/taskmesh.mjs, which puts it on the pinned Node 24.
  */
-import { Command, Option } from "commander";
+import { Command, Option, type CommanderError } from "commander";
 import { configGet, configPut, configWatch } from "./commands/config.js";
 import { health, logs, status } from "./commands/inspect.js";
+import { UsageError } from "./commands/rpc.js";
+import { taskCancel, taskGet, taskList, taskSubmit, taskWatch } from "./commands/task.js";
+import type { ListOptions, SubmitOptions, WatchOptions } from "./commands/task-args.js";
 import { down, parseReplicas, up } from "./commands/up.js";
 
 const program = new Command("taskmesh")
   .description("taskmesh: agent tasks on a fleet of workers, as a gRPC service mesh")
   .showHelpAfterError();
 
-/** Runs a command and exits with its code; errors become one line on stderr. */
+/** Runs a command and exits with its code; errors become one line on stderr (exit 2 for bad input, else 1). */
 function action<A extends unknown[]>(run: (...args: A) => Promise<number> | number) {
   return async (...args: A): Promise<void> => {
     try {
       process.exitCode = await run(...args);
     } catch (error) {
       console.error(`taskmesh: ${(error as Error).message}`);
-      process.exitCode = 1;
+      process.exitCode = error instanceof UsageError ? 2 : 1;
     }
   };
+}
+
+/** Commander's own usage errors (a missing argument, an unknown option) exit 2, like a command's input checks; help exits 0. */
+function usageExit(error: CommanderError): never {
+  process.exit(error.exitCode === 0 ? 0 : 2);
+}
+
+/** Collects a repeatable option's values. */
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
 }
 
 program.command("up")
@@ -57,5 +70,37 @@ config.command("put").argument("<key>").argument("<value>", "JSON, or plain text
 config.command("watch").argument("[prefix]", "keys starting with it", "/").addOption(address)
   .option("--after-revision <n>", "replay every change after this revision first")
   .action(action((prefix: string, opts: { address?: string; afterRevision?: string }) => configWatch(prefix, opts)));
+
+const task = program.command("task").description("submit, read, list, watch and cancel tasks").exitOverride(usageExit);
+const coordinator = new Option("--address <host:port>", "a coordinator instance (default: TASKMESH_UPSTREAM_COORDINATOR, else the running one)");
+const json = ["--json", "print the response as proto3 JSON"] as const;
+task.command("submit").description("submit a task and print its id")
+  .argument("<capability>", "e.g. echo, sleep, hash, fail, flaky").argument("[input-json]", "the input, a JSON object (default {})")
+  .option("--key <key>", "idempotency key: a repeat returns the first task (deduplicated)")
+  .option("--max-attempts <n>", "the most attempts, 1..100 (default 3)")
+  .option("--timeout <duration>", "how long one attempt may run, e.g. 30s (default 5m)")
+  .option("--priority <p>", "0 (default, lowest) .. 9 (highest)")
+  .option("--label <key=value>", "a label; repeat for more", collect)
+  .option("--wait", "follow it until it ends and print it; exit 0 only if it SUCCEEDED")
+  .option(...json).addOption(coordinator)
+  .action(action((capability: string, input: string | undefined, opts: SubmitOptions) => taskSubmit(capability, input, opts)));
+task.command("get").description("show one task").argument("<id>").option(...json).addOption(coordinator)
+  .action(action((id: string, opts: { json?: boolean; address?: string }) => taskGet(id, opts)));
+task.command("list").description("list tasks, newest first, a page at a time")
+  .option("--state <state>", "only in this state (pending, running, succeeded, failed, cancelled, timed_out); repeat for more", collect)
+  .option("--capability <name>", "only of this capability")
+  .option("--since <duration>", "only created in the last <duration>, e.g. 10m")
+  .option("--after <time>", "only created at or after this ISO 8601 time")
+  .option("--limit <n>", "at most this many (default 100)")
+  .option("--page-token <token>", "the next page, as the previous page printed")
+  .option(...json).addOption(coordinator)
+  .action(action((opts: ListOptions) => taskList(opts)));
+task.command("watch").description("print a task's changes until it ends; exit 0 only if it SUCCEEDED").argument("<id>")
+  .option("--after-sequence <n>", "replay the transitions after this sequence first")
+  .option("--json", "print each message as one line of proto3 JSON").addOption(coordinator)
+  .action(action((id: string, opts: WatchOptions) => taskWatch(id, opts)));
+task.command("cancel").description("cancel a pending or running task").argument("<id>")
+  .option("--reason <text>", "why, for the task's history").option(...json).addOption(coordinator)
+  .action(action((id: string, opts: { reason?: string; json?: boolean; address?: string }) => taskCancel(id, opts)));
 
 await program.parseAsync();
