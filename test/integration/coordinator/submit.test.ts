@@ -1,0 +1,133 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
+import { Code, MeshError } from "../../../services/kit/src/index.js";
+import { startStack, submitRequest, until, type Stack } from "./stack.js";
+
+const failure = (p: Promise<unknown>) => p.then(() => { throw new Error("expected the call to fail"); }, (e: unknown) => MeshError.from(e));
+
+describe("coordinator: submits — idempotency, bad input, listing", () => {
+  let stack: Stack;
+  const count = async (): Promise<number> => Number((await stack.sql.query("SELECT count(*) AS n FROM ledger.tasks")).rows[0].n);
+
+  beforeAll(async () => {
+    stack = await startStack("coord_submit", { workers: [{ id: "submit-w1", capabilities: ["echo"], concurrency: 32 }] });
+  }, 60_000);
+  afterAll(async () => { await stack?.stop(); }, 30_000);
+
+  it("1,000 tasks submitted twice with the same idempotency keys make exactly 1,000 tasks", async () => {
+    const before = await count();
+    const keys = Array.from({ length: 1000 }, (_, i) => `bulk-${i}`);
+    const submitAll = async () => {
+      const out: Array<{ id: string; deduplicated: boolean }> = [];
+      for (let i = 0; i < keys.length; i += 50) {
+        const page = await Promise.all(keys.slice(i, i + 50).map((k) => stack.tasks.submitTask(submitRequest({ capability: "echo", input: { k }, idempotencyKey: k }))));
+        out.push(...page.map((r) => ({ id: r.task!.id, deduplicated: r.deduplicated })));
+      }
+      return out;
+    };
+    const first = await submitAll();
+    const second = await submitAll();
+    expect(first.filter((r) => r.deduplicated)).toHaveLength(0);
+    expect(second.every((r) => r.deduplicated)).toBe(true);
+    expect(second.map((r) => r.id)).toEqual(first.map((r) => r.id));
+    expect(new Set(first.map((r) => r.id)).size).toBe(1000);
+    expect((await count()) - before).toBe(1000);
+    // Every one of them runs, once.
+    await until("the 1,000 tasks to succeed", async () => Number((await stack.sql.query(
+      "SELECT count(*) AS n FROM ledger.tasks WHERE idempotency_key LIKE 'bulk-%' AND state = 'SUCCEEDED'")).rows[0].n) === 1000, 60_000);
+    const { rows } = await stack.sql.query("SELECT count(*) AS n FROM ledger.history h JOIN ledger.tasks t ON t.id = h.task_id WHERE t.idempotency_key LIKE 'bulk-%' AND h.kind = 'SUCCEEDED'");
+    expect(Number(rows[0].n)).toBe(1000);
+  }, 120_000);
+
+  it("refuses a used key with a different request: ALREADY_EXISTS naming the existing task", async () => {
+    const { task } = await stack.tasks.submitTask(submitRequest({ capability: "echo", input: { v: 1 }, idempotencyKey: "same-key" }));
+    const e = await failure(stack.tasks.submitTask(submitRequest({ capability: "echo", input: { v: 2 }, idempotencyKey: "same-key" })));
+    expect([e.code, e.reason, e.metadata.task_id]).toEqual([Code.ALREADY_EXISTS, "RES_IDEMPOTENCY_KEY_REUSED", task!.id]);
+    // Redis forgot the key (flushed or expired): the ledger's unique key still decides.
+    const { Redis } = await import("ioredis");
+    const { inject } = await import("vitest");
+    const redis = new Redis(inject("redisUrl"));
+    for (const k of await redis.keys("taskmesh:idem:*")) await redis.del(k);
+    redis.disconnect();
+    const repeat = await stack.tasks.submitTask(submitRequest({ capability: "echo", input: { v: 1 }, idempotencyKey: "same-key" }));
+    expect([repeat.task!.id, repeat.deduplicated]).toEqual([task!.id, true]);
+    const again = await failure(stack.tasks.submitTask(submitRequest({ capability: "echo", input: { v: 2 }, idempotencyKey: "same-key" })));
+    expect([again.code, again.reason]).toEqual([Code.ALREADY_EXISTS, "RES_IDEMPOTENCY_KEY_REUSED"]);
+  });
+
+  it("answers bad input with INVALID_ARGUMENT and field violations, storing nothing", async () => {
+    const before = await count();
+    const unknown = await failure(stack.tasks.submitTask(submitRequest({ capability: "teleport" })));
+    expect([unknown.code, unknown.reason, unknown.violations.map((v) => v.field)]).toEqual([Code.INVALID_ARGUMENT, "VAL_UNKNOWN_CAPABILITY", ["capability"]]);
+    const big = await failure(stack.tasks.submitTask(submitRequest({ capability: "echo", input: { blob: "x".repeat(300 * 1024) } })));
+    expect([big.code, big.reason, big.violations.map((v) => v.field)]).toEqual([Code.INVALID_ARGUMENT, "VAL_INPUT_TOO_LARGE", ["input"]]);
+    const many = await failure(stack.tasks.submitTask(submitRequest({
+      capability: "Echo!", idempotencyKey: "has space", maxAttempts: 0, timeout: { seconds: 0n, nanos: 1 }, priority: 12, labels: { "Bad Key": "v" },
+    })));
+    expect(many.code).toBe(Code.INVALID_ARGUMENT);
+    expect(many.violations.map((v) => v.field)).toEqual(["capability", "idempotency_key", "max_attempts", "timeout", "priority", "labels[Bad Key]"]);
+    const page = await failure(stack.tasks.listTasks({ states: [], capability: "", createdAfter: undefined, createdBefore: undefined, pageSize: 10, pageToken: "not-a-token", view: 0 }));
+    expect([page.code, page.reason]).toEqual([Code.INVALID_ARGUMENT, "VAL_INVALID_PAGE_TOKEN"]);
+    const id = await failure(stack.tasks.getTask({ id: "42", view: 0 }));
+    expect([id.code, id.reason]).toEqual([Code.INVALID_ARGUMENT, "VAL_INVALID_TASK_ID"]);
+    const missing = await failure(stack.tasks.getTask({ id: "01900000-0000-7000-8000-000000000000", view: 0 }));
+    expect([missing.code, missing.reason]).toEqual([Code.NOT_FOUND, "RES_TASK_NOT_FOUND"]);
+    expect(await count()).toBe(before);
+  });
+
+  it("lists with filters and pages through every task exactly once", async () => {
+    const seen = new Set<string>();
+    let pageToken = "";
+    let pages = 0;
+    do {
+      const page = await stack.tasks.listTasks({ states: [TaskState.TASK_STATE_SUCCEEDED], capability: "echo", createdAfter: undefined, createdBefore: undefined, pageSize: 300, pageToken, view: 0 });
+      for (const t of page.tasks) {
+        expect(seen.has(t.id)).toBe(false);
+        expect(t.state).toBe(TaskState.TASK_STATE_SUCCEEDED);
+        seen.add(t.id);
+      }
+      pageToken = page.nextPageToken;
+      pages++;
+    } while (pageToken !== "");
+    const { rows } = await stack.sql.query("SELECT count(*) AS n FROM ledger.tasks WHERE state = 'SUCCEEDED' AND capability = 'echo'");
+    expect(seen.size).toBe(Number(rows[0].n));
+    expect(pages).toBeGreaterThan(1);
+  });
+});
+
+describe("coordinator: backpressure", () => {
+  it("pushes back with RESOURCE_EXHAUSTED and RetryInfo once too many tasks are pending, and admits again after they drain", async () => {
+    // No worker for hash at first: its tasks stay pending.
+    const stack = await startStack("coord_backpressure", { coordinatorEnv: { TASKMESH_COORDINATOR_MAX_PENDING: "40" } });
+    try {
+    const ids: string[] = [];
+    let refused: MeshError | undefined;
+    for (let i = 0; i < 200 && !refused; i++) {
+      try {
+        ids.push((await stack.tasks.submitTask(submitRequest({ capability: "hash", input: { text: String(i) } }))).task!.id);
+      } catch (error) {
+        refused = MeshError.from(error);
+      }
+      if (i % 10 === 9) await new Promise((r) => setTimeout(r, 300)); // let the pending count refresh
+    }
+    expect(refused).toBeDefined();
+    expect([refused!.code, refused!.reason]).toEqual([Code.RESOURCE_EXHAUSTED, "RATE_QUEUE_FULL"]);
+    expect(refused!.retryAfterMs).toBeGreaterThan(0);
+    expect(ids.length).toBeGreaterThanOrEqual(40);
+    expect(ids.length).toBeLessThan(60);
+    // A worker for hash drains them; submits are admitted again.
+    await stack.startWorker({ id: "submit-hash", capabilities: ["hash"], concurrency: 16 });
+    await until("the hash tasks to drain", async () => Number((await stack.sql.query("SELECT count(*) AS n FROM ledger.tasks WHERE state = 'PENDING'")).rows[0].n) === 0, 20_000);
+    await until("submits to be admitted", async () => {
+      try {
+        await stack.tasks.submitTask(submitRequest({ capability: "hash", input: { text: "after" } }));
+        return true;
+      } catch {
+        return false;
+      }
+    }, 5000);
+    } finally {
+      await stack.stop();
+    }
+  }, 60_000);
+});
