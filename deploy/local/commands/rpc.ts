@@ -3,7 +3,7 @@
  * service's address, running a call with a client that is always closed,
  * and printing a failed call's status the way grpcurl users expect.
  */
-import { Code, createClient, MeshError, type MeshClient, type ServiceDefinitionLike } from "../../../services/kit/src/index.js";
+import { Code, createClient, MeshError, upstreamAddress, type MeshClient, type ServiceDefinitionLike } from "../../../services/kit/src/index.js";
 import { readState } from "../state.js";
 
 /** Where a command prints: stdout and stderr lines (tests pass their own). */
@@ -22,11 +22,14 @@ export class UsageError extends Error {
 
 /**
  * The address of `service` to talk to: `--address`, else
- * TASKMESH_UPSTREAM_<SERVICE>, else the first running instance in the run's
+ * TASKMESH_UPSTREAM_<SERVICE> (read as the services read it: one address, or
+ * a list balanced round robin), else the first running instance in the run's
  * state file. Throws when there is none.
  */
 export function serviceAddress(service: string, address: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  const found = address ?? env[`TASKMESH_UPSTREAM_${service.toUpperCase()}`]
+  const variable = `TASKMESH_UPSTREAM_${service.toUpperCase()}`;
+  const fromEnv = env[variable]?.trim() ? upstreamAddress(service, { [variable]: env[variable] }) : undefined;
+  const found = address ?? fromEnv
     ?? readState()?.processes.filter((p) => p.service === service && p.kind === "service" && p.state === "running").map((p) => `127.0.0.1:${p.ports.app}`)[0];
   if (!found) throw new Error(`no ${service} service: start taskmesh (npm start) or pass --address host:port`);
   return found;

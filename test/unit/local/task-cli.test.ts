@@ -128,6 +128,8 @@ describe("task command line: parsing, before any call", () => {
   it("finds the coordinator: --address, then TASKMESH_UPSTREAM_COORDINATOR", () => {
     expect(serviceAddress("coordinator", "10.0.0.1:7000", { TASKMESH_UPSTREAM_COORDINATOR: "127.0.0.1:1" })).toBe("10.0.0.1:7000");
     expect(serviceAddress("coordinator", undefined, { TASKMESH_UPSTREAM_COORDINATOR: "127.0.0.1:1" })).toBe("127.0.0.1:1");
+    expect(serviceAddress("coordinator", undefined, { TASKMESH_UPSTREAM_COORDINATOR: "127.0.0.1:1, 127.0.0.1:2" })).toBe("ipv4:127.0.0.1:1,127.0.0.1:2");
+    expect(() => serviceAddress("coordinator", undefined, { TASKMESH_UPSTREAM_COORDINATOR: "nowhere" })).toThrow(/TASKMESH_UPSTREAM_COORDINATOR: expected host:port/);
   });
 });
 
