@@ -1,0 +1,70 @@
+import { describe, expect, it } from "vitest";
+import { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
+import { Code, MeshError } from "../../../services/kit/src/index.js";
+import { startStack, submitRequest, until } from "./stack.js";
+
+describe("coordinator: nothing lost or duplicated when a process dies", () => {
+  it("kill -9 of a worker mid-task: the task completes on another worker, once", async () => {
+    const stack = await startStack("coord_kill_worker", { workers: [{ id: "fo-w1", capabilities: ["sleep"] }, { id: "fo-w2", capabilities: ["sleep"] }] });
+    try {
+      const { task } = await stack.tasks.submitTask(submitRequest({ capability: "sleep", input: { ms: 2500 }, retryPolicy: { maxAttempts: 0, initialBackoff: { seconds: 0n, nanos: 100_000_000 }, maxBackoff: { seconds: 1n, nanos: 0 }, multiplier: 2 } }));
+      await until("the sleep to run", async () => (await stack.tasks.getTask({ id: task!.id, view: 0 })).task!.state === TaskState.TASK_STATE_RUNNING);
+      const victim = (await stack.tasks.getTask({ id: task!.id, view: 0 })).task!.workerId;
+      const survivor = victim === "fo-w1" ? "fo-w2" : "fo-w1";
+      stack.workers.get(victim)!.child.kill("SIGKILL");
+      const done = await stack.settle(task!.id, 20_000);
+      expect(done.state).toBe(TaskState.TASK_STATE_SUCCEEDED);
+      expect(done.workerId).toBe(survivor);
+      expect(done.attempts).toBe(2);
+      const { rows } = await stack.sql.query<{ kind: string; worker_id: string; reason: string }>(
+        "SELECT kind, worker_id, coalesce(error->>'reason', '') AS reason FROM ledger.history WHERE task_id = $1 ORDER BY sequence", [task!.id]);
+      expect(rows.map((r) => `${r.kind}:${r.worker_id}:${r.reason}`)).toEqual([
+        "SUBMITTED::", `STARTED:${victim}:`, `RETRYING:${victim}:SYS_LEASE_EXPIRED`, `STARTED:${survivor}:`, `SUCCEEDED:${survivor}:`,
+      ]);
+    } finally {
+      await stack.stop();
+    }
+  }, 60_000);
+
+  it("kill -9 of a coordinator replica under load: every accepted submit runs to SUCCEEDED exactly once", async () => {
+    const stack = await startStack("coord_kill_coord", {
+      coordinators: 2,
+      workers: [{ id: "fo-a", concurrency: 8 }, { id: "fo-b", concurrency: 8 }, { id: "fo-c", concurrency: 8 }],
+    });
+    try {
+      const total = 300;
+      let retried = 0;
+      // Each submit is retried with its idempotency key until a replica accepts it, as a client would.
+      const submit = async (i: number): Promise<string> => {
+        for (;;) {
+          try {
+            return (await stack.tasks.submitTask(submitRequest({ capability: "sleep", input: { ms: 100 }, idempotencyKey: `load-${i}` }))).task!.id;
+          } catch (error) {
+            const e = MeshError.from(error);
+            if (e.code !== Code.UNAVAILABLE && e.code !== Code.DEADLINE_EXCEEDED && e.code !== Code.CANCELLED && e.code !== Code.INTERNAL) throw error;
+            retried++;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+      };
+      const ids: string[] = [];
+      const killed = (async () => {
+        await until("a third of the submits", () => ids.length >= total / 3);
+        stack.coordinators[0]!.child.kill("SIGKILL");
+      })();
+      for (let i = 0; i < total; i += 10) ids.push(...await Promise.all(Array.from({ length: 10 }, (_, k) => submit(i + k))));
+      await killed;
+      expect(new Set(ids).size).toBe(total);
+      await until("every task to end", async () => Number((await stack.sql.query(
+        "SELECT count(*) AS n FROM ledger.tasks WHERE state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT')")).rows[0].n) === total, 45_000);
+      const { rows } = await stack.sql.query<{ tasks: string; succeeded: string; successes: string }>(
+        `SELECT (SELECT count(*) FROM ledger.tasks) AS tasks,
+                (SELECT count(*) FROM ledger.tasks WHERE state = 'SUCCEEDED') AS succeeded,
+                (SELECT count(*) FROM ledger.history WHERE kind = 'SUCCEEDED') AS successes`);
+      expect(rows[0]).toEqual({ tasks: String(total), succeeded: String(total), successes: String(total) });
+      console.info(`coordinator kill -9: ${total} tasks, ${retried} submit retries`);
+    } finally {
+      await stack.stop();
+    }
+  }, 90_000);
+});
