@@ -32,7 +32,9 @@ export function fixedPorts() {
 /** The services `up` runs, with their default replica counts and what they need. */
 export const SERVICES: Readonly<Record<string, { replicas: number; dependsOn: readonly string[] }>> = {
   config: { replicas: 1, dependsOn: ["postgres"] },
-  ledger: { replicas: 1, dependsOn: ["postgres"] },
+  ledger: { replicas: 1, dependsOn: ["postgres", "kafka"] },
+  coordinator: { replicas: 1, dependsOn: ["redis", "ledger", "config"] },
+  worker: { replicas: 2, dependsOn: ["coordinator"] },
 };
 
 /** Options of {@link buildPlan}. */
@@ -69,7 +71,8 @@ function serviceSpec(service: string, index: number, port: number, env: Record<s
     command: process.execPath,
     args: serviceArgs(service),
     cwd: ROOT,
-    env: { ...env, TASKMESH_LISTEN: address, TASKMESH_INSTANCE: name, OTEL_SERVICE_NAME: service },
+    // A worker is known by its instance name, so a restarted one takes its session back.
+    env: { ...env, TASKMESH_LISTEN: address, TASKMESH_INSTANCE: name, OTEL_SERVICE_NAME: service, ...(service === "worker" ? { TASKMESH_WORKER_ID: name } : {}) },
     ports: { app: port },
     dependsOn,
     ready: async () => (await checkHealth(address)) === "SERVING",
@@ -111,11 +114,26 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
   for (const name of Object.keys(options.replicas ?? {})) {
     if (!SERVICES[name]) throw new Error(`--replicas: no service ${name} (services: ${Object.keys(SERVICES).join(", ")})`);
   }
-  for (const [service, { replicas, dependsOn }] of Object.entries(SERVICES)) {
+  // Every replica's port first: a service reaches the replicas of those it depends on directly
+  // (TASKMESH_UPSTREAM_<SERVICE>, a list balanced round robin) and starts after all of them.
+  const instances = new Map<string, Array<{ name: string; port: number }>>();
+  for (const [service, { replicas }] of Object.entries(SERVICES)) {
     const count = options.replicas?.[service] ?? replicas;
-    for (let i = 0; i < count; i++) {
-      specs.push(serviceSpec(service, i, await freePort(), env, dependsOn.filter((d) => infra.has(d))));
+    const list: Array<{ name: string; port: number }> = [];
+    for (let i = 0; i < count; i++) list.push({ name: `${service}-${i}`, port: await freePort() });
+    instances.set(service, list);
+  }
+  for (const [service, { dependsOn }] of Object.entries(SERVICES)) {
+    const upstreams: Record<string, string> = {};
+    const after: string[] = [];
+    for (const d of dependsOn) {
+      if (infra.has(d)) after.push(d);
+      const peers = instances.get(d);
+      if (!peers || peers.length === 0) continue;
+      after.push(...peers.map((p) => p.name));
+      upstreams[`TASKMESH_UPSTREAM_${d.toUpperCase()}`] = peers.map((p) => `127.0.0.1:${p.port}`).join(",");
     }
+    for (const [i, { port }] of instances.get(service)!.entries()) specs.push(serviceSpec(service, i, port, { ...env, ...upstreams }, after));
   }
   return { specs, databaseUrl };
 }

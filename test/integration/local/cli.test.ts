@@ -58,6 +58,7 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     expect(s.processes.map((p) => [p.name, p.kind, p.state])).toEqual([
       ["postgres", "infra", "running"], ["redis", "infra", "running"], ["kafka", "infra", "running"], ["jaeger", "infra", "running"],
       ["config-0", "service", "running"], ["config-1", "service", "running"], ["ledger-0", "service", "running"],
+      ["coordinator-0", "service", "running"], ["worker-0", "service", "running"], ["worker-1", "service", "running"],
     ]);
     const ports = Object.fromEntries(s.processes.map((p) => [p.name, p.ports]));
     expect(ports.postgres!.app).toBe(Number(env.TASKMESH_POSTGRES_PORT));
@@ -77,8 +78,33 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     expect(healthResult.code).toBe(0);
     expect(JSON.parse(healthResult.stdout)).toEqual([
       expect.objectContaining({ name: "config-0", status: "SERVING" }), expect.objectContaining({ name: "config-1", status: "SERVING" }),
-      expect.objectContaining({ name: "ledger-0", status: "SERVING" }),
+      expect.objectContaining({ name: "ledger-0", status: "SERVING" }), expect.objectContaining({ name: "coordinator-0", status: "SERVING" }),
+      expect.objectContaining({ name: "worker-0", status: "SERVING" }), expect.objectContaining({ name: "worker-1", status: "SERVING" }),
     ]);
+  });
+
+  it("runs a task end to end: submit --wait, get, list, watch and cancel through the coordinator", async () => {
+    const submitted = await taskmesh("task", "submit", "echo", '{"text":"from the cli"}', "--wait", "--json");
+    expect(submitted.code, submitted.stderr).toBe(0);
+    const lines = submitted.stdout.trim().split("\n");
+    const { task: final } = JSON.parse(lines.at(-1)!) as { task: { id: string; state: string; output: unknown; workerId: string } };
+    expect(final).toMatchObject({ state: "TASK_STATE_SUCCEEDED", output: { text: "from the cli" } });
+    expect(["worker-0", "worker-1"]).toContain(final.workerId);
+    const get = await taskmesh("task", "get", final.id);
+    expect(get.stdout).toMatch(/SUCCEEDED/);
+    expect(get.stdout).toContain(final.id);
+    const list = await taskmesh("task", "list", "--state", "succeeded", "--json");
+    expect((JSON.parse(list.stdout) as { tasks: Array<{ id: string }> }).tasks.map((t) => t.id)).toContain(final.id);
+    const long = await taskmesh("task", "submit", "sleep", '{"ms":60000}', "--json");
+    const { id } = (JSON.parse(long.stdout) as { task: { id: string } }).task;
+    const cancelled = await taskmesh("task", "cancel", id, "--reason", "test");
+    expect(cancelled.code, cancelled.stderr).toBe(0);
+    const watch = await taskmesh("task", "watch", id);
+    expect(watch.code).toBe(1);
+    expect(watch.stdout).toMatch(/CANCELLED/);
+    const bad = await taskmesh("task", "submit", "teleport");
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/INVALID_ARGUMENT \(VAL_UNKNOWN_CAPABILITY\)/);
   });
 
   it("shows each process's log, and names the processes when asked for an unknown one", async () => {
@@ -87,7 +113,7 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     expect(log.stdout).toMatch(/"msg":"serving"/);
     const unknown = await taskmesh("logs", "nope");
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toMatch(/no log for nope \(processes: postgres, redis, kafka, jaeger, config-0, config-1, ledger-0/);
+    expect(unknown.stderr).toMatch(/no log for nope \(processes: postgres, redis, kafka, jaeger, config-0, config-1, ledger-0, coordinator-0, worker-0, worker-1/);
     const badReplicas = await taskmesh("up", "--replicas", "config=zero");
     expect(badReplicas.code).not.toBe(0);
     expect(badReplicas.stderr).toMatch(/--replicas: expected name=N/);
