@@ -20,8 +20,30 @@ function scopeOf(kind: string, filters: unknown): string {
   return `${kind}:${JSON.stringify(filters, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v))}`;
 }
 
-/** The LedgerService handlers over the task, queue and worker stores. */
-export function ledgerHandlers(store: LedgerStore, queue: QueueStore, workers: WorkerStore): ServiceHandlers<typeof LedgerServiceService> {
+/** Methods that may commit outbox rows. */
+const WRITES = new Set(["createTask", "startTask", "recordProgress", "completeTask", "failTask", "cancelTask", "releaseTask", "expireLeases", "reapTimeouts", "markWorkerGone"]);
+
+/**
+ * The LedgerService handlers over the task, queue and worker stores;
+ * `afterWrite` runs after every call that may have committed outbox rows
+ * (the ledger nudges its outbox relay with it).
+ */
+export function ledgerHandlers(store: LedgerStore, queue: QueueStore, workers: WorkerStore, afterWrite?: () => void): ServiceHandlers<typeof LedgerServiceService> {
+  const handlers = baseHandlers(store, queue, workers);
+  if (!afterWrite) return handlers;
+  const wrapped: Record<string, unknown> = { ...handlers };
+  for (const name of WRITES) {
+    const handler = handlers[name as keyof typeof handlers] as (...args: unknown[]) => Promise<unknown>;
+    wrapped[name] = async (...args: unknown[]) => {
+      const result = await handler(...args);
+      afterWrite();
+      return result;
+    };
+  }
+  return wrapped as ServiceHandlers<typeof LedgerServiceService>;
+}
+
+function baseHandlers(store: LedgerStore, queue: QueueStore, workers: WorkerStore): ServiceHandlers<typeof LedgerServiceService> {
   return {
     async createTask(request, ctx) {
       const { row, created } = await store.create(parseCreate(request), ctx.signal);

@@ -29,12 +29,12 @@ await runService({
     const instance = env.TASKMESH_INSTANCE ?? "ledger";
     const log = createLogger({ service: "ledger", instance, level: env.LOG_LEVEL });
     const pool = createPool({ url: env.DATABASE_URL, applicationName: instance, logger: log });
-    const server = new MeshServer({ name: "ledger", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
-      .addService(LedgerServiceService, ledgerHandlers(new LedgerStore(pool), new QueueStore(pool), new WorkerStore(pool)))
-      .onClose("postgres pool", () => pool.end());
     const relay = env.KAFKA_BROKERS
       ? new OutboxRelay({ databaseUrl: env.DATABASE_URL, brokers: env.KAFKA_BROKERS, topic: env.TASKMESH_OUTBOX_TOPIC, logger: log, name: `${instance}-outbox-relay` })
       : undefined;
+    const server = new MeshServer({ name: "ledger", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
+      .addService(LedgerServiceService, ledgerHandlers(new LedgerStore(pool), new QueueStore(pool), new WorkerStore(pool), relay && (() => relay.nudge())))
+      .onClose("postgres pool", () => pool.end());
     // Closers run in reverse order: the relay stops (batch in flight, lock, producer) before the pool ends.
     if (relay) server.onClose("outbox relay", () => relay.stop());
     else log.warn("KAFKA_BROKERS is not set: the outbox relay is off and outbox rows stay unpublished");

@@ -30,7 +30,7 @@ export interface OutboxRelayOptions {
   readonly name?: string;
   /** Rows per batch (one `producer.send`), default 500. */
   readonly batchSize?: number;
-  /** How long to wait for a notification before looking again when the outbox is empty, default 150 ms. */
+  /** How long to wait for a nudge before looking again when the outbox is empty, default 150 ms. */
   readonly pollIntervalMs?: number;
   /** How often a standby relay tries to take the lock, default 500 ms. */
   readonly lockRetryMs?: number;
@@ -124,6 +124,11 @@ export class OutboxRelay {
     if (this.#state !== "idle") throw new Error(`outbox relay is ${this.#state}`);
     this.#state = "running";
     this.#loop = this.#run();
+  }
+
+  /** Looks at the outbox now instead of at the next poll (a writer of this process just committed rows). */
+  nudge(): void {
+    this.#wake?.();
   }
 
   /** Finishes the batch in flight, releases the lock, disconnects. */
@@ -231,7 +236,7 @@ export class OutboxRelay {
     if (wasLeader) this.#log.info("outbox relay released the lock");
   }
 
-  /** Waits `ms`, or less when woken (notification or stop). */
+  /** Waits `ms`, or less when woken (nudge, notification or stop). */
   #sleep(ms: number): Promise<void> {
     if (this.#state !== "running") return Promise.resolve();
     return new Promise((resolve) => {

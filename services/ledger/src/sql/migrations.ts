@@ -164,4 +164,15 @@ export const migrations: readonly Migration[] = [
       CREATE TRIGGER outbox_notify AFTER INSERT ON ledger.outbox FOR EACH STATEMENT EXECUTE FUNCTION ledger.notify_outbox();
     `,
   },
+  {
+    id: "0003_outbox_no_notify",
+    sql: `
+      -- NOTIFY takes a database-wide lock from the commit of a notifying
+      -- transaction until its WAL is flushed, so every task transition
+      -- committed one at a time (about one fsync each). The ledger wakes its
+      -- own relay after each write instead; a relay on another replica polls.
+      DROP TRIGGER outbox_notify ON ledger.outbox;
+      DROP FUNCTION ledger.notify_outbox();
+    `,
+  },
 ];

@@ -15,7 +15,11 @@ export interface OutboxRow {
 /** The advisory lock (session level, two-key form) that makes one relay active across ledger replicas. */
 export const RELAY_LOCK = "hashtext('taskmesh:ledger'), hashtext('outbox-relay')";
 
-/** The LISTEN channel a writer may notify after inserting outbox rows (the relay polls as well). */
+/**
+ * A LISTEN channel that wakes the active relay. The ledger itself never
+ * notifies (NOTIFY serializes commits); it nudges its own relay in process,
+ * and a relay on another replica polls. Left for tools that write the outbox.
+ */
 export const RELAY_CHANNEL = "ledger_outbox";
 
 /** Statements of the outbox relay, all run on its dedicated (lock-holding) connection. */
