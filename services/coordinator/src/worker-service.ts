@@ -20,6 +20,8 @@ export interface SessionTiming {
 /** Refusals of a worker-side message that mean "drop it": the task is no longer the worker's. */
 const GONE_REASONS = new Set(["RES_LEASE_LOST", "BIZ_TASK_ALREADY_FINISHED", "RES_TASK_NOT_FOUND", "BIZ_TASK_NOT_RUNNING"]);
 const WORKER_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** How long a `started` may wait for its task's result to share one ledger write. */
+const START_HOLD_MS = 50;
 
 type Payload = NonNullable<ConnectRequest["payload"]>;
 
@@ -65,6 +67,8 @@ class Connection {
   private readonly ended = new AbortController();
   /** Per task: the tail of its message chain. */
   private readonly chains = new Map<string, Promise<void>>();
+  /** `started` messages held back, by task. */
+  private readonly heldStarts = new Map<string, { timer: NodeJS.Timeout; payload: Payload }>();
   private lastHeartbeat = Date.now();
 
   constructor(
@@ -131,6 +135,8 @@ class Connection {
       if (!(error instanceof MeshError && error.code === Code.OK)) throw error;
     } finally {
       clearInterval(watchdog);
+      for (const { timer } of this.heldStarts.values()) clearTimeout(timer);
+      this.heldStarts.clear();
       unsubscribe();
       session.draining = true;
       dispatcher.remove(session);
@@ -160,10 +166,33 @@ class Connection {
     await session.send({ payload: { $case: "leasesExtended", value: { extended: renewed, lost } } });
   }
 
-  /** Queues one message behind the earlier ones of its task. */
+  /**
+   * Queues one message behind the earlier ones of its task. A `started` waits
+   * up to {@link START_HOLD_MS}: when the result comes first, CompleteTask or
+   * FailTask records the start in the same transaction (one write instead of
+   * two for a short task); progress or the wait's end sends it on its own.
+   */
   private handle(payload: Payload | undefined): void {
     if (!payload) return;
     const taskId = payload.$case === "heartbeat" || payload.$case === "drainNotice" || payload.$case === "register" ? "" : payload.value.taskId;
+    if (payload.$case === "started") {
+      const timer = setTimeout(() => {
+        this.heldStarts.delete(taskId);
+        this.enqueue(taskId, payload);
+      }, START_HOLD_MS);
+      this.heldStarts.set(taskId, { timer, payload });
+      return;
+    }
+    const held = this.heldStarts.get(taskId);
+    if (held) {
+      clearTimeout(held.timer);
+      this.heldStarts.delete(taskId);
+      if (payload.$case === "progress") this.enqueue(taskId, held.payload);
+    }
+    this.enqueue(taskId, payload);
+  }
+
+  private enqueue(taskId: string, payload: Payload): void {
     const work = (): Promise<void> => this.process(payload).catch((error: unknown) => this.failedMessage(payload.$case, taskId, error));
     const tail = (this.chains.get(taskId) ?? Promise.resolve()).then(work);
     this.chains.set(taskId, tail);
