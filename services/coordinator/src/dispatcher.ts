@@ -2,10 +2,9 @@ import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { TaskCancellation } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import type { Task } from "../../../gen/taskmesh/task/v1/task.js";
-import { MeshError, type Logger, type MeshClient } from "../../kit/src/index.js";
+import { MeshError, toDuration, type Logger, type MeshClient } from "../../kit/src/index.js";
 import type { Bus } from "./bus.js";
 import { createStrategy, type Candidate, type Strategy, type StrategyName } from "./strategies.js";
-import { toDuration } from "./validation.js";
 import type { WorkerSession } from "./worker-session.js";
 
 /** The ledger's client, as the kit makes it. */

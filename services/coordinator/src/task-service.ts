@@ -3,13 +3,13 @@ import { trace } from "@opentelemetry/api";
 import type { TaskServiceService, WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState, TaskView, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
 import {
-  Code, MeshError, exhausted, invalidArgument, uuidv7, type CallContext, type Send, type ServiceHandlers,
+  Code, MeshError, exhausted, invalidArgument, toDuration, uuidv7, type CallContext, type Send, type ServiceHandlers,
 } from "../../kit/src/index.js";
 import type { Bus, TaskNews } from "./bus.js";
 import type { KnownCapabilities } from "./capabilities.js";
 import type { SubmitDedup } from "./dedup.js";
 import type { Dispatcher, LedgerClient } from "./dispatcher.js";
-import { checkList, parseSubmit, parseTaskId, toDuration } from "./validation.js";
+import { checkList, parseSubmit, parseTaskId } from "./validation.js";
 
 /** Limits that keep the coordinator's memory bounded under any load. */
 export interface Backpressure {

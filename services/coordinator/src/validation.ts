@@ -1,8 +1,7 @@
 import { createHash } from "node:crypto";
-import type { Duration } from "../../../gen/google/protobuf/duration.js";
 import { SubmitTaskRequest, type ListTasksRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState, TaskView } from "../../../gen/taskmesh/task/v1/task.js";
-import { Violations, invalidArgument } from "../../kit/src/index.js";
+import { Violations, durationMs, invalidArgument, isUuid } from "../../kit/src/index.js";
 
 /** Largest task input, as JSON. */
 export const MAX_INPUT_BYTES = 256 * 1024;
@@ -12,7 +11,6 @@ export const SUBMIT_DEFAULTS = { maxAttempts: 3, timeoutMs: 5 * 60_000 } as cons
 const CAPABILITY = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
 const LABEL_KEY = /^[a-z0-9._/-]{1,63}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** A submit, validated, with defaults applied; what the ledger's CreateTask needs besides ids and trace. */
 export interface ValidSubmit {
@@ -25,15 +23,6 @@ export interface ValidSubmit {
   readonly priority: number;
   readonly labels: Record<string, string>;
   readonly retryPolicy: SubmitTaskRequest["retryPolicy"];
-}
-
-function durationMs(d: Duration | undefined): number | undefined {
-  return d === undefined ? undefined : Number(d.seconds) * 1000 + Math.round(d.nanos / 1_000_000);
-}
-
-/** Milliseconds as a protobuf Duration. */
-export function toDuration(ms: number): Duration {
-  return { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
 }
 
 /** JSON with object keys sorted at every level: one text per value. */
@@ -102,7 +91,7 @@ export function parseSubmit(r: SubmitTaskRequest, isKnown: (capability: string) 
 
 /** A task id (a UUID), or INVALID_ARGUMENT (VAL_INVALID_TASK_ID). */
 export function parseTaskId(id: string, field = "id"): string {
-  if (!UUID.test(id)) throw invalidArgument([{ field, description: "must be a task id (a lower-case UUID)", reason: "VAL_INVALID_TASK_ID" }], "VAL_INVALID_TASK_ID");
+  if (!isUuid(id)) throw invalidArgument([{ field, description: "must be a task id (a lower-case UUID)", reason: "VAL_INVALID_TASK_ID" }], "VAL_INVALID_TASK_ID");
   return id;
 }
 

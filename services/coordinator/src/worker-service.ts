@@ -2,11 +2,10 @@ import type { ConnectRequest, ConnectResponse, WorkerServiceService } from "../.
 import type { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
 import { WorkerState, type Heartbeat, type InFlightTask, type ProgressReport, type TaskResult, type WorkerInfo } from "../../../gen/taskmesh/worker/v1/worker.js";
 import {
-  Code, MeshError, Violations, uuidv7, type CallContext, type Send, type ServiceHandlers,
+  Code, MeshError, Violations, toDuration, uuidv7, type CallContext, type Send, type ServiceHandlers,
 } from "../../kit/src/index.js";
 import type { Bus } from "./bus.js";
 import type { Dispatcher, LedgerClient } from "./dispatcher.js";
-import { toDuration } from "./validation.js";
 import { WorkerSession } from "./worker-session.js";
 
 /** Timing of worker sessions. */

@@ -13,6 +13,7 @@ export {
 } from "./handlers.js";
 export { Violations } from "./violations.js";
 export { isUuid, isUuidV7, uuidv7 } from "./ids.js";
+export { durationMs, toDuration } from "./durations.js";
 export { PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 export { migrate, type Migration } from "./pg/migrate.js";
 export { createPool, query, withTransaction, type PoolOptions, type TransactionOptions } from "./pg/pool.js";

@@ -1,4 +1,4 @@
-import type { Duration } from "../../../gen/google/protobuf/duration.js";
+import { durationMs, toDuration } from "../../kit/src/index.js";
 import {
   TaskState, TaskView, TransitionKind,
   type Task, type TaskCounts, type TaskError, type TaskLease, type TaskProgress, type TaskTransition,
@@ -33,15 +33,7 @@ export function isFinished(state: StateName): boolean {
   return state !== "PENDING" && state !== "RUNNING";
 }
 
-/** Milliseconds as a protobuf Duration. */
-export function toDuration(ms: number): Duration {
-  return { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
-}
-
-/** A protobuf Duration in milliseconds (undefined when unset). */
-export function durationMs(d: Duration | undefined): number | undefined {
-  return d === undefined ? undefined : Number(d.seconds) * 1000 + Math.round(d.nanos / 1_000_000);
-}
+export { durationMs, toDuration };
 
 function toError(e: StoredError | null, full: boolean): TaskError | undefined {
   if (!e) return undefined;
