@@ -2,6 +2,9 @@ import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState, TransitionKind, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
 import type { WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
+import type { ServiceError } from "@grpc/grpc-js";
+import { WorkerServiceService, type ConnectRequest } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
+import { Code, createClient, fromServiceError, type MeshError } from "../../../services/kit/src/index.js";
 import { startStack, submitRequest, until, type Stack } from "./stack.js";
 
 const second = (s: number) => ({ seconds: BigInt(s), nanos: 0 });
@@ -70,6 +73,25 @@ describe("coordinator: the life of a task through real ledger, coordinator and w
     const all = await Promise.all(Array.from({ length: 8 }, () => stack.run({ capability: "sleep", input: { ms: 500 } })));
     expect(all.every((t) => t.state === TaskState.TASK_STATE_SUCCEEDED)).toBe(true);
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("ends a worker stream that does not start with a valid register, with the contract's errors", async () => {
+    const client = createClient(WorkerServiceService, stack.coordinatorAddresses[0]!);
+    const attempt = (first: ConnectRequest): Promise<MeshError> => new Promise((resolve, reject) => {
+      const call = client.connect();
+      call.on("data", () => reject(new Error("expected no answer")));
+      call.on("error", (error: ServiceError) => resolve(fromServiceError(error)));
+      call.write(first);
+    });
+    try {
+      const notFirst = await attempt({ payload: { $case: "heartbeat", value: { inFlight: [], load: 0, sentAt: new Date() } } });
+      expect([notFirst.code, notFirst.reason]).toEqual([Code.FAILED_PRECONDITION, "VAL_REGISTER_FIRST"]);
+      const bad = await attempt({ payload: { $case: "register", value: { worker: { workerId: "", name: "", capabilities: [], maxConcurrency: 0, labels: {}, version: "", weight: 0 }, inFlight: [] } } });
+      expect([bad.code, bad.reason]).toEqual([Code.INVALID_ARGUMENT, "VAL_INVALID_REGISTRATION"]);
+      expect(bad.violations.map((v) => v.field)).toEqual(["register.worker.worker_id", "register.worker.capabilities", "register.worker.max_concurrency"]);
+    } finally {
+      client.close();
+    }
   });
 
   it("streams a task's snapshot, transitions and progress in order with WatchTask, and resumes from a sequence", async () => {
