@@ -4,14 +4,17 @@ import { startStack, submitRequest, until } from "./stack.js";
 
 describe("coordinator and worker: graceful stops hand work on without losing an attempt", () => {
   it("a worker stopped with SIGTERM hands back a task it cannot finish in its grace; another runs it, the attempt not counted", async () => {
-    const stack = await startStack("coord_drain_worker", { workers: [{ id: "dr-w1", capabilities: ["sleep"] }] });
+    const stack = await startStack("coord_drain_worker", { workers: [{ id: "dr-w1", capabilities: ["sleep"], grace: "500ms" }] });
     try {
-      const { task } = await stack.tasks.submitTask(submitRequest({ capability: "sleep", input: { ms: 4500 } }));
+      const { task } = await stack.tasks.submitTask(submitRequest({ capability: "sleep", input: { ms: 3000 } }));
       await until("the sleep to run", async () => (await stack.tasks.getTask({ id: task!.id, view: 0 })).task!.state === TaskState.TASK_STATE_RUNNING);
-      await stack.startWorker({ id: "dr-w2", capabilities: ["sleep"] });
       const first = stack.workers.get("dr-w1")!;
       first.child.kill("SIGTERM");
       expect(await first.exited).toBe(0);
+      // Handed back: pending again, its attempt not counted, waiting for a worker.
+      const back = (await stack.tasks.getTask({ id: task!.id, view: 0 })).task!;
+      expect([back.state, back.attempts]).toEqual([TaskState.TASK_STATE_PENDING, 0]);
+      await stack.startWorker({ id: "dr-w2", capabilities: ["sleep"] });
       const done = await stack.settle(task!.id, 20_000);
       expect([done.state, done.workerId, done.attempts]).toEqual([TaskState.TASK_STATE_SUCCEEDED, "dr-w2", 1]);
       const { rows } = await stack.sql.query<{ kind: string; worker_id: string }>("SELECT kind, worker_id FROM ledger.history WHERE task_id = $1 ORDER BY sequence", [task!.id]);

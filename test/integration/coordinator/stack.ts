@@ -17,6 +17,8 @@ export interface WorkerOptions {
   readonly concurrency?: number;
   /** @default 1 */
   readonly weight?: number;
+  /** Its drain grace on SIGTERM. @default 3s */
+  readonly grace?: string;
 }
 
 /** Options of {@link startStack}. */
@@ -102,7 +104,7 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
     const proc = startService("worker", {
       TASKMESH_UPSTREAM_COORDINATOR: coordinatorAddresses.join(","), TASKMESH_LISTEN: `127.0.0.1:${port}`, TASKMESH_INSTANCE: w.id,
       TASKMESH_WORKER_ID: w.id, TASKMESH_WORKER_CONCURRENCY: String(w.concurrency ?? 4), TASKMESH_WORKER_WEIGHT: String(w.weight ?? 1),
-      TASKMESH_SHUTDOWN_GRACE: "3s", ...(w.capabilities ? { TASKMESH_WORKER_CAPABILITIES: w.capabilities.join(",") } : {}),
+      TASKMESH_SHUTDOWN_GRACE: w.grace ?? "3s", ...(w.capabilities ? { TASKMESH_WORKER_CAPABILITIES: w.capabilities.join(",") } : {}),
     });
     workers.set(w.id, proc);
     await waitForServing(`127.0.0.1:${port}`, proc);
