@@ -10,6 +10,7 @@ import { Bus } from "./bus.js";
 import { KnownCapabilities } from "./capabilities.js";
 import { SubmitDedup } from "./dedup.js";
 import { Dispatcher } from "./dispatcher.js";
+import { ledgerBatches } from "./ledger-batches.js";
 import { STRATEGIES, parseStrategy } from "./strategies.js";
 import { PendingGauge, taskService } from "./task-service.js";
 import { workerService } from "./worker-service.js";
@@ -60,13 +61,14 @@ await runService({
       for (const s of dispatcher.sessions.values()) yield* s.capabilities;
     }, log);
     const pending = new PendingGauge();
+    const batches = ledgerBatches(ledger);
     const server = new MeshServer({ name: "coordinator", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
       .addService(TaskServiceService, taskService({
-        ledger, dispatcher, bus, dedup: new SubmitDedup(bus.redis, log), capabilities, pending,
+        ledger, batches, dispatcher, bus, dedup: new SubmitDedup(bus.redis, log), capabilities, pending,
         limits: { maxPending: env.TASKMESH_COORDINATOR_MAX_PENDING, maxInFlightSubmits: env.TASKMESH_COORDINATOR_MAX_SUBMITS }, watchPollMs: 2000,
       }))
       .addService(WorkerServiceService, workerService({
-        ledger, dispatcher, bus, coordinatorId, timing: { heartbeatMs: env.TASKMESH_COORDINATOR_HEARTBEAT, registerTimeoutMs: 10_000 },
+        ledger, batches, dispatcher, bus, coordinatorId, timing: { heartbeatMs: env.TASKMESH_COORDINATOR_HEARTBEAT, registerTimeoutMs: 10_000 },
       }))
       // Workers keep their tasks running and reconnect at once to another replica.
       .onDrain("worker streams", () => Promise.all([...dispatcher.sessions.values()].map((s) => {

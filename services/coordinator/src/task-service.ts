@@ -9,6 +9,7 @@ import type { Bus, TaskNews } from "./bus.js";
 import type { KnownCapabilities } from "./capabilities.js";
 import type { SubmitDedup } from "./dedup.js";
 import type { Dispatcher, LedgerClient } from "./dispatcher.js";
+import type { LedgerBatches } from "./ledger-batches.js";
 import { checkList, parseSubmit, parseTaskId } from "./validation.js";
 
 /** Limits that keep the coordinator's memory bounded under any load. */
@@ -22,6 +23,8 @@ export interface Backpressure {
 /** What the TaskService handlers need. */
 export interface TaskServiceDeps {
   readonly ledger: LedgerClient;
+  /** Creates go through it, grouped under load. */
+  readonly batches: LedgerBatches;
   readonly dispatcher: Dispatcher;
   readonly bus: Bus;
   readonly dedup: SubmitDedup;
@@ -103,11 +106,11 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
           if (found?.task) return { task: found.task, deduplicated: true };
         }
         const { traceId, traceparent } = traceOfCall();
-        const { task, created } = await ledger.createTask({
+        const { task, created } = await deps.batches.create({
           id: plan.taskId, capability: submit.capability, input: submit.input, idempotencyKey: submit.idempotencyKey, requestHash: submit.requestHash,
           maxAttempts: submit.maxAttempts, timeout: toDuration(submit.timeoutMs), priority: submit.priority, labels: submit.labels,
           retryPolicy: submit.retryPolicy, createdBy: subject, traceId, traceparent,
-        }, { parent: ctx });
+        });
         if (submit.idempotencyKey !== "") await dedup.committed(subject, submit.idempotencyKey, submit.requestHash, task!.id);
         if (created) {
           pending.added();

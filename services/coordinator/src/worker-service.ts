@@ -6,6 +6,7 @@ import {
 } from "../../kit/src/index.js";
 import type { Bus } from "./bus.js";
 import type { Dispatcher, LedgerClient } from "./dispatcher.js";
+import type { LedgerBatches } from "./ledger-batches.js";
 import { WorkerSession } from "./worker-session.js";
 
 /** Timing of worker sessions. */
@@ -50,12 +51,23 @@ export function checkRegistration(info: WorkerInfo | undefined): WorkerInfo {
   return info!;
 }
 
+/** What the WorkerService handlers need. */
+export interface WorkerServiceDeps {
+  readonly ledger: LedgerClient;
+  /** Completions go through it, grouped under load. */
+  readonly batches: LedgerBatches;
+  readonly dispatcher: Dispatcher;
+  readonly bus: Bus;
+  readonly coordinatorId: string;
+  readonly timing: SessionTiming;
+}
+
 /**
  * WorkerService: one Connect stream per worker (see the contract's
  * protocol). Every worker message becomes a ledger call; messages about one
  * task are handled in order, different tasks concurrently.
  */
-export function workerService(deps: { ledger: LedgerClient; dispatcher: Dispatcher; bus: Bus; coordinatorId: string; timing: SessionTiming }): ServiceHandlers<typeof WorkerServiceService> {
+export function workerService(deps: WorkerServiceDeps): ServiceHandlers<typeof WorkerServiceService> {
   return {
     connect: (requests, send, ctx) => new Connection(deps, requests, send, ctx).run(),
   };
@@ -71,7 +83,7 @@ class Connection {
   private lastHeartbeat = Date.now();
 
   constructor(
-    private readonly deps: { ledger: LedgerClient; dispatcher: Dispatcher; bus: Bus; coordinatorId: string; timing: SessionTiming },
+    private readonly deps: WorkerServiceDeps,
     private readonly requests: AsyncIterable<ConnectRequest>,
     private readonly sendRaw: Send<ConnectResponse>,
     private readonly ctx: CallContext,
@@ -296,7 +308,7 @@ class Connection {
     try {
       const runMs = r.elapsed ? Number(r.elapsed.seconds) * 1000 + r.elapsed.nanos / 1e6 : undefined;
       if (r.outcome?.$case === "succeeded") {
-        const { task, transition } = await ledger.completeTask({ taskId: r.taskId, leaseId: r.leaseId, output: r.outcome.value.output ?? {}, expectedSequence: undefined });
+        const { task, transition } = await this.deps.batches.complete({ taskId: r.taskId, leaseId: r.leaseId, output: r.outcome.value.output ?? {}, expectedSequence: undefined });
         if (transition) bus.publishTask(r.taskId, { kind: "transition", transition });
         if (held) dispatcher.recordOutcome(session.workerId, held.capability, true, Date.now() - held.assignedAt, runMs);
         forget();

@@ -43,31 +43,46 @@ export function toStatusObject(error: MeshError): Partial<StatusObject> {
  * reason is `EXT_UPSTREAM_ERROR`.
  */
 export function fromServiceError(error: ServiceError): MeshError {
-  const init: {
-    code: Code; reason: Reason; message: string; metadata?: Record<string, string>;
-    violations?: FieldViolation[]; retryAfterMs?: number; cause: unknown;
-  } = { code: error.code, reason: "EXT_UPSTREAM_ERROR", message: error.details || error.message, cause: error };
   const raw = error.metadata?.get(STATUS_DETAILS_KEY)[0];
+  let details: Any[] = [];
   if (raw instanceof Buffer) {
     try {
-      for (const any of Status.decode(raw).details) {
-        const typeName = any.typeUrl.slice(any.typeUrl.lastIndexOf("/") + 1);
-        if (typeName === "google.rpc.ErrorInfo") {
-          const info = ErrorInfo.decode(any.value);
-          if (/^(AUTH|VAL|RES|SYS|EXT|RATE|BIZ)_/.test(info.reason)) init.reason = info.reason as Reason;
-          init.metadata = info.metadata;
-        } else if (typeName === "google.rpc.BadRequest") {
-          init.violations = BadRequest.decode(any.value).fieldViolations.map((v) => ({
-            field: v.field, description: v.description, ...(v.reason ? { reason: v.reason } : {}),
-          }));
-        } else if (typeName === "google.rpc.RetryInfo") {
-          const delay = RetryInfo.decode(any.value).retryDelay;
-          if (delay) init.retryAfterMs = Number(delay.seconds) * 1000 + Math.round(delay.nanos / 1e6);
-        }
-      }
+      details = Status.decode(raw).details;
     } catch {
       // Undecodable details: keep the code and message, which are still right.
     }
+  }
+  return fromDetails(error.code, error.details || error.message, details, error);
+}
+
+/** A `google.rpc.Status` (e.g. one item's error in a batch answer) as a MeshError. */
+export function fromRpcStatus(status: Status): MeshError {
+  return fromDetails(status.code, status.message, status.details, undefined);
+}
+
+function fromDetails(code: Code, message: string, details: readonly Any[], cause: unknown): MeshError {
+  const init: {
+    code: Code; reason: Reason; message: string; metadata?: Record<string, string>;
+    violations?: FieldViolation[]; retryAfterMs?: number; cause: unknown;
+  } = { code, reason: "EXT_UPSTREAM_ERROR", message, cause };
+  try {
+    for (const any of details) {
+      const typeName = any.typeUrl.slice(any.typeUrl.lastIndexOf("/") + 1);
+      if (typeName === "google.rpc.ErrorInfo") {
+        const info = ErrorInfo.decode(any.value);
+        if (/^(AUTH|VAL|RES|SYS|EXT|RATE|BIZ)_/.test(info.reason)) init.reason = info.reason as Reason;
+        init.metadata = info.metadata;
+      } else if (typeName === "google.rpc.BadRequest") {
+        init.violations = BadRequest.decode(any.value).fieldViolations.map((v) => ({
+          field: v.field, description: v.description, ...(v.reason ? { reason: v.reason } : {}),
+        }));
+      } else if (typeName === "google.rpc.RetryInfo") {
+        const delay = RetryInfo.decode(any.value).retryDelay;
+        if (delay) init.retryAfterMs = Number(delay.seconds) * 1000 + Math.round(delay.nanos / 1e6);
+      }
+    }
+  } catch {
+    // Undecodable details: keep the code and message, which are still right.
   }
   return new MeshError(init);
 }

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { CapabilityTaskCounts } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import { TaskView, type TaskCounts, type TaskLease, type TaskProgressUpdate, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
-import { query, withTransaction } from "../../kit/src/index.js";
+import { MeshError, query, withTransaction } from "../../kit/src/index.js";
 import { alreadyExists, alreadyFinished, leaseLost, notRunning, sequenceMismatch, taskNotFound } from "./errors.js";
 import { uuidv7 } from "./ids.js";
 import { addCount, emptyCounts, eventType, isFinished, leaseOf, toTask, toTransition } from "./records.js";
@@ -9,7 +9,9 @@ import { historySql, type HistoryRow, type KindName } from "./sql/history.js";
 import { taskSql, type StateName, type StoredError, type StoredProgress, type TaskRow } from "./sql/tasks.js";
 import { cancelTask, completeAttempt, failAttempt, releaseTask, startAttempt, withoutLease } from "./transitions.js";
 import type { NewTask } from "./validation.js";
-import { EVENT_SOURCE, commitTransition, dbNow, insertHistory, saveTask, writeEvent, type Committed } from "./writer.js";
+import { EVENT_SOURCE, commitTransition, commitTransitions, dbNow, insertHistory, saveTask, writeEvent, type Committed, type PlannedTransition } from "./writer.js";
+import { outboxSql } from "./sql/outbox.js";
+import { TaskEvent } from "../../../gen/taskmesh/task/v1/task.js";
 
 /** Filters of a task listing (stored names; empty means any). */
 export interface TaskFilter {
@@ -36,10 +38,30 @@ type Signal = AbortSignal | undefined;
  * change commit together. Times come from the database clock.
  */
 export class LedgerStore {
-  constructor(private readonly pool: pg.Pool) {}
+  /** `shared`: the transaction of a batch, which every write of this store joins. */
+  constructor(private readonly pool: pg.Pool, private readonly shared?: pg.PoolClient) {}
 
   private tx<T>(work: (client: pg.PoolClient) => Promise<T>, signal: Signal): Promise<T> {
+    if (this.shared) return work(this.shared);
     return withTransaction(this.pool, work, signal ? { signal } : {});
+  }
+
+  /**
+   * Runs a batch with `many` (one transaction); when the database fails it
+   * (a deadlock, a lost connection), runs every item again on its own with
+   * `one`, each in its own transaction, so one bad moment costs latency and
+   * never a wrong answer. A business refusal (RES_, BIZ_, VAL_) of an item is
+   * its answer either way.
+   */
+  async batched<I, R>(items: readonly I[], many: (items: readonly I[]) => Promise<Array<R | MeshError>>, one: (item: I) => Promise<R>,
+    options: { signal?: AbortSignal; onFallback?: (error: unknown) => void } = {}): Promise<Array<R | MeshError>> {
+    try {
+      return await many(items);
+    } catch (error) {
+      options.signal?.throwIfAborted();
+      options.onFallback?.(error);
+      return Promise.all(items.map((item) => keep(() => one(item)).catch((error: unknown) => MeshError.from(error))));
+    }
   }
 
   /** Stores a new PENDING task (SUBMITTED, sequence 1), or returns the task an identical earlier request created. */
@@ -69,6 +91,85 @@ export class LedgerStore {
       if (byKey.request_hash === n.requestHash) return { row: byKey, created: false };
       throw alreadyExists("key", byKey.id);
     }, signal);
+  }
+
+  /**
+   * {@link create} for a batch in one transaction: one multi-row insert for
+   * the new tasks, their history rows and events; an item whose id or key is
+   * taken is answered as `create` would answer it. Answers in order.
+   */
+  async createMany(items: readonly NewTask[], signal?: AbortSignal): Promise<Array<{ row: TaskRow; created: boolean } | MeshError>> {
+    return this.batchTx(signal, async (client, store) => {
+      // Items without an id (rare: the coordinator always gives one) take the single path below.
+      const withId = items.filter((n) => n.id !== null);
+      const col = <K extends keyof NewTask>(k: K) => withId.map((n) => n[k]);
+      const inserted = withId.length === 0 ? [] : (await client.query<TaskRow>(taskSql.insertMany, [
+        col("id"), col("capability"), withId.map((n) => JSON.stringify(n.input)), col("maxAttempts"), col("traceId"), col("traceparent"),
+        col("idempotencyKey"), col("requestHash"), col("priority"), withId.map((n) => JSON.stringify(n.labels)), col("timeoutMs"),
+        col("retryInitialMs"), col("retryMaxMs"), col("retryMultiplier"), col("createdBy"),
+      ])).rows;
+      const byId = new Map(inserted.map((r) => [r.id, r]));
+      const now = inserted[0]?.created_at ?? new Date();
+      const fresh = items.map((n) => (n.id ? byId.get(n.id) : undefined));
+      await commitNew(client, now, fresh.filter((r): r is TaskRow => r !== undefined));
+      const results: Array<{ row: TaskRow; created: boolean } | MeshError> = [];
+      for (const [i, n] of items.entries()) {
+        const row = fresh[i];
+        results.push(row ? { row, created: true } : await keep(() => store.create(n)));
+      }
+      return results;
+    });
+  }
+
+  /**
+   * {@link complete} for a batch in one transaction: the rows are locked in
+   * id order with one statement, and the implicit starts and the completions
+   * are written with three statements each. An item is answered as
+   * `complete` would answer it (a replay, or its own refusal). Answers in
+   * order.
+   */
+  async completeMany(items: ReadonlyArray<{ call: LeaseCall; output: Record<string, unknown> }>, signal?: AbortSignal): Promise<Array<Committed | MeshError>> {
+    return this.batchTx(signal, async (client) => {
+      const now = await dbNow(client);
+      const rows = new Map((await client.query<TaskRow>(taskSql.getManyForUpdate, [[...new Set(items.map((i) => i.call.taskId))]])).rows.map((r) => [r.id, r]));
+      const replays = new Map((await client.query<HistoryRow>(historySql.byLeases, [items.map((i) => i.call.taskId), items.map((i) => i.call.leaseId), ["SUCCEEDED"]])).rows
+        .map((h) => [`${h.task_id}/${h.lease_id}`, h]));
+      const results: Array<Committed | MeshError | number> = [];
+      const starts: PlannedTransition[] = [];
+      const completions: Array<{ index: number; output: Record<string, unknown> }> = [];
+      const taken = new Map<string, number>();
+      for (const [i, { call, output }] of items.entries()) {
+        const row = rows.get(call.taskId);
+        const replay = replays.get(`${call.taskId}/${call.leaseId}`);
+        const twin = taken.get(`${call.taskId}/${call.leaseId}`);
+        if (!row) results.push(taskNotFound(call.taskId));
+        else if (replay) results.push({ row, transition: toTransition(replay) });
+        else if (twin !== undefined) results.push(twin);
+        else if (isFinished(row.state) || taken.has(call.taskId)) results.push(alreadyFinished(row.id, isFinished(row.state) ? row.state : "SUCCEEDED"));
+        else if (row.lease_id !== call.leaseId) results.push(leaseLost(row.id, call.leaseId));
+        else if (call.expectedSequence !== undefined && BigInt(row.sequence) !== call.expectedSequence) results.push(sequenceMismatch(row.id, call.expectedSequence, row.sequence));
+        else {
+          if (row.state === "PENDING") starts.push({ before: row, ...startAttempt(row, now) });
+          taken.set(call.taskId, i);
+          taken.set(`${call.taskId}/${call.leaseId}`, i);
+          completions.push({ index: i, output });
+          results.push(i);
+        }
+      }
+      for (const c of await commitTransitions(client, now, starts)) rows.set(c.row.id, c.row);
+      const planned = completions.map(({ index, output }) => {
+        const running = rows.get(items[index]!.call.taskId)!;
+        return { before: running, ...completeAttempt(running, now, output) };
+      });
+      const committed = await commitTransitions(client, now, planned);
+      const byIndex = new Map(completions.map((c, k) => [c.index, committed[k]!]));
+      return results.map((r) => (typeof r === "number" ? byIndex.get(r)! : r));
+    });
+  }
+
+  /** One transaction for a batch; when the database fails it, every item is done again on its own. */
+  private async batchTx<R>(signal: Signal, work: (client: pg.PoolClient, store: LedgerStore) => Promise<R>): Promise<R> {
+    return withTransaction(this.pool, (client) => work(client, new LedgerStore(this.pool, client)), signal ? { signal } : {});
   }
 
   /** One task, or undefined. */
@@ -203,5 +304,34 @@ export class LedgerStore {
       const step = releaseTask(row, now, reason);
       return commitTransition(client, now, row, step.next, step.change);
     }, (row, done) => ({ row, transition: toTransition(done) }));
+  }
+}
+
+/** Records the SUBMITTED transition (history and event) of tasks just inserted, three statements for all. */
+async function commitNew(client: pg.PoolClient, now: Date, rows: readonly TaskRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const histories = (await client.query<HistoryRow>(historySql.insertMany, [
+    rows.map((r) => r.id), rows.map(() => "1"), rows.map(() => "SUBMITTED"), rows.map(() => ""), rows.map(() => "PENDING"), rows.map(() => 0),
+    rows.map(() => ""), rows.map(() => ""), rows.map(() => now), rows.map(() => ""), rows.map(() => null), rows.map((r) => r.trace_id),
+    rows.map(() => null), rows.map((r) => r.created_by),
+  ])).rows;
+  const historyOf = new Map(histories.map((h) => [h.task_id, h]));
+  const events = rows.map((r) => ({
+    id: uuidv7(), type: eventType("SUBMITTED"), source: EVENT_SOURCE, subject: r.id, time: now, sequence: 1n,
+    task: toTask(r), change: { $case: "transition" as const, value: toTransition(historyOf.get(r.id)!) }, traceId: r.trace_id,
+  }));
+  await client.query(outboxSql.insertMany, [
+    events.map((e) => e.id), events.map((e) => e.subject), events.map(() => "1"), events.map((e) => e.type),
+    events.map((e) => Buffer.from(TaskEvent.encode(e).finish())), rows.map((r) => r.traceparent), events.map(() => now),
+  ]);
+}
+
+/** Runs `work`; a business refusal (RES_, BIZ_, VAL_) is its answer, anything else propagates. */
+async function keep<R>(work: () => Promise<R>): Promise<R | MeshError> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof MeshError && /^(RES|BIZ|VAL)_/.test(error.reason)) return error;
+    throw error;
   }
 }

@@ -51,6 +51,50 @@ export async function commitTransition(client: pg.PoolClient, now: Date, before:
   return { row, transition };
 }
 
+/** One transition of a batch: the row before, the row after, and what to record. */
+export interface PlannedTransition {
+  readonly before: TaskRow;
+  readonly next: TaskRow;
+  readonly change: Change;
+}
+
+const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
+
+/**
+ * {@link commitTransition} for many tasks at once (at most one transition
+ * per task): three statements for the whole batch — the rows, their history
+ * rows and their outbox events — in the caller's transaction. Answers in the
+ * order given.
+ */
+export async function commitTransitions(client: pg.PoolClient, now: Date, planned: readonly PlannedTransition[]): Promise<Committed[]> {
+  if (planned.length === 0) return [];
+  const rows = planned.map(({ before, next }) => ({ ...next, sequence: (BigInt(before.sequence) + 1n).toString(), updated_at: now }));
+  const col = <K extends keyof TaskRow>(k: K) => rows.map((r) => r[k]);
+  const saved = (await client.query<TaskRow>(taskSql.saveMany, [
+    col("id"), col("state"), rows.map((r) => json(r.output)), rows.map((r) => json(r.error)), col("attempts"), col("worker_id"), col("updated_at"),
+    col("started_at"), col("finished_at"), col("next_attempt_at"), col("lease_id"), col("lease_worker_id"), col("lease_acquired_at"),
+    col("lease_expires_at"), rows.map((r) => json(r.progress)), col("sequence"),
+  ])).rows;
+  const byId = new Map(saved.map((r) => [r.id, r]));
+  const histories = (await client.query<HistoryRow>(historySql.insertMany, [
+    rows.map((r) => r.id), rows.map((r) => r.sequence), planned.map((p) => p.change.kind), planned.map((p) => p.before.state), rows.map((r) => r.state),
+    planned.map((p) => p.change.attempt), planned.map((p) => p.change.workerId), planned.map((p) => p.change.leaseId), rows.map(() => now),
+    planned.map((p) => p.change.reason ?? ""), planned.map((p) => json(p.change.error)), rows.map((r) => r.trace_id),
+    planned.map((p) => p.change.nextAttemptAt ?? null), planned.map((p) => p.change.actor),
+  ])).rows;
+  const historyOf = new Map(histories.map((h) => [h.task_id, h]));
+  const committed = rows.map((r) => ({ row: byId.get(r.id)!, transition: toTransition(historyOf.get(r.id)!) }));
+  const events = committed.map(({ row, transition }, i) => ({
+    id: uuidv7(), type: eventType(planned[i]!.change.kind), source: EVENT_SOURCE, subject: row.id, time: now, sequence: BigInt(row.sequence),
+    task: toTask(row, TaskView.TASK_VIEW_FULL), change: { $case: "transition" as const, value: transition }, traceId: row.trace_id,
+  }));
+  await client.query(outboxSql.insertMany, [
+    events.map((e) => e.id), events.map((e) => e.subject), events.map((e) => e.sequence.toString()), events.map((e) => e.type),
+    events.map((e) => Buffer.from(TaskEvent.encode(e).finish())), committed.map((c) => c.row.traceparent), events.map(() => now),
+  ]);
+  return committed;
+}
+
 /** Inserts a history row for a transition. */
 export async function insertHistory(client: pg.PoolClient, row: TaskRow, sequence: string, from: TaskRow["state"] | "", change: Change, now: Date): Promise<HistoryRow> {
   const { rows } = await client.query<HistoryRow>(historySql.insert, [

@@ -21,6 +21,7 @@ import {
 import { Duration } from "../../../google/protobuf/duration.js";
 import { Struct } from "../../../google/protobuf/struct.js";
 import { Timestamp } from "../../../google/protobuf/timestamp.js";
+import { Status } from "../../../google/rpc/status.js";
 import {
   LostLease,
   RetryPolicy,
@@ -112,6 +113,31 @@ export interface CreateTaskResponse {
    * had (deduplicated).
    */
   created: boolean;
+}
+
+/** CreateTasksRequest is a batch of creates. */
+export interface CreateTasksRequest {
+  /** The creates, 1..1000. */
+  tasks: CreateTaskRequest[];
+}
+
+/** CreateTasksResponse answers each create of a batch, in order. */
+export interface CreateTasksResponse {
+  /** One per request item, in the same order. */
+  results: CreateTaskResult[];
+}
+
+/** CreateTaskResult is the answer to one create of a batch. */
+export interface CreateTaskResult {
+  /** What CreateTask would have answered. */
+  result?:
+    | //
+    /** The created or existing task. */
+    { $case: "response"; value: CreateTaskResponse }
+    | //
+    /** The error, with the details CreateTask would send. */
+    { $case: "error"; value: Status }
+    | undefined;
 }
 
 /** GetTaskRequest names a task. */
@@ -354,6 +380,31 @@ export interface CompleteTaskResponse {
     | undefined;
   /** The SUCCEEDED transition. */
   transition?: TaskTransition | undefined;
+}
+
+/** CompleteTasksRequest is a batch of successful attempts. */
+export interface CompleteTasksRequest {
+  /** The results, 1..1000. */
+  tasks: CompleteTaskRequest[];
+}
+
+/** CompleteTasksResponse answers each item of a batch, in order. */
+export interface CompleteTasksResponse {
+  /** One per request item, in the same order. */
+  results: CompleteTaskResult[];
+}
+
+/** CompleteTaskResult is the answer to one item of a batch. */
+export interface CompleteTaskResult {
+  /** What CompleteTask would have answered. */
+  result?:
+    | //
+    /** The finished task and its transition. */
+    { $case: "response"; value: CompleteTaskResponse }
+    | //
+    /** The error, with the details CompleteTask would send. */
+    { $case: "error"; value: Status }
+    | undefined;
 }
 
 /** FailTaskRequest records a failed attempt. */
@@ -1067,6 +1118,247 @@ export const CreateTaskResponse: MessageFns<CreateTaskResponse> = {
     const message = createBaseCreateTaskResponse();
     message.task = (object.task !== undefined && object.task !== null) ? Task.fromPartial(object.task) : undefined;
     message.created = object.created ?? false;
+    return message;
+  },
+};
+
+function createBaseCreateTasksRequest(): CreateTasksRequest {
+  return { tasks: [] };
+}
+
+export const CreateTasksRequest: MessageFns<CreateTasksRequest> = {
+  encode(message: CreateTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tasks) {
+      CreateTaskRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateTasksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateTasksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tasks.push(CreateTaskRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateTasksRequest {
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => CreateTaskRequest.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: CreateTasksRequest): unknown {
+    const obj: any = {};
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => CreateTaskRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateTasksRequest>, I>>(base?: I): CreateTasksRequest {
+    return CreateTasksRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateTasksRequest>, I>>(object: I): CreateTasksRequest {
+    const message = createBaseCreateTasksRequest();
+    message.tasks = object.tasks?.map((e) => CreateTaskRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCreateTasksResponse(): CreateTasksResponse {
+  return { results: [] };
+}
+
+export const CreateTasksResponse: MessageFns<CreateTasksResponse> = {
+  encode(message: CreateTasksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      CreateTaskResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateTasksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateTasksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(CreateTaskResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateTasksResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => CreateTaskResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CreateTasksResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => CreateTaskResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateTasksResponse>, I>>(base?: I): CreateTasksResponse {
+    return CreateTasksResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateTasksResponse>, I>>(object: I): CreateTasksResponse {
+    const message = createBaseCreateTasksResponse();
+    message.results = object.results?.map((e) => CreateTaskResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCreateTaskResult(): CreateTaskResult {
+  return { result: undefined };
+}
+
+export const CreateTaskResult: MessageFns<CreateTaskResult> = {
+  encode(message: CreateTaskResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.result?.$case) {
+      case "response":
+        CreateTaskResponse.encode(message.result.value, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        Status.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateTaskResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateTaskResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.result = { $case: "response", value: CreateTaskResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "error", value: Status.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateTaskResult {
+    return {
+      result: isSet(object.response)
+        ? { $case: "response", value: CreateTaskResponse.fromJSON(object.response) }
+        : isSet(object.error)
+        ? { $case: "error", value: Status.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: CreateTaskResult): unknown {
+    const obj: any = {};
+    if (message.result?.$case === "response") {
+      obj.response = CreateTaskResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "error") {
+      obj.error = Status.toJSON(message.result.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateTaskResult>, I>>(base?: I): CreateTaskResult {
+    return CreateTaskResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateTaskResult>, I>>(object: I): CreateTaskResult {
+    const message = createBaseCreateTaskResult();
+    switch (object.result?.$case) {
+      case "response": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "response", value: CreateTaskResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "error", value: Status.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
@@ -3391,6 +3683,249 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
   },
 };
 
+function createBaseCompleteTasksRequest(): CompleteTasksRequest {
+  return { tasks: [] };
+}
+
+export const CompleteTasksRequest: MessageFns<CompleteTasksRequest> = {
+  encode(message: CompleteTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tasks) {
+      CompleteTaskRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteTasksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteTasksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tasks.push(CompleteTaskRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompleteTasksRequest {
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks)
+        ? object.tasks.map((e: any) => CompleteTaskRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CompleteTasksRequest): unknown {
+    const obj: any = {};
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => CompleteTaskRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CompleteTasksRequest>, I>>(base?: I): CompleteTasksRequest {
+    return CompleteTasksRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CompleteTasksRequest>, I>>(object: I): CompleteTasksRequest {
+    const message = createBaseCompleteTasksRequest();
+    message.tasks = object.tasks?.map((e) => CompleteTaskRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCompleteTasksResponse(): CompleteTasksResponse {
+  return { results: [] };
+}
+
+export const CompleteTasksResponse: MessageFns<CompleteTasksResponse> = {
+  encode(message: CompleteTasksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      CompleteTaskResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteTasksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteTasksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(CompleteTaskResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompleteTasksResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => CompleteTaskResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CompleteTasksResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => CompleteTaskResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CompleteTasksResponse>, I>>(base?: I): CompleteTasksResponse {
+    return CompleteTasksResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CompleteTasksResponse>, I>>(object: I): CompleteTasksResponse {
+    const message = createBaseCompleteTasksResponse();
+    message.results = object.results?.map((e) => CompleteTaskResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCompleteTaskResult(): CompleteTaskResult {
+  return { result: undefined };
+}
+
+export const CompleteTaskResult: MessageFns<CompleteTaskResult> = {
+  encode(message: CompleteTaskResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.result?.$case) {
+      case "response":
+        CompleteTaskResponse.encode(message.result.value, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        Status.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteTaskResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteTaskResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.result = { $case: "response", value: CompleteTaskResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "error", value: Status.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompleteTaskResult {
+    return {
+      result: isSet(object.response)
+        ? { $case: "response", value: CompleteTaskResponse.fromJSON(object.response) }
+        : isSet(object.error)
+        ? { $case: "error", value: Status.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: CompleteTaskResult): unknown {
+    const obj: any = {};
+    if (message.result?.$case === "response") {
+      obj.response = CompleteTaskResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "error") {
+      obj.error = Status.toJSON(message.result.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CompleteTaskResult>, I>>(base?: I): CompleteTaskResult {
+    return CompleteTaskResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CompleteTaskResult>, I>>(object: I): CompleteTaskResult {
+    const message = createBaseCompleteTaskResult();
+    switch (object.result?.$case) {
+      case "response": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "response", value: CompleteTaskResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "error", value: Status.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
 function createBaseFailTaskRequest(): FailTaskRequest {
   return { taskId: "", leaseId: "", error: undefined, expectedSequence: undefined };
 }
@@ -5325,6 +5860,23 @@ export const LedgerServiceService = {
     responseDeserialize: (value: Buffer): CreateTaskResponse => CreateTaskResponse.decode(value),
   },
   /**
+   * CreateTasks is CreateTask for a batch of submits, in one transaction
+   * (one commit for all): each item is answered as CreateTask would answer
+   * it, on its own (an invalid or conflicting item fails alone). When the
+   * database fails the batch, every item is retried in its own transaction.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) when the batch holds no
+   * item or more than 1000.
+   */
+  createTasks: {
+    path: "/taskmesh.ledger.v1.LedgerService/CreateTasks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateTasksRequest): Buffer => Buffer.from(CreateTasksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateTasksRequest => CreateTasksRequest.decode(value),
+    responseSerialize: (value: CreateTasksResponse): Buffer => Buffer.from(CreateTasksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateTasksResponse => CreateTasksResponse.decode(value),
+  },
+  /**
    * GetTask returns one task.
    * Errors: INVALID_ARGUMENT (VAL_INVALID_TASK_ID); NOT_FOUND
    * (RES_TASK_NOT_FOUND).
@@ -5498,6 +6050,24 @@ export const LedgerServiceService = {
     responseDeserialize: (value: Buffer): CompleteTaskResponse => CompleteTaskResponse.decode(value),
   },
   /**
+   * CompleteTasks is CompleteTask for a batch of results, in one
+   * transaction; each item is answered as CompleteTask would answer it, on
+   * its own. When the database fails the batch, every item is retried in
+   * its own transaction.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) when the batch holds no
+   * item or more than 1000.
+   */
+  completeTasks: {
+    path: "/taskmesh.ledger.v1.LedgerService/CompleteTasks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CompleteTasksRequest): Buffer => Buffer.from(CompleteTasksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CompleteTasksRequest => CompleteTasksRequest.decode(value),
+    responseSerialize: (value: CompleteTasksResponse): Buffer =>
+      Buffer.from(CompleteTasksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CompleteTasksResponse => CompleteTasksResponse.decode(value),
+  },
+  /**
    * FailTask records a failed attempt; the lease ends. If the error is
    * retryable and `attempts` < `max_attempts`, the task goes back to PENDING
    * (RETRYING) with `next_attempt_at` = now + the retry policy's backoff;
@@ -5661,6 +6231,15 @@ export interface LedgerServiceServer extends UntypedServiceImplementation {
    */
   createTask: handleUnaryCall<CreateTaskRequest, CreateTaskResponse>;
   /**
+   * CreateTasks is CreateTask for a batch of submits, in one transaction
+   * (one commit for all): each item is answered as CreateTask would answer
+   * it, on its own (an invalid or conflicting item fails alone). When the
+   * database fails the batch, every item is retried in its own transaction.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) when the batch holds no
+   * item or more than 1000.
+   */
+  createTasks: handleUnaryCall<CreateTasksRequest, CreateTasksResponse>;
+  /**
    * GetTask returns one task.
    * Errors: INVALID_ARGUMENT (VAL_INVALID_TASK_ID); NOT_FOUND
    * (RES_TASK_NOT_FOUND).
@@ -5748,6 +6327,15 @@ export interface LedgerServiceServer extends UntypedServiceImplementation {
    * RES_SEQUENCE_MISMATCH); FAILED_PRECONDITION (BIZ_TASK_ALREADY_FINISHED).
    */
   completeTask: handleUnaryCall<CompleteTaskRequest, CompleteTaskResponse>;
+  /**
+   * CompleteTasks is CompleteTask for a batch of results, in one
+   * transaction; each item is answered as CompleteTask would answer it, on
+   * its own. When the database fails the batch, every item is retried in
+   * its own transaction.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) when the batch holds no
+   * item or more than 1000.
+   */
+  completeTasks: handleUnaryCall<CompleteTasksRequest, CompleteTasksResponse>;
   /**
    * FailTask records a failed attempt; the lease ends. If the error is
    * retryable and `attempts` < `max_attempts`, the task goes back to PENDING
@@ -5857,6 +6445,29 @@ export interface LedgerServiceClient extends Client {
     callback: (error: ServiceError | null, response: CreateTaskResponse) => void,
   ): ClientUnaryCall;
   /**
+   * CreateTasks is CreateTask for a batch of submits, in one transaction
+   * (one commit for all): each item is answered as CreateTask would answer
+   * it, on its own (an invalid or conflicting item fails alone). When the
+   * database fails the batch, every item is retried in its own transaction.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) when the batch holds no
+   * item or more than 1000.
+   */
+  createTasks(
+    request: CreateTasksRequest,
+    callback: (error: ServiceError | null, response: CreateTasksResponse) => void,
+  ): ClientUnaryCall;
+  createTasks(
+    request: CreateTasksRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateTasksResponse) => void,
+  ): ClientUnaryCall;
+  createTasks(
+    request: CreateTasksRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateTasksResponse) => void,
+  ): ClientUnaryCall;
+  /**
    * GetTask returns one task.
    * Errors: INVALID_ARGUMENT (VAL_INVALID_TASK_ID); NOT_FOUND
    * (RES_TASK_NOT_FOUND).
@@ -6083,6 +6694,29 @@ export interface LedgerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CompleteTaskResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * CompleteTasks is CompleteTask for a batch of results, in one
+   * transaction; each item is answered as CompleteTask would answer it, on
+   * its own. When the database fails the batch, every item is retried in
+   * its own transaction.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) when the batch holds no
+   * item or more than 1000.
+   */
+  completeTasks(
+    request: CompleteTasksRequest,
+    callback: (error: ServiceError | null, response: CompleteTasksResponse) => void,
+  ): ClientUnaryCall;
+  completeTasks(
+    request: CompleteTasksRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CompleteTasksResponse) => void,
+  ): ClientUnaryCall;
+  completeTasks(
+    request: CompleteTasksRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CompleteTasksResponse) => void,
   ): ClientUnaryCall;
   /**
    * FailTask records a failed attempt; the lease ends. If the error is

@@ -29,6 +29,21 @@ export const historySql = {
     text: `INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *`,
   },
+  /** {@link historySql.insert} for many transitions at once: one array per column, in `insert`'s order. */
+  insertMany: {
+    name: "ledger-history-insert-many",
+    text: `INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
+           SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[],
+                                $10::text[], $11::jsonb[], $12::text[], $13::timestamptz[], $14::text[])
+           RETURNING *`,
+  },
+  /** The latest transition of each (task, lease) pair among the given kinds (replays of batched calls). */
+  byLeases: {
+    name: "ledger-history-by-leases",
+    text: `SELECT DISTINCT ON (h.task_id, h.lease_id) h.* FROM ledger.history h
+           JOIN unnest($1::uuid[], $2::text[]) AS c(task_id, lease_id) ON h.task_id = c.task_id AND h.lease_id = c.lease_id
+           WHERE h.kind = ANY($3::text[]) ORDER BY h.task_id, h.lease_id, h.sequence DESC`,
+  },
   /** A page of a task's transitions after a sequence. */
   page: {
     name: "ledger-history-page",

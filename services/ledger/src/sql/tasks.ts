@@ -83,6 +83,35 @@ export const taskSql = {
              progress = $15, sequence = $16
            WHERE id = $1 RETURNING ${COLUMNS}`,
   },
+  /** {@link taskSql.save} for many rows at once: one array per column, in `save`'s order. */
+  saveMany: {
+    name: "ledger-task-save-many",
+    text: `UPDATE ledger.tasks t SET state = v.state, output = v.output, error = v.error, attempts = v.attempts, worker_id = v.worker_id,
+             updated_at = v.updated_at, started_at = v.started_at, finished_at = v.finished_at, next_attempt_at = v.next_attempt_at,
+             lease_id = v.lease_id, lease_worker_id = v.lease_worker_id, lease_acquired_at = v.lease_acquired_at, lease_expires_at = v.lease_expires_at,
+             progress = v.progress, sequence = v.sequence
+           FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $5::int[], $6::text[], $7::timestamptz[], $8::timestamptz[],
+                       $9::timestamptz[], $10::timestamptz[], $11::uuid[], $12::text[], $13::timestamptz[], $14::timestamptz[], $15::jsonb[], $16::bigint[])
+             AS v(id, state, output, error, attempts, worker_id, updated_at, started_at, finished_at, next_attempt_at,
+                  lease_id, lease_worker_id, lease_acquired_at, lease_expires_at, progress, sequence)
+           WHERE t.id = v.id RETURNING ${COLUMNS}`,
+  },
+  /** Several tasks, locked in id order. */
+  getManyForUpdate: { name: "ledger-task-get-many-for-update", text: `SELECT ${COLUMNS} FROM ledger.tasks t WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE` },
+  /** {@link taskSql.insert} for many new tasks at once: one array per column, in `insert`'s order. */
+  insertMany: {
+    name: "ledger-task-insert-many",
+    text: `INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
+             priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence)
+           SELECT v.id, v.capability, 'PENDING', v.input, v.max_attempts, v.trace_id, v.traceparent, v.idempotency_key, v.request_hash,
+             v.priority, v.labels, v.timeout_ms, v.retry_initial_ms, v.retry_max_ms, v.retry_multiplier, v.created_by, now(), now(), now(), 1
+           FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::jsonb[],
+                       $11::int[], $12::int[], $13::int[], $14::float8[], $15::text[])
+             AS v(id, capability, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash, priority, labels,
+                  timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by)
+           ON CONFLICT DO NOTHING
+           RETURNING ${COLUMNS}`,
+  },
   /** Dispatchable tasks of one capability, locked, skipping rows other claimers hold. */
   claimable: {
     name: "ledger-task-claimable",

@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { CompleteTasksResponse, CreateTasksResponse } from "../../../gen/taskmesh/ledger/v1/ledger.js";
+import { TaskState, TransitionKind } from "../../../gen/taskmesh/task/v1/task.js";
+import { Code, fromRpcStatus } from "../../../services/kit/src/index.js";
+import { connectWorker, createRequest, failure, hashOf, seconds, startLedger, type LedgerHarness } from "./support.js";
+
+type Item<R> = R extends { results: Array<infer I> } ? I : never;
+const errorOf = (item: Item<CreateTasksResponse> | Item<CompleteTasksResponse>) => (item.result?.$case === "error" ? fromRpcStatus(item.result.value) : undefined);
+
+describe("ledger: batches — CreateTasks and CompleteTasks answer each item as the single call would, in one transaction", () => {
+  let h: LedgerHarness;
+  const counts = async () => (await h.sql.query<{ tasks: string; history: string; outbox: string }>(
+    "SELECT (SELECT count(*) FROM ledger.tasks) AS tasks, (SELECT count(*) FROM ledger.history) AS history, (SELECT count(*) FROM ledger.outbox) AS outbox")).rows[0]!;
+
+  beforeAll(async () => {
+    h = await startLedger("ledger_batch");
+    await connectWorker(h.client, "bw", ["batch"]);
+  });
+  afterAll(async () => { await h?.stop(); });
+
+  it("creates new tasks, answers repeats and refusals item by item, and writes one history row and one event per new task", async () => {
+    const existing = createRequest({ capability: "batch", idempotencyKey: "b-existing", createdBy: "bob" });
+    const first = await h.client.createTask(existing);
+    const before = await counts();
+    const input = { n: 1 };
+    const a = createRequest({ capability: "batch", input, idempotencyKey: "b-a", createdBy: "bob", requestHash: hashOf({ capability: "batch", input }) });
+    const { results } = await h.client.createTasks({ tasks: [
+      a,
+      createRequest({ capability: "batch" }),
+      createRequest({ capability: "Not a capability" }),
+      { ...existing, id: createRequest().id },
+      createRequest({ capability: "batch", idempotencyKey: "b-existing", createdBy: "bob", requestHash: "f".repeat(64) }),
+      { ...a, id: createRequest().id },
+    ] });
+    expect(results.map((r) => (r.result?.$case === "response" ? `created=${r.result.value.created}` : `${Code[errorOf(r)!.code]}:${errorOf(r)!.reason}`))).toEqual([
+      "created=true", "created=true", "INVALID_ARGUMENT:VAL_INVALID_ARGUMENT", "created=false", "ALREADY_EXISTS:RES_IDEMPOTENCY_KEY_REUSED", "created=false",
+    ]);
+    const task = (i: number) => (results[i]!.result?.$case === "response" ? results[i]!.result.value.task! : undefined);
+    expect(task(3)!.id).toBe(first.task!.id);
+    expect(task(5)!.id).toBe(task(0)!.id);
+    expect(errorOf(results[2]!)!.violations.map((v) => v.field)).toEqual(["capability"]);
+    const after = await counts();
+    expect([Number(after.tasks) - Number(before.tasks), Number(after.history) - Number(before.history), Number(after.outbox) - Number(before.outbox)]).toEqual([2, 2, 2]);
+    expect(await failure(h.client.createTasks({ tasks: [] }))).toMatchObject({ code: Code.INVALID_ARGUMENT });
+  });
+
+  it("completes claimed and started tasks, starts the claimed ones on the way, replays repeats and refuses a lost lease", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await h.client.createTask(createRequest({ capability: "batch" }))).task!.id);
+    const claimed = (await h.client.claimTasks({ workerId: "bw", capabilities: [{ capability: "batch", maxTasks: 10 }], maxTasks: 10, leaseDuration: seconds(30) })).tasks
+      .filter((t) => ids.includes(t.id));
+    expect(claimed).toHaveLength(4);
+    const [started, onlyClaimed, lostOne, doneEarlier] = claimed as [typeof claimed[0], typeof claimed[0], typeof claimed[0], typeof claimed[0]];
+    await h.client.startTask({ taskId: started.id, leaseId: started.lease!.leaseId, expectedSequence: undefined, leaseDuration: undefined });
+    const early = await h.client.completeTask({ taskId: doneEarlier.id, leaseId: doneEarlier.lease!.leaseId, output: { early: true }, expectedSequence: undefined });
+    const item = (t: typeof started, leaseId = t.lease!.leaseId) => ({ taskId: t.id, leaseId, output: { id: t.id }, expectedSequence: undefined });
+    const before = await counts();
+    const { results } = await h.client.completeTasks({ tasks: [
+      item(started), item(onlyClaimed), item(lostOne, createRequest().id), item(doneEarlier), item(started),
+    ] });
+    const kinds = results.map((r) => (r.result?.$case === "response" ? `${TransitionKind[r.result.value.transition!.kind]}@${r.result.value.transition!.sequence}` : errorOf(r)!.reason));
+    expect(kinds).toEqual([
+      "TRANSITION_KIND_SUCCEEDED@3", "TRANSITION_KIND_SUCCEEDED@3", "RES_LEASE_LOST", `TRANSITION_KIND_SUCCEEDED@${early.transition!.sequence}`, "TRANSITION_KIND_SUCCEEDED@3",
+    ]);
+    const after = await counts();
+    // started: SUCCEEDED; onlyClaimed: STARTED + SUCCEEDED — three transitions, each with its event.
+    expect([Number(after.history) - Number(before.history), Number(after.outbox) - Number(before.outbox)]).toEqual([3, 3]);
+    const { rows } = await h.sql.query<{ kind: string; sequence: string }>("SELECT kind, sequence FROM ledger.history WHERE task_id = $1 ORDER BY sequence", [onlyClaimed.id]);
+    expect(rows.map((r) => `${r.kind}@${r.sequence}`)).toEqual(["SUBMITTED@1", "STARTED@2", "SUCCEEDED@3"]);
+    const final = (await h.client.getTask({ id: onlyClaimed.id, view: 0 })).task!;
+    expect([final.state, final.attempts, final.output, final.lease]).toEqual([TaskState.TASK_STATE_SUCCEEDED, 1, { id: onlyClaimed.id }, undefined]);
+    // The outbox events follow each task's sequence in id order.
+    const events = (await h.sql.query<{ task_id: string; sequence: string }>("SELECT task_id, sequence FROM ledger.outbox WHERE task_id = ANY($1::uuid[]) ORDER BY id", [ids])).rows;
+    for (const id of ids) {
+      const seqs = events.filter((e) => e.task_id === id).map((e) => Number(e.sequence));
+      expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+    }
+  });
+});
