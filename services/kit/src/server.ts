@@ -240,9 +240,10 @@ export class MeshServer {
     // and a client cancels at its own deadline, which the server sees late by the request's transit.
     const received = Date.now();
     const slack = deadline === undefined ? 0 : Math.max(50, (deadline - received) / 10);
-    call.once("cancelled", () => controller.abort(deadline !== undefined && Date.now() >= deadline - slack
+    const onCancelled = (): void => controller.abort(deadline !== undefined && Date.now() >= deadline - slack
       ? deadlineExceeded()
-      : new MeshError({ code: Code.CANCELLED, reason: "SYS_CANCELLED", message: "the caller cancelled the call" })));
+      : new MeshError({ code: Code.CANCELLED, reason: "SYS_CANCELLED", message: "the caller cancelled the call" }));
+    call.once("cancelled", onCancelled);
     let finish!: () => void;
     const entry: InFlight = { controller, long: method.responseStream, done: new Promise<void>((r) => (finish = r)) };
     this.inFlight.add(entry);
@@ -257,6 +258,8 @@ export class MeshServer {
     return {
       ctx,
       end: () => {
+        // grpc-js may still report a finished call as cancelled: it is over, nothing to abort.
+        call.removeListener("cancelled", onCancelled);
         if (timer) clearTimeout(timer);
         this.inFlight.delete(entry);
         finish();
