@@ -1,0 +1,163 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, chmodSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import { TaskServiceService } from "../../gen/taskmesh/coordinator/v1/task_service.js";
+import { checkHealth } from "../../deploy/local/health.js";
+import { serviceArgs } from "../../deploy/local/plan.js";
+import { ROOT } from "../../deploy/local/provision/versions.js";
+import { ensureKafka, kafkaSpec } from "../../deploy/local/provision/kafka.js";
+import { freePort } from "../../deploy/local/secrets.js";
+import { Supervisor } from "../../deploy/local/supervisor.js";
+import { createClient, type MeshClient } from "../../services/kit/src/index.js";
+import type { Infra } from "./infra.js";
+import { within } from "./measure.js";
+import { ECHO_INPUT, type BurstResult, type QueueRunner, type SteadyResult } from "./runner.js";
+import { summarize } from "./stats.js";
+
+/** How the taskmesh stack under test is shaped. */
+const WORKERS = 2;
+const WORKER_CONCURRENCY = 128;
+/** Submits in flight at once during a burst (over a few channels). */
+const BURST_IN_FLIGHT = 256;
+const CHANNELS = 4;
+
+type TaskClient = MeshClient<typeof TaskServiceService>;
+
+/**
+ * taskmesh as a user runs it, minus the mesh: a real ledger (with its outbox
+ * relay to a real Kafka broker), one coordinator and two worker processes
+ * running the built-in `echo`, submitting through TaskService/SubmitTask
+ * one task per call. A task counts as done when the ledger has recorded it
+ * SUCCEEDED; latency runs from the start of the submit call to the ledger's
+ * `finished_at` (same host clock).
+ */
+export async function taskmeshRunner(infra: Infra): Promise<QueueRunner> {
+  const dbName = `bench_taskmesh_${randomBytes(4).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: infra.postgresAdminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  await admin.end();
+  const dbUrl = new URL(infra.postgresAdminUrl);
+  dbUrl.pathname = `/${dbName}`;
+  const databaseUrl = dbUrl.toString();
+
+  await ensureKafka();
+  const dir = mkdtempSync(join(tmpdir(), "taskmesh-bench-kafka-"));
+  chmodSync(dir, 0o755);
+  const supervisor = new Supervisor({ logDir: join(dir, "logs"), restart: false });
+  const kafkaPort = await freePort();
+  await supervisor.start([kafkaSpec({ dataDir: join(dir, "kafka"), logDir: join(dir, "logs"), port: kafkaPort, controllerPort: await freePort() })]);
+
+  const children: ChildProcess[] = [];
+  const start = async (service: string, env: Record<string, string>): Promise<void> => {
+    const port = await freePort();
+    const child = spawn(process.execPath, serviceArgs(service), {
+      cwd: ROOT, stdio: ["ignore", "ignore", "inherit"],
+      env: { ...process.env, OTEL_TRACES_EXPORTER: "none", LOG_LEVEL: "warn", TASKMESH_LISTEN: `127.0.0.1:${port}`, ...env },
+    });
+    children.push(child);
+    const address = `127.0.0.1:${port}`;
+    const deadline = Date.now() + 60_000;
+    while ((await checkHealth(address)) !== "SERVING") {
+      if (child.exitCode !== null) throw new Error(`${service} exited with ${child.exitCode}`);
+      if (Date.now() > deadline) throw new Error(`${service} not SERVING after 60 s`);
+      await sleep(100);
+    }
+    addresses.set(service, address);
+  };
+  const addresses = new Map<string, string>();
+  await start("ledger", { DATABASE_URL: databaseUrl, KAFKA_BROKERS: `127.0.0.1:${kafkaPort}` });
+  await start("coordinator", { REDIS_URL: infra.redisUrl, TASKMESH_UPSTREAM_LEDGER: addresses.get("ledger")!, TASKMESH_COORDINATOR_MAX_PENDING: "1000000" });
+  for (let i = 0; i < WORKERS; i++) {
+    await start("worker", {
+      TASKMESH_UPSTREAM_COORDINATOR: addresses.get("coordinator")!, TASKMESH_WORKER_ID: `bench-${i}`,
+      TASKMESH_WORKER_CAPABILITIES: "echo", TASKMESH_WORKER_CONCURRENCY: String(WORKER_CONCURRENCY),
+    });
+  }
+  // Distinct channels (one HTTP/2 connection each) so submits are not serialized on one.
+  const clients: TaskClient[] = Array.from({ length: CHANNELS }, (_, i) => createClient(TaskServiceService, addresses.get("coordinator")!, {
+    channelOptions: { "grpc.use_local_subchannel_pool": 1, "taskmesh.bench_channel": i },
+  }));
+  const sql = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+  let turn = 0;
+  const submit = async (): Promise<string> => {
+    const client = clients[turn++ % CHANNELS]!;
+    const { task } = await client.submitTask({
+      capability: "echo", input: { ...ECHO_INPUT }, idempotencyKey: "", maxAttempts: undefined, timeout: undefined, priority: 0, labels: {}, retryPolicy: undefined,
+    }, { timeoutMs: 30_000 });
+    return task!.id;
+  };
+  const succeeded = async (): Promise<number> => Number((await sql.query("SELECT count(*) AS n FROM ledger.tasks WHERE state = 'SUCCEEDED'")).rows[0].n);
+
+  return {
+    name: "taskmesh",
+
+    async burst(n: number): Promise<BurstResult> {
+      const before = await succeeded();
+      const t0 = performance.now();
+      let left = n;
+      const lane = async (): Promise<void> => {
+        while (left > 0) {
+          left--;
+          await submit();
+        }
+      };
+      await Promise.all(Array.from({ length: BURST_IN_FLIGHT }, lane));
+      await within((async () => {
+        while ((await succeeded()) - before < n) await sleep(20);
+      })(), 60_000 + n * 2, `taskmesh burst of ${n}`);
+      const seconds = (performance.now() - t0) / 1000;
+      return { tasks: n, seconds: Math.round(seconds * 1000) / 1000, tasksPerSec: Math.round(n / seconds) };
+    },
+
+    async steady(rate: number, durationSec: number): Promise<SteadyResult> {
+      const total = Math.round(rate * durationSec);
+      const intervalMs = 1000 / rate;
+      const started = new Map<string, number>();
+      const pending: Promise<void>[] = [];
+      const t0 = performance.now();
+      let submitted = 0;
+      while (submitted < total) {
+        const now = performance.now();
+        while (submitted < total && t0 + submitted * intervalMs <= now) {
+          const at = Date.now();
+          pending.push(submit().then((id) => void started.set(id, at)));
+          submitted++;
+        }
+        if (submitted < total) await sleep(Math.max(0, t0 + submitted * intervalMs - performance.now()));
+      }
+      await Promise.all(pending);
+      const ids = [...started.keys()];
+      const finished = async (): Promise<Array<{ id: string; at: number }>> => (await sql.query<{ id: string; at: string }>(
+        "SELECT id, (extract(epoch FROM finished_at) * 1000)::float8 AS at FROM ledger.tasks WHERE id = ANY($1::uuid[]) AND state = 'SUCCEEDED'", [ids])).rows.map((r) => ({ id: r.id, at: Number(r.at) }));
+      let rows = await finished();
+      await within((async () => {
+        while (rows.length < ids.length) {
+          await sleep(50);
+          rows = await finished();
+        }
+      })(), 60_000, `taskmesh steady ${rate}/s`);
+      return { rate, submitted, ...summarize(rows.map((r) => r.at - started.get(r.id)!)) };
+    },
+
+    async close(): Promise<void> {
+      for (const c of clients) c.close();
+      await sql.end();
+      for (const child of children.reverse()) {
+        child.kill("SIGTERM");
+        await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
+      }
+      await supervisor.stop();
+      rmSync(dir, { recursive: true, force: true });
+      const drop = new pg.Client({ connectionString: infra.postgresAdminUrl });
+      await drop.connect();
+      await drop.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+      await drop.end();
+    },
+  };
+}
