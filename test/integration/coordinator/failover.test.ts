@@ -26,6 +26,31 @@ describe("coordinator: nothing lost or duplicated when a process dies", () => {
     }
   }, 60_000);
 
+  it("a worker that stops heartbeating (SIGSTOP) loses its task to another; when it wakes, its stale attempt counts for nothing", async () => {
+    const stack = await startStack("coord_hung_worker", { workers: [{ id: "hb-w1", capabilities: ["sleep"] }, { id: "hb-w2", capabilities: ["sleep"] }] });
+    try {
+      const { task } = await stack.tasks.submitTask(submitRequest({ capability: "sleep", input: { ms: 3000 }, retryPolicy: { maxAttempts: 0, initialBackoff: { seconds: 0n, nanos: 100_000_000 }, maxBackoff: { seconds: 1n, nanos: 0 }, multiplier: 2 } }));
+      await until("the sleep to run", async () => (await stack.tasks.getTask({ id: task!.id, view: 0 })).task!.state === TaskState.TASK_STATE_RUNNING);
+      const hung = (await stack.tasks.getTask({ id: task!.id, view: 0 })).task!.workerId;
+      const other = hung === "hb-w1" ? "hb-w2" : "hb-w1";
+      stack.workers.get(hung)!.child.kill("SIGSTOP");
+      try {
+        // Three missed heartbeats end its stream; its lease runs out; the task runs again elsewhere.
+        await until("the task to run on the other worker", async () => (await stack.tasks.getTask({ id: task!.id, view: 0 })).task!.workerId === other, 15_000);
+      } finally {
+        stack.workers.get(hung)!.child.kill("SIGCONT");
+      }
+      const done = await stack.settle(task!.id, 20_000);
+      expect([done.state, done.workerId, done.attempts]).toEqual([TaskState.TASK_STATE_SUCCEEDED, other, 2]);
+      // The woken worker's own attempt never counts: one SUCCEEDED, by the other worker.
+      await new Promise((r) => setTimeout(r, 3500));
+      const { rows } = await stack.sql.query<{ kind: string; worker_id: string }>("SELECT kind, worker_id FROM ledger.history WHERE task_id = $1 AND kind IN ('SUCCEEDED', 'FAILED') ORDER BY sequence", [task!.id]);
+      expect(rows).toEqual([{ kind: "SUCCEEDED", worker_id: other }]);
+    } finally {
+      await stack.stop();
+    }
+  }, 60_000);
+
   it("kill -9 of a coordinator replica under load: every accepted submit runs to SUCCEEDED exactly once", async () => {
     const stack = await startStack("coord_kill_coord", {
       coordinators: 2,
