@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { trace } from "@opentelemetry/api";
-import type { TaskServiceService, WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
+import type { SubmitTaskRequest, SubmitTaskResponse, TaskServiceService, WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState, TaskView, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
 import {
-  Code, MeshError, exhausted, invalidArgument, toDuration, uuidv7, type CallContext, type Send, type ServiceHandlers,
+  Code, MeshError, exhausted, invalidArgument, toDuration, toRpcStatus, uuidv7, type CallContext, type Send, type ServiceHandlers,
 } from "../../kit/src/index.js";
 import type { Bus, TaskNews } from "./bus.js";
 import type { KnownCapabilities } from "./capabilities.js";
@@ -86,40 +86,64 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
     bus.publishWork(capability);
   };
 
+  /** Refuses `count` more submits when the replica or the queue is full. */
+  const admit = (count: number): void => {
+    if (inFlightSubmits + count > limits.maxInFlightSubmits) throw exhausted("RATE_QUEUE_FULL", "too many submits in progress on this coordinator; retry shortly", 100);
+    if (pending.value + count > limits.maxPending) throw exhausted("RATE_QUEUE_FULL", `${pending.value} tasks are pending (the limit is ${limits.maxPending}); retry later`, 1000);
+  };
+
+  /** One submit, admitted: validated, deduplicated, created (in a ledger batch with others in flight). */
+  const submitOne = async (request: SubmitTaskRequest, ctx: CallContext): Promise<SubmitTaskResponse> => {
+    inFlightSubmits++;
+    try {
+      const known = capabilities.has(request.capability) || await capabilities.check(request.capability, ctx.signal);
+      const submit = parseSubmit(request, () => known);
+      const subject = "";
+      const plan = submit.idempotencyKey === ""
+        ? { action: "create" as const, taskId: uuidv7() }
+        : await dedup.plan(subject, submit.idempotencyKey, submit.requestHash, uuidv7());
+      if (plan.action === "read") {
+        const found = await ledger.getTask({ id: plan.taskId, view: TaskView.TASK_VIEW_FULL }, { parent: ctx }).catch((error: unknown) => {
+          if (MeshError.from(error).code === Code.NOT_FOUND) return undefined;
+          throw error;
+        });
+        if (found?.task) return { task: found.task, deduplicated: true };
+      }
+      const { traceId, traceparent } = traceOfCall();
+      const { task, created } = await deps.batches.create({
+        id: plan.taskId, capability: submit.capability, input: submit.input, idempotencyKey: submit.idempotencyKey, requestHash: submit.requestHash,
+        maxAttempts: submit.maxAttempts, timeout: toDuration(submit.timeoutMs), priority: submit.priority, labels: submit.labels,
+        retryPolicy: submit.retryPolicy, createdBy: subject, traceId, traceparent,
+      });
+      if (submit.idempotencyKey !== "") await dedup.committed(subject, submit.idempotencyKey, submit.requestHash, task!.id);
+      if (created) {
+        pending.added();
+        announce(submit.capability);
+      }
+      return { task, deduplicated: !created };
+    } finally {
+      inFlightSubmits--;
+    }
+  };
+
   return {
     async submitTask(request, ctx) {
-      if (inFlightSubmits >= limits.maxInFlightSubmits) throw exhausted("RATE_QUEUE_FULL", "too many submits in progress on this coordinator; retry shortly", 100);
-      if (pending.value >= limits.maxPending) throw exhausted("RATE_QUEUE_FULL", `${pending.value} tasks are pending (the limit is ${limits.maxPending}); retry later`, 1000);
-      inFlightSubmits++;
-      try {
-        const known = capabilities.has(request.capability) || await capabilities.check(request.capability, ctx.signal);
-        const submit = parseSubmit(request, () => known);
-        const subject = "";
-        const plan = submit.idempotencyKey === ""
-          ? { action: "create" as const, taskId: uuidv7() }
-          : await dedup.plan(subject, submit.idempotencyKey, submit.requestHash, uuidv7());
-        if (plan.action === "read") {
-          const found = await ledger.getTask({ id: plan.taskId, view: TaskView.TASK_VIEW_FULL }, { parent: ctx }).catch((error: unknown) => {
-            if (MeshError.from(error).code === Code.NOT_FOUND) return undefined;
-            throw error;
-          });
-          if (found?.task) return { task: found.task, deduplicated: true };
-        }
-        const { traceId, traceparent } = traceOfCall();
-        const { task, created } = await deps.batches.create({
-          id: plan.taskId, capability: submit.capability, input: submit.input, idempotencyKey: submit.idempotencyKey, requestHash: submit.requestHash,
-          maxAttempts: submit.maxAttempts, timeout: toDuration(submit.timeoutMs), priority: submit.priority, labels: submit.labels,
-          retryPolicy: submit.retryPolicy, createdBy: subject, traceId, traceparent,
-        });
-        if (submit.idempotencyKey !== "") await dedup.committed(subject, submit.idempotencyKey, submit.requestHash, task!.id);
-        if (created) {
-          pending.added();
-          announce(submit.capability);
-        }
-        return { task, deduplicated: !created };
-      } finally {
-        inFlightSubmits--;
-      }
+      admit(1);
+      return submitOne(request, ctx);
+    },
+
+    async submitTasks(request, ctx) {
+      if (request.tasks.length === 0 || request.tasks.length > 1000) throw invalidArgument([{ field: "tasks", description: "must hold 1..1000 tasks" }]);
+      admit(request.tasks.length);
+      const results = await Promise.all(request.tasks.map((r) => submitOne(r, ctx).then(
+        (value) => ({ result: { $case: "response" as const, value } }),
+        (error: unknown) => {
+          const e = MeshError.from(error);
+          if (e.code === Code.INTERNAL) ctx.log.error({ err: e.cause ?? e }, "a submit of a batch failed");
+          return { result: { $case: "error" as const, value: toRpcStatus(e) } };
+        },
+      )));
+      return { results };
     },
 
     async getTask(request, ctx) {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
-import { Code, MeshError } from "../../../services/kit/src/index.js";
+import { Code, MeshError, fromRpcStatus } from "../../../services/kit/src/index.js";
 import { startStack, submitRequest, until, type Stack } from "./stack.js";
 
 const failure = (p: Promise<unknown>) => p.then(() => { throw new Error("expected the call to fail"); }, (e: unknown) => MeshError.from(e));
@@ -73,6 +73,26 @@ describe("coordinator: submits — idempotency, bad input, listing", () => {
     const missing = await failure(stack.tasks.getTask({ id: "01900000-0000-7000-8000-000000000000", view: 0 }));
     expect([missing.code, missing.reason]).toEqual([Code.NOT_FOUND, "RES_TASK_NOT_FOUND"]);
     expect(await count()).toBe(before);
+  });
+
+  it("submits a batch with SubmitTasks: each item answered on its own, in order, nothing stored for the bad ones", async () => {
+    const before = await count();
+    const { results } = await stack.tasks.submitTasks({ tasks: [
+      submitRequest({ capability: "echo", input: { n: 1 }, idempotencyKey: "batch-1" }),
+      submitRequest({ capability: "teleport" }),
+      submitRequest({ capability: "echo", input: { n: 1 }, idempotencyKey: "batch-1" }),
+      submitRequest({ capability: "echo", input: { n: 2 }, idempotencyKey: "batch-1" }),
+      submitRequest({ capability: "echo", input: { n: 3 } }),
+    ] });
+    const shown = results.map((r) => (r.result?.$case === "response" ? `ok dedup=${r.result.value.deduplicated}` : MeshError.from(fromRpcStatus(r.result!.value)).reason));
+    // The two repeats of batch-1 are answered from the first (whichever of the three committed first wins the key).
+    expect(shown[1]).toBe("VAL_UNKNOWN_CAPABILITY");
+    expect(shown[4]).toBe("ok dedup=false");
+    expect([shown[0], shown[2], shown[3]].filter((x) => x === "RES_IDEMPOTENCY_KEY_REUSED")).toHaveLength(1);
+    expect([shown[0], shown[2]].sort()).toEqual(["ok dedup=false", "ok dedup=true"]);
+    expect((await count()) - before).toBe(2);
+    const tooMany = await failure(stack.tasks.submitTasks({ tasks: [] }));
+    expect([tooMany.code, tooMany.violations.map((v) => v.field)]).toEqual([Code.INVALID_ARGUMENT, ["tasks"]]);
   });
 
   it("lists with filters and pages through every task exactly once", async () => {

@@ -238,6 +238,7 @@ class FakeTaskService {
       return script;
     };
     server.addService(TaskServiceService, {
+      submitTasks: async () => { throw new Error("the CLI submits one task at a time"); },
       submitTask: async (request) => {
         fake.submits.push(request);
         if (request.capability === "nope") {

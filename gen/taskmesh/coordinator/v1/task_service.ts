@@ -23,6 +23,7 @@ import {
 import { Duration } from "../../../google/protobuf/duration.js";
 import { Struct } from "../../../google/protobuf/struct.js";
 import { Timestamp } from "../../../google/protobuf/timestamp.js";
+import { Status } from "../../../google/rpc/status.js";
 import {
   RetryPolicy,
   Task,
@@ -104,6 +105,31 @@ export interface SubmitTaskResponse {
    * existing task was returned; nothing new was created.
    */
   deduplicated: boolean;
+}
+
+/** SubmitTasksRequest is a batch of submits. */
+export interface SubmitTasksRequest {
+  /** The submits, 1..1000, each as SubmitTask takes it. */
+  tasks: SubmitTaskRequest[];
+}
+
+/** SubmitTasksResponse answers each submit of a batch, in order. */
+export interface SubmitTasksResponse {
+  /** One per submitted task, in the same order. */
+  results: SubmitTaskResult[];
+}
+
+/** SubmitTaskResult is the answer to one submit of a batch. */
+export interface SubmitTaskResult {
+  /** What SubmitTask would have answered. */
+  result?:
+    | //
+    /** The created (or deduplicated) task. */
+    { $case: "response"; value: SubmitTaskResponse }
+    | //
+    /** The error, with the details SubmitTask would send. */
+    { $case: "error"; value: Status }
+    | undefined;
 }
 
 /** GetTaskRequest names the task to read. */
@@ -612,6 +638,247 @@ export const SubmitTaskResponse: MessageFns<SubmitTaskResponse> = {
     const message = createBaseSubmitTaskResponse();
     message.task = (object.task !== undefined && object.task !== null) ? Task.fromPartial(object.task) : undefined;
     message.deduplicated = object.deduplicated ?? false;
+    return message;
+  },
+};
+
+function createBaseSubmitTasksRequest(): SubmitTasksRequest {
+  return { tasks: [] };
+}
+
+export const SubmitTasksRequest: MessageFns<SubmitTasksRequest> = {
+  encode(message: SubmitTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tasks) {
+      SubmitTaskRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitTasksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitTasksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tasks.push(SubmitTaskRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitTasksRequest {
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => SubmitTaskRequest.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: SubmitTasksRequest): unknown {
+    const obj: any = {};
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => SubmitTaskRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitTasksRequest>, I>>(base?: I): SubmitTasksRequest {
+    return SubmitTasksRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitTasksRequest>, I>>(object: I): SubmitTasksRequest {
+    const message = createBaseSubmitTasksRequest();
+    message.tasks = object.tasks?.map((e) => SubmitTaskRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSubmitTasksResponse(): SubmitTasksResponse {
+  return { results: [] };
+}
+
+export const SubmitTasksResponse: MessageFns<SubmitTasksResponse> = {
+  encode(message: SubmitTasksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      SubmitTaskResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitTasksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitTasksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(SubmitTaskResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitTasksResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => SubmitTaskResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SubmitTasksResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => SubmitTaskResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitTasksResponse>, I>>(base?: I): SubmitTasksResponse {
+    return SubmitTasksResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitTasksResponse>, I>>(object: I): SubmitTasksResponse {
+    const message = createBaseSubmitTasksResponse();
+    message.results = object.results?.map((e) => SubmitTaskResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSubmitTaskResult(): SubmitTaskResult {
+  return { result: undefined };
+}
+
+export const SubmitTaskResult: MessageFns<SubmitTaskResult> = {
+  encode(message: SubmitTaskResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.result?.$case) {
+      case "response":
+        SubmitTaskResponse.encode(message.result.value, writer.uint32(10).fork()).join();
+        break;
+      case "error":
+        Status.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitTaskResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitTaskResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.result = { $case: "response", value: SubmitTaskResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "error", value: Status.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitTaskResult {
+    return {
+      result: isSet(object.response)
+        ? { $case: "response", value: SubmitTaskResponse.fromJSON(object.response) }
+        : isSet(object.error)
+        ? { $case: "error", value: Status.fromJSON(object.error) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: SubmitTaskResult): unknown {
+    const obj: any = {};
+    if (message.result?.$case === "response") {
+      obj.response = SubmitTaskResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "error") {
+      obj.error = Status.toJSON(message.result.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitTaskResult>, I>>(base?: I): SubmitTaskResult {
+    return SubmitTaskResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitTaskResult>, I>>(object: I): SubmitTaskResult {
+    const message = createBaseSubmitTaskResult();
+    switch (object.result?.$case) {
+      case "response": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "response", value: SubmitTaskResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "error", value: Status.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
     return message;
   },
 };
@@ -1498,6 +1765,26 @@ export const TaskServiceService = {
     responseDeserialize: (value: Buffer): SubmitTaskResponse => SubmitTaskResponse.decode(value),
   },
   /**
+   * SubmitTasks submits up to 1000 tasks in one call, each exactly as
+   * SubmitTask would (validation, idempotency key, defaults): each item is
+   * answered on its own, in order, with its task or its error, so one bad
+   * item fails alone. The coordinator stores them in as few ledger
+   * transactions as it can.
+   * Errors (the whole call): INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) when
+   * it holds no task or more than 1000; RESOURCE_EXHAUSTED (RATE_QUEUE_FULL)
+   * with RetryInfo when the tasks would pass the pending limit;
+   * PERMISSION_DENIED (AUTH_MISSING_SCOPE).
+   */
+  submitTasks: {
+    path: "/taskmesh.coordinator.v1.TaskService/SubmitTasks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SubmitTasksRequest): Buffer => Buffer.from(SubmitTasksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SubmitTasksRequest => SubmitTasksRequest.decode(value),
+    responseSerialize: (value: SubmitTasksResponse): Buffer => Buffer.from(SubmitTasksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SubmitTasksResponse => SubmitTasksResponse.decode(value),
+  },
+  /**
    * GetTask returns one task, in the FULL view unless asked otherwise.
    * Errors: INVALID_ARGUMENT (VAL_INVALID_TASK_ID) when the id is not a
    * UUID; NOT_FOUND (RES_TASK_NOT_FOUND); PERMISSION_DENIED
@@ -1598,6 +1885,18 @@ export interface TaskServiceServer extends UntypedServiceImplementation {
    */
   submitTask: handleUnaryCall<SubmitTaskRequest, SubmitTaskResponse>;
   /**
+   * SubmitTasks submits up to 1000 tasks in one call, each exactly as
+   * SubmitTask would (validation, idempotency key, defaults): each item is
+   * answered on its own, in order, with its task or its error, so one bad
+   * item fails alone. The coordinator stores them in as few ledger
+   * transactions as it can.
+   * Errors (the whole call): INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) when
+   * it holds no task or more than 1000; RESOURCE_EXHAUSTED (RATE_QUEUE_FULL)
+   * with RetryInfo when the tasks would pass the pending limit;
+   * PERMISSION_DENIED (AUTH_MISSING_SCOPE).
+   */
+  submitTasks: handleUnaryCall<SubmitTasksRequest, SubmitTasksResponse>;
+  /**
    * GetTask returns one task, in the FULL view unless asked otherwise.
    * Errors: INVALID_ARGUMENT (VAL_INVALID_TASK_ID) when the id is not a
    * UUID; NOT_FOUND (RES_TASK_NOT_FOUND); PERMISSION_DENIED
@@ -1678,6 +1977,32 @@ export interface TaskServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SubmitTaskResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * SubmitTasks submits up to 1000 tasks in one call, each exactly as
+   * SubmitTask would (validation, idempotency key, defaults): each item is
+   * answered on its own, in order, with its task or its error, so one bad
+   * item fails alone. The coordinator stores them in as few ledger
+   * transactions as it can.
+   * Errors (the whole call): INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) when
+   * it holds no task or more than 1000; RESOURCE_EXHAUSTED (RATE_QUEUE_FULL)
+   * with RetryInfo when the tasks would pass the pending limit;
+   * PERMISSION_DENIED (AUTH_MISSING_SCOPE).
+   */
+  submitTasks(
+    request: SubmitTasksRequest,
+    callback: (error: ServiceError | null, response: SubmitTasksResponse) => void,
+  ): ClientUnaryCall;
+  submitTasks(
+    request: SubmitTasksRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SubmitTasksResponse) => void,
+  ): ClientUnaryCall;
+  submitTasks(
+    request: SubmitTasksRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SubmitTasksResponse) => void,
   ): ClientUnaryCall;
   /**
    * GetTask returns one task, in the FULL view unless asked otherwise.
