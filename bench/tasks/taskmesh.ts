@@ -22,8 +22,9 @@ import { summarize } from "./stats.js";
 /** How the taskmesh stack under test is shaped. */
 const WORKERS = 2;
 const WORKER_CONCURRENCY = 128;
-/** Submits in flight at once during a burst (over a few channels). */
-const BURST_IN_FLIGHT = 256;
+/** Tasks per SubmitTasks call during a burst, and calls in flight (within the coordinator's 2000 submits in progress). */
+const BULK = 500;
+const BULK_IN_FLIGHT = 4;
 const CHANNELS = 4;
 
 type TaskClient = MeshClient<typeof TaskServiceService>;
@@ -31,10 +32,12 @@ type TaskClient = MeshClient<typeof TaskServiceService>;
 /**
  * taskmesh as a user runs it, minus the mesh: a real ledger (with its outbox
  * relay to a real Kafka broker), one coordinator and two worker processes
- * running the built-in `echo`, submitting through TaskService/SubmitTask
- * one task per call. A task counts as done when the ledger has recorded it
- * SUCCEEDED; latency runs from the start of the submit call to the ledger's
- * `finished_at` (same host clock).
+ * running the built-in `echo`. The burst submits through
+ * TaskService/SubmitTasks (500 per call, as the peers use their bulk
+ * calls); the steady runs through SubmitTask, one task per call. A task
+ * counts as done when the ledger has recorded it SUCCEEDED; latency runs
+ * from the start of the submit call to the ledger's `finished_at` (same host
+ * clock).
  */
 export async function taskmeshRunner(infra: Infra): Promise<QueueRunner> {
   const dbName = `bench_taskmesh_${randomBytes(4).toString("hex")}`;
@@ -85,11 +88,11 @@ export async function taskmeshRunner(infra: Infra): Promise<QueueRunner> {
   }));
   const sql = new pg.Pool({ connectionString: databaseUrl, max: 2 });
   let turn = 0;
+  const echoRequest = () => ({
+    capability: "echo", input: { ...ECHO_INPUT }, idempotencyKey: "", maxAttempts: undefined, timeout: undefined, priority: 0, labels: {}, retryPolicy: undefined,
+  });
   const submit = async (): Promise<string> => {
-    const client = clients[turn++ % CHANNELS]!;
-    const { task } = await client.submitTask({
-      capability: "echo", input: { ...ECHO_INPUT }, idempotencyKey: "", maxAttempts: undefined, timeout: undefined, priority: 0, labels: {}, retryPolicy: undefined,
-    }, { timeoutMs: 30_000 });
+    const { task } = await clients[turn++ % CHANNELS]!.submitTask(echoRequest(), { timeoutMs: 30_000 });
     return task!.id;
   };
   const succeeded = async (): Promise<number> => Number((await sql.query("SELECT count(*) AS n FROM ledger.tasks WHERE state = 'SUCCEEDED'")).rows[0].n);
@@ -100,14 +103,18 @@ export async function taskmeshRunner(infra: Infra): Promise<QueueRunner> {
     async burst(n: number): Promise<BurstResult> {
       const before = await succeeded();
       const t0 = performance.now();
+      // Like the peers' bulk enqueue: SubmitTasks with BULK tasks per call, BULK_IN_FLIGHT calls at once.
       let left = n;
       const lane = async (): Promise<void> => {
         while (left > 0) {
-          left--;
-          await submit();
+          const size = Math.min(BULK, left);
+          left -= size;
+          const { results } = await clients[turn++ % CHANNELS]!.submitTasks({ tasks: Array.from({ length: size }, echoRequest) }, { timeoutMs: 60_000 });
+          const failed = results.find((r) => r.result?.$case !== "response");
+          if (failed) throw new Error(`a bulk submit item failed: ${JSON.stringify(failed.result)}`);
         }
       };
-      await Promise.all(Array.from({ length: BURST_IN_FLIGHT }, lane));
+      await Promise.all(Array.from({ length: BULK_IN_FLIGHT }, lane));
       await within((async () => {
         while ((await succeeded()) - before < n) await sleep(20);
       })(), 60_000 + n * 2, `taskmesh burst of ${n}`);
