@@ -3,6 +3,7 @@
  * scripts/taskmesh.mjs, which puts it on the pinned Node 24.
  */
 import { Command, Option, type CommanderError } from "commander";
+import { certs, certsRotate, type CertsOptions } from "./commands/certs.js";
 import { configGet, configPut, configWatch } from "./commands/config.js";
 import { health, logs, status } from "./commands/inspect.js";
 import { UsageError } from "./commands/rpc.js";
@@ -59,6 +60,19 @@ program.command("health")
   .description("gRPC health of every service instance")
   .option("--json", "print JSON for scripts")
   .action(action((opts: { json?: boolean }) => health(opts.json ?? false)));
+
+const certsCommand = program.command("certs")
+  .description("create the mesh CA and each identity's key pair (.taskmesh/certs/) where missing or ending within the hour; list them")
+  .option("--json", "print JSON for scripts")
+  .option("--validity <duration>", "how long new identity certificates are valid (default 24h)")
+  .action(action((opts: CertsOptions) => certs(opts)));
+certsCommand.command("rotate")
+  .description("new key pairs under the same CA for all or the named identities; Envoy picks them up through SDS without a restart")
+  .argument("[name...]", "config, ledger, coordinator, worker, edge (default: all)")
+  .option("--json", "print JSON for scripts")
+  .option("--validity <duration>", "how long the new certificates are valid (default 24h)")
+  // The parent's --json and --validity are recognised after `rotate` too, so both commands' options are merged.
+  .action(action((names: string[], _opts: CertsOptions, command: Command) => certsRotate(names, command.optsWithGlobals<CertsOptions>())));
 
 const config = program.command("config").description("read, write and watch live configuration");
 const address = new Option("--address <host:port>", "a config instance (default: the running one)");
