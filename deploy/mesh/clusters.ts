@@ -1,0 +1,83 @@
+import type { CircuitBreakerThresholds, Cluster, Http2ProtocolOptions, LbPolicy, TransportSocket } from "./envoy-types.js";
+import type { Topology } from "./topology.js";
+
+/** HTTP/2 keepalive on every upstream connection: a dead peer is found within ~40 s (the kit's servers accept pings every 10 s). */
+export const HTTP2_OPTIONS: Http2ProtocolOptions = { connection_keepalive: { interval: "30s", timeout: "10s" } };
+
+/** Options of {@link staticCluster}. */
+export interface StaticClusterOptions {
+  readonly name: string;
+  /** Ports on 127.0.0.1, one per replica. */
+  readonly endpoints: readonly number[];
+  readonly lbPolicy: LbPolicy;
+  /** mTLS to the endpoints (a mesh cluster); plain h2c without it (the local app, the OTLP collector). */
+  readonly tls?: TransportSocket;
+  /** Active `grpc.health.v1` checks of this service name (the name the app registers, envoy#5275). */
+  readonly healthService?: string;
+  /** Outlier detection and limits for a mesh cluster. */
+  readonly circuitBreakers?: Topology["defaults"]["circuitBreakers"];
+}
+
+/** Seconds as a protobuf duration. */
+export function seconds(ms: number): `${number}s` {
+  return `${ms / 1000}s`;
+}
+
+/**
+ * A cluster of fixed endpoints on 127.0.0.1 that speaks HTTP/2 (declared
+ * explicitly, envoy#7925). A mesh cluster adds mTLS, active gRPC health
+ * checks, outlier detection (gateway and local-origin failures count too,
+ * since a trailers-only grpc-status is all outlier detection sees, envoy#8228)
+ * and circuit breakers.
+ */
+export function staticCluster(options: StaticClusterOptions): Cluster {
+  const breakers = options.circuitBreakers;
+  const thresholds: CircuitBreakerThresholds[] | undefined = breakers && [{
+    priority: "DEFAULT",
+    max_connections: breakers.maxConnections,
+    max_pending_requests: breakers.maxPendingRequests,
+    max_requests: breakers.maxRequests,
+    max_retries: breakers.maxRetries,
+  }];
+  return {
+    name: options.name,
+    type: "STATIC",
+    connect_timeout: "1s",
+    lb_policy: options.lbPolicy,
+    typed_extension_protocol_options: {
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        explicit_http_config: { http2_protocol_options: HTTP2_OPTIONS },
+      },
+    },
+    load_assignment: {
+      cluster_name: options.name,
+      endpoints: [{ lb_endpoints: options.endpoints.map((port) => ({ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } } })) }],
+    },
+    ...(options.tls ? { transport_socket: options.tls } : {}),
+    ...(options.healthService !== undefined ? {
+      health_checks: [{
+        timeout: "1s",
+        interval: "2s",
+        no_traffic_interval: "5s",
+        unhealthy_threshold: 2,
+        healthy_threshold: 1,
+        grpc_health_check: { service_name: options.healthService },
+      }],
+    } : {}),
+    ...(options.tls ? {
+      outlier_detection: {
+        consecutive_5xx: 5,
+        consecutive_gateway_failure: 3,
+        enforcing_consecutive_gateway_failure: 100,
+        split_external_local_origin_errors: true,
+        consecutive_local_origin_failure: 3,
+        enforcing_consecutive_local_origin_failure: 100,
+        interval: "2s",
+        base_ejection_time: "10s",
+        max_ejection_percent: 50,
+      },
+    } : {}),
+    ...(thresholds ? { circuit_breakers: { thresholds } } : {}),
+  };
+}

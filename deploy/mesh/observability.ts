@@ -1,0 +1,60 @@
+import type { AccessLog, Cluster, Tracing } from "./envoy-types.js";
+import { staticCluster } from "./clusters.js";
+
+/** The cluster every Envoy's tracer exports spans to. */
+export const OTLP_CLUSTER = "otlp";
+
+/**
+ * The OpenTelemetry tracer of an HTTP connection manager: spans go over
+ * OTLP/gRPC to the `otlp` cluster, named by an explicit `service_name`
+ * (envoy#22472); context travels as W3C `traceparent`.
+ */
+export function tracing(serviceName: string): Tracing {
+  return {
+    random_sampling: { value: 100 },
+    spawn_upstream_span: true,
+    provider: {
+      name: "envoy.tracers.opentelemetry",
+      typed_config: {
+        "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+        grpc_service: { envoy_grpc: { cluster_name: OTLP_CLUSTER }, timeout: "1s" },
+        service_name: serviceName,
+      },
+    },
+  };
+}
+
+/** The OTLP collector on 127.0.0.1 (Jaeger's OTLP gRPC port). */
+export function otlpCluster(port: number): Cluster {
+  return staticCluster({ name: OTLP_CLUSTER, endpoints: [port], lbPolicy: "ROUND_ROBIN" });
+}
+
+/** One JSON line per request on stdout, with the trace id so a log line leads to its trace. */
+export function accessLog(listener: string): AccessLog[] {
+  return [{
+    name: "envoy.access_loggers.stdout",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+      log_format: {
+        json_format: {
+          time: "%START_TIME%",
+          listener,
+          trace_id: "%TRACE_ID%",
+          request_id: "%REQ(X-REQUEST-ID)%",
+          method: "%REQ(:METHOD)%",
+          path: "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+          protocol: "%PROTOCOL%",
+          status: "%RESPONSE_CODE%",
+          grpc_status: "%GRPC_STATUS%",
+          flags: "%RESPONSE_FLAGS%",
+          duration_ms: "%DURATION%",
+          upstream_host: "%UPSTREAM_HOST%",
+          upstream_cluster: "%UPSTREAM_CLUSTER%",
+          peer: "%DOWNSTREAM_PEER_URI_SAN%",
+          bytes_received: "%BYTES_RECEIVED%",
+          bytes_sent: "%BYTES_SENT%",
+        },
+      },
+    },
+  }];
+}
