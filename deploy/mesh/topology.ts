@@ -101,12 +101,18 @@ export function parseTopology(text: string, source = "topology.yaml"): Topology 
   }
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".") || "(root)"}: ${i.message}`);
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".") || "(root)"}: ${describeIssue(i)}`);
     throw new TopologyError(`${source}:\n${lines.join("\n")}`);
   }
   const problems = crossCheck(parsed.data);
   if (problems.length > 0) throw new TopologyError(`${source}:\n${problems.map((p) => `  ${p}`).join("\n")}`);
   return Object.freeze(parsed.data);
+}
+
+/** An issue's message; a bad record key says what the key should look like (zod nests that message). */
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const inner = issue.code === "invalid_key" ? issue.issues.map((i) => i.message) : [];
+  return inner.length > 0 ? `${issue.message}: ${inner.join("; ")}` : issue.message;
 }
 
 /** Loads `deploy/topology.yaml` (or another file). */
