@@ -54,7 +54,7 @@ export class QueueStore {
 
   /** Leases dispatchable tasks of `capability` to the given worker slots, the k-th task to the k-th slot of a CONNECTED worker. */
   async assign(capability: string, workerIds: readonly string[], leaseMs: number, signal?: AbortSignal): Promise<TaskRow[]> {
-    const { rows } = await query<TaskRow & { k: string }>(this.pool, taskSql.assign, [capability, workerIds, leaseMs], signal);
+    const { rows } = await query<TaskRow & { k: string }>(this.pool, taskSql.assign, [capability, workerIds, leaseMs, workerIds.length], signal);
     return rows.sort((a, b) => Number(a.k) - Number(b.k));
   }
 

@@ -175,4 +175,14 @@ export const migrations: readonly Migration[] = [
       DROP FUNCTION ledger.notify_outbox();
     `,
   },
+  {
+    id: "0004_dispatch_order_index",
+    sql: `
+      -- The dispatch order in full (id breaks ties of one batch's shared
+      -- next_attempt_at), so a claim reads the head of the queue in index
+      -- order instead of sorting every pending task of the capability.
+      CREATE INDEX tasks_dispatch_order ON ledger.tasks (capability, priority DESC, next_attempt_at, id) WHERE state = 'PENDING';
+      DROP INDEX ledger.tasks_dispatch;
+    `,
+  },
 ];

@@ -124,7 +124,9 @@ export const taskSql = {
   /**
    * Fills worker slots ($2, in pick order) with dispatchable tasks of one
    * capability ($1) in dispatch order: the k-th task to the k-th slot whose
-   * worker is CONNECTED. Returns the leased rows with their slot number `k`.
+   * worker is CONNECTED. $4 is the number of slots (a plain limit the planner
+   * can use with the dispatch index). Returns the leased rows with their
+   * slot number `k`.
    */
   assign: {
     name: "ledger-task-assign",
@@ -137,7 +139,7 @@ export const taskSql = {
              WHERE state = 'PENDING' AND capability = $1 AND next_attempt_at <= now()
                AND (lease_id IS NULL OR lease_expires_at <= now())
              ORDER BY priority DESC, next_attempt_at, id
-             LIMIT (SELECT count(*) FROM slots) FOR UPDATE SKIP LOCKED
+             LIMIT $4 FOR UPDATE SKIP LOCKED
            ), ranked AS (
              SELECT id, row_number() OVER (ORDER BY priority DESC, next_attempt_at, id) AS k FROM picked
            )
