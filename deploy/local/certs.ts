@@ -34,6 +34,8 @@ const SIGNING = { name: "ECDSA", hash: "SHA-256" } as const;
 const CA_NAME = "CN=taskmesh mesh CA, O=taskmesh";
 const CA_VALIDITY_MS = 10 * 365.25 * 24 * 3_600_000;
 /** Certificates start a little in the past, so a clock a bit behind does not reject a fresh one. */
+const BACKDATE_MS = 5 * 60_000;
+
 let library: Promise<typeof X509> | undefined;
 
 /**
@@ -49,8 +51,6 @@ function loadX509(): Promise<typeof X509> {
   })();
   return library;
 }
-
-const BACKDATE_MS = 5 * 60_000;
 
 /** Options of {@link ensureMeshCerts} and {@link rotateMeshCerts}. */
 export interface MeshCertOptions {
@@ -193,8 +193,9 @@ function meshCerts(ca: Ca, identities: Record<string, MeshIdentity>): MeshCerts 
   return { dir: ca.dir, caPath: ca.certPath, caKeyPath: ca.keyPath, sdsCaPath: ca.sdsPath, caSerial: ca.cert.serialNumber.toLowerCase(), identities };
 }
 
-/** A folder of ours: created 0700, and tightened to 0700 if it was not. */
+/** A folder of ours: 0700 (created so, or tightened). Its parents keep the default mode: others (Postgres) share the state dir. */
 function privateDir(dir: string): void {
+  mkdirSync(dirname(dir), { recursive: true });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
 }

@@ -1,5 +1,5 @@
 import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -185,5 +185,21 @@ describe("mesh certificates", () => {
 
   it("writes nothing outside the state directory's certs/", () => {
     expect(readdirSync(stateDir)).toEqual(["certs"]);
+  });
+});
+
+describe("mesh certificates in a new state directory", () => {
+  it("leaves the state directory's own mode alone (other processes share it)", async () => {
+    const parent = mkdtempSync(join(tmpdir(), "taskmesh-certs-parent-"));
+    try {
+      const state = join(parent, ".taskmesh");
+      await ensureMeshCerts(state, ["config"]);
+      const reference = join(parent, "reference");
+      mkdirSync(reference);
+      expect(mode(state)).toBe(mode(reference));
+      expect(mode(join(state, "certs"))).toBe(0o700);
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
+    }
   });
 });
