@@ -1,0 +1,9 @@
+export { edgeConfig, edgeRoutes, type EdgeOptions } from "./edge.js";
+export type { Bootstrap } from "./envoy-types.js";
+export { HEALTH_PREFIX, LOCAL_APP_CLUSTER, inboundRbac, meshCluster, outboundRoutes, sidecarConfig, type MeshContext, type MeshInstance } from "./sidecar.js";
+export { CA_SECRET, CERT_SECRET, certPaths } from "./tls.js";
+export {
+  EDGE, TOPOLOGY_PATH, TopologyError, calleesOf, healthServiceOf, identities, instanceNames, loadTopology, methodPolicy, parseTopology, spiffeId,
+  type MethodPolicy, type Topology,
+} from "./topology.js";
+export { buildMesh, toYaml, writeMesh, type MeshEnvoy, type MeshOptions, type WrittenEnvoy } from "./write.js";
