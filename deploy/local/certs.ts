@@ -19,6 +19,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync
 import { basename, dirname, join, resolve } from "node:path";
 import type * as X509 from "@peculiar/x509";
 import { parse, stringify } from "yaml";
+import { alive } from "./supervisor.js";
 
 /** Every mesh participant that gets an identity: the services and the edge Envoy. */
 export const MESH_IDENTITIES: readonly string[] = Object.freeze(["config", "ledger", "coordinator", "worker", "edge"]);
@@ -127,12 +128,13 @@ export function sdsConfigSource(sdsPath: string): { path_config_source: { path: 
  */
 export async function ensureMeshCerts(stateDir: string, names: readonly string[] = MESH_IDENTITIES, options: MeshCertOptions = {}): Promise<MeshCerts> {
   const config = certConfig(options);
-  const ca = await ensureCa(certsDir(stateDir), config);
-  const identities: Record<string, MeshIdentity> = {};
-  for (const name of checkNames(names)) {
-    identities[name] = currentIdentity(ca, name, config) ?? await issue(ca, name, config);
-  }
-  return meshCerts(ca, identities);
+  const chosen = checkNames(names);
+  return withLock(certsDir(stateDir), async () => {
+    const ca = await ensureCa(certsDir(stateDir), config);
+    const identities: Record<string, MeshIdentity> = {};
+    for (const name of chosen) identities[name] = currentIdentity(ca, name, config) ?? await issue(ca, name, config);
+    return meshCerts(ca, identities);
+  });
 }
 
 /**
@@ -143,19 +145,21 @@ export async function ensureMeshCerts(stateDir: string, names: readonly string[]
 export async function rotateMeshCerts(stateDir: string, names?: readonly string[], options: MeshCertOptions = {}): Promise<MeshCerts & { readonly rotated: readonly Rotation[] }> {
   const config = certConfig(options);
   const dir = certsDir(stateDir);
-  const ca = await ensureCa(dir, config);
-  const known = new Set([...MESH_IDENTITIES, ...onDisk(dir)]);
-  const chosen = names && names.length > 0 ? checkNames(names) : [...known];
-  const unknown = chosen.filter((n) => !known.has(n));
-  if (unknown.length > 0) throw new Error(`no mesh identity ${unknown.join(", ")} (known: ${[...known].join(", ")})`);
-  const identities: Record<string, MeshIdentity> = {};
-  const rotated: Rotation[] = [];
-  for (const name of chosen) {
-    const from = readLeaf(ca, name)?.serial;
-    identities[name] = await issue(ca, name, config);
-    rotated.push({ name, from, to: identities[name].serial });
-  }
-  return { ...meshCerts(ca, identities), rotated };
+  return withLock(dir, async () => {
+    const known = new Set([...MESH_IDENTITIES, ...onDisk(dir)]);
+    const chosen = names && names.length > 0 ? checkNames(names) : [...known];
+    const unknown = chosen.filter((n) => !known.has(n));
+    if (unknown.length > 0) throw new Error(`no mesh identity ${unknown.join(", ")} (known: ${[...known].join(", ")})`);
+    const ca = await ensureCa(dir, config);
+    const identities: Record<string, MeshIdentity> = {};
+    const rotated: Rotation[] = [];
+    for (const name of chosen) {
+      const from = readLeaf(ca, name)?.serial;
+      identities[name] = await issue(ca, name, config);
+      rotated.push({ name, from, to: identities[name].serial });
+    }
+    return { ...meshCerts(ca, identities), rotated };
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -198,6 +202,37 @@ function privateDir(dir: string): void {
   mkdirSync(dirname(dir), { recursive: true });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
+}
+
+/**
+ * Runs `run` holding `<certs>/.lock`, so two commands (`up` and `certs
+ * rotate`, say) never make two CAs or interleave a generation. A lock whose
+ * process is gone is taken over; a live one is waited for, up to 10 s.
+ */
+async function withLock<T>(dir: string, run: () => Promise<T>): Promise<T> {
+  privateDir(dir);
+  const lock = join(dir, ".lock");
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      writeFileSync(lock, String(process.pid), { mode: 0o600, flag: "wx" });
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const holder = Number(readFileSync(lock, "utf8").trim() || Number.NaN);
+      if (!(holder > 0) || !alive(holder)) {
+        rmSync(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`the mesh certificates are being changed by pid ${holder} (lock ${lock})`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  try {
+    return await run();
+  } finally {
+    rmSync(lock, { force: true });
+  }
 }
 
 /** Writes a 0600 file through a temporary file in the same folder and a rename: readers see the old file or the new one. */

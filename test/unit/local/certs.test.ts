@@ -203,3 +203,17 @@ describe("mesh certificates in a new state directory", () => {
     }
   });
 });
+
+describe("mesh certificates, concurrently", () => {
+  it("serialises callers: two at once end with one CA and one generation each identity", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "taskmesh-certs-lock-"));
+    try {
+      const [a, b] = await Promise.all([ensureMeshCerts(dir, ["config"]), ensureMeshCerts(dir, ["config"])]);
+      expect(b.caSerial).toBe(a.caSerial);
+      expect(b.identities.config!.serial).toBe(a.identities.config!.serial);
+      expect(existsSync(join(dir, "certs", ".lock"))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
