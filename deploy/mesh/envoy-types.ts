@@ -137,6 +137,8 @@ export interface RetryPolicy {
   readonly num_retries: number;
   readonly per_try_timeout?: Duration;
   readonly retry_back_off?: { readonly base_interval: Duration; readonly max_interval?: Duration };
+  readonly retry_host_predicate?: readonly { readonly name: string; readonly typed_config: TypedConfig }[];
+  readonly host_selection_retry_max_attempts?: number;
 }
 
 // --- Clusters ---------------------------------------------------------------

@@ -22,6 +22,12 @@ export function routeAction(t: Topology, cluster: string, policy: MethodPolicy):
         num_retries: retry.numRetries,
         ...(retry.perTryTimeout !== undefined ? { per_try_timeout: seconds(Math.min(retry.perTryTimeout, policy.timeoutMs)) } : {}),
         retry_back_off: { base_interval: "0.025s", max_interval: "0.25s" },
+        // A retry goes to another replica when there is one.
+        retry_host_predicate: [{
+          name: "envoy.retry_host_predicates.previous_hosts",
+          typed_config: { "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" },
+        }],
+        host_selection_retry_max_attempts: 3,
       },
     } : {}),
   };

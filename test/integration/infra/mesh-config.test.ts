@@ -88,35 +88,49 @@ describe("generated mesh configs", () => {
   });
 });
 
-// A live pair: a stand-in coordinator app (TaskService.GetTask only) behind
-// its generated sidecar, a worker's sidecar and the edge, with the
+// A live mesh: two stand-in coordinator apps (TaskService.GetTask only)
+// behind their generated sidecars, a worker's sidecar and the edge, with the
 // certificates of `taskmesh certs`; calls go through them over mTLS.
 describe("a live sidecar pair and the edge", () => {
   const live = join(dir, "live");
-  let app: MeshServer;
+  const apps: MeshServer[] = [];
   let envoys: RunningProcess[] = [];
   let mesh: WrittenEnvoy[] = [];
   let certs: MeshCerts;
   const port = (name: string, which: string): number => mesh.find((m) => m.name === name)!.ports[which]!;
 
-  beforeAll(async () => {
-    certs = await ensureMeshCerts(live);
+  /** A coordinator stand-in: GetTask("t1") answers with the instance, the caller Envoy vouched for and the traceparent it got. */
+  function standIn(instance: string): MeshServer {
     // Every other method of the definition answers NOT_FOUND.
     const stub = async (): Promise<never> => {
       throw notFound("RES_TASK_NOT_FOUND", "stand-in");
     };
     const handlers = Object.fromEntries(Object.keys(TaskServiceService).map((key) => [key, stub])) as unknown as ServiceHandlers<typeof TaskServiceService>;
-    app = new MeshServer({ name: "coordinator", logger: createLogger({ level: "silent" }), shutdownGraceMs: 500 }).addService(TaskServiceService, {
+    return new MeshServer({ name: "coordinator", logger: createLogger({ level: "silent" }), shutdownGraceMs: 500 }).addService(TaskServiceService, {
       ...handlers,
       getTask: async ({ id }, ctx) => {
         if (id !== "t1") throw notFound("RES_TASK_NOT_FOUND", `no task ${id}`);
+        const header = (name: string): string => String(ctx.metadata.get(name)[0] ?? "");
         // The sidecar tells the app who called (SANITIZE_SET: never taken from the caller).
-        return GetTaskResponse.fromPartial({ task: { id, capability: "echo", workerId: String(ctx.metadata.get("x-forwarded-client-cert")[0] ?? "") } });
+        return GetTaskResponse.fromPartial({ task: { id, capability: "echo", workerId: header("x-forwarded-client-cert"), output: { instance, traceparent: header("traceparent") } } });
       },
     });
-    const appPort = await app.listen("127.0.0.1:0");
-    app.markServing();
-    const ports = new Set<number>([appPort]);
+  }
+
+  /** Polls an Envoy's admin `/clusters` until `predicate` holds for its text. */
+  async function untilClusters(admin: number, predicate: (text: string) => boolean, what: string): Promise<void> {
+    for (let i = 0; ; i++) {
+      const clusters = await (await fetch(`http://127.0.0.1:${admin}/clusters`)).text();
+      if (predicate(clusters)) return;
+      if (i > 150) throw new Error(`${what} never happened:\n${clusters}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const hostFlags = (name: string) => `coordinator::127.0.0.1:${port(name, "inbound")}::health_flags::`;
+
+  beforeAll(async () => {
+    certs = await ensureMeshCerts(live);
+    const ports = new Set<number>();
     const free = async (): Promise<number> => {
       let p: number;
       do p = await freePort();
@@ -124,30 +138,31 @@ describe("a live sidecar pair and the edge", () => {
       ports.add(p);
       return p;
     };
-    const instances: MeshInstance[] = [
-      { name: "coordinator-0", service: "coordinator", appPort, inboundPort: await free(), outboundPort: await free(), adminPort: await free() },
-      { name: "worker-0", service: "worker", appPort: await free(), inboundPort: await free(), outboundPort: await free(), adminPort: await free() },
-    ];
+    const instances: MeshInstance[] = [];
+    for (const name of ["coordinator-0", "coordinator-1"]) {
+      const app = standIn(name);
+      apps.push(app);
+      const appPort = await app.listen("127.0.0.1:0");
+      ports.add(appPort);
+      app.markServing();
+      instances.push({ name, service: "coordinator", appPort, inboundPort: await free(), outboundPort: await free(), adminPort: await free() });
+    }
+    instances.push({ name: "worker-0", service: "worker", appPort: await free(), inboundPort: await free(), outboundPort: await free(), adminPort: await free() });
     mesh = writeMesh({
       topology, stateDir: live, instances, otlpGrpcPort: await free(), inboundAddress: "127.0.0.1",
       edge: { port: await free(), adminPort: await free(), descriptorSetPath: join(ROOT, "gen/descriptor.binpb") },
     });
     const logDir = join(live, "logs");
     envoys = await Promise.all(mesh.map((m) => runProcess(envoySpec({ name: m.name, configPath: m.configPath, adminPort: m.ports.admin!, logDir, kind: m.kind }), { logDir })));
-    // Wait until the worker's and the edge's Envoys see the coordinator healthy (gRPC health check over mTLS).
+    // Wait until the worker's and the edge's Envoys see both coordinators healthy (gRPC health checks over mTLS).
     for (const admin of [port("worker-0", "admin"), port("edge", "admin")]) {
-      for (let i = 0; ; i++) {
-        const clusters = await (await fetch(`http://127.0.0.1:${admin}/clusters`)).text();
-        if (clusters.includes(`coordinator::127.0.0.1:${port("coordinator-0", "inbound")}::health_flags::healthy`)) break;
-        if (i > 100) throw new Error(`coordinator never healthy:\n${clusters}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await untilClusters(admin, (c) => c.includes(`${hostFlags("coordinator-0")}healthy`) && c.includes(`${hostFlags("coordinator-1")}healthy`), "coordinators healthy");
     }
   }, 120_000);
 
   afterAll(async () => {
     await Promise.all(envoys.map((e) => e.stop()));
-    await app?.shutdown();
+    await Promise.all(apps.map((a) => a.shutdown()));
   });
 
   it("routes a worker's call through both sidecars with mTLS; the app learns the caller's SPIFFE ID", async () => {
@@ -193,5 +208,69 @@ describe("a live sidecar pair and the edge", () => {
     expect(await json.json()).toMatchObject({ task: { id: "t1" } });
     const missing = await fetch(`http://${edge}/v1/tasks/t2`);
     expect(missing.status).toBe(404);
+  });
+
+  it("balances over both coordinators, starts a W3C trace and logs it as JSON with the trace id", async () => {
+    const client = createClient(TaskServiceService, `127.0.0.1:${port("worker-0", "outbound")}`);
+    const seen = new Map<string, string>();
+    try {
+      for (let i = 0; i < 30; i++) {
+        const { task } = await client.getTask(GetTaskRequest.fromPartial({ id: "t1" }));
+        seen.set(String(task?.output?.instance), String(task?.output?.traceparent));
+      }
+    } finally {
+      client.close();
+    }
+    const clusters = await (await fetch(`http://127.0.0.1:${port("worker-0", "admin")}/clusters`)).text();
+    expect([...seen.keys()].sort(), clusters.split("\n").filter((l) => /::(rq_total|health_flags|cx_active)::/.test(l)).join("\n")).toEqual(["coordinator-0", "coordinator-1"]);
+    const traceparent = seen.get("coordinator-0")!;
+    expect(traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    const traceId = traceparent.split("-")[1];
+    // The worker's sidecar logged that call (stdout, in the supervisor's log) with the same trace id.
+    const logFile = join(live, "logs", "worker-0.log");
+    for (let i = 0; ; i++) {
+      const lines = readFileSync(logFile, "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, string>);
+      const line = lines.find((l) => l.trace_id === traceId);
+      if (line) {
+        expect(line).toMatchObject({ listener: "outbound", path: "/taskmesh.coordinator.v1.TaskService/GetTask", upstream_cluster: "coordinator", grpc_status: "OK" });
+        break;
+      }
+      if (i > 150) throw new Error(`no access log line with trace id ${traceId} in ${logFile}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
+  it("sends nothing to a replica whose health is NOT_SERVING, and uses it again once it is SERVING", async () => {
+    const admin = port("worker-0", "admin");
+    apps[1]!.setServiceHealth("taskmesh.coordinator.v1.TaskService", false);
+    await untilClusters(admin, (c) => c.includes(`${hostFlags("coordinator-1")}/failed_active_hc`), "coordinator-1 failing its health check");
+    const client = createClient(TaskServiceService, `127.0.0.1:${port("worker-0", "outbound")}`);
+    try {
+      const instances = new Set<string>();
+      for (let i = 0; i < 20; i++) instances.add(String((await client.getTask(GetTaskRequest.fromPartial({ id: "t1" }))).task?.output?.instance));
+      expect([...instances]).toEqual(["coordinator-0"]);
+    } finally {
+      client.close();
+    }
+    apps[1]!.setServiceHealth("taskmesh.coordinator.v1.TaskService", true);
+    await untilClusters(admin, (c) => c.includes(`${hostFlags("coordinator-1")}healthy`), "coordinator-1 healthy again");
+  });
+
+  it("keeps answering safe calls while one replica's app goes away", async () => {
+    const client = createClient(TaskServiceService, `127.0.0.1:${port("worker-0", "outbound")}`);
+    try {
+      const stopping = apps[1]!.shutdown();
+      const outcomes: string[] = [];
+      const until = Date.now() + 3000;
+      while (Date.now() < until) {
+        outcomes.push(await client.getTask(GetTaskRequest.fromPartial({ id: "t1" })).then((r) => String(r.task?.output?.instance), (e: { code?: number }) => `error ${e.code}`));
+      }
+      await stopping;
+      expect(outcomes.filter((o) => o.startsWith("error"))).toEqual([]);
+      expect(outcomes.at(-1)).toBe("coordinator-0");
+      await untilClusters(port("worker-0", "admin"), (c) => c.includes(`${hostFlags("coordinator-1")}/failed_active_hc`), "coordinator-1 marked unhealthy");
+    } finally {
+      client.close();
+    }
   });
 });
