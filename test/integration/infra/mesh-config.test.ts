@@ -200,6 +200,8 @@ describe("a live sidecar pair and the edge", () => {
     const edge = `127.0.0.1:${port("edge", "http")}`;
     const list = await execa("grpcurl", ["-plaintext", edge, "list"], { reject: false });
     expect(list.stdout, list.stderr).toContain("taskmesh.coordinator.v1.TaskService");
+    const described = await execa("grpcurl", ["-plaintext", edge, "describe", "taskmesh.coordinator.v1.TaskService.GetTask"], { reject: false });
+    expect(described.stdout, described.stderr).toMatch(/rpc GetTask \( \.taskmesh\.coordinator\.v1\.GetTaskRequest \) returns \( \.taskmesh\.coordinator\.v1\.GetTaskResponse \)/);
     const get = await execa("grpcurl", ["-plaintext", "-d", '{"id":"t1"}', edge, "taskmesh.coordinator.v1.TaskService/GetTask"], { reject: false });
     expect(JSON.parse(get.stdout || "{}"), get.stderr).toMatchObject({ task: { id: "t1", capability: "echo" } });
     expect(JSON.parse(get.stdout).task.workerId).toContain("spiffe://taskmesh.local/edge");
