@@ -96,6 +96,9 @@ describe("coordinator: submits — idempotency, bad input, listing", () => {
   });
 
   it("lists with filters and pages through every task exactly once", async () => {
+    // Earlier tests' tasks finish first, so the set being paged does not change under the pages.
+    await until("every echo task to end", async () => Number((await stack.sql.query(
+      "SELECT count(*) AS n FROM ledger.tasks WHERE capability = 'echo' AND state IN ('PENDING', 'RUNNING')")).rows[0].n) === 0);
     const seen = new Set<string>();
     let pageToken = "";
     let pages = 0;
