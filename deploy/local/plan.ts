@@ -1,8 +1,11 @@
 import { join } from "node:path";
+import { loadTopology, writeMesh, type MeshInstance } from "../mesh/index.js";
+import { ensureMeshCerts } from "./certs.js";
 import { checkHealth } from "./health.js";
 import type { ProcessSpec } from "./process-spec.js";
 import { jaegerSpec } from "./provision/jaeger.js";
 import { kafkaSpec } from "./provision/kafka.js";
+import { envoySpec } from "./provision/envoy.js";
 import { postgresSpec, postgresUrl } from "./provision/postgres.js";
 import { redisSpec, redisUrl } from "./provision/redis.js";
 import { freePort } from "./secrets.js";
@@ -26,6 +29,8 @@ export function fixedPorts() {
     otlpGrpc: port("TASKMESH_OTLP_GRPC_PORT", 4317),
     otlpHttp: port("TASKMESH_OTLP_HTTP_PORT", 4318),
     jaegerQueryGrpc: port("TASKMESH_JAEGER_GRPC_PORT", 16685),
+    edge: port("TASKMESH_EDGE_PORT", 8080),
+    edgeAdmin: port("TASKMESH_EDGE_ADMIN_PORT", 9901),
   };
 }
 
@@ -114,26 +119,34 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
   for (const name of Object.keys(options.replicas ?? {})) {
     if (!SERVICES[name]) throw new Error(`--replicas: no service ${name} (services: ${Object.keys(SERVICES).join(", ")})`);
   }
-  // Every replica's port first: a service reaches the replicas of those it depends on directly
-  // (TASKMESH_UPSTREAM_<SERVICE>, a list balanced round robin) and starts after all of them.
-  const instances = new Map<string, Array<{ name: string; port: number }>>();
+  // Every replica's ports first: each app listens on loopback and reaches every other service
+  // through its own sidecar's outbound port; it starts after its sidecar and the replicas it depends on.
+  const instances = new Map<string, MeshInstance[]>();
   for (const [service, { replicas }] of Object.entries(SERVICES)) {
     const count = options.replicas?.[service] ?? replicas;
-    const list: Array<{ name: string; port: number }> = [];
-    for (let i = 0; i < count; i++) list.push({ name: `${service}-${i}`, port: await freePort() });
+    const list: MeshInstance[] = [];
+    for (let i = 0; i < count; i++) {
+      list.push({ name: `${service}-${i}`, service, appPort: await freePort(), inboundPort: await freePort(), outboundPort: await freePort(), adminPort: await freePort() });
+    }
     instances.set(service, list);
   }
+  await ensureMeshCerts(options.stateDir);
+  const mesh = writeMesh({
+    topology: loadTopology(), stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc,
+    edge: { port: ports.edge, adminPort: ports.edgeAdmin, descriptorSetPath: join(ROOT, "gen/descriptor.binpb") },
+  });
+  for (const envoy of mesh) {
+    specs.push(envoySpec({
+      name: envoy.kind === "edge" ? "edge" : `${envoy.name}-sidecar`, kind: envoy.kind, configPath: envoy.configPath, adminPort: envoy.ports.admin!, logDir,
+      ...(envoy.service ? { service: envoy.service } : {}), ports: Object.fromEntries(Object.entries(envoy.ports).filter(([k]) => k !== "admin" && k !== "app")),
+    }));
+  }
   for (const [service, { dependsOn }] of Object.entries(SERVICES)) {
-    const upstreams: Record<string, string> = {};
-    const after: string[] = [];
-    for (const d of dependsOn) {
-      if (infra.has(d)) after.push(d);
-      const peers = instances.get(d);
-      if (!peers || peers.length === 0) continue;
-      after.push(...peers.map((p) => p.name));
-      upstreams[`TASKMESH_UPSTREAM_${d.toUpperCase()}`] = peers.map((p) => `127.0.0.1:${p.port}`).join(",");
+    const after: string[] = dependsOn.filter((d) => infra.has(d));
+    for (const d of dependsOn) after.push(...(instances.get(d) ?? []).map((p) => p.name));
+    for (const [i, instance] of instances.get(service)!.entries()) {
+      specs.push(serviceSpec(service, i, instance.appPort, { ...env, TASKMESH_UPSTREAM: `127.0.0.1:${instance.outboundPort}` }, [...after, `${instance.name}-sidecar`]));
     }
-    for (const [i, { port }] of instances.get(service)!.entries()) specs.push(serviceSpec(service, i, port, { ...env, ...upstreams }, after));
   }
   return { specs, databaseUrl };
 }

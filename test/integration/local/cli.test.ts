@@ -40,7 +40,7 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     chmodSync(stateDir, 0o755); // Postgres (as user postgres when root) must reach its data directory below
     const { DATABASE_URL: _ignored, ...rest } = process.env;
     env = { ...rest, TASKMESH_STATE_DIR: stateDir, NO_COLOR: "1" };
-    for (const variable of ["POSTGRES", "REDIS", "KAFKA", "JAEGER", "OTLP_GRPC", "OTLP_HTTP", "JAEGER_GRPC"]) {
+    for (const variable of ["POSTGRES", "REDIS", "KAFKA", "JAEGER", "OTLP_GRPC", "OTLP_HTTP", "JAEGER_GRPC", "EDGE", "EDGE_ADMIN"]) {
       env[`TASKMESH_${variable}_PORT`] = String(await freePort());
     }
   });
@@ -55,11 +55,16 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     expect(upResult.code, upResult.stderr + upResult.stdout).toBe(0);
     const s = await status();
     expect(s.phase).toBe("ready");
+    const instances = ["config-0", "config-1", "ledger-0", "coordinator-0", "worker-0", "worker-1"];
     expect(s.processes.map((p) => [p.name, p.kind, p.state])).toEqual([
       ["postgres", "infra", "running"], ["redis", "infra", "running"], ["kafka", "infra", "running"], ["jaeger", "infra", "running"],
-      ["config-0", "service", "running"], ["config-1", "service", "running"], ["ledger-0", "service", "running"],
-      ["coordinator-0", "service", "running"], ["worker-0", "service", "running"], ["worker-1", "service", "running"],
+      ...instances.map((i) => [`${i}-sidecar`, "sidecar", "running"]), ["edge", "edge", "running"],
+      ...instances.map((i) => [i, "service", "running"]),
     ]);
+    // Each sidecar shows its admin, inbound and outbound ports; the edge its own.
+    const sidecar = s.processes.find((p) => p.name === "coordinator-0-sidecar")!;
+    expect(Object.keys(sidecar.ports).sort()).toEqual(["admin", "inbound", "outbound"]);
+    expect(s.processes.find((p) => p.name === "edge")!.ports).toEqual({ http: Number(env.TASKMESH_EDGE_PORT), admin: Number(env.TASKMESH_EDGE_ADMIN_PORT) });
     const ports = Object.fromEntries(s.processes.map((p) => [p.name, p.ports]));
     expect(ports.postgres!.app).toBe(Number(env.TASKMESH_POSTGRES_PORT));
     // Each answers on its port, as a user's client would see it.
@@ -102,6 +107,17 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     const watch = await taskmesh("task", "watch", id);
     expect(watch.code).toBe(1);
     expect(watch.stdout).toMatch(/CANCELLED/);
+    // Through the edge Envoy and the sidecars, as grpcurl and HTTP/JSON users reach it.
+    const edge = `127.0.0.1:${env.TASKMESH_EDGE_PORT}`;
+    const { stdout: listed } = await run("grpcurl", ["-plaintext", edge, "list"]);
+    expect(listed).toContain("taskmesh.coordinator.v1.TaskService");
+    const { stdout: viaEdge } = await run("grpcurl", ["-plaintext", "-d", JSON.stringify({ id: final.id }), edge, "taskmesh.coordinator.v1.TaskService/GetTask"]);
+    expect(JSON.parse(viaEdge)).toMatchObject({ task: { id: final.id, state: "TASK_STATE_SUCCEEDED" } });
+    const http = await fetch(`http://${edge}/v1/tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ capability: "echo", input: { via: "http" } }) });
+    expect(http.status).toBe(200);
+    const created = (await http.json()) as { task: { id: string } };
+    const fetched = await fetch(`http://${edge}/v1/tasks/${created.task.id}`);
+    expect(((await fetched.json()) as { task: { input: unknown } }).task.input).toEqual({ via: "http" });
     const bad = await taskmesh("task", "submit", "teleport");
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/INVALID_ARGUMENT \(VAL_UNKNOWN_CAPABILITY\)/);
@@ -113,7 +129,7 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     expect(log.stdout).toMatch(/"msg":"serving"/);
     const unknown = await taskmesh("logs", "nope");
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toMatch(/no log for nope \(processes: postgres, redis, kafka, jaeger, config-0, config-1, ledger-0, coordinator-0, worker-0, worker-1/);
+    expect(unknown.stderr).toMatch(/no log for nope \(processes: postgres, redis, kafka, jaeger, config-0-sidecar, .*edge, config-0, config-1, ledger-0, coordinator-0, worker-0, worker-1/);
     const badReplicas = await taskmesh("up", "--replicas", "config=zero");
     expect(badReplicas.code).not.toBe(0);
     expect(badReplicas.stderr).toMatch(/--replicas: expected name=N/);
