@@ -1,0 +1,170 @@
+import { execFile } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../deploy/local/secrets.js";
+import { ROOT } from "../support/processes.js";
+
+const run = promisify(execFile);
+
+/** A task as the edge's HTTP/JSON transcoding returns it (the fields this test reads). */
+interface TaskJson {
+  id: string;
+  state: string;
+  traceId: string;
+  traceparent: string;
+}
+
+/** One trace from Jaeger's query API, `GET /api/traces/<traceId>` (v1 JSON, which Jaeger v2 still serves). */
+interface JaegerTrace {
+  traceID: string;
+  spans: Array<{
+    spanID: string;
+    operationName: string;
+    processID: string;
+    references: Array<{ refType: string; traceID: string; spanID: string }>;
+  }>;
+  processes: Record<string, { serviceName: string }>;
+}
+
+/** A span of the trace with its process's service name and its parent's span id (none for a root). */
+interface Span {
+  id: string;
+  service: string;
+  operation: string;
+  parent: string | undefined;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `probe` every 250 ms until it returns a value other than undefined, or fails after `ms` with `why()`. */
+async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>, why: () => string): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; ${why()}`);
+    await sleep(250);
+  }
+}
+
+/** The spans of a Jaeger trace, flattened: service name and parent (CHILD_OF) per span. */
+function spansOf(trace: JaegerTrace): Span[] {
+  return trace.spans.map((s) => ({
+    id: s.spanID,
+    service: trace.processes[s.processID]?.serviceName ?? "(no process)",
+    operation: s.operationName,
+    parent: s.references.find((r) => r.refType === "CHILD_OF")?.spanID,
+  }));
+}
+
+/** `span` and its ancestors up to the root, nearest first; undefined while an ancestor has not arrived yet. */
+function ancestry(spans: Span[], span: Span): Span[] | undefined {
+  const byId = new Map(spans.map((s) => [s.id, s]));
+  const chain = [span];
+  for (let current = span; current.parent !== undefined; ) {
+    const parent = byId.get(current.parent);
+    if (parent === undefined || chain.includes(parent)) return undefined;
+    chain.push(parent);
+    current = parent;
+  }
+  return chain;
+}
+
+// The whole mesh as `taskmesh up -d` runs it (default replicas), on its own state dir and ports;
+// one task goes in through the edge and its whole path must come out as one trace in Jaeger.
+describe("tracing under up: one task through the edge is one trace in Jaeger", { timeout: 90_000 }, () => {
+  let stateDir: string;
+  let env: NodeJS.ProcessEnv;
+
+  const taskmesh = async (...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> => {
+    try {
+      const { stdout, stderr } = await run(process.execPath, [join(ROOT, "scripts/taskmesh.mjs"), ...args], { env, timeout: 60_000 });
+      return { stdout, stderr, code: 0 };
+    } catch (error) {
+      const e = error as { stdout?: string; stderr?: string; code?: number };
+      return { stdout: e.stdout ?? "", stderr: e.stderr ?? "", code: e.code ?? -1 };
+    }
+  };
+
+  beforeAll(async () => {
+    stateDir = mkdtempSync(join(tmpdir(), "taskmesh-e2e-"));
+    chmodSync(stateDir, 0o755); // Postgres (as user postgres when root) must reach its data directory below
+    const { DATABASE_URL: _ignored, OTEL_TRACES_EXPORTER: _exporter, ...rest } = process.env;
+    env = { ...rest, TASKMESH_STATE_DIR: stateDir, NO_COLOR: "1" };
+    for (const variable of ["POSTGRES", "REDIS", "KAFKA", "JAEGER", "OTLP_GRPC", "OTLP_HTTP", "JAEGER_GRPC", "EDGE", "EDGE_ADMIN"]) {
+      env[`TASKMESH_${variable}_PORT`] = String(await freePort());
+    }
+    const up = await taskmesh("up", "-d");
+    expect(up.code, up.stderr + up.stdout).toBe(0);
+  }, 60_000);
+
+  afterAll(async () => {
+    await taskmesh("down");
+    rmSync(stateDir, { recursive: true, force: true });
+  }, 60_000);
+
+  it("edge → coordinator sidecar → coordinator → ledger sidecar → ledger, under the trace id the task row holds", async () => {
+    const edge = `http://127.0.0.1:${env.TASKMESH_EDGE_PORT}`;
+    const jaeger = `http://127.0.0.1:${env.TASKMESH_JAEGER_PORT}`;
+
+    const submitted = await fetch(`${edge}/v1/tasks`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ capability: "echo", input: { traced: true } }),
+    });
+    expect(submitted.status, await submitted.clone().text()).toBe(200);
+    const { id } = ((await submitted.json()) as { task: TaskJson }).task;
+    let last: TaskJson | undefined;
+    const task = await until("the task to succeed", 15_000, async () => {
+      last = ((await (await fetch(`${edge}/v1/tasks/${id}`)).json()) as { task: TaskJson }).task;
+      return last.state === "TASK_STATE_SUCCEEDED" ? last : undefined;
+    }, () => `last seen: ${JSON.stringify(last)}`);
+    expect(task.traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(task.traceId).not.toBe("0".repeat(32));
+
+    // Spans arrive in batches (the services' exporters every 5 s); wait for the whole submit path.
+    let seen = "nothing yet";
+    const { trace, spans, path } = await until("the submit's spans in Jaeger", 30_000, async () => {
+      const response = await fetch(`${jaeger}/api/traces/${task.traceId}`);
+      if (response.status !== 200) return void (seen = `HTTP ${response.status}`);
+      const { data } = (await response.json()) as { data: JaegerTrace[] };
+      const trace = data[0];
+      if (trace === undefined) return undefined;
+      const spans = spansOf(trace);
+      seen = `services ${[...new Set(spans.map((s) => s.service))].sort().join(", ")}`;
+      // The ledger's server span of the submit's CreateTasks, and everything above it up to the root.
+      const create = spans.find((s) => s.service === "ledger" && s.operation.endsWith("LedgerService/CreateTasks"));
+      const chain = create && ancestry(spans, create);
+      if (chain === undefined || !chain.some((s) => s.service === "edge")) return undefined;
+      return { trace, spans, path: chain.reverse() };
+    }, () => `Jaeger has ${seen} for trace ${task.traceId}`);
+
+    // One trace: the one whose id the coordinator stored on the task row.
+    expect(trace.traceID).toBe(task.traceId);
+    const services = new Set(spans.map((s) => s.service));
+    expect(services).toContain("edge");
+    expect(services).toContain("coordinator");
+    expect(services).toContain("ledger");
+    const sidecars = [...services].filter((name) => /^[a-z]+-\d+-sidecar$/.test(name));
+    expect(sidecars.some((name) => name.startsWith("coordinator-")), sidecars.join(", ")).toBe(true);
+    expect(sidecars.some((name) => name.startsWith("ledger-")), sidecars.join(", ")).toBe(true);
+
+    // The edge started the trace: its span is the root, and the ledger's work descends from it
+    // through each hop in order (Envoys add an ingress and an egress span per hop).
+    const root = path[0]!;
+    expect(root.service).toBe("edge");
+    expect(root.parent).toBeUndefined();
+    expect(spans.filter((s) => s.parent === undefined).map((s) => s.service)).toEqual(["edge"]);
+    const hops = path.map((s) => s.service).filter((name, i, all) => name !== all[i - 1]);
+    expect(hops.map((name) => name.replace(/-\d+-sidecar$/, "-sidecar"))).toEqual([
+      "edge", "coordinator-sidecar", "coordinator", "coordinator-sidecar", "ledger-sidecar", "ledger",
+    ]);
+    // The task row's traceparent names the coordinator's SubmitTask span of this trace.
+    const submit = path.find((s) => s.service === "coordinator" && s.operation.endsWith("TaskService/SubmitTask"));
+    expect(submit, JSON.stringify(path)).toBeDefined();
+    expect(task.traceparent).toBe(`00-${task.traceId}-${submit!.id}-01`);
+  });
+});
