@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { exclusive, supervisorLogTail } from "../support/exclusive.js";
 import { freePort } from "../../deploy/local/secrets.js";
 import { ListTasksRequest, TaskServiceService } from "../../gen/taskmesh/coordinator/v1/task_service.js";
 import { createClient, type MeshClient } from "../../services/kit/src/index.js";
@@ -81,7 +82,11 @@ describe("the mesh under up: failover, loopback-only apps, certificate rotation"
     return load;
   };
 
+  let release: (() => void) | undefined;
+
   beforeAll(async () => {
+    // One whole system at a time on this machine (see exclusive()).
+    release = await exclusive("up");
     stateDir = mkdtempSync(join(tmpdir(), "taskmesh-e2e-"));
     chmodSync(stateDir, 0o755); // Postgres (as user postgres when root) must reach its data directory below
     const { DATABASE_URL: _ignored, ...rest } = process.env;
@@ -90,15 +95,19 @@ describe("the mesh under up: failover, loopback-only apps, certificate rotation"
       env[`TASKMESH_${variable}_PORT`] = String(await freePort());
     }
     const up = await taskmesh("up", "-d", "--replicas", "coordinator=3");
-    expect(up.code, up.stderr + up.stdout).toBe(0);
+    expect(up.code, up.stderr + up.stdout + supervisorLogTail(stateDir)).toBe(0);
     client = createClient(TaskServiceService, `127.0.0.1:${env.TASKMESH_EDGE_PORT}`);
     await client.listTasks(ListTasksRequest.fromPartial({ pageSize: 1 }), { timeoutMs: 5000 });
-  }, 60_000);
+  }, 400_000); // waiting for the lock included
 
   afterAll(async () => {
-    client?.close();
-    await taskmesh("down");
-    rmSync(stateDir, { recursive: true, force: true });
+    try {
+      client?.close();
+      await taskmesh("down");
+      rmSync(stateDir, { recursive: true, force: true });
+    } finally {
+      release?.();
+    }
   }, 60_000);
 
   it("kill -9 of a coordinator replica: calls through the edge keep succeeding, the edge marks it failed, and it rejoins once restarted", async () => {

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { exclusive, supervisorLogTail } from "../support/exclusive.js";
 import { freePort } from "../../deploy/local/secrets.js";
 import { ROOT } from "../support/processes.js";
 
@@ -89,7 +90,11 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
     }
   };
 
+  let release: (() => void) | undefined;
+
   beforeAll(async () => {
+    // One whole system at a time on this machine (see exclusive()).
+    release = await exclusive("up");
     stateDir = mkdtempSync(join(tmpdir(), "taskmesh-e2e-"));
     chmodSync(stateDir, 0o755); // Postgres (as user postgres when root) must reach its data directory below
     const { DATABASE_URL: _ignored, OTEL_TRACES_EXPORTER: _exporter, ...rest } = process.env;
@@ -98,12 +103,16 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
       env[`TASKMESH_${variable}_PORT`] = String(await freePort());
     }
     const up = await taskmesh("up", "-d");
-    expect(up.code, up.stderr + up.stdout).toBe(0);
-  }, 60_000);
+    expect(up.code, up.stderr + up.stdout + supervisorLogTail(stateDir)).toBe(0);
+  }, 400_000); // waiting for the lock included
 
   afterAll(async () => {
-    await taskmesh("down");
-    rmSync(stateDir, { recursive: true, force: true });
+    try {
+      await taskmesh("down");
+      rmSync(stateDir, { recursive: true, force: true });
+    } finally {
+      release?.();
+    }
   }, 60_000);
 
   it("edge → coordinator sidecar → coordinator → ledger sidecar → ledger, under the trace id the task row holds", async () => {

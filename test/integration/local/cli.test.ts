@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { exclusive, supervisorLogTail } from "../../support/exclusive.js";
 import { Kafka, logLevel } from "kafkajs";
 import { KAFKA_TOPICS } from "../../../deploy/local/provision/kafka.js";
 import { pingRedis } from "../../../deploy/local/provision/redis.js";
@@ -35,7 +36,11 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
   };
   const status = async (): Promise<Status> => JSON.parse((await taskmesh("status", "--json")).stdout) as Status;
 
+  let release: (() => void) | undefined;
+
   beforeAll(async () => {
+    // One whole system at a time on this machine (see exclusive()).
+    release = await exclusive("up");
     stateDir = mkdtempSync(join(tmpdir(), "taskmesh-cli-"));
     chmodSync(stateDir, 0o755); // Postgres (as user postgres when root) must reach its data directory below
     const { DATABASE_URL: _ignored, ...rest } = process.env;
@@ -43,16 +48,20 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     for (const variable of ["POSTGRES", "REDIS", "KAFKA", "JAEGER", "OTLP_GRPC", "OTLP_HTTP", "JAEGER_GRPC", "EDGE", "EDGE_ADMIN"]) {
       env[`TASKMESH_${variable}_PORT`] = String(await freePort());
     }
-  });
+  }, 400_000); // waiting for the lock included
 
   afterAll(async () => {
-    await taskmesh("down");
-    rmSync(stateDir, { recursive: true, force: true });
+    try {
+      await taskmesh("down");
+      rmSync(stateDir, { recursive: true, force: true });
+    } finally {
+      release?.();
+    }
   });
 
   it("starts everything in the background and returns once it is healthy", async () => {
     const upResult = await taskmesh("up", "-d", "--replicas", "config=2");
-    expect(upResult.code, upResult.stderr + upResult.stdout).toBe(0);
+    expect(upResult.code, upResult.stderr + upResult.stdout + supervisorLogTail(stateDir)).toBe(0);
     const s = await status();
     expect(s.phase).toBe("ready");
     const instances = ["config-0", "config-1", "ledger-0", "coordinator-0", "worker-0", "worker-1"];
@@ -172,7 +181,7 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     while (alive(old.supervisorPid!) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     expect((await taskmesh("status")).stdout).toMatch(/supervisor gone/);
     const upResult = await taskmesh("up", "-d");
-    expect(upResult.code, upResult.stderr + upResult.stdout).toBe(0);
+    expect(upResult.code, upResult.stderr + upResult.stdout + supervisorLogTail(stateDir)).toBe(0);
     for (const p of old.processes) expect(alive(p.pid!), `${p.name} left running`).toBe(false);
     // The data survived: Postgres restarted on the same directory.
     const get = await taskmesh("config", "get", "/coordinator/dispatch/strategy", "--json");
