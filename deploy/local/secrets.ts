@@ -14,14 +14,30 @@ export function localSecret(file: string): string {
   return secret;
 }
 
-/** A TCP port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Ports handed out for listeners: below Linux's default ephemeral range (32768–60999), so no outgoing connection's local port takes one between its choice and its bind. */
+const LISTEN_PORTS = { min: 20_000, max: 32_767 } as const;
+const handedOut = new Set<number>();
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * A port free on 127.0.0.1 now, for a listener started soon after: picked
+ * at random below the ephemeral range (where the kernel also picks the
+ * local ports of outgoing connections, which made a chosen port taken by
+ * the time its server bound it), never the same twice in this process.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = LISTEN_PORTS.min + Math.floor(Math.random() * (LISTEN_PORTS.max - LISTEN_PORTS.min + 1));
+    if (handedOut.has(port) || !(await bindable(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port found in ${LISTEN_PORTS.min}..${LISTEN_PORTS.max}`);
 }
