@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# `npm run bench:mesh`: what the Envoy mesh costs a unary call.
+#
+# Starts the whole system with `taskmesh up -d` on its own state directory
+# and free ports, then loads one cheap method with ghz (pinned to CPU 1) on
+# three paths:
+#   (a) direct:            ghz -> coordinator-0 app port (h2c, loopback)
+#   (b) one sidecar pair:  ghz -> worker-0's sidecar outbound (h2c, loopback)
+#                              -> coordinator-0's sidecar inbound (mTLS) -> app
+#   (c) edge + sidecars:   ghz -> edge (h2c) -> coordinator-0's sidecar inbound (mTLS) -> app
+# each at a fixed concurrency (closed loop) and at a fixed rate, and prints a
+# Markdown table. The method is TaskService/GetTask with an id that is not a
+# UUID: the coordinator answers INVALID_ARGUMENT itself, with no ledger or
+# database call, so the status code proves the call reached the app, and the
+# latency is the path's. ghz counts such answers as errors; `--count-errors`
+# keeps them in the latency figures.
+#
+# Environment: BENCH_SECONDS (10), BENCH_CONCURRENCY (50), BENCH_RATE (1000).
+# Runs are sized by call count (-n), not cut by ghz's -z (which cancels the
+# calls in flight at the end and reports them UNAVAILABLE): the rate run
+# makes RATE x SECONDS calls; the closed-loop run as many as the warm-up's
+# throughput makes in about SECONDS.
+# ghz is built once with `go install` into ~/.cache/taskmesh/ghz-<version>/.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+export PATH="$ROOT/node_modules/.bin:$PATH" NO_COLOR=1
+
+GHZ_VERSION=v0.120.0
+GHZ_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/taskmesh/ghz-$GHZ_VERSION
+GHZ=$GHZ_DIR/ghz
+SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+CONCURRENCY=${BENCH_CONCURRENCY:-50}
+RATE=${BENCH_RATE:-1000}
+CALL=taskmesh.coordinator.v1.TaskService.GetTask
+DATA='{"id":"not-a-task-id"}'
+
+log() { echo "bench:mesh: $*" >&2; }
+
+# --- ghz, built once -------------------------------------------------------
+if [ ! -x "$GHZ" ]; then
+  command -v go >/dev/null || { log "go is needed to build ghz $GHZ_VERSION"; exit 1; }
+  log "building ghz $GHZ_VERSION into $GHZ_DIR (go install, once)"
+  build=$(mktemp -d)
+  (cd "$build" && GOBIN="$build/bin" GOFLAGS=-buildvcs=false go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION") || { rm -rf "$build"; exit 1; }
+  mkdir -p "$GHZ_DIR" && mv "$build/bin/ghz" "$GHZ" && rm -rf "$build"
+fi
+
+# ghz on its own core; everything else runs where the kernel puts it.
+PIN=()
+if ! command -v taskset >/dev/null; then
+  log "taskset not found: ghz runs unpinned"
+elif [ "$(nproc)" -lt 2 ]; then
+  log "one CPU only: ghz runs unpinned"
+else
+  PIN=(taskset -c 1)
+fi
+
+# --- the system under test -------------------------------------------------
+tmp=$(mktemp -d)
+chmod 755 "$tmp" # Postgres (as user postgres when root) must reach its data directory below
+export TASKMESH_STATE_DIR=$tmp/state
+unset DATABASE_URL
+taskmesh() { node scripts/taskmesh.mjs "$@"; }
+cleanup() {
+  trap - EXIT INT TERM
+  log "taskmesh down"
+  taskmesh down >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+# Free ports for every fixed port of `up` (held open together, so all differ).
+read -r -a ports < <(node -e '
+  const net = require("node:net");
+  const servers = Array.from({ length: 9 }, () => net.createServer().listen(0, "127.0.0.1"));
+  Promise.all(servers.map((s) => new Promise((r) => s.on("listening", r)))).then(() => {
+    console.log(servers.map((s) => s.address().port).join(" "));
+    servers.forEach((s) => s.close());
+  });')
+i=0
+for variable in POSTGRES REDIS KAFKA JAEGER OTLP_GRPC OTLP_HTTP JAEGER_GRPC EDGE EDGE_ADMIN; do
+  export "TASKMESH_${variable}_PORT=${ports[$i]}"
+  i=$((i + 1))
+done
+
+log "taskmesh up -d (state in $TASKMESH_STATE_DIR)"
+taskmesh up -d >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log" >&2; exit 1; }
+taskmesh status --json >"$tmp/status.json"
+port_of() { # $1 process, $2 port name
+  node -e 'const s = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"));
+    const p = s.processes.find((p) => p.name === process.argv[2]);
+    if (!p || p.ports[process.argv[3]] === undefined) { console.error(`status shows no ${process.argv[3]} port of ${process.argv[2]}`); process.exit(1); }
+    console.log(p.ports[process.argv[3]]);' "$tmp/status.json" "$1" "$2"
+}
+direct=127.0.0.1:$(port_of coordinator-0 app)
+sidecar=127.0.0.1:$(port_of worker-0-sidecar outbound)
+edge=127.0.0.1:$TASKMESH_EDGE_PORT
+
+# --- load ------------------------------------------------------------------
+ghz_run() { # $1 output file, $2 target, rest: ghz load options
+  local out=$1 target=$2; shift 2
+  "${PIN[@]}" "$GHZ" --insecure --protoset gen/descriptor.binpb --call "$CALL" -d "$DATA" \
+    --cpus 1 --count-errors --connections 1 "$@" -O json -o "$out" "$target"
+}
+
+machine="nproc $(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(grep -o 'MemTotal:.*' /proc/meminfo | awk '{printf "%.0f GiB", $2/1048576}'), Node $(node --version), $(envoy_bin=$(ls "${XDG_CACHE_HOME:-$HOME/.cache}"/taskmesh/envoy-*/envoy 2>/dev/null | head -1); [ -n "$envoy_bin" ] && "$envoy_bin" --version 2>/dev/null | grep -o 'envoy  *version: [^/]*/[0-9.]*' | sed 's/.*\///; s/^/Envoy /' || echo 'Envoy ?'), ghz $GHZ_VERSION"
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+
+paths=("direct" "sidecar" "edge")
+declare -A target=([direct]=$direct [sidecar]=$sidecar [edge]=$edge)
+for p in "${paths[@]}"; do
+  log "$p (${target[$p]}): warm-up"
+  ghz_run "$tmp/$p-warmup.json" "${target[$p]}" -c "$CONCURRENCY" -n 5000
+  n=$(node -e 'const r = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8")); console.log(Math.max(5000, Math.round(r.rps * Number(process.argv[2]))))' "$tmp/$p-warmup.json" "$SECONDS_PER_RUN")
+  log "$p: -c $CONCURRENCY, $n calls (about ${SECONDS_PER_RUN} s)"
+  ghz_run "$tmp/$p-closed.json" "${target[$p]}" -c "$CONCURRENCY" -n "$n"
+  log "$p: --rps $RATE, $((RATE * SECONDS_PER_RUN)) calls"
+  ghz_run "$tmp/$p-rate.json" "${target[$p]}" -c "$CONCURRENCY" --rps "$RATE" -n "$((RATE * SECONDS_PER_RUN))"
+done
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- the table ---------------------------------------------------------------
+node - "$tmp" "$CONCURRENCY" "$RATE" <<'EOF'
+const { readFileSync } = require("node:fs");
+const [dir, concurrency, rate] = process.argv.slice(2);
+const read = (name) => JSON.parse(readFileSync(`${dir}/${name}.json`, "utf8"));
+const ms = (ns) => (ns / 1e6).toFixed(2);
+const pct = (r, p) => r.latencyDistribution?.find((d) => d.percentage === p)?.latency;
+const codes = (r) => Object.entries(r.statusCodeDistribution ?? {}).map(([c, n]) => `${c} ${n.toLocaleString("en")}`).join(", ");
+const rows = [
+  ["direct", "(a) direct to the coordinator app"],
+  ["sidecar", "(b) worker-0 sidecar outbound → mTLS → coordinator-0 sidecar inbound → app"],
+  ["edge", "(c) edge → mTLS → coordinator-0 sidecar inbound → app"],
+];
+const results = {};
+console.log(`| path | c=${concurrency}: calls/s | c=${concurrency}: p50 / p99 ms | ${rate}/s: achieved calls/s | ${rate}/s: p50 / p99 ms | status codes (c=${concurrency}; ${rate}/s) |`);
+console.log("| --- | --- | --- | --- | --- | --- |");
+for (const [key, label] of rows) {
+  const closed = read(`${key}-closed`), open = read(`${key}-rate`);
+  results[key] = { closed, open };
+  console.log(`| ${label} | ${Math.round(closed.rps).toLocaleString("en")} (${closed.count.toLocaleString("en")} in ${(closed.total / 1e9).toFixed(1)} s) | ${ms(pct(closed, 50))} / ${ms(pct(closed, 99))} | ${Math.round(open.rps).toLocaleString("en")} | ${ms(pct(open, 50))} / ${ms(pct(open, 99))} | ${codes(closed)}; ${codes(open)} |`);
+}
+const d = (k, p, which) => (pct(results[k][which], p) - pct(results.direct[which], p)) / 1e6;
+console.log("");
+console.log(`Added over (a) at ${rate}/s: one sidecar pair p50 +${d("sidecar", 50, "open").toFixed(2)} ms, p99 +${d("sidecar", 99, "open").toFixed(2)} ms; edge + sidecars p50 +${d("edge", 50, "open").toFixed(2)} ms, p99 +${d("edge", 99, "open").toFixed(2)} ms.`);
+const errors = new Set(rows.flatMap(([k]) => [results[k].closed, results[k].open]).flatMap((r) => Object.keys(r.errorDistribution ?? {})));
+console.log(`Answers: ${[...errors].map((e) => `\`${e.length > 140 ? e.slice(0, 140) + "…" : e}\``).join("; ")}`);
+EOF
+echo ""
+echo "Command: \`npm run bench:mesh\` (each run: ${PIN[*]:+${PIN[*]} }ghz --insecure --protoset gen/descriptor.binpb --call $CALL -d '$DATA' --cpus 1 --count-errors --connections 1 -c $CONCURRENCY -n N, and with --rps $RATE -n $((RATE * SECONDS_PER_RUN))), started $started."
+echo "Machine: $machine; load average at start $load_start, at end $load_end."
