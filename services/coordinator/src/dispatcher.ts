@@ -2,7 +2,7 @@ import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { TaskCancellation } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import type { Task } from "../../../gen/taskmesh/task/v1/task.js";
-import { MeshError, toDuration, type Logger, type MeshClient } from "../../kit/src/index.js";
+import { MeshError, durationMs, toDuration, type Logger, type MeshClient } from "../../kit/src/index.js";
 import type { Bus } from "./bus.js";
 import { createStrategy, type Candidate, type Strategy, type StrategyName } from "./strategies.js";
 import type { WorkerSession } from "./worker-session.js";
@@ -215,7 +215,7 @@ export class Dispatcher {
       return;
     }
     session.held.set(task.id, { taskId: task.id, leaseId: lease.leaseId, attempt: lease.attempt, capability: task.capability, assignedAt: Date.now() });
-    const timeoutMs = task.timeout ? Number(task.timeout.seconds) * 1000 + task.timeout.nanos / 1e6 : 0;
+    const timeoutMs = durationMs(task.timeout) ?? 0;
     session.send({
       payload: {
         $case: "assignment",

@@ -12,6 +12,7 @@ import { SubmitDedup } from "./dedup.js";
 import { Dispatcher } from "./dispatcher.js";
 import { ledgerBatches } from "./ledger-batches.js";
 import { STRATEGIES, parseStrategy } from "./strategies.js";
+import { isCapabilityName } from "./validation.js";
 import { PendingGauge, taskService } from "./task-service.js";
 import { workerService } from "./worker-service.js";
 
@@ -108,7 +109,7 @@ await runService({
 
 /** The value of `/coordinator/capabilities`: a JSON list of capability names. */
 function parseCapabilityList(value: unknown): readonly string[] {
-  if (!Array.isArray(value) || !value.every((c) => typeof c === "string" && /^[a-z0-9][a-z0-9._-]{0,62}$/.test(c))) {
+  if (!Array.isArray(value) || !value.every((c) => typeof c === "string" && isCapabilityName(c))) {
     throw new Error("expected a JSON list of capability names");
   }
   return value;

@@ -9,6 +9,11 @@ export const MAX_INPUT_BYTES = 256 * 1024;
 export const SUBMIT_DEFAULTS = { maxAttempts: 3, timeoutMs: 5 * 60_000 } as const;
 
 const CAPABILITY = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/** True for a well-formed capability name: 1..63 of a-z 0-9 . _ -, starting with a letter or digit. */
+export function isCapabilityName(name: string): boolean {
+  return CAPABILITY.test(name);
+}
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
 const LABEL_KEY = /^[a-z0-9._/-]{1,63}$/;
 

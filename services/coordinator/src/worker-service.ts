@@ -2,11 +2,12 @@ import type { ConnectRequest, ConnectResponse, WorkerServiceService } from "../.
 import type { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
 import { WorkerState, type Heartbeat, type InFlightTask, type ProgressReport, type TaskResult, type WorkerInfo } from "../../../gen/taskmesh/worker/v1/worker.js";
 import {
-  Code, MeshError, Violations, toDuration, uuidv7, type CallContext, type Send, type ServiceHandlers,
+  Code, MeshError, Violations, durationMs, toDuration, uuidv7, type CallContext, type Send, type ServiceHandlers,
 } from "../../kit/src/index.js";
 import type { Bus } from "./bus.js";
 import type { Dispatcher, LedgerClient } from "./dispatcher.js";
 import type { LedgerBatches } from "./ledger-batches.js";
+import { isCapabilityName } from "./validation.js";
 import { WorkerSession } from "./worker-session.js";
 
 /** Timing of worker sessions. */
@@ -39,7 +40,7 @@ export function checkRegistration(info: WorkerInfo | undefined): WorkerInfo {
     if (info.capabilities.length === 0) v.add("register.worker.capabilities", "at least one capability is required", reason);
     const names = new Set<string>();
     info.capabilities.forEach((c, i) => {
-      if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(c.name)) v.add(`register.worker.capabilities[${i}].name`, "is not a capability name", reason);
+      if (!isCapabilityName(c.name)) v.add(`register.worker.capabilities[${i}].name`, "is not a capability name", reason);
       else if (names.has(c.name)) v.add(`register.worker.capabilities[${i}].name`, "is given twice", reason);
       names.add(c.name);
       if (c.maxConcurrency < 0 || c.maxConcurrency > 1000) v.add(`register.worker.capabilities[${i}].max_concurrency`, "must be 0..1000", reason);
@@ -143,7 +144,7 @@ class Connection {
       }
     } catch (error) {
       outcome = error instanceof MeshError ? error.reason : "stream failed";
-      if (!(error instanceof MeshError && error.code === Code.OK)) throw error;
+      throw error;
     } finally {
       clearInterval(watchdog);
       for (const { timer } of this.heldStarts.values()) clearTimeout(timer);
@@ -159,9 +160,9 @@ class Connection {
     }
   }
 
-  /** Ends the stream: with `error`, or OK. */
-  private end(error?: MeshError): void {
-    if (!this.ended.signal.aborted) this.ended.abort(error ?? new MeshError({ code: Code.OK, reason: "SYS_STREAM_ENDED", message: "ended" }));
+  /** Ends the stream with `error`. */
+  private end(error: MeshError): void {
+    if (!this.ended.signal.aborted) this.ended.abort(error);
   }
 
   /** Takes over the tasks a reconnecting worker still holds: renews their leases; reports the lost ones. */
@@ -306,7 +307,7 @@ class Connection {
       if (held) dispatcher.wake(held.capability);
     };
     try {
-      const runMs = r.elapsed ? Number(r.elapsed.seconds) * 1000 + r.elapsed.nanos / 1e6 : undefined;
+      const runMs = durationMs(r.elapsed);
       if (r.outcome?.$case === "succeeded") {
         const { task, transition } = await this.deps.batches.complete({ taskId: r.taskId, leaseId: r.leaseId, output: r.outcome.value.output ?? {}, expectedSequence: undefined });
         if (transition) bus.publishTask(r.taskId, { kind: "transition", transition });

@@ -28,8 +28,8 @@ export class WorkerSession {
     readonly info: WorkerInfo,
     readonly sessionId: string,
     private readonly sendRaw: (message: ConnectResponse) => Promise<void>,
-    /** Ends the stream with an error (or OK when undefined). */
-    readonly end: (error?: MeshError) => void,
+    /** Ends the stream with an error. */
+    readonly end: (error: MeshError) => void,
   ) {
     this.capacity = new Map(info.capabilities.map((c) => [c.name, c.maxConcurrency > 0 ? c.maxConcurrency : info.maxConcurrency]));
   }

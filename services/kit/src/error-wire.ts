@@ -2,6 +2,7 @@ import { Metadata, type ServiceError, type StatusObject } from "@grpc/grpc-js";
 import { Any } from "../../../gen/google/protobuf/any.js";
 import { BadRequest, ErrorInfo, RetryInfo } from "../../../gen/google/rpc/error_details.js";
 import { Status } from "../../../gen/google/rpc/status.js";
+import { durationMs, toDuration } from "./durations.js";
 import { Code, ERROR_DOMAIN, MeshError, type FieldViolation, type Reason } from "./errors.js";
 
 /** The trailer that carries `google.rpc.Status` with the error details. */
@@ -23,8 +24,7 @@ export function toRpcStatus(error: MeshError): Status {
     details.push(pack("google.rpc.BadRequest", BadRequest.encode({ fieldViolations }).finish()));
   }
   if (error.retryAfterMs !== undefined) {
-    const ms = Math.max(0, Math.round(error.retryAfterMs));
-    const retryDelay = { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+    const retryDelay = toDuration(Math.max(0, Math.round(error.retryAfterMs)));
     details.push(pack("google.rpc.RetryInfo", RetryInfo.encode({ retryDelay }).finish()));
   }
   return { code: error.code, message: error.message, details };
@@ -77,8 +77,8 @@ function fromDetails(code: Code, message: string, details: readonly Any[], cause
           field: v.field, description: v.description, ...(v.reason ? { reason: v.reason } : {}),
         }));
       } else if (typeName === "google.rpc.RetryInfo") {
-        const delay = RetryInfo.decode(any.value).retryDelay;
-        if (delay) init.retryAfterMs = Number(delay.seconds) * 1000 + Math.round(delay.nanos / 1e6);
+        const delay = durationMs(RetryInfo.decode(any.value).retryDelay);
+        if (delay !== undefined) init.retryAfterMs = delay;
       }
     }
   } catch {
