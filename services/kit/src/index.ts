@@ -23,3 +23,4 @@ export { EXIT_CODES, onShutdownSignal, runService, type RunServiceOptions, type 
 export { untilReady } from "./readiness.js";
 export { createLogger, serializeError, type Logger, type LoggerOptions } from "./log.js";
 export { watchSetting, type ConfigClient, type LiveSetting, type WatchSettingOptions } from "./config-client.js";
+export { CLAIMS_HEADER, SCOPES, callerSpiffeId, isScope, principalOf, requireScope, scopesOf, type AccessClaims, type Principal, type Scope } from "./auth.js";

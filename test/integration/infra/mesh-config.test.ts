@@ -224,7 +224,10 @@ describe("a live sidecar pair and the edge", () => {
       client.close();
     }
     const clusters = await (await fetch(`http://127.0.0.1:${port("worker-0", "admin")}/clusters`)).text();
-    expect([...seen.keys()].sort(), clusters.split("\n").filter((l) => /::(rq_total|health_flags|cx_active)::/.test(l)).join("\n")).toEqual(["coordinator-0", "coordinator-1"]);
+    // On failure, say why: per-host counters plus the cluster's retries, connect failures and ejections.
+    const stats = await (await fetch(`http://127.0.0.1:${port("worker-0", "admin")}/stats?filter=${encodeURIComponent("^cluster\\.coordinator\\.(upstream_rq_retry|upstream_cx_connect_fail|upstream_cx_total|outlier_detection|health_check\\.(success|failure))")}`)).text();
+    const why = clusters.split("\n").filter((l) => /::(rq_total|rq_error|cx_connect_fail|health_flags|cx_active)::/.test(l)).join("\n") + "\n" + stats;
+    expect([...seen.keys()].sort(), why).toEqual(["coordinator-0", "coordinator-1"]);
     const traceparent = seen.get("coordinator-0")!;
     expect(traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
     const traceId = traceparent.split("-")[1];
