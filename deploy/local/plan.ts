@@ -65,8 +65,11 @@ export function serviceArgs(service: string): string[] {
   return ["--import", "tsx", "--import", "./services/kit/src/telemetry/register.ts", `services/${service}/src/main.ts`];
 }
 
-/** A service instance: `node` with the telemetry preload running `services/<service>/src/main.ts`, ready when its gRPC health is SERVING. */
-function serviceSpec(service: string, index: number, port: number, env: Record<string, string>, dependsOn: readonly string[]): ProcessSpec {
+/**
+ * A service instance: `node` with the telemetry preload running `services/<service>/src/main.ts`,
+ * ready when its gRPC health is SERVING; its Prometheus `/metrics` on `metricsPort`.
+ */
+function serviceSpec(service: string, index: number, port: number, metricsPort: number, env: Record<string, string>, dependsOn: readonly string[]): ProcessSpec {
   const name = `${service}-${index}`;
   const address = `127.0.0.1:${port}`;
   return {
@@ -77,8 +80,11 @@ function serviceSpec(service: string, index: number, port: number, env: Record<s
     args: serviceArgs(service),
     cwd: ROOT,
     // A worker is known by its instance name, so a restarted one takes its session back.
-    env: { ...env, TASKMESH_LISTEN: address, TASKMESH_INSTANCE: name, OTEL_SERVICE_NAME: service, ...(service === "worker" ? { TASKMESH_WORKER_ID: name } : {}) },
-    ports: { app: port },
+    env: {
+      ...env, TASKMESH_LISTEN: address, TASKMESH_METRICS_LISTEN: `127.0.0.1:${metricsPort}`, TASKMESH_INSTANCE: name, OTEL_SERVICE_NAME: service,
+      ...(service === "worker" ? { TASKMESH_WORKER_ID: name } : {}),
+    },
+    ports: { app: port, metrics: metricsPort },
     dependsOn,
     ready: async () => (await checkHealth(address)) === "SERVING",
     stopGraceMs: 15_000,
@@ -121,12 +127,15 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
   }
   // Every replica's ports first: each app listens on loopback and reaches every other service
   // through its own sidecar's outbound port; it starts after its sidecar and the replicas it depends on.
+  // Each replica also gets its own metrics port (Prometheus text at /metrics, not behind the sidecar).
   const instances = new Map<string, MeshInstance[]>();
+  const metricsPorts = new Map<string, number>();
   for (const [service, { replicas }] of Object.entries(SERVICES)) {
     const count = options.replicas?.[service] ?? replicas;
     const list: MeshInstance[] = [];
     for (let i = 0; i < count; i++) {
       list.push({ name: `${service}-${i}`, service, appPort: await freePort(), inboundPort: await freePort(), outboundPort: await freePort(), adminPort: await freePort() });
+      metricsPorts.set(`${service}-${i}`, await freePort());
     }
     instances.set(service, list);
   }
@@ -145,7 +154,7 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
     const after: string[] = dependsOn.filter((d) => infra.has(d));
     for (const d of dependsOn) after.push(...(instances.get(d) ?? []).map((p) => p.name));
     for (const [i, instance] of instances.get(service)!.entries()) {
-      specs.push(serviceSpec(service, i, instance.appPort, { ...env, TASKMESH_UPSTREAM: `127.0.0.1:${instance.outboundPort}` }, [...after, `${instance.name}-sidecar`]));
+      specs.push(serviceSpec(service, i, instance.appPort, metricsPorts.get(instance.name)!, { ...env, TASKMESH_UPSTREAM: `127.0.0.1:${instance.outboundPort}` }, [...after, `${instance.name}-sidecar`]));
     }
   }
   return { specs, databaseUrl };
