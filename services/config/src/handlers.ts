@@ -1,7 +1,7 @@
 import type { ConfigServiceService, Entry, Event, WatchResponse } from "../../../gen/taskmesh/config/v1/config.js";
 import { EventType } from "../../../gen/taskmesh/config/v1/config.js";
 import {
-  decodePageToken, encodePageToken, invalidArgument, pageSize, type CallContext, type FieldViolation, type Reason, type Send, type ServiceHandlers,
+  decodePageToken, encodePageToken, invalidArgument, pageSize, requireScope, type CallContext, type FieldViolation, type Reason, type Send, type ServiceHandlers,
 } from "../../kit/src/index.js";
 import { parseKey, parsePrefix, revisionViolation, valueViolation } from "./keys.js";
 import { LiveQueue } from "./live-queue.js";
@@ -39,6 +39,7 @@ function throwIfAny(violations: (FieldViolation | undefined)[]): void {
 export function configHandlers(store: ConfigStore, hub: WatchHub): ServiceHandlers<typeof ConfigServiceService> {
   return {
     async get(request, ctx) {
+      requireScope(ctx.metadata, "config:read");
       const key = parseKey(request.key);
       const { entry, revision } = await store.get(key, ctx.signal);
       if (!entry) throw keyNotFound(key);
@@ -46,6 +47,7 @@ export function configHandlers(store: ConfigStore, hub: WatchHub): ServiceHandle
     },
 
     async put(request, ctx) {
+      requireScope(ctx.metadata, "config:write");
       const key = parseKey(request.key);
       throwIfAny([valueViolation(request.value), revisionViolation(request.expectedRevision, "expected_revision")]);
       const { entry, previous } = await store.put(key, request.value, request.expectedRevision, ctx.signal);
@@ -53,6 +55,7 @@ export function configHandlers(store: ConfigStore, hub: WatchHub): ServiceHandle
     },
 
     async delete(request, ctx) {
+      requireScope(ctx.metadata, "config:write");
       const key = parseKey(request.key);
       throwIfAny([revisionViolation(request.expectedRevision, "expected_revision")]);
       const { revision, previous } = await store.delete(key, request.expectedRevision, ctx.signal);
@@ -60,6 +63,7 @@ export function configHandlers(store: ConfigStore, hub: WatchHub): ServiceHandle
     },
 
     async list(request, ctx) {
+      requireScope(ctx.metadata, "config:read");
       const prefix = parsePrefix(request.prefix);
       const limit = pageSize(request.pageSize);
       const after = decodePageToken(request.pageToken, `list:${prefix}`);
@@ -74,6 +78,7 @@ export function configHandlers(store: ConfigStore, hub: WatchHub): ServiceHandle
     },
 
     async history(request, ctx) {
+      requireScope(ctx.metadata, "config:read");
       const key = parseKey(request.key);
       const limit = pageSize(request.pageSize);
       const cursor = decodePageToken(request.pageToken, `history:${key}`);
@@ -88,6 +93,7 @@ export function configHandlers(store: ConfigStore, hub: WatchHub): ServiceHandle
     },
 
     async watch(request, send, ctx) {
+      requireScope(ctx.metadata, "config:read");
       const prefix = parsePrefix(request.prefix);
       throwIfAny([revisionViolation(request.afterRevision, "after_revision")]);
       const live = new LiveQueue(prefix);

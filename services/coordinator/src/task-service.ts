@@ -3,7 +3,7 @@ import { trace } from "@opentelemetry/api";
 import type { SubmitTaskRequest, SubmitTaskResponse, TaskServiceService, WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState, TaskView, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
 import {
-  Code, MeshError, exhausted, invalidArgument, toDuration, toRpcStatus, uuidv7, type CallContext, type Send, type ServiceHandlers,
+  Code, MeshError, exhausted, invalidArgument, requireScope, toDuration, toRpcStatus, uuidv7, type CallContext, type Send, type ServiceHandlers,
 } from "../../kit/src/index.js";
 import type { Bus, TaskNews } from "./bus.js";
 import type { KnownCapabilities } from "./capabilities.js";
@@ -92,13 +92,21 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
     if (pending.value + count > limits.maxPending) throw exhausted("RATE_QUEUE_FULL", `${pending.value} tasks are pending (the limit is ${limits.maxPending}); retry later`, 1000);
   };
 
+  /**
+   * The subject a submit is recorded under (its idempotency keys are scoped
+   * to it): the token's subject; "" for calls from inside the mesh.
+   */
+  const submitter = (ctx: CallContext): string => {
+    const principal = requireScope(ctx.metadata, "tasks:write");
+    return principal.kind === "token" ? principal.subject : "";
+  };
+
   /** One submit, admitted: validated, deduplicated, created (in a ledger batch with others in flight). */
-  const submitOne = async (request: SubmitTaskRequest, ctx: CallContext): Promise<SubmitTaskResponse> => {
+  const submitOne = async (request: SubmitTaskRequest, subject: string, ctx: CallContext): Promise<SubmitTaskResponse> => {
     inFlightSubmits++;
     try {
       const known = capabilities.has(request.capability) || await capabilities.check(request.capability, ctx.signal);
       const submit = parseSubmit(request, () => known);
-      const subject = "";
       const plan = submit.idempotencyKey === ""
         ? { action: "create" as const, taskId: uuidv7() }
         : await dedup.plan(subject, submit.idempotencyKey, submit.requestHash, uuidv7());
@@ -128,14 +136,16 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
 
   return {
     async submitTask(request, ctx) {
+      const subject = submitter(ctx);
       admit(1);
-      return submitOne(request, ctx);
+      return submitOne(request, subject, ctx);
     },
 
     async submitTasks(request, ctx) {
+      const subject = submitter(ctx);
       if (request.tasks.length === 0 || request.tasks.length > 1000) throw invalidArgument([{ field: "tasks", description: "must hold 1..1000 tasks" }]);
       admit(request.tasks.length);
-      const results = await Promise.all(request.tasks.map((r) => submitOne(r, ctx).then(
+      const results = await Promise.all(request.tasks.map((r) => submitOne(r, subject, ctx).then(
         (value) => ({ result: { $case: "response" as const, value } }),
         (error: unknown) => {
           const e = MeshError.from(error);
@@ -147,12 +157,14 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
     },
 
     async getTask(request, ctx) {
+      requireScope(ctx.metadata, "tasks:read");
       const id = parseTaskId(request.id);
       if (typeof TaskView[request.view] !== "string") throw invalidArgument([{ field: "view", description: `unknown view ${request.view}` }]);
       return ledger.getTask({ id, view: request.view || TaskView.TASK_VIEW_FULL }, { parent: ctx });
     },
 
     async listTasks(request, ctx) {
+      requireScope(ctx.metadata, "tasks:read");
       checkList(request);
       return ledger.listTasks({
         states: request.states, capabilities: request.capability === "" ? [] : [request.capability], createdAfter: request.createdAfter,
@@ -162,9 +174,10 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
     },
 
     async cancelTask(request, ctx) {
+      const actor = requireScope(ctx.metadata, "tasks:write").subject;
       const id = parseTaskId(request.id);
       if (request.reason.length > 256) throw invalidArgument([{ field: "reason", description: "is longer than 256 characters", reason: "VAL_REASON_TOO_LONG" }], "VAL_REASON_TOO_LONG");
-      const { task, transition, endedLease } = await ledger.cancelTask({ taskId: id, reason: request.reason, actor: "", expectedSequence: request.expectedSequence }, { parent: ctx });
+      const { task, transition, endedLease } = await ledger.cancelTask({ taskId: id, reason: request.reason, actor, expectedSequence: request.expectedSequence }, { parent: ctx });
       if (transition) bus.publishTask(id, { kind: "transition", transition });
       if (endedLease) {
         dispatcher.sessions.get(endedLease.workerId)?.held.delete(id);
@@ -174,7 +187,10 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
       return { task };
     },
 
-    watchTask: (request, send, ctx) => watch(deps, request.id, request.afterSequence, send, ctx),
+    watchTask: async (request, send, ctx) => {
+      requireScope(ctx.metadata, "tasks:read");
+      return watch(deps, request.id, request.afterSequence, send, ctx);
+    },
   };
 }
 

@@ -2,7 +2,7 @@ import type { ConnectRequest, ConnectResponse, WorkerServiceService } from "../.
 import type { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
 import { WorkerState, type Heartbeat, type InFlightTask, type ProgressReport, type TaskResult, type WorkerInfo } from "../../../gen/taskmesh/worker/v1/worker.js";
 import {
-  Code, MeshError, Violations, durationMs, toDuration, uuidv7, type CallContext, type Send, type ServiceHandlers,
+  Code, MeshError, Violations, durationMs, requireScope, toDuration, uuidv7, type CallContext, type Send, type ServiceHandlers,
 } from "../../kit/src/index.js";
 import type { Bus } from "./bus.js";
 import type { Dispatcher, LedgerClient } from "./dispatcher.js";
@@ -70,7 +70,10 @@ export interface WorkerServiceDeps {
  */
 export function workerService(deps: WorkerServiceDeps): ServiceHandlers<typeof WorkerServiceService> {
   return {
-    connect: (requests, send, ctx) => new Connection(deps, requests, send, ctx).run(),
+    connect: async (requests, send, ctx) => {
+      requireScope(ctx.metadata, "worker");
+      return new Connection(deps, requests, send, ctx).run();
+    },
   };
 }
 

@@ -1,4 +1,6 @@
+import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GetTaskRequest, ListTasksRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
 import { Code, MeshError, fromRpcStatus } from "../../../services/kit/src/index.js";
 import { startStack, submitRequest, until, type Stack } from "./stack.js";
@@ -115,6 +117,36 @@ describe("coordinator: submits — idempotency, bad input, listing", () => {
     const { rows } = await stack.sql.query("SELECT count(*) AS n FROM ledger.tasks WHERE state = 'SUCCEEDED' AND capability = 'echo'");
     expect(seen.size).toBe(Number(rows[0].n));
     expect(pages).toBeGreaterThan(1);
+  });
+
+  it("enforces scopes per method from the claims the edge forwards, and records the submitter", async () => {
+    const as = (sub: string, scope: string): { metadata: Metadata } => {
+      const metadata = new Metadata();
+      metadata.set("x-jwt-payload", Buffer.from(JSON.stringify({ sub, scope })).toString("base64url"));
+      metadata.set("x-forwarded-client-cert", "By=spiffe://taskmesh.local/coordinator;URI=spiffe://taskmesh.local/edge");
+      return { metadata };
+    };
+    const before = await count();
+    const denied = await failure(stack.tasks.submitTask(submitRequest({ capability: "echo" }), as("reader", "tasks:read")));
+    expect([denied.code, denied.reason, denied.metadata.scope]).toEqual([Code.PERMISSION_DENIED, "AUTH_MISSING_SCOPE", "tasks:write"]);
+    const batch = await failure(stack.tasks.submitTasks({ tasks: [submitRequest({ capability: "echo" })] }, as("reader", "tasks:read")));
+    expect(batch.code).toBe(Code.PERMISSION_DENIED);
+    expect(await count()).toBe(before);
+
+    const edgeWithoutToken = new Metadata();
+    edgeWithoutToken.set("x-forwarded-client-cert", "By=spiffe://taskmesh.local/coordinator;URI=spiffe://taskmesh.local/edge");
+    const anonymous = await failure(stack.tasks.listTasks(ListTasksRequest.fromPartial({ pageSize: 1 }), { metadata: edgeWithoutToken }));
+    expect([anonymous.code, anonymous.reason]).toEqual([Code.UNAUTHENTICATED, "AUTH_MISSING_TOKEN"]);
+
+    const { task } = await stack.tasks.submitTask(submitRequest({ capability: "echo", idempotencyKey: "scoped" }), as("writer", "tasks:write"));
+    expect((await stack.sql.query("SELECT created_by FROM ledger.tasks WHERE id = $1", [task!.id])).rows[0].created_by).toBe("writer");
+    // Reading needs tasks:read; admin implies it.
+    expect((await failure(stack.tasks.getTask(GetTaskRequest.fromPartial({ id: task!.id }), as("writer", "tasks:write")))).reason).toBe("AUTH_MISSING_SCOPE");
+    expect((await stack.tasks.getTask(GetTaskRequest.fromPartial({ id: task!.id }), as("root", "admin"))).task?.id).toBe(task!.id);
+    // Idempotency keys are scoped to the subject: another subject's "scoped" is another task.
+    const other = await stack.tasks.submitTask(submitRequest({ capability: "echo", idempotencyKey: "scoped" }), as("someone-else", "tasks:write"));
+    expect(other.task!.id).not.toBe(task!.id);
+    expect(other.deduplicated).toBe(false);
   });
 });
 
