@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Regenerates gen/ from proto/: ts-proto code for our contracts and for the
-# google.rpc error details, and the descriptor set (with imports) that server
-# reflection and Envoy's JSON transcoder read.
+# Regenerates gen/ from proto/: ts-proto code for our contracts, for the
+# google.rpc error details and for Envoy's rate limit service (which
+# services/ratelimit implements), and two descriptor sets (with imports):
+#   gen/descriptor.binpb          our contracts, google.api/rpc and health: what
+#                                 server reflection and Envoy's JSON transcoder read
+#   gen/envoy-ratelimit.binpb     envoy.service.ratelimit.v3 and its imports, for
+#                                 the ratelimit service's reflection
 #   scripts/generate.sh          writes ./gen
 #   scripts/generate.sh DIR      writes DIR/gen instead (to compare with ./gen)
 set -euo pipefail
@@ -9,7 +13,14 @@ cd "$(dirname "$0")/.."
 base=${1:-.}
 buf=node_modules/.bin/buf
 gp=node_modules/google-proto-files
+xds=node_modules/@grpc/grpc-js-xds/deps
+rls=$xds/envoy-api/envoy/service/ratelimit/v3/rls.proto
 rm -rf "$base/gen"
 "$buf" generate proto -o "$base"
 "$buf" generate "$gp" -o "$base" --path "$gp/google/rpc/status.proto" --path "$gp/google/rpc/error_details.proto"
-"$buf" build -o "$base/gen/descriptor.binpb"
+"$buf" generate "$xds/envoy-api" -o "$base" --path "$rls"
+# Envoy's modules stay out of the main set: it serves our own services.
+"$buf" build -o "$base/gen/descriptor.binpb" \
+  --exclude-path "$xds/envoy-api/envoy" --exclude-path "$xds/xds/udpa" --exclude-path "$xds/xds/xds" \
+  --exclude-path "$xds/protoc-gen-validate/validate"
+"$buf" build "$xds/envoy-api" --path "$rls" -o "$base/gen/envoy-ratelimit.binpb"
