@@ -5,6 +5,7 @@
 import { Command, Option, type CommanderError } from "commander";
 import { certs, certsRotate, type CertsOptions } from "./commands/certs.js";
 import { configGet, configPut, configWatch } from "./commands/config.js";
+import { eventsTail, type TailOptions } from "./commands/events.js";
 import { health, logs, status } from "./commands/inspect.js";
 import { UsageError } from "./commands/rpc.js";
 import { taskCancel, taskGet, taskList, taskSubmit, taskWatch } from "./commands/task.js";
@@ -116,5 +117,14 @@ task.command("watch").description("print a task's changes until it ends; exit 0 
 task.command("cancel").description("cancel a pending or running task").argument("<id>")
   .option("--reason <text>", "why, for the task's history").option(...json).addOption(coordinator)
   .action(action((id: string, opts: { reason?: string; json?: boolean; address?: string }) => taskCancel(id, opts)));
+
+const events = program.command("events").description("follow the event bus").exitOverride(usageExit);
+events.command("tail").description("print one line per event of a topic until Ctrl-C (a private subscription; acknowledges what it printed)")
+  .option("--type <type>", "only this event type, or a prefix ending in .*; repeat for more", collect)
+  .option("--topic <topic>", "the topic (default taskmesh.tasks)")
+  .option("--from <where>", "earliest, latest (default) or an ISO 8601 time")
+  .option("--json", "print each delivery as one line of proto3 JSON")
+  .addOption(new Option("--address <host:port>", "an events instance (default: TASKMESH_UPSTREAM_EVENTS, else the running one)"))
+  .action(action((opts: TailOptions) => eventsTail(opts)));
 
 await program.parseAsync();
