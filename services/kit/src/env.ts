@@ -62,6 +62,12 @@ export const kitEnvShape = {
   TASKMESH_UPSTREAM: envSchemas.address().optional(),
   /** This instance's name, e.g. `config-0`. @default the service name */
   TASKMESH_INSTANCE: z.string().trim().min(1).optional(),
+  /**
+   * Where Prometheus scrapes this process (`GET /metrics`, plain HTTP); port 0
+   * picks one (logged). `taskmesh up` gives every instance a fixed port.
+   * @default unset: no metrics endpoint
+   */
+  TASKMESH_METRICS_LISTEN: envSchemas.address().optional(),
   /** How long in-flight calls may take to finish at shutdown. @default 10s */
   TASKMESH_SHUTDOWN_GRACE: envSchemas.duration().default(10_000),
   /** Log level. @default info */

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
-import { EnvError } from "./env.js";
+import { EnvError, kitEnvShape, loadEnv } from "./env.js";
+import { enableProcessMetrics, startMetricsServer } from "./metrics.js";
 import type { MeshServer } from "./server.js";
 import { shutdownTelemetry } from "./telemetry/sdk.js";
 
@@ -54,10 +55,12 @@ export interface RunServiceOptions {
 }
 
 /**
- * Runs a service process: starts it, waits until it is ready (health
- * SERVING), serves until SIGTERM/SIGINT, shuts down in order (a second
- * signal forces), flushes telemetry and exits with an {@link EXIT_CODES}
- * code. The only place a service process exits.
+ * Runs a service process: starts it, opens its metrics endpoint when
+ * `TASKMESH_METRICS_LISTEN` is set (process and RPC series, plus whatever the
+ * service registered), waits until it is ready (health SERVING), serves
+ * until SIGTERM/SIGINT, shuts down in order (a second signal forces; the
+ * metrics endpoint closes after the server stopped), flushes telemetry and
+ * exits with an {@link EXIT_CODES} code. The only place a service process exits.
  */
 export async function runService(options: RunServiceOptions): Promise<void> {
   const exit = async (code: number): Promise<never> => {
@@ -66,7 +69,18 @@ export async function runService(options: RunServiceOptions): Promise<void> {
   };
   let started: StartedService;
   try {
+    const { TASKMESH_METRICS_LISTEN: metricsAddress } = loadEnv({ TASKMESH_METRICS_LISTEN: kitEnvShape.TASKMESH_METRICS_LISTEN });
     started = await options.start();
+    if (metricsAddress) {
+      const { server, log } = started;
+      enableProcessMetrics();
+      const metrics = await startMetricsServer({ address: metricsAddress, log }).catch(async (error: unknown) => {
+        await server.shutdown();
+        throw error;
+      });
+      server.onClose("metrics endpoint", () => metrics.close());
+      log.info({ address: metricsAddress, port: metrics.port }, "metrics at /metrics");
+    }
   } catch (error) {
     const bad = error instanceof EnvError;
     process.stderr.write(`${options.name}: ${bad ? error.message : `failed to start: ${(error as Error)?.stack ?? String(error)}`}\n`);

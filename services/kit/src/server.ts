@@ -8,6 +8,7 @@ import { toStatusObject } from "./error-wire.js";
 import { Code, MeshError, unavailable } from "./errors.js";
 import { serviceNameOf, type CallContext, type MethodDefinitionLike, type Send, type ServiceDefinitionLike, type ServiceHandlers } from "./handlers.js";
 import { HEALTH_DEFINITION, HealthRegistry } from "./health.js";
+import { rpcMetrics, type RpcObserver } from "./metrics.js";
 import { addReflection } from "./reflection.js";
 
 
@@ -38,6 +39,8 @@ export interface MeshServerOptions {
   readonly shutdownGraceMs?: number;
   /** The descriptor set for reflection. @default gen/descriptor.binpb */
   readonly descriptorSet?: Uint8Array;
+  /** Where every call is counted and timed (`rpc_server_*`). @default the RPC series of the process registry */
+  readonly metrics?: RpcObserver;
 }
 
 interface InFlight {
@@ -63,6 +66,7 @@ export class MeshServer {
   private readonly drainers: Array<{ name: string; drain: () => unknown }> = [];
   private readonly graceMs: number;
   private readonly descriptorSet: Uint8Array | undefined;
+  private readonly metrics: RpcObserver;
   private current: ServerState = "created";
   private boundPort = 0;
   private shutdownPromise: Promise<ShutdownOutcome> | undefined;
@@ -72,6 +76,7 @@ export class MeshServer {
     this.log = options.logger;
     this.graceMs = options.shutdownGraceMs ?? 10_000;
     this.descriptorSet = options.descriptorSet;
+    this.metrics = options.metrics ?? rpcMetrics();
   }
 
   /** The current state. */
@@ -283,7 +288,8 @@ export class MeshServer {
    * signal aborts (deadline, cancellation, shutdown), so a handler that
    * ignores its signal cannot hold its caller; a late result is dropped.
    * `always` serves the call in every state (health must answer while the
-   * server starts and drains).
+   * server starts and drains). Every call is counted by the code it is
+   * answered with, refused ones included.
    */
   private adapt(method: MethodDefinitionLike<unknown, unknown>, handler: (...args: unknown[]) => Promise<unknown>, always = false): (...args: any[]) => void {
     const refuse = (): MeshError | undefined => {
@@ -293,9 +299,11 @@ export class MeshServer {
     };
     return (call: ServerSurfaceCall & StreamOut & AsyncIterable<unknown> & { request?: unknown }, callback?: (e: unknown, r?: unknown) => void) => {
       let answered = false;
+      const observed = this.metrics.start(method.path);
       const answer = (error: MeshError | undefined, response?: unknown): void => {
         if (answered) return;
         answered = true;
+        observed(error ? Code[error.code] ?? "UNKNOWN" : "OK");
         if (method.responseStream) {
           if (error) call.emit("error", toStatusObject(error));
           else call.end();
