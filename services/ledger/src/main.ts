@@ -4,6 +4,7 @@ import {
   MeshServer, createLogger, createPool, envSchemas, kitEnvShape, loadEnv, migrate, runService, untilReady,
 } from "../../kit/src/index.js";
 import { ledgerHandlers } from "./handlers.js";
+import { registerLedgerMetrics } from "./metrics.js";
 import { OutboxRelay, TASKS_TOPIC } from "./outbox-relay.js";
 import { migrations } from "./sql/migrations.js";
 import { QueueStore } from "./queue-store.js";
@@ -29,6 +30,7 @@ await runService({
     const instance = env.TASKMESH_INSTANCE ?? "ledger";
     const log = createLogger({ service: "ledger", instance, level: env.LOG_LEVEL });
     const pool = createPool({ url: env.DATABASE_URL, applicationName: instance, logger: log });
+    registerLedgerMetrics(pool, { log });
     const relay = env.KAFKA_BROKERS
       ? new OutboxRelay({ databaseUrl: env.DATABASE_URL, brokers: env.KAFKA_BROKERS, topic: env.TASKMESH_OUTBOX_TOPIC, logger: log, name: `${instance}-outbox-relay` })
       : undefined;

@@ -1,0 +1,33 @@
+import type pg from "pg";
+
+/**
+ * Statements behind the ledger's scrape-time gauges. Each reads a partial
+ * index (`tasks_dispatch_order`, `tasks_running`, `outbox_unpublished`), so
+ * it costs what is pending, running or unpublished, not the table; only
+ * `finished` scans the tasks, and is read far less often.
+ */
+export const metricsSql = {
+  /** Pending tasks per capability, and how long the oldest due one has waited (null when none is due yet). */
+  queues: {
+    name: "ledger-metrics-queues",
+    text: `SELECT capability, count(*)::int AS depth,
+             extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now()))::float8 AS oldest_due_s
+           FROM ledger.tasks WHERE state = 'PENDING' GROUP BY capability`,
+  },
+  /** Running attempts. */
+  running: {
+    name: "ledger-metrics-running",
+    text: `SELECT count(*)::int AS n FROM ledger.tasks WHERE state = 'RUNNING'`,
+  },
+  /** Finished tasks per final state: a scan of the table. */
+  finished: {
+    name: "ledger-metrics-finished",
+    text: `SELECT state, count(*)::bigint::text AS n FROM ledger.tasks WHERE state NOT IN ('PENDING', 'RUNNING') GROUP BY state`,
+  },
+  /** Unpublished outbox rows, and the age of the oldest (ids follow insertion order; null when none). */
+  outbox: {
+    name: "ledger-metrics-outbox",
+    text: `SELECT (SELECT count(*) FROM ledger.outbox WHERE published_at IS NULL)::int AS lag,
+             (SELECT extract(epoch FROM now() - created_at)::float8 FROM ledger.outbox WHERE published_at IS NULL ORDER BY id LIMIT 1) AS oldest_s`,
+  },
+} satisfies Record<string, pg.QueryConfig>;
