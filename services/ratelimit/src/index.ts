@@ -1,0 +1,7 @@
+export { RedisCounter, counterKey, type HitCounter, type HitOutcome, type RedisCounterOptions, type WindowCheck, type WindowResult } from "./counter.js";
+export { RATELIMIT_DESCRIPTOR_SET_PATH, mergeDescriptorSets, ratelimitDescriptorSet } from "./descriptor-set.js";
+export { FAILURE_MODES, FAILURE_MODE_KEY, parseFailureMode, type FailureMode } from "./failure-mode.js";
+export { MAX_DESCRIPTORS, rateLimitHandlers, type RateLimitDeps } from "./handlers.js";
+export { LIMITS_KEY, LimitSet, MAX_DESCRIPTOR_ENTRIES, MAX_LIMITS, PERIODS, parseLimits, type Limit, type LimitEntry, type LimitSpec, type Period } from "./limits.js";
+export { limitedStatus, rateLimitResponse, refusalError, unlimitedStatus, type Refusal } from "./responses.js";
+export { SLIDING_WINDOW_LUA } from "./sliding-window-script.js";

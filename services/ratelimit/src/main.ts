@@ -1,0 +1,74 @@
+import { z } from "zod";
+import { RateLimitServiceService } from "../../../gen/envoy/service/ratelimit/v3/rls.js";
+import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
+import {
+  MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService, untilReady, watchSetting,
+} from "../../kit/src/index.js";
+import { RedisCounter } from "./counter.js";
+import { ratelimitDescriptorSet } from "./descriptor-set.js";
+import { FAILURE_MODES, FAILURE_MODE_KEY, parseFailureMode } from "./failure-mode.js";
+import { rateLimitHandlers } from "./handlers.js";
+import { LIMITS_KEY, LimitSet, parseLimits } from "./limits.js";
+
+/** The ratelimit service's environment. */
+const envShape = {
+  ...kitEnvShape,
+  /** Redis holding the counters. */
+  REDIS_URL: envSchemas.url("redis", "rediss"),
+  /** The failure mode while config key `/ratelimit/failure_mode` is unset. @default open */
+  TASKMESH_RATELIMIT_FAILURE_MODE: z.enum(FAILURE_MODES).default("open"),
+  /** Longest wait for Redis on one request before answering per the failure mode (keep it well under the edge's timeout). @default 50ms */
+  TASKMESH_RATELIMIT_REDIS_TIMEOUT: envSchemas.duration().pipe(z.number().min(1).max(10_000)).default(50),
+  /** Prefix of every Redis key. @default taskmesh:ratelimit: */
+  TASKMESH_RATELIMIT_PREFIX: z.string().trim().min(1).regex(/^[^{}]*$/, "must not contain { or }").default("taskmesh:ratelimit:"),
+};
+
+await runService({
+  name: "ratelimit",
+  async start() {
+    const env = loadEnv(envShape);
+    const instance = env.TASKMESH_INSTANCE ?? "ratelimit";
+    const log = createLogger({ service: "ratelimit", instance, level: env.LOG_LEVEL });
+    const config = connectUpstream(ConfigServiceService, "config");
+    const counter = new RedisCounter({ url: env.REDIS_URL, prefix: env.TASKMESH_RATELIMIT_PREFIX, timeoutMs: env.TASKMESH_RATELIMIT_REDIS_TIMEOUT, logger: log });
+    const limits = watchSetting(config, {
+      key: LIMITS_KEY, parse: parseLimits, fallback: LimitSet.EMPTY, logger: log,
+      onChange: (next) => log.info({ limits: next.limits.map((l) => l.name) }, "rate limits applied"),
+    });
+    const failureMode = watchSetting(config, {
+      key: FAILURE_MODE_KEY, parse: parseFailureMode, fallback: env.TASKMESH_RATELIMIT_FAILURE_MODE, logger: log,
+      onChange: (next) => log.info({ failureMode: next }, "failure mode applied"),
+    });
+    const server = new MeshServer({ name: "ratelimit", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE, descriptorSet: ratelimitDescriptorSet() })
+      .addService(RateLimitServiceService, rateLimitHandlers({ limits: () => limits.get(), failureMode: () => failureMode.get(), counter }))
+      .onClose("config", () => {
+        limits.close();
+        failureMode.close();
+        config.close();
+      })
+      .onClose("redis", () => counter.close());
+    await server.listen(env.TASKMESH_LISTEN);
+    return {
+      server,
+      log,
+      async ready(signal) {
+        // Redis is not waited for: while it is down, requests are answered per the failure mode, and the
+        // connection comes back on its own (the counter logs both).
+        counter.connect().catch(() => undefined);
+        // Serve only once the limits in config are known: answering before would let everything through.
+        await untilReady("config", () => abortable(Promise.all([limits.ready, failureMode.ready]), signal), signal, log);
+        log.info({ limits: limits.get().limits.map((l) => l.name), failureMode: failureMode.get() }, "rate limits loaded");
+      },
+    };
+  },
+});
+
+/** `promise`, or a rejection when `signal` aborts first. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
