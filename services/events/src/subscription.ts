@@ -1,0 +1,430 @@
+import { randomBytes } from "node:crypto";
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, propagation, trace, type Link, type Span, type Tracer } from "@opentelemetry/api";
+import type { Consumer, EachBatchPayload, KafkaMessage } from "kafkajs";
+import type { Event, SubscribeResponse } from "../../../gen/taskmesh/events/v1/events.js";
+import { invalidArgument, notFound, type Logger } from "../../kit/src/index.js";
+import { fromRecord, headersText } from "./cloud-event.js";
+import { writeDeadLetter, type Failure } from "./dead-letters.js";
+import { kafkaUnavailable, type KafkaClients } from "./kafka.js";
+import { PartitionTracker } from "./partition-tracker.js";
+import { matchesAny } from "./registry.js";
+import type { SubscriptionSpec } from "./validation.js";
+
+/** A subscription's lifecycle. */
+export type SubscriptionState = "starting" | "running" | "closing" | "closed";
+
+/** One unsettled delivery. */
+interface Pending {
+  readonly partition: number;
+  readonly offset: bigint;
+  readonly message: KafkaMessage;
+  readonly event: Event;
+  readonly tracker: PartitionTracker;
+  /** The current token; absent while waiting to be redelivered (or being dead-lettered). */
+  token: string | undefined;
+  /** Failed deliveries so far (nacks and expired deadlines). */
+  failures: number;
+  lastError: string;
+  timer: NodeJS.Timeout | undefined;
+  span: Span | undefined;
+}
+
+/** What {@link Subscription.settle} did. */
+export interface SettleResult {
+  readonly acknowledged: number;
+  readonly nacked: number;
+  readonly invalidTokens: string[];
+}
+
+/** A nack as the subscription applies it. */
+export interface NackSpec {
+  readonly token: string;
+  readonly requeue: boolean;
+  readonly delayMs: number;
+  readonly reason: string;
+}
+
+/** Options of a {@link Subscription}. */
+export interface SubscriptionOptions {
+  readonly id: string;
+  readonly spec: SubscriptionSpec;
+  readonly kafka: KafkaClients;
+  /** Sends one message on the Subscribe stream; rejects once the stream is gone. */
+  readonly send: (message: SubscribeResponse) => Promise<void>;
+  readonly log: Logger;
+  readonly tracer: Tracer;
+  /** Called once when the subscription fails on its own (consumer crash, stream gone); the handler ends the call with it. */
+  readonly onFailure: (error: unknown) => void;
+  /** How often settled offsets are committed, at most. @default 100 ms */
+  readonly commitIntervalMs?: number;
+}
+
+/** The generated group id of a private subscription. */
+export function privateGroup(id: string): string {
+  return `taskmesh-events-private.${id}`;
+}
+
+/**
+ * One Subscribe stream: a kafkajs consumer in the subscription's group
+ * (so N subscribers of a group share the partitions), delivering each
+ * record at least once with explicit settlement.
+ *
+ * - Up to `maxInFlight` deliveries are unsettled at a time; the consumer
+ *   waits (heartbeating) for room.
+ * - A delivery not settled within the ack deadline, or nacked with requeue,
+ *   is a failed delivery: it is redelivered (after the nack's delay) with a
+ *   new token, until `maxDeliveryAttempts` failures send it to
+ *   `taskmesh.dlq`; a nack without requeue sends it there at once.
+ * - Per partition, the group's offset is committed only up to the oldest
+ *   unsettled delivery (private groups commit nothing). When the stream
+ *   ends, what is unsettled is not committed, so the group gets it again.
+ * - Each delivery has a CONSUMER span linked to the record's `traceparent`,
+ *   ended when the delivery is settled or fails.
+ */
+export class Subscription {
+  readonly id: string;
+  readonly group: string;
+  #state: SubscriptionState = "starting";
+  readonly #o: SubscriptionOptions;
+  readonly #spec: SubscriptionSpec;
+  readonly #trackers = new Map<number, PartitionTracker>();
+  readonly #pending = new Map<string, Pending>();
+  readonly #tokens = new Map<string, Pending>();
+  readonly #startOffsets = new Map<number, bigint>();
+  readonly #seeded = new Set<number>();
+  #consumer: Consumer | undefined;
+  #sending: Promise<void> = Promise.resolve();
+  #room: (() => void) | undefined;
+  #commitTimer: NodeJS.Timeout | undefined;
+  #committing: Promise<void> = Promise.resolve();
+  #tokenCounter = 0;
+
+  constructor(options: SubscriptionOptions) {
+    this.#o = options;
+    this.#spec = options.spec;
+    this.id = options.id;
+    this.group = options.spec.group ?? privateGroup(options.id);
+  }
+
+  get state(): SubscriptionState {
+    return this.#state;
+  }
+
+  /** Unsettled deliveries now. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Checks the topic and start position, then joins the group; the first
+   * stream message (the subscription and its partitions) follows the join.
+   * NOT_FOUND for a missing topic, INVALID_ARGUMENT for offsets of unknown
+   * partitions, UNAVAILABLE when Kafka cannot be reached.
+   */
+  async start(): Promise<void> {
+    if (this.#state !== "starting") throw new Error(`subscription is ${this.#state}`);
+    const { topic, start } = this.#spec;
+    const partitions = await this.#o.kafka.partitionsOf(topic);
+    if (partitions === undefined) throw notFound("RES_TOPIC_NOT_FOUND", `topic ${topic} does not exist`, { topic });
+    if (start.kind === "offsets") {
+      const unknown = [...start.offsets.keys()].filter((p) => !partitions.includes(p));
+      if (unknown.length > 0) {
+        throw invalidArgument(unknown.map((p) => ({ field: `offset.partitions[${p}]`, description: `topic ${topic} has partitions 0..${partitions.length - 1}`, reason: "VAL_INVALID_START" })), "VAL_INVALID_START");
+      }
+      for (const [p, o] of start.offsets) this.#startOffsets.set(p, o);
+    } else if (start.kind !== "committed") {
+      const ends = await this.#o.kafka.withAdmin((admin) => admin.fetchTopicOffsets(topic));
+      const byTime = start.kind === "timestamp" ? await this.#o.kafka.withAdmin((admin) => admin.fetchTopicOffsetsByTimestamp(topic, start.at.getTime())) : [];
+      for (const e of ends) {
+        let offset = start.kind === "earliest" ? e.low : e.high;
+        if (start.kind === "timestamp") {
+          const found = byTime.find((b) => b.partition === e.partition)?.offset;
+          offset = found === undefined || found === "-1" ? e.high : found;
+        }
+        this.#startOffsets.set(e.partition, BigInt(offset));
+      }
+    }
+    const consumer = this.#o.kafka.kafka.consumer({
+      groupId: this.group, allowAutoTopicCreation: false, maxWaitTimeInMs: 100,
+      sessionTimeout: 10_000, rebalanceTimeout: 10_000, heartbeatInterval: 1000,
+      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
+    });
+    this.#consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => this.#assigned(payload.memberAssignment[topic] ?? []));
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
+      if (!payload.restart && this.#state === "running") this.#o.onFailure(kafkaUnavailable(payload.error));
+    });
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topic, fromBeginning: false });
+      await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.#eachBatch(payload) });
+    } catch (error) {
+      await consumer.disconnect().catch(() => undefined);
+      throw kafkaUnavailable(error);
+    }
+    this.#state = "running";
+  }
+
+  /** Applies acks and nacks; tokens unknown, settled, expired or of lost partitions are returned as invalid. */
+  settle(ackTokens: readonly string[], nacks: readonly NackSpec[]): SettleResult {
+    const invalidTokens: string[] = [];
+    let acknowledged = 0;
+    let nacked = 0;
+    for (const token of ackTokens) {
+      const p = this.#tokens.get(token);
+      if (!p || this.#state !== "running") {
+        invalidTokens.push(token);
+        continue;
+      }
+      this.#endDelivery(p);
+      p.span?.setStatus({ code: SpanStatusCode.OK });
+      p.span?.end();
+      this.#done(p);
+      acknowledged++;
+    }
+    for (const nack of nacks) {
+      const p = this.#tokens.get(nack.token);
+      if (!p || this.#state !== "running") {
+        invalidTokens.push(nack.token);
+        continue;
+      }
+      this.#fail(p, nack.reason || "nacked", nack.requeue, nack.delayMs);
+      nacked++;
+    }
+    return { acknowledged, nacked, invalidTokens };
+  }
+
+  /**
+   * Ends the subscription: commits what is settled, leaves the group (its
+   * partitions, with the unsettled deliveries, go to the other members).
+   */
+  async close(): Promise<void> {
+    if (this.#state === "closing" || this.#state === "closed") return;
+    this.#state = "closing";
+    for (const p of this.#pending.values()) {
+      if (p.timer) clearTimeout(p.timer);
+      p.span?.end();
+    }
+    this.#tokens.clear();
+    this.#room?.();
+    if (this.#commitTimer) clearTimeout(this.#commitTimer);
+    await this.#commit().catch(() => undefined);
+    await this.#consumer?.disconnect().catch((error: unknown) => this.#o.log.debug({ err: error }, "subscription consumer disconnect failed"));
+    this.#pending.clear();
+    this.#state = "closed";
+  }
+
+  /** A (re)assignment: drops what was lost, keeps what stays, seeks new partitions to the start position, tells the subscriber. */
+  #assigned(partitions: number[]): void {
+    const now = new Set(partitions);
+    for (const [partition, tracker] of this.#trackers) {
+      if (now.has(partition)) continue;
+      this.#trackers.delete(partition);
+      for (const [key, p] of this.#pending) {
+        if (p.tracker !== tracker) continue;
+        if (p.timer) clearTimeout(p.timer);
+        if (p.token) this.#tokens.delete(p.token);
+        p.span?.end();
+        this.#pending.delete(key);
+      }
+    }
+    for (const partition of partitions) {
+      const kept = this.#trackers.get(partition);
+      if (kept) {
+        // A new generation starts from the committed offset: skip straight past what this subscription already took.
+        if (kept.highest !== undefined) this.#consumer!.seek({ topic: this.#spec.topic, partition, offset: String(kept.highest + 1n) });
+        continue;
+      }
+      const tracker = new PartitionTracker();
+      this.#trackers.set(partition, tracker);
+      const start = this.#startOffsets.get(partition);
+      if (start !== undefined && !this.#seeded.has(partition)) {
+        this.#seeded.add(partition);
+        tracker.startAt = start;
+        this.#consumer!.seek({ topic: this.#spec.topic, partition, offset: String(start) });
+      }
+    }
+    this.#room?.();
+    this.#enqueue({ payload: { $case: "subscription", value: { subscriptionId: this.id, consumerGroup: this.group, partitions: [...partitions].sort((a, b) => a - b) } } });
+  }
+
+  async #eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    const tracker = this.#trackers.get(batch.partition);
+    if (!tracker) return;
+    for (const message of batch.messages) {
+      if (this.#state !== "running" || !isRunning() || isStale() || this.#trackers.get(batch.partition) !== tracker) return;
+      const offset = BigInt(message.offset);
+      if (tracker.taken(offset) || (tracker.startAt !== undefined && offset < tracker.startAt)) {
+        resolveOffset(message.offset);
+        continue;
+      }
+      tracker.startAt = undefined;
+      const event = fromRecord(message);
+      if (!matchesAny(this.#spec.types, event.type)) {
+        tracker.take(offset, true);
+        resolveOffset(message.offset);
+        this.#scheduleCommit();
+        continue;
+      }
+      while (this.#pending.size >= this.#spec.maxInFlight) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 1000);
+          this.#room = () => {
+            clearTimeout(timer);
+            this.#room = undefined;
+            resolve();
+          };
+        });
+        if (this.#state !== "running" || !isRunning() || isStale() || this.#trackers.get(batch.partition) !== tracker) return;
+        await heartbeat();
+      }
+      tracker.take(offset);
+      resolveOffset(message.offset);
+      const p: Pending = { partition: batch.partition, offset, message, event, tracker, token: undefined, failures: 0, lastError: "", timer: undefined, span: undefined };
+      this.#pending.set(`${batch.partition}:${offset}`, p);
+      await this.#waitWithHeartbeat(this.#deliver(p), heartbeat);
+    }
+  }
+
+  /** Waits for `work`, heartbeating every second meanwhile (a slow subscriber must not cost the group a rebalance). */
+  async #waitWithHeartbeat(work: Promise<void>, heartbeat: () => Promise<void>): Promise<void> {
+    let finished = false;
+    const done = work.finally(() => {
+      finished = true;
+    });
+    while (!finished) {
+      await Promise.race([done, new Promise((r) => setTimeout(r, 1000))]);
+      if (!finished) await heartbeat();
+    }
+  }
+
+  /** Sends `p` (again) with a fresh token and starts its ack deadline. */
+  #deliver(p: Pending): Promise<void> {
+    if (this.#state !== "running" || this.#trackers.get(p.partition) !== p.tracker) return Promise.resolve();
+    const token = `${(++this.#tokenCounter).toString(36)}.${randomBytes(9).toString("base64url")}`;
+    p.token = token;
+    this.#tokens.set(token, p);
+    p.span = this.#startSpan(p);
+    p.timer = setTimeout(() => {
+      if (p.token === token) this.#fail(p, "ack deadline exceeded", true, 0);
+    }, this.#spec.ackDeadlineMs);
+    return this.#enqueue({
+      payload: {
+        $case: "delivery",
+        value: {
+          event: p.event, topic: this.#spec.topic, partition: p.partition, offset: p.offset,
+          key: p.message.key?.toString("utf8") ?? "", publishedAt: new Date(Number(p.message.timestamp)),
+          deliveryAttempt: p.failures + 1, ackToken: token,
+        },
+      },
+    });
+  }
+
+  #startSpan(p: Pending): Span {
+    const parent = trace.getSpanContext(propagation.extract(ROOT_CONTEXT, headersText(p.message.headers)));
+    const links: Link[] = parent ? [{ context: parent }] : [];
+    return this.#o.tracer.startSpan(`${this.#spec.topic} deliver`, {
+      kind: SpanKind.CONSUMER,
+      links,
+      attributes: {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": this.#spec.topic,
+        "messaging.destination.partition.id": String(p.partition),
+        "messaging.kafka.offset": Number(p.offset),
+        "messaging.consumer.group.name": this.group,
+        "messaging.message.id": p.event.id,
+        "cloudevents.event_type": p.event.type,
+        "taskmesh.delivery_attempt": p.failures + 1,
+        "taskmesh.subscription_id": this.id,
+      },
+    });
+  }
+
+  /** Stops `p`'s current delivery: its token no longer settles it, its deadline is off. */
+  #endDelivery(p: Pending): void {
+    if (p.token) this.#tokens.delete(p.token);
+    p.token = undefined;
+    if (p.timer) clearTimeout(p.timer);
+    p.timer = undefined;
+  }
+
+  /** A failed delivery: redeliver after `delayMs`, or dead-letter (no requeue, or out of attempts). */
+  #fail(p: Pending, reason: string, requeue: boolean, delayMs: number): void {
+    this.#endDelivery(p);
+    p.failures++;
+    p.lastError = reason;
+    p.span?.setStatus({ code: SpanStatusCode.ERROR, message: reason });
+    p.span?.end();
+    p.span = undefined;
+    if (!requeue || p.failures >= this.#spec.maxDeliveryAttempts) {
+      void this.#deadLetter(p);
+      return;
+    }
+    p.timer = setTimeout(() => {
+      p.timer = undefined;
+      void this.#deliver(p).catch(() => undefined);
+    }, delayMs);
+  }
+
+  /** Writes `p` to the dead-letter topic, then settles it; retried every second while Kafka refuses. */
+  async #deadLetter(p: Pending): Promise<void> {
+    const failure: Failure = {
+      topic: this.#spec.topic, partition: p.partition, offset: String(p.offset), group: this.group,
+      attempts: p.failures, error: p.lastError, message: p.message,
+    };
+    while (this.#state === "running" && this.#trackers.get(p.partition) === p.tracker) {
+      try {
+        await writeDeadLetter(this.#o.kafka, failure);
+        this.#o.log.info({ topic: failure.topic, partition: p.partition, offset: failure.offset, group: this.group, attempts: p.failures, id: p.event.id }, "event dead-lettered");
+        this.#done(p);
+        return;
+      } catch (error) {
+        this.#o.log.warn({ err: error }, "dead-letter write failed; retrying");
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  /** `p` is settled: its offset may be committed, and there is room for another delivery. */
+  #done(p: Pending): void {
+    this.#pending.delete(`${p.partition}:${p.offset}`);
+    p.tracker.settle(p.offset);
+    this.#room?.();
+    this.#scheduleCommit();
+  }
+
+  #enqueue(message: SubscribeResponse): Promise<void> {
+    const sent = this.#sending.then(() => this.#o.send(message));
+    this.#sending = sent.catch((error: unknown) => {
+      if (this.#state === "running") this.#o.onFailure(error);
+    });
+    return this.#sending;
+  }
+
+  #scheduleCommit(): void {
+    if (this.#spec.group === undefined || this.#commitTimer || this.#state !== "running") return;
+    this.#commitTimer = setTimeout(() => {
+      this.#commitTimer = undefined;
+      this.#committing = this.#committing.then(() => this.#commit()).catch((error: unknown) => {
+        this.#o.log.debug({ err: error }, "offset commit failed; retried with the next settlement");
+      });
+    }, this.#o.commitIntervalMs ?? 100);
+  }
+
+  /** Commits, per partition, up to the oldest unsettled delivery (private groups commit nothing). */
+  async #commit(): Promise<void> {
+    if (this.#spec.group === undefined || !this.#consumer) return;
+    const offsets: Array<{ topic: string; partition: number; offset: string }> = [];
+    const marks: Array<[PartitionTracker, bigint]> = [];
+    for (const [partition, tracker] of this.#trackers) {
+      if (!tracker.dirty) continue;
+      const offset = tracker.commitOffset()!;
+      offsets.push({ topic: this.#spec.topic, partition, offset: String(offset) });
+      marks.push([tracker, offset]);
+    }
+    if (offsets.length === 0) return;
+    await this.#consumer.commitOffsets(offsets);
+    for (const [tracker, offset] of marks) tracker.committed = offset;
+  }
+}
