@@ -1,0 +1,16 @@
+export { signAccessToken, verifyAccessToken, type AccessGrant, type SignedAccessToken } from "./access-token.js";
+export { ApiKeyStore, toApiKey, type CreatedApiKey } from "./api-keys.js";
+export { AUDIT_SOURCE, AUDIT_TOPIC, auditType, clientIpOf, toAuditEvent, type AuditRecord, type RequestOrigin } from "./audit.js";
+export { AuditRelay, toAuditMessage, type AuditRelayOptions, type AuditRelayState } from "./audit-relay.js";
+export { BOOTSTRAP_KEY_NAME, ensureBootstrapKey, type BootstrapOutcome } from "./bootstrap.js";
+export { identityConfig, identityEnvShape, type IdentityConfig, type IdentityOptions } from "./config.js";
+export { identityHandlers, type IdentityParts } from "./handlers.js";
+export { createIdentity, type Identity } from "./identity.js";
+export { openPrivateKey, sealPrivateKey } from "./kek.js";
+export { KeyScheduler, type KeySchedulerState } from "./key-scheduler.js";
+export { Revoker, type RevokeTarget } from "./revocation.js";
+export { SECRET_PREFIX, hashSecret, looksLike, newSecret, secretPrefix } from "./secrets.js";
+export { SIGNING, SigningKeys, toJwk, toSigningKey, type Signer } from "./signing-keys.js";
+export { migrations } from "./sql/migrations.js";
+export { TokenIssuer, type TokenPair } from "./tokens.js";
+export { API_KEY_TTL, canonicalScopes, grantScopes, parseActivationDelay, parseCreateApiKey } from "./validation.js";
