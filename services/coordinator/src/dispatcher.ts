@@ -1,3 +1,4 @@
+import { ROOT_CONTEXT, SpanKind, propagation, trace, type Attributes, type Span } from "@opentelemetry/api";
 import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { TaskCancellation } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
@@ -214,8 +215,12 @@ export class Dispatcher {
       this.handBack(task.id, lease.leaseId, "the worker left before its assignment was sent");
       return;
     }
-    session.held.set(task.id, { taskId: task.id, leaseId: lease.leaseId, attempt: lease.attempt, capability: task.capability, assignedAt: Date.now() });
+    session.held.set(task.id, { taskId: task.id, leaseId: lease.leaseId, attempt: lease.attempt, capability: task.capability, assignedAt: Date.now(), traceparent: task.traceparent });
     const timeoutMs = durationMs(task.timeout) ?? 0;
+    // A short span in the task's trace: which worker got which attempt.
+    taskSpan("dispatch", task.traceparent, {
+      "taskmesh.task_id": task.id, "taskmesh.attempt": lease.attempt, "taskmesh.capability": task.capability, "taskmesh.worker_id": lease.workerId,
+    }).end();
     session.send({
       payload: {
         $case: "assignment",
@@ -267,4 +272,12 @@ export class Dispatcher {
     };
     tick();
   }
+}
+
+const tracer = trace.getTracer("taskmesh.coordinator");
+
+/** A span in a task's trace (a child of its `traceparent`), started now; the caller ends it. */
+export function taskSpan(name: string, traceparent: string | undefined, attributes: Attributes): Span {
+  const parent = traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }) : ROOT_CONTEXT;
+  return tracer.startSpan(name, { kind: SpanKind.INTERNAL, attributes }, parent);
 }

@@ -1,9 +1,11 @@
+import { SpanStatusCode, context, trace } from "@opentelemetry/api";
 import type { ConnectRequest, ConnectResponse, WorkerServiceService } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import type { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
 import { WorkerState, type Heartbeat, type InFlightTask, type ProgressReport, type TaskResult, type WorkerInfo } from "../../../gen/taskmesh/worker/v1/worker.js";
 import {
   Code, MeshError, Violations, durationMs, requireScope, toDuration, uuidv7, type CallContext, type Send, type ServiceHandlers,
 } from "../../kit/src/index.js";
+import { taskSpan } from "./dispatcher.js";
 import type { Bus } from "./bus.js";
 import type { Dispatcher, LedgerClient } from "./dispatcher.js";
 import type { LedgerBatches } from "./ledger-batches.js";
@@ -300,6 +302,22 @@ class Connection {
   }
 
   private async result(r: TaskResult): Promise<void> {
+    // Recorded in the task's trace, so its result's ledger call is there too.
+    const held = this.session!.held.get(r.taskId);
+    const span = taskSpan("record result", held?.traceparent, {
+      "taskmesh.task_id": r.taskId, "taskmesh.attempt": r.attempt, "taskmesh.outcome": r.outcome?.$case ?? "none", "taskmesh.worker_id": this.session!.workerId,
+    });
+    try {
+      await context.with(trace.setSpan(context.active(), span), () => this.recordResult(r));
+    } catch (error) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: MeshError.from(error).message });
+      throw error;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async recordResult(r: TaskResult): Promise<void> {
     const session = this.session!;
     const { ledger, dispatcher, bus } = this.deps;
     const held = session.held.get(r.taskId);

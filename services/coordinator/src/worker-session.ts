@@ -10,6 +10,8 @@ export interface HeldTask {
   readonly capability: string;
   /** When it was assigned (or learnt of at a reconnect), epoch ms. */
   readonly assignedAt: number;
+  /** The task's W3C traceparent, when known: its result is recorded in the task's trace. */
+  readonly traceparent?: string;
 }
 
 /**

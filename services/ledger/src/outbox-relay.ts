@@ -1,3 +1,5 @@
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace, type Span } from "@opentelemetry/api";
+import { suppressTracing } from "@opentelemetry/core";
 import { Kafka, Partitioners, logLevel, type LogEntry, type Message, type Producer, type RetryOptions } from "kafkajs";
 import pg from "pg";
 import type { Logger } from "../../kit/src/index.js";
@@ -40,6 +42,36 @@ export interface OutboxRelayOptions {
   readonly kafkaRetry?: RetryOptions;
   /** Test seam: runs after a batch is acknowledged by Kafka and before it is marked published. */
   readonly afterSend?: (rows: readonly OutboxRow[]) => void | Promise<void>;
+}
+
+const tracer = trace.getTracer("taskmesh.ledger.outbox-relay");
+
+/**
+ * The spans of one row's publish, in its task's trace (the row's
+ * traceparent): `outbox relay` and its child `<topic> publish` (a Kafka
+ * producer span). The message carries the producer span's traceparent, so
+ * consumers continue from it; without tracing it keeps the row's.
+ */
+function publishSpans(row: OutboxRow, topic: string): { message: Message; end(error?: unknown): void } {
+  const parent = row.traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent: row.traceparent }) : ROOT_CONTEXT;
+  const attributes = { "taskmesh.task_id": row.task_id, "taskmesh.outbox.id": String(row.id), "cloudevents.event_id": row.event_id, "cloudevents.event_type": row.type };
+  const relay = tracer.startSpan("outbox relay", { kind: SpanKind.INTERNAL, attributes }, parent);
+  const publish = tracer.startSpan(`${topic} publish`, {
+    kind: SpanKind.PRODUCER,
+    attributes: {
+      ...attributes, "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.operation.name": "send",
+      "messaging.destination.name": topic, "messaging.message.id": row.event_id, "messaging.kafka.message.key": row.task_id,
+    },
+  }, trace.setSpan(parent, relay));
+  const message = toMessage(row);
+  const carrier: Record<string, string> = {};
+  propagation.inject(trace.setSpan(ROOT_CONTEXT, publish), carrier);
+  if (carrier.traceparent) message.headers = { ...message.headers, traceparent: carrier.traceparent };
+  const finish = (span: Span, error?: unknown): void => {
+    if (error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+    span.end();
+  };
+  return { message, end: (error) => { finish(publish, error); finish(relay, error); } };
 }
 
 /** The Kafka message of one outbox row: key = task id, value = TaskEvent bytes, CloudEvents binary-mode headers. */
@@ -212,9 +244,17 @@ export class OutboxRelay {
     const batchSize = this.#options.batchSize ?? 500;
     const { rows } = await client.query<OutboxRow>({ ...relaySql.unpublished, values: [batchSize] });
     if (rows.length === 0) return false;
-    await this.#producer!.send({ topic: this.#topic, acks: -1, messages: rows.map(toMessage) });
-    await this.#options.afterSend?.(rows);
-    await client.query({ ...relaySql.markPublished, values: [rows.map((r) => r.id)] });
+    const traced = rows.map((row) => publishSpans(row, this.#topic));
+    try {
+      // The relay's own producer spans stand for the send (per event, in each task's trace); kafkajs's would be one root per batch.
+      await context.with(suppressTracing(context.active()), () => this.#producer!.send({ topic: this.#topic, acks: -1, messages: traced.map((t) => t.message) }));
+      await this.#options.afterSend?.(rows);
+      await client.query({ ...relaySql.markPublished, values: [rows.map((r) => r.id)] });
+    } catch (error) {
+      for (const t of traced) t.end(error);
+      throw error;
+    }
+    for (const t of traced) t.end();
     this.#published += rows.length;
     this.#log.debug({ rows: rows.length, lastId: rows.at(-1)!.id }, "outbox batch published");
     return rows.length === batchSize;

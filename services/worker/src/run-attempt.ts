@@ -1,3 +1,4 @@
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from "@opentelemetry/api";
 import type { ConnectRequest } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import type { TaskResult } from "../../../gen/taskmesh/worker/v1/worker.js";
 import type { Logger } from "../../kit/src/index.js";
@@ -12,6 +13,8 @@ export interface AttemptHooks {
   /** Called once the handler has settled: with the result to keep and send, or nothing when the task was stopped. */
   finished(result: TaskResult | undefined): void;
 }
+
+const tracer = trace.getTracer("taskmesh.worker");
 
 /** The longest progress status line, in characters (worker.proto ProgressReport: 1 KiB). */
 const MAX_PROGRESS_MESSAGE = 1024;
@@ -47,8 +50,15 @@ export async function runAttempt(task: HeldTask, hooks: AttemptHooks): Promise<v
     },
   };
   let outcome: TaskResult["outcome"];
+  // The attempt's span continues the task's trace (the submit's traceparent
+  // came with the assignment), so the handler's own spans land there too.
+  const parent = a.traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent: a.traceparent, ...(a.tracestate ? { tracestate: a.tracestate } : {}) }) : ROOT_CONTEXT;
+  const span = tracer.startSpan(`execute ${a.capability}`, {
+    kind: SpanKind.CONSUMER,
+    attributes: { "taskmesh.task_id": a.taskId, "taskmesh.attempt": a.attempt, "taskmesh.capability": a.capability, "taskmesh.lease_id": a.leaseId },
+  }, parent);
   try {
-    const output: unknown = await task.agent.handler(structuredClone(a.input ?? {}), ctx);
+    const output: unknown = await context.with(trace.setSpan(parent, span), () => task.agent.handler(structuredClone(a.input ?? {}), ctx));
     if (typeof output !== "object" || output === null || Array.isArray(output)) throw new AgentError("the handler returned no output object");
     outcome = { $case: "succeeded", value: { output: output as Record<string, unknown> } };
   } catch (error) {
@@ -59,6 +69,9 @@ export async function runAttempt(task: HeldTask, hooks: AttemptHooks): Promise<v
     task.running = false;
   }
   if (timedOut) outcome = { $case: "failed", value: { error: { reason: "BIZ_ATTEMPT_TIMED_OUT", message: "the attempt's deadline passed", retryable: true, details: undefined } } };
+  if (task.stopped !== undefined) span.setAttribute("taskmesh.stopped", String(task.stopped));
+  if (outcome.$case === "failed") span.setStatus({ code: SpanStatusCode.ERROR, message: `${outcome.value.error?.reason ?? ""}: ${outcome.value.error?.message ?? ""}` });
+  span.end();
   hooks.finished(task.stopped === undefined
     ? { taskId: a.taskId, attempt: a.attempt, leaseId: a.leaseId, outcome, elapsed: durationOf(Date.now() - began) }
     : undefined);
