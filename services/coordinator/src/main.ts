@@ -11,6 +11,7 @@ import { KnownCapabilities } from "./capabilities.js";
 import { SubmitDedup } from "./dedup.js";
 import { Dispatcher } from "./dispatcher.js";
 import { ledgerBatches } from "./ledger-batches.js";
+import { countDispatches, registerCoordinatorMetrics } from "./metrics.js";
 import { STRATEGIES, parseStrategy } from "./strategies.js";
 import { isCapabilityName } from "./validation.js";
 import { PendingGauge, taskService } from "./task-service.js";
@@ -48,9 +49,10 @@ await runService({
     const hasConfig = Boolean(process.env.TASKMESH_UPSTREAM_CONFIG?.trim() || env.TASKMESH_UPSTREAM);
     const config = hasConfig ? connectUpstream(ConfigServiceService, "config") : undefined;
     const bus = new Bus(env.REDIS_URL, log);
-    const dispatcher = new Dispatcher(ledger, bus, log, {
+    const dispatcher: Dispatcher = new Dispatcher(countDispatches(ledger, () => dispatcher.strategy), bus, log, {
       leaseMs: env.TASKMESH_COORDINATOR_LEASE, pollMs: env.TASKMESH_COORDINATOR_POLL, sweepMs: env.TASKMESH_COORDINATOR_SWEEP,
     }, env.TASKMESH_COORDINATOR_STRATEGY);
+    registerCoordinatorMetrics(dispatcher);
     const strategy = config
       ? watchSetting(config, { key: "/coordinator/dispatch/strategy", parse: parseStrategy, fallback: env.TASKMESH_COORDINATOR_STRATEGY, onChange: (next) => dispatcher.useStrategy(next), logger: log })
       : undefined;

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { WorkerServiceService } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import { MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService } from "../../kit/src/index.js";
 import { BUILTIN_AGENTS } from "./agents/index.js";
+import { WorkerMetrics } from "./metrics.js";
 import { Worker } from "./runtime.js";
 
 /** The worker's environment. */
@@ -36,9 +37,10 @@ await runService({
     const instance = env.TASKMESH_INSTANCE ?? "worker";
     const log = createLogger({ service: "worker", instance, level: env.LOG_LEVEL });
     const client = connectUpstream(WorkerServiceService, "coordinator");
-    const worker = new Worker({
+    const metrics = new WorkerMetrics(() => worker.running);
+    const worker: Worker = new Worker({
       client,
-      agents: env.TASKMESH_WORKER_CAPABILITIES.map((name) => BUILTIN_AGENTS.get(name)!),
+      agents: env.TASKMESH_WORKER_CAPABILITIES.map((name) => metrics.instrument(BUILTIN_AGENTS.get(name)!)),
       logger: log,
       workerId: env.TASKMESH_WORKER_ID,
       name: instance,
