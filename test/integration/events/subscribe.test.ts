@@ -1,0 +1,135 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, MeshError } from "../../../services/kit/src/index.js";
+import { Subscriber, publishMany, startEvents, waitFor, type EventsHarness } from "./support.js";
+
+describe("events: subscriptions on real Kafka", () => {
+  let h: EventsHarness;
+  const subscribers: Subscriber[] = [];
+  const subscribe = (request: ConstructorParameters<typeof Subscriber>[1]) => {
+    const s = new Subscriber(h.client, request);
+    subscribers.push(s);
+    return s;
+  };
+
+  beforeAll(async () => {
+    h = await startEvents("events-sub");
+  });
+
+  afterAll(async () => {
+    await Promise.all(subscribers.map((s) => s.stop()));
+    await h?.stop();
+  }, 30_000);
+
+  it("two subscribers of one group share the topic: every event delivered and acknowledged once, none to both", async () => {
+    const topic = await h.topic("shared", 6);
+    h.routes[`test.shared.*`] = topic;
+    const group = `${h.prefix}.shared`;
+    const acked = new Map<string, string>();
+    const a = subscribe({ topic, consumerGroup: group });
+    const b = subscribe({ topic, consumerGroup: group });
+    for (const [name, s] of [["a", a], ["b", b]] as const) {
+      s.onDelivery = (d) => {
+        void s.ack([d.ackToken]).then((r) => {
+          expect(r.invalidTokens).toEqual([]);
+          acked.set(d.event!.id, acked.has(d.event!.id) ? "both" : name);
+        });
+      };
+    }
+    await waitFor("both subscribers to hold partitions, disjoint and covering the topic", () =>
+      a.partitions.length > 0 && b.partitions.length > 0 && a.partitions.length + b.partitions.length === 6
+      && a.partitions.every((p) => !b.partitions.includes(p)));
+    const ids = await publishMany(h, "test.shared.created", "shared", 200);
+    await waitFor("every event acknowledged", () => acked.size === 200);
+    expect([...acked.keys()].sort()).toEqual([...ids].sort());
+    expect([...acked.values()].filter((v) => v === "both")).toEqual([]);
+    expect(a.deliveries.length + b.deliveries.length).toBe(200);
+    expect(a.deliveries.length).toBeGreaterThan(0);
+    expect(b.deliveries.length).toBeGreaterThan(0);
+    for (const d of [...a.deliveries, ...b.deliveries]) {
+      expect(d.deliveryAttempt).toBe(1);
+      expect(d.topic).toBe(topic);
+      expect(d.event?.source).toBe("//test/events");
+      expect(d.event?.data).toMatchObject({ n: expect.any(Number) });
+    }
+    // Everything settled: the group's offsets reach the end of every partition.
+    const ends = await h.admin.fetchTopicOffsets(topic);
+    await waitFor("the group's commits to reach the end of every partition", async () => {
+      const [committed] = await h.admin.fetchOffsets({ groupId: group, topics: [topic] });
+      return committed!.partitions.every((p) => p.offset === ends.find((e) => e.partition === p.partition)!.high);
+    }, 5000);
+    await a.stop();
+    await b.stop();
+  });
+
+  it("a subscriber that reconnects resumes after its acknowledgements; what it left unacknowledged is redelivered", async () => {
+    const topic = await h.topic("resume", 3);
+    h.routes["test.resume.*"] = topic;
+    const group = `${h.prefix}.resume`;
+    const first = subscribe({ topic, consumerGroup: group, ackDeadline: { seconds: 60n, nanos: 0 } });
+    await first.joined();
+    const ids = await publishMany(h, "test.resume.created", "resume", 60);
+    await waitFor("60 deliveries", () => first.deliveries.length === 60);
+    // Per partition, acknowledge the first half in offset order and leave the rest unsettled.
+    const byPartition = new Map<number, typeof first.deliveries>();
+    for (const d of first.deliveries) byPartition.set(d.partition, [...(byPartition.get(d.partition) ?? []), d]);
+    const ackedIds = new Set<string>();
+    for (const list of byPartition.values()) {
+      const half = list.sort((x, y) => Number(x.offset - y.offset)).slice(0, Math.ceil(list.length / 2));
+      const r = await first.ack(half.map((d) => d.ackToken));
+      expect(r.acknowledged).toBe(half.length);
+      for (const d of half) ackedIds.add(d.event!.id);
+    }
+    await first.stop();
+    // Once the server has seen the stream end, the subscription's tokens are refused.
+    let refused: unknown;
+    await waitFor("the ended subscription to be refused", async () => {
+      refused = await first.ack([first.deliveries[0]!.ackToken]).then(() => undefined, (error: unknown) => error);
+      return refused !== undefined;
+    }, 5000);
+    expect(refused).toMatchObject({ code: Code.NOT_FOUND, reason: "RES_SUBSCRIPTION_NOT_FOUND" });
+
+    const second = subscribe({ topic, consumerGroup: group });
+    const unacked = ids.filter((id) => !ackedIds.has(id));
+    await waitFor("the unacknowledged events again", () => second.deliveries.length >= unacked.length);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(second.deliveries.map((d) => d.event!.id).sort()).toEqual([...unacked].sort());
+    await second.stop();
+  });
+
+  it("replays from a timestamp exactly the events published since then", async () => {
+    const topic = await h.topic("replay", 3);
+    h.routes["test.replay.*"] = topic;
+    await publishMany(h, "test.replay.created", "before", 30);
+    await new Promise((r) => setTimeout(r, 1100));
+    const since = new Date();
+    await new Promise((r) => setTimeout(r, 50));
+    const after = await publishMany(h, "test.replay.created", "after", 25);
+    const replay = subscribe({ topic, startPosition: { $case: "timestamp", value: since } });
+    await waitFor("the events since the timestamp", () => replay.deliveries.length >= 25);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(replay.deliveries.map((d) => d.event!.id).sort()).toEqual([...after].sort());
+    expect(replay.infos[0]!.consumerGroup).toMatch(/^taskmesh-events-private\./);
+    // A private group commits nothing.
+    const offsets = await h.admin.fetchOffsets({ groupId: replay.infos[0]!.consumerGroup, topics: [topic] });
+    expect(offsets[0]!.partitions.every((p) => p.offset === "-1")).toBe(true);
+
+    const earliest = subscribe({ topic, startPosition: { $case: "earliest", value: {} }, types: ["test.replay.*"] });
+    await waitFor("every event from the earliest", () => earliest.deliveries.length >= 55);
+    const filtered = subscribe({ topic, startPosition: { $case: "earliest", value: {} }, types: ["test.other"] });
+    await filtered.joined();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(filtered.deliveries).toEqual([]);
+  });
+
+  it("refuses a missing topic and bad requests", async () => {
+    const missing = subscribe({ topic: `${h.prefix}.missing` });
+    await missing.done;
+    expect(missing.error).toMatchObject({ code: Code.NOT_FOUND, reason: "RES_TOPIC_NOT_FOUND" });
+    const bad = subscribe({ topic: "bad topic!", consumerGroup: "no spaces here", maxInFlight: 5000 });
+    await bad.done;
+    expect(bad.error).toBeInstanceOf(MeshError);
+    const e = bad.error as MeshError;
+    expect([e.code, e.reason]).toEqual([Code.INVALID_ARGUMENT, "VAL_INVALID_TOPIC"]);
+    expect(e.violations.map((v) => v.field)).toEqual(["topic", "consumer_group", "max_in_flight"]);
+  });
+});

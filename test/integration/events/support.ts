@@ -1,0 +1,148 @@
+import { Redis } from "ioredis";
+import { logLevel, Kafka, type Admin } from "kafkajs";
+import { inject } from "vitest";
+import { EventServiceService, type Delivery, type SubscribeRequest, type SubscriptionInfo } from "../../../gen/taskmesh/events/v1/events.js";
+import { MeshServer, createClient, createLogger, type MeshClient } from "../../../services/kit/src/index.js";
+import {
+  DeadLetterIndex, KafkaClients, PublishDedup, Publisher, Subscriptions, createKafka, eventHandlers,
+} from "../../../services/events/src/index.js";
+import { testTopicPrefix } from "../../support/kafka.js";
+
+export type EventsClient = MeshClient<typeof EventServiceService>;
+
+/** An events replica in this process on the shared Kafka and Redis, with a client, an admin and its own topic prefix. */
+export interface EventsHarness {
+  readonly client: EventsClient;
+  readonly address: string;
+  readonly prefix: string;
+  readonly admin: Admin;
+  readonly kafka: Kafka;
+  readonly redis: Redis;
+  readonly subscriptions: Subscriptions;
+  /** Type routes as `/events/types` would hold them (tests change it). */
+  routes: Record<string, string>;
+  /** Creates `<prefix>.<name>` with `partitions` partitions; returns its name. */
+  topic(name: string, partitions?: number): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** Polls `check` until it returns true; fails with `what` after `timeoutMs`. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Starts an events replica for one test file. */
+export async function startEvents(label: string): Promise<EventsHarness> {
+  const prefix = testTopicPrefix(label);
+  const brokers = [inject("kafkaBrokers")];
+  const logger = createLogger({ level: process.env.TEST_LOG_LEVEL as "info" | undefined ?? "silent" });
+  const clients = new KafkaClients(createKafka(brokers, prefix, logger));
+  const redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+  const subscriptions = new Subscriptions();
+  const deadLetters = new DeadLetterIndex(clients, logger, prefix);
+  const harness = { routes: {} as Record<string, string> } as EventsHarness;
+  const publisher = new Publisher({ kafka: clients, dedup: new PublishDedup(redis, { prefix: `${prefix}:pub:` }), routes: () => harness.routes });
+  const server = new MeshServer({ name: "events-test", logger, shutdownGraceMs: 2000 })
+    .addService(EventServiceService, eventHandlers({ kafka: clients, publisher, subscriptions, deadLetters }))
+    .onClose("kafka", () => clients.close())
+    .onClose("dlq index", () => deadLetters.stop())
+    .onClose("subscriptions", () => subscriptions.closeAll());
+  const port = await server.listen("127.0.0.1:0");
+  await deadLetters.start();
+  server.markServing();
+  const kafka = new Kafka({ clientId: `${prefix}-test`, brokers, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  const client = createClient(EventServiceService, `127.0.0.1:${port}`);
+  return Object.assign(harness, {
+    client, address: `127.0.0.1:${port}`, prefix, admin, kafka, redis, subscriptions,
+    async topic(name: string, partitions = 3) {
+      const topic = `${prefix}.${name}`;
+      await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+      return topic;
+    },
+    async stop() {
+      client.close();
+      await server.shutdown();
+      await admin.disconnect();
+      const keys = await redis.keys(`${prefix}:*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
+    },
+  });
+}
+
+/** A Subscribe stream run in the background: what it received, and its subscription id. */
+export class Subscriber {
+  readonly infos: SubscriptionInfo[] = [];
+  readonly deliveries: Delivery[] = [];
+  error: unknown;
+  ended = false;
+  readonly #abort = new AbortController();
+  readonly done: Promise<void>;
+  /** Called for each delivery as it arrives. */
+  onDelivery: ((d: Delivery) => void) | undefined;
+
+  constructor(private readonly client: EventsClient, request: Partial<SubscribeRequest> & { topic: string }) {
+    const full: SubscribeRequest = {
+      consumerGroup: "", startPosition: undefined, types: [], maxInFlight: 0, ackDeadline: undefined, maxDeliveryAttempts: 0, ...request,
+    };
+    this.done = (async () => {
+      try {
+        for await (const m of client.subscribe(full, { signal: this.#abort.signal })) {
+          if (m.payload?.$case === "subscription") this.infos.push(m.payload.value);
+          else if (m.payload?.$case === "delivery") {
+            this.deliveries.push(m.payload.value);
+            this.onDelivery?.(m.payload.value);
+          }
+        }
+      } catch (error) {
+        if (!this.#abort.signal.aborted) this.error = error;
+      } finally {
+        this.ended = true;
+      }
+    })();
+  }
+
+  get id(): string {
+    return this.infos[0]?.subscriptionId ?? "";
+  }
+
+  /** The partitions it holds now. */
+  get partitions(): number[] {
+    return this.infos.at(-1)?.partitions ?? [];
+  }
+
+  /** Waits until the group assigned it partitions. */
+  async joined(): Promise<void> {
+    await waitFor("a partition assignment", () => {
+      if (this.error) throw this.error;
+      return this.partitions.length > 0;
+    });
+  }
+
+  ack(tokens: string[]) {
+    return this.client.acknowledge({ subscriptionId: this.id, ackTokens: tokens, nacks: [] });
+  }
+
+  /** Cancels the stream and waits for it to end. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.done;
+  }
+}
+
+/** Publishes `n` events of `type` (routed to a test topic by the harness), ids `<tag>-<i>`; returns their ids. */
+export async function publishMany(h: EventsHarness, type: string, tag: string, n: number): Promise<string[]> {
+  const ids = Array.from({ length: n }, (_, i) => `${tag}-${i}`);
+  for (let i = 0; i < ids.length; i += 50) {
+    await Promise.all(ids.slice(i, i + 50).map((id, j) => h.client.publish({
+      event: { id, source: "//test/events", specversion: "", type, subject: `s-${(i + j) % 17}`, time: undefined, datacontenttype: "", dataschema: "", data: { n: i + j }, extensions: {} },
+    })));
+  }
+  return ids;
+}
