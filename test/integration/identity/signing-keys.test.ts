@@ -1,0 +1,88 @@
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SigningKeyState } from "../../../gen/taskmesh/identity/v1/identity.js";
+import { openPrivateKey } from "../../../services/identity/src/index.js";
+import { Code } from "../../../services/kit/src/index.js";
+import { failure, seconds, startIdentity, waitFor, type IdentityHarness } from "./support.js";
+
+describe("identity: signing keys", () => {
+  let h: IdentityHarness;
+  let secret: string;
+
+  beforeAll(async () => {
+    // Access tokens live 3 s, so a replaced key leaves the JWKS 3 s after it stopped signing; sweeps every 200 ms.
+    h = await startIdentity("identity_keys", { accessTtlMs: 3000, sweepIntervalMs: 200, scheduler: true });
+    secret = (await h.client.createApiKey({ name: "rotator", scopes: ["tasks:read"], subject: "", ttl: undefined })).secret;
+  });
+
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  const kids = async () => (await h.client.getJwks({})).keys.map((k) => k.kid);
+  const verify = async (token: string) =>
+    jwtVerify(token, createLocalJWKSet({ keys: (await h.client.getJwks({})).keys.map((k) => ({ ...k })) }), { issuer: "taskmesh-identity", audience: "taskmesh" });
+
+  it("starts with one active key, stored encrypted under the key-encryption key", async () => {
+    const [kid] = await kids();
+    expect(await kids()).toHaveLength(1);
+    const { rows } = await h.sql.query<{ state: string; private_key: Buffer }>("SELECT state, private_key FROM identity.signing_keys WHERE kid = $1", [kid]);
+    expect(rows[0]!.state).toBe("active");
+    const der = openPrivateKey(h.config.kek, kid!, rows[0]!.private_key);
+    expect(rows[0]!.private_key.includes(der.subarray(0, 64))).toBe(false);
+    expect(() => openPrivateKey(Buffer.alloc(32, 7), kid!, rows[0]!.private_key)).toThrow();
+    expect(() => openPrivateKey(h.config.kek, "another-kid", rows[0]!.private_key)).toThrow();
+  });
+
+  it("with activation_delay 0s: new tokens carry the new kid, old tokens still verify, and the old key leaves the JWKS once its tokens expired", async () => {
+    const oldToken = (await h.client.issueToken({ apiKey: secret, scopes: [] })).accessToken;
+    const oldKid = decodeProtectedHeader(oldToken).kid!;
+    const rotated = await h.client.rotateSigningKey({ activationDelay: seconds(0) });
+    const newKid = rotated.newKey!.kid;
+    expect(newKid).not.toBe(oldKid);
+    expect(rotated.newKey!.state).toBe(SigningKeyState.SIGNING_KEY_STATE_ACTIVE);
+    expect(rotated.keys.map((k) => [k.kid, k.state])).toEqual([[newKid, SigningKeyState.SIGNING_KEY_STATE_ACTIVE], [oldKid, SigningKeyState.SIGNING_KEY_STATE_RETIRING]]);
+    const old = rotated.keys[1]!;
+    expect(old.removedAt!.getTime() - old.retiredAt!.getTime()).toBe(3000);
+    expect(await kids()).toEqual([newKid, oldKid]);
+
+    const newToken = (await h.client.issueToken({ apiKey: secret, scopes: [] })).accessToken;
+    expect(decodeProtectedHeader(newToken).kid).toBe(newKid);
+    await verify(newToken);
+    await verify(oldToken);
+
+    await waitFor("the old key to leave the JWKS", async () => !(await kids()).includes(oldKid), 10_000);
+    expect(await kids()).toEqual([newKid]);
+    await expect(verify(oldToken)).rejects.toThrow();
+    const { rows } = await h.sql.query<{ state: string }>("SELECT state FROM identity.signing_keys WHERE kid = $1", [oldKid]);
+    await waitFor("the sweep to record it", async () => (await h.sql.query<{ state: string }>("SELECT state FROM identity.signing_keys WHERE kid = $1", [oldKid])).rows[0]!.state === "retired", 5000);
+    expect(rows).toHaveLength(1);
+  });
+
+  it("with a delay: the new key is published at once and signs only after it", async () => {
+    const [current] = await kids();
+    const rotated = await h.client.rotateSigningKey({ activationDelay: seconds(1.5) });
+    const pending = rotated.newKey!;
+    expect(pending.state).toBe(SigningKeyState.SIGNING_KEY_STATE_PENDING);
+    expect(await kids()).toEqual([current, pending.kid]);
+    expect(decodeProtectedHeader((await h.client.issueToken({ apiKey: secret, scopes: [] })).accessToken).kid).toBe(current);
+    await new Promise((r) => setTimeout(r, 1600));
+    expect(decodeProtectedHeader((await h.client.issueToken({ apiKey: secret, scopes: [] })).accessToken).kid).toBe(pending.kid);
+    expect((await kids())[0]).toBe(pending.kid);
+    await waitFor("the activation to be recorded", async () =>
+      (await h.sql.query<{ state: string }>("SELECT state FROM identity.signing_keys WHERE kid = $1", [pending.kid])).rows[0]!.state === "active", 5000);
+  });
+
+  it("lets one of concurrent rotations commit at a time (others: ABORTED RES_CONCURRENT_ROTATION), never two active keys", async () => {
+    const results = await Promise.allSettled(Array.from({ length: 4 }, () => h.client.rotateSigningKey({ activationDelay: seconds(0) }, { timeoutMs: 20_000 })));
+    const refused = results.flatMap((r) => (r.status === "rejected" ? [r.reason] : []));
+    for (const e of refused) {
+      expect([e.code, e.reason]).toEqual([Code.ABORTED, "RES_CONCURRENT_ROTATION"]);
+      expect(e.retryAfterMs).toBeGreaterThan(0);
+    }
+    expect(results.some((r) => r.status === "fulfilled")).toBe(true);
+    const { rows } = await h.sql.query<{ n: string }>("SELECT count(*) AS n FROM identity.signing_keys WHERE state = 'active'");
+    expect(rows[0]!.n).toBe("1");
+    await verify((await h.client.issueToken({ apiKey: secret, scopes: [] })).accessToken);
+  });
+});
