@@ -1,9 +1,11 @@
-import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import Table from "cli-table3";
 import pc from "picocolors";
 import { checkHealth } from "../health.js";
 import { localSecret } from "../secrets.js";
+import { LineSplitter, lineHasTrace, parseTraceId, traceLines } from "./log-trace.js";
+import { UsageError } from "./rpc.js";
 import { LOG_DIR, readState, STATE_DIR, type ProcessRecord, type RunState } from "../state.js";
 import { alive } from "../supervisor.js";
 
@@ -13,7 +15,7 @@ export function table(head: string[]): InstanceType<typeof Table> {
   return new Table({ head, style: tty ? { head: ["cyan"] } : { head: [], border: [] } });
 }
 
-/** How a process's addresses are shown: URLs for what people open, host:port for the rest. */
+/** How a process's addresses are shown: URLs for what people open (a service's metrics included), host:port for the rest. */
 function addressOf(p: ProcessRecord): string {
   const port = p.ports.app;
   if (p.name === "postgres" && port !== undefined) {
@@ -22,7 +24,8 @@ function addressOf(p: ProcessRecord): string {
   if (p.name === "redis" && port !== undefined) return `redis://127.0.0.1:${port}`;
   return Object.entries(p.ports)
     .filter(([role]) => role !== "controller" && role !== "query-grpc")
-    .map(([role, n]) => (role === "app" ? `127.0.0.1:${n}` : role === "ui" ? `http://127.0.0.1:${n}` : `${role} 127.0.0.1:${n}`))
+    .map(([role, n]) => (role === "app" ? `127.0.0.1:${n}` : role === "ui" ? `http://127.0.0.1:${n}`
+      : role === "metrics" ? `metrics http://127.0.0.1:${n}/metrics` : `${role} 127.0.0.1:${n}`))
     .join("  ");
 }
 
@@ -71,34 +74,84 @@ export function status(json: boolean): number {
   return 0;
 }
 
-/** `taskmesh logs <process> [-f]`: prints a process's log; with follow, keeps printing what it appends. */
-export async function logs(name: string, follow: boolean): Promise<number> {
-  const file = join(LOG_DIR, `${name}.log`);
-  if (!existsSync(file)) {
+/** A log file read from where the last read stopped, a whole line at a time. */
+class LogReader {
+  private offset = 0;
+  private readonly lines = new LineSplitter();
+
+  constructor(readonly file: string) {}
+
+  /** The whole lines appended since the last call (with `end`, also a last line without its newline). */
+  read(end = false): string[] {
+    if (!existsSync(this.file)) return [];
+    const size = statSync(this.file).size;
+    if (size < this.offset) this.offset = 0; // truncated
+    const out: string[] = [];
+    if (size > this.offset) {
+      const fd = openSync(this.file, "r");
+      try {
+        const buffer = Buffer.alloc(size - this.offset);
+        readSync(fd, buffer, 0, buffer.length, this.offset);
+        out.push(...this.lines.push(buffer.toString("utf8")));
+        this.offset = size;
+      } finally {
+        closeSync(fd);
+      }
+    }
+    if (end) out.push(...this.lines.flush());
+    return out;
+  }
+}
+
+/**
+ * `taskmesh logs [process] [-f] [--trace <id>]`: prints a process's log;
+ * with follow, keeps printing what it appends. With a trace id (or a
+ * traceparent), only the lines of that trace; without a process, those of
+ * every process's log, in time order, each prefixed with its process.
+ */
+export async function logs(name: string | undefined, follow: boolean, trace?: string): Promise<number> {
+  const traceId = trace === undefined ? undefined : parseTraceId(trace);
+  if (trace !== undefined && traceId === undefined) throw new UsageError(`--trace: expected a trace id (32 hex digits) or a traceparent, got ${JSON.stringify(trace)}`);
+  if (name === undefined) {
+    if (traceId === undefined) throw new UsageError("logs: name a process, or give --trace <trace id> to search every process's log");
+    return traceAcrossLogs(traceId, follow);
+  }
+  const reader = new LogReader(join(LOG_DIR, `${name}.log`));
+  if (!existsSync(reader.file)) {
     const known = readState()?.processes.map((p) => p.name).join(", ");
     console.error(`taskmesh: no log for ${name}${known ? ` (processes: ${known}, taskmesh)` : ""}`);
     return 1;
   }
-  let offset = 0;
-  const drain = (): void => {
-    const size = statSync(file).size;
-    if (size < offset) offset = 0; // truncated
-    if (size === offset) return;
-    const fd = openSync(file, "r");
-    try {
-      const buffer = Buffer.alloc(size - offset);
-      readSync(fd, buffer, 0, buffer.length, offset);
-      process.stdout.write(buffer);
-      offset = size;
-    } finally {
-      closeSync(fd);
-    }
+  const drain = (end: boolean): void => {
+    const lines = reader.read(end).filter((line) => traceId === undefined || lineHasTrace(line, traceId));
+    if (lines.length > 0) process.stdout.write(`${lines.join("\n")}\n`);
   };
-  drain();
+  drain(!follow);
   if (!follow) return 0;
   for (;;) {
     await new Promise((r) => setTimeout(r, 250));
-    drain();
+    drain(false);
+  }
+}
+
+/** Every log under `.taskmesh/logs/`, by process name. */
+function logFiles(): Map<string, string> {
+  if (!existsSync(LOG_DIR)) return new Map();
+  return new Map(readdirSync(LOG_DIR).filter((f) => f.endsWith(".log")).sort().map((f) => [f.slice(0, -".log".length), join(LOG_DIR, f)]));
+}
+
+/** The lines of one trace across every process's log, then (with follow) as they come. */
+async function traceAcrossLogs(traceId: string, follow: boolean): Promise<number> {
+  const readers = new Map([...logFiles()].map(([process, file]) => [process, new LogReader(file)]));
+  const print = (lines: ReturnType<typeof traceLines>): void => {
+    for (const { process: name, line } of lines) process.stdout.write(`${pc.dim(`${name} |`)} ${line}\n`);
+  };
+  print(traceLines(new Map([...readers].map(([name, r]) => [name, r.read(!follow).join("\n")])), traceId));
+  if (!follow) return 0;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 250));
+    for (const [name, file] of logFiles()) if (!readers.has(name)) readers.set(name, new LogReader(file));
+    print(traceLines(new Map([...readers].map(([name, r]) => [name, r.read().join("\n")])), traceId));
   }
 }
 
