@@ -52,10 +52,11 @@ program.command("status")
   .action(action((opts: { json?: boolean }) => status(opts.json ?? false)));
 
 program.command("logs")
-  .description("print a process's log (.taskmesh/logs/<process>.log)")
-  .argument("<process>", "e.g. postgres, config-0, taskmesh")
+  .description("print a process's log (.taskmesh/logs/<process>.log); with --trace only one trace's lines, of every process when none is named")
+  .argument("[process]", "e.g. postgres, config-0, taskmesh")
   .option("-f, --follow", "keep printing as it grows")
-  .action(action((name: string, opts: { follow?: boolean }) => logs(name, opts.follow ?? false)));
+  .option("--trace <trace-id>", "only lines with this trace id (32 hex digits, or a traceparent)")
+  .action(action((name: string | undefined, opts: { follow?: boolean; trace?: string }) => logs(name, opts.follow ?? false, opts.trace)));
 
 program.command("health")
   .description("gRPC health of every service instance")
