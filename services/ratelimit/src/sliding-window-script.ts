@@ -62,8 +62,9 @@ for i = 1, n do
   elseif total + hits > limit then
     over = 1
     if hits <= limit then
+      -- Every member holds at least one hit: the oldest 'need' members free enough.
       local need = total + hits - limit
-      local members = redis.call('ZRANGE', log, 0, -1, 'WITHSCORES')
+      local members = redis.call('ZRANGE', log, 0, need - 1, 'WITHSCORES')
       local freed = 0
       for j = 1, #members, 2 do
         freed = freed + count(members[j])
