@@ -1,0 +1,112 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, describe, expect, it } from "vitest";
+import { IdentityServiceService } from "../../../gen/taskmesh/identity/v1/identity.js";
+import { freePort } from "../../../deploy/local/secrets.js";
+import { ensureBootstrapKey, migrations } from "../../../services/identity/src/index.js";
+import { createClient, createLogger, createPool, migrate } from "../../../services/kit/src/index.js";
+import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
+import { startService, waitForServing } from "../../support/processes.js";
+
+describe("identity: the process and its bootstrap key", () => {
+  const dir = mkdtempSync(join(tmpdir(), "identity-bootstrap-"));
+  const databases: TestDatabase[] = [];
+  const kek = randomBytes(32).toString("base64");
+
+  afterAll(async () => {
+    for (const db of databases) await db.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const database = async (label: string) => {
+    const db = await createTestDatabase(label);
+    databases.push(db);
+    return db;
+  };
+
+  const activeBootstrapKeys = async (url: string) => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      return (await c.query<{ id: string }>("SELECT id FROM identity.api_keys WHERE name = 'bootstrap' AND revoked_at IS NULL")).rows;
+    } finally {
+      await c.end();
+    }
+  };
+
+  it("exits 2 naming the variable when the key-encryption key is missing or bad", async () => {
+    const missing = startService("identity", { DATABASE_URL: "postgres://u:p@127.0.0.1:1/x", TASKMESH_LISTEN: "127.0.0.1:0", TASKMESH_IDENTITY_KEK: "" });
+    expect(await missing.exited).toBe(2);
+    expect(missing.output()).toMatch(/identity: bad environment: TASKMESH_IDENTITY_KEK: required/);
+    const short = startService("identity", { DATABASE_URL: "postgres://u:p@127.0.0.1:1/x", TASKMESH_IDENTITY_KEK: randomBytes(16).toString("base64"), TASKMESH_IDENTITY_ACCESS_TTL: "soon" });
+    expect(await short.exited).toBe(2);
+    expect(short.output()).toMatch(/TASKMESH_IDENTITY_KEK: expected base64 of 32/);
+    expect(short.output()).toMatch(/TASKMESH_IDENTITY_ACCESS_TTL: expected a duration/);
+  });
+
+  it("creates the bootstrap key file (0600, folder 0700) at first start and keeps it at the next; its key is an admin key", async () => {
+    const db = await database("identity_process");
+    const file = join(dir, "secrets", "bootstrap.key");
+    const env = { DATABASE_URL: db.url, TASKMESH_IDENTITY_KEK: kek, TASKMESH_BOOTSTRAP_KEY_FILE: file };
+    const run = async (check: (address: string) => Promise<void>) => {
+      const address = `127.0.0.1:${await freePort()}`;
+      const proc = startService("identity", { ...env, TASKMESH_LISTEN: address });
+      try {
+        await waitForServing(address, proc, 30_000);
+        await check(address);
+      } finally {
+        proc.child.kill("SIGTERM");
+        expect(await proc.exited).toBe(0);
+      }
+      return proc.output();
+    };
+    let secret = "";
+    const firstLog = await run(async (address) => {
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      expect(statSync(join(dir, "secrets")).mode & 0o777).toBe(0o700);
+      secret = readFileSync(file, "utf8").trim();
+      expect(secret).toMatch(/^tmk_/);
+      const client = createClient(IdentityServiceService, address);
+      try {
+        const issued = await client.issueToken({ apiKey: secret, scopes: [] });
+        expect(issued.scopes).toEqual(["admin"]);
+        expect((await client.getJwks({})).keys).toHaveLength(1);
+      } finally {
+        client.close();
+      }
+    });
+    expect(firstLog).not.toContain(secret);
+    const secondLog = await run(async () => {
+      expect(readFileSync(file, "utf8").trim()).toBe(secret);
+    });
+    expect(secondLog).not.toContain(secret);
+    expect(await activeBootstrapKeys(db.url)).toHaveLength(1);
+
+    // A lost secret: the next start revokes the old bootstrap key and writes a new one.
+    writeFileSync(file, "tmk_lost\n", { mode: 0o600 });
+    await run(async () => undefined);
+    const replaced = readFileSync(file, "utf8").trim();
+    expect(replaced).not.toBe(secret);
+    expect(replaced).toMatch(/^tmk_/);
+    expect(await activeBootstrapKeys(db.url)).toHaveLength(1);
+  }, 90_000);
+
+  it("creates one bootstrap key when replicas start together", async () => {
+    const db = await database("identity_bootstrap_race");
+    const logger = createLogger({ level: "silent" });
+    const pools = [0, 1, 2].map(() => createPool({ url: db.url, applicationName: "bootstrap-race", logger, max: 2 }));
+    try {
+      await migrate(pools[0]!, "identity", migrations, logger);
+      const file = join(dir, "race", "bootstrap.key");
+      const outcomes = await Promise.all(pools.map((pool) => ensureBootstrapKey(pool, file, logger)));
+      expect(outcomes.sort()).toEqual(["created", "kept", "kept"]);
+      expect(await activeBootstrapKeys(db.url)).toHaveLength(1);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+    } finally {
+      await Promise.all(pools.map((p) => p.end()));
+    }
+  });
+});
