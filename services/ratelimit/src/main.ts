@@ -56,19 +56,24 @@ await runService({
         // connection comes back on its own (the counter logs both).
         counter.connect().catch(() => undefined);
         // Serve only once the limits in config are known: answering before would let everything through.
-        await untilReady("config", () => abortable(Promise.all([limits.ready, failureMode.ready]), signal), signal, log);
+        const loaded = Promise.all([limits.ready, failureMode.ready]);
+        await untilReady("config", () => within(loaded, 5000, "no answer from the config service yet", signal), signal, log);
         log.info({ limits: limits.get().limits.map((l) => l.name), failureMode: failureMode.get() }, "rate limits loaded");
       },
     };
   },
 });
 
-/** `promise`, or a rejection when `signal` aborts first. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+/** `promise`, or a rejection after `ms` (saying `why`) or when `signal` aborts, whichever comes first. */
+function within<T>(promise: Promise<T>, ms: number, why: string, signal: AbortSignal): Promise<T> {
   signal.throwIfAborted();
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(signal.reason);
+    const timer = setTimeout(() => reject(new Error(why)), ms);
     signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+    promise.then(resolve, reject).finally(() => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    });
   });
 }
