@@ -50,7 +50,9 @@ describe("identity: the process and its bootstrap key", () => {
   it("creates the bootstrap key file (0600, folder 0700) at first start and keeps it at the next; its key is an admin key", async () => {
     const db = await database("identity_process");
     const file = join(dir, "secrets", "bootstrap.key");
-    const env = { DATABASE_URL: db.url, TASKMESH_IDENTITY_KEK: kek, TASKMESH_BOOTSTRAP_KEY_FILE: file };
+    // Spans go to the console and logs are at debug level, so the output can be searched for secrets.
+    const env = { DATABASE_URL: db.url, TASKMESH_IDENTITY_KEK: kek, TASKMESH_BOOTSTRAP_KEY_FILE: file, OTEL_TRACES_EXPORTER: "console", OTEL_BSP_SCHEDULE_DELAY: "100", LOG_LEVEL: "debug" };
+    const handedOut: string[] = [];
     const run = async (check: (address: string) => Promise<void>) => {
       const address = `127.0.0.1:${await freePort()}`;
       const proc = startService("identity", { ...env, TASKMESH_LISTEN: address });
@@ -74,11 +76,21 @@ describe("identity: the process and its bootstrap key", () => {
         const issued = await client.issueToken({ apiKey: secret, scopes: [] });
         expect(issued.scopes).toEqual(["admin"]);
         expect((await client.getJwks({})).keys).toHaveLength(1);
+        const created = await client.createApiKey({ name: "traced", scopes: ["worker"], subject: "", ttl: undefined });
+        const pair = await client.issueToken({ apiKey: created.secret, scopes: [] });
+        const next = await client.refreshToken({ refreshToken: pair.refreshToken, scopes: [] });
+        await client.refreshToken({ refreshToken: pair.refreshToken, scopes: [] }).catch(() => undefined);
+        await client.issueToken({ apiKey: `${created.secret.slice(0, -2)}xx`, scopes: [] }).catch(() => undefined);
+        await client.revokeToken({ target: { $case: "token", value: next.accessToken }, reason: "" });
+        handedOut.push(issued.accessToken, issued.refreshToken, created.secret, pair.accessToken, pair.refreshToken, next.accessToken, next.refreshToken, `${created.secret.slice(0, -2)}xx`);
       } finally {
         client.close();
       }
     });
-    expect(firstLog).not.toContain(secret);
+    // the output has the spans of those calls, with their SQL, and no secret or token
+    expect(firstLog).toContain("IssueToken");
+    expect(firstLog).toContain("identity.refresh_tokens");
+    for (const s of [secret, ...handedOut]) expect(firstLog).not.toContain(s);
     const secondLog = await run(async () => {
       expect(readFileSync(file, "utf8").trim()).toBe(secret);
     });
