@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, propagation, trace, type Link, type Span, type Tracer } from "@opentelemetry/api";
+import { SpanKind, SpanStatusCode, trace, type Link, type Span, type Tracer } from "@opentelemetry/api";
 import type { Consumer, EachBatchPayload, KafkaMessage } from "kafkajs";
 import type { Event, SubscribeResponse } from "../../../gen/taskmesh/events/v1/events.js";
+import { recordContext } from "../../kit/src/events/index.js";
 import { invalidArgument, notFound, type Logger } from "../../kit/src/index.js";
 import { fromRecord, headersText } from "./cloud-event.js";
 import { writeDeadLetter, type Failure } from "./dead-letters.js";
@@ -321,7 +322,7 @@ export class Subscription {
   }
 
   #startSpan(p: Pending): Span {
-    const parent = trace.getSpanContext(propagation.extract(ROOT_CONTEXT, headersText(p.message.headers)));
+    const parent = trace.getSpanContext(recordContext(headersText(p.message.headers)));
     const links: Link[] = parent ? [{ context: parent }] : [];
     return this.#o.tracer.startSpan(`${this.#spec.topic} deliver`, {
       kind: SpanKind.CONSUMER,
