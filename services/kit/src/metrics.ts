@@ -185,12 +185,18 @@ export function scrapeGauge<L extends string>(options: {
 /** What {@link kafkaConsumerLag} needs of a kafkajs admin client (connected by its owner). */
 export type LagAdmin = Pick<Admin, "fetchOffsets" | "fetchTopicOffsets">;
 
+/** A consumer group and the topics it consumes. */
+export interface LagGroup {
+  readonly groupId: string;
+  readonly topics: readonly string[];
+}
+
 /** Options of {@link kafkaConsumerLag}. */
 export interface KafkaConsumerLagOptions {
-  /** A connected kafkajs admin client; its owner connects and disconnects it. */
-  readonly admin: LagAdmin;
-  /** The consumer groups to watch, each with the topics it consumes. */
-  readonly groups: ReadonlyArray<{ readonly groupId: string; readonly topics: readonly string[] }>;
+  /** A connected kafkajs admin client, or a function that gives one (e.g. connected lazily); its owner connects and disconnects it. */
+  readonly admin: LagAdmin | (() => Promise<LagAdmin>);
+  /** The consumer groups to watch, or a function that lists them at each reading (groups that come and go). */
+  readonly groups: readonly LagGroup[] | (() => readonly LagGroup[]);
   /** How long one reading of the offsets is reused, in ms. @default 5000 */
   readonly cacheMs?: number;
   /** @default the process registry */
@@ -207,10 +213,13 @@ export interface KafkaConsumerLagOptions {
 export function kafkaConsumerLag(options: KafkaConsumerLagOptions): Gauge<"group" | "topic" | "partition"> {
   const read = cachedLoad(async () => {
     const samples: Array<[{ group: string; topic: string; partition: number }, number]> = [];
-    const topics = [...new Set(options.groups.flatMap((g) => g.topics))];
-    const ends = new Map(await Promise.all(topics.map(async (t) => [t, await options.admin.fetchTopicOffsets(t)] as const)));
-    for (const { groupId, topics: own } of options.groups) {
-      const committed = await options.admin.fetchOffsets({ groupId, topics: [...own] });
+    const groups = typeof options.groups === "function" ? options.groups() : options.groups;
+    if (groups.length === 0) return samples;
+    const admin = typeof options.admin === "function" ? await options.admin() : options.admin;
+    const topics = [...new Set(groups.flatMap((g) => g.topics))];
+    const ends = new Map(await Promise.all(topics.map(async (t) => [t, await admin.fetchTopicOffsets(t)] as const)));
+    for (const { groupId, topics: own } of groups) {
+      const committed = await admin.fetchOffsets({ groupId, topics: [...own] });
       for (const { topic, partitions } of committed) {
         for (const { partition, offset } of partitions) {
           const end = ends.get(topic)?.find((p) => p.partition === partition);

@@ -134,4 +134,19 @@ describe("kafkaConsumerLag", () => {
     expect(await sample(registry, "kafka_consumer_lag", { group: "g", topic: "taskmesh.tasks", partition: "0" })).toBe(3);
     expect(await sample(registry, "kafka_consumer_lag", { group: "g", topic: "taskmesh.tasks", partition: "1" })).toBe(30);
   });
+
+  it("reads the groups at each scrape and gets its admin client lazily, asking nothing while there is no group", async () => {
+    let asked = 0;
+    const admin: LagAdmin = {
+      fetchTopicOffsets: async () => [{ partition: 0, offset: "5", high: "5", low: "0" }],
+      fetchOffsets: async () => [{ topic: "t", partitions: [{ partition: 0, offset: "2", metadata: null }] }],
+    };
+    let groups: Array<{ groupId: string; topics: string[] }> = [];
+    const registry = new Registry();
+    kafkaConsumerLag({ admin: async () => (asked++, admin), groups: () => groups, registry, cacheMs: 0 });
+    expect(await sample(registry, "kafka_consumer_lag", {})).toBeUndefined();
+    expect(asked).toBe(0);
+    groups = [{ groupId: "shared", topics: ["t"] }];
+    expect(await sample(registry, "kafka_consumer_lag", { group: "shared", topic: "t", partition: "0" })).toBe(3);
+  });
 });
