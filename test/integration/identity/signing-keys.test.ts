@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SigningKeyState } from "../../../gen/taskmesh/identity/v1/identity.js";
 import { openPrivateKey } from "../../../services/identity/src/index.js";
 import { Code } from "../../../services/kit/src/index.js";
-import { failure, seconds, startIdentity, waitFor, type IdentityHarness } from "./support.js";
+import { seconds, startIdentity, waitFor, type IdentityHarness } from "./support.js";
 
 describe("identity: signing keys", () => {
   let h: IdentityHarness;
