@@ -14,14 +14,14 @@ describe("the ratelimit process", () => {
     const noConfig = startService("ratelimit", { REDIS_URL: "redis://127.0.0.1:1", TASKMESH_UPSTREAM: "", TASKMESH_UPSTREAM_CONFIG: "" });
     expect(await noConfig.exited).toBe(2);
     expect(noConfig.output()).toMatch(/TASKMESH_UPSTREAM: required to reach config/);
-  });
+  }, 60_000);
 
   it("stays NOT_SERVING while the limits cannot be read from config, and exits 0 on SIGTERM", async () => {
     const address = `127.0.0.1:${await freePort()}`;
     const proc = startService("ratelimit", { REDIS_URL: inject("redisUrl"), TASKMESH_LISTEN: address, TASKMESH_UPSTREAM_CONFIG: `127.0.0.1:${await freePort()}` });
     try {
       let status = "UNREACHABLE";
-      const until = Date.now() + 10_000;
+      const until = Date.now() + 30_000; // a cold start under load takes seconds
       while (status === "UNREACHABLE" && Date.now() < until) status = await checkHealth(address, SERVICE);
       expect(status).toBe("NOT_SERVING");
       await new Promise((r) => setTimeout(r, 500));
@@ -31,7 +31,7 @@ describe("the ratelimit process", () => {
       proc.child.kill("SIGTERM");
       expect(await proc.exited).toBe(0);
     }
-  });
+  }, 60_000);
 
   it("serves while Redis is unreachable from the start, answering per the failure mode", async () => {
     const stack = await startRatelimit("ratelimit_process", `redis://127.0.0.1:${await freePort()}`);
