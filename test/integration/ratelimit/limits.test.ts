@@ -57,6 +57,12 @@ describe("ratelimit: limits from config, counted in Redis", () => {
     expect(bob.statuses[0]!.limitRemaining).toBe(2);
   });
 
+  it("admits exactly N of many concurrent requests", async () => {
+    const answers = await Promise.all(Array.from({ length: 20 }, () => stack.ask("crowd")));
+    expect(answers.filter((a) => a.overallCode === OK)).toHaveLength(3);
+    expect(answers.filter((a) => a.overallCode === OK).map((a) => a.statuses[0]!.limitRemaining).sort()).toEqual([0, 1, 2]);
+  });
+
   it("checks every descriptor of a request at once and counts a refused request nowhere", async () => {
     const first = await stack.ask("carol", { method: SUBMIT });
     expect(first.overallCode).toBe(OK);
