@@ -60,7 +60,7 @@ type ScriptRunner = (numKeys: number, ...args: Array<string | number>) => Promis
  * back on its own. Logs once when Redis goes away and once when it is back.
  */
 export class RedisCounter implements HitCounter {
-  readonly redis: Redis;
+  private readonly redis: Redis;
   private readonly prefix: string;
   private readonly log: Logger;
   private readonly run: ScriptRunner;
