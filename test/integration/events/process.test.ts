@@ -1,0 +1,69 @@
+import { Kafka, logLevel } from "kafkajs";
+import { describe, expect, inject, it } from "vitest";
+import { EventServiceService, type Event } from "../../../gen/taskmesh/events/v1/events.js";
+import { freePort } from "../../../deploy/local/secrets.js";
+import { eventsTail } from "../../../deploy/local/commands/events.js";
+import { Code, createClient } from "../../../services/kit/src/index.js";
+import { testTopicPrefix } from "../../support/kafka.js";
+import { startConfigReplica } from "../../support/config-server.js";
+import { createTestDatabase } from "../../support/postgres.js";
+import { startService, waitForServing } from "../../support/processes.js";
+import { Subscriber, waitFor } from "./support.js";
+
+const event = (id: string, type: string): Event => ({
+  id, source: "//test/process", specversion: "", type, subject: id, time: undefined, datacontenttype: "", dataschema: "", data: { id }, extensions: {},
+});
+
+describe("the events process", () => {
+  it("exits 2 naming the variable when its environment is bad", async () => {
+    const proc = startService("events", { KAFKA_BROKERS: "nope", REDIS_URL: inject("redisUrl"), TASKMESH_LISTEN: "127.0.0.1:0" });
+    expect(await proc.exited).toBe(2);
+    expect(proc.output()).toMatch(/events: bad environment: KAFKA_BROKERS:/);
+  });
+
+  it("serves with the live type registry, tails through the CLI, and on SIGTERM ends streams with SYS_SHUTTING_DOWN and exits 0", async () => {
+    const prefix = testTopicPrefix("events-process");
+    const kafka = new Kafka({ clientId: prefix, brokers: [inject("kafkaBrokers")], logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    const topic = `${prefix}.orders`;
+    await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+    const db = await createTestDatabase("events_process");
+    const config = await startConfigReplica(db.url);
+    const address = `127.0.0.1:${await freePort()}`;
+    const proc = startService("events", {
+      KAFKA_BROKERS: inject("kafkaBrokers"), REDIS_URL: inject("redisUrl"), TASKMESH_LISTEN: address, TASKMESH_UPSTREAM_CONFIG: config.address,
+    });
+    const client = createClient(EventServiceService, address);
+    try {
+      await waitForServing(address, proc, 60_000);
+      // A type is unknown until the registry routes it; the change applies without a restart.
+      await expect(client.publish({ event: event(`${prefix}-0`, "shop.order.created") })).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, reason: "VAL_UNKNOWN_EVENT_TYPE" });
+      await config.client.put({ key: "/events/types", value: { "shop.order.*": topic }, expectedRevision: undefined });
+      await waitFor("the registry change", async () => (await client.publish({ event: event(`${prefix}-1`, "shop.order.created") }).catch(() => undefined))?.topic === topic, 10_000);
+      const task = await client.publish({ event: event(`${prefix}-2`, "taskmesh.task.v1.note") });
+      expect(task.topic).toBe("taskmesh.tasks");
+
+      const lines: string[] = [];
+      const stopTail = new AbortController();
+      const tail = eventsTail({ topic, from: "earliest", type: ["shop.order.*"], address }, { out: (l) => lines.push(l), err: () => undefined }, stopTail.signal);
+      await waitFor("the tailed event", () => lines.length === 1);
+      expect(lines[0]).toMatch(new RegExp(`^\\d{4}-\\S+ ${topic.replace(/\./g, "\\.")}/\\d@0 shop\\.order\\.created ${prefix}-1 ${prefix}-1 \\{"id":"${prefix}-1"\\}$`));
+      stopTail.abort();
+      expect(await tail).toBe(130);
+
+      const sub = new Subscriber(client, { topic, consumerGroup: `${prefix}.g` });
+      await sub.joined();
+      proc.child.kill("SIGTERM");
+      await sub.done;
+      expect(sub.error).toMatchObject({ code: Code.UNAVAILABLE, reason: "SYS_SHUTTING_DOWN" });
+      expect(await proc.exited).toBe(0);
+    } finally {
+      client.close();
+      if (proc.child.exitCode === null) proc.child.kill("SIGKILL");
+      await config.stop();
+      await db.drop();
+      await admin.disconnect();
+    }
+  }, 90_000);
+});
