@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { Code, MeshError, isUuid, withTransaction, type Principal } from "../../kit/src/index.js";
+import { Code, MeshError, isUuid, query, withTransaction, type Principal } from "../../kit/src/index.js";
 import { verifyAccessToken } from "./access-token.js";
 import { AuditAction, AuditOutcome, writeAudit, type RequestOrigin } from "./audit.js";
 import type { IdentityConfig } from "./config.js";
@@ -78,7 +78,7 @@ export class Revoker {
   /** The family of a refresh token or of a valid access token this service signed; undefined for anything else. */
   async #familyOf(token: string, signal: AbortSignal): Promise<string | undefined> {
     if (looksLike("refreshToken", token)) {
-      const { rows } = await this.#pool.query<{ family_id: string }>(tokenSql.familyOfRefresh, [hashSecret(token)]);
+      const { rows } = await query<{ family_id: string }>(this.#pool, tokenSql.familyOfRefresh, [hashSecret(token)], signal);
       return rows[0]?.family_id;
     }
     if (token.split(".").length !== 3 || token.length > 8192) return undefined;

@@ -3,7 +3,7 @@ import { promisify } from "node:util";
 import { calculateJwkThumbprint } from "jose";
 import type pg from "pg";
 import { SigningKeyState, type Jwk, type SigningKey } from "../../../gen/taskmesh/identity/v1/identity.js";
-import { Code, MeshError, withTransaction, type Logger } from "../../kit/src/index.js";
+import { Code, MeshError, query, withTransaction, type Logger } from "../../kit/src/index.js";
 import { AuditAction, AuditOutcome, writeAudit, type RequestOrigin } from "./audit.js";
 import type { IdentityConfig } from "./config.js";
 import { openPrivateKey, sealPrivateKey } from "./kek.js";
@@ -128,8 +128,7 @@ export class SigningKeys {
 
   /** The key that signs now (its private part decrypted once per process). */
   async signer(signal?: AbortSignal): Promise<Signer> {
-    signal?.throwIfAborted();
-    const { rows } = await this.#pool.query<SignerRow>(signingKeySql.signer);
+    const { rows } = await query<SignerRow>(this.#pool, signingKeySql.signer, [], signal);
     const row = rows[0];
     if (!row) throw new MeshError({ code: Code.UNAVAILABLE, reason: "SYS_NO_SIGNING_KEY", message: "no signing key is active yet; retry", retryAfterMs: 1000 });
     let key = this.#opened.get(row.kid);
@@ -142,8 +141,7 @@ export class SigningKeys {
 
   /** The published keys: the signer first, then the pending one and the retiring ones. */
   async published(signal?: AbortSignal): Promise<SigningKeyRow[]> {
-    signal?.throwIfAborted();
-    return (await this.#pool.query<SigningKeyRow>(signingKeySql.published)).rows;
+    return (await query<SigningKeyRow>(this.#pool, signingKeySql.published, [], signal)).rows;
   }
 
   async #generate(): Promise<NewKey> {

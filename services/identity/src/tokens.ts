@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { Code, MeshError, exhausted, uuidv7, withTransaction } from "../../kit/src/index.js";
+import { Code, MeshError, exhausted, query, uuidv7, withTransaction } from "../../kit/src/index.js";
 import { signAccessToken, type SignedAccessToken } from "./access-token.js";
 import { AuditAction, AuditOutcome, writeAudit, type RequestOrigin } from "./audit.js";
 import type { IdentityConfig } from "./config.js";
@@ -123,8 +123,7 @@ export class TokenIssuer {
   async #throttle(origin: RequestOrigin, signal: AbortSignal): Promise<void> {
     if (origin.clientIp === "") return;
     const { failureLimit, failureWindowMs } = this.#config;
-    const { rows } = await this.#pool.query<{ failures: number; retry_ms: string | null }>(auditSql.recentFailures, [origin.clientIp, ISSUED, failureWindowMs]);
-    signal.throwIfAborted();
+    const { rows } = await query<{ failures: number; retry_ms: string | null }>(this.#pool, auditSql.recentFailures, [origin.clientIp, ISSUED, failureWindowMs], signal);
     const { failures, retry_ms } = rows[0]!;
     if (failures < failureLimit) return;
     const error = exhausted("RATE_TOO_MANY_FAILURES", "too many failed token requests from this address; retry later", Math.max(1000, Number(retry_ms ?? failureWindowMs)));

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SigningKeyState } from "../../../gen/taskmesh/identity/v1/identity.js";
 import { openPrivateKey } from "../../../services/identity/src/index.js";
 import { Code } from "../../../services/kit/src/index.js";
-import { seconds, startIdentity, waitFor, type IdentityHarness } from "./support.js";
+import { failure, seconds, startIdentity, waitFor, type IdentityHarness } from "./support.js";
 
 describe("identity: signing keys", () => {
   let h: IdentityHarness;
@@ -73,16 +73,45 @@ describe("identity: signing keys", () => {
       (await h.sql.query<{ state: string }>("SELECT state FROM identity.signing_keys WHERE kid = $1", [pending.kid])).rows[0]!.state === "active", 5000);
   });
 
-  it("lets one of concurrent rotations commit at a time (others: ABORTED RES_CONCURRENT_ROTATION), never two active keys", async () => {
-    const results = await Promise.allSettled(Array.from({ length: 4 }, () => h.client.rotateSigningKey({ activationDelay: seconds(0) }, { timeoutMs: 20_000 })));
-    const refused = results.flatMap((r) => (r.status === "rejected" ? [r.reason] : []));
-    for (const e of refused) {
+  it("answers ABORTED RES_CONCURRENT_ROTATION (with RetryInfo) while another rotation holds the lock, and never has two active keys", async () => {
+    const holder = await h.sql.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_advisory_xact_lock(hashtext('taskmesh:identity'), hashtext('signing-keys'))");
+      const e = await failure(h.client.rotateSigningKey({ activationDelay: seconds(0) }, { timeoutMs: 20_000 }));
       expect([e.code, e.reason]).toEqual([Code.ABORTED, "RES_CONCURRENT_ROTATION"]);
       expect(e.retryAfterMs).toBeGreaterThan(0);
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
     }
+    const results = await Promise.allSettled(Array.from({ length: 4 }, () => h.client.rotateSigningKey({ activationDelay: seconds(0) }, { timeoutMs: 20_000 })));
+    for (const r of results) if (r.status === "rejected") expect(r.reason.reason).toBe("RES_CONCURRENT_ROTATION");
     expect(results.some((r) => r.status === "fulfilled")).toBe(true);
     const { rows } = await h.sql.query<{ n: string }>("SELECT count(*) AS n FROM identity.signing_keys WHERE state = 'active'");
     expect(rows[0]!.n).toBe("1");
     await verify((await h.client.issueToken({ apiKey: secret, scopes: [] })).accessToken);
+  });
+});
+
+describe("identity: scheduled signing key rotation", () => {
+  it("rotates when the newest key is older than the rotation interval, activating the new key after the JWKS cache time", async () => {
+    const h = await startIdentity("identity_schedule", { keyRotationMs: 1500, jwksCacheMs: 500, accessTtlMs: 1000, sweepIntervalMs: 100, scheduler: true });
+    try {
+      const { secret } = await h.client.createApiKey({ name: "scheduled", scopes: ["worker"], subject: "", ttl: undefined });
+      const first = decodeProtectedHeader((await h.client.issueToken({ apiKey: secret, scopes: [] })).accessToken).kid;
+      await waitFor("a scheduled rotation to sign new tokens", async () =>
+        decodeProtectedHeader((await h.client.issueToken({ apiKey: secret, scopes: [] })).accessToken).kid !== first, 10_000);
+      const { rows } = await h.sql.query<{ kid: string; state: string; gap: number }>(
+        "SELECT kid, state, EXTRACT(EPOCH FROM (activates_at - created_at)) * 1000 AS gap FROM identity.signing_keys ORDER BY created_at");
+      expect(rows[0]!.kid).toBe(first);
+      expect(Math.round(Number(rows[1]!.gap))).toBe(500);
+      // The key signs from its activation time on; the next sweep records the activation.
+      const audited = async () => (await h.sql.query<{ action: number; actor: string }>("SELECT action, actor FROM identity.audit WHERE kid = $1 ORDER BY seq", [rows[1]!.kid])).rows;
+      await waitFor("the activation to be audited", async () => (await audited()).length >= 2, 5000);
+      expect((await audited()).slice(0, 2)).toEqual([{ action: 7, actor: "identity" }, { action: 8, actor: "identity" }]);
+    } finally {
+      await h.stop();
+    }
   });
 });

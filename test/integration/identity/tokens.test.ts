@@ -183,4 +183,33 @@ describe("identity: API keys and tokens", () => {
     // other addresses are not affected; the edge's appended address is the one counted, not a forged one before it
     expect((await h.client.issueToken({ apiKey: secret, scopes: [] }, { metadata: fromAddress("203.0.113.7, 198.51.100.2") })).accessToken).toBeTruthy();
   });
+  it("treats a key past its expiry as EXPIRED: refused like an unknown key, its name free again", async () => {
+    const { apiKey, secret } = await h.client.createApiKey({ name: "svc-expiring", scopes: ["worker"], subject: "", ttl: { seconds: 3600n, nanos: 0 } });
+    const issued = await h.client.issueToken({ apiKey: secret, scopes: [] });
+    await h.sql.query("UPDATE identity.api_keys SET expires_at = now() - interval '1 second' WHERE id = $1", [apiKey!.id]);
+    const refused = await failure(h.client.issueToken({ apiKey: secret, scopes: [] }));
+    expect([refused.code, refused.reason]).toEqual([Code.UNAUTHENTICATED, "AUTH_INVALID_API_KEY"]);
+    expect((await failure(h.client.refreshToken({ refreshToken: issued.refreshToken, scopes: [] }))).reason).toBe("AUTH_INVALID_REFRESH_TOKEN");
+    const listed = await h.client.listApiKeys({ pageSize: 0, pageToken: "", includeInactive: true, subject: apiKey!.subject });
+    expect(listed.apiKeys.map((k) => k.state)).toEqual([ApiKeyState.API_KEY_STATE_EXPIRED]);
+    await h.client.createApiKey({ name: "svc-expiring", scopes: ["worker"], subject: "", ttl: undefined });
+  });
+});
+
+describe("identity: token family lifetime", () => {
+  it("never lets a refresh token outlive its family's absolute lifetime", async () => {
+    const h = await startIdentity("identity_family_ttl", { familyTtlMs: 1500, refreshTtlMs: 60_000 });
+    try {
+      const { secret } = await h.client.createApiKey({ name: "short-family", scopes: ["worker"], subject: "", ttl: undefined });
+      const issued = await h.client.issueToken({ apiKey: secret, scopes: [] });
+      expect(issued.refreshExpiresIn).toBeLessThanOrEqual(1);
+      const next = await h.client.refreshToken({ refreshToken: issued.refreshToken, scopes: [] });
+      expect(next.refreshExpiresIn).toBeLessThanOrEqual(1);
+      await new Promise((r) => setTimeout(r, 1600));
+      const e = await failure(h.client.refreshToken({ refreshToken: next.refreshToken, scopes: [] }));
+      expect([e.code, e.reason]).toEqual([Code.UNAUTHENTICATED, "AUTH_INVALID_REFRESH_TOKEN"]);
+    } finally {
+      await h.stop();
+    }
+  });
 });
