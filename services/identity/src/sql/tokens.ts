@@ -57,7 +57,7 @@ export const tokenSql = {
   },
   familyOfRefresh: {
     name: "identity-refresh-family",
-    text: `SELECT family_id FROM identity.refresh_tokens WHERE token_hash = $1`,
+    text: `SELECT family_id FROM identity.refresh_tokens WHERE token_hash = $1 AND expires_at > now()`,
   },
   retire: {
     name: "identity-refresh-retire",
