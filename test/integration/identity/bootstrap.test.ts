@@ -91,6 +91,20 @@ describe("identity: the process and its bootstrap key", () => {
     expect(firstLog).toContain("IssueToken");
     expect(firstLog).toContain("identity.refresh_tokens");
     for (const s of [secret, ...handedOut]) expect(firstLog).not.toContain(s);
+    // audit rows carry the trace of their request
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      const { rows } = await c.query<{ trace_id: string; traceparent: string }>("SELECT trace_id, traceparent FROM identity.audit WHERE action = 1 AND outcome = 1");
+      expect(rows.length).toBeGreaterThanOrEqual(2);
+      for (const row of rows) {
+        expect(row.trace_id).toMatch(/^[0-9a-f]{32}$/);
+        expect(row.traceparent).toContain(row.trace_id);
+        expect(firstLog).toContain(row.trace_id);
+      }
+    } finally {
+      await c.end();
+    }
     const secondLog = await run(async () => {
       expect(readFileSync(file, "utf8").trim()).toBe(secret);
     });
