@@ -39,7 +39,7 @@ export interface RedisCounterOptions {
   readonly url: string;
   /** Prefix of every key. @default "taskmesh:ratelimit:" */
   readonly prefix?: string;
-  /** Longest wait for one Redis command (and for a connection), in ms, before answering per the failure mode. @default 50 */
+  /** Longest wait for one Redis command, in ms, before answering per the failure mode. @default 100 */
   readonly timeoutMs?: number;
   readonly logger: Logger;
 }
@@ -67,7 +67,7 @@ export class RedisCounter implements HitCounter {
   private down = false;
 
   constructor(options: RedisCounterOptions) {
-    const timeoutMs = options.timeoutMs ?? 50;
+    const timeoutMs = options.timeoutMs ?? 100;
     this.prefix = options.prefix ?? "taskmesh:ratelimit:";
     this.log = options.logger;
     this.redis = new Redis(options.url, {

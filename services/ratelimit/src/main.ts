@@ -17,8 +17,8 @@ const envShape = {
   REDIS_URL: envSchemas.url("redis", "rediss"),
   /** The failure mode while config key `/ratelimit/failure_mode` is unset. @default open */
   TASKMESH_RATELIMIT_FAILURE_MODE: z.enum(FAILURE_MODES).default("open"),
-  /** Longest wait for Redis on one request before answering per the failure mode (keep it well under the edge's timeout). @default 50ms */
-  TASKMESH_RATELIMIT_REDIS_TIMEOUT: envSchemas.duration().pipe(z.number().min(1).max(10_000)).default(50),
+  /** Longest wait for Redis on one request before answering per the failure mode (keep it well under the edge's timeout). @default 100ms */
+  TASKMESH_RATELIMIT_REDIS_TIMEOUT: envSchemas.duration().pipe(z.number().min(1).max(10_000)).default(100),
   /** Prefix of every Redis key. @default taskmesh:ratelimit: */
   TASKMESH_RATELIMIT_PREFIX: z.string().trim().min(1).regex(/^[^{}]*$/, "must not contain { or }").default("taskmesh:ratelimit:"),
 };

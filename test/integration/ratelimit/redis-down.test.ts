@@ -35,7 +35,7 @@ describe("ratelimit while Redis is down", () => {
   beforeAll(async () => {
     port = await freePort();
     await startRedis();
-    stack = await startRatelimit("ratelimit_redis_down", redisUrl(port), { LOG_LEVEL: "info" });
+    stack = await startRatelimit("ratelimit_redis_down", redisUrl(port), { LOG_LEVEL: "info", TASKMESH_RATELIMIT_REDIS_TIMEOUT: "100ms" });
     await stack.put("/ratelimit/limits", { "per-subject": { descriptor: [{ key: "subject" }], requests: 2, per: "minute" } });
     await eventually(async () => expect((await stack.ask("probe")).statuses[0]?.currentLimit?.name).toBe("per-subject"));
   });
@@ -59,7 +59,7 @@ describe("ratelimit while Redis is down", () => {
       const [answer, took] = await timed(() => stack.ask("erin"));
       expect(answer.overallCode).toBe(OK);
       expect(answer.statuses[0]!.currentLimit).toBeUndefined();
-      expect(took).toBeLessThan(200);
+      expect(took).toBeLessThan(500);
     } finally {
       process.kill(pid, "SIGCONT");
     }
@@ -72,7 +72,7 @@ describe("ratelimit while Redis is down", () => {
       const [answer, took] = await timed(() => stack.ask("alice"));
       expect(answer.overallCode).toBe(OK);
       expect(answer.statuses[0]!.currentLimit).toBeUndefined();
-      expect(took).toBeLessThan(200);
+      expect(took).toBeLessThan(500);
     }
     await eventually(() => expect(stack.proc.output()).toContain("redis unavailable: answering per the failure mode"));
   });
@@ -90,7 +90,7 @@ describe("ratelimit while Redis is down", () => {
     expect(error.retryAfterMs).toBe(1000);
     expect(retryAfter).toBe("1");
     const [, took] = await timed(() => stack.ask("bob"));
-    expect(took).toBeLessThan(200);
+    expect(took).toBeLessThan(500);
   });
 
   it("resumes counting when Redis is back, with the counts it held", async () => {

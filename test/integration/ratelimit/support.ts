@@ -35,6 +35,8 @@ export async function startRatelimit(label: string, redisUrl: string, env: Recor
     TASKMESH_LISTEN: address,
     TASKMESH_UPSTREAM_CONFIG: config.address,
     TASKMESH_RATELIMIT_PREFIX: `test:ratelimit:${label}:${randomBytes(3).toString("hex")}:`,
+    // Tests that count must not fail open because the machine is busy; the Redis tests set their own.
+    TASKMESH_RATELIMIT_REDIS_TIMEOUT: "2s",
     ...env,
   });
   await waitForServing(address, proc, 20_000, "envoy.service.ratelimit.v3.RateLimitService");
