@@ -1,8 +1,9 @@
 import { trace, type Tracer } from "@opentelemetry/api";
 import type { EventServiceService } from "../../../gen/taskmesh/events/v1/events.js";
 import {
-  Violations, decodePageToken, durationMs, encodePageToken, notFound, pageSize, requireScope, uuidv7, type ServiceHandlers,
+  Violations, decodePageToken, durationMs, encodePageToken, pageSize, requireScope, uuidv7, type ServiceHandlers,
 } from "../../kit/src/index.js";
+import { subscriptionGone, type AckRelay } from "./ack-relay.js";
 import type { DeadLetterIndex } from "./dead-letters.js";
 import type { KafkaClients } from "./kafka.js";
 import type { Publisher } from "./publisher.js";
@@ -48,6 +49,8 @@ export interface EventHandlerDeps {
   readonly publisher: Publisher;
   readonly subscriptions: Subscriptions;
   readonly deadLetters: DeadLetterIndex;
+  /** Forwards acknowledgements to the replica holding a subscription; without it only local ones are found. */
+  readonly relay?: AckRelay;
   /** @default the `taskmesh-events` tracer of the global provider */
   readonly tracer?: Tracer;
 }
@@ -74,10 +77,12 @@ export function eventHandlers(deps: EventHandlerDeps): ServiceHandlers<typeof Ev
       deps.subscriptions.add(subscription);
       try {
         await subscription.start();
+        await deps.relay?.hold(subscription);
         ctx.log.debug({ subscription: subscription.id, group: subscription.group }, "subscribed");
         const ended = new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
         await Promise.race([ended, failure]);
       } finally {
+        deps.relay?.release(subscription);
         deps.subscriptions.delete(subscription);
         await subscription.close();
       }
@@ -100,10 +105,9 @@ export function eventHandlers(deps: EventHandlerDeps): ServiceHandlers<typeof Ev
       });
       v.check();
       const subscription = deps.subscriptions.get(request.subscriptionId);
-      if (!subscription || subscription.state !== "running") {
-        throw notFound("RES_SUBSCRIPTION_NOT_FOUND", "the subscription has ended; its unsettled deliveries go to the group again", { subscription_id: request.subscriptionId });
-      }
-      return subscription.settle(request.ackTokens, nacks);
+      if (subscription?.state === "running") return subscription.settle(request.ackTokens, nacks);
+      if (subscription === undefined && deps.relay) return deps.relay.forward(request.subscriptionId, request.ackTokens, nacks, ctx.signal);
+      throw subscriptionGone(request.subscriptionId);
     },
 
     async listDeadLetters(request, ctx) {

@@ -6,6 +6,7 @@ import { EventServiceService } from "../../../gen/taskmesh/events/v1/events.js";
 import {
   MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService, untilReady, watchSetting,
 } from "../../kit/src/index.js";
+import { AckRelay } from "./ack-relay.js";
 import { DeadLetterIndex } from "./dead-letters.js";
 import { eventHandlers, Subscriptions } from "./handlers.js";
 import { KafkaClients, createKafka } from "./kafka.js";
@@ -40,12 +41,14 @@ await runService({
       ? watchSetting(config, { key: REGISTRY_KEY, parse: parseRoutes, fallback: {} as Readonly<Record<string, string>>, logger: log })
       : undefined;
     if (!config) log.warn(`no config upstream (TASKMESH_UPSTREAM_CONFIG): only the built-in event types are registered (${REGISTRY_KEY} is not followed)`);
+    const relay = new AckRelay(redis, redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null }), log);
     const subscriptions = new Subscriptions();
     const deadLetters = new DeadLetterIndex(kafka, log, instance);
     const publisher = new Publisher({ kafka, dedup: new PublishDedup(redis, { ttlMs: env.TASKMESH_EVENTS_DEDUP_TTL }), routes: () => routes?.get() ?? {} });
     const server = new MeshServer({ name: "events", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
-      .addService(EventServiceService, eventHandlers({ kafka, publisher, subscriptions, deadLetters, tracer: trace.getTracer("taskmesh-events") }))
+      .addService(EventServiceService, eventHandlers({ kafka, publisher, subscriptions, deadLetters, relay, tracer: trace.getTracer("taskmesh-events") }))
       .onClose("redis", () => redis.disconnect())
+      .onClose("ack relay", () => relay.stop())
       .onClose("config", () => {
         routes?.close();
         config?.close();
@@ -61,6 +64,7 @@ await runService({
         await untilReady("redis", async () => {
           if (redis.status === "wait") await redis.connect();
           await redis.ping();
+          await relay.start();
         }, signal, log);
         await untilReady("kafka", async () => {
           await kafka.producer();

@@ -121,6 +121,31 @@ describe("events: subscriptions on real Kafka", () => {
     expect(filtered.deliveries).toEqual([]);
   });
 
+  it("Acknowledge reaches any replica: another one forwards it to the replica holding the stream", async () => {
+    const other = await startEvents("events-sub-b");
+    try {
+      const topic = await h.topic("forward", 1);
+      h.routes["test.forward.*"] = topic;
+      const sub = subscribe({ topic, consumerGroup: `${h.prefix}.forward` });
+      await sub.joined();
+      await publishMany(h, "test.forward.created", "forward", 3);
+      await waitFor("three deliveries", () => sub.deliveries.length === 3);
+      const [a, b, c] = sub.deliveries;
+      const r = await other.client.acknowledge({
+        subscriptionId: sub.id, ackTokens: [a!.ackToken, "bogus"], nacks: [{ ackToken: b!.ackToken, requeue: true, delay: undefined, reason: "later" }],
+      });
+      expect(r).toEqual({ acknowledged: 1, nacked: 1, invalidTokens: ["bogus"] });
+      await waitFor("the nacked one again", () => sub.deliveries.length === 4);
+      expect([sub.deliveries[3]!.event!.id, sub.deliveries[3]!.deliveryAttempt]).toEqual([b!.event!.id, 2]);
+      expect(await other.client.acknowledge({ subscriptionId: sub.id, ackTokens: [c!.ackToken, sub.deliveries[3]!.ackToken], nacks: [] }))
+        .toEqual({ acknowledged: 2, nacked: 0, invalidTokens: [] });
+      await expect(other.client.acknowledge({ subscriptionId: "0193a5f0-0000-7000-8000-000000000000", ackTokens: ["x"], nacks: [] }))
+        .rejects.toMatchObject({ code: Code.NOT_FOUND, reason: "RES_SUBSCRIPTION_NOT_FOUND" });
+    } finally {
+      await other.stop();
+    }
+  });
+
   it("refuses a missing topic and bad requests", async () => {
     const missing = subscribe({ topic: `${h.prefix}.missing` });
     await missing.done;

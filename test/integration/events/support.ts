@@ -4,7 +4,7 @@ import { inject } from "vitest";
 import { EventServiceService, type Delivery, type SubscribeRequest, type SubscriptionInfo } from "../../../gen/taskmesh/events/v1/events.js";
 import { MeshServer, createClient, createLogger, type MeshClient } from "../../../services/kit/src/index.js";
 import {
-  DeadLetterIndex, KafkaClients, PublishDedup, Publisher, Subscriptions, createKafka, eventHandlers,
+  AckRelay, DeadLetterIndex, KafkaClients, PublishDedup, Publisher, Subscriptions, createKafka, eventHandlers,
 } from "../../../services/events/src/index.js";
 import { testTopicPrefix } from "../../support/kafka.js";
 
@@ -42,13 +42,16 @@ export async function startEvents(label: string): Promise<EventsHarness> {
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL as "info" | undefined ?? "silent" });
   const clients = new KafkaClients(createKafka(brokers, prefix, logger));
   const redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+  const relay = new AckRelay(redis, redis.duplicate(), logger);
+  await relay.start();
   const subscriptions = new Subscriptions();
   const deadLetters = new DeadLetterIndex(clients, logger, prefix);
   const harness = { routes: {} as Record<string, string> } as EventsHarness;
   const publisher = new Publisher({ kafka: clients, dedup: new PublishDedup(redis, { prefix: `${prefix}:pub:` }), routes: () => harness.routes });
   const server = new MeshServer({ name: "events-test", logger, shutdownGraceMs: 2000 })
-    .addService(EventServiceService, eventHandlers({ kafka: clients, publisher, subscriptions, deadLetters }))
+    .addService(EventServiceService, eventHandlers({ kafka: clients, publisher, subscriptions, deadLetters, relay }))
     .onClose("kafka", () => clients.close())
+    .onClose("ack relay", () => relay.stop())
     .onClose("dlq index", () => deadLetters.stop())
     .onClose("subscriptions", () => subscriptions.closeAll());
   const port = await server.listen("127.0.0.1:0");
