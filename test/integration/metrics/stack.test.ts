@@ -38,7 +38,7 @@ describe("coordinator and worker /metrics", () => {
       procs.push(worker.proc);
       const tasks = createClient(TaskServiceService, coordinator.address);
       try {
-        const ids = [];
+        const ids: string[] = [];
         for (const capability of ["echo", "echo", "fail"]) ids.push((await tasks.submitTask(submitRequest({ capability, input: {}, maxAttempts: 1 }))).task!.id);
         await until("the three tasks to end", async () => {
           const states = await Promise.all(ids.map(async (id) => (await tasks.getTask({ id, view: 1 })).task!.state));
