@@ -1,4 +1,6 @@
 import { Metadata } from "@grpc/grpc-js";
+import { SpanKind } from "@opentelemetry/api";
+import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Event } from "../../../gen/taskmesh/events/v1/events.js";
 import { Code, MeshError } from "../../../services/kit/src/index.js";
@@ -12,9 +14,10 @@ const event = (overrides: Partial<Event> = {}): Event => ({
 describe("events: Publish on real Kafka and Redis", () => {
   let h: EventsHarness;
   let topic: string;
+  const spans = new InMemorySpanExporter();
 
   beforeAll(async () => {
-    h = await startEvents("events-pub");
+    h = await startEvents("events-pub", new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] }).getTracer("test"));
     topic = await h.topic("publish", 3);
     h.routes["test.publish.*"] = topic;
   });
@@ -23,14 +26,19 @@ describe("events: Publish on real Kafka and Redis", () => {
     await h?.stop();
   }, 30_000);
 
-  it("appends the event in CloudEvents binary mode and returns where it landed", async () => {
+  it("appends the event in CloudEvents binary mode and returns where it landed; its delivery's span links to its traceparent", async () => {
     const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     const r = await h.client.publish({ event: event({ id: "landed-1", extensions: { traceparent, tenant: "acme" } }) });
     expect(r).toMatchObject({ topic, duplicate: false, offset: expect.any(BigInt) });
     expect(r.event).toMatchObject({ specversion: "1.0", datacontenttype: "application/json", time: expect.any(Date) });
     const sub = new Subscriber(h.client, { topic, startPosition: { $case: "offset", value: { partitions: { [r.partition]: r.offset } } } });
     await waitFor("the published event", () => sub.deliveries.length >= 1);
+    await sub.ack([sub.deliveries[0]!.ackToken]);
     await sub.stop();
+    const span = spans.getFinishedSpans().find((s) => s.attributes["messaging.message.id"] === "landed-1")!;
+    expect(span.kind).toBe(SpanKind.CONSUMER);
+    expect(span.links.map((l) => [l.context.traceId, l.context.spanId])).toEqual([["0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"]]);
+    expect(span.attributes).toMatchObject({ "messaging.destination.name": topic, "messaging.kafka.offset": Number(r.offset), "taskmesh.delivery_attempt": 1 });
     const d = sub.deliveries[0]!;
     expect([d.partition, d.offset, d.key]).toEqual([r.partition, r.offset, "order-7"]);
     expect(d.event).toEqual({ ...r.event, extensions: { traceparent, tenant: "acme" } });

@@ -1,3 +1,4 @@
+import type { Tracer } from "@opentelemetry/api";
 import { Redis } from "ioredis";
 import { logLevel, Kafka, type Admin } from "kafkajs";
 import { inject } from "vitest";
@@ -35,8 +36,8 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
 }
 
-/** Starts an events replica for one test file. */
-export async function startEvents(label: string): Promise<EventsHarness> {
+/** Starts an events replica for one test file; `tracer` receives its delivery spans. */
+export async function startEvents(label: string, tracer?: Tracer): Promise<EventsHarness> {
   const prefix = testTopicPrefix(label);
   const brokers = [inject("kafkaBrokers")];
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL as "info" | undefined ?? "silent" });
@@ -49,7 +50,7 @@ export async function startEvents(label: string): Promise<EventsHarness> {
   const harness = { routes: {} as Record<string, string> } as EventsHarness;
   const publisher = new Publisher({ kafka: clients, dedup: new PublishDedup(redis, { prefix: `${prefix}:pub:` }), routes: () => harness.routes });
   const server = new MeshServer({ name: "events-test", logger, shutdownGraceMs: 2000 })
-    .addService(EventServiceService, eventHandlers({ kafka: clients, publisher, subscriptions, deadLetters, relay }))
+    .addService(EventServiceService, eventHandlers({ kafka: clients, publisher, subscriptions, deadLetters, relay, ...(tracer ? { tracer } : {}) }))
     .onClose("kafka", () => clients.close())
     .onClose("ack relay", () => relay.stop())
     .onClose("dlq index", () => deadLetters.stop())
