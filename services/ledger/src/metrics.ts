@@ -27,7 +27,14 @@ const FINISHED = ["succeeded", "failed", "cancelled", "timed_out"] as const;
  */
 export function registerLedgerMetrics(pool: pg.Pool, options: LedgerMetricsOptions = {}): void {
   const timeoutMs = options.queryTimeoutMs ?? 5000;
-  const run = <R extends pg.QueryResultRow>(statement: pg.QueryConfig) => query<R>(pool, statement, [], AbortSignal.timeout(timeoutMs)).then((r) => r.rows);
+  // A failed reading is logged once here, not once per gauge that shares it.
+  const run = <R extends pg.QueryResultRow>(statement: pg.QueryConfig) => query<R>(pool, statement, [], AbortSignal.timeout(timeoutMs)).then(
+    (r) => r.rows,
+    (error: unknown) => {
+      options.log?.warn({ err: error, statement: statement.name }, "ledger metrics not read");
+      throw error;
+    },
+  );
   // A capability once seen keeps reporting (0 when drained), so its series does not just vanish.
   const seen = new Set<string>();
   const live = cachedLoad(async () => {
@@ -46,7 +53,7 @@ export function registerLedgerMetrics(pool: pg.Pool, options: LedgerMetricsOptio
     };
   }, options.cacheMs ?? 2000);
   const finished = cachedLoad(async () => new Map((await run<{ state: string; n: string }>(metricsSql.finished)).map((r) => [r.state.toLowerCase(), Number(r.n)])), options.finishedCacheMs ?? 30_000);
-  const common = { registry: options.registry, log: options.log };
+  const common = { registry: options.registry };
 
   scrapeGauge({
     name: "taskmesh_tasks",

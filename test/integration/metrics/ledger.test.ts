@@ -47,6 +47,23 @@ describe("the ledger's /metrics", () => {
     await expect(fetch(`http://127.0.0.1:${metricsPort}/metrics`)).rejects.toThrow();
   });
 
+  it("still answers while Postgres is unreachable: process series there, the ledger's own left out", async () => {
+    const metricsPort = await freePort();
+    const proc = startService("ledger", { DATABASE_URL: "postgres://u:p@127.0.0.1:1/none", TASKMESH_LISTEN: "127.0.0.1:0", TASKMESH_METRICS_LISTEN: `127.0.0.1:${metricsPort}` });
+    try {
+      let text: string | undefined;
+      for (const until = Date.now() + 15_000; text === undefined && Date.now() < until;) {
+        text = await scrape(`http://127.0.0.1:${metricsPort}/metrics`).catch(() => new Promise<undefined>((r) => setTimeout(() => r(undefined), 100)));
+      }
+      expect(sampleOf(text!, "process_resident_memory_bytes", {})).toBeGreaterThan(0);
+      expect(text).not.toMatch(/^taskmesh_tasks\{/m);
+      expect(text).toMatch(/^# TYPE taskmesh_tasks gauge/m);
+    } finally {
+      proc.child.kill("SIGTERM");
+      await proc.exited;
+    }
+  });
+
   it("exits 2 naming the variable when TASKMESH_METRICS_LISTEN is not host:port", async () => {
     const proc = startService("ledger", { DATABASE_URL: "postgres://127.0.0.1:1/none", TASKMESH_METRICS_LISTEN: "9464" });
     expect(await proc.exited).toBe(2);
