@@ -20,9 +20,10 @@ import { basename, dirname, join, resolve } from "node:path";
 import type * as X509 from "@peculiar/x509";
 import { parse, stringify } from "yaml";
 import { alive } from "./supervisor.js";
+import { identities, loadTopology } from "../mesh/topology.js";
 
-/** Every mesh participant that gets an identity: the services and the edge Envoy. */
-export const MESH_IDENTITIES: readonly string[] = Object.freeze(["config", "ledger", "coordinator", "worker", "edge"]);
+/** Every mesh participant that gets an identity: the services of deploy/topology.yaml and the edge Envoy. */
+export const MESH_IDENTITIES: readonly string[] = Object.freeze(identities(loadTopology()));
 /** The SPIFFE trust domain of the mesh. */
 export const TRUST_DOMAIN = "taskmesh.local";
 /** The SDS secret names Envoy configs refer to. */

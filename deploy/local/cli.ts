@@ -9,6 +9,7 @@ import { eventsTail, type TailOptions } from "./commands/events.js";
 import { health, logs, status } from "./commands/inspect.js";
 import { UsageError } from "./commands/rpc.js";
 import { taskCancel, taskGet, taskList, taskSubmit, taskWatch } from "./commands/task.js";
+import { token, type TokenOptions } from "./commands/token.js";
 import type { ListOptions, SubmitOptions, WatchOptions } from "./commands/task-args.js";
 import { down, parseReplicas, up } from "./commands/up.js";
 
@@ -118,6 +119,14 @@ task.command("watch").description("print a task's changes until it ends; exit 0 
 task.command("cancel").description("cancel a pending or running task").argument("<id>")
   .option("--reason <text>", "why, for the task's history").option(...json).addOption(coordinator)
   .action(action((id: string, opts: { reason?: string; json?: boolean; address?: string }) => taskCancel(id, opts)));
+
+program.command("token").description("print a development access token (for grpcurl -H \"authorization: Bearer $(npx taskmesh token)\")")
+  .option("--scope <scope>", "a scope to ask for (default: every scope of the key); repeat for more", collect)
+  .option("--api-key <secret>", "the API key to use (default: TASKMESH_API_KEY, else the bootstrap admin key up made)")
+  .option("--json", "print the whole token response as JSON (refresh token and expiry included)")
+  .addOption(new Option("--address <host:port>", "an identity instance (default: TASKMESH_UPSTREAM_IDENTITY, else the running one)"))
+  .exitOverride(usageExit)
+  .action(action((opts: TokenOptions) => token(opts)));
 
 const events = program.command("events").description("follow the event bus").exitOverride(usageExit);
 events.command("tail").description("print one line per event of a topic until Ctrl-C (a private subscription; acknowledges what it printed)")

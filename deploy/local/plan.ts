@@ -8,7 +8,7 @@ import { kafkaSpec } from "./provision/kafka.js";
 import { envoySpec } from "./provision/envoy.js";
 import { postgresSpec, postgresUrl } from "./provision/postgres.js";
 import { redisSpec, redisUrl } from "./provision/redis.js";
-import { freePort } from "./secrets.js";
+import { freePort, localSecret } from "./secrets.js";
 import { ROOT } from "./provision/versions.js";
 
 function port(variable: string, fallback: number): number {
@@ -40,7 +40,24 @@ export const SERVICES: Readonly<Record<string, { replicas: number; dependsOn: re
   ledger: { replicas: 1, dependsOn: ["postgres", "kafka"] },
   coordinator: { replicas: 1, dependsOn: ["redis", "ledger", "config"] },
   worker: { replicas: 2, dependsOn: ["coordinator"] },
+  identity: { replicas: 1, dependsOn: ["postgres", "kafka"] },
+  ratelimit: { replicas: 1, dependsOn: ["redis", "config"] },
+  events: { replicas: 1, dependsOn: ["kafka", "redis", "config"] },
 };
+
+/** Where `up` keeps the bootstrap admin API key's secret (0600), which `taskmesh token` exchanges for a token. */
+export function bootstrapKeyFile(stateDir: string): string {
+  return join(stateDir, "bootstrap-api-key");
+}
+
+/** What only some services get: identity's key-encryption key and its bootstrap key file. */
+function serviceEnv(service: string, stateDir: string): Record<string, string> {
+  if (service !== "identity") return {};
+  return {
+    TASKMESH_IDENTITY_KEK: localSecret(join(stateDir, "identity.kek"), 32, "base64"),
+    TASKMESH_BOOTSTRAP_KEY_FILE: bootstrapKeyFile(stateDir),
+  };
+}
 
 /** Options of {@link buildPlan}. */
 export interface PlanOptions {
@@ -89,6 +106,17 @@ function serviceSpec(service: string, index: number, port: number, metricsPort: 
     ready: async () => (await checkHealth(address)) === "SERVING",
     stopGraceMs: 15_000,
   };
+}
+
+/** Whether the edge (admin on `adminPort`) has fetched identity's JWKS at least once. */
+async function jwksFetched(adminPort: number, signal: AbortSignal): Promise<boolean> {
+  try {
+    const stats = await (await fetch(`http://127.0.0.1:${adminPort}/stats?filter=${encodeURIComponent("jwt_authn\\.jwks_fetch_success$")}`, { signal })).text();
+    return /jwks_fetch_success: [1-9]/.test(stats);
+  } catch {
+    if (signal.aborted) throw signal.reason;
+    return false;
+  }
 }
 
 /**
@@ -144,17 +172,23 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
     topology: loadTopology(), stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc,
     edge: { port: ports.edge, adminPort: ports.edgeAdmin, descriptorSetPath: join(ROOT, "gen/descriptor.binpb") },
   });
+  const identities = (instances.get("identity") ?? []).map((i) => i.name);
   for (const envoy of mesh) {
-    specs.push(envoySpec({
+    const spec = envoySpec({
       name: envoy.kind === "edge" ? "edge" : `${envoy.name}-sidecar`, kind: envoy.kind, configPath: envoy.configPath, adminPort: envoy.ports.admin!, logDir,
       ...(envoy.service ? { service: envoy.service } : {}), ports: Object.fromEntries(Object.entries(envoy.ports).filter(([k]) => k !== "admin" && k !== "app")),
-    }));
+    });
+    // The edge verifies tokens with identity's keys: it starts after identity and is ready once it has fetched them.
+    specs.push(envoy.kind === "edge" && identities.length > 0
+      ? { ...spec, dependsOn: identities, ready: async (signal) => (await spec.ready(signal)) && (await jwksFetched(envoy.ports.admin!, signal)) }
+      : spec);
   }
   for (const [service, { dependsOn }] of Object.entries(SERVICES)) {
     const after: string[] = dependsOn.filter((d) => infra.has(d));
     for (const d of dependsOn) after.push(...(instances.get(d) ?? []).map((p) => p.name));
     for (const [i, instance] of instances.get(service)!.entries()) {
-      specs.push(serviceSpec(service, i, instance.appPort, metricsPorts.get(instance.name)!, { ...env, TASKMESH_UPSTREAM: `127.0.0.1:${instance.outboundPort}` }, [...after, `${instance.name}-sidecar`]));
+      const own = { ...env, ...serviceEnv(service, options.stateDir), TASKMESH_UPSTREAM: `127.0.0.1:${instance.outboundPort}` };
+      specs.push(serviceSpec(service, i, instance.appPort, metricsPorts.get(instance.name)!, own, [...after, `${instance.name}-sidecar`]));
     }
   }
   return { specs, databaseUrl };

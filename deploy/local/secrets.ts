@@ -7,9 +7,9 @@ import { createServer } from "node:net";
  * ever committed, and the same on every later start (e.g. the password a
  * Postgres cluster was initialised with).
  */
-export function localSecret(file: string): string {
+export function localSecret(file: string, bytes = 18, encoding: "base64url" | "base64" = "base64url"): string {
   if (existsSync(file)) return readFileSync(file, "utf8").trim();
-  const secret = randomBytes(18).toString("base64url");
+  const secret = randomBytes(bytes).toString(encoding);
   writeFileSync(file, `${secret}\n`, { mode: 0o600 });
   return secret;
 }

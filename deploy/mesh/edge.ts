@@ -1,8 +1,12 @@
-import type { Bootstrap, HttpFilter, Route, TypedConfig } from "./envoy-types.js";
+import type { Bootstrap, Cluster, HttpFilter, Route, TypedConfig } from "./envoy-types.js";
+import {
+  ADDRESS_RATE_LIMITS, SUBJECT_RATE_LIMITS, TOKEN_PATHS, authLocalReplies, jwksCluster, jwtFilter, rateLimitFilter, stripClaimsFilter,
+  type EdgeAuthOptions, type EdgeRateLimitOptions,
+} from "./edge-security.js";
 import { meshCluster, connectionManager, type MeshContext } from "./sidecar.js";
 import { otlpCluster } from "./observability.js";
-import { serviceRoutes } from "./routes.js";
-import { EDGE, ownerOf, type Topology } from "./topology.js";
+import { routeAction, serviceRoutes } from "./routes.js";
+import { EDGE, methodPolicy, ownerOf, type Topology } from "./topology.js";
 
 /** Where the edge listens and how it reaches the outside world's tools. */
 export interface EdgeOptions {
@@ -15,20 +19,15 @@ export interface EdgeOptions {
   /** Browser origins CORS allows (prefix match). @default http://localhost and http://127.0.0.1 */
   readonly corsOrigins?: readonly string[];
   /**
-   * Insertion point for the identity issue: filters placed after CORS and
-   * gRPC-Web and before transcoding (`envoy.filters.http.jwt_authn`, with
-   * health, reflection and token issue exempt by its rules).
+   * Access tokens: `jwt_authn` against identity's JWKS, on by default when
+   * the topology has an `identity` service; `false` turns it off.
    */
-  readonly authFilters?: readonly HttpFilter[];
+  readonly auth?: EdgeAuthOptions | false;
   /**
-   * Insertion point for the identity issue: filters placed just before the
-   * router (`envoy.filters.http.ratelimit` with
-   * `rate_limited_as_resource_exhausted: true`, else a 429 turns into a
-   * retried UNAVAILABLE, envoy#4660). Their clusters go in `extraClusters`.
+   * Global rate limits through the `ratelimit` service, on by default when
+   * the topology has one; `false` turns them off.
    */
-  readonly rateLimitFilters?: readonly HttpFilter[];
-  /** Clusters the hook filters need (the JWKS or ratelimit service). */
-  readonly extraClusters?: Bootstrap["static_resources"]["clusters"];
+  readonly rateLimit?: EdgeRateLimitOptions | false;
 }
 
 /** Streaming methods of the well-known services the edge exposes without a topology entry. */
@@ -39,11 +38,19 @@ const KNOWN_STREAMS: Readonly<Record<string, readonly string[]>> = {
 };
 
 /** The edge's routes: each exposed service (or its listed methods) to its target's cluster, then a catch-all 404 so CORS preflights find the policy. */
-export function edgeRoutes(t: Topology): Route[] {
-  const routes = t.edge.expose.flatMap((e) => {
+export function edgeRoutes(t: Topology, rateLimited = false): Route[] {
+  const routes: Route[] = [];
+  if (rateLimited && t.services.identity) {
+    // Token issue and refresh are limited per client address (no subject yet).
+    for (const path of TOKEN_PATHS) {
+      const [service, method] = path.slice(1).split("/") as [string, string];
+      routes.push({ name: `${service}/${method}`, match: { path }, route: { ...routeAction(t, "identity", methodPolicy(t, "identity", service, method)), rate_limits: ADDRESS_RATE_LIMITS } });
+    }
+  }
+  routes.push(...t.edge.expose.flatMap((e) => {
     const target = e.target ?? ownerOf(t, e.service)!;
     return serviceRoutes(t, target, e.service, target, e.methods, KNOWN_STREAMS[e.service] ?? []);
-  });
+  }));
   routes.push({ name: "not-exposed", match: { prefix: "/" }, direct_response: { status: 404, body: { inline_string: "not exposed by the edge\n" } } });
   return routes;
 }
@@ -56,26 +63,28 @@ function transcodedServices(t: Topology): string[] {
 /**
  * The edge Envoy: h2c gRPC, gRPC-Web and HTTP/JSON (transcoded from the
  * descriptor set) on one loopback port, CORS for browsers, routes to every
- * exposed service over mTLS with the `edge` identity, and hook points for
- * JWT authentication and rate limiting.
+ * exposed service over mTLS with the `edge` identity, JWT authentication
+ * and global rate limits (see edge-security.ts).
  */
 export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
   const t = ctx.topology;
   const targets = [...new Set(t.edge.expose.map((e) => e.target ?? ownerOf(t, e.service)!))];
+  const port = options.port ?? 8080;
+  const auth = options.auth ?? (t.services.identity ? {} : false);
+  const rateLimit = options.rateLimit ?? (t.services.ratelimit ? {} : false);
   const origins = options.corsOrigins ?? ["http://localhost", "http://127.0.0.1"];
   const cors: TypedConfig = {
     "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
     allow_origin_string_match: origins.map((prefix) => ({ prefix })),
     allow_methods: "GET, PUT, DELETE, POST, OPTIONS",
     allow_headers: "authorization,content-type,x-grpc-web,x-user-agent,grpc-timeout,traceparent,tracestate",
-    expose_headers: "grpc-status,grpc-message,grpc-status-details-bin",
+    expose_headers: "grpc-status,grpc-message,grpc-status-details-bin,retry-after,x-ratelimit-limit,x-ratelimit-remaining,x-ratelimit-reset",
     max_age: "1728000",
   };
   const filters: HttpFilter[] = [
     { name: "envoy.filters.http.cors", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors" } },
     { name: "envoy.filters.http.grpc_web", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb" } },
-    // Hook: JWT authentication (identity issue).
-    ...(options.authFilters ?? []),
+    ...(auth ? [stripClaimsFilter(), jwtFilter(port, auth)] : []),
     {
       name: "envoy.filters.http.grpc_json_transcoder",
       typed_config: {
@@ -86,8 +95,8 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
         print_options: { add_whitespace: false, always_print_primitive_fields: true, always_print_enums_as_ints: false, preserve_proto_field_names: false },
       },
     },
-    // Hook: global rate limiting (identity issue).
-    ...(options.rateLimitFilters ?? []),
+    // After transcoding, so `method` is always the gRPC path.
+    ...(rateLimit ? [rateLimitFilter(rateLimit)] : []),
   ];
   return {
     node: { id: EDGE, cluster: EDGE },
@@ -95,7 +104,7 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
     static_resources: {
       listeners: [{
         name: "edge",
-        address: { socket_address: { address: "127.0.0.1", port_value: options.port ?? 8080 } },
+        address: { socket_address: { address: "127.0.0.1", port_value: port } },
         filter_chains: [{
           filters: [{
             name: "envoy.filters.network.http_connection_manager",
@@ -103,15 +112,20 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
               statPrefix: "edge",
               serviceName: EDGE,
               codec: "AUTO",
-              routes: edgeRoutes(t),
+              routes: edgeRoutes(t, rateLimit !== false),
               filters,
-              extra: { use_remote_address: true },
-              virtualHost: { typed_per_filter_config: { "envoy.filters.http.cors": cors } },
+              extra: { use_remote_address: true, ...(auth ? { local_reply_config: authLocalReplies() } : {}) },
+              virtualHost: { typed_per_filter_config: { "envoy.filters.http.cors": cors }, ...(rateLimit ? { rate_limits: SUBJECT_RATE_LIMITS } : {}) },
             }),
           }],
         }],
       }],
-      clusters: [...targets.map((target) => meshCluster(ctx, EDGE, target)), ...(options.extraClusters ?? []), otlpCluster(ctx.otlpGrpcPort)],
+      clusters: [
+        ...targets.map((target) => meshCluster(ctx, EDGE, target)),
+        ...(rateLimit && !targets.includes("ratelimit") ? [meshCluster(ctx, EDGE, "ratelimit")] : []),
+        ...(auth ? [jwksCluster(port)] : []),
+        otlpCluster(ctx.otlpGrpcPort),
+      ] satisfies Cluster[],
     },
   };
 }

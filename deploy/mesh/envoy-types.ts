@@ -108,6 +108,15 @@ export interface VirtualHost {
   readonly domains: readonly string[];
   readonly routes: readonly Route[];
   readonly typed_per_filter_config?: Readonly<Record<string, TypedConfig>>;
+  readonly rate_limits?: readonly RateLimit[];
+}
+
+/** One rate-limit descriptor: the entries its actions produce (none when a header is absent). */
+export interface RateLimit {
+  readonly actions: readonly (
+    | { readonly request_headers: { readonly header_name: string; readonly descriptor_key: string } }
+    | { readonly remote_address: Record<string, never> }
+  )[];
 }
 
 export interface RouteMatch {
@@ -130,6 +139,7 @@ export interface RouteAction {
   readonly idle_timeout?: Duration;
   readonly max_stream_duration?: { readonly grpc_timeout_header_max?: Duration; readonly max_stream_duration?: Duration };
   readonly retry_policy?: RetryPolicy;
+  readonly rate_limits?: readonly RateLimit[];
 }
 
 export interface RetryPolicy {

@@ -5,12 +5,14 @@ import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { promisify } from "node:util";
+import type { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exclusive, supervisorLogTail } from "../support/exclusive.js";
 import { freePort } from "../../deploy/local/secrets.js";
 import { ListTasksRequest, TaskServiceService } from "../../gen/taskmesh/coordinator/v1/task_service.js";
 import { createClient, type MeshClient } from "../../services/kit/src/index.js";
 import { ROOT } from "../support/processes.js";
+import { bearer } from "../support/up.js";
 
 const run = promisify(execFile);
 
@@ -44,6 +46,7 @@ describe("the mesh under up: failover, loopback-only apps, certificate rotation"
   let stateDir: string;
   let env: NodeJS.ProcessEnv;
   let client: MeshClient<typeof TaskServiceService>;
+  let auth: Metadata; // the edge wants an access token
 
   const taskmesh = async (...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> => {
     try {
@@ -74,7 +77,7 @@ describe("the mesh under up: failover, loopback-only apps, certificate rotation"
       },
     };
     const timer = setInterval(() => {
-      calls.push(client.listTasks(ListTasksRequest.fromPartial({ pageSize: 1 }), { timeoutMs: 5000 }).then(
+      calls.push(client.listTasks(ListTasksRequest.fromPartial({ pageSize: 1 }), { timeoutMs: 5000, metadata: auth }).then(
         () => void load.ok++,
         (error: unknown) => void load.failed.push(error),
       ));
@@ -97,7 +100,10 @@ describe("the mesh under up: failover, loopback-only apps, certificate rotation"
     const up = await taskmesh("up", "-d", "--replicas", "coordinator=3");
     expect(up.code, up.stderr + up.stdout + supervisorLogTail(stateDir)).toBe(0);
     client = createClient(TaskServiceService, `127.0.0.1:${env.TASKMESH_EDGE_PORT}`);
-    await client.listTasks(ListTasksRequest.fromPartial({ pageSize: 1 }), { timeoutMs: 5000 });
+    const token = await taskmesh("token");
+    expect(token.code, token.stderr).toBe(0);
+    auth = bearer(token.stdout.trim());
+    await client.listTasks(ListTasksRequest.fromPartial({ pageSize: 1 }), { timeoutMs: 5000, metadata: auth });
   }, 400_000); // waiting for the lock included
 
   afterAll(async () => {

@@ -119,16 +119,19 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
     const edge = `http://127.0.0.1:${env.TASKMESH_EDGE_PORT}`;
     const jaeger = `http://127.0.0.1:${env.TASKMESH_JAEGER_PORT}`;
 
+    const token = await taskmesh("token");
+    expect(token.code, token.stderr).toBe(0);
+    const authorization = `Bearer ${token.stdout.trim()}`;
     const submitted = await fetch(`${edge}/v1/tasks`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", authorization },
       body: JSON.stringify({ capability: "echo", input: { traced: true } }),
     });
     expect(submitted.status, await submitted.clone().text()).toBe(200);
     const { id } = ((await submitted.json()) as { task: TaskJson }).task;
     let last: TaskJson | undefined;
     const task = await until("the task to succeed", 15_000, async () => {
-      last = ((await (await fetch(`${edge}/v1/tasks/${id}`)).json()) as { task: TaskJson }).task;
+      last = ((await (await fetch(`${edge}/v1/tasks/${id}`, { headers: { authorization } })).json()) as { task: TaskJson }).task;
       return last.state === "TASK_STATE_SUCCEEDED" ? last : undefined;
     }, () => `last seen: ${JSON.stringify(last)}`);
     expect(task.traceId).toMatch(/^[0-9a-f]{32}$/);

@@ -65,7 +65,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("generated mesh configs", () => {
   it("has one sidecar per instance and the edge, under <stateDir>/envoy/", () => {
-    expect(written.map((w) => w.name).sort()).toEqual(["config-0", "coordinator-0", "coordinator-1", "edge", "ledger-0", "worker-0", "worker-1"]);
+    expect(written.map((w) => w.name).sort()).toEqual(["config-0", "coordinator-0", "coordinator-1", "edge", "events-0", "identity-0", "ledger-0", "ratelimit-0", "worker-0", "worker-1"]);
     for (const w of written) expect(w.configPath).toBe(join(stateDir, "envoy", `${w.name}.yaml`));
   });
 
@@ -85,6 +85,22 @@ describe("generated mesh configs", () => {
     expect(cluster.health_checks[0].grpc_health_check.service_name).toBe("taskmesh.coordinator.v1.TaskService");
     expect(cluster.transport_socket.typed_config.common_tls_context.combined_validation_context.default_validation_context.match_typed_subject_alt_names)
       .toEqual([{ san_type: "URI", matcher: { exact: "spiffe://taskmesh.local/coordinator" } }]);
+  });
+
+  it("the edge strips client-sent claims, checks tokens except on the open paths, and asks ratelimit", () => {
+    const edge = parse(readFileSync(join(stateDir, "envoy", "edge.yaml"), "utf8"));
+    const hcm = edge.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const names = hcm.http_filters.map((f: { name: string }) => f.name);
+    expect(names).toEqual([
+      "envoy.filters.http.cors", "envoy.filters.http.grpc_web", "envoy.filters.http.header_mutation", "envoy.filters.http.jwt_authn",
+      "envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.ratelimit", "envoy.filters.http.router",
+    ]);
+    const jwt = hcm.http_filters[3].typed_config;
+    const open = jwt.rules.filter((r: { requires?: unknown }) => r.requires === undefined).map((r: { match: object }) => Object.values(r.match)[0]);
+    expect(open).toEqual(expect.arrayContaining(["/taskmesh.identity.v1.IdentityService/IssueToken", "/.well-known/jwks.json", "/grpc.health.v1.Health/", "/grpc.reflection."]));
+    expect(jwt.rules.at(-1)).toEqual({ match: { prefix: "/" }, requires: { provider_name: "taskmesh" } });
+    expect(hcm.http_filters[5].typed_config.rate_limited_as_resource_exhausted).toBe(true);
+    expect(edge.static_resources.clusters.map((c: { name: string }) => c.name)).toEqual(expect.arrayContaining(["ratelimit", "identity", "edge-jwks"]));
   });
 });
 
@@ -150,7 +166,8 @@ describe("a live sidecar pair and the edge", () => {
     instances.push({ name: "worker-0", service: "worker", appPort: await free(), inboundPort: await free(), outboundPort: await free(), adminPort: await free() });
     mesh = writeMesh({
       topology, stateDir: live, instances, otlpGrpcPort: await free(), inboundAddress: "127.0.0.1",
-      edge: { port: await free(), adminPort: await free(), descriptorSetPath: join(ROOT, "gen/descriptor.binpb") },
+      // Routing, balancing and mTLS only: tokens and rate limits are tested with the real identity and ratelimit services (test/e2e/identity.test.ts).
+      edge: { port: await free(), adminPort: await free(), descriptorSetPath: join(ROOT, "gen/descriptor.binpb"), auth: false, rateLimit: false },
     });
     const logDir = join(live, "logs");
     envoys = await Promise.all(mesh.map((m) => runProcess(envoySpec({ name: m.name, configPath: m.configPath, adminPort: m.ports.admin!, logDir, kind: m.kind }), { logDir })));

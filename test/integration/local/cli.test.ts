@@ -64,11 +64,13 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     expect(upResult.code, upResult.stderr + upResult.stdout + supervisorLogTail(stateDir)).toBe(0);
     const s = await status();
     expect(s.phase).toBe("ready");
-    const instances = ["config-0", "config-1", "ledger-0", "coordinator-0", "worker-0", "worker-1"];
+    const instances = ["config-0", "config-1", "ledger-0", "coordinator-0", "worker-0", "worker-1", "identity-0", "ratelimit-0", "events-0"];
+    // In start order: the edge waits for identity, whose keys it checks tokens with.
+    const started = ["config-0", "config-1", "ledger-0", "identity-0", "edge", "coordinator-0", "ratelimit-0", "events-0", "worker-0", "worker-1"];
     expect(s.processes.map((p) => [p.name, p.kind, p.state])).toEqual([
       ["postgres", "infra", "running"], ["redis", "infra", "running"], ["kafka", "infra", "running"], ["jaeger", "infra", "running"],
-      ...instances.map((i) => [`${i}-sidecar`, "sidecar", "running"]), ["edge", "edge", "running"],
-      ...instances.map((i) => [i, "service", "running"]),
+      ...instances.map((i) => [`${i}-sidecar`, "sidecar", "running"]),
+      ...started.map((i) => [i, i === "edge" ? "edge" : "service", "running"]),
     ]);
     // Each sidecar shows its admin, inbound and outbound ports; the edge its own.
     const sidecar = s.processes.find((p) => p.name === "coordinator-0-sidecar")!;
@@ -118,14 +120,17 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     expect(watch.stdout).toMatch(/CANCELLED/);
     // Through the edge Envoy and the sidecars, as grpcurl and HTTP/JSON users reach it.
     const edge = `127.0.0.1:${env.TASKMESH_EDGE_PORT}`;
+    const token = await taskmesh("token");
+    expect(token.code, token.stderr).toBe(0);
+    const authorization = `Bearer ${token.stdout.trim()}`;
     const { stdout: listed } = await run("grpcurl", ["-plaintext", edge, "list"]);
     expect(listed).toContain("taskmesh.coordinator.v1.TaskService");
-    const { stdout: viaEdge } = await run("grpcurl", ["-plaintext", "-d", JSON.stringify({ id: final.id }), edge, "taskmesh.coordinator.v1.TaskService/GetTask"]);
+    const { stdout: viaEdge } = await run("grpcurl", ["-plaintext", "-H", `authorization: ${authorization}`, "-d", JSON.stringify({ id: final.id }), edge, "taskmesh.coordinator.v1.TaskService/GetTask"]);
     expect(JSON.parse(viaEdge)).toMatchObject({ task: { id: final.id, state: "TASK_STATE_SUCCEEDED" } });
-    const http = await fetch(`http://${edge}/v1/tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ capability: "echo", input: { via: "http" } }) });
+    const http = await fetch(`http://${edge}/v1/tasks`, { method: "POST", headers: { "content-type": "application/json", authorization }, body: JSON.stringify({ capability: "echo", input: { via: "http" } }) });
     expect(http.status).toBe(200);
     const created = (await http.json()) as { task: { id: string } };
-    const fetched = await fetch(`http://${edge}/v1/tasks/${created.task.id}`);
+    const fetched = await fetch(`http://${edge}/v1/tasks/${created.task.id}`, { headers: { authorization } });
     expect(((await fetched.json()) as { task: { input: unknown } }).task.input).toEqual({ via: "http" });
     const bad = await taskmesh("task", "submit", "teleport");
     expect(bad.code).toBe(1);
@@ -138,7 +143,7 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     expect(log.stdout).toMatch(/"msg":"serving"/);
     const unknown = await taskmesh("logs", "nope");
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toMatch(/no log for nope \(processes: postgres, redis, kafka, jaeger, config-0-sidecar, .*edge, config-0, config-1, ledger-0, coordinator-0, worker-0, worker-1/);
+    expect(unknown.stderr).toMatch(/no log for nope \(processes: postgres, redis, kafka, jaeger, config-0-sidecar, .*, config-0, config-1, ledger-0, identity-0, edge, coordinator-0, ratelimit-0, events-0, worker-0, worker-1/);
     const badReplicas = await taskmesh("up", "--replicas", "config=zero");
     expect(badReplicas.code).not.toBe(0);
     expect(badReplicas.stderr).toMatch(/--replicas: expected name=N/);

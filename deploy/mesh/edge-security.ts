@@ -1,0 +1,176 @@
+/**
+ * The edge's security filters: JWT authentication against identity's JWKS
+ * and global rate limiting through the `ratelimit` service.
+ *
+ * - A client's own `x-jwt-payload` / `x-jwt-sub` headers are removed first,
+ *   so the claims a service sees are always the ones `jwt_authn` verified.
+ * - `jwt_authn` requires a valid access token on every path except token
+ *   issue and refresh, the JWKS, health and reflection (and RevokeToken,
+ *   where a token is optional: holding the token to revoke is proof enough).
+ *   It forwards the verified payload in `x-jwt-payload` and the subject in
+ *   `x-jwt-sub` (for rate-limit descriptors). The JWKS is fetched from the
+ *   edge itself (`GET /.well-known/jwks.json`, transcoded to identity's
+ *   GetJwks), cached, and refreshed before it expires.
+ * - Its 401 replies carry `google.rpc.Status` details for gRPC callers
+ *   (AUTH_MISSING_TOKEN without an `authorization` header, else
+ *   AUTH_INVALID_TOKEN), like every other error of the mesh.
+ * - The `ratelimit` filter asks the ratelimit service about descriptors
+ *   `[subject]` and `[subject, method]` for authenticated calls, and
+ *   `[remote_address, method]` for token issue and refresh.
+ */
+
+import { Status } from "../../gen/google/rpc/status.js";
+import { Code, MeshError } from "../../services/kit/src/errors.js";
+import { toRpcStatus } from "../../services/kit/src/error-wire.js";
+import { staticCluster } from "./clusters.js";
+import type { Cluster, HttpFilter, RateLimit } from "./envoy-types.js";
+
+/** How the edge checks access tokens; the defaults match identity's. */
+export interface EdgeAuthOptions {
+  /** The `iss` tokens must carry. @default "taskmesh-identity" */
+  readonly issuer?: string;
+  /** The `aud` tokens must carry. @default "taskmesh" */
+  readonly audience?: string;
+  /** How long the JWKS is cached (identity's default activation delay for a new key is the same). @default 300 */
+  readonly jwksCacheSeconds?: number;
+  /** Clock skew allowed on `exp`/`nbf`. @default 30 */
+  readonly clockSkewSeconds?: number;
+}
+
+/** How the edge rate-limits. */
+export interface EdgeRateLimitOptions {
+  /** The descriptor domain. @default "taskmesh-edge" */
+  readonly domain?: string;
+  /** How long the edge waits for the ratelimit service before letting the call through. @default 250 */
+  readonly timeoutMs?: number;
+}
+
+export const CLAIMS_HEADER = "x-jwt-payload";
+export const SUBJECT_HEADER = "x-jwt-sub";
+const PROVIDER = "taskmesh";
+const JWKS_CLUSTER = "edge-jwks";
+const RATELIMIT_CLUSTER = "ratelimit";
+const IDENTITY = "/taskmesh.identity.v1.IdentityService/";
+
+/** Paths that need no access token (gRPC paths and their transcoded HTTP routes). */
+export const OPEN_PATHS = [
+  `${IDENTITY}IssueToken`, `${IDENTITY}RefreshToken`, `${IDENTITY}GetJwks`,
+  "/v1/tokens", "/v1/tokens:refresh", "/.well-known/jwks.json",
+] as const;
+const OPEN_PREFIXES = ["/grpc.health.v1.Health/", "/grpc.reflection."] as const;
+/** Paths where a token is checked when present but not required. */
+const OPTIONAL_PATHS = [`${IDENTITY}RevokeToken`] as const;
+/** Token issue and refresh: limited per client address. */
+export const TOKEN_PATHS = [`${IDENTITY}IssueToken`, `${IDENTITY}RefreshToken`] as const;
+
+/** Removes client-sent claim headers before anything reads them. */
+export function stripClaimsFilter(): HttpFilter {
+  return {
+    name: "envoy.filters.http.header_mutation",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+      mutations: { request_mutations: [{ remove: CLAIMS_HEADER }, { remove: SUBJECT_HEADER }] },
+    },
+  };
+}
+
+/** The `jwt_authn` filter; `edgePort` is where the edge serves the transcoded JWKS. */
+export function jwtFilter(edgePort: number, options: EdgeAuthOptions = {}): HttpFilter {
+  const provider = {
+    issuer: options.issuer ?? "taskmesh-identity",
+    audiences: [options.audience ?? "taskmesh"],
+    remote_jwks: {
+      http_uri: { uri: `http://127.0.0.1:${edgePort}/.well-known/jwks.json`, cluster: JWKS_CLUSTER, timeout: "2s" },
+      cache_duration: `${options.jwksCacheSeconds ?? 300}s`,
+      // Fetched in the background, at start and before the cache expires
+      // (the listener must not wait: the JWKS comes through this very edge).
+      async_fetch: { fast_listener: true, failed_refetch_duration: "1s" },
+    },
+    forward: false,
+    forward_payload_header: CLAIMS_HEADER,
+    claim_to_headers: [{ header_name: SUBJECT_HEADER, claim_name: "sub" }],
+    clock_skew_seconds: options.clockSkewSeconds ?? 30,
+  };
+  const open = (match: object) => ({ match });
+  const required = { provider_name: PROVIDER };
+  return {
+    name: "envoy.filters.http.jwt_authn",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+      providers: { [PROVIDER]: provider },
+      rules: [
+        ...OPEN_PATHS.map((path) => open({ path })),
+        ...OPEN_PREFIXES.map((prefix) => open({ prefix })),
+        ...OPTIONAL_PATHS.map((path) => ({ match: { path }, requires: { requires_any: { requirements: [required, { allow_missing: {} }] } } })),
+        { match: { prefix: "/" }, requires: required },
+      ],
+    },
+  };
+}
+
+/** The cluster `jwt_authn` fetches the JWKS through: the edge's own listener. */
+export function jwksCluster(edgePort: number): Cluster {
+  return staticCluster({ name: JWKS_CLUSTER, endpoints: [edgePort], lbPolicy: "ROUND_ROBIN" });
+}
+
+/** The `ratelimit` filter; the `ratelimit` mesh cluster must exist. */
+export function rateLimitFilter(options: EdgeRateLimitOptions = {}): HttpFilter {
+  return {
+    name: "envoy.filters.http.ratelimit",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+      domain: options.domain ?? "taskmesh-edge",
+      timeout: `${(options.timeoutMs ?? 250) / 1000}s`,
+      // The service itself applies the configured policy when Redis is down;
+      // an unreachable service lets calls through.
+      failure_mode_deny: false,
+      // Else a 429 becomes UNAVAILABLE, which clients retry at once (envoy#4660).
+      rate_limited_as_resource_exhausted: true,
+      enable_x_ratelimit_headers: "DRAFT_VERSION_03",
+      rate_limit_service: { grpc_service: { envoy_grpc: { cluster_name: RATELIMIT_CLUSTER } }, transport_api_version: "V3" },
+    },
+  };
+}
+
+/** Descriptors of every authenticated call: per subject, and per subject and method. */
+export const SUBJECT_RATE_LIMITS: readonly RateLimit[] = [
+  { actions: [{ request_headers: { header_name: SUBJECT_HEADER, descriptor_key: "subject" } }] },
+  { actions: [{ request_headers: { header_name: SUBJECT_HEADER, descriptor_key: "subject" } }, { request_headers: { header_name: ":path", descriptor_key: "method" } }] },
+];
+
+/** Descriptors of token issue and refresh: per client address and method. */
+export const ADDRESS_RATE_LIMITS: readonly RateLimit[] = [
+  { actions: [{ remote_address: {} }, { request_headers: { header_name: ":path", descriptor_key: "method" } }] },
+];
+
+function statusDetails(reason: "AUTH_MISSING_TOKEN" | "AUTH_INVALID_TOKEN", message: string): string {
+  const status = toRpcStatus(new MeshError({ code: Code.UNAUTHENTICATED, reason, message }));
+  return Buffer.from(Status.encode(status).finish()).toString("base64");
+}
+
+/**
+ * The edge's local replies for refused tokens (401, or 403 for a token of
+ * another audience, both from `jwt_authn`; only it answers 403 at the edge):
+ * always 401 (UNAUTHENTICATED), and gRPC callers also get
+ * `grpc-status-details-bin` with the design's ErrorInfo.
+ */
+export function authLocalReplies(): { readonly mappers: readonly object[] } {
+  const status = (code: number) => ({ status_code_filter: { comparison: { op: "EQ", value: { default_value: code, runtime_key: `edge.local_reply.${code}` } } } });
+  const mapper = (code: number, reason: "AUTH_MISSING_TOKEN" | "AUTH_INVALID_TOKEN" | undefined, message: string, extra: object[]) => ({
+    filter: { and_filter: { filters: [status(code), ...extra] } },
+    // jwt_authn answers 403 for a token of another audience or issuer: it is not a valid token here either.
+    ...(code === 403 ? { status_code: 401 } : {}),
+    ...(reason ? { headers_to_add: [{ header: { key: "grpc-status-details-bin", value: statusDetails(reason, message) }, append_action: "OVERWRITE_IF_EXISTS_OR_ADD" }] } : {}),
+  });
+  const invalid = "the access token is invalid, expired, or not for this audience";
+  const noAuthorization = { header_filter: { header: { name: "authorization", present_match: false } } };
+  const isGrpc = { header_filter: { header: { name: "content-type", string_match: { prefix: "application/grpc" } } } };
+  return {
+    mappers: [
+      mapper(401, "AUTH_MISSING_TOKEN", "an access token is required (authorization: Bearer <token>)", [noAuthorization, isGrpc]),
+      mapper(401, "AUTH_INVALID_TOKEN", invalid, [isGrpc]),
+      mapper(403, "AUTH_INVALID_TOKEN", invalid, [isGrpc]),
+      mapper(403, undefined, invalid, [{ not_health_check_filter: {} }]),
+    ],
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * The whole system as `taskmesh up -d` runs it, for end-to-end tests: on a
+ * state dir and ports of its own, one such run at a time on the machine
+ * (see exclusive()).
+ */
+import { execFile } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { Metadata } from "@grpc/grpc-js";
+import { freePort } from "../../deploy/local/secrets.js";
+import { exclusive, supervisorLogTail } from "./exclusive.js";
+import { ROOT } from "./processes.js";
+
+const run = promisify(execFile);
+
+/** What a CLI run printed, and its exit code. */
+export interface CliResult {
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly code: number;
+}
+
+/** A running `taskmesh up -d`. */
+export interface UpRun {
+  readonly stateDir: string;
+  /** The environment the run's commands use (its state dir and ports). */
+  readonly env: NodeJS.ProcessEnv;
+  /** The edge's address, `127.0.0.1:<port>`. */
+  readonly edge: string;
+  /** Runs `npx taskmesh <args>` against this run. */
+  taskmesh(...args: string[]): Promise<CliResult>;
+  /** A development access token from `taskmesh token` (the bootstrap admin key's), with `scopes` when given. */
+  token(...scopes: string[]): Promise<string>;
+  /** Stops the run, removes its state and releases the machine. */
+  down(): Promise<void>;
+}
+
+/** `authorization: Bearer <token>` as gRPC metadata. */
+export function bearer(token: string): Metadata {
+  const metadata = new Metadata();
+  metadata.set("authorization", `Bearer ${token}`);
+  return metadata;
+}
+
+/**
+ * Starts `taskmesh up -d <args>` on fresh ports and state, waiting first for
+ * the machine-wide "up" lock; `extraEnv` reaches every process of the run.
+ * Throws (with the supervisor's log) when it does not come up.
+ */
+export async function startUp(args: readonly string[] = [], extraEnv: Record<string, string> = {}): Promise<UpRun> {
+  const release = await exclusive("up");
+  const stateDir = mkdtempSync(join(tmpdir(), "taskmesh-e2e-"));
+  chmodSync(stateDir, 0o755); // Postgres (as user postgres when root) must reach its data directory below
+  const { DATABASE_URL: _ignored, OTEL_TRACES_EXPORTER: _exporter, ...rest } = process.env;
+  const env: NodeJS.ProcessEnv = { ...rest, ...extraEnv, TASKMESH_STATE_DIR: stateDir, NO_COLOR: "1" };
+  for (const variable of ["POSTGRES", "REDIS", "KAFKA", "JAEGER", "OTLP_GRPC", "OTLP_HTTP", "JAEGER_GRPC", "EDGE", "EDGE_ADMIN"]) {
+    env[`TASKMESH_${variable}_PORT`] = String(await freePort());
+  }
+  const taskmesh = async (...cli: string[]): Promise<CliResult> => {
+    try {
+      const { stdout, stderr } = await run(process.execPath, [join(ROOT, "scripts/taskmesh.mjs"), ...cli], { env, timeout: 60_000 });
+      return { stdout, stderr, code: 0 };
+    } catch (error) {
+      const e = error as { stdout?: string; stderr?: string; code?: number };
+      return { stdout: e.stdout ?? "", stderr: e.stderr ?? "", code: typeof e.code === "number" ? e.code : -1 };
+    }
+  };
+  const down = async (): Promise<void> => {
+    try {
+      await taskmesh("down");
+      rmSync(stateDir, { recursive: true, force: true });
+    } finally {
+      release();
+    }
+  };
+  const up = await taskmesh("up", "-d", ...args);
+  if (up.code !== 0) {
+    const log = supervisorLogTail(stateDir);
+    await down();
+    throw new Error(`taskmesh up failed (${up.code}):\n${up.stderr}${up.stdout}${log}`);
+  }
+  return {
+    stateDir, env, edge: `127.0.0.1:${env.TASKMESH_EDGE_PORT}`, taskmesh, down,
+    async token(...scopes) {
+      const issued = await taskmesh("token", ...scopes.flatMap((s) => ["--scope", s]));
+      if (issued.code !== 0) throw new Error(`taskmesh token failed: ${issued.stderr}`);
+      return issued.stdout.trim();
+    },
+  };
+}
