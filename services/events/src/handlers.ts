@@ -4,6 +4,7 @@ import {
   Violations, decodePageToken, durationMs, encodePageToken, pageSize, requireScope, uuidv7, type ServiceHandlers,
 } from "../../kit/src/index.js";
 import { subscriptionGone, type AckRelay } from "./ack-relay.js";
+import type { AttemptStore } from "./attempts.js";
 import type { DeadLetterIndex } from "./dead-letters.js";
 import type { KafkaClients } from "./kafka.js";
 import type { Publisher } from "./publisher.js";
@@ -49,6 +50,8 @@ export interface EventHandlerDeps {
   readonly publisher: Publisher;
   readonly subscriptions: Subscriptions;
   readonly deadLetters: DeadLetterIndex;
+  /** Keeps failed-delivery counts across reconnects; without it they live in each subscription. */
+  readonly attempts?: AttemptStore;
   /** Forwards acknowledgements to the replica holding a subscription; without it only local ones are found. */
   readonly relay?: AckRelay;
   /** @default the `taskmesh-events` tracer of the global provider */
@@ -72,7 +75,7 @@ export function eventHandlers(deps: EventHandlerDeps): ServiceHandlers<typeof Ev
       failure.catch(() => undefined);
       const subscription = new Subscription({
         id: uuidv7(), spec, kafka: deps.kafka, send, log: ctx.log.child({ topic: spec.topic }), tracer,
-        onFailure: (error) => failed(error),
+        onFailure: (error) => failed(error), ...(deps.attempts ? { attempts: deps.attempts } : {}),
       });
       deps.subscriptions.add(subscription);
       try {

@@ -7,6 +7,7 @@ import {
   MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService, untilReady, watchSetting,
 } from "../../kit/src/index.js";
 import { AckRelay } from "./ack-relay.js";
+import { RedisAttempts } from "./attempts.js";
 import { DeadLetterIndex } from "./dead-letters.js";
 import { eventHandlers, Subscriptions } from "./handlers.js";
 import { KafkaClients, createKafka } from "./kafka.js";
@@ -46,7 +47,7 @@ await runService({
     const deadLetters = new DeadLetterIndex(kafka, log, instance);
     const publisher = new Publisher({ kafka, dedup: new PublishDedup(redis, { ttlMs: env.TASKMESH_EVENTS_DEDUP_TTL }), routes: () => routes?.get() ?? {} });
     const server = new MeshServer({ name: "events", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
-      .addService(EventServiceService, eventHandlers({ kafka, publisher, subscriptions, deadLetters, relay, tracer: trace.getTracer("taskmesh-events") }))
+      .addService(EventServiceService, eventHandlers({ kafka, publisher, subscriptions, deadLetters, relay, attempts: new RedisAttempts(redis), tracer: trace.getTracer("taskmesh-events") }))
       .onClose("redis", () => redis.disconnect())
       .onClose("ack relay", () => relay.stop())
       .onClose("config", () => {

@@ -5,6 +5,7 @@ import type { Event, SubscribeResponse } from "../../../gen/taskmesh/events/v1/e
 import { recordContext } from "../../kit/src/events/index.js";
 import { invalidArgument, notFound, type Logger } from "../../kit/src/index.js";
 import { fromRecord, headersText } from "./cloud-event.js";
+import { attemptKey, type AttemptStore } from "./attempts.js";
 import { writeDeadLetter, type Failure } from "./dead-letters.js";
 import { kafkaUnavailable, type KafkaClients } from "./kafka.js";
 import { PartitionTracker } from "./partition-tracker.js";
@@ -56,6 +57,8 @@ export interface SubscriptionOptions {
   readonly tracer: Tracer;
   /** Called once when the subscription fails on its own (consumer crash, stream gone); the handler ends the call with it. */
   readonly onFailure: (error: unknown) => void;
+  /** Keeps failed-delivery counts across reconnects (named groups only). @default counts live in the subscription */
+  readonly attempts?: AttemptStore;
   /** How often settled offsets are committed, at most. @default 100 ms */
   readonly commitIntervalMs?: number;
 }
@@ -202,10 +205,15 @@ export class Subscription {
   async close(): Promise<void> {
     if (this.#state === "closing" || this.#state === "closed") return;
     this.#state = "closing";
+    const abandoned: Promise<void>[] = [];
     for (const p of this.#pending.values()) {
       if (p.timer) clearTimeout(p.timer);
+      // A delivery the subscriber never settled counts as failed for the member that gets it next.
+      if (p.token !== undefined) abandoned.push(this.#recordFailures(p, p.failures + 1));
+      p.span?.setStatus({ code: SpanStatusCode.ERROR, message: "subscription ended" });
       p.span?.end();
     }
+    await Promise.all(abandoned);
     this.#tokens.clear();
     this.#room?.();
     if (this.#commitTimer) clearTimeout(this.#commitTimer);
@@ -252,6 +260,7 @@ export class Subscription {
   async #eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const tracker = this.#trackers.get(batch.partition);
     if (!tracker) return;
+    const earlier = await this.#loadFailures(batch.partition, batch.messages.filter((m) => !tracker.taken(BigInt(m.offset))).map((m) => BigInt(m.offset)));
     for (const message of batch.messages) {
       if (this.#state !== "running" || !isRunning() || isStale() || this.#trackers.get(batch.partition) !== tracker) return;
       const offset = BigInt(message.offset);
@@ -281,8 +290,14 @@ export class Subscription {
       }
       tracker.take(offset);
       resolveOffset(message.offset);
-      const p: Pending = { partition: batch.partition, offset, message, event, tracker, token: undefined, failures: 0, lastError: "", timer: undefined, span: undefined };
+      const p: Pending = { partition: batch.partition, offset, message, event, tracker, token: undefined, failures: earlier.get(offset) ?? 0, lastError: "", timer: undefined, span: undefined };
       this.#pending.set(`${batch.partition}:${offset}`, p);
+      if (p.failures >= this.#spec.maxDeliveryAttempts) {
+        // Out of attempts already: its deliveries went to members that ended without settling them.
+        p.lastError = "subscription ended before settling";
+        void this.#deadLetter(p);
+        continue;
+      }
       await this.#waitWithHeartbeat(this.#deliver(p), heartbeat);
     }
   }
@@ -355,6 +370,7 @@ export class Subscription {
     this.#endDelivery(p);
     p.failures++;
     p.lastError = reason;
+    void this.#recordFailures(p, p.failures);
     p.span?.setStatus({ code: SpanStatusCode.ERROR, message: reason });
     p.span?.end();
     p.span = undefined;
@@ -390,9 +406,26 @@ export class Subscription {
   /** `p` is settled: its offset may be committed, and there is room for another delivery. */
   #done(p: Pending): void {
     this.#pending.delete(`${p.partition}:${p.offset}`);
+    if (p.failures > 0 && this.#spec.group !== undefined) void this.#o.attempts?.clear(attemptKey(this.group, this.#spec.topic, p.partition, p.offset));
     p.tracker.settle(p.offset);
     this.#room?.();
     this.#scheduleCommit();
+  }
+
+  /** The failed deliveries other members recorded for these offsets (named groups with an attempt store). */
+  async #loadFailures(partition: number, offsets: bigint[]): Promise<Map<bigint, number>> {
+    const found = new Map<bigint, number>();
+    if (!this.#o.attempts || this.#spec.group === undefined || offsets.length === 0) return found;
+    const counts = await this.#o.attempts.load(offsets.map((o) => attemptKey(this.group, this.#spec.topic, partition, o)));
+    offsets.forEach((o, i) => {
+      if (counts[i]! > 0) found.set(o, counts[i]!);
+    });
+    return found;
+  }
+
+  #recordFailures(p: Pending, failures: number): Promise<void> {
+    if (!this.#o.attempts || this.#spec.group === undefined) return Promise.resolve();
+    return this.#o.attempts.record(attemptKey(this.group, this.#spec.topic, p.partition, p.offset), failures);
   }
 
   #enqueue(message: SubscribeResponse): Promise<void> {

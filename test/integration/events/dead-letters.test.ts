@@ -124,6 +124,28 @@ describe("events: redelivery and dead letters on real Kafka", () => {
     await expect(h.client.redrive({ ids: [], topic: "", consumerGroup: "" })).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, reason: "VAL_MISSING_SELECTION" });
   });
 
+  it("deliveries abandoned by subscribers that end count as failed, across reconnects, up to the dead-letter topic", async () => {
+    const topic = await h.topic("abandon", 1);
+    h.routes["test.abandon.*"] = topic;
+    const group = `${h.prefix}.abandon`;
+    const request = { topic, consumerGroup: group, maxDeliveryAttempts: 2 };
+    const first = subscribe(request);
+    await first.joined();
+    await publishMany(h, "test.abandon.created", "abandon", 1);
+    await waitFor("the first delivery", () => first.deliveries.length === 1);
+    await first.stop();
+    const second = subscribe(request);
+    await waitFor("the second delivery", () => second.deliveries.length === 1);
+    expect(second.deliveries[0]!.deliveryAttempt).toBe(2);
+    await second.stop();
+    const third = subscribe(request);
+    await third.joined();
+    await waitFor("the dead letter", async () => (await h.client.listDeadLetters({ topic, consumerGroup: group, includeRedriven: false, pageSize: 0, pageToken: "" })).deadLetters.length === 1);
+    const [letter] = (await h.client.listDeadLetters({ topic, consumerGroup: group, includeRedriven: false, pageSize: 0, pageToken: "" })).deadLetters;
+    expect(letter).toMatchObject({ deliveryAttempts: 2, lastError: "subscription ended before settling", event: { id: "abandon-0" } });
+    expect(third.deliveries).toEqual([]);
+  });
+
   it("an unacknowledged delivery expires and comes back with a new token; the old one is invalid", async () => {
     const topic = await h.topic("expire", 1);
     h.routes["test.expire.*"] = topic;

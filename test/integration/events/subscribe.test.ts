@@ -93,6 +93,8 @@ describe("events: subscriptions on real Kafka", () => {
     await waitFor("the unacknowledged events again", () => second.deliveries.length >= unacked.length);
     await new Promise((r) => setTimeout(r, 500));
     expect(second.deliveries.map((d) => d.event!.id).sort()).toEqual([...unacked].sort());
+    // The first member's deliveries count: these are second attempts.
+    expect(new Set(second.deliveries.map((d) => d.deliveryAttempt))).toEqual(new Set([2]));
     await second.stop();
   });
 

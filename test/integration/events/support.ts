@@ -5,7 +5,7 @@ import { inject } from "vitest";
 import { EventServiceService, type Delivery, type SubscribeRequest, type SubscriptionInfo } from "../../../gen/taskmesh/events/v1/events.js";
 import { MeshServer, createClient, createLogger, type MeshClient } from "../../../services/kit/src/index.js";
 import {
-  AckRelay, DeadLetterIndex, KafkaClients, PublishDedup, Publisher, Subscriptions, createKafka, eventHandlers,
+  AckRelay, DeadLetterIndex, RedisAttempts, KafkaClients, PublishDedup, Publisher, Subscriptions, createKafka, eventHandlers,
 } from "../../../services/events/src/index.js";
 import { testTopicPrefix } from "../../support/kafka.js";
 
@@ -50,7 +50,7 @@ export async function startEvents(label: string, tracer?: Tracer): Promise<Event
   const harness = { routes: {} as Record<string, string> } as EventsHarness;
   const publisher = new Publisher({ kafka: clients, dedup: new PublishDedup(redis, { prefix: `${prefix}:pub:` }), routes: () => harness.routes });
   const server = new MeshServer({ name: "events-test", logger, shutdownGraceMs: 2000 })
-    .addService(EventServiceService, eventHandlers({ kafka: clients, publisher, subscriptions, deadLetters, relay, ...(tracer ? { tracer } : {}) }))
+    .addService(EventServiceService, eventHandlers({ kafka: clients, publisher, subscriptions, deadLetters, relay, attempts: new RedisAttempts(redis, `${prefix}:attempts:`), ...(tracer ? { tracer } : {}) }))
     .onClose("kafka", () => clients.close())
     .onClose("ack relay", () => relay.stop())
     .onClose("dlq index", () => deadLetters.stop())
