@@ -1,12 +1,10 @@
-import { Server, ServerCredentials, type ServerUnaryCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
-
-/** What every grpc-js server call has (grpc-js does not export the name). */
-type ServerSurfaceCall = Omit<ServerUnaryCall<unknown, unknown>, "request">;
+import { Server, ServerCredentials, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
+import { beginCall, sender, type InFlightCall, type ServerSurfaceCall, type StreamOut } from "./call-context.js";
 import { serverChannelOptions } from "./channel-options.js";
 import { toStatusObject } from "./error-wire.js";
 import { Code, MeshError, unavailable } from "./errors.js";
-import { serviceNameOf, type CallContext, type MethodDefinitionLike, type Send, type ServiceDefinitionLike, type ServiceHandlers } from "./handlers.js";
+import { serviceNameOf, type CallContext, type MethodDefinitionLike, type ServiceDefinitionLike, type ServiceHandlers } from "./handlers.js";
 import { HEALTH_DEFINITION, HealthRegistry } from "./health.js";
 import { rpcMetrics, type RpcObserver } from "./metrics.js";
 import { addReflection } from "./reflection.js";
@@ -43,12 +41,6 @@ export interface MeshServerOptions {
   readonly metrics?: RpcObserver;
 }
 
-interface InFlight {
-  readonly controller: AbortController;
-  readonly long: boolean;
-  readonly done: Promise<void>;
-}
-
 /**
  * A gRPC server built the one taskmesh way: typed handlers over generated
  * definitions, the design's error model on the wire, `grpc.health.v1` per
@@ -61,7 +53,7 @@ export class MeshServer {
   private readonly grpc = new Server(serverChannelOptions);
   private readonly health = new HealthRegistry();
   private readonly serviceNames: string[] = [];
-  private readonly inFlight = new Set<InFlight>();
+  private readonly inFlight = new Set<InFlightCall>();
   private readonly closers: Array<{ name: string; close: () => unknown }> = [];
   private readonly drainers: Array<{ name: string; drain: () => unknown }> = [];
   private readonly graceMs: number;
@@ -231,43 +223,15 @@ export class MeshServer {
     this.current = next;
   }
 
-  /** Starts tracking a call: its context (signal, deadline, logger) and in-flight entry. */
+  /** Starts tracking a call: its context (signal, deadline, logger), counted in flight until it ends. */
   private begin(call: ServerSurfaceCall, method: MethodDefinitionLike<unknown, unknown>): { ctx: CallContext; end: () => void } {
-    const controller = new AbortController();
-    const raw = call.getDeadline();
-    const deadline = raw instanceof Date ? raw.getTime() : Number.isFinite(raw) ? raw : undefined;
-    let timer: NodeJS.Timeout | undefined;
-    if (deadline !== undefined) {
-      timer = setTimeout(() => controller.abort(deadlineExceeded()), Math.max(0, deadline - Date.now()));
-      timer.unref();
-    }
-    // grpc-js also reports a passed deadline as "cancelled", usually before the timer above fires;
-    // and a client cancels at its own deadline, which the server sees late by the request's transit.
-    const received = Date.now();
-    const slack = deadline === undefined ? 0 : Math.max(50, (deadline - received) / 10);
-    const onCancelled = (): void => controller.abort(deadline !== undefined && Date.now() >= deadline - slack
-      ? deadlineExceeded()
-      : new MeshError({ code: Code.CANCELLED, reason: "SYS_CANCELLED", message: "the caller cancelled the call" }));
-    call.once("cancelled", onCancelled);
-    let finish!: () => void;
-    const entry: InFlight = { controller, long: method.responseStream, done: new Promise<void>((r) => (finish = r)) };
+    const { ctx, entry, end } = beginCall(call, method, this.log);
     this.inFlight.add(entry);
-    const ctx: CallContext = {
-      method: method.path,
-      metadata: call.metadata,
-      signal: controller.signal,
-      deadline,
-      peer: call.getPeer(),
-      log: this.log.child({ method: method.path }),
-    };
     return {
       ctx,
       end: () => {
-        // grpc-js may still report a finished call as cancelled: it is over, nothing to abort.
-        call.removeListener("cancelled", onCancelled);
-        if (timer) clearTimeout(timer);
         this.inFlight.delete(entry);
-        finish();
+        end();
       },
     };
   }
@@ -323,37 +287,6 @@ export class MeshServer {
         .finally(end);
     };
   }
-}
-
-interface StreamOut {
-  write(message: unknown): boolean;
-  end(): void;
-  once(event: "drain", listener: () => void): unknown;
-  removeListener(event: "drain", listener: () => void): unknown;
-}
-
-/** A `send` that honors backpressure and refuses to write once the call is aborted. */
-function sender<Res>(call: StreamOut, signal: AbortSignal): Send<Res> {
-  return (message) => {
-    if (signal.aborted) return Promise.reject(signal.reason);
-    if (call.write(message)) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const onDrain = (): void => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      };
-      const onAbort = (): void => {
-        call.removeListener("drain", onDrain);
-        reject(signal.reason);
-      };
-      call.once("drain", onDrain);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
-  };
-}
-
-function deadlineExceeded(): MeshError {
-  return new MeshError({ code: Code.DEADLINE_EXCEEDED, reason: "SYS_DEADLINE_EXCEEDED", message: "the call's deadline was exceeded" });
 }
 
 function shuttingDown(): MeshError {
