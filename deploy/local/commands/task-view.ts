@@ -70,8 +70,13 @@ function terminal(state: TaskState): boolean {
   return TERMINAL.has(state);
 }
 
-/** The `task get` view: one `key  value` line per field that has a value. */
-export function formatTask(task: Task, now = new Date()): string[] {
+/** Jaeger's UI on this machine (TASKMESH_JAEGER_PORT, default 16686), where `task get` links the task's trace. */
+export function jaegerUi(env: NodeJS.ProcessEnv = process.env): string {
+  return `http://127.0.0.1:${env.TASKMESH_JAEGER_PORT?.trim() || "16686"}`;
+}
+
+/** The `task get` view: one `key  value` line per field that has a value, and a link to the task's trace in Jaeger. */
+export function formatTask(task: Task, now = new Date(), jaeger = jaegerUi()): string[] {
   const started = task.startedAt?.getTime();
   const duration = started === undefined ? undefined
     : task.finishedAt ? formatDuration(task.finishedAt.getTime() - started)
@@ -94,6 +99,7 @@ export function formatTask(task: Task, now = new Date()): string[] {
     ["progress", task.progress && formatProgress(task.progress)],
     ["sequence", String(task.sequence)],
     ["trace id", task.traceId || undefined],
+    ["trace", task.traceId ? `${jaeger}/trace/${task.traceId}` : undefined],
     ["key", task.idempotencyKey || undefined],
     ["labels", labels || undefined],
   ];

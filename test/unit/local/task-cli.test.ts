@@ -140,7 +140,7 @@ describe("task command line: what people see", () => {
   });
 
   it("shows a task as key/value lines, leaving out what it does not have", () => {
-    expect(formatTask(done, at(300_000)).map((l) => stripVTControlCharacters(l))).toEqual([
+    expect(formatTask(done, at(300_000), "http://127.0.0.1:16686").map((l) => stripVTControlCharacters(l))).toEqual([
       `id           ${ID}`,
       "capability   echo",
       "state        SUCCEEDED",
@@ -155,6 +155,7 @@ describe("task command line: what people see", () => {
       "progress     100% done",
       "sequence     3",
       "trace id     4bf92f3577b34da6a3ce929d0e0e4736",
+      "trace        http://127.0.0.1:16686/trace/4bf92f3577b34da6a3ce929d0e0e4736",
       "key          k1",
       "labels       team=infra, env=dev",
     ]);
