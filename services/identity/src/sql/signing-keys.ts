@@ -51,10 +51,10 @@ export const signingKeySql = {
     name: "identity-signing-key-unretired",
     text: `SELECT ${COLUMNS} FROM identity.signing_keys WHERE state <> 'retired' ORDER BY created_at DESC, kid`,
   },
-  /** When the newest signing (or about to sign) key was created; null when there is none. */
+  /** Whether a scheduled rotation is due: the newest signing (or about to sign) key is older than $1 ms; and how many there are. */
   newest: {
     name: "identity-signing-key-newest",
-    text: `SELECT max(created_at) AS created_at, bool_or(created_at <= now() - $1 * interval '1 millisecond') AS due,
+    text: `SELECT max(created_at) AS created_at, max(created_at) <= now() - $1 * interval '1 millisecond' AS due,
                   count(*)::int AS keys
            FROM identity.signing_keys WHERE state IN ('pending', 'active')`,
   },
