@@ -217,7 +217,8 @@ export class Subscription {
     this.#tokens.clear();
     this.#room?.();
     if (this.#commitTimer) clearTimeout(this.#commitTimer);
-    await this.#commit().catch(() => undefined);
+    await this.#committing;
+    await this.#commit().catch((error: unknown) => this.#o.log.debug({ err: error }, "final offset commit failed; the group gets those events again"));
     await this.#consumer?.disconnect().catch((error: unknown) => this.#o.log.debug({ err: error }, "subscription consumer disconnect failed"));
     this.#pending.clear();
     this.#state = "closed";

@@ -96,6 +96,8 @@ describe("events: subscriptions on real Kafka", () => {
     // The first member's deliveries count: these are second attempts.
     expect(new Set(second.deliveries.map((d) => d.deliveryAttempt))).toEqual(new Set([2]));
     await second.stop();
+    // Ended streams leave the group: no consumer is left behind.
+    await waitFor("the group to be empty", async () => (await h.admin.describeGroups([group])).groups[0]!.members.length === 0, 10_000);
   });
 
   it("replays from a timestamp exactly the events published since then", async () => {
