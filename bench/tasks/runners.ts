@@ -11,6 +11,7 @@ export type RunnerFactory = (infra: Infra) => Promise<QueueRunner>;
 /** Every runner `bench:tasks` knows, by the name `--peers` takes. Add a runner here to benchmark it. */
 export const RUNNERS: Record<string, RunnerFactory> = {
   taskmesh: taskmeshRunner,
+  "taskmesh-traced": (infra) => taskmeshRunner(infra, { tracing: true }),
   "graphile-worker": graphileWorkerRunner,
   "pg-boss": pgBossRunner,
   bullmq: bullmqRunner,

@@ -10,6 +10,7 @@ import { TaskServiceService } from "../../gen/taskmesh/coordinator/v1/task_servi
 import { checkHealth } from "../../deploy/local/health.js";
 import { serviceArgs } from "../../deploy/local/plan.js";
 import { ROOT } from "../../deploy/local/provision/versions.js";
+import { jaegerSpec } from "../../deploy/local/provision/jaeger.js";
 import { ensureKafka, kafkaSpec } from "../../deploy/local/provision/kafka.js";
 import { freePort } from "../../deploy/local/secrets.js";
 import { Supervisor } from "../../deploy/local/supervisor.js";
@@ -39,7 +40,7 @@ type TaskClient = MeshClient<typeof TaskServiceService>;
  * from the start of the submit call to the ledger's `finished_at` (same host
  * clock).
  */
-export async function taskmeshRunner(infra: Infra): Promise<QueueRunner> {
+export async function taskmeshRunner(infra: Infra, options: { tracing?: boolean } = {}): Promise<QueueRunner> {
   const dbName = `bench_taskmesh_${randomBytes(4).toString("hex")}`;
   const admin = new pg.Client({ connectionString: infra.postgresAdminUrl });
   await admin.connect();
@@ -55,13 +56,24 @@ export async function taskmeshRunner(infra: Infra): Promise<QueueRunner> {
   const supervisor = new Supervisor({ logDir: join(dir, "logs"), restart: false });
   const kafkaPort = await freePort();
   await supervisor.start([kafkaSpec({ dataDir: join(dir, "kafka"), logDir: join(dir, "logs"), port: kafkaPort, controllerPort: await freePort() })]);
+  // Tracing off: the OpenTelemetry SDK is not started at all. On: every span
+  // is recorded (always on, as in development), batched and exported over
+  // OTLP to a real Jaeger collector.
+  let telemetry: Record<string, string> = { OTEL_SDK_DISABLED: "true" };
+  if (options.tracing) {
+    const otlpGrpcPort = await freePort();
+    await supervisor.start([jaegerSpec({
+      stateDir: join(dir, "jaeger"), logDir: join(dir, "logs"), uiPort: await freePort(), otlpGrpcPort, otlpHttpPort: await freePort(), queryGrpcPort: await freePort(),
+    })]);
+    telemetry = { OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpGrpcPort}`, OTEL_TRACES_SAMPLER: "parentbased_always_on" };
+  }
 
   const children: ChildProcess[] = [];
   const start = async (service: string, env: Record<string, string>): Promise<void> => {
     const port = await freePort();
     const child = spawn(process.execPath, serviceArgs(service), {
       cwd: ROOT, stdio: ["ignore", "ignore", "inherit"],
-      env: { ...process.env, OTEL_TRACES_EXPORTER: "none", LOG_LEVEL: "warn", TASKMESH_LISTEN: `127.0.0.1:${port}`, ...env },
+      env: { ...process.env, ...telemetry, LOG_LEVEL: "warn", TASKMESH_LISTEN: `127.0.0.1:${port}`, ...env },
     });
     children.push(child);
     const address = `127.0.0.1:${port}`;
@@ -98,7 +110,7 @@ export async function taskmeshRunner(infra: Infra): Promise<QueueRunner> {
   const succeeded = async (): Promise<number> => Number((await sql.query("SELECT count(*) AS n FROM ledger.tasks WHERE state = 'SUCCEEDED'")).rows[0].n);
 
   return {
-    name: "taskmesh",
+    name: options.tracing ? "taskmesh-traced" : "taskmesh",
 
     async burst(n: number): Promise<BurstResult> {
       const before = await succeeded();
