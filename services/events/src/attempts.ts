@@ -45,3 +45,35 @@ export class RedisAttempts implements AttemptStore {
     await this.redis.del(this.#key(key)).catch(() => undefined);
   }
 }
+
+/**
+ * The failed-delivery counts of one subscription's group and topic: kept in
+ * the store for named groups, nowhere for private ones (nobody else gets
+ * their events) or without a store.
+ */
+export class GroupAttempts {
+  readonly #store: AttemptStore | undefined;
+
+  constructor(store: AttemptStore | undefined, private readonly group: string, private readonly topic: string, named: boolean) {
+    this.#store = named ? store : undefined;
+  }
+
+  /** The failures recorded for these offsets of `partition` (only those above 0). */
+  async load(partition: number, offsets: readonly bigint[]): Promise<Map<bigint, number>> {
+    const found = new Map<bigint, number>();
+    if (!this.#store || offsets.length === 0) return found;
+    const counts = await this.#store.load(offsets.map((o) => attemptKey(this.group, this.topic, partition, o)));
+    offsets.forEach((o, i) => {
+      if (counts[i]! > 0) found.set(o, counts[i]!);
+    });
+    return found;
+  }
+
+  record(partition: number, offset: bigint, failures: number): Promise<void> {
+    return this.#store?.record(attemptKey(this.group, this.topic, partition, offset), failures) ?? Promise.resolve();
+  }
+
+  clear(partition: number, offset: bigint): void {
+    void this.#store?.clear(attemptKey(this.group, this.topic, partition, offset));
+  }
+}

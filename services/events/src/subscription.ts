@@ -1,15 +1,18 @@
 import { randomBytes } from "node:crypto";
-import { SpanKind, SpanStatusCode, trace, type Link, type Span, type Tracer } from "@opentelemetry/api";
+import { SpanStatusCode, type Span, type Tracer } from "@opentelemetry/api";
 import type { Consumer, EachBatchPayload, KafkaMessage } from "kafkajs";
 import type { Event, SubscribeResponse } from "../../../gen/taskmesh/events/v1/events.js";
-import { recordContext } from "../../kit/src/events/index.js";
-import { invalidArgument, notFound, type Logger } from "../../kit/src/index.js";
+import { notFound, type Logger } from "../../kit/src/index.js";
 import { fromRecord, headersText } from "./cloud-event.js";
-import { attemptKey, type AttemptStore } from "./attempts.js";
+import { GroupAttempts, type AttemptStore } from "./attempts.js";
 import { writeDeadLetter, type Failure } from "./dead-letters.js";
 import { kafkaUnavailable, type KafkaClients } from "./kafka.js";
+import { startDeliverySpan } from "./delivery-span.js";
+import { Room, withHeartbeats } from "./flow-control.js";
+import { OffsetCommitter } from "./offset-committer.js";
 import { PartitionTracker } from "./partition-tracker.js";
 import { matchesAny } from "./registry.js";
+import { resolveStartOffsets } from "./start-offsets.js";
 import type { SubscriptionSpec } from "./validation.js";
 
 /** A subscription's lifecycle. */
@@ -98,16 +101,18 @@ export class Subscription {
   readonly #seeded = new Set<number>();
   #consumer: Consumer | undefined;
   #sending: Promise<void> = Promise.resolve();
-  #room: (() => void) | undefined;
-  #commitTimer: NodeJS.Timeout | undefined;
-  #committing: Promise<void> = Promise.resolve();
+  readonly #room = new Room();
+  /** Commits the group's settled offsets; none for a private group. */
+  #committer: OffsetCommitter | undefined;
   #tokenCounter = 0;
+  readonly #attempts: GroupAttempts;
 
   constructor(options: SubscriptionOptions) {
     this.#o = options;
     this.#spec = options.spec;
     this.id = options.id;
     this.group = options.spec.group ?? privateGroup(options.id);
+    this.#attempts = new GroupAttempts(options.attempts, this.group, options.spec.topic, options.spec.group !== undefined);
   }
 
   get state(): SubscriptionState {
@@ -130,30 +135,19 @@ export class Subscription {
     const { topic, start } = this.#spec;
     const partitions = await this.#o.kafka.partitionsOf(topic);
     if (partitions === undefined) throw notFound("RES_TOPIC_NOT_FOUND", `topic ${topic} does not exist`, { topic });
-    if (start.kind === "offsets") {
-      const unknown = [...start.offsets.keys()].filter((p) => !partitions.includes(p));
-      if (unknown.length > 0) {
-        throw invalidArgument(unknown.map((p) => ({ field: `offset.partitions[${p}]`, description: `topic ${topic} has partitions 0..${partitions.length - 1}`, reason: "VAL_INVALID_START" })), "VAL_INVALID_START");
-      }
-      for (const [p, o] of start.offsets) this.#startOffsets.set(p, o);
-    } else if (start.kind !== "committed") {
-      const ends = await this.#o.kafka.withAdmin((admin) => admin.fetchTopicOffsets(topic));
-      const byTime = start.kind === "timestamp" ? await this.#o.kafka.withAdmin((admin) => admin.fetchTopicOffsetsByTimestamp(topic, start.at.getTime())) : [];
-      for (const e of ends) {
-        let offset = start.kind === "earliest" ? e.low : e.high;
-        if (start.kind === "timestamp") {
-          const found = byTime.find((b) => b.partition === e.partition)?.offset;
-          offset = found === undefined || found === "-1" ? e.high : found;
-        }
-        this.#startOffsets.set(e.partition, BigInt(offset));
-      }
-    }
+    for (const [p, o] of await resolveStartOffsets(this.#o.kafka, topic, start, partitions)) this.#startOffsets.set(p, o);
     const consumer = this.#o.kafka.kafka.consumer({
       groupId: this.group, allowAutoTopicCreation: false, maxWaitTimeInMs: 100,
       sessionTimeout: 10_000, rebalanceTimeout: 10_000, heartbeatInterval: 1000,
       retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
     });
     this.#consumer = consumer;
+    if (this.#spec.group !== undefined) {
+      this.#committer = new OffsetCommitter({
+        topic, trackers: this.#trackers, commit: (offsets) => consumer.commitOffsets(offsets), log: this.#o.log,
+        ...(this.#o.commitIntervalMs === undefined ? {} : { intervalMs: this.#o.commitIntervalMs }),
+      });
+    }
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => this.#assigned(payload.memberAssignment[topic] ?? []));
     consumer.on(consumer.events.CRASH, ({ payload }) => {
       if (!payload.restart && this.#state === "running") this.#o.onFailure(kafkaUnavailable(payload.error));
@@ -161,12 +155,12 @@ export class Subscription {
     try {
       await consumer.connect();
       await consumer.subscribe({ topic, fromBeginning: false });
+      this.#state = "running";
       await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.#eachBatch(payload) });
     } catch (error) {
       await consumer.disconnect().catch(() => undefined);
       throw kafkaUnavailable(error);
     }
-    this.#state = "running";
   }
 
   /** Applies acks and nacks; tokens unknown, settled, expired or of lost partitions are returned as invalid. */
@@ -209,16 +203,14 @@ export class Subscription {
     for (const p of this.#pending.values()) {
       if (p.timer) clearTimeout(p.timer);
       // A delivery the subscriber never settled counts as failed for the member that gets it next.
-      if (p.token !== undefined) abandoned.push(this.#recordFailures(p, p.failures + 1));
+      if (p.token !== undefined) abandoned.push(this.#attempts.record(p.partition, p.offset, p.failures + 1));
       p.span?.setStatus({ code: SpanStatusCode.ERROR, message: "subscription ended" });
       p.span?.end();
     }
     await Promise.all(abandoned);
     this.#tokens.clear();
-    this.#room?.();
-    if (this.#commitTimer) clearTimeout(this.#commitTimer);
-    await this.#committing;
-    await this.#commit().catch((error: unknown) => this.#o.log.debug({ err: error }, "final offset commit failed; the group gets those events again"));
+    this.#room.free();
+    await this.#committer?.flush().catch((error: unknown) => this.#o.log.debug({ err: error }, "final offset commit failed; the group gets those events again"));
     await this.#consumer?.disconnect().catch((error: unknown) => this.#o.log.debug({ err: error }, "subscription consumer disconnect failed"));
     this.#pending.clear();
     this.#state = "closed";
@@ -254,14 +246,14 @@ export class Subscription {
         this.#consumer!.seek({ topic: this.#spec.topic, partition, offset: String(start) });
       }
     }
-    this.#room?.();
+    this.#room.free();
     this.#enqueue({ payload: { $case: "subscription", value: { subscriptionId: this.id, consumerGroup: this.group, partitions: [...partitions].sort((a, b) => a - b) } } });
   }
 
   async #eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const tracker = this.#trackers.get(batch.partition);
     if (!tracker) return;
-    const earlier = await this.#loadFailures(batch.partition, batch.messages.filter((m) => !tracker.taken(BigInt(m.offset))).map((m) => BigInt(m.offset)));
+    const earlier = await this.#attempts.load(batch.partition, batch.messages.filter((m) => !tracker.taken(BigInt(m.offset))).map((m) => BigInt(m.offset)));
     for (const message of batch.messages) {
       if (this.#state !== "running" || !isRunning() || isStale() || this.#trackers.get(batch.partition) !== tracker) return;
       const offset = BigInt(message.offset);
@@ -274,18 +266,11 @@ export class Subscription {
       if (!matchesAny(this.#spec.types, event.type)) {
         tracker.take(offset, true);
         resolveOffset(message.offset);
-        this.#scheduleCommit();
+        this.#committer?.schedule();
         continue;
       }
       while (this.#pending.size >= this.#spec.maxInFlight) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, 1000);
-          this.#room = () => {
-            clearTimeout(timer);
-            this.#room = undefined;
-            resolve();
-          };
-        });
+        await this.#room.wait();
         if (this.#state !== "running" || !isRunning() || isStale() || this.#trackers.get(batch.partition) !== tracker) return;
         await heartbeat();
       }
@@ -299,19 +284,7 @@ export class Subscription {
         void this.#deadLetter(p);
         continue;
       }
-      await this.#waitWithHeartbeat(this.#deliver(p), heartbeat);
-    }
-  }
-
-  /** Waits for `work`, heartbeating every second meanwhile (a slow subscriber must not cost the group a rebalance). */
-  async #waitWithHeartbeat(work: Promise<void>, heartbeat: () => Promise<void>): Promise<void> {
-    let finished = false;
-    const done = work.finally(() => {
-      finished = true;
-    });
-    while (!finished) {
-      await Promise.race([done, new Promise((r) => setTimeout(r, 1000))]);
-      if (!finished) await heartbeat();
+      await withHeartbeats(this.#deliver(p), heartbeat);
     }
   }
 
@@ -321,7 +294,10 @@ export class Subscription {
     const token = `${(++this.#tokenCounter).toString(36)}.${randomBytes(9).toString("base64url")}`;
     p.token = token;
     this.#tokens.set(token, p);
-    p.span = this.#startSpan(p);
+    p.span = startDeliverySpan(this.#o.tracer, {
+      topic: this.#spec.topic, partition: p.partition, offset: p.offset, group: this.group, subscriptionId: this.id,
+      eventId: p.event.id, eventType: p.event.type, attempt: p.failures + 1, headers: headersText(p.message.headers),
+    });
     p.timer = setTimeout(() => {
       if (p.token === token) this.#fail(p, "ack deadline exceeded", true, 0);
     }, this.#spec.ackDeadlineMs);
@@ -333,27 +309,6 @@ export class Subscription {
           key: p.message.key?.toString("utf8") ?? "", publishedAt: new Date(Number(p.message.timestamp)),
           deliveryAttempt: p.failures + 1, ackToken: token,
         },
-      },
-    });
-  }
-
-  #startSpan(p: Pending): Span {
-    const parent = trace.getSpanContext(recordContext(headersText(p.message.headers)));
-    const links: Link[] = parent ? [{ context: parent }] : [];
-    return this.#o.tracer.startSpan(`${this.#spec.topic} deliver`, {
-      kind: SpanKind.CONSUMER,
-      links,
-      attributes: {
-        "messaging.system": "kafka",
-        "messaging.operation.type": "process",
-        "messaging.destination.name": this.#spec.topic,
-        "messaging.destination.partition.id": String(p.partition),
-        "messaging.kafka.offset": Number(p.offset),
-        "messaging.consumer.group.name": this.group,
-        "messaging.message.id": p.event.id,
-        "cloudevents.event_type": p.event.type,
-        "taskmesh.delivery_attempt": p.failures + 1,
-        "taskmesh.subscription_id": this.id,
       },
     });
   }
@@ -371,7 +326,7 @@ export class Subscription {
     this.#endDelivery(p);
     p.failures++;
     p.lastError = reason;
-    void this.#recordFailures(p, p.failures);
+    void this.#attempts.record(p.partition, p.offset, p.failures);
     p.span?.setStatus({ code: SpanStatusCode.ERROR, message: reason });
     p.span?.end();
     p.span = undefined;
@@ -407,26 +362,10 @@ export class Subscription {
   /** `p` is settled: its offset may be committed, and there is room for another delivery. */
   #done(p: Pending): void {
     this.#pending.delete(`${p.partition}:${p.offset}`);
-    if (p.failures > 0 && this.#spec.group !== undefined) void this.#o.attempts?.clear(attemptKey(this.group, this.#spec.topic, p.partition, p.offset));
+    if (p.failures > 0) this.#attempts.clear(p.partition, p.offset);
     p.tracker.settle(p.offset);
-    this.#room?.();
-    this.#scheduleCommit();
-  }
-
-  /** The failed deliveries other members recorded for these offsets (named groups with an attempt store). */
-  async #loadFailures(partition: number, offsets: bigint[]): Promise<Map<bigint, number>> {
-    const found = new Map<bigint, number>();
-    if (!this.#o.attempts || this.#spec.group === undefined || offsets.length === 0) return found;
-    const counts = await this.#o.attempts.load(offsets.map((o) => attemptKey(this.group, this.#spec.topic, partition, o)));
-    offsets.forEach((o, i) => {
-      if (counts[i]! > 0) found.set(o, counts[i]!);
-    });
-    return found;
-  }
-
-  #recordFailures(p: Pending, failures: number): Promise<void> {
-    if (!this.#o.attempts || this.#spec.group === undefined) return Promise.resolve();
-    return this.#o.attempts.record(attemptKey(this.group, this.#spec.topic, p.partition, p.offset), failures);
+    this.#room.free();
+    this.#committer?.schedule();
   }
 
   #enqueue(message: SubscribeResponse): Promise<void> {
@@ -435,31 +374,5 @@ export class Subscription {
       if (this.#state === "running") this.#o.onFailure(error);
     });
     return this.#sending;
-  }
-
-  #scheduleCommit(): void {
-    if (this.#spec.group === undefined || this.#commitTimer || this.#state !== "running") return;
-    this.#commitTimer = setTimeout(() => {
-      this.#commitTimer = undefined;
-      this.#committing = this.#committing.then(() => this.#commit()).catch((error: unknown) => {
-        this.#o.log.debug({ err: error }, "offset commit failed; retried with the next settlement");
-      });
-    }, this.#o.commitIntervalMs ?? 100);
-  }
-
-  /** Commits, per partition, up to the oldest unsettled delivery (private groups commit nothing). */
-  async #commit(): Promise<void> {
-    if (this.#spec.group === undefined || !this.#consumer) return;
-    const offsets: Array<{ topic: string; partition: number; offset: string }> = [];
-    const marks: Array<[PartitionTracker, bigint]> = [];
-    for (const [partition, tracker] of this.#trackers) {
-      if (!tracker.dirty) continue;
-      const offset = tracker.commitOffset()!;
-      offsets.push({ topic: this.#spec.topic, partition, offset: String(offset) });
-      marks.push([tracker, offset]);
-    }
-    if (offsets.length === 0) return;
-    await this.#consumer.commitOffsets(offsets);
-    for (const [tracker, offset] of marks) tracker.committed = offset;
   }
 }

@@ -1,0 +1,69 @@
+import type { Logger } from "../../kit/src/index.js";
+import type { PartitionTracker } from "./partition-tracker.js";
+
+/** One partition's offset to commit. */
+export interface TopicPartitionOffset {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+}
+
+/** Options of an {@link OffsetCommitter}. */
+export interface OffsetCommitterOptions {
+  readonly topic: string;
+  /** The partitions held now, each with its tracker. */
+  readonly trackers: ReadonlyMap<number, PartitionTracker>;
+  /** Commits offsets for the group (kafkajs `consumer.commitOffsets`). */
+  readonly commit: (offsets: TopicPartitionOffset[]) => Promise<void>;
+  readonly log: Logger;
+  /** The longest a settled offset waits to be committed, in ms. @default 100 */
+  readonly intervalMs?: number;
+}
+
+/**
+ * Commits a group's offsets, at most every `intervalMs`, one commit at a
+ * time: per partition up to its tracker's oldest unsettled offset, and only
+ * what changed since the last commit. A failed commit (say, during a
+ * rebalance) is retried with the next one.
+ */
+export class OffsetCommitter {
+  #timer: NodeJS.Timeout | undefined;
+  #committing: Promise<void> = Promise.resolve();
+  #stopped = false;
+
+  constructor(private readonly o: OffsetCommitterOptions) {}
+
+  /** Commits soon (settlements come in bursts: one commit covers them). */
+  schedule(): void {
+    if (this.#timer || this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#committing = this.#committing.then(() => this.#commit()).catch((error: unknown) => {
+        this.o.log.debug({ err: error }, "offset commit failed; retried with the next settlement");
+      });
+    }, this.o.intervalMs ?? 100);
+  }
+
+  /** Stops scheduling, waits for the commit in flight, then commits what is left (rejects if that fails). */
+  async flush(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#committing;
+    await this.#commit();
+  }
+
+  async #commit(): Promise<void> {
+    const offsets: TopicPartitionOffset[] = [];
+    const marks: Array<[PartitionTracker, bigint]> = [];
+    for (const [partition, tracker] of this.o.trackers) {
+      if (!tracker.dirty) continue;
+      const offset = tracker.commitOffset()!;
+      offsets.push({ topic: this.o.topic, partition, offset: String(offset) });
+      marks.push([tracker, offset]);
+    }
+    if (offsets.length === 0) return;
+    await this.o.commit(offsets);
+    for (const [tracker, offset] of marks) tracker.committed = offset;
+  }
+}
