@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Delivery } from "../../../gen/taskmesh/events/v1/events.js";
 import { Code, MeshError } from "../../../services/kit/src/index.js";
 import { Subscriber, publishMany, startEvents, waitFor, type EventsHarness } from "./support.js";
 
@@ -123,6 +124,42 @@ describe("events: subscriptions on real Kafka", () => {
     await filtered.joined();
     await new Promise((r) => setTimeout(r, 1000));
     expect(filtered.deliveries).toEqual([]);
+  });
+
+  it("max_in_flight bounds unsettled deliveries; a member joining takes partitions, and the old member can no longer settle their deliveries", async () => {
+    const topic = await h.topic("rebalance", 4);
+    h.routes["test.rebalance.*"] = topic;
+    const group = `${h.prefix}.rebalance`;
+    const a = subscribe({ topic, consumerGroup: group, maxInFlight: 5, ackDeadline: { seconds: 60n, nanos: 0 } });
+    await a.joined();
+    expect(a.partitions).toEqual([0, 1, 2, 3]);
+    const ids = await publishMany(h, "test.rebalance.created", "rebalance", 20);
+    await waitFor("five deliveries", () => a.deliveries.length === 5);
+    await new Promise((r) => setTimeout(r, 700));
+    expect(a.deliveries).toHaveLength(5);
+    expect((await a.ack(a.deliveries.slice(0, 2).map((d) => d.ackToken))).acknowledged).toBe(2);
+    await waitFor("two more", () => a.deliveries.length === 7);
+
+    const b = subscribe({ topic, consumerGroup: group, ackDeadline: { seconds: 60n, nanos: 0 } });
+    await b.joined();
+    await waitFor("a's new assignment", () => a.partitions.length === 4 - b.partitions.length && a.partitions.length > 0);
+    expect(a.infos.length).toBeGreaterThanOrEqual(2);
+    const lost = a.deliveries.slice(2, 7).filter((d) => b.partitions.includes(d.partition));
+    if (lost.length > 0) expect((await a.ack(lost.map((d) => d.ackToken))).invalidTokens).toEqual(lost.map((d) => d.ackToken));
+
+    // Settle everything from here on: every event ends up acknowledged by one member or the other.
+    const acked = new Set(a.deliveries.slice(0, 2).map((d) => d.event!.id));
+    const settle = async (s: Subscriber, list: Delivery[]) => {
+      if (list.length === 0) return;
+      const r = await s.ack(list.map((d) => d.ackToken));
+      for (const d of list) if (!r.invalidTokens.includes(d.ackToken)) acked.add(d.event!.id);
+    };
+    for (const s of [a, b]) {
+      s.onDelivery = (d) => void settle(s, [d]);
+      await settle(s, s.deliveries.filter((d) => !acked.has(d.event!.id)));
+    }
+    await waitFor("every event acknowledged", () => acked.size === 20);
+    expect([...acked].sort()).toEqual([...ids].sort());
   });
 
   it("Acknowledge reaches any replica: another one forwards it to the replica holding the stream", async () => {
