@@ -26,6 +26,7 @@ interface JaegerTrace {
     operationName: string;
     processID: string;
     references: Array<{ refType: string; traceID: string; spanID: string }>;
+    tags: Array<{ key: string; value: unknown }>;
   }>;
   processes: Record<string, { serviceName: string }>;
 }
@@ -36,6 +37,7 @@ interface Span {
   service: string;
   operation: string;
   parent: string | undefined;
+  tags: Record<string, unknown>;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -58,6 +60,7 @@ function spansOf(trace: JaegerTrace): Span[] {
     service: trace.processes[s.processID]?.serviceName ?? "(no process)",
     operation: s.operationName,
     parent: s.references.find((r) => r.refType === "CHILD_OF")?.spanID,
+    tags: Object.fromEntries(s.tags.map((t) => [t.key, t.value])),
   }));
 }
 
@@ -79,6 +82,8 @@ function ancestry(spans: Span[], span: Span): Span[] | undefined {
 describe("tracing under up: one task through the edge is one trace in Jaeger", { timeout: 90_000 }, () => {
   let stateDir: string;
   let env: NodeJS.ProcessEnv;
+  /** The task of the first test, SUCCEEDED, and its SubmitTask span's id. */
+  let traced: { traceId: string; submitSpan: string } | undefined;
 
   const taskmesh = async (...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> => {
     try {
@@ -178,5 +183,42 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
     const submit = path.find((s) => s.service === "coordinator" && s.operation.endsWith("TaskService/SubmitTask"));
     expect(submit, JSON.stringify(path)).toBeDefined();
     expect(task.traceparent).toBe(`00-${task.traceId}-${submit!.id}-01`);
+    traced = { traceId: task.traceId, submitSpan: submit!.id };
+  });
+
+  it("the rest of the task's life joins that trace: Postgres statements, the dispatch, the worker's execution, the recorded result, the relay and its Kafka produce", async () => {
+    expect(traced, "the first test's task").toBeDefined();
+    const { traceId, submitSpan } = traced!;
+    const jaeger = `http://127.0.0.1:${env.TASKMESH_JAEGER_PORT}`;
+    const wanted = {
+      postgres: (s: Span) => s.service === "ledger" && (s.tags["db.system"] === "postgresql" || s.tags["db.system.name"] === "postgresql"),
+      dispatch: (s: Span) => s.service === "coordinator" && s.operation === "dispatch",
+      execute: (s: Span) => s.service === "worker" && s.operation === "execute echo",
+      result: (s: Span) => s.service === "coordinator" && s.operation === "record result",
+      relay: (s: Span) => s.service === "ledger" && s.operation === "outbox relay",
+      produce: (s: Span) => s.service === "ledger" && s.operation === "taskmesh.tasks publish" && s.tags["span.kind"] === "producer" && s.tags["messaging.system"] === "kafka",
+    };
+    let missing: string[] = Object.keys(wanted);
+    const spans = await until("the task's later spans in Jaeger", 30_000, async () => {
+      const response = await fetch(`${jaeger}/api/traces/${traceId}`);
+      if (response.status !== 200) return undefined;
+      const trace = ((await response.json()) as { data: JaegerTrace[] }).data[0];
+      if (trace === undefined) return undefined;
+      const spans = spansOf(trace);
+      missing = Object.entries(wanted).filter(([, is]) => !spans.some(is)).map(([name]) => name);
+      return missing.length === 0 ? spans : undefined;
+    }, () => `missing: ${missing.join(", ")}`);
+    // Still one trace with one root, the edge's.
+    expect(spans.filter((s) => s.parent === undefined).map((s) => s.service)).toEqual(["edge"]);
+    // The dispatch, the worker's execution and the relay continue from the submit (the traceparent on the task row).
+    for (const name of ["dispatch", "execute", "relay"] as const) {
+      expect(spans.filter(wanted[name]).every((s) => s.parent === submitSpan), name).toBe(true);
+    }
+    // Every Kafka produce is a child of a relay span.
+    const relays = new Set(spans.filter(wanted.relay).map((s) => s.id));
+    expect(spans.filter(wanted.produce).every((s) => relays.has(s.parent!))).toBe(true);
+    // The result's ledger call runs under the coordinator's "record result" span.
+    const results = new Set(spans.filter(wanted.result).map((s) => s.id));
+    expect(spans.some((s) => s.parent !== undefined && results.has(s.parent) && /LedgerService\/(CompleteTasks?|FailTask)/.test(s.operation)), "a ledger call under record result").toBe(true);
   });
 });
