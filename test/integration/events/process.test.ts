@@ -1,3 +1,5 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { Kafka, logLevel } from "kafkajs";
 import { describe, expect, inject, it } from "vitest";
 import { EventServiceService, type Event } from "../../../gen/taskmesh/events/v1/events.js";
@@ -43,12 +45,16 @@ describe("the events process", () => {
       await waitFor("the registry change", async () => (await client.publish({ event: event(`${prefix}-1`, "shop.order.created") }).catch(() => undefined))?.topic === topic, 10_000);
       const task = await client.publish({ event: event(`${prefix}-2`, "taskmesh.task.v1.note") });
       expect(task.topic).toBe("taskmesh.tasks");
+      // As a user publishes with grpcurl (proto3 JSON, through reflection).
+      const body = JSON.stringify({ event: { id: `${prefix}-3`, source: "//cli", type: "shop.order.created", data: { n: 3 } } });
+      const { stdout } = await promisify(execFile)("grpcurl", ["-plaintext", "-d", body, address, "taskmesh.events.v1.EventService/Publish"], { timeout: 10_000 });
+      expect(JSON.parse(stdout)).toMatchObject({ topic, event: { id: `${prefix}-3`, specversion: "1.0", datacontenttype: "application/json", data: { n: 3 } } });
 
       const lines: string[] = [];
       const stopTail = new AbortController();
       const tail = eventsTail({ topic, from: "earliest", type: ["shop.order.*"], address }, { out: (l) => lines.push(l), err: () => undefined }, stopTail.signal);
-      await waitFor("the tailed event", () => lines.length === 1);
-      expect(lines[0]).toMatch(new RegExp(`^\\d{4}-\\S+ ${topic.replace(/\./g, "\\.")}/\\d@0 shop\\.order\\.created ${prefix}-1 ${prefix}-1 \\{"id":"${prefix}-1"\\}$`));
+      await waitFor("the tailed events", () => lines.length === 2);
+      expect(lines.find((l) => l.includes(` ${prefix}-1 `))).toMatch(new RegExp(`^\\d{4}-\\S+ ${topic.replace(/\./g, "\\.")}/\\d@0 shop\\.order\\.created ${prefix}-1 ${prefix}-1 \\{"id":"${prefix}-1"\\}$`));
       stopTail.abort();
       expect(await tail).toBe(130);
 
