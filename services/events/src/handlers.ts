@@ -82,7 +82,11 @@ export function eventHandlers(deps: EventHandlerDeps): ServiceHandlers<typeof Ev
         await subscription.start();
         await deps.relay?.hold(subscription);
         ctx.log.debug({ subscription: subscription.id, group: subscription.group }, "subscribed");
-        const ended = new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
+        // The caller may have gone while the group was being joined: then the abort event has fired already.
+        const ended = new Promise<void>((resolve) => {
+          if (ctx.signal.aborted) resolve();
+          else ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+        });
         await Promise.race([ended, failure]);
       } finally {
         deps.relay?.release(subscription);

@@ -187,6 +187,21 @@ describe("events: subscriptions on real Kafka", () => {
     }
   });
 
+  it("a subscriber that goes away while its group is being joined leaves no consumer behind", async () => {
+    const topic = await h.topic("gone", 1);
+    const group = `${h.prefix}.gone`;
+    for (const waitMs of [20, 60, 150]) {
+      const s = subscribe({ topic, consumerGroup: group });
+      await new Promise((r) => setTimeout(r, waitMs));
+      await s.stop();
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    await waitFor("the group to be empty", async () => {
+      const [g] = (await h.admin.describeGroups([group])).groups;
+      return g!.members.length === 0;
+    }, 15_000);
+  });
+
   it("refuses a missing topic and bad requests", async () => {
     const missing = subscribe({ topic: `${h.prefix}.missing` });
     await missing.done;
