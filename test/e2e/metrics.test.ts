@@ -1,14 +1,9 @@
 import { execFile } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { exclusive, supervisorLogTail } from "../support/exclusive.js";
-import { freePort } from "../../deploy/local/secrets.js";
 import { uuidv7 } from "../../services/kit/src/index.js";
-import { ROOT } from "../support/processes.js";
 import { sampleOf, scrape } from "../integration/metrics/prometheus-text.js";
+import { startUp, type UpRun } from "../support/up.js";
 
 const run = promisify(execFile);
 
@@ -19,42 +14,16 @@ interface Status {
 // The whole system as `taskmesh up -d` runs it (debug logs, so a failed call's line is written),
 // on its own state dir and ports: every service instance is scraped on the port status names.
 describe("metrics and logs under up", { timeout: 90_000 }, () => {
-  let stateDir: string;
-  let env: NodeJS.ProcessEnv;
-  let release: (() => void) | undefined;
+  let upRun: UpRun;
 
-  const taskmesh = async (...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> => {
-    try {
-      const { stdout, stderr } = await run(process.execPath, [join(ROOT, "scripts/taskmesh.mjs"), ...args], { env, timeout: 60_000 });
-      return { stdout, stderr, code: 0 };
-    } catch (error) {
-      const e = error as { stdout?: string; stderr?: string; code?: number };
-      return { stdout: e.stdout ?? "", stderr: e.stderr ?? "", code: e.code ?? -1 };
-    }
-  };
-  const status = async (): Promise<Status> => JSON.parse((await taskmesh("status", "--json")).stdout) as Status;
+  const status = async (): Promise<Status> => JSON.parse((await upRun.taskmesh("status", "--json")).stdout) as Status;
 
   beforeAll(async () => {
-    // One whole system at a time on this machine (see exclusive()).
-    release = await exclusive("up");
-    stateDir = mkdtempSync(join(tmpdir(), "taskmesh-e2e-metrics-"));
-    chmodSync(stateDir, 0o755); // Postgres (as user postgres when root) must reach its data directory below
-    const { DATABASE_URL: _ignored, ...rest } = process.env;
-    env = { ...rest, TASKMESH_STATE_DIR: stateDir, NO_COLOR: "1", LOG_LEVEL: "debug" };
-    for (const variable of ["POSTGRES", "REDIS", "KAFKA", "JAEGER", "OTLP_GRPC", "OTLP_HTTP", "JAEGER_GRPC", "EDGE", "EDGE_ADMIN"]) {
-      env[`TASKMESH_${variable}_PORT`] = String(await freePort());
-    }
-    const up = await taskmesh("up", "-d");
-    expect(up.code, up.stderr + up.stdout + supervisorLogTail(stateDir)).toBe(0);
+    upRun = await startUp([], { LOG_LEVEL: "debug" });
   }, 400_000); // waiting for the lock included
 
   afterAll(async () => {
-    try {
-      await taskmesh("down");
-      rmSync(stateDir, { recursive: true, force: true });
-    } finally {
-      release?.();
-    }
+    await upRun?.down();
   }, 60_000);
 
   it("every service instance serves /metrics on its ports.metrics, with process and RPC series; the Envoys at /stats/prometheus", async () => {
@@ -72,7 +41,7 @@ describe("metrics and logs under up", { timeout: 90_000 }, () => {
     expect(sampleOf(ledger, "taskmesh_outbox_lag", {})).toBeGreaterThanOrEqual(0);
     const coordinator = await scrape(`http://127.0.0.1:${services.find((p) => p.service === "coordinator")!.ports.metrics}/metrics`);
     expect(sampleOf(coordinator, "taskmesh_workers_connected", {})).toBe(services.filter((p) => p.service === "worker").length);
-    const edge = await (await fetch(`http://127.0.0.1:${env.TASKMESH_EDGE_ADMIN_PORT}/stats/prometheus`)).text();
+    const edge = await (await fetch(`http://127.0.0.1:${upRun.env.TASKMESH_EDGE_ADMIN_PORT}/stats/prometheus`)).text();
     expect(edge).toMatch(/^envoy_/m);
   });
 
@@ -86,7 +55,7 @@ describe("metrics and logs under up", { timeout: 90_000 }, () => {
     ], { timeout: 10_000 }).then(() => "found", (e: { stderr: string }) => e.stderr);
     expect(got).toMatch(/NotFound/);
     await new Promise((r) => setTimeout(r, 500));
-    const out = await taskmesh("logs", "--trace", trace);
+    const out = await upRun.taskmesh("logs", "--trace", trace);
     expect(out.code, out.stderr).toBe(0);
     const lines = out.stdout.trim().split("\n");
     const processes = new Set(lines.map((l) => l.slice(0, l.indexOf(" |"))));
@@ -95,7 +64,7 @@ describe("metrics and logs under up", { timeout: 90_000 }, () => {
     for (const line of lines.filter((l) => l.includes("| {"))) {
       expect((JSON.parse(line.slice(line.indexOf("| {") + 2)) as { trace_id?: string }).trace_id).toBe(trace);
     }
-    const one = await taskmesh("logs", "ledger-0", "--trace", trace);
+    const one = await upRun.taskmesh("logs", "ledger-0", "--trace", trace);
     expect(one.stdout.trim().split("\n").every((l) => l.includes(trace))).toBe(true);
   });
 });
