@@ -19,6 +19,15 @@ function port(variable: string, fallback: number): number {
   return n;
 }
 
+/** TASKMESH_TRACE_SAMPLING: the percentage of requests traced, 0 to 100 (default 100, always on, as in development). */
+export function tracePercent(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.TASKMESH_TRACE_SAMPLING?.trim();
+  if (!raw) return 100;
+  const n = Number(raw.replace(/%$/, ""));
+  if (!Number.isFinite(n) || n < 0 || n > 100) throw new Error(`TASKMESH_TRACE_SAMPLING: expected a percentage from 0 to 100, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
 /** The fixed addresses of the design ("Topology and ports"), each overridable by its variable. */
 export function fixedPorts() {
   return {
@@ -143,7 +152,11 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
       otlpGrpcPort: ports.otlpGrpc, otlpHttpPort: ports.otlpHttp, queryGrpcPort: ports.jaegerQueryGrpc,
     }),
   );
+  const sampling = tracePercent();
   const env = {
+    // One sampling rate for the mesh: the edge starts that share of traces, services follow their caller
+    // and sample their own roots (background work) at the same rate.
+    ...(sampling < 100 && !process.env.OTEL_TRACES_SAMPLER ? { OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: String(sampling / 100) } : {}),
     DATABASE_URL: databaseUrl,
     REDIS_URL: redisUrl(ports.redis),
     KAFKA_BROKERS: `127.0.0.1:${ports.kafka}`,
@@ -170,7 +183,7 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
   await ensureMeshCerts(options.stateDir);
   const mesh = writeMesh({
     topology: loadTopology(), stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc,
-    edge: { port: ports.edge, adminPort: ports.edgeAdmin, descriptorSetPath: join(ROOT, "gen/descriptor.binpb") },
+    edge: { port: ports.edge, adminPort: ports.edgeAdmin, descriptorSetPath: join(ROOT, "gen/descriptor.binpb"), traceSamplingPercent: sampling },
   });
   const identities = (instances.get("identity") ?? []).map((i) => i.name);
   for (const envoy of mesh) {

@@ -16,6 +16,8 @@ export interface EdgeOptions {
   readonly adminPort?: number;
   /** The descriptor set `buf build` writes (`gen/descriptor.binpb`), as an absolute path. */
   readonly descriptorSetPath: string;
+  /** Share of requests the edge starts a trace for, in percent (TASKMESH_TRACE_SAMPLING under up). @default 100 */
+  readonly traceSamplingPercent?: number;
   /** Browser origins CORS allows (prefix match). @default http://localhost and http://127.0.0.1 */
   readonly corsOrigins?: readonly string[];
   /**
@@ -111,6 +113,7 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
             typed_config: connectionManager({
               statPrefix: "edge",
               serviceName: EDGE,
+              samplingPercent: options.traceSamplingPercent ?? 100,
               codec: "AUTO",
               routes: edgeRoutes(t, rateLimit !== false),
               filters,

@@ -8,10 +8,16 @@ export const OTLP_CLUSTER = "otlp";
  * The OpenTelemetry tracer of an HTTP connection manager: spans go over
  * OTLP/gRPC to the `otlp` cluster, named by an explicit `service_name`
  * (envoy#22472); context travels as W3C `traceparent`.
+ *
+ * `samplingPercent` is the share of requests without a tracing decision
+ * that this Envoy starts a trace for: the edge's is the mesh's sampling
+ * rate; sidecars take 0 and trace what arrives decided — from another
+ * Envoy (the decision rides in `x-request-id`) or from an app whose span is
+ * sampled (the kit's clients then send `x-envoy-force-trace`).
  */
-export function tracing(serviceName: string): Tracing {
+export function tracing(serviceName: string, samplingPercent = 100): Tracing {
   return {
-    random_sampling: { value: 100 },
+    random_sampling: { value: samplingPercent },
     spawn_upstream_span: true,
     provider: {
       name: "envoy.tracers.opentelemetry",

@@ -33,6 +33,13 @@ export interface MeshContext {
   readonly inboundAddress?: string;
 }
 
+/**
+ * Addresses a sidecar treats as inside the mesh (Envoy has none by default):
+ * their x-request-id (which carries the tracing decision) and
+ * x-envoy-force-trace are honoured. Here every peer is on loopback.
+ */
+const MESH_INTERNAL = { cidr_ranges: [{ address_prefix: "127.0.0.0", prefix_len: 8 }] };
+
 /** The cluster of the local app behind a sidecar. */
 export const LOCAL_APP_CLUSTER = "local_app";
 /** Every sidecar lets every mesh identity call this prefix: the active health checks of other Envoys. */
@@ -75,13 +82,15 @@ export function connectionManager(options: {
   filters: HttpFilter[];
   extra?: Partial<HttpConnectionManager>;
   virtualHost?: Partial<VirtualHost>;
+  /** Requests without a tracing decision that start a trace, in percent: the edge's sampling rate; 0 for sidecars. @default 0 */
+  samplingPercent?: number;
 }): HttpConnectionManager {
   return {
     "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
     stat_prefix: options.statPrefix,
     codec_type: options.codec,
     http2_protocol_options: HTTP2_OPTIONS,
-    tracing: tracing(options.serviceName),
+    tracing: tracing(options.serviceName, options.samplingPercent ?? 0),
     access_log: accessLog(options.statPrefix),
     ...options.extra,
     route_config: { name: options.statPrefix, virtual_hosts: [{ name: options.statPrefix, domains: ["*"], routes: options.routes, ...options.virtualHost }] },
@@ -117,7 +126,7 @@ export function sidecarConfig(ctx: MeshContext, instance: MeshInstance): Bootstr
           serviceName,
           codec: "HTTP2",
           // The app learns its caller's SPIFFE ID from x-forwarded-client-cert (set here, never taken from the peer).
-          extra: { forward_client_cert_details: "SANITIZE_SET", set_current_client_cert_details: { uri: true } },
+          extra: { forward_client_cert_details: "SANITIZE_SET", set_current_client_cert_details: { uri: true }, internal_address_config: MESH_INTERNAL },
           routes: [{
             name: "local-app",
             match: { prefix: "/" },
@@ -135,7 +144,11 @@ export function sidecarConfig(ctx: MeshContext, instance: MeshInstance): Bootstr
     filter_chains: [{
       filters: [{
         name: "envoy.filters.network.http_connection_manager",
-        typed_config: connectionManager({ statPrefix: "outbound", serviceName, codec: "HTTP2", routes: outboundRoutes(t, instance.service), filters: [] }),
+        typed_config: connectionManager({
+          statPrefix: "outbound", serviceName, codec: "HTTP2", routes: outboundRoutes(t, instance.service), filters: [],
+          // The app is the peer (no X-Forwarded-For), on loopback: internal, so its x-envoy-force-trace counts.
+          extra: { use_remote_address: true, internal_address_config: MESH_INTERNAL },
+        }),
       }],
     }],
   };

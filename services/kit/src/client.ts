@@ -1,3 +1,4 @@
+import { TraceFlags, trace } from "@opentelemetry/api";
 import { Client, credentials, Metadata, type ChannelCredentials, type ChannelOptions, type ClientDuplexStream, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { clientChannelOptions } from "./channel-options.js";
 import { fromServiceError } from "./error-wire.js";
@@ -30,10 +31,18 @@ function grpcOptions(deadline: number | undefined): { deadline?: number } {
   return deadline === undefined ? {} : { deadline };
 }
 
-/** The metadata to send: the caller's (copied), with wait-for-ready set when asked (grpc-js takes it there). */
+/**
+ * The metadata to send: the caller's (copied), with wait-for-ready set when
+ * asked (grpc-js takes it there), and `x-envoy-force-trace` when the call
+ * is part of a sampled trace: sidecars trace only what their callers
+ * sampled (they start no traces of their own), so a sampled trace keeps
+ * every hop and an unsampled one costs no sidecar spans.
+ */
 function metadataFor(options: CallOptions | undefined): Metadata {
   const metadata = options?.metadata?.clone() ?? new Metadata();
   if (options?.waitForReady) metadata.setOptions({ ...metadata.getOptions(), waitForReady: true });
+  const span = trace.getActiveSpan()?.spanContext();
+  if (span && trace.isSpanContextValid(span) && (span.traceFlags & TraceFlags.SAMPLED) !== 0) metadata.set("x-envoy-force-trace", "true");
   return metadata;
 }
 

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { credentials, type ChannelCredentials } from "@grpc/grpc-js";
+import { Metadata, credentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { execa } from "execa";
 import { ensureMeshCerts, type MeshCerts } from "../../../deploy/local/certs.js";
 import { ensureEnvoy, envoySpec, envoyValidate } from "../../../deploy/local/provision/envoy.js";
@@ -233,10 +233,16 @@ describe("a live sidecar pair and the edge", () => {
     const client = createClient(TaskServiceService, `127.0.0.1:${port("worker-0", "outbound")}`);
     const seen = new Map<string, string>();
     try {
+      // As an app inside a sampled trace calls (the kit's clients add the header then): sidecars start no traces of their own.
+      const sampled = new Metadata();
+      sampled.set("x-envoy-force-trace", "true");
       for (let i = 0; i < 30; i++) {
-        const { task } = await client.getTask(GetTaskRequest.fromPartial({ id: "t1" }));
+        const { task } = await client.getTask(GetTaskRequest.fromPartial({ id: "t1" }), { metadata: sampled });
         seen.set(String(task?.output?.instance), String(task?.output?.traceparent));
       }
+      // Without it, the call is not traced: a sidecar samples nothing by itself.
+      const { task: untraced } = await client.getTask(GetTaskRequest.fromPartial({ id: "t1" }));
+      expect(String(untraced?.output?.traceparent)).not.toMatch(/-01$/);
     } finally {
       client.close();
     }
