@@ -7,7 +7,7 @@
 #   (a) direct:            ghz -> coordinator-0 app port (h2c, loopback)
 #   (b) one sidecar pair:  ghz -> worker-0's sidecar outbound (h2c, loopback)
 #                              -> coordinator-0's sidecar inbound (mTLS) -> app
-#   (c) edge + sidecars:   ghz -> edge (h2c) -> coordinator-0's sidecar inbound (mTLS) -> app
+#   (c) edge + sidecars:   ghz -> edge (h2c; JWT check, rate-limit call) -> coordinator-0's sidecar inbound (mTLS) -> app
 # each at a fixed concurrency (closed loop) and at a fixed rate, and prints a
 # Markdown table. The method is TaskService/GetTask with an id that is not a
 # UUID: the coordinator answers INVALID_ARGUMENT itself, with no ledger or
@@ -98,12 +98,14 @@ port_of() { # $1 process, $2 port name
 direct=127.0.0.1:$(port_of coordinator-0 app)
 sidecar=127.0.0.1:$(port_of worker-0-sidecar outbound)
 edge=127.0.0.1:$TASKMESH_EDGE_PORT
+# The edge wants an access token (jwt_authn); apps take a loopback call without one.
+token=$(taskmesh token) || { log "taskmesh token failed"; exit 1; }
 
 # --- load ------------------------------------------------------------------
 ghz_run() { # $1 output file, $2 target, rest: ghz load options
   local out=$1 target=$2; shift 2
   "${PIN[@]}" "$GHZ" --insecure --protoset gen/descriptor.binpb --call "$CALL" -d "$DATA" \
-    --cpus 1 --count-errors --connections 1 "$@" -O json -o "$out" "$target"
+    --metadata "{\"authorization\":\"Bearer $token\"}" --cpus 1 --count-errors --connections 1 "$@" -O json -o "$out" "$target"
 }
 
 machine="nproc $(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(grep -o 'MemTotal:.*' /proc/meminfo | awk '{printf "%.0f GiB", $2/1048576}'), Node $(node --version), $(envoy_bin=$(ls "${XDG_CACHE_HOME:-$HOME/.cache}"/taskmesh/envoy-*/envoy 2>/dev/null | head -1); [ -n "$envoy_bin" ] && "$envoy_bin" --version 2>/dev/null | grep -o 'envoy  *version: [^/]*/[0-9.]*' | sed 's/.*\///; s/^/Envoy /' || echo 'Envoy ?'), ghz $GHZ_VERSION"
