@@ -1,20 +1,13 @@
-import { execFile } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
-import { networkInterfaces, tmpdir } from "node:os";
+import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
-import { promisify } from "node:util";
 import type { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { exclusive, supervisorLogTail } from "../support/exclusive.js";
-import { freePort } from "../../deploy/local/secrets.js";
 import { ListTasksRequest, TaskServiceService } from "../../gen/taskmesh/coordinator/v1/task_service.js";
 import { createClient, type MeshClient } from "../../services/kit/src/index.js";
-import { ROOT } from "../support/processes.js";
-import { bearer } from "../support/up.js";
-
-const run = promisify(execFile);
+import { bearer, startUp, type UpRun } from "../support/up.js";
 
 interface Status {
   processes: Array<{ name: string; pid?: number; state: string; ports: Record<string, number> }>;
@@ -43,22 +36,12 @@ async function until<T>(what: string, ms: number, probe: () => Promise<T | undef
 // The whole mesh as `taskmesh up -d --replicas coordinator=3` runs it, on its own state dir and ports;
 // a client reaches it only through the edge, as a user would.
 describe("the mesh under up: failover, loopback-only apps, certificate rotation", { timeout: 90_000 }, () => {
-  let stateDir: string;
-  let env: NodeJS.ProcessEnv;
+  let upRun: UpRun;
   let client: MeshClient<typeof TaskServiceService>;
   let auth: Metadata; // the edge wants an access token
 
-  const taskmesh = async (...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> => {
-    try {
-      const { stdout, stderr } = await run(process.execPath, [join(ROOT, "scripts/taskmesh.mjs"), ...args], { env, timeout: 60_000 });
-      return { stdout, stderr, code: 0 };
-    } catch (error) {
-      const e = error as { stdout?: string; stderr?: string; code?: number };
-      return { stdout: e.stdout ?? "", stderr: e.stderr ?? "", code: e.code ?? -1 };
-    }
-  };
   const processOf = async (name: string): Promise<Status["processes"][number]> => {
-    const status = JSON.parse((await taskmesh("status", "--json")).stdout) as Status;
+    const status = JSON.parse((await upRun.taskmesh("status", "--json")).stdout) as Status;
     const found = status.processes.find((p) => p.name === name);
     if (!found) throw new Error(`status shows no ${name}`);
     return found;
@@ -85,41 +68,25 @@ describe("the mesh under up: failover, loopback-only apps, certificate rotation"
     return load;
   };
 
-  let release: (() => void) | undefined;
-
   beforeAll(async () => {
-    // One whole system at a time on this machine (see exclusive()).
-    release = await exclusive("up");
-    stateDir = mkdtempSync(join(tmpdir(), "taskmesh-e2e-"));
-    chmodSync(stateDir, 0o755); // Postgres (as user postgres when root) must reach its data directory below
-    const { DATABASE_URL: _ignored, ...rest } = process.env;
-    env = { ...rest, TASKMESH_STATE_DIR: stateDir, NO_COLOR: "1" };
-    for (const variable of ["POSTGRES", "REDIS", "KAFKA", "JAEGER", "OTLP_GRPC", "OTLP_HTTP", "JAEGER_GRPC", "EDGE", "EDGE_ADMIN"]) {
-      env[`TASKMESH_${variable}_PORT`] = String(await freePort());
-    }
-    const up = await taskmesh("up", "-d", "--replicas", "coordinator=3");
-    expect(up.code, up.stderr + up.stdout + supervisorLogTail(stateDir)).toBe(0);
-    client = createClient(TaskServiceService, `127.0.0.1:${env.TASKMESH_EDGE_PORT}`);
-    const token = await taskmesh("token");
-    expect(token.code, token.stderr).toBe(0);
-    auth = bearer(token.stdout.trim());
+    upRun = await startUp(["--replicas", "coordinator=3"]);
+    client = createClient(TaskServiceService, upRun.edge);
+    auth = bearer(await upRun.token());
     await client.listTasks(ListTasksRequest.fromPartial({ pageSize: 1 }), { timeoutMs: 5000, metadata: auth });
   }, 400_000); // waiting for the lock included
 
   afterAll(async () => {
     try {
       client?.close();
-      await taskmesh("down");
-      rmSync(stateDir, { recursive: true, force: true });
     } finally {
-      release?.();
+      await upRun?.down();
     }
   }, 60_000);
 
   it("kill -9 of a coordinator replica: calls through the edge keep succeeding, the edge marks it failed, and it rejoins once restarted", async () => {
     const victim = await processOf("coordinator-1");
     const inbound = (await processOf("coordinator-1-sidecar")).ports.inbound!;
-    const edgeAdmin = Number(env.TASKMESH_EDGE_ADMIN_PORT);
+    const edgeAdmin = Number(upRun.env.TASKMESH_EDGE_ADMIN_PORT);
     // The edge's view of that replica (its sidecar's inbound address) in admin /clusters.
     const stat = async (name: string): Promise<string> => {
       const line = (await admin(edgeAdmin, "/clusters")).split("\n").find((l) => l.startsWith(`coordinator::127.0.0.1:${inbound}::${name}::`));
@@ -165,7 +132,7 @@ describe("the mesh under up: failover, loopback-only apps, certificate rotation"
 
     /** A TLS connection to the inbound port on the external address; resolves once the server speaks HTTP/2 (its SETTINGS frame). */
     const handshake = (identity?: string): Promise<string> => new Promise((resolve, reject) => {
-      const certs = join(stateDir, "certs");
+      const certs = join(upRun.stateDir, "certs");
       const socket = tlsConnect({
         host: external!, port: inbound, servername: "localhost", ALPNProtocols: ["h2"], ca: readFileSync(join(certs, "ca.pem")),
         ...(identity ? { cert: readFileSync(join(certs, identity, "cert.pem")), key: readFileSync(join(certs, identity, "key.pem")) } : {}),
@@ -189,7 +156,7 @@ describe("the mesh under up: failover, loopback-only apps, certificate rotation"
     const before = await served();
     const load = stream(20);
     await sleep(1000);
-    const rotated = await taskmesh("certs", "rotate", "--json");
+    const rotated = await upRun.taskmesh("certs", "rotate", "--json");
     expect(rotated.code, rotated.stderr).toBe(0);
     const identities = JSON.parse(rotated.stdout) as Array<{ name: string; serial: string; from: string | null }>;
     const coordinator = identities.find((i) => i.name === "coordinator")!;
