@@ -1,14 +1,5 @@
-import { execFile } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { exclusive, supervisorLogTail } from "../support/exclusive.js";
-import { freePort } from "../../deploy/local/secrets.js";
-import { ROOT } from "../support/processes.js";
-
-const run = promisify(execFile);
+import { startUp, type UpRun } from "../support/up.js";
 
 /** A task as the edge's HTTP/JSON transcoding returns it (the fields this test reads). */
 interface TaskJson {
@@ -80,53 +71,23 @@ function ancestry(spans: Span[], span: Span): Span[] | undefined {
 // The whole mesh as `taskmesh up -d` runs it (default replicas), on its own state dir and ports;
 // one task goes in through the edge and its whole path must come out as one trace in Jaeger.
 describe("tracing under up: one task through the edge is one trace in Jaeger", { timeout: 90_000 }, () => {
-  let stateDir: string;
-  let env: NodeJS.ProcessEnv;
+  let upRun: UpRun;
   /** The task of the first test, SUCCEEDED, and its SubmitTask span's id. */
   let traced: { traceId: string; submitSpan: string } | undefined;
 
-  const taskmesh = async (...args: string[]): Promise<{ stdout: string; stderr: string; code: number }> => {
-    try {
-      const { stdout, stderr } = await run(process.execPath, [join(ROOT, "scripts/taskmesh.mjs"), ...args], { env, timeout: 60_000 });
-      return { stdout, stderr, code: 0 };
-    } catch (error) {
-      const e = error as { stdout?: string; stderr?: string; code?: number };
-      return { stdout: e.stdout ?? "", stderr: e.stderr ?? "", code: e.code ?? -1 };
-    }
-  };
-
-  let release: (() => void) | undefined;
-
   beforeAll(async () => {
-    // One whole system at a time on this machine (see exclusive()).
-    release = await exclusive("up");
-    stateDir = mkdtempSync(join(tmpdir(), "taskmesh-e2e-"));
-    chmodSync(stateDir, 0o755); // Postgres (as user postgres when root) must reach its data directory below
-    const { DATABASE_URL: _ignored, OTEL_TRACES_EXPORTER: _exporter, ...rest } = process.env;
-    env = { ...rest, TASKMESH_STATE_DIR: stateDir, NO_COLOR: "1" };
-    for (const variable of ["POSTGRES", "REDIS", "KAFKA", "JAEGER", "OTLP_GRPC", "OTLP_HTTP", "JAEGER_GRPC", "EDGE", "EDGE_ADMIN"]) {
-      env[`TASKMESH_${variable}_PORT`] = String(await freePort());
-    }
-    const up = await taskmesh("up", "-d");
-    expect(up.code, up.stderr + up.stdout + supervisorLogTail(stateDir)).toBe(0);
+    upRun = await startUp();
   }, 400_000); // waiting for the lock included
 
   afterAll(async () => {
-    try {
-      await taskmesh("down");
-      rmSync(stateDir, { recursive: true, force: true });
-    } finally {
-      release?.();
-    }
+    await upRun?.down();
   }, 60_000);
 
   it("edge → coordinator sidecar → coordinator → ledger sidecar → ledger, under the trace id the task row holds", async () => {
-    const edge = `http://127.0.0.1:${env.TASKMESH_EDGE_PORT}`;
-    const jaeger = `http://127.0.0.1:${env.TASKMESH_JAEGER_PORT}`;
+    const edge = `http://${upRun.edge}`;
+    const jaeger = `http://127.0.0.1:${upRun.env.TASKMESH_JAEGER_PORT}`;
 
-    const token = await taskmesh("token");
-    expect(token.code, token.stderr).toBe(0);
-    const authorization = `Bearer ${token.stdout.trim()}`;
+    const authorization = `Bearer ${await upRun.token()}`;
     const submitted = await fetch(`${edge}/v1/tasks`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization },
@@ -189,7 +150,7 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
   it("the rest of the task's life joins that trace: Postgres statements, the dispatch, the worker's execution, the recorded result, the relay and its Kafka produce", async () => {
     expect(traced, "the first test's task").toBeDefined();
     const { traceId, submitSpan } = traced!;
-    const jaeger = `http://127.0.0.1:${env.TASKMESH_JAEGER_PORT}`;
+    const jaeger = `http://127.0.0.1:${upRun.env.TASKMESH_JAEGER_PORT}`;
     const wanted = {
       postgres: (s: Span) => s.service === "ledger" && (s.tags["db.system"] === "postgresql" || s.tags["db.system.name"] === "postgresql"),
       dispatch: (s: Span) => s.service === "coordinator" && s.operation === "dispatch",
