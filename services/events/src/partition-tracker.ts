@@ -10,8 +10,6 @@ export class PartitionTracker {
   #highest: bigint | undefined;
   /** The offset last committed for this partition by this subscription. */
   committed: bigint | undefined;
-  /** Offsets below this are not delivered (a start position's seek is pending). */
-  startAt: bigint | undefined;
 
   /** The highest offset taken so far. */
   get highest(): bigint | undefined {
@@ -26,6 +24,16 @@ export class PartitionTracker {
   /** True when `offset` was already taken (Kafka hands it out again after a rebalance). */
   taken(offset: bigint): boolean {
     return this.#highest !== undefined && offset <= this.#highest;
+  }
+
+  /**
+   * Starts the partition at `offset` (a start position, or the end for a
+   * group without a committed offset): earlier offsets count as taken, and
+   * `offset` becomes the position to commit until something is delivered.
+   */
+  startFrom(offset: bigint): void {
+    if (this.#highest !== undefined || this.#entries.length > 0) throw new Error("a partition starts only once");
+    this.#highest = offset - 1n;
   }
 
   /** Takes the next offset; `settled` for one that needs no acknowledgement (filtered out). */

@@ -230,6 +230,7 @@ export class Subscription {
         this.#pending.delete(key);
       }
     }
+    const unpositioned: number[] = [];
     for (const partition of partitions) {
       const kept = this.#trackers.get(partition);
       if (kept) {
@@ -239,15 +240,51 @@ export class Subscription {
       }
       const tracker = new PartitionTracker();
       this.#trackers.set(partition, tracker);
+      if (this.#seeded.has(partition)) continue;
+      this.#seeded.add(partition);
       const start = this.#startOffsets.get(partition);
-      if (start !== undefined && !this.#seeded.has(partition)) {
-        this.#seeded.add(partition);
-        tracker.startAt = start;
+      if (start !== undefined) {
+        tracker.startFrom(start);
         this.#consumer!.seek({ topic: this.#spec.topic, partition, offset: String(start) });
+        this.#committer?.schedule();
+      } else if (this.#spec.start.kind === "committed") {
+        unpositioned.push(partition);
       }
+    }
+    if (unpositioned.length > 0) {
+      // Held back until it is known whether the group has an offset for them (kafkajs would start them at the end, unrecorded).
+      this.#consumer!.pause([{ topic: this.#spec.topic, partitions: unpositioned }]);
+      void this.#positionUncommitted(unpositioned);
     }
     this.#room.free();
     this.#enqueue({ payload: { $case: "subscription", value: { subscriptionId: this.id, consumerGroup: this.group, partitions: [...partitions].sort((a, b) => a - b) } } });
+  }
+
+  /**
+   * Partitions the group has no committed offset for start at their end
+   * now, and that position is committed at once (named groups): a member
+   * that gets them after a rebalance continues from there instead of from
+   * a later end (which would skip what was published in between).
+   */
+  async #positionUncommitted(partitions: number[]): Promise<void> {
+    const topic = this.#spec.topic;
+    try {
+      const [committed] = await this.#o.kafka.withAdmin((admin) => admin.fetchOffsets({ groupId: this.group, topics: [topic] }));
+      const ends = await this.#o.kafka.withAdmin((admin) => admin.fetchTopicOffsets(topic));
+      for (const partition of partitions) {
+        const tracker = this.#trackers.get(partition);
+        const offset = committed?.partitions.find((p) => p.partition === partition)?.offset;
+        if (!tracker || (offset !== undefined && offset !== "-1")) continue;
+        const end = BigInt(ends.find((e) => e.partition === partition)?.high ?? "0");
+        tracker.startFrom(end);
+        this.#consumer?.seek({ topic, partition, offset: String(end) });
+      }
+      this.#committer?.schedule();
+    } catch (error) {
+      this.#o.log.warn({ err: error }, "could not look up the group's offsets; starting those partitions at kafkajs' default");
+    } finally {
+      if (this.#state === "running") this.#consumer?.resume([{ topic, partitions }]);
+    }
   }
 
   async #eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
@@ -257,11 +294,10 @@ export class Subscription {
     for (const message of batch.messages) {
       if (this.#state !== "running" || !isRunning() || isStale() || this.#trackers.get(batch.partition) !== tracker) return;
       const offset = BigInt(message.offset);
-      if (tracker.taken(offset) || (tracker.startAt !== undefined && offset < tracker.startAt)) {
+      if (tracker.taken(offset)) {
         resolveOffset(message.offset);
         continue;
       }
-      tracker.startAt = undefined;
       const event = fromRecord(message);
       if (!matchesAny(this.#spec.types, event.type)) {
         tracker.take(offset, true);

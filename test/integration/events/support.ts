@@ -42,7 +42,7 @@ export async function startEvents(label: string, tracer?: Tracer): Promise<Event
   const brokers = [inject("kafkaBrokers")];
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL as "info" | undefined ?? "silent" });
   const clients = new KafkaClients(createKafka(brokers, prefix, logger));
-  const redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+  const redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1, connectionName: prefix });
   const relay = new AckRelay(redis, redis.duplicate(), logger);
   await relay.start();
   const subscriptions = new Subscriptions();
@@ -76,6 +76,13 @@ export async function startEvents(label: string, tracer?: Tracer): Promise<Event
       const keys = await redis.keys(`${prefix}:*`);
       if (keys.length > 0) await redis.del(...keys);
       redis.disconnect();
+      // No Redis connection of this replica is left open (the ack relay's subscriber included).
+      const probe = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+      try {
+        await waitFor("its redis connections to close", async () => !String(await probe.client("LIST")).includes(`name=${prefix} `), 5000);
+      } finally {
+        probe.disconnect();
+      }
     },
   });
 }

@@ -138,6 +138,19 @@ describe("events: partition tracker", () => {
   });
 });
 
+describe("events: partition start", () => {
+  it("a partition started at an offset skips what lies before it and commits that offset until something is delivered", () => {
+    const t = new PartitionTracker();
+    t.startFrom(40n);
+    expect([t.taken(39n), t.taken(40n), t.commitOffset(), t.dirty]).toEqual([true, false, 40n, true]);
+    t.take(40n);
+    expect(t.commitOffset()).toBe(40n);
+    t.settle(40n);
+    expect(t.commitOffset()).toBe(41n);
+    expect(() => t.startFrom(1n)).toThrow();
+  });
+});
+
 describe("events tail (CLI)", () => {
   it("builds a private subscription from the options", () => {
     expect(tailRequest({})).toMatchObject({ topic: "taskmesh.tasks", consumerGroup: "", startPosition: { $case: "latest" }, types: [] });
