@@ -12,6 +12,6 @@ export { Publisher, type PublisherDeps } from "./publisher.js";
 export {
   BUILT_IN_ROUTES, DLQ_TOPIC, IDENTITY_TOPIC, REGISTRY_KEY, TASKS_TOPIC, isEventType, isTopicName, isTypePattern, matchesAny, parseRoutes, routeOf, typeMatches,
 } from "./registry.js";
-export { resolveStartOffsets } from "./start-offsets.js";
+export { resolveStartOffsets, uncommittedEnds } from "./start-offsets.js";
 export { Subscription, privateGroup, type NackSpec, type SettleResult, type SubscriptionOptions, type SubscriptionState } from "./subscription.js";
 export { MAX_DATA_BYTES, MAX_EXTENSIONS, SUBSCRIBE_LIMITS, checkEvent, checkSubscribe, contentHash, type StartPosition, type SubscriptionSpec } from "./validation.js";

@@ -35,3 +35,20 @@ export async function resolveStartOffsets(kafka: KafkaClients, topic: string, st
   }
   return offsets;
 }
+
+/**
+ * The partitions among `partitions` that `group` has no committed offset
+ * for, each with the topic's end now: where they start, so that the
+ * position can be committed before anything is delivered.
+ */
+export async function uncommittedEnds(kafka: KafkaClients, group: string, topic: string, partitions: readonly number[]): Promise<Map<number, bigint>> {
+  const [committed] = await kafka.withAdmin((admin) => admin.fetchOffsets({ groupId: group, topics: [topic] }));
+  const ends = await kafka.withAdmin((admin) => admin.fetchTopicOffsets(topic));
+  const found = new Map<number, bigint>();
+  for (const partition of partitions) {
+    const offset = committed?.partitions.find((p) => p.partition === partition)?.offset;
+    if (offset !== undefined && offset !== "-1") continue;
+    found.set(partition, BigInt(ends.find((e) => e.partition === partition)?.high ?? "0"));
+  }
+  return found;
+}

@@ -12,7 +12,7 @@ import { Room, withHeartbeats } from "./flow-control.js";
 import { OffsetCommitter } from "./offset-committer.js";
 import { PartitionTracker } from "./partition-tracker.js";
 import { matchesAny } from "./registry.js";
-import { resolveStartOffsets } from "./start-offsets.js";
+import { resolveStartOffsets, uncommittedEnds } from "./start-offsets.js";
 import type { SubscriptionSpec } from "./validation.js";
 
 /** A subscription's lifecycle. */
@@ -102,6 +102,8 @@ export class Subscription {
   #consumer: Consumer | undefined;
   #sending: Promise<void> = Promise.resolve();
   readonly #room = new Room();
+  /** Settles once the latest assignment has been positioned and told to the subscriber. */
+  #announced: Promise<void> = Promise.resolve();
   /** Commits the group's settled offsets; none for a private group. */
   #committer: OffsetCommitter | undefined;
   #tokenCounter = 0;
@@ -251,13 +253,16 @@ export class Subscription {
         unpositioned.push(partition);
       }
     }
+    let positioned = Promise.resolve();
     if (unpositioned.length > 0) {
       // Held back until it is known whether the group has an offset for them (kafkajs would start them at the end, unrecorded).
       this.#consumer!.pause([{ topic: this.#spec.topic, partitions: unpositioned }]);
-      void this.#positionUncommitted(unpositioned);
+      positioned = this.#positionUncommitted(unpositioned);
     }
     this.#room.free();
-    this.#enqueue({ payload: { $case: "subscription", value: { subscriptionId: this.id, consumerGroup: this.group, partitions: [...partitions].sort((a, b) => a - b) } } });
+    // The subscriber hears of its partitions once they are positioned, and before any delivery from them.
+    const info: SubscribeResponse = { payload: { $case: "subscription", value: { subscriptionId: this.id, consumerGroup: this.group, partitions: [...partitions].sort((a, b) => a - b) } } };
+    this.#announced = this.#announced.then(() => positioned).then(() => this.#enqueue(info));
   }
 
   /**
@@ -269,13 +274,9 @@ export class Subscription {
   async #positionUncommitted(partitions: number[]): Promise<void> {
     const topic = this.#spec.topic;
     try {
-      const [committed] = await this.#o.kafka.withAdmin((admin) => admin.fetchOffsets({ groupId: this.group, topics: [topic] }));
-      const ends = await this.#o.kafka.withAdmin((admin) => admin.fetchTopicOffsets(topic));
-      for (const partition of partitions) {
+      for (const [partition, end] of await uncommittedEnds(this.#o.kafka, this.group, topic, partitions)) {
         const tracker = this.#trackers.get(partition);
-        const offset = committed?.partitions.find((p) => p.partition === partition)?.offset;
-        if (!tracker || (offset !== undefined && offset !== "-1")) continue;
-        const end = BigInt(ends.find((e) => e.partition === partition)?.high ?? "0");
+        if (!tracker || tracker.highest !== undefined) continue;
         tracker.startFrom(end);
         this.#consumer?.seek({ topic, partition, offset: String(end) });
       }
@@ -288,6 +289,7 @@ export class Subscription {
   }
 
   async #eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    await this.#announced;
     const tracker = this.#trackers.get(batch.partition);
     if (!tracker) return;
     const earlier = await this.#attempts.load(batch.partition, batch.messages.filter((m) => !tracker.taken(BigInt(m.offset))).map((m) => BigInt(m.offset)));
