@@ -99,12 +99,12 @@ describe("watchSetting: a service follows a config key live", () => {
     }
     proc = startService("config", { DATABASE_URL: db.url, TASKMESH_LISTEN: address });
     await waitForServing(address, proc);
-    await eventually(() => expect(setting.get()).toBe("latency"));
+    await eventually(() => expect(setting.get()).toBe("latency"), 15_000);
     expect(changes.slice(1)).toEqual([["random", "least_loaded"], ["latency", "random"]]);
   });
 
   it("falls back when the key is deleted", async () => {
-    await client.delete({ key: KEY, expectedRevision: undefined });
+    await client.delete({ key: KEY, expectedRevision: undefined }, { waitForReady: true });
     await eventually(() => expect(setting.get()).toBe("round_robin"));
   });
 });

@@ -89,11 +89,16 @@ describe("MeshServer", () => {
 
   it("cuts off what is still running when the grace period ends, and says so", async () => {
     let aborted: unknown;
+    let entered!: () => void;
+    const inHandler = new Promise<void>((resolve) => (entered = resolve));
     const { server, client } = await serve({
-      get: (_r, ctx) => new Promise((_, reject) => ctx.signal.addEventListener("abort", () => { aborted = ctx.signal.reason; reject(ctx.signal.reason); })),
+      get: (_r, ctx) => new Promise((_, reject) => {
+        entered();
+        ctx.signal.addEventListener("abort", () => { aborted = ctx.signal.reason; reject(ctx.signal.reason); });
+      }),
     }, { graceMs: 300 });
     const call = failure(get(client, "/stuck", 10_000));
-    await new Promise((r) => setTimeout(r, 50));
+    await inHandler; // the call is running when shutdown begins
     const t0 = Date.now();
     expect(await server.shutdown()).toBe("forced");
     expect(Date.now() - t0).toBeLessThan(2000);

@@ -32,17 +32,20 @@ describe("deploy/topology.yaml", () => {
   it("loads with durations in ms and default replicas", () => {
     expect(t.defaults.timeout).toBe(15_000);
     expect(t.defaults.streamIdleTimeout).toBe(3_600_000);
-    expect(Object.fromEntries(Object.entries(t.services).map(([n, s]) => [n, s.replicas]))).toEqual({ config: 1, ledger: 1, coordinator: 1, worker: 2 });
-    expect(instanceNames(t, { coordinator: 2 }).map((i) => i.name)).toEqual(["config-0", "ledger-0", "coordinator-0", "coordinator-1", "worker-0", "worker-1"]);
+    expect(Object.fromEntries(Object.entries(t.services).map(([n, s]) => [n, s.replicas]))).toEqual({ config: 1, ledger: 1, coordinator: 1, identity: 1, ratelimit: 1, events: 1, worker: 2 });
+    expect(instanceNames(t, { coordinator: 2 }).map((i) => i.name))
+      .toEqual(["config-0", "ledger-0", "coordinator-0", "coordinator-1", "identity-0", "ratelimit-0", "events-0", "worker-0", "worker-1"]);
   });
 
   it("resolves who may call whom", () => {
     expect(calleesOf(t, "coordinator")).toEqual(["config", "ledger"]);
     expect(calleesOf(t, "worker")).toEqual(["coordinator"]);
-    expect(calleesOf(t, "edge")).toEqual(["config", "coordinator"]);
+    expect(calleesOf(t, "edge")).toEqual(["config", "coordinator", "identity", "ratelimit", "events"]);
+    expect(calleesOf(t, "ratelimit")).toEqual(["config"]);
+    expect(calleesOf(t, "events")).toEqual(["config"]);
     expect(calleesOf(t, "ledger")).toEqual([]);
     expect(calleesOf(t, "config")).toEqual([]);
-    expect(identities(t)).toEqual(["config", "ledger", "coordinator", "worker", "edge"]);
+    expect(identities(t)).toEqual(["config", "ledger", "coordinator", "identity", "ratelimit", "events", "worker", "edge"]);
     expect(spiffeId(t, "worker")).toBe("spiffe://taskmesh.local/worker");
   });
 
@@ -76,12 +79,15 @@ describe("deploy/topology.yaml", () => {
     expect(healthServiceOf(t, "coordinator")).toBe("taskmesh.coordinator.v1.TaskService");
   });
 
-  it("exposes at the edge only what the topology lists: config reads, not writes", () => {
+  it("exposes at the edge only what the topology lists (the ledger and ratelimit stay inside), and limits token issue per address", () => {
     const paths = edgeRoutes(t).map((r) => r.match.path ?? r.match.prefix);
-    expect(paths).toContain("/taskmesh.config.v1.ConfigService/Get");
-    expect(paths).not.toContain("/taskmesh.config.v1.ConfigService/Put");
-    expect(paths).not.toContain("/taskmesh.config.v1.ConfigService/");
+    expect(paths).toContain("/taskmesh.config.v1.ConfigService/");
+    expect(paths).toContain("/taskmesh.identity.v1.IdentityService/");
+    expect(paths).toContain("/taskmesh.events.v1.EventService/");
+    expect(paths.some((p) => p?.startsWith("/taskmesh.ledger.") || p?.startsWith("/envoy.service.ratelimit."))).toBe(false);
     expect(paths).toContain("/taskmesh.coordinator.v1.TaskService/");
+    const limited = edgeRoutes(t, true).filter((r) => r.route?.rate_limits).map((r) => r.match.path);
+    expect(limited).toEqual(["/taskmesh.identity.v1.IdentityService/IssueToken", "/taskmesh.identity.v1.IdentityService/RefreshToken"]);
     expect(paths).toContain("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
     expect(paths.at(-1)).toBe("/");
     const reflection = edgeRoutes(t).find((r) => r.match.path === "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
@@ -107,8 +113,8 @@ describe("validation errors name the bad field", () => {
     expect(errorOf(withChange((r) => r.services.ledger.callers.push("billing")))).toMatch(/services\.ledger\.callers\.1: unknown caller "billing"/);
     expect(errorOf(withChange((r) => r.services.ledger.callers.push("ledger")))).toMatch(/services\.ledger\.callers\.1: a service does not call itself/);
     expect(errorOf(withChange((r) => (r.services.config.healthService = "taskmesh.config.v1.Nope")))).toMatch(/services\.config\.healthService:/);
-    expect(errorOf(withChange((r) => r.edge.expose.push({ service: "taskmesh.events.v1.EventService" })))).toMatch(/edge\.expose\.5\.target: no service serves taskmesh\.events\.v1\.EventService/);
-    expect(errorOf(withChange((r) => r.edge.expose.push({ service: "taskmesh.ledger.v1.LedgerService" })))).toMatch(/edge\.expose\.5: ledger does not list edge among its callers/);
+    expect(errorOf(withChange((r) => r.edge.expose.push({ service: "taskmesh.billing.v1.BillingService" })))).toMatch(/edge\.expose\.7\.target: no service serves taskmesh\.billing\.v1\.BillingService/);
+    expect(errorOf(withChange((r) => r.edge.expose.push({ service: "taskmesh.ledger.v1.LedgerService" })))).toMatch(/edge\.expose\.7: ledger does not list edge among its callers/);
   });
 
   it("rejects unknown services in replica overrides", () => {
