@@ -3,6 +3,7 @@ import type { EventServiceService } from "../../../gen/taskmesh/events/v1/events
 import {
   Violations, decodePageToken, durationMs, encodePageToken, pageSize, requireScope, uuidv7, type ServiceHandlers,
 } from "../../kit/src/index.js";
+import type { LagGroup } from "../../kit/src/metrics.js";
 import { subscriptionGone, type AckRelay } from "./ack-relay.js";
 import type { AttemptStore } from "./attempts.js";
 import type { DeadLetterIndex } from "./dead-letters.js";
@@ -35,6 +36,16 @@ export class Subscriptions {
 
   get size(): number {
     return this.#open.size;
+  }
+
+  /** The named groups open here and their topics, for `kafka_consumer_lag` (private groups commit nothing). */
+  groups(): LagGroup[] {
+    const topics = new Map<string, Set<string>>();
+    for (const s of this.#open.values()) {
+      if (!s.shared) continue;
+      topics.set(s.group, (topics.get(s.group) ?? new Set()).add(s.topic));
+    }
+    return [...topics].map(([groupId, set]) => ({ groupId, topics: [...set] }));
   }
 
   /** Ends every subscription (shutdown): what they had unsettled goes back to their groups. */

@@ -6,6 +6,7 @@ import { EventServiceService } from "../../../gen/taskmesh/events/v1/events.js";
 import {
   MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService, untilReady, watchSetting,
 } from "../../kit/src/index.js";
+import { kafkaConsumerLag } from "../../kit/src/metrics.js";
 import { AckRelay } from "./ack-relay.js";
 import { RedisAttempts } from "./attempts.js";
 import { DeadLetterIndex } from "./dead-letters.js";
@@ -46,6 +47,8 @@ await runService({
     const subscriptions = new Subscriptions();
     const deadLetters = new DeadLetterIndex(kafka, log, instance);
     const publisher = new Publisher({ kafka, dedup: new PublishDedup(redis, { ttlMs: env.TASKMESH_EVENTS_DEDUP_TTL }), routes: () => routes?.get() ?? {} });
+    // Consumer lag of the named groups subscribed here, at scrape time.
+    kafkaConsumerLag({ admin: () => kafka.admin(), groups: () => subscriptions.groups(), log });
     const server = new MeshServer({ name: "events", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
       .addService(EventServiceService, eventHandlers({ kafka, publisher, subscriptions, deadLetters, relay, attempts: new RedisAttempts(redis), tracer: trace.getTracer("taskmesh-events") }))
       .onClose("redis", () => redis.disconnect())

@@ -121,6 +121,16 @@ export class Subscription {
     return this.#state;
   }
 
+  /** The topic it reads. */
+  get topic(): string {
+    return this.#spec.topic;
+  }
+
+  /** Whether it belongs to a named group (which commits offsets), not a private one. */
+  get shared(): boolean {
+    return this.#spec.group !== undefined;
+  }
+
   /** Unsettled deliveries now. */
   get inFlight(): number {
     return this.#pending.size;

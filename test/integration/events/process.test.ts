@@ -33,8 +33,10 @@ describe("the events process", () => {
     const db = await createTestDatabase("events_process");
     const config = await startConfigReplica(db.url);
     const address = `127.0.0.1:${await freePort()}`;
+    const metrics = `127.0.0.1:${await freePort()}`;
     const proc = startService("events", {
       KAFKA_BROKERS: inject("kafkaBrokers"), REDIS_URL: inject("redisUrl"), TASKMESH_LISTEN: address, TASKMESH_UPSTREAM_CONFIG: config.address,
+      TASKMESH_METRICS_LISTEN: metrics,
     });
     const client = createClient(EventServiceService, address);
     try {
@@ -60,6 +62,11 @@ describe("the events process", () => {
 
       const sub = new Subscriber(client, { topic, consumerGroup: `${prefix}.g` });
       await sub.joined();
+      // The named group's lag, per partition of its topic, on /metrics.
+      const lag = await (await fetch(`http://${metrics}/metrics`)).text();
+      const lagLines = lag.split("\n").filter((l) => l.startsWith(`kafka_consumer_lag{group="${prefix}.g",topic="${topic}"`));
+      expect(lagLines, lag.slice(0, 2000)).toHaveLength(2);
+      for (const line of lagLines) expect(Number(line.split(" ").at(-1))).toBeGreaterThanOrEqual(0);
       proc.child.kill("SIGTERM");
       await sub.done;
       expect(sub.error).toMatchObject({ code: Code.UNAVAILABLE, reason: "SYS_SHUTTING_DOWN" });
