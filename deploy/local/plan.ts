@@ -8,7 +8,7 @@ import { kafkaSpec } from "./provision/kafka.js";
 import { envoySpec } from "./provision/envoy.js";
 import { postgresSpec, postgresUrl } from "./provision/postgres.js";
 import { redisSpec, redisUrl } from "./provision/redis.js";
-import { freePort, localSecret } from "./secrets.js";
+import { freePort, localSecret, useRunPorts } from "./secrets.js";
 import { ROOT } from "./provision/versions.js";
 
 function port(variable: string, fallback: number): number {
@@ -133,6 +133,7 @@ async function jwksFetched(adminPort: number, signal: AbortSignal): Promise<bool
  * service replica on a port allocated now, each depending on what it needs.
  */
 export async function buildPlan(options: PlanOptions): Promise<Plan> {
+  useRunPorts();
   const ports = fixedPorts();
   const specs: ProcessSpec[] = [];
   let databaseUrl = options.databaseUrl;

@@ -14,30 +14,50 @@ export function localSecret(file: string, bytes = 18, encoding: "base64url" | "b
   return secret;
 }
 
-/** Ports handed out for listeners: below Linux's default ephemeral range (32768–60999), so no outgoing connection's local port takes one between its choice and its bind. */
-const LISTEN_PORTS = { min: 20_000, max: 32_767 } as const;
+/**
+ * Ports handed out for listeners: below Linux's default ephemeral range
+ * (32768–60999), so no outgoing connection's local port takes one between
+ * its choice and its bind. The range is split in two: a `taskmesh up` run
+ * takes its ports from the upper half ({@link useRunPorts}), tests and tools
+ * from the lower, so a test process picking ports at the same moment as a
+ * run's plan can never pick the same one.
+ */
+const TOOL_PORTS = { min: 20_000, max: 26_383 } as const;
+const RUN_PORTS = { min: 26_384, max: 32_767 } as const;
+let range: { readonly min: number; readonly max: number } = TOOL_PORTS;
 const handedOut = new Set<number>();
 
-function bindable(port: number): Promise<boolean> {
+/** This process plans a run (`taskmesh up`): its ports come from the upper half of the range. */
+export function useRunPorts(): void {
+  range = RUN_PORTS;
+}
+
+function bindableOn(port: number, host: string): Promise<boolean> {
   return new Promise((resolve) => {
     const server = createServer();
     server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+    server.listen(port, host, () => server.close(() => resolve(true)));
   });
 }
 
+/** Free on every address: sidecars' inbound listeners bind 0.0.0.0. */
+async function bindable(port: number): Promise<boolean> {
+  return (await bindableOn(port, "0.0.0.0")) && bindableOn(port, "127.0.0.1");
+}
+
 /**
- * A port free on 127.0.0.1 now, for a listener started soon after: picked
- * at random below the ephemeral range (where the kernel also picks the
- * local ports of outgoing connections, which made a chosen port taken by
- * the time its server bound it), never the same twice in this process.
+ * A port free now, for a listener started soon after: picked at random
+ * below the ephemeral range (where the kernel also picks the local ports
+ * of outgoing connections, which made a chosen port taken by the time its
+ * server bound it), in this process's half of it, never the same twice in
+ * this process.
  */
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
-    const port = LISTEN_PORTS.min + Math.floor(Math.random() * (LISTEN_PORTS.max - LISTEN_PORTS.min + 1));
+    const port = range.min + Math.floor(Math.random() * (range.max - range.min + 1));
     if (handedOut.has(port) || !(await bindable(port))) continue;
     handedOut.add(port);
     return port;
   }
-  throw new Error(`no free port found in ${LISTEN_PORTS.min}..${LISTEN_PORTS.max}`);
+  throw new Error(`no free port found in ${range.min}..${range.max}`);
 }
