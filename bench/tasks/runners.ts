@@ -11,7 +11,8 @@ export type RunnerFactory = (infra: Infra) => Promise<QueueRunner>;
 /** Every runner `bench:tasks` knows, by the name `--peers` takes. Add a runner here to benchmark it. */
 export const RUNNERS: Record<string, RunnerFactory> = {
   taskmesh: taskmeshRunner,
-  "taskmesh-traced": (infra) => taskmeshRunner(infra, { tracing: true }),
+  "taskmesh-traced": (infra) => taskmeshRunner(infra, { tracing: "all" }),
+  "taskmesh-traced-10pct": (infra) => taskmeshRunner(infra, { tracing: "sampled" }),
   "graphile-worker": graphileWorkerRunner,
   "pg-boss": pgBossRunner,
   bullmq: bullmqRunner,

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, chmodSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -40,7 +40,7 @@ type TaskClient = MeshClient<typeof TaskServiceService>;
  * from the start of the submit call to the ledger's `finished_at` (same host
  * clock).
  */
-export async function taskmeshRunner(infra: Infra, options: { tracing?: boolean } = {}): Promise<QueueRunner> {
+export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | "sampled" } = {}): Promise<QueueRunner> {
   const dbName = `bench_taskmesh_${randomBytes(4).toString("hex")}`;
   const admin = new pg.Client({ connectionString: infra.postgresAdminUrl });
   await admin.connect();
@@ -57,17 +57,22 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: boolean 
   const kafkaPort = await freePort();
   await supervisor.start([kafkaSpec({ dataDir: join(dir, "kafka"), logDir: join(dir, "logs"), port: kafkaPort, controllerPort: await freePort() })]);
   // Tracing off: the OpenTelemetry SDK is not started at all. On: every span
-  // is recorded (always on, as in development), batched and exported over
-  // OTLP to a real Jaeger collector.
+  // of every trace ("all", as in development) or of 10% of them ("sampled")
+  // is recorded, batched and exported over OTLP to a real Jaeger collector.
   let telemetry: Record<string, string> = { OTEL_SDK_DISABLED: "true" };
   if (options.tracing) {
     const otlpGrpcPort = await freePort();
     await supervisor.start([jaegerSpec({
       stateDir: join(dir, "jaeger"), logDir: join(dir, "logs"), uiPort: await freePort(), otlpGrpcPort, otlpHttpPort: await freePort(), queryGrpcPort: await freePort(),
     })]);
-    telemetry = { OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpGrpcPort}`, OTEL_TRACES_SAMPLER: "parentbased_always_on" };
+    telemetry = {
+      OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpGrpcPort}`,
+      // "sampled": 10% of traces, as production would run (TASKMESH_TRACE_SAMPLING=10 under up).
+      ...(options.tracing === "all" ? { OTEL_TRACES_SAMPLER: "parentbased_always_on" } : { OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.1" }),
+    };
   }
 
+  const name = options.tracing === "all" ? "taskmesh-traced" : options.tracing === "sampled" ? "taskmesh-traced-10pct" : "taskmesh";
   const children: ChildProcess[] = [];
   const start = async (service: string, env: Record<string, string>): Promise<void> => {
     const port = await freePort();
@@ -110,7 +115,7 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: boolean 
   const succeeded = async (): Promise<number> => Number((await sql.query("SELECT count(*) AS n FROM ledger.tasks WHERE state = 'SUCCEEDED'")).rows[0].n);
 
   return {
-    name: options.tracing ? "taskmesh-traced" : "taskmesh",
+    name,
 
     async burst(n: number): Promise<BurstResult> {
       const before = await succeeded();
@@ -165,6 +170,10 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: boolean 
     },
 
     async close(): Promise<void> {
+      // Where the CPU went over the runner's life (services vs. the trace collector), for the tracing-cost comparison.
+      const jaeger = supervisor.status().find((p) => p.name === "jaeger")?.pid;
+      const services = children.reduce((sum, c) => sum + cpuSeconds(c.pid), 0);
+      process.stderr.write(`bench:tasks: ${name}: CPU ${services.toFixed(1)} s in the taskmesh services${jaeger ? `, ${cpuSeconds(jaeger).toFixed(1)} s in Jaeger` : ""}\n`);
       for (const c of clients) c.close();
       await sql.end();
       for (const child of children.reverse()) {
@@ -179,4 +188,15 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: boolean 
       await drop.end();
     },
   };
+}
+
+/** User + system CPU time of a live process, in seconds (Linux /proc; 0 when unknown). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
 }

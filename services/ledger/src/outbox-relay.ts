@@ -1,4 +1,4 @@
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, propagation, trace, type Span } from "@opentelemetry/api";
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, propagation, trace } from "@opentelemetry/api";
 import type { Message } from "kafkajs";
 import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState, type RelayedMessage } from "../../kit/src/pg/leader-relay.js";
 import { RELAY_CHANNEL, relaySql, type OutboxRow } from "./sql/relay.js";
@@ -34,31 +34,33 @@ export interface OutboxRelayOptions extends LeaderRelaySettings {
 const tracer = trace.getTracer("taskmesh.ledger.outbox-relay");
 
 /**
- * The spans of one row's publish, in its task's trace (the row's
- * traceparent): `outbox relay` and its child `<topic> publish` (a Kafka
- * producer span). The message carries the producer span's traceparent, so
- * consumers continue from it; without tracing it keeps the row's.
+ * The span of one row's publish, in its task's trace (a child of the row's
+ * traceparent): `<topic> publish`, the relay's Kafka producer span (one per
+ * row, the relay's only span: it runs for every transition of every task).
+ * The message carries its traceparent, so consumers continue from it;
+ * without tracing it keeps the row's.
  */
 function publishSpans(row: OutboxRow, topic: string): RelayedMessage {
   const parent = row.traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent: row.traceparent }) : ROOT_CONTEXT;
-  const attributes = { "taskmesh.task_id": row.task_id, "taskmesh.outbox.id": String(row.id), "cloudevents.event_id": row.event_id, "cloudevents.event_type": row.type };
-  const relay = tracer.startSpan("outbox relay", { kind: SpanKind.INTERNAL, attributes }, parent);
   const publish = tracer.startSpan(`${topic} publish`, {
     kind: SpanKind.PRODUCER,
     attributes: {
-      ...attributes, "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.operation.name": "send",
+      "taskmesh.task_id": row.task_id, "taskmesh.outbox.id": String(row.id), "cloudevents.event_id": row.event_id, "cloudevents.event_type": row.type,
+      "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.operation.name": "send",
       "messaging.destination.name": topic, "messaging.message.id": row.event_id, "messaging.kafka.message.key": row.task_id,
     },
-  }, trace.setSpan(parent, relay));
+  }, parent);
   const message = toMessage(row);
   const carrier: Record<string, string> = {};
   propagation.inject(trace.setSpan(ROOT_CONTEXT, publish), carrier);
   if (carrier.traceparent) message.headers = { ...message.headers, traceparent: carrier.traceparent };
-  const finish = (span: Span, error?: unknown): void => {
-    if (error !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
-    span.end();
+  return {
+    message,
+    end: (error) => {
+      if (error !== undefined) publish.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+      publish.end();
+    },
   };
-  return { message, end: (error) => { finish(publish, error); finish(relay, error); } };
 }
 
 /** The Kafka message of one outbox row: key = task id, value = TaskEvent bytes, CloudEvents binary-mode headers. */
