@@ -1,6 +1,6 @@
 import type { Metadata } from "@grpc/grpc-js";
 import type pg from "pg";
-import type { IdentityServiceService } from "../../../gen/taskmesh/identity/v1/identity.js";
+import type { IdentityServiceService, IssueTokenResponse } from "../../../gen/taskmesh/identity/v1/identity.js";
 import {
   MeshError, Violations, decodePageToken, encodePageToken, isUuid, pageSize, principalOf, requireScope,
   type CallContext, type Principal, type ServiceHandlers,
@@ -10,7 +10,7 @@ import { AuditAction, AuditOutcome, originOf, writeAudit } from "./audit.js";
 import type { IdentityConfig } from "./config.js";
 import type { Revoker, RevokeTarget } from "./revocation.js";
 import { toJwk, toSigningKey, type SigningKeys } from "./signing-keys.js";
-import type { TokenIssuer } from "./tokens.js";
+import type { TokenIssuer, TokenPair } from "./tokens.js";
 import { checkId, checkListFilter, checkReason, checkScopes, parseActivationDelay, parseCreateApiKey } from "./validation.js";
 
 /** What the handlers work with. */
@@ -58,6 +58,14 @@ async function audited<T>(parts: IdentityParts, work: () => Promise<T>): Promise
   }
 }
 
+/** A token pair as IssueToken and RefreshToken answer it (OAuth 2.0 style). */
+function pairResponse(pair: TokenPair): IssueTokenResponse {
+  return {
+    accessToken: pair.access.token, tokenType: "Bearer", expiresIn: pair.access.expiresIn, refreshToken: pair.refreshToken,
+    refreshExpiresIn: secondsUntil(pair.refreshExpiresAt), scopes: [...pair.scopes], expiresAt: pair.access.expiresAt, familyId: pair.familyId,
+  };
+}
+
 /** The IdentityService handlers. */
 export function identityHandlers(parts: IdentityParts): ServiceHandlers<typeof IdentityServiceService> {
   const { config, keys, tokens, apiKeys, revoker } = parts;
@@ -68,10 +76,7 @@ export function identityHandlers(parts: IdentityParts): ServiceHandlers<typeof I
       checkScopes(v, request.scopes);
       v.check();
       const pair = await audited(parts, () => tokens.issue(request.apiKey, request.scopes, originOf(ctx.metadata), ctx.signal));
-      return {
-        accessToken: pair.access.token, tokenType: "Bearer", expiresIn: pair.access.expiresIn, refreshToken: pair.refreshToken,
-        refreshExpiresIn: secondsUntil(pair.refreshExpiresAt), scopes: [...pair.scopes], expiresAt: pair.access.expiresAt, familyId: pair.familyId,
-      };
+      return pairResponse(pair);
     },
 
     async refreshToken(request, ctx) {
@@ -80,10 +85,7 @@ export function identityHandlers(parts: IdentityParts): ServiceHandlers<typeof I
       checkScopes(v, request.scopes);
       v.check();
       const pair = await audited(parts, () => tokens.refresh(request.refreshToken, request.scopes, originOf(ctx.metadata), ctx.signal));
-      return {
-        accessToken: pair.access.token, tokenType: "Bearer", expiresIn: pair.access.expiresIn, refreshToken: pair.refreshToken,
-        refreshExpiresIn: secondsUntil(pair.refreshExpiresAt), scopes: [...pair.scopes], expiresAt: pair.access.expiresAt, familyId: pair.familyId,
-      };
+      return pairResponse(pair);
     },
 
     async revokeToken(request, ctx) {
