@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { loadTopology, writeMesh, type MeshInstance } from "../mesh/index.js";
+import { edgeReflection, type Topology } from "../mesh/topology.js";
 import { ensureMeshCerts } from "./certs.js";
 import { checkHealth } from "./health.js";
 import type { ProcessSpec } from "./process-spec.js";
@@ -59,12 +60,19 @@ export function bootstrapKeyFile(stateDir: string): string {
   return join(stateDir, "bootstrap-api-key");
 }
 
-/** What only some services get: identity's key-encryption key and its bootstrap key file. */
-function serviceEnv(service: string, stateDir: string): Record<string, string> {
-  if (service !== "identity") return {};
+/**
+ * What only some services get: identity's key-encryption key and its
+ * bootstrap key file; the service that answers the edge's reflection, the
+ * names of every service the edge exposes.
+ */
+function serviceEnv(service: string, stateDir: string, topology: Topology): Record<string, string> {
+  const reflection = edgeReflection(topology);
   return {
-    TASKMESH_IDENTITY_KEK: localSecret(join(stateDir, "identity.kek"), 32, "base64"),
-    TASKMESH_BOOTSTRAP_KEY_FILE: bootstrapKeyFile(stateDir),
+    ...(service === "identity" ? {
+      TASKMESH_IDENTITY_KEK: localSecret(join(stateDir, "identity.kek"), 32, "base64"),
+      TASKMESH_BOOTSTRAP_KEY_FILE: bootstrapKeyFile(stateDir),
+    } : {}),
+    ...(reflection?.target === service ? { TASKMESH_REFLECT_SERVICES: reflection.services.join(",") } : {}),
   };
 }
 
@@ -182,8 +190,9 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
     instances.set(service, list);
   }
   await ensureMeshCerts(options.stateDir);
+  const topology = loadTopology();
   const mesh = writeMesh({
-    topology: loadTopology(), stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc,
+    topology, stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc,
     edge: { port: ports.edge, adminPort: ports.edgeAdmin, descriptorSetPath: join(ROOT, "gen/descriptor.binpb"), traceSamplingPercent: sampling },
   });
   const identities = (instances.get("identity") ?? []).map((i) => i.name);
@@ -201,7 +210,7 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
     const after: string[] = dependsOn.filter((d) => infra.has(d));
     for (const d of dependsOn) after.push(...(instances.get(d) ?? []).map((p) => p.name));
     for (const [i, instance] of instances.get(service)!.entries()) {
-      const own = { ...env, ...serviceEnv(service, options.stateDir), TASKMESH_UPSTREAM: `127.0.0.1:${instance.outboundPort}` };
+      const own = { ...env, ...serviceEnv(service, options.stateDir, topology), TASKMESH_UPSTREAM: `127.0.0.1:${instance.outboundPort}` };
       specs.push(serviceSpec(service, i, instance.appPort, metricsPorts.get(instance.name)!, own, [...after, `${instance.name}-sidecar`]));
     }
   }

@@ -194,3 +194,17 @@ export function instanceNames(t: Topology, replicas: Readonly<Record<string, num
   return Object.entries(t.services).flatMap(([service, s]) =>
     Array.from({ length: replicas[service] ?? s.replicas }, (_, i) => ({ name: `${service}-${i}`, service })));
 }
+
+/**
+ * Who answers reflection at the edge and for which services: the target of
+ * the exposed `grpc.reflection.v1.ServerReflection`, speaking for every
+ * taskmesh service the edge exposes (so `grpcurl` through the edge can
+ * list, describe and call them all). Undefined when the edge exposes no
+ * reflection.
+ */
+export function edgeReflection(t: Topology): { readonly target: string; readonly services: readonly string[] } | undefined {
+  const entry = t.edge.expose.find((e) => e.service === "grpc.reflection.v1.ServerReflection");
+  const target = entry && (entry.target ?? ownerOf(t, entry.service));
+  if (!target) return undefined;
+  return { target, services: [...new Set(t.edge.expose.map((e) => e.service).filter((s) => ownerOf(t, s) !== undefined))] };
+}

@@ -1,6 +1,8 @@
+import { execFile } from "node:child_process";
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { SignJWT, decodeJwt } from "jose";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,6 +12,7 @@ import { openPrivateKey } from "../../services/identity/src/kek.js";
 import { Code, MeshError, createClient, type MeshClient } from "../../services/kit/src/index.js";
 import { bearer, startUp, type UpRun } from "../support/up.js";
 
+const run = promisify(execFile);
 const failure = (p: Promise<unknown>): Promise<MeshError> => p.then(() => { throw new Error("expected the call to fail"); }, (e: unknown) => MeshError.from(e));
 
 async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
@@ -126,6 +129,19 @@ describe("identity and edge security under up", { timeout: 90_000 }, () => {
     expect(JSON.stringify(await reused.json())).toContain("AUTH_REFRESH_TOKEN_REUSED");
     // The family is revoked: the newest refresh token no longer works either.
     expect((await post("/v1/tokens:refresh", { refreshToken: next.refreshToken })).status).toBe(401);
+  });
+
+  it("grpcurl through the edge lists, describes and calls identity's methods (reflection speaks for every exposed service)", async () => {
+    const grpcurl = async (...args: string[]) => (await run("grpcurl", ["-plaintext", ...args], { timeout: 20_000 })).stdout;
+    const listed = await grpcurl(upRun.edge, "list");
+    for (const service of ["taskmesh.coordinator.v1.TaskService", "taskmesh.identity.v1.IdentityService", "taskmesh.events.v1.EventService", "taskmesh.config.v1.ConfigService"]) {
+      expect(listed).toContain(service);
+    }
+    expect(await grpcurl(upRun.edge, "describe", "taskmesh.identity.v1.IdentityService.IssueToken")).toMatch(/rpc IssueToken \( \.taskmesh\.identity\.v1\.IssueTokenRequest \)/);
+    const key = await keyWith("e2e-grpcurl", ["tasks:read"]);
+    const issued = JSON.parse(await grpcurl("-d", JSON.stringify({ apiKey: key.secret }), upRun.edge, "taskmesh.identity.v1.IdentityService/IssueToken")) as { accessToken: string; refreshToken: string };
+    secrets.push(issued.refreshToken);
+    expect(decodeJwt(issued.accessToken)).toMatchObject({ sub: "e2e-grpcurl", scope: "tasks:read" });
   });
 
   it("a revoked API key can no longer issue tokens", async () => {

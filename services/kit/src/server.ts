@@ -39,6 +39,13 @@ export interface MeshServerOptions {
   readonly descriptorSet?: Uint8Array;
   /** Where every call is counted and timed (`rpc_server_*`). @default the RPC series of the process registry */
   readonly metrics?: RpcObserver;
+  /**
+   * Services reflection describes besides the ones this server serves: the
+   * edge sends reflection to one service, which then speaks for every
+   * service the edge exposes (`up` sets TASKMESH_REFLECT_SERVICES for it).
+   * @default TASKMESH_REFLECT_SERVICES, comma-separated; none
+   */
+  readonly reflectAlso?: readonly string[];
 }
 
 /**
@@ -59,6 +66,7 @@ export class MeshServer {
   private readonly graceMs: number;
   private readonly descriptorSet: Uint8Array | undefined;
   private readonly metrics: RpcObserver;
+  private readonly reflectAlso: readonly string[];
   private current: ServerState = "created";
   private boundPort = 0;
   private shutdownPromise: Promise<ShutdownOutcome> | undefined;
@@ -69,6 +77,7 @@ export class MeshServer {
     this.graceMs = options.shutdownGraceMs ?? 10_000;
     this.descriptorSet = options.descriptorSet;
     this.metrics = options.metrics ?? rpcMetrics();
+    this.reflectAlso = options.reflectAlso ?? (process.env.TASKMESH_REFLECT_SERVICES ?? "").split(",").map((n) => n.trim()).filter((n) => n !== "");
   }
 
   /** The current state. */
@@ -126,7 +135,7 @@ export class MeshServer {
     const implementation: UntypedServiceImplementation = {};
     for (const [key, method] of Object.entries(HEALTH_DEFINITION)) implementation[key] = this.adapt(method as MethodDefinitionLike<unknown, unknown>, health[key]!, true);
     this.grpc.addService(HEALTH_DEFINITION as never, implementation);
-    addReflection(this.grpc, [...this.serviceNames, "grpc.health.v1.Health"], this.descriptorSet);
+    addReflection(this.grpc, [...new Set([...this.serviceNames, "grpc.health.v1.Health", ...this.reflectAlso])], this.descriptorSet);
     this.boundPort = await new Promise<number>((resolve, reject) =>
       this.grpc.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))));
     this.log.info({ address, port: this.boundPort }, "listening");

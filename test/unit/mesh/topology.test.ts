@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import {
-  calleesOf, healthServiceOf, identities, instanceNames, loadTopology, methodPolicy, parseTopology, spiffeId, TOPOLOGY_PATH, TopologyError,
+  calleesOf, edgeReflection, healthServiceOf, identities, instanceNames, loadTopology, methodPolicy, parseTopology, spiffeId, TOPOLOGY_PATH, TopologyError,
 } from "../../../deploy/mesh/topology.js";
 import { inboundRbac, outboundRoutes } from "../../../deploy/mesh/sidecar.js";
 import { edgeRoutes } from "../../../deploy/mesh/edge.js";
@@ -92,6 +92,11 @@ describe("deploy/topology.yaml", () => {
     expect(paths.at(-1)).toBe("/");
     const reflection = edgeRoutes(t).find((r) => r.match.path === "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
     expect(reflection?.route).toMatchObject({ cluster: "coordinator", timeout: "0s" });
+    // The coordinator answers the edge's reflection for every taskmesh service the edge exposes.
+    expect(edgeReflection(t)).toEqual({
+      target: "coordinator",
+      services: ["taskmesh.coordinator.v1.TaskService", "taskmesh.config.v1.ConfigService", "taskmesh.identity.v1.IdentityService", "taskmesh.events.v1.EventService"],
+    });
   });
 });
 
