@@ -7,6 +7,8 @@ export interface TestDatabase {
   readonly url: string;
   /** Connections still open to it besides the dropper (leak check). */
   openConnections(): Promise<number>;
+  /** The connections still open once they have had up to `timeoutMs` to close (0 when all closed in time). */
+  openConnectionsAfter(timeoutMs?: number): Promise<number>;
   drop(): Promise<void>;
 }
 
@@ -37,6 +39,15 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
   return {
     url: withDatabase(adminUrl, name),
     openConnections: count,
+    async openConnectionsAfter(timeoutMs = 5000) {
+      const until = Date.now() + timeoutMs;
+      let open = await count();
+      while (open > 0 && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 50));
+        open = await count();
+      }
+      return open;
+    },
     async drop() {
       const c = new pg.Client({ connectionString: adminUrl });
       await c.connect();

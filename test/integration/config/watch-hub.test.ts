@@ -48,8 +48,7 @@ describe("WatchHub on Postgres", () => {
     await admin?.end();
     await pool?.end();
     if (db) {
-      await until(async () => (await db.openConnections()) === 0, "every connection to close").catch(() => undefined);
-      expect(await db.openConnections()).toBe(0);
+      expect(await db.openConnectionsAfter()).toBe(0);
       await db.drop();
     }
   });

@@ -138,8 +138,7 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
       await stopProcess(ledger);
       await config?.stop();
       await sql.end();
-      await until("connections to close", async () => (await db.openConnections()) === 0, 5000).catch(() => undefined);
-      expect(await db.openConnections()).toBe(0);
+      expect(await db.openConnectionsAfter(5000)).toBe(0);
       await db.drop();
     },
   };

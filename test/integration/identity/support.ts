@@ -59,9 +59,7 @@ export async function startIdentity(label: string, options: HarnessOptions = {})
       client.close();
       await server.shutdown();
       await sql.end();
-      const until = Date.now() + 5000;
-      while ((await db.openConnections()) > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-      expect(await db.openConnections()).toBe(0);
+      expect(await db.openConnectionsAfter(5000)).toBe(0);
       await db.drop();
     },
   };

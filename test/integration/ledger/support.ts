@@ -35,9 +35,7 @@ export async function startLedger(label: string): Promise<LedgerHarness> {
       client.close();
       await server.shutdown();
       await sql.end();
-      const until = Date.now() + 5000;
-      while ((await db.openConnections()) > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-      expect(await db.openConnections()).toBe(0);
+      expect(await db.openConnectionsAfter(5000)).toBe(0);
       await db.drop();
     },
   };
