@@ -1,9 +1,10 @@
-import { ROOT_CONTEXT, SpanKind, propagation, trace, type Attributes, type Span } from "@opentelemetry/api";
+import { SpanKind, trace, type Attributes, type Span } from "@opentelemetry/api";
 import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { TaskCancellation } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import type { Task } from "../../../gen/taskmesh/task/v1/task.js";
 import { MeshError, durationMs, toDuration, type Logger, type MeshClient } from "../../kit/src/index.js";
+import { traceContextOf } from "../../kit/src/trace-context.js";
 import type { Bus } from "./bus.js";
 import { createStrategy, type Candidate, type Strategy, type StrategyName } from "./strategies.js";
 import type { WorkerSession } from "./worker-session.js";
@@ -278,6 +279,5 @@ const tracer = trace.getTracer("taskmesh.coordinator");
 
 /** A span in a task's trace (a child of its `traceparent`), started now; the caller ends it. */
 export function taskSpan(name: string, traceparent: string | undefined, attributes: Attributes): Span {
-  const parent = traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }) : ROOT_CONTEXT;
-  return tracer.startSpan(name, { kind: SpanKind.INTERNAL, attributes }, parent);
+  return tracer.startSpan(name, { kind: SpanKind.INTERNAL, attributes }, traceContextOf({ traceparent }));
 }

@@ -1,5 +1,5 @@
 import { SpanKind, trace, type Link, type Span, type Tracer } from "@opentelemetry/api";
-import { recordContext } from "../../kit/src/events/index.js";
+import { traceContextOf } from "../../kit/src/trace-context.js";
 
 /** What a delivery span describes. */
 export interface DeliveryFacts {
@@ -21,7 +21,7 @@ export interface DeliveryFacts {
  * The caller ends it when the delivery is settled or fails.
  */
 export function startDeliverySpan(tracer: Tracer, f: DeliveryFacts): Span {
-  const parent = trace.getSpanContext(recordContext(f.headers));
+  const parent = trace.getSpanContext(traceContextOf(f.headers));
   const links: Link[] = parent ? [{ context: parent }] : [];
   return tracer.startSpan(`${f.topic} deliver`, {
     kind: SpanKind.CONSUMER,

@@ -1,6 +1,7 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, propagation, trace } from "@opentelemetry/api";
 import type { Message } from "kafkajs";
 import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState, type RelayedMessage } from "../../kit/src/pg/leader-relay.js";
+import { traceContextOf } from "../../kit/src/trace-context.js";
 import { RELAY_CHANNEL, relaySql, type OutboxRow } from "./sql/relay.js";
 import { EVENT_SOURCE } from "./writer.js";
 
@@ -41,7 +42,6 @@ const tracer = trace.getTracer("taskmesh.ledger.outbox-relay");
  * without tracing it keeps the row's.
  */
 function publishSpans(row: OutboxRow, topic: string): RelayedMessage {
-  const parent = row.traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent: row.traceparent }) : ROOT_CONTEXT;
   const publish = tracer.startSpan(`${topic} publish`, {
     kind: SpanKind.PRODUCER,
     attributes: {
@@ -49,7 +49,7 @@ function publishSpans(row: OutboxRow, topic: string): RelayedMessage {
       "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.operation.name": "send",
       "messaging.destination.name": topic, "messaging.message.id": row.event_id, "messaging.kafka.message.key": row.task_id,
     },
-  }, parent);
+  }, traceContextOf({ traceparent: row.traceparent }));
   const message = toMessage(row);
   const carrier: Record<string, string> = {};
   propagation.inject(trace.setSpan(ROOT_CONTEXT, publish), carrier);

@@ -1,7 +1,8 @@
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from "@opentelemetry/api";
+import { SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
 import type { ConnectRequest } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import type { TaskResult } from "../../../gen/taskmesh/worker/v1/worker.js";
 import type { Logger } from "../../kit/src/index.js";
+import { traceContextOf } from "../../kit/src/trace-context.js";
 import { AgentError, toTaskError, type AgentContext } from "./agent.js";
 import { durationOf, type HeldTask } from "./held-task.js";
 
@@ -52,7 +53,7 @@ export async function runAttempt(task: HeldTask, hooks: AttemptHooks): Promise<v
   let outcome: TaskResult["outcome"];
   // The attempt's span continues the task's trace (the submit's traceparent
   // came with the assignment), so the handler's own spans land there too.
-  const parent = a.traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent: a.traceparent, ...(a.tracestate ? { tracestate: a.tracestate } : {}) }) : ROOT_CONTEXT;
+  const parent = traceContextOf({ traceparent: a.traceparent, tracestate: a.tracestate });
   const span = tracer.startSpan(`execute ${a.capability}`, {
     kind: SpanKind.CONSUMER,
     attributes: { "taskmesh.task_id": a.taskId, "taskmesh.attempt": a.attempt, "taskmesh.capability": a.capability, "taskmesh.lease_id": a.leaseId },

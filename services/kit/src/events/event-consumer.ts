@@ -1,9 +1,9 @@
 import {
-  ROOT_CONTEXT, SpanKind, SpanStatusCode, context, defaultTextMapGetter, trace, type Context, type Tracer,
+  SpanKind, SpanStatusCode, context, trace, type Tracer,
 } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import type { Consumer, EachMessagePayload, IHeaders, KafkaMessage } from "kafkajs";
 import type { Logger } from "pino";
+import { traceContextOf } from "../trace-context.js";
 import type { DedupStore } from "./dedup-store.js";
 
 /** One event as a handler sees it: its CloudEvents attributes and the raw record. */
@@ -66,17 +66,6 @@ function text(headers: IHeaders | undefined): Record<string, string> {
     if (first !== undefined) out[k] = Buffer.isBuffer(first) ? first.toString("utf8") : String(first);
   }
   return out;
-}
-
-const w3c = new W3CTraceContextPropagator();
-
-/**
- * The trace context of a record's `traceparent`/`tracestate` headers. Read
- * with the W3C propagator itself, not the global one, so it holds whatever
- * propagators the process configured.
- */
-export function recordContext(headers: Readonly<Record<string, string>>): Context {
-  return w3c.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
 }
 
 /** The event a record carries, for a handler. */
@@ -149,7 +138,7 @@ export class EventConsumer {
   async handle({ topic, partition, message }: Pick<EachMessagePayload, "topic" | "partition" | "message">): Promise<void> {
     const event = consumedEvent(topic, partition, message);
     const key = `${this.#o.keyPrefix ?? "taskmesh:consumed:"}${this.#o.groupId}:${event.id}`;
-    const parent = recordContext(event.headers);
+    const parent = traceContextOf(event.headers);
     const span = this.#tracer.startSpan(`${topic} process`, {
       kind: SpanKind.CONSUMER,
       attributes: {

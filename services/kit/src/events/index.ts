@@ -1,5 +1,5 @@
 export { MemoryDedupStore, RedisDedupStore, type ClaimOutcome, type DedupStore } from "./dedup-store.js";
 export {
-  EventBusyError, EventConsumer, consumedEvent, recordContext,
+  EventBusyError, EventConsumer, consumedEvent,
   type ConsumedEvent, type ConsumerLike, type EventConsumerOptions, type EventConsumerState, type EventHandler,
 } from "./event-consumer.js";
