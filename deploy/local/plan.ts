@@ -6,7 +6,7 @@ import { checkHealth } from "./health.js";
 import type { ProcessSpec } from "./process-spec.js";
 import { jaegerSpec } from "./provision/jaeger.js";
 import { kafkaSpec } from "./provision/kafka.js";
-import { envoySpec } from "./provision/envoy.js";
+import { envoySpec, jwksFetched } from "./provision/envoy.js";
 import { postgresSpec, postgresUrl } from "./provision/postgres.js";
 import { redisSpec, redisUrl } from "./provision/redis.js";
 import { freePort, localSecret, useRunPorts } from "./secrets.js";
@@ -123,17 +123,6 @@ function serviceSpec(service: string, index: number, port: number, metricsPort: 
     ready: async () => (await checkHealth(address)) === "SERVING",
     stopGraceMs: 15_000,
   };
-}
-
-/** Whether the edge (admin on `adminPort`) has fetched identity's JWKS at least once. */
-async function jwksFetched(adminPort: number, signal: AbortSignal): Promise<boolean> {
-  try {
-    const stats = await (await fetch(`http://127.0.0.1:${adminPort}/stats?filter=${encodeURIComponent("jwt_authn\\.jwks_fetch_success$")}`, { signal })).text();
-    return /jwks_fetch_success: [1-9]/.test(stats);
-  } catch {
-    if (signal.aborted) throw signal.reason;
-    return false;
-  }
 }
 
 /**

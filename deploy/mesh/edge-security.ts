@@ -21,6 +21,7 @@
 
 import { Status } from "../../gen/google/rpc/status.js";
 import { Code, MeshError } from "../../services/kit/src/errors.js";
+import { CLAIMS_HEADER } from "../../services/kit/src/auth.js";
 import { toRpcStatus } from "../../services/kit/src/error-wire.js";
 import { staticCluster } from "./clusters.js";
 import type { Cluster, HttpFilter, RateLimit } from "./envoy-types.js";
@@ -45,7 +46,6 @@ export interface EdgeRateLimitOptions {
   readonly timeoutMs?: number;
 }
 
-export const CLAIMS_HEADER = "x-jwt-payload";
 export const SUBJECT_HEADER = "x-jwt-sub";
 const PROVIDER = "taskmesh";
 const JWKS_CLUSTER = "edge-jwks";

@@ -7,6 +7,7 @@ import Table from "cli-table3";
 import pc from "picocolors";
 import type { WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState, TransitionKind, type Task, type TaskError, type TaskProgress, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
+import { fixedPorts } from "../plan.js";
 
 /** A state's short name, e.g. `RUNNING`. */
 export function stateName(state: TaskState): string {
@@ -70,9 +71,9 @@ function terminal(state: TaskState): boolean {
   return TERMINAL.has(state);
 }
 
-/** Jaeger's UI on this machine (TASKMESH_JAEGER_PORT, default 16686), where `task get` links the task's trace. */
-export function jaegerUi(env: NodeJS.ProcessEnv = process.env): string {
-  return `http://127.0.0.1:${env.TASKMESH_JAEGER_PORT?.trim() || "16686"}`;
+/** Jaeger's UI on this machine (the design's fixed port, TASKMESH_JAEGER_PORT), where `task get` links the task's trace. */
+export function jaegerUi(): string {
+  return `http://127.0.0.1:${fixedPorts().jaegerUi}`;
 }
 
 /** The `task get` view: one `key  value` line per field that has a value, and a link to the task's trace in Jaeger. */

@@ -125,16 +125,30 @@ export async function envoyValidate(configPath: string, signal?: AbortSignal): P
   throw new EnvoyConfigError(`Envoy rejects ${configPath}:\n${message || result.shortMessage}`, { cause: result });
 }
 
-/** One GET of the admin `/ready` endpoint: true when it answers 200 `LIVE`. */
-export async function envoyReady(adminPort: number, signal?: AbortSignal): Promise<boolean> {
+/**
+ * One GET of an admin endpoint: its status and text, or undefined while
+ * Envoy does not answer yet; an aborted `signal` throws its reason.
+ */
+async function adminGet(adminPort: number, path: string, signal?: AbortSignal): Promise<{ status: number; text: string } | undefined> {
   try {
-    const response = await fetch(`http://127.0.0.1:${adminPort}/ready`, { ...(signal ? { signal } : {}) });
-    const body = (await response.text()).trim();
-    return response.status === 200 && body === "LIVE";
+    const response = await fetch(`http://127.0.0.1:${adminPort}${path}`, { ...(signal ? { signal } : {}) });
+    return { status: response.status, text: await response.text() };
   } catch {
     if (signal?.aborted) throw signal.reason;
-    return false;
+    return undefined;
   }
+}
+
+/** One GET of the admin `/ready` endpoint: true when it answers 200 `LIVE`. */
+export async function envoyReady(adminPort: number, signal?: AbortSignal): Promise<boolean> {
+  const answer = await adminGet(adminPort, "/ready", signal);
+  return answer?.status === 200 && answer.text.trim() === "LIVE";
+}
+
+/** Whether an edge Envoy (admin on `adminPort`) has fetched its JWKS at least once (`jwt_authn` stats). */
+export async function jwksFetched(adminPort: number, signal?: AbortSignal): Promise<boolean> {
+  const answer = await adminGet(adminPort, `/stats?filter=${encodeURIComponent("jwt_authn\\.jwks_fetch_success$")}`, signal);
+  return answer !== undefined && /jwks_fetch_success: [1-9]/.test(answer.text);
 }
 
 /**
