@@ -96,12 +96,21 @@ export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, text: pg
   }
 }
 
+/**
+ * Cancels the statement `client` runs, from a connection of its own: the
+ * pool's may all be held by the very transactions being cancelled.
+ */
 async function cancelBackend(pool: pg.Pool, client: pg.PoolClient): Promise<void> {
   const pid = (client as unknown as { processID?: number }).processID;
   if (pid === undefined) return;
+  const canceller = new pg.Client({ ...pool.options, statement_timeout: 5_000, connectionTimeoutMillis: 5_000 });
+  canceller.on("error", () => undefined);
   try {
-    await pool.query("SELECT pg_cancel_backend($1)", [pid]);
+    await canceller.connect();
+    await canceller.query("SELECT pg_cancel_backend($1)", [pid]);
   } catch {
-    // The pool may be closing; the statement timeout still bounds the query.
+    // The server may be going away; the statement timeout still bounds the query.
+  } finally {
+    await canceller.end().catch(() => undefined);
   }
 }
