@@ -61,11 +61,20 @@ export function submitRequest(partial: Partial<SubmitTaskRequest> & { capability
   return { input: {}, idempotencyKey: "", maxAttempts: undefined, timeout: undefined, priority: 0, labels: {}, retryPolicy: undefined, ...partial };
 }
 
-/** Polls `check` every 50 ms until true; fails with `what` after `timeoutMs`. */
+/** The stacks started and not yet stopped: a timed-out wait reports what they were doing. */
+const live = new Set<{ describe(): Promise<string> }>();
+
+/**
+ * Polls `check` every 50 ms until true; fails with `what` after `timeoutMs`,
+ * adding each live stack's task states and its processes' output.
+ */
 export async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) {
+      const reports = await Promise.all([...live].map((s) => s.describe().catch((e: unknown) => `(no report: ${String(e)})`)));
+      throw new Error([`timed out waiting for ${what}`, ...reports].join("\n"));
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -121,6 +130,22 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
     return task!;
   };
 
+  const processes = (): Array<[string, ServiceProcess]> => [
+    ["ledger", ledger], ...coordinators.map((c, i): [string, ServiceProcess] => [`coordinator-${i}`, c]), ...workers,
+  ];
+  const report = {
+    async describe(): Promise<string> {
+      const { rows } = await sql.query("SELECT state, count(*)::int AS n FROM ledger.tasks GROUP BY state ORDER BY state");
+      const states = rows.map((r: { state: string; n: number }) => `${r.state}=${r.n}`).join(" ");
+      const outputs = processes().map(([name, p]) => {
+        const status = p.child.exitCode !== null || p.child.signalCode !== null ? `exited ${p.child.exitCode ?? p.child.signalCode}` : "running";
+        return `--- ${name} (${status}):\n${p.output().slice(-4000)}`;
+      });
+      return [`stack ${label}: tasks ${states || "none"}`, ...outputs].join("\n");
+    },
+  };
+  live.add(report);
+
   return {
     db, sql, tasks, coordinators, coordinatorAddresses, workers, config, startWorker, settle,
     async restartCoordinator(i) {
@@ -132,6 +157,7 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
       return settle(task!.id, timeoutMs);
     },
     async stop() {
+      live.delete(report);
       tasks.close();
       await Promise.all([...workers.values()].map(stopProcess));
       await Promise.all(coordinators.map(stopProcess));
