@@ -87,6 +87,8 @@ class Connection {
   /** `started` messages held back, by task. */
   private readonly heldStarts = new Map<string, { timer: NodeJS.Timeout; payload: Payload }>();
   private lastHeartbeat = Date.now();
+  /** The newest heartbeat waiting to be applied: a later one replaces it, as only the latest matters. */
+  private pendingHeartbeat: Heartbeat | undefined;
 
   constructor(
     private readonly deps: WorkerServiceDeps,
@@ -184,14 +186,24 @@ class Connection {
   }
 
   /**
-   * Queues one message behind the earlier ones of its task. A `started` waits
+   * Queues one message behind the earlier ones of its task. Heartbeats share
+   * one queue slot: one waiting behind a slow ledger takes the newer ones'
+   * place, so they never pile up. A `started` waits
    * up to {@link START_HOLD_MS}: when the result comes first, CompleteTask or
    * FailTask records the start in the same transaction (one write instead of
    * two for a short task); progress or the wait's end sends it on its own.
    */
   private handle(payload: Payload | undefined): void {
     if (!payload) return;
-    const taskId = payload.$case === "heartbeat" || payload.$case === "drainNotice" || payload.$case === "register" ? "" : payload.value.taskId;
+    if (payload.$case === "heartbeat") {
+      // Its arrival proves the worker alive, however long a slow ledger keeps it queued.
+      this.lastHeartbeat = Date.now();
+      const queued = this.pendingHeartbeat !== undefined;
+      this.pendingHeartbeat = payload.value;
+      if (!queued) this.enqueue("", payload);
+      return;
+    }
+    const taskId = payload.$case === "drainNotice" || payload.$case === "register" ? "" : payload.value.taskId;
     if (payload.$case === "started") {
       const timer = setTimeout(() => {
         this.heldStarts.delete(taskId);
@@ -231,8 +243,11 @@ class Connection {
     switch (payload.$case) {
       case "register":
         throw failed(Code.INVALID_ARGUMENT, "VAL_INVALID_MESSAGE", "register is only the first message");
-      case "heartbeat":
-        return this.heartbeat(payload.value);
+      case "heartbeat": {
+        const latest = this.pendingHeartbeat ?? payload.value;
+        this.pendingHeartbeat = undefined;
+        return this.heartbeat(latest);
+      }
       case "accepted":
         return;
       case "rejected": {
@@ -279,7 +294,6 @@ class Connection {
   }
 
   private async heartbeat(h: Heartbeat): Promise<void> {
-    this.lastHeartbeat = Date.now();
     const session = this.session!;
     const { ledger } = this.deps;
     await ledger.upsertWorker({

@@ -51,6 +51,26 @@ describe("coordinator: nothing lost or duplicated when a process dies", () => {
     }
   }, 60_000);
 
+  it("a ledger stalled for longer than three heartbeats ends no worker's session: heartbeats count when they arrive", async () => {
+    const stack = await startStack("coord_slow_ledger", { workers: [{ id: "sl-w1", capabilities: ["echo"] }] });
+    try {
+      const session = async (): Promise<{ session_id: string; state: string }> =>
+        (await stack.sql.query("SELECT session_id, state FROM ledger.workers WHERE worker_id = 'sl-w1'")).rows[0];
+      const before = await session();
+      expect(before.state).toBe("CONNECTED");
+      // Heartbeats every 300 ms: the stall is ten of them, and each one waits on the ledger.
+      stack.ledger.child.kill("SIGSTOP");
+      await new Promise((r) => setTimeout(r, 3000));
+      stack.ledger.child.kill("SIGCONT");
+      const done = await stack.run({ capability: "echo", input: { text: "after the stall" } });
+      expect([done.state, done.attempts]).toEqual([TaskState.TASK_STATE_SUCCEEDED, 1]);
+      expect(await session()).toEqual(before);
+      expect(stack.workers.get("sl-w1")!.output()).not.toContain("stream failed");
+    } finally {
+      await stack.stop();
+    }
+  }, 60_000);
+
   it("kill -9 of a coordinator replica under load: every accepted submit runs to SUCCEEDED exactly once", async () => {
     const stack = await startStack("coord_kill_coord", {
       coordinators: 2,

@@ -39,6 +39,7 @@ export interface Stack {
   readonly sql: pg.Pool;
   /** TaskService over every coordinator replica (round robin). */
   readonly tasks: MeshClient<typeof TaskServiceService>;
+  readonly ledger: ServiceProcess;
   readonly coordinators: ServiceProcess[];
   readonly coordinatorAddresses: string[];
   readonly workers: Map<string, ServiceProcess>;
@@ -147,7 +148,7 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
   live.add(report);
 
   return {
-    db, sql, tasks, coordinators, coordinatorAddresses, workers, config, startWorker, settle,
+    db, sql, tasks, ledger, coordinators, coordinatorAddresses, workers, config, startWorker, settle,
     async restartCoordinator(i) {
       coordinators[i] = startService("coordinator", coordinatorEnv(i));
       await waitForServing(coordinatorAddresses[i]!, coordinators[i]!);
