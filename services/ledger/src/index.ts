@@ -4,7 +4,9 @@ export { OutboxRelay, RELAY_SOURCE, TASKS_TOPIC, toMessage, type OutboxRelayOpti
 export { RELAY_CHANNEL, type OutboxRow } from "./sql/relay.js";
 export { migrations } from "./sql/migrations.js";
 export { QueueStore, type Reclaimed } from "./queue-store.js";
-export { LedgerStore, type LeaseCall, type TaskFilter } from "./store.js";
+export { type LeaseCall } from "./lease-transitions.js";
+export { LedgerStore } from "./ledger-store.js";
+export { type TaskFilter } from "./task-reads.js";
 export { LEDGER_REASONS, backoffMs } from "./transitions.js";
 export { MAX_PAYLOAD_BYTES, RETRY_DEFAULTS, parseCreate, type NewTask } from "./validation.js";
 export { WorkerStore, type WorkerFilter, type WorkerUpsert } from "./worker-store.js";

@@ -4,11 +4,11 @@ import {
   MeshServer, createLogger, createPool, envSchemas, kitEnvShape, loadEnv, migrate, runService, untilReady,
 } from "../../kit/src/index.js";
 import { ledgerHandlers } from "./handlers.js";
+import { LedgerStore } from "./ledger-store.js";
 import { registerLedgerMetrics } from "./metrics.js";
 import { OutboxRelay, TASKS_TOPIC } from "./outbox-relay.js";
 import { migrations } from "./sql/migrations.js";
 import { QueueStore } from "./queue-store.js";
-import { LedgerStore } from "./store.js";
 import { WorkerStore } from "./worker-store.js";
 
 /** The ledger service's environment. */

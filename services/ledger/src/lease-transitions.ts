@@ -1,0 +1,108 @@
+import type pg from "pg";
+import { TaskView, type TaskProgressUpdate, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
+import { alreadyFinished, leaseLost, notRunning, sequenceMismatch, taskNotFound } from "./errors.js";
+import { uuidv7 } from "./ids.js";
+import { eventType, isFinished, toTask, toTransition } from "./records.js";
+import { historySql, type HistoryRow, type KindName } from "./sql/history.js";
+import { taskSql, type StoredError, type StoredProgress, type TaskRow } from "./sql/tasks.js";
+import { TaskReads } from "./task-reads.js";
+import { completeAttempt, failAttempt, releaseTask, startAttempt, withoutLease } from "./transitions.js";
+import { EVENT_SOURCE, commitTransition, dbNow, saveTask, writeEvent, type Committed } from "./writer.js";
+
+/** A worker-side call: which task, under which lease, at which sequence. */
+export interface LeaseCall {
+  readonly taskId: string;
+  readonly leaseId: string;
+  readonly expectedSequence?: bigint | undefined;
+}
+
+type Signal = AbortSignal | undefined;
+
+/**
+ * The worker-side transitions of a task on Postgres (start, progress,
+ * complete, fail, release), each under the lease the worker holds.
+ */
+export class LeaseTransitions extends TaskReads {
+  /**
+   * Runs a worker-side transition on the locked task: a call that already
+   * took effect under the same lease replays its recorded outcome; then a
+   * finished task, another lease or another sequence are refused.
+   */
+  private leased<T>(call: LeaseCall, replayKinds: KindName[], signal: Signal,
+    work: (client: pg.PoolClient, now: Date, row: TaskRow) => Promise<T>,
+    replay: (row: TaskRow, done: HistoryRow) => T): Promise<T> {
+    return this.tx(async (client) => {
+      const now = await dbNow(client);
+      const row = (await client.query<TaskRow>(taskSql.getForUpdate, [call.taskId])).rows[0];
+      if (!row) throw taskNotFound(call.taskId);
+      if (replayKinds.length > 0) {
+        const done = (await client.query<HistoryRow>(historySql.byLease, [call.taskId, call.leaseId, replayKinds])).rows[0];
+        if (done) return replay(row, done);
+      }
+      if (isFinished(row.state)) throw alreadyFinished(row.id, row.state);
+      if (row.lease_id !== call.leaseId) throw leaseLost(row.id, call.leaseId);
+      if (call.expectedSequence !== undefined && BigInt(row.sequence) !== call.expectedSequence) throw sequenceMismatch(row.id, call.expectedSequence, row.sequence);
+      return work(client, now, row);
+    }, signal);
+  }
+
+  /** PENDING → RUNNING under the caller's lease. */
+  async start(call: LeaseCall, leaseMs: number | undefined, signal?: AbortSignal): Promise<Committed> {
+    return this.leased(call, ["STARTED"], signal, async (client, now, row) => {
+      const step = startAttempt(row, now, leaseMs);
+      return commitTransition(client, now, row, step.next, step.change);
+    }, (row, done) => ({ row, transition: toTransition(done) }));
+  }
+
+  /** Stores a running attempt's latest progress and publishes it. */
+  async progress(call: LeaseCall, report: Omit<StoredProgress, "attempt" | "reported_at">, signal?: AbortSignal): Promise<TaskProgressUpdate> {
+    return this.leased(call, [], signal, async (client, now, row) => {
+      if (row.state !== "RUNNING") throw notRunning(row.id, row.state);
+      const progress: StoredProgress = { ...report, attempt: row.attempts, reported_at: now.toISOString() };
+      const saved = await saveTask(client, { ...row, progress, updated_at: now });
+      const task = toTask(saved, TaskView.TASK_VIEW_BASIC);
+      const update: TaskProgressUpdate = {
+        taskId: row.id, sequence: BigInt(row.sequence), workerId: row.worker_id, progress: toTask(saved).progress, traceId: row.trace_id,
+      };
+      await writeEvent(client, {
+        id: uuidv7(), type: eventType("PROGRESSED"), source: EVENT_SOURCE, subject: row.id, time: now, sequence: BigInt(row.sequence),
+        task, change: { $case: "progress", value: { ...update, progress: task.progress } }, traceId: row.trace_id,
+      }, row.traceparent);
+      return update;
+    }, () => { throw new Error("unreachable"); });
+  }
+
+  /** Starts the attempt implicitly when the task is still only claimed. */
+  private async ensureStarted(client: pg.PoolClient, now: Date, row: TaskRow): Promise<TaskRow> {
+    if (row.state !== "PENDING") return row;
+    const step = startAttempt(row, now);
+    return (await commitTransition(client, now, row, step.next, step.change)).row;
+  }
+
+  /** RUNNING → SUCCEEDED (starting it implicitly first when only claimed). */
+  async complete(call: LeaseCall, output: Record<string, unknown>, signal?: AbortSignal): Promise<Committed> {
+    return this.leased(call, ["SUCCEEDED"], signal, async (client, now, row) => {
+      const running = await this.ensureStarted(client, now, row);
+      const step = completeAttempt(running, now, output);
+      return commitTransition(client, now, running, step.next, step.change);
+    }, (row, done) => ({ row, transition: toTransition(done) }));
+  }
+
+  /** A failed attempt: retried after a backoff, or the end (FAILED / TIMED_OUT). */
+  async fail(call: LeaseCall, error: StoredError, signal?: AbortSignal): Promise<Committed & { willRetry: boolean }> {
+    return this.leased(call, ["RETRYING", "FAILED", "TIMED_OUT"], signal, async (client, now, row) => {
+      const running = await this.ensureStarted(client, now, row);
+      const step = failAttempt(running, now, error, running.worker_id);
+      return { ...(await commitTransition(client, now, running, step.next, step.change)), willRetry: step.willRetry };
+    }, (row, done) => ({ row, transition: toTransition(done), willRetry: done.kind === "RETRYING" }));
+  }
+
+  /** Hands a task back: a claimed one just loses its lease; a running one goes back to PENDING (RELEASED). */
+  async release(call: LeaseCall, reason: string, signal?: AbortSignal): Promise<{ row: TaskRow; transition?: TaskTransition }> {
+    return this.leased<{ row: TaskRow; transition?: TaskTransition }>(call, ["RELEASED"], signal, async (client, now, row) => {
+      if (row.state === "PENDING") return { row: await saveTask(client, { ...withoutLease(row), updated_at: now }) };
+      const step = releaseTask(row, now, reason);
+      return commitTransition(client, now, row, step.next, step.change);
+    }, (row, done) => ({ row, transition: toTransition(done) }));
+  }
+}

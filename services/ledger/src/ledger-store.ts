@@ -1,0 +1,165 @@
+import type pg from "pg";
+import type { TaskLease, TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
+import { MeshError, withTransaction } from "../../kit/src/index.js";
+import { commitNew, keep } from "./batch-writes.js";
+import { alreadyExists, alreadyFinished, leaseLost, sequenceMismatch, taskNotFound } from "./errors.js";
+import { uuidv7 } from "./ids.js";
+import { LeaseTransitions, type LeaseCall } from "./lease-transitions.js";
+import { eventType, isFinished, leaseOf, toTask, toTransition } from "./records.js";
+import { historySql, type HistoryRow } from "./sql/history.js";
+import { taskSql, type TaskRow } from "./sql/tasks.js";
+import { cancelTask, completeAttempt, startAttempt } from "./transitions.js";
+import type { NewTask } from "./validation.js";
+import { EVENT_SOURCE, commitTransition, commitTransitions, dbNow, insertHistory, writeEvent, type Committed, type PlannedTransition } from "./writer.js";
+
+type Signal = AbortSignal | undefined;
+
+/**
+ * The ledger on Postgres. Every write is one transaction holding the task
+ * row's lock: the row, a history row per transition and an outbox event per
+ * change commit together. Times come from the database clock.
+ */
+export class LedgerStore extends LeaseTransitions {
+  /**
+   * Runs a batch with `many` (one transaction); when the database fails it
+   * (a deadlock, a lost connection), runs every item again on its own with
+   * `one`, each in its own transaction, so one bad moment costs latency and
+   * never a wrong answer. A business refusal (RES_, BIZ_, VAL_) of an item is
+   * its answer either way.
+   */
+  async batched<I, R>(items: readonly I[], many: (items: readonly I[]) => Promise<Array<R | MeshError>>, one: (item: I) => Promise<R>,
+    options: { signal?: AbortSignal; onFallback?: (error: unknown) => void } = {}): Promise<Array<R | MeshError>> {
+    try {
+      return await many(items);
+    } catch (error) {
+      options.signal?.throwIfAborted();
+      options.onFallback?.(error);
+      return Promise.all(items.map((item) => keep(() => one(item)).catch((error: unknown) => MeshError.from(error))));
+    }
+  }
+
+  /** Stores a new PENDING task (SUBMITTED, sequence 1), or returns the task an identical earlier request created. */
+  async create(n: NewTask, signal?: AbortSignal): Promise<{ row: TaskRow; created: boolean }> {
+    return this.tx(async (client) => {
+      const inserted = (await client.query<TaskRow>(taskSql.insert, [
+        n.id, n.capability, JSON.stringify(n.input), n.maxAttempts, n.traceId, n.traceparent, n.idempotencyKey, n.requestHash,
+        n.priority, JSON.stringify(n.labels), n.timeoutMs, n.retryInitialMs, n.retryMaxMs, n.retryMultiplier, n.createdBy,
+      ])).rows[0];
+      if (inserted) {
+        const now = inserted.created_at;
+        const history = await insertHistory(client, inserted, "1", "", { kind: "SUBMITTED", attempt: 0, workerId: "", leaseId: "", actor: n.createdBy }, now);
+        await writeEvent(client, {
+          id: uuidv7(), type: eventType("SUBMITTED"), source: EVENT_SOURCE, subject: inserted.id, time: now, sequence: 1n,
+          task: toTask(inserted), change: { $case: "transition", value: toTransition(history) }, traceId: inserted.trace_id,
+        }, inserted.traceparent);
+        return { row: inserted, created: true };
+      }
+      // The insert waited for and lost to a committed task holding the id or the key.
+      const byId = n.id ? (await client.query<TaskRow>(taskSql.get, [n.id])).rows[0] : undefined;
+      if (byId) {
+        if (byId.request_hash === n.requestHash) return { row: byId, created: false };
+        throw alreadyExists("id", byId.id);
+      }
+      const byKey = (await client.query<TaskRow>(taskSql.byIdempotencyKey, [n.createdBy, n.idempotencyKey])).rows[0];
+      if (!byKey) throw new Error("task insert conflicted, but no conflicting task was found");
+      if (byKey.request_hash === n.requestHash) return { row: byKey, created: false };
+      throw alreadyExists("key", byKey.id);
+    }, signal);
+  }
+
+  /**
+   * {@link create} for a batch in one transaction: one multi-row insert for
+   * the new tasks, their history rows and events; an item whose id or key is
+   * taken is answered as `create` would answer it. Answers in order.
+   */
+  async createMany(items: readonly NewTask[], signal?: AbortSignal): Promise<Array<{ row: TaskRow; created: boolean } | MeshError>> {
+    return this.batchTx(signal, async (client, store) => {
+      // Items without an id (rare: the coordinator always gives one) take the single path below.
+      const withId = items.filter((n) => n.id !== null);
+      const col = <K extends keyof NewTask>(k: K) => withId.map((n) => n[k]);
+      const inserted = withId.length === 0 ? [] : (await client.query<TaskRow>(taskSql.insertMany, [
+        col("id"), col("capability"), withId.map((n) => JSON.stringify(n.input)), col("maxAttempts"), col("traceId"), col("traceparent"),
+        col("idempotencyKey"), col("requestHash"), col("priority"), withId.map((n) => JSON.stringify(n.labels)), col("timeoutMs"),
+        col("retryInitialMs"), col("retryMaxMs"), col("retryMultiplier"), col("createdBy"),
+      ])).rows;
+      const byId = new Map(inserted.map((r) => [r.id, r]));
+      const now = inserted[0]?.created_at ?? new Date();
+      const fresh = items.map((n) => (n.id ? byId.get(n.id) : undefined));
+      await commitNew(client, now, fresh.filter((r): r is TaskRow => r !== undefined));
+      const results: Array<{ row: TaskRow; created: boolean } | MeshError> = [];
+      for (const [i, n] of items.entries()) {
+        const row = fresh[i];
+        results.push(row ? { row, created: true } : await keep(() => store.create(n)));
+      }
+      return results;
+    });
+  }
+
+  /**
+   * {@link complete} for a batch in one transaction: the rows are locked in
+   * id order with one statement, and the implicit starts and the completions
+   * are written with three statements each. An item is answered as
+   * `complete` would answer it (a replay, or its own refusal). Answers in
+   * order.
+   */
+  async completeMany(items: ReadonlyArray<{ call: LeaseCall; output: Record<string, unknown> }>, signal?: AbortSignal): Promise<Array<Committed | MeshError>> {
+    return this.batchTx(signal, async (client) => {
+      const now = await dbNow(client);
+      const rows = new Map((await client.query<TaskRow>(taskSql.getManyForUpdate, [[...new Set(items.map((i) => i.call.taskId))]])).rows.map((r) => [r.id, r]));
+      const replays = new Map((await client.query<HistoryRow>(historySql.byLeases, [items.map((i) => i.call.taskId), items.map((i) => i.call.leaseId), ["SUCCEEDED"]])).rows
+        .map((h) => [`${h.task_id}/${h.lease_id}`, h]));
+      const results: Array<Committed | MeshError | number> = [];
+      const starts: PlannedTransition[] = [];
+      const completions: Array<{ index: number; output: Record<string, unknown> }> = [];
+      const taken = new Map<string, number>();
+      for (const [i, { call, output }] of items.entries()) {
+        const row = rows.get(call.taskId);
+        const replay = replays.get(`${call.taskId}/${call.leaseId}`);
+        const twin = taken.get(`${call.taskId}/${call.leaseId}`);
+        if (!row) results.push(taskNotFound(call.taskId));
+        else if (replay) results.push({ row, transition: toTransition(replay) });
+        else if (twin !== undefined) results.push(twin);
+        else if (isFinished(row.state) || taken.has(call.taskId)) results.push(alreadyFinished(row.id, isFinished(row.state) ? row.state : "SUCCEEDED"));
+        else if (row.lease_id !== call.leaseId) results.push(leaseLost(row.id, call.leaseId));
+        else if (call.expectedSequence !== undefined && BigInt(row.sequence) !== call.expectedSequence) results.push(sequenceMismatch(row.id, call.expectedSequence, row.sequence));
+        else {
+          if (row.state === "PENDING") starts.push({ before: row, ...startAttempt(row, now) });
+          taken.set(call.taskId, i);
+          taken.set(`${call.taskId}/${call.leaseId}`, i);
+          completions.push({ index: i, output });
+          results.push(i);
+        }
+      }
+      for (const c of await commitTransitions(client, now, starts)) rows.set(c.row.id, c.row);
+      const planned = completions.map(({ index, output }) => {
+        const running = rows.get(items[index]!.call.taskId)!;
+        return { before: running, ...completeAttempt(running, now, output) };
+      });
+      const committed = await commitTransitions(client, now, planned);
+      const byIndex = new Map(completions.map((c, k) => [c.index, committed[k]!]));
+      return results.map((r) => (typeof r === "number" ? byIndex.get(r)! : r));
+    });
+  }
+
+  /** One transaction for a batch; when the database fails it, every item is done again on its own. */
+  private async batchTx<R>(signal: Signal, work: (client: pg.PoolClient, store: LedgerStore) => Promise<R>): Promise<R> {
+    return withTransaction(this.pool, (client) => work(client, new LedgerStore(this.pool, client)), signal ? { signal } : {});
+  }
+
+  /** PENDING or RUNNING → CANCELLED; a CANCELLED task is returned unchanged. */
+  async cancel(taskId: string, reason: string, actor: string, expected: bigint | undefined, signal?: AbortSignal):
+    Promise<{ row: TaskRow; transition?: TaskTransition; endedLease?: TaskLease }> {
+    return this.tx(async (client) => {
+      const now = await dbNow(client);
+      const row = (await client.query<TaskRow>(taskSql.getForUpdate, [taskId])).rows[0];
+      if (!row) throw taskNotFound(taskId);
+      if (row.state === "CANCELLED") return { row };
+      if (isFinished(row.state)) throw alreadyFinished(row.id, row.state);
+      if (expected !== undefined && BigInt(row.sequence) !== expected) throw sequenceMismatch(row.id, expected, row.sequence);
+      const endedLease = leaseOf(row);
+      const step = cancelTask(row, now, reason, actor);
+      const committed = await commitTransition(client, now, row, step.next, step.change);
+      return { ...committed, ...(endedLease ? { endedLease } : {}) };
+    }, signal);
+  }
+}
