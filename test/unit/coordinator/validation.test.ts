@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { SubmitTaskRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { Code, MeshError } from "../../../services/kit/src/index.js";
 import { canonicalJson, parseSubmit, requestHash } from "../../../services/coordinator/src/validation.js";
-import { checkRegistration } from "../../../services/coordinator/src/worker-service.js";
+import { checkRegistration } from "../../../services/coordinator/src/worker-registration.js";
 
 const submit = (over: Partial<SubmitTaskRequest> = {}): SubmitTaskRequest => ({
   capability: "echo", input: { text: "hi" }, idempotencyKey: "", maxAttempts: undefined, timeout: undefined, priority: 0, labels: {}, retryPolicy: undefined, ...over,
