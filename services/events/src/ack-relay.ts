@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import { notFound, unavailable, uuidv7, type Logger } from "../../kit/src/index.js";
-import type { NackSpec, SettleResult, Subscription } from "./subscription.js";
+import type { NackSpec, SettleResult } from "./deliveries.js";
+import type { Subscription } from "./subscription.js";
 
 const SUBSCRIPTION = "taskmesh:events:sub:";
 const REPLY = "taskmesh:events:reply:";

@@ -7,10 +7,11 @@ import type { LagGroup } from "../../kit/src/metrics.js";
 import { subscriptionGone, type AckRelay } from "./ack-relay.js";
 import type { AttemptStore } from "./attempts.js";
 import type { DeadLetterIndex } from "./dead-letters.js";
+import type { NackSpec } from "./deliveries.js";
 import type { KafkaClients } from "./kafka.js";
 import type { Publisher } from "./publisher.js";
 import { isTopicName } from "./registry.js";
-import { Subscription, type NackSpec } from "./subscription.js";
+import { Subscription } from "./subscription.js";
 import { checkSubscribe } from "./validation.js";
 
 /** The most tokens (acks, nacks, redrive ids) one request may carry. */
