@@ -4,7 +4,7 @@ import {
   type EdgeAuthOptions, type EdgeRateLimitOptions,
 } from "./edge-security.js";
 import { meshCluster, connectionManager, type MeshContext } from "./sidecar.js";
-import { otlpCluster } from "./observability.js";
+import { otlpCluster, runtime } from "./observability.js";
 import { routeAction, serviceRoutes } from "./routes.js";
 import { EDGE, methodPolicy, ownerOf, type Topology } from "./topology.js";
 
@@ -103,6 +103,7 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
   return {
     node: { id: EDGE, cluster: EDGE },
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: options.adminPort ?? 9901 } } },
+    layered_runtime: runtime(),
     static_resources: {
       listeners: [{
         name: "edge",

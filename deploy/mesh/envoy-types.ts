@@ -29,8 +29,14 @@ export interface StringMatcher {
 export interface Bootstrap {
   readonly node: { readonly id: string; readonly cluster: string };
   readonly admin: { readonly address: SocketAddress };
+  readonly layered_runtime?: { readonly layers: readonly RuntimeLayer[] };
   readonly static_resources: { readonly listeners: readonly Listener[]; readonly clusters: readonly Cluster[] };
 }
+
+/** A runtime layer: fixed values, or the admin's `/runtime_modify`. */
+export type RuntimeLayer =
+  | { readonly name: string; readonly static_layer: Readonly<Record<string, number | string | boolean>> }
+  | { readonly name: string; readonly admin_layer: Record<string, never> };
 
 // --- Listeners and the HTTP connection manager ------------------------------
 

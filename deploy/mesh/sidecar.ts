@@ -1,6 +1,6 @@
 import type { Bootstrap, Cluster, HttpConnectionManager, HttpFilter, Listener, Rbac, RbacPolicy, Route, VirtualHost } from "./envoy-types.js";
 import { staticCluster, seconds, HTTP2_OPTIONS } from "./clusters.js";
-import { accessLog, otlpCluster, tracing } from "./observability.js";
+import { accessLog, otlpCluster, runtime, tracing } from "./observability.js";
 import { serviceRoutes } from "./routes.js";
 import { downstreamTls, upstreamTls } from "./tls.js";
 import { calleesOf, EDGE, healthServiceOf, identities, spiffeId, type Topology } from "./topology.js";
@@ -155,6 +155,7 @@ export function sidecarConfig(ctx: MeshContext, instance: MeshInstance): Bootstr
   return {
     node: { id: instance.name, cluster: instance.service },
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: instance.adminPort } } },
+    layered_runtime: runtime(),
     static_resources: {
       listeners: [inbound, outbound],
       clusters: [

@@ -16,6 +16,7 @@ import { ROOT } from "../../../deploy/local/provision/versions.js";
 import { identities, instanceNames, loadTopology, spiffeId, type Topology } from "../../../deploy/mesh/topology.js";
 import type { MeshInstance } from "../../../deploy/mesh/sidecar.js";
 import { writeMesh, type WrittenEnvoy } from "../../../deploy/mesh/write.js";
+import { TRACE_EXPORT_BATCH, TRACE_EXPORT_INTERVAL_MS } from "../../../deploy/mesh/observability.js";
 
 // The whole generated mesh (coordinator=2, ledger=1, config=1, worker=2, and
 // the edge) must pass `envoy --mode validate`, with certificates laid out as
@@ -265,6 +266,14 @@ describe("a live sidecar pair and the edge", () => {
       }
       if (i > 150) throw new Error(`no access log line with trace id ${traceId} in ${logFile}`);
       await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
+  it("exports spans in batches: every Envoy's runtime sets its tracer's batch size and flush interval", async () => {
+    for (const name of ["worker-0", "coordinator-0", "edge"]) {
+      const { entries } = await (await fetch(`http://127.0.0.1:${port(name, "admin")}/runtime`)).json() as { entries: Record<string, { final_value: string }> };
+      expect([name, entries["tracing.opentelemetry.min_flush_spans"]?.final_value, entries["tracing.opentelemetry.flush_interval_ms"]?.final_value])
+        .toEqual([name, String(TRACE_EXPORT_BATCH), String(TRACE_EXPORT_INTERVAL_MS)]);
     }
   });
 
