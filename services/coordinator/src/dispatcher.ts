@@ -3,6 +3,7 @@ import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { TaskCancellation } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import type { Task } from "../../../gen/taskmesh/task/v1/task.js";
+import type { Duration } from "../../../gen/google/protobuf/duration.js";
 import { MeshError, durationMs, toDuration, type Logger, type MeshClient } from "../../kit/src/index.js";
 import { traceContextOf } from "../../kit/src/trace-context.js";
 import type { Bus } from "./bus.js";
@@ -60,6 +61,11 @@ export class Dispatcher {
     strategy: StrategyName,
   ) {
     this.strategyImpl = createStrategy(strategy);
+  }
+
+  /** The lease each assignment, start and renewal gets. */
+  get leaseDuration(): Duration {
+    return toDuration(this.timing.leaseMs);
   }
 
   get strategy(): StrategyName {
@@ -184,7 +190,7 @@ export class Dispatcher {
         this.due.delete(capability);
         continue;
       }
-      const { tasks } = await this.ledger.assignTasks({ capability, workerIds: [...plan.slots], leaseDuration: toDuration(this.timing.leaseMs) });
+      const { tasks } = await this.ledger.assignTasks({ capability, workerIds: [...plan.slots], leaseDuration: this.leaseDuration });
       plan.commit(tasks.length);
       // A full plan means more may be due: look again in the next pass.
       if (tasks.length < plan.slots.length) this.due.delete(capability);

@@ -32,9 +32,6 @@ export class Connection {
     private readonly ctx: CallContext,
   ) {}
 
-  private get leaseDuration() {
-    return toDuration(this.deps.dispatcher.timing.leaseMs);
-  }
 
   async run(): Promise<void> {
     const iterator = this.requests[Symbol.asyncIterator]();
@@ -75,7 +72,7 @@ export class Connection {
     let outcome = "stream closed";
     try {
       await session.send({ payload: { $case: "registered", value: {
-        sessionId, heartbeatInterval: toDuration(timing.heartbeatMs), leaseDuration: this.leaseDuration,
+        sessionId, heartbeatInterval: toDuration(timing.heartbeatMs), leaseDuration: this.deps.dispatcher.leaseDuration,
         coordinatorId: this.deps.coordinatorId, serverTime: new Date(),
       } } });
       await this.adopt(first.value.payload.value.inFlight);
@@ -112,7 +109,7 @@ export class Connection {
   private async adopt(inFlight: readonly InFlightTask[]): Promise<void> {
     if (inFlight.length === 0) return;
     const session = this.session!;
-    const { renewed, lost } = await this.deps.ledger.renewLeases({ workerId: session.workerId, leaseIds: inFlight.map((t) => t.leaseId), leaseDuration: this.leaseDuration });
+    const { renewed, lost } = await this.deps.ledger.renewLeases({ workerId: session.workerId, leaseIds: inFlight.map((t) => t.leaseId), leaseDuration: this.deps.dispatcher.leaseDuration });
     const tasks = await Promise.all(renewed.map((l) => this.deps.ledger.getTask({ id: l.taskId, view: 1 }).then((r) => r.task).catch(() => undefined)));
     renewed.forEach((l, i) => {
       const capability = tasks[i]?.capability;

@@ -2,7 +2,7 @@ import { SpanStatusCode, context, trace } from "@opentelemetry/api";
 import type { ConnectRequest } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import type { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
 import { WorkerState, type Heartbeat, type ProgressReport, type TaskResult } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { Code, MeshError, durationMs, toDuration } from "../../kit/src/index.js";
+import { Code, MeshError, durationMs } from "../../kit/src/index.js";
 import { taskSpan } from "./dispatcher.js";
 import type { WorkerServiceDeps } from "./worker-service.js";
 import type { WorkerSession } from "./worker-session.js";
@@ -30,9 +30,6 @@ export class WorkerMessages {
     private readonly failedMessage: (kind: string, taskId: string, error: unknown) => void,
   ) {}
 
-  private get leaseDuration() {
-    return toDuration(this.deps.dispatcher.timing.leaseMs);
-  }
 
   /** Applies one message; heartbeats go to {@link heartbeat}. */
   async apply(payload: Exclude<Payload, { $case: "heartbeat" }>): Promise<void> {
@@ -53,7 +50,7 @@ export class WorkerMessages {
       }
       case "started": {
         const s = payload.value;
-        const { transition } = await ledger.startTask({ taskId: s.taskId, leaseId: s.leaseId, expectedSequence: undefined, leaseDuration: this.leaseDuration });
+        const { transition } = await ledger.startTask({ taskId: s.taskId, leaseId: s.leaseId, expectedSequence: undefined, leaseDuration: this.deps.dispatcher.leaseDuration });
         if (transition) bus.publishTask(s.taskId, { kind: "transition", transition });
         return;
       }
@@ -96,7 +93,7 @@ export class WorkerMessages {
       newSession: false, inFlight: h.inFlight.length, load: h.load,
     });
     if (h.inFlight.length === 0) return;
-    const { renewed, lost } = await ledger.renewLeases({ workerId: session.workerId, leaseIds: h.inFlight.map((t) => t.leaseId), leaseDuration: this.leaseDuration });
+    const { renewed, lost } = await ledger.renewLeases({ workerId: session.workerId, leaseIds: h.inFlight.map((t) => t.leaseId), leaseDuration: this.deps.dispatcher.leaseDuration });
     for (const l of lost) session.held.delete(l.taskId);
     await session.send({ payload: { $case: "leasesExtended", value: { extended: renewed, lost } } });
   }
