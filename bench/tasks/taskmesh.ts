@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, chmodSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -74,13 +74,18 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
 
   const name = options.tracing === "all" ? "taskmesh-traced" : options.tracing === "sampled" ? "taskmesh-traced-10pct" : "taskmesh";
   const children: ChildProcess[] = [];
-  const start = async (service: string, env: Record<string, string>): Promise<void> => {
+  const named = new Map<string, ChildProcess>();
+  // TASKMESH_BENCH_CPU_PROF=<dir>: every service writes a V8 CPU profile there when it stops (open in Chrome DevTools).
+  const profileDir = process.env.TASKMESH_BENCH_CPU_PROF;
+  const start = async (service: string, env: Record<string, string>, label = service): Promise<void> => {
     const port = await freePort();
-    const child = spawn(process.execPath, serviceArgs(service), {
+    const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-${label}.cpuprofile`] : [];
+    const child = spawn(process.execPath, [...profile, ...serviceArgs(service)], {
       cwd: ROOT, stdio: ["ignore", "ignore", "inherit"],
       env: { ...process.env, ...telemetry, LOG_LEVEL: "warn", TASKMESH_LISTEN: `127.0.0.1:${port}`, ...env },
     });
     children.push(child);
+    named.set(label, child);
     const address = `127.0.0.1:${port}`;
     const deadline = Date.now() + 60_000;
     while ((await checkHealth(address)) !== "SERVING") {
@@ -92,13 +97,21 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
   };
   const addresses = new Map<string, string>();
   await start("ledger", { DATABASE_URL: databaseUrl, KAFKA_BROKERS: `127.0.0.1:${kafkaPort}` });
-  await start("coordinator", { REDIS_URL: infra.redisUrl, TASKMESH_UPSTREAM_LEDGER: addresses.get("ledger")!, TASKMESH_COORDINATOR_MAX_PENDING: "1000000" });
+  await start("coordinator", { DATABASE_URL: databaseUrl, REDIS_URL: infra.redisUrl, TASKMESH_UPSTREAM_LEDGER: addresses.get("ledger")!, TASKMESH_COORDINATOR_MAX_PENDING: "1000000" });
   for (let i = 0; i < WORKERS; i++) {
     await start("worker", {
       TASKMESH_UPSTREAM_COORDINATOR: addresses.get("coordinator")!, TASKMESH_WORKER_ID: `bench-${i}`,
       TASKMESH_WORKER_CAPABILITIES: "echo", TASKMESH_WORKER_CONCURRENCY: String(WORKER_CONCURRENCY),
-    });
+    }, `worker-${i}`);
   }
+  /** CPU seconds so far of each taskmesh process, Postgres (all its processes) and the Kafka broker. */
+  const cpu = (): Map<string, number> => {
+    const out = new Map<string, number>([...named].map(([label, child]) => [label, cpuSeconds(child.pid)]));
+    out.set("postgres", postgresCpuSeconds());
+    const kafka = supervisor.status().find((p) => p.name === "kafka")?.pid;
+    out.set("kafka", kafka === undefined ? 0 : groupCpuSeconds(kafka));
+    return out;
+  };
   // Distinct channels (one HTTP/2 connection each) so submits are not serialized on one.
   const clients: TaskClient[] = Array.from({ length: CHANNELS }, (_, i) => createClient(TaskServiceService, addresses.get("coordinator")!, {
     channelOptions: { "grpc.use_local_subchannel_pool": 1, "taskmesh.bench_channel": i },
@@ -112,13 +125,17 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
     const { task } = await clients[turn++ % CHANNELS]!.submitTask(echoRequest(), { timeoutMs: 30_000 });
     return task!.id;
   };
-  const succeeded = async (): Promise<number> => Number((await sql.query("SELECT count(*) AS n FROM ledger.tasks WHERE state = 'SUCCEEDED'")).rows[0].n);
+  // Tasks not finished yet, read from the partial indexes of pending and running tasks (it costs what is
+  // unfinished, not the table), so watching a drain does not slow it down.
+  const unfinished = async (): Promise<number> => Number((await sql.query(
+    "SELECT (SELECT count(*) FROM ledger.tasks WHERE state = 'PENDING') + (SELECT count(*) FROM ledger.tasks WHERE state = 'RUNNING') AS n")).rows[0].n);
 
   return {
     name,
 
     async burst(n: number): Promise<BurstResult> {
-      const before = await succeeded();
+      const cpuBefore = cpu();
+      const startedAt = new Date();
       const t0 = performance.now();
       // Like the peers' bulk enqueue: SubmitTasks with BULK tasks per call, BULK_IN_FLIGHT calls at once.
       let left = n;
@@ -132,10 +149,20 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
         }
       };
       await Promise.all(Array.from({ length: BULK_IN_FLIGHT }, lane));
+      // Polled every 100 ms; the drain ends at the last task's finished_at as the ledger recorded it (same host
+      // clock), so the poll interval does not add to the time.
       await within((async () => {
-        while ((await succeeded()) - before < n) await sleep(20);
+        while ((await unfinished()) > 0) await sleep(100);
       })(), 60_000 + n * 2, `taskmesh burst of ${n}`);
-      const seconds = (performance.now() - t0) / 1000;
+      const { rows: [end] } = await sql.query<{ done: number; last: number | null }>(
+        "SELECT count(*)::int AS done, (extract(epoch FROM max(finished_at)) * 1000)::float8 AS last FROM ledger.tasks WHERE created_at >= $1 AND state = 'SUCCEEDED'",
+        [startedAt]);
+      if (!end || end.done < n || end.last === null) throw new Error(`taskmesh burst of ${n}: only ${end?.done ?? 0} tasks SUCCEEDED`);
+      const seconds = Math.max(performance.now() - t0 - (Date.now() - Number(end.last)), 1) / 1000;
+      // Where the CPU went during the burst (it includes the poll above and what the relay still had to send).
+      const perTask = [...cpu()].map(([label, total]) => [label, ((total - (cpuBefore.get(label) ?? 0)) * 1000) / n] as const);
+      const sum = perTask.reduce((acc, [, ms]) => acc + ms, 0);
+      process.stderr.write(`bench:tasks: ${name}: burst of ${n}: CPU per task ${perTask.map(([label, ms]) => `${label} ${ms.toFixed(3)} ms`).join(", ")}; total ${sum.toFixed(3)} ms\n`);
       return { tasks: n, seconds: Math.round(seconds * 1000) / 1000, tasksPerSec: Math.round(n / seconds) };
     },
 
@@ -188,6 +215,36 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
       await drop.end();
     },
   };
+}
+
+/** CPU seconds of every process of a process group (the Kafka JVM runs under the supervisor's group leader). */
+function groupCpuSeconds(leader: number): number {
+  let total = 0;
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      if (Number(fields[2]) === leader) total += (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+/** CPU seconds of every live Postgres process on the machine (the benchmark's is the only one). */
+function postgresCpuSeconds(): number {
+  let total = 0;
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      if (!stat.includes("(postgres)")) continue;
+      const fields = stat.split(") ")[1]!.split(" ");
+      total += (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
 }
 
 /** User + system CPU time of a live process, in seconds (Linux /proc; 0 when unknown). */
