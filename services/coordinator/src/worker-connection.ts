@@ -6,9 +6,6 @@ import { checkRegistration } from "./worker-registration.js";
 import type { WorkerServiceDeps } from "./worker-service.js";
 import { WorkerSession } from "./worker-session.js";
 
-/** How long a `started` may wait for its task's result to share one ledger write. */
-const START_HOLD_MS = 50;
-
 /**
  * One worker's stream: registration, the session's lifetime, and the
  * per-task ordering of its messages (applied by {@link WorkerMessages}).
@@ -19,8 +16,6 @@ export class Connection {
   private readonly ended = new AbortController();
   /** Per task: the tail of its message chain. */
   private readonly chains = new Map<string, Promise<void>>();
-  /** `started` messages held back, by task. */
-  private readonly heldStarts = new Map<string, { timer: NodeJS.Timeout; payload: Payload }>();
   private lastHeartbeat = Date.now();
   /** The newest heartbeat waiting to be applied: a later one replaces it, as only the latest matters. */
   private pendingHeartbeat: Heartbeat | undefined;
@@ -87,8 +82,6 @@ export class Connection {
       throw error;
     } finally {
       clearInterval(watchdog);
-      for (const { timer } of this.heldStarts.values()) clearTimeout(timer);
-      this.heldStarts.clear();
       unsubscribe();
       session.draining = true;
       dispatcher.remove(session);
@@ -121,10 +114,9 @@ export class Connection {
   /**
    * Queues one message behind the earlier ones of its task. Heartbeats share
    * one queue slot: one waiting behind a slow ledger takes the newer ones'
-   * place, so they never pile up. A `started` waits
-   * up to {@link START_HOLD_MS}: when the result comes first, CompleteTask or
-   * FailTask records the start in the same transaction (one write instead of
-   * two for a short task); progress or the wait's end sends it on its own.
+   * place, so they never pile up. (A worker sends `started` only for a task
+   * that runs a while: a short task's result records its start in the same
+   * write.)
    */
   private handle(payload: Payload | undefined): void {
     if (!payload) return;
@@ -136,21 +128,8 @@ export class Connection {
       if (!queued) this.enqueue("", payload);
       return;
     }
+    if (payload.$case === "accepted") return; // sent by older workers; taking an assignment needs no answer
     const taskId = payload.$case === "drainNotice" || payload.$case === "register" ? "" : payload.value.taskId;
-    if (payload.$case === "started") {
-      const timer = setTimeout(() => {
-        this.heldStarts.delete(taskId);
-        this.enqueue(taskId, payload);
-      }, START_HOLD_MS);
-      this.heldStarts.set(taskId, { timer, payload });
-      return;
-    }
-    const held = this.heldStarts.get(taskId);
-    if (held) {
-      clearTimeout(held.timer);
-      this.heldStarts.delete(taskId);
-      if (payload.$case === "progress") this.enqueue(taskId, held.payload);
-    }
     this.enqueue(taskId, payload);
   }
 

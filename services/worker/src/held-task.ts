@@ -8,7 +8,7 @@ import type { AgentDefinition } from "./agent.js";
  */
 export type StopCause = "cancelled" | "lease-lost" | "released" | "stopped";
 
-/** One attempt the worker holds: from `accepted` until its result is recorded (or it is stopped). */
+/** One attempt the worker holds: from its assignment until its result is recorded (or it is stopped). */
 export interface HeldTask {
   readonly key: string;
   readonly assignment: Assignment;

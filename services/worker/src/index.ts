@@ -4,3 +4,4 @@ export { backoffDelay, type BackoffOptions } from "./backoff.js";
 export { Worker } from "./runtime.js";
 export { type WorkerConnector, type WorkerOptions } from "./worker-options.js";
 export { type WorkerState } from "./worker-state.js";
+export { STARTED_AFTER_MS } from "./run-attempt.js";

@@ -17,11 +17,19 @@ export interface AttemptHooks {
 
 const tracer = trace.getTracer("taskmesh.worker");
 
+/**
+ * How long a handler runs before `started` is sent, in ms. A task that ends
+ * sooner sends only its result, and the coordinator records its start and
+ * its outcome in one write (worker_service.proto). Progress sends it at once.
+ */
+export const STARTED_AFTER_MS = 50;
+
 /** The longest progress status line, in characters (worker.proto ProgressReport: 1 KiB). */
 const MAX_PROGRESS_MESSAGE = 1024;
 
 /**
- * Runs one attempt: sends `started`, runs the handler with the task's signal
+ * Runs one attempt: sends `started` once it has run for
+ * {@link STARTED_AFTER_MS} (or reports progress), runs the handler with the task's signal
  * (aborted at the assignment's deadline too), forwards its progress, and
  * turns what it returned or threw into a TaskResult. A timed-out attempt
  * fails with BIZ_ATTEMPT_TIMED_OUT (retryable); a stopped one (cancelled,
@@ -38,11 +46,19 @@ export async function runAttempt(task: HeldTask, hooks: AttemptHooks): Promise<v
     controller.abort(new AgentError("the attempt's deadline passed", { reason: "BIZ_ATTEMPT_TIMED_OUT" }));
   }, Math.max(0, deadlineMs));
   task.started = true;
-  hooks.send({ payload: { $case: "started", value: { taskId: a.taskId, attempt: a.attempt, leaseId: a.leaseId, startedAt: new Date(began) } } });
+  let startSent = false;
+  const sendStarted = (): void => {
+    if (startSent || !task.running || task.stopped !== undefined) return;
+    startSent = true;
+    hooks.send({ payload: { $case: "started", value: { taskId: a.taskId, attempt: a.attempt, leaseId: a.leaseId, startedAt: new Date(began) } } });
+  };
+  const startTimer = setTimeout(sendStarted, STARTED_AFTER_MS);
   const ctx: AgentContext = {
     signal: controller.signal, attempt: a.attempt, taskId: a.taskId, log,
     progress: (percent, message, details) => {
       if (!task.running || task.stopped) return;
+      clearTimeout(startTimer);
+      sendStarted();
       hooks.send({ payload: { $case: "progress", value: {
         taskId: a.taskId, attempt: a.attempt, leaseId: a.leaseId,
         percent: percent === undefined || !Number.isFinite(percent) ? undefined : Math.min(100, Math.max(0, percent)),
@@ -67,6 +83,7 @@ export async function runAttempt(task: HeldTask, hooks: AttemptHooks): Promise<v
     log.debug({ err: error }, "handler failed");
   } finally {
     if (timer) clearTimeout(timer);
+    clearTimeout(startTimer);
     task.running = false;
   }
   if (timedOut) outcome = { $case: "failed", value: { error: { reason: "BIZ_ATTEMPT_TIMED_OUT", message: "the attempt's deadline passed", retryable: true, details: undefined } } };

@@ -24,7 +24,7 @@ export interface TaskTableHooks {
 }
 
 /**
- * The attempts a worker holds, from `accepted` until their result is
+ * The attempts a worker holds, from their assignment until their result is
  * recorded or they are stopped: admits assignments within the concurrency
  * limits, runs them, keeps their results to resend, and stops them when
  * cancelled or their lease is lost.
@@ -62,7 +62,7 @@ export class TaskTable {
     const key = attemptKey(a.taskId, a.attempt);
     const reject = (reason: string, message: string): void =>
       void this.hooks.send({ payload: { $case: "rejected", value: { taskId: a.taskId, attempt: a.attempt, leaseId: a.leaseId, reason, message } } });
-    if (this.tasks.has(key)) return; // a repeat of an attempt already held: `accepted` was sent
+    if (this.tasks.has(key)) return; // a repeat of an attempt already held
     if (this.hooks.refusing()) return reject("SYS_DRAINING", "the worker is draining");
     const agent = this.hooks.agents.get(a.capability);
     if (!agent) return reject("VAL_UNKNOWN_CAPABILITY", `this worker does not run ${a.capability}`);
@@ -75,8 +75,8 @@ export class TaskTable {
       key, assignment: a, agent, controller: new AbortController(), started: false, running: true,
       stopped: undefined, result: undefined, resultSentAt: 0, done: Promise.resolve(),
     };
+    // Taken: nothing is sent (no `accepted`); `started` follows if it runs long enough, then the result.
     this.tasks.set(key, task);
-    this.hooks.send({ payload: { $case: "accepted", value: { taskId: a.taskId, attempt: a.attempt, leaseId: a.leaseId } } });
     task.done = runAttempt(task, {
       log: this.hooks.log,
       send: (message) => this.hooks.send(message),

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { WorkerServiceService } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import { createClient, createLogger, type MeshClient } from "../../../services/kit/src/index.js";
-import { BUILTIN_AGENTS, Worker, defineAgent, echoAgent, sleepAgent, type WorkerOptions } from "../../../services/worker/src/index.js";
+import { BUILTIN_AGENTS, STARTED_AFTER_MS, Worker, defineAgent, echoAgent, sleepAgent, type WorkerOptions } from "../../../services/worker/src/index.js";
 import { FakeCoordinator } from "./fake-coordinator.js";
 
 const logger = createLogger({ service: "worker-test", level: "silent" });
@@ -46,16 +46,33 @@ describe("Worker against a fake coordinator", () => {
     expect(hb).toMatchObject({ inFlight: [], load: 0 });
   });
 
-  it("runs an echo assignment: accepted, started, result with the output", async () => {
+  it("runs an echo assignment: a short task sends only its result, with the output", async () => {
     const { fake } = await setup();
     await fake.session.assign({ taskId: "t-echo", capability: "echo", input: { hello: "world" } });
-    const accepted = await fake.waitFor("accepted");
-    expect(accepted.value).toEqual({ taskId: "t-echo", attempt: 1, leaseId: "lease-t-echo" });
-    await fake.waitFor("started", (s) => s.taskId === "t-echo");
     const { value: result } = await fake.waitFor("result");
     expect(result).toMatchObject({ taskId: "t-echo", attempt: 1, leaseId: "lease-t-echo", outcome: { $case: "succeeded", value: { output: { hello: "world" } } } });
+    await new Promise((r) => setTimeout(r, 2 * STARTED_AFTER_MS));
     const order = fake.log.map((e) => e.message.payload?.$case).filter((c) => c !== "heartbeat");
-    expect(order).toEqual(["register", "accepted", "started", "result"]);
+    expect(order).toEqual(["register", "result"]);
+  });
+
+  it("sends started once a handler has run a while, or before its first progress report", async () => {
+    const quiet = defineAgent({ capability: "quiet", description: "waits 200 ms without a word", handler: async () => {
+      await new Promise((r) => setTimeout(r, 200));
+      return { done: true };
+    } });
+    const { fake } = await setup({ agents: [...BUILTIN_AGENTS.values(), quiet] });
+    const assigned = Date.now();
+    await fake.session.assign({ taskId: "t-quiet", capability: "quiet", input: {} });
+    const { value: started } = await fake.waitFor("started", (s) => s.taskId === "t-quiet");
+    expect(Date.now() - assigned).toBeGreaterThanOrEqual(STARTED_AFTER_MS - 5);
+    expect(started).toMatchObject({ taskId: "t-quiet", attempt: 1, leaseId: "lease-t-quiet" });
+    await fake.waitFor("result", (r) => r.taskId === "t-quiet");
+    // `sleep` reports progress as it begins: `started` goes first, at once.
+    await fake.session.assign({ taskId: "t-talks", capability: "sleep", input: { ms: 10 } });
+    await fake.waitFor("result", (r) => r.taskId === "t-talks");
+    const order = fake.log.map((e) => e.message.payload?.$case).filter((c) => c !== "heartbeat");
+    expect(order).toEqual(["register", "started", "result", "started", "progress", "progress", "result"]);
   });
 
   it("reports failures with the handler's reason and retryability, and rejects unknown capabilities", async () => {
@@ -72,7 +89,7 @@ describe("Worker against a fake coordinator", () => {
     const { fake, worker } = await setup({ maxConcurrency: 2 });
     for (const n of [1, 2, 3, 4]) await fake.session.assign({ taskId: `t-${n}`, capability: "sleep", input: { ms: 300 } });
     await fake.waitFor("rejected", (r) => r.taskId === "t-4");
-    expect(fake.all("accepted").map((a) => a.taskId)).toEqual(["t-1", "t-2"]);
+    expect(fake.all("accepted")).toEqual([]);
     expect(fake.all("rejected").map((r) => [r.taskId, r.reason])).toEqual([["t-3", "RATE_WORKER_BUSY"], ["t-4", "RATE_WORKER_BUSY"]]);
     expect(worker.running).toBe(2);
     await fake.waitFor("result", (r) => r.taskId === "t-2");

@@ -37,7 +37,10 @@ export interface ConnectRequest {
     /** Periodic liveness report; renews the leases of listed tasks. */
     { $case: "heartbeat"; value: Heartbeat }
     | //
-    /** The worker took an assignment and will run it. */
+    /**
+     * The worker took an assignment and will run it. Workers no longer send
+     * it (taking an assignment is silent); the coordinator ignores it.
+     */
     { $case: "accepted"; value: TaskAccepted }
     | //
     /**
@@ -46,7 +49,10 @@ export interface ConnectRequest {
      */
     { $case: "rejected"; value: TaskRejected }
     | //
-    /** The handler started: the task becomes RUNNING. */
+    /**
+     * The handler has been running for a while (see the protocol above):
+     * the task becomes RUNNING.
+     */
     { $case: "started"; value: TaskStarted }
     | //
     /** A progress report of a running task. */
@@ -2015,9 +2021,12 @@ export const GoAway: MessageFns<GoAway> = {
  * `heartbeat_interval` (each renews the leases of the tasks it lists; the
  * coordinator answers `leases_extended`). The coordinator sends an
  * `assignment` only while the worker has a free slot for its capability (per
- * capability and in total); the worker answers `accepted` (or `rejected`),
- * `started` when the handler starts, any number of `progress` reports, and
- * one `result`, which the coordinator confirms with `result_recorded`. The
+ * capability and in total); the worker takes it silently or answers
+ * `rejected`, sends `started` once the handler has run for 50 ms (or before
+ * its first `progress` report; a task that ends sooner sends no `started`,
+ * and its `result` records the start and the outcome in one write), any
+ * number of `progress` reports, and one `result`, which the coordinator
+ * confirms with `result_recorded`. The
  * coordinator may send `cancel` for a task (the worker stops it and answers
  * `cancel_acknowledged`) and `go_away` to make the worker drain. A worker
  * that shuts down sends `drain_notice`, finishes or hands back its tasks,
