@@ -45,7 +45,7 @@ export async function startInfra(options: { externalPostgresUrl?: string } = {})
     const pgOptions = { dataDir: join(dir, "postgres"), port: await freePort(), password: randomBytes(18).toString("base64url"), database: "postgres" };
     const redisPort = await freePort();
     await supervisor.start([
-      ...(external ? [] : [await postgresSpec(pgOptions)]),
+      ...(external ? [] : [await withStatementStats(await postgresSpec(pgOptions))]),
       redisSpec({ dataDir: join(dir, "redis"), port: redisPort }),
     ]);
     return { postgresAdminUrl: external ?? postgresUrl(pgOptions, "postgres"), redisUrl: redisUrl(redisPort), stop };
@@ -53,6 +53,15 @@ export async function startInfra(options: { externalPostgresUrl?: string } = {})
     await stop();
     throw error;
   }
+}
+
+/**
+ * TASKMESH_BENCH_PG_STATS=1: Postgres loads pg_stat_statements, and the
+ * taskmesh runner prints the statements its burst spent the most time in.
+ */
+async function withStatementStats(spec: Awaited<ReturnType<typeof postgresSpec>>): Promise<typeof spec> {
+  if (!process.env.TASKMESH_BENCH_PG_STATS) return spec;
+  return { ...spec, args: [...spec.args, "-c", "shared_preload_libraries=pg_stat_statements", "-c", "track_io_timing=on"] };
 }
 
 /** A random suffix for names of databases, schemas and key prefixes. */

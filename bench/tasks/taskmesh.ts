@@ -128,12 +128,14 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
   // Tasks not finished yet, read from the partial indexes of pending and running tasks (it costs what is
   // unfinished, not the table), so watching a drain does not slow it down.
   const unfinished = async (): Promise<number> => Number((await sql.query(
-    "SELECT (SELECT count(*) FROM ledger.tasks WHERE state = 'PENDING') + (SELECT count(*) FROM ledger.tasks WHERE state = 'RUNNING') AS n")).rows[0].n);
+    `SELECT (SELECT count(*) FROM ledger.tasks WHERE state = 'PENDING' AND lease_id IS NULL)
+          + (SELECT count(*) FROM ledger.tasks WHERE lease_id IS NOT NULL AND state IN ('PENDING', 'RUNNING')) AS n`)).rows[0].n);
 
   return {
     name,
 
     async burst(n: number): Promise<BurstResult> {
+      const statementStats = process.env.TASKMESH_BENCH_PG_STATS ? await resetStatementStats(sql) : false;
       const cpuBefore = cpu();
       const startedAt = new Date();
       const t0 = performance.now();
@@ -149,11 +151,17 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
         }
       };
       await Promise.all(Array.from({ length: BULK_IN_FLIGHT }, lane));
-      // Polled every 100 ms; the drain ends at the last task's finished_at as the ledger recorded it (same host
+      // Polled every 250 ms; the drain ends at the last task's finished_at as the ledger recorded it (same host
       // clock), so the poll interval does not add to the time.
+      const waits = new Map<string, number>();
       await within((async () => {
-        while ((await unfinished()) > 0) await sleep(100);
-      })(), 60_000 + n * 2, `taskmesh burst of ${n}`);
+        while ((await unfinished()) > 0) {
+          if (statementStats) await sampleWaits(sql, waits);
+          await sleep(250);
+        }
+      })(), 60_000 + n * 2, `taskmesh burst of ${n}`).finally(() => {
+        for (const [what, count] of [...waits].sort((a, b) => b[1] - a[1]).slice(0, 12)) process.stderr.write(`bench:tasks: ${name}: pg busy ${count}× ${what}\n`);
+      });
       const { rows: [end] } = await sql.query<{ done: number; last: number | null }>(
         "SELECT count(*)::int AS done, (extract(epoch FROM max(finished_at)) * 1000)::float8 AS last FROM ledger.tasks WHERE created_at >= $1 AND state = 'SUCCEEDED'",
         [startedAt]);
@@ -163,6 +171,7 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
       const perTask = [...cpu()].map(([label, total]) => [label, ((total - (cpuBefore.get(label) ?? 0)) * 1000) / n] as const);
       const sum = perTask.reduce((acc, [, ms]) => acc + ms, 0);
       process.stderr.write(`bench:tasks: ${name}: burst of ${n}: CPU per task ${perTask.map(([label, ms]) => `${label} ${ms.toFixed(3)} ms`).join(", ")}; total ${sum.toFixed(3)} ms\n`);
+      if (statementStats) await printStatementStats(sql, name, n);
       return { tasks: n, seconds: Math.round(seconds * 1000) / 1000, tasksPerSec: Math.round(n / seconds) };
     },
 
@@ -215,6 +224,36 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
       await drop.end();
     },
   };
+}
+
+/** Creates pg_stat_statements in the benchmark's database (when Postgres loaded it) and empties it. */
+async function resetStatementStats(sql: pg.Pool): Promise<boolean> {
+  try {
+    await sql.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    await sql.query("SELECT pg_stat_statements_reset()");
+    return true;
+  } catch (error) {
+    process.stderr.write(`bench:tasks: no statement statistics: ${String(error)}\n`);
+    return false;
+  }
+}
+
+/** Counts what the database's busy connections are doing right now (wait event and statement), into `into`. */
+async function sampleWaits(sql: pg.Pool, into: Map<string, number>): Promise<void> {
+  const { rows } = await sql.query<{ what: string }>(
+    `SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') || ' ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 70) AS what
+     FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()`);
+  for (const { what } of rows) into.set(what, (into.get(what) ?? 0) + 1);
+}
+
+/** The statements the last burst spent the most time in: calls, rows, and time per task. */
+async function printStatementStats(sql: pg.Pool, name: string, n: number): Promise<void> {
+  const { rows } = await sql.query<{ query: string; calls: string; rows: string; ms: number }>(
+    `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, rows, total_exec_time AS ms FROM pg_stat_statements
+     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 15`);
+  for (const r of rows) {
+    process.stderr.write(`bench:tasks: ${name}: pg ${(r.ms * 1000 / n).toFixed(1)} µs/task, ${r.calls} calls, ${r.rows} rows: ${r.query.slice(0, 160)}\n`);
+  }
 }
 
 /** CPU seconds of every process of a process group (the Kafka JVM runs under the supervisor's group leader). */

@@ -48,7 +48,7 @@ export function fixedPorts() {
 export const SERVICES: Readonly<Record<string, { replicas: number; dependsOn: readonly string[] }>> = {
   config: { replicas: 1, dependsOn: ["postgres"] },
   ledger: { replicas: 1, dependsOn: ["postgres", "kafka"] },
-  coordinator: { replicas: 1, dependsOn: ["redis", "ledger", "config"] },
+  coordinator: { replicas: 1, dependsOn: ["postgres", "redis", "ledger", "config"] },
   worker: { replicas: 2, dependsOn: ["coordinator"] },
   identity: { replicas: 1, dependsOn: ["postgres", "kafka"] },
   ratelimit: { replicas: 1, dependsOn: ["redis", "config"] },

@@ -56,6 +56,11 @@ function spansOf(trace: JaegerTrace): Span[] {
 }
 
 /** `span` and its ancestors up to the root, nearest first; undefined while an ancestor has not arrived yet. */
+/** A Postgres statement's span. */
+function isStatement(s: Span): boolean {
+  return s.tags["db.system"] === "postgresql" || s.tags["db.system.name"] === "postgresql";
+}
+
 function ancestry(spans: Span[], span: Span): Span[] | undefined {
   const byId = new Map(spans.map((s) => [s.id, s]));
   const chain = [span];
@@ -83,7 +88,7 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
     await upRun?.down();
   }, 60_000);
 
-  it("edge → coordinator sidecar → coordinator → ledger sidecar → ledger, under the trace id the task row holds", async () => {
+  it("edge → coordinator sidecar → coordinator → its in-process ledger write, under the trace id the task row holds", async () => {
     const edge = `http://${upRun.edge}`;
     const jaeger = `http://127.0.0.1:${upRun.env.TASKMESH_JAEGER_PORT}`;
 
@@ -105,7 +110,7 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
 
     // Spans arrive in batches (the services' exporters every 5 s); wait for the whole submit path.
     let seen = "nothing yet";
-    const { trace, spans, path } = await until("the submit's spans in Jaeger", 30_000, async () => {
+    const { trace, spans, path, create } = await until("the submit's spans in Jaeger", 30_000, async () => {
       const response = await fetch(`${jaeger}/api/traces/${task.traceId}`);
       if (response.status !== 200) return void (seen = `HTTP ${response.status}`);
       const { data } = (await response.json()) as { data: JaegerTrace[] };
@@ -113,11 +118,12 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
       if (trace === undefined) return undefined;
       const spans = spansOf(trace);
       seen = `services ${[...new Set(spans.map((s) => s.service))].sort().join(", ")}`;
-      // The ledger's server span of the submit's CreateTasks, and everything above it up to the root.
-      const create = spans.find((s) => s.service === "ledger" && s.operation.endsWith("LedgerService/CreateTasks"));
+      // The submit's CreateTasks (the ledger write, run in the coordinator's process), and everything above it up to the root.
+      const create = spans.find((s) => s.service === "coordinator" && s.operation.endsWith("LedgerService/CreateTasks"));
       const chain = create && ancestry(spans, create);
       if (chain === undefined || !chain.some((s) => s.service === "edge")) return undefined;
-      return { trace, spans, path: chain.reverse() };
+      if (!spans.some((s) => isStatement(s) && ancestry(spans, s)?.includes(create!))) return undefined;
+      return { trace, spans, path: chain.reverse(), create };
     }, () => `Jaeger has ${seen} for trace ${task.traceId}`);
 
     // One trace: the one whose id the coordinator stored on the task row.
@@ -125,21 +131,22 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
     const services = new Set(spans.map((s) => s.service));
     expect(services).toContain("edge");
     expect(services).toContain("coordinator");
-    expect(services).toContain("ledger");
     const sidecars = [...services].filter((name) => /^[a-z]+-\d+-sidecar$/.test(name));
     expect(sidecars.some((name) => name.startsWith("coordinator-")), sidecars.join(", ")).toBe(true);
-    expect(sidecars.some((name) => name.startsWith("ledger-")), sidecars.join(", ")).toBe(true);
 
-    // The edge started the trace: its span is the root, and the ledger's work descends from it
-    // through each hop in order (Envoys add an ingress and an egress span per hop).
+    // The edge started the trace: its span is the root, and the ledger write descends from it
+    // through each hop in order (Envoys add an ingress and an egress span per hop); the write
+    // itself is no hop: the coordinator commits it on its own Postgres connection.
     const root = path[0]!;
     expect(root.service).toBe("edge");
     expect(root.parent).toBeUndefined();
     expect(spans.filter((s) => s.parent === undefined).map((s) => s.service)).toEqual(["edge"]);
     const hops = path.map((s) => s.service).filter((name, i, all) => name !== all[i - 1]);
     expect(hops.map((name) => name.replace(/-\d+-sidecar$/, "-sidecar"))).toEqual([
-      "edge", "coordinator-sidecar", "coordinator", "coordinator-sidecar", "ledger-sidecar", "ledger",
+      "edge", "coordinator-sidecar", "coordinator",
     ]);
+    // Its statements are below it, in the same trace.
+    expect(spans.some((s) => isStatement(s) && ancestry(spans, s)?.includes(create!)), "a statement under CreateTasks").toBe(true);
     // The task row's traceparent names the coordinator's SubmitTask span of this trace.
     const submit = path.find((s) => s.service === "coordinator" && s.operation.endsWith("TaskService/SubmitTask"));
     expect(submit, JSON.stringify(path)).toBeDefined();
@@ -152,7 +159,7 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
     const { traceId, submitSpan } = traced!;
     const jaeger = `http://127.0.0.1:${upRun.env.TASKMESH_JAEGER_PORT}`;
     const wanted = {
-      postgres: (s: Span) => s.service === "ledger" && (s.tags["db.system"] === "postgresql" || s.tags["db.system.name"] === "postgresql"),
+      postgres: (s: Span) => s.service === "coordinator" && isStatement(s),
       dispatch: (s: Span) => s.service === "coordinator" && s.operation === "dispatch",
       execute: (s: Span) => s.service === "worker" && s.operation === "execute echo",
       result: (s: Span) => s.service === "coordinator" && s.operation === "record result",

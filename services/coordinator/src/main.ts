@@ -4,13 +4,15 @@ import { TaskServiceService } from "../../../gen/taskmesh/coordinator/v1/task_se
 import { WorkerServiceService } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import {
-  MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService, untilReady, uuidv7, watchSetting,
+  MeshServer, connectUpstream, createLogger, createPool, envSchemas, kitEnvShape, loadEnv, migrate, runService, untilReady, uuidv7, watchSetting,
 } from "../../kit/src/index.js";
+import { LedgerStore, QueueStore, WorkerStore, ledgerHandlers, migrations } from "../../ledger/src/index.js";
 import { Bus } from "./bus.js";
 import { KnownCapabilities } from "./capabilities.js";
 import { SubmitDedup } from "./dedup.js";
 import { Dispatcher } from "./dispatcher.js";
 import { ledgerBatches } from "./ledger-batches.js";
+import { ledgerInProcess } from "./ledger-in-process.js";
 import { countDispatches, registerCoordinatorMetrics } from "./metrics.js";
 import { STRATEGIES, parseStrategy } from "./strategies.js";
 import { isCapabilityName } from "./validation.js";
@@ -20,6 +22,8 @@ import { workerService } from "./worker-service.js";
 /** The coordinator's environment. */
 const envShape = {
   ...kitEnvShape,
+  /** The ledger's Postgres database: a task's writes (submit, assignment, start, result) run in this process. */
+  DATABASE_URL: envSchemas.url("postgres", "postgresql"),
   /** Redis: the submit dedup fast path and the replicas' bus. */
   REDIS_URL: envSchemas.url("redis"),
   /** The strategy while config key `/coordinator/dispatch/strategy` is unset. @default least_loaded */
@@ -45,7 +49,11 @@ await runService({
     const instance = env.TASKMESH_INSTANCE ?? "coordinator";
     const coordinatorId = `${instance}/${uuidv7().slice(-12)}`;
     const log = createLogger({ service: "coordinator", instance, level: env.LOG_LEVEL });
-    const ledger = connectUpstream(LedgerServiceService, "ledger");
+    // The task path writes the ledger from here (no hop); reads and administration call the ledger service.
+    const pool = createPool({ url: env.DATABASE_URL, applicationName: `${instance}-ledger-writes`, logger: log });
+    const queue = new QueueStore(pool);
+    const ledgerService = connectUpstream(LedgerServiceService, "ledger");
+    const ledger = ledgerInProcess(ledgerService, ledgerHandlers(new LedgerStore(pool), queue, new WorkerStore(pool)), log);
     const hasConfig = Boolean(process.env.TASKMESH_UPSTREAM_CONFIG?.trim() || env.TASKMESH_UPSTREAM);
     const config = hasConfig ? connectUpstream(ConfigServiceService, "config") : undefined;
     const bus = new Bus(env.REDIS_URL, log);
@@ -78,7 +86,8 @@ await runService({
         s.draining = true;
         return s.send({ payload: { $case: "goAway", value: { reason: "coordinator shutting down", gracePeriod: { seconds: 0n, nanos: 500_000_000 }, reconnect: true } } }).catch(() => undefined);
       })))
-      .onClose("ledger client", () => ledger.close())
+      .onClose("ledger client", () => ledgerService.close())
+      .onClose("postgres pool", () => pool.end())
       .onClose("config", () => {
         strategy?.close();
         configured?.close();
@@ -88,8 +97,7 @@ await runService({
       .onClose("dispatcher", () => dispatcher.stop());
     await server.listen(env.TASKMESH_LISTEN);
     const refresh = async (): Promise<void> => {
-      const { total } = await ledger.countTasks({ capabilities: [], byCapability: false, createdAfter: undefined });
-      pending.set(Number(total?.pending ?? 0));
+      pending.set(await queue.pendingCount());
       await capabilities.refreshIfStale();
     };
     return {
@@ -97,6 +105,8 @@ await runService({
       log,
       async ready(signal) {
         await untilReady("redis", () => bus.connect(), signal, log);
+        // The ledger's schema, migrated here too (under the migration lock), as this process writes it.
+        await untilReady("postgres (ledger schema)", () => migrate(pool, "ledger", migrations, log), signal, log);
         await untilReady("ledger", refresh, signal, log);
         if (strategy) dispatcher.useStrategy((await strategy.ready, strategy.get()));
         bus.onWork((capability) => dispatcher.wake(capability));

@@ -2,7 +2,7 @@ import type pg from "pg";
 import { TaskEvent } from "../../../gen/taskmesh/task/v1/task.js";
 import { MeshError } from "../../kit/src/index.js";
 import { uuidv7 } from "./ids.js";
-import { eventType, toTask, toTransition } from "./records.js";
+import { eventTask, eventType, toTransition } from "./records.js";
 import { historySql, type HistoryRow } from "./sql/history.js";
 import { outboxSql } from "./sql/outbox.js";
 import type { TaskRow } from "./sql/tasks.js";
@@ -19,7 +19,7 @@ export async function commitNew(client: pg.PoolClient, now: Date, rows: readonly
   const historyOf = new Map(histories.map((h) => [h.task_id, h]));
   const events = rows.map((r) => ({
     id: uuidv7(), type: eventType("SUBMITTED"), source: EVENT_SOURCE, subject: r.id, time: now, sequence: 1n,
-    task: toTask(r), change: { $case: "transition" as const, value: toTransition(historyOf.get(r.id)!) }, traceId: r.trace_id,
+    task: eventTask(r, "SUBMITTED"), change: { $case: "transition" as const, value: toTransition(historyOf.get(r.id)!) }, traceId: r.trace_id,
   }));
   await client.query(outboxSql.insertMany, [
     events.map((e) => e.id), events.map((e) => e.subject), events.map(() => "1"), events.map((e) => e.type),

@@ -19,6 +19,17 @@ export interface LeaseCall {
 type Signal = AbortSignal | undefined;
 
 /**
+ * True when nothing of `kinds` can have happened under `leaseId` yet, so a
+ * call needs no look for a replay in the history: the task still holds that
+ * lease and is PENDING (nothing happened under it), or RUNNING when the
+ * kinds exclude STARTED (a completion, failure or release would have ended
+ * the lease or the task).
+ */
+export function untouched(row: TaskRow, leaseId: string, kinds: readonly KindName[]): boolean {
+  return row.lease_id === leaseId && (row.state === "PENDING" || (row.state === "RUNNING" && !kinds.includes("STARTED")));
+}
+
+/**
  * The worker-side transitions of a task on Postgres (start, progress,
  * complete, fail, release), each under the lease the worker holds.
  */
@@ -35,7 +46,7 @@ export class LeaseTransitions extends TaskReads {
       const now = await dbNow(client);
       const row = (await client.query<TaskRow>(taskSql.getForUpdate, [call.taskId])).rows[0];
       if (!row) throw taskNotFound(call.taskId);
-      if (replayKinds.length > 0) {
+      if (replayKinds.length > 0 && !untouched(row, call.leaseId, replayKinds)) {
         const done = (await client.query<HistoryRow>(historySql.byLease, [call.taskId, call.leaseId, replayKinds])).rows[0];
         if (done) return replay(row, done);
       }

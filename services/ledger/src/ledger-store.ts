@@ -4,13 +4,13 @@ import { MeshError, withTransaction } from "../../kit/src/index.js";
 import { commitNew, keep } from "./batch-writes.js";
 import { alreadyExists, alreadyFinished, leaseLost, sequenceMismatch, taskNotFound } from "./errors.js";
 import { uuidv7 } from "./ids.js";
-import { LeaseTransitions, type LeaseCall } from "./lease-transitions.js";
-import { eventType, isFinished, leaseOf, toTask, toTransition } from "./records.js";
+import { LeaseTransitions, untouched, type LeaseCall } from "./lease-transitions.js";
+import { eventTask, eventType, isFinished, leaseOf, toTransition } from "./records.js";
 import { historySql, type HistoryRow } from "./sql/history.js";
 import { taskSql, type TaskRow } from "./sql/tasks.js";
 import { cancelTask, completeAttempt, startAttempt } from "./transitions.js";
 import type { NewTask } from "./validation.js";
-import { EVENT_SOURCE, commitTransition, commitTransitions, dbNow, insertHistory, writeEvent, type Committed, type PlannedTransition } from "./writer.js";
+import { EVENT_SOURCE, commitChains, commitTransition, dbNow, insertHistory, writeEvent, type Committed, type PlannedTransition } from "./writer.js";
 
 type Signal = AbortSignal | undefined;
 
@@ -50,7 +50,7 @@ export class LedgerStore extends LeaseTransitions {
         const history = await insertHistory(client, inserted, "1", "", { kind: "SUBMITTED", attempt: 0, workerId: "", leaseId: "", actor: n.createdBy }, now);
         await writeEvent(client, {
           id: uuidv7(), type: eventType("SUBMITTED"), source: EVENT_SOURCE, subject: inserted.id, time: now, sequence: 1n,
-          task: toTask(inserted), change: { $case: "transition", value: toTransition(history) }, traceId: inserted.trace_id,
+          task: eventTask(inserted, "SUBMITTED"), change: { $case: "transition", value: toTransition(history) }, traceId: inserted.trace_id,
         }, inserted.traceparent);
         return { row: inserted, created: true };
       }
@@ -97,8 +97,9 @@ export class LedgerStore extends LeaseTransitions {
 
   /**
    * {@link complete} for a batch in one transaction: the rows are locked in
-   * id order with one statement, and the implicit starts and the completions
-   * are written with three statements each. An item is answered as
+   * id order with one statement, and the completions (with the implicit
+   * start of a task still only claimed, in the same row write) are written
+   * with three statements. An item is answered as
    * `complete` would answer it (a replay, or its own refusal). Answers in
    * order.
    */
@@ -106,8 +107,14 @@ export class LedgerStore extends LeaseTransitions {
     return this.batchTx(signal, async (client) => {
       const now = await dbNow(client);
       const rows = new Map((await client.query<TaskRow>(taskSql.getManyForUpdate, [[...new Set(items.map((i) => i.call.taskId))]])).rows.map((r) => [r.id, r]));
-      const replays = new Map((await client.query<HistoryRow>(historySql.byLeases, [items.map((i) => i.call.taskId), items.map((i) => i.call.leaseId), ["SUCCEEDED"]])).rows
-        .map((h) => [`${h.task_id}/${h.lease_id}`, h]));
+      // Only a call whose task no longer holds its lease as PENDING or RUNNING may be a replay.
+      const suspects = items.filter((i) => {
+        const row = rows.get(i.call.taskId);
+        return row !== undefined && !untouched(row, i.call.leaseId, ["SUCCEEDED"]);
+      });
+      const replays = new Map(suspects.length === 0 ? [] : (await client.query<HistoryRow>(historySql.byLeases, [
+        suspects.map((i) => i.call.taskId), suspects.map((i) => i.call.leaseId), ["SUCCEEDED"],
+      ])).rows.map((h) => [`${h.task_id}/${h.lease_id}`, h] as const));
       const results: Array<Committed | MeshError | number> = [];
       const starts: PlannedTransition[] = [];
       const completions: Array<{ index: number; output: Record<string, unknown> }> = [];
@@ -130,13 +137,16 @@ export class LedgerStore extends LeaseTransitions {
           results.push(i);
         }
       }
-      for (const c of await commitTransitions(client, now, starts)) rows.set(c.row.id, c.row);
-      const planned = completions.map(({ index, output }) => {
-        const running = rows.get(items[index]!.call.taskId)!;
-        return { before: running, ...completeAttempt(running, now, output) };
+      // A task still only claimed is started and completed in one row write (a chain of two transitions).
+      const startOf = new Map(starts.map((st) => [st.before.id, st]));
+      const chains = completions.map(({ index, output }) => {
+        const row = rows.get(items[index]!.call.taskId)!;
+        const start = startOf.get(row.id);
+        const running = start ? start.next : row;
+        return [...(start ? [start] : []), { before: running, ...completeAttempt(running, now, output) }];
       });
-      const committed = await commitTransitions(client, now, planned);
-      const byIndex = new Map(completions.map((c, k) => [c.index, committed[k]!]));
+      const committed = await commitChains(client, now, chains);
+      const byIndex = new Map(completions.map((c, k) => [c.index, { row: committed[k]!.row, transition: committed[k]!.transitions.at(-1)! }]));
       return results.map((r) => (typeof r === "number" ? byIndex.get(r)! : r));
     });
   }

@@ -26,7 +26,12 @@ export interface OutboxRelayOptions extends LeaderRelaySettings {
   readonly topic?: string;
   /** Names the Postgres connection (`application_name`) and the Kafka client id. @default "ledger-outbox-relay" */
   readonly name?: string;
-  /** How long to wait for a nudge before looking again when the outbox is empty, in ms. @default 150 */
+  /**
+   * How long to wait for a nudge before looking again when the outbox is
+   * empty, in ms. The coordinator writes a task's transitions on its own
+   * connection and cannot nudge this process, so this bounds how late their
+   * events leave. @default 50
+   */
   readonly pollIntervalMs?: number;
   /** Test seam: runs after a batch is acknowledged by Kafka and before it is marked published. */
   readonly afterSend?: (rows: readonly OutboxRow[]) => void | Promise<void>;
@@ -102,7 +107,7 @@ export class OutboxRelay extends LeaderRelay<OutboxRow> {
       topic: options.topic ?? TASKS_TOPIC,
       name: options.name ?? "ledger-outbox-relay",
       label: "outbox",
-      pollIntervalMs: options.pollIntervalMs ?? 150,
+      pollIntervalMs: options.pollIntervalMs ?? 50,
       lock: { tryLock: relaySql.tryLock, unlock: relaySql.unlock },
       listen: { channel: RELAY_CHANNEL, statement: relaySql.listen },
       readBatch: async (client, limit) => (await client.query<OutboxRow>({ ...relaySql.unpublished, values: [limit] })).rows,

@@ -58,17 +58,24 @@ export class QueueStore {
     return rows.sort((a, b) => Number(a.k) - Number(b.k));
   }
 
+  /** How many tasks are pending (due or waiting for a retry), from the dispatch index. */
+  async pendingCount(signal?: AbortSignal): Promise<number> {
+    return (await query<{ n: number }>(this.pool, taskSql.pendingCount, [], signal)).rows[0]!.n;
+  }
+
   /** Extends a worker's live leases; reports the others lost. */
   async renew(workerId: string, leaseIds: string[], leaseMs: number, signal?: AbortSignal): Promise<{ renewed: TaskLease[]; lost: LostLease[] }> {
     return this.tx(async (client) => {
       const rows = (await client.query<TaskRow>(taskSql.renew, [workerId, leaseIds, leaseMs])).rows;
       const renewed = rows.map((r) => leaseOf(r)!);
       const kept = new Set(renewed.map((l) => l.leaseId));
-      const lost: LostLease[] = [];
-      for (const leaseId of leaseIds.filter((id) => !kept.has(id))) {
-        const seen = (await client.query<{ task_id: string; state: StateName }>(historySql.taskOfLease, [leaseId])).rows[0];
-        lost.push({ taskId: seen?.task_id ?? "", leaseId, reason: seen && isFinished(seen.state) ? "BIZ_TASK_ALREADY_FINISHED" : "RES_LEASE_LOST" });
-      }
+      const gone = leaseIds.filter((id) => !kept.has(id));
+      const seen = new Map(gone.length === 0 ? [] : (await client.query<{ lease_id: string; task_id: string; state: StateName }>(historySql.tasksOfLeases, [gone]))
+        .rows.map((r) => [r.lease_id, r] as const));
+      const lost: LostLease[] = gone.map((leaseId) => {
+        const s = seen.get(leaseId);
+        return { taskId: s?.task_id ?? "", leaseId, reason: s && isFinished(s.state) ? "BIZ_TASK_ALREADY_FINISHED" : "RES_LEASE_LOST" };
+      });
       return { renewed, lost };
     }, signal);
   }

@@ -1,8 +1,8 @@
 import type pg from "pg";
-import { TaskEvent, TaskView, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
+import { TaskEvent, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
 import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import { uuidv7 } from "./ids.js";
-import { eventType, leaseOf, toTask, toTransition } from "./records.js";
+import { eventTask, eventType, leaseOf, toTask, toTransition } from "./records.js";
 import { historySql, type HistoryRow } from "./sql/history.js";
 import { outboxSql } from "./sql/outbox.js";
 import { taskSql, type StoredError, type TaskRow } from "./sql/tasks.js";
@@ -46,7 +46,7 @@ export async function commitTransition(client: pg.PoolClient, now: Date, before:
   const transition = toTransition(history);
   await writeEvent(client, {
     id: uuidv7(), type: eventType(change.kind), source: EVENT_SOURCE, subject: row.id, time: now, sequence: BigInt(sequence),
-    task: toTask(row, TaskView.TASK_VIEW_FULL), change: { $case: "transition", value: transition }, traceId: row.trace_id,
+    task: eventTask(row, change.kind), change: { $case: "transition", value: transition }, traceId: row.trace_id,
   }, row.traceparent);
   return { row, transition };
 }
@@ -60,15 +60,29 @@ export interface PlannedTransition {
 
 const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
 
+/** A task after a chain of committed transitions, and each transition in order. */
+export interface CommittedChain {
+  readonly row: TaskRow;
+  readonly transitions: readonly TaskTransition[];
+}
+
 /**
- * {@link commitTransition} for many tasks at once (at most one transition
- * per task): three statements for the whole batch — the rows, their history
- * rows and their outbox events — in the caller's transaction. Answers in the
- * order given.
+ * Records chains of consecutive transitions of many tasks (one chain per
+ * task, each step's `before` the previous step's `next`): each task's row
+ * is written once, in its final state (its sequence grown by the chain's
+ * length), with a history row and an outbox event per step. A claimed task
+ * whose result arrives before its start is STARTED and SUCCEEDED in one row
+ * write (migration 0006 lets the state machine take both steps at once).
+ * Three statements for the whole batch; answers in the order given.
  */
-export async function commitTransitions(client: pg.PoolClient, now: Date, planned: readonly PlannedTransition[]): Promise<Committed[]> {
-  if (planned.length === 0) return [];
-  const rows = planned.map(({ before, next }) => ({ ...next, sequence: (BigInt(before.sequence) + 1n).toString(), updated_at: now }));
+export async function commitChains(client: pg.PoolClient, now: Date, chains: ReadonlyArray<readonly PlannedTransition[]>): Promise<CommittedChain[]> {
+  if (chains.length === 0) return [];
+  // Each step's row as it was right after the step (its sequence and time), for its history row and event.
+  const steps = chains.map((chain) => {
+    const first = BigInt(chain[0]!.before.sequence);
+    return chain.map((p, i) => ({ ...p, row: { ...p.next, sequence: (first + BigInt(i + 1)).toString(), updated_at: now } }));
+  });
+  const rows = steps.map((chain) => chain.at(-1)!.row);
   const col = <K extends keyof TaskRow>(k: K) => rows.map((r) => r[k]);
   const saved = (await client.query<TaskRow>(taskSql.saveMany, [
     col("id"), col("state"), rows.map((r) => json(r.output)), rows.map((r) => json(r.error)), col("attempts"), col("worker_id"), col("updated_at"),
@@ -76,23 +90,28 @@ export async function commitTransitions(client: pg.PoolClient, now: Date, planne
     col("lease_expires_at"), rows.map((r) => json(r.progress)), col("sequence"),
   ])).rows;
   const byId = new Map(saved.map((r) => [r.id, r]));
+  const flat = steps.flat();
   const histories = (await client.query<HistoryRow>(historySql.insertMany, [
-    rows.map((r) => r.id), rows.map((r) => r.sequence), planned.map((p) => p.change.kind), planned.map((p) => p.before.state), rows.map((r) => r.state),
-    planned.map((p) => p.change.attempt), planned.map((p) => p.change.workerId), planned.map((p) => p.change.leaseId), rows.map(() => now),
-    planned.map((p) => p.change.reason ?? ""), planned.map((p) => json(p.change.error)), rows.map((r) => r.trace_id),
-    planned.map((p) => p.change.nextAttemptAt ?? null), planned.map((p) => p.change.actor),
+    flat.map((s) => s.row.id), flat.map((s) => s.row.sequence), flat.map((s) => s.change.kind), flat.map((s) => s.before.state), flat.map((s) => s.row.state),
+    flat.map((s) => s.change.attempt), flat.map((s) => s.change.workerId), flat.map((s) => s.change.leaseId), flat.map(() => now),
+    flat.map((s) => s.change.reason ?? ""), flat.map((s) => json(s.change.error)), flat.map((s) => s.row.trace_id),
+    flat.map((s) => s.change.nextAttemptAt ?? null), flat.map((s) => s.change.actor),
   ])).rows;
-  const historyOf = new Map(histories.map((h) => [h.task_id, h]));
-  const committed = rows.map((r) => ({ row: byId.get(r.id)!, transition: toTransition(historyOf.get(r.id)!) }));
-  const events = committed.map(({ row, transition }, i) => ({
-    id: uuidv7(), type: eventType(planned[i]!.change.kind), source: EVENT_SOURCE, subject: row.id, time: now, sequence: BigInt(row.sequence),
-    task: toTask(row, TaskView.TASK_VIEW_FULL), change: { $case: "transition" as const, value: transition }, traceId: row.trace_id,
+  const historyOf = new Map(histories.map((h) => [`${h.task_id}/${h.sequence}`, h]));
+  const transitions = flat.map((s) => toTransition(historyOf.get(`${s.row.id}/${s.row.sequence}`)!));
+  const events = flat.map((s, i) => ({
+    id: uuidv7(), type: eventType(s.change.kind), source: EVENT_SOURCE, subject: s.row.id, time: now, sequence: BigInt(s.row.sequence),
+    task: eventTask(s.row, s.change.kind), change: { $case: "transition" as const, value: transitions[i]! }, traceId: s.row.trace_id,
   }));
   await client.query(outboxSql.insertMany, [
     events.map((e) => e.id), events.map((e) => e.subject), events.map((e) => e.sequence.toString()), events.map((e) => e.type),
-    events.map((e) => Buffer.from(TaskEvent.encode(e).finish())), committed.map((c) => c.row.traceparent), events.map(() => now),
+    events.map((e) => Buffer.from(TaskEvent.encode(e).finish())), flat.map((s) => s.row.traceparent), events.map(() => now),
   ]);
-  return committed;
+  let next = 0;
+  return steps.map((chain) => {
+    const own = transitions.slice(next, (next += chain.length));
+    return { row: byId.get(chain[0]!.row.id)!, transitions: own };
+  });
 }
 
 /** Inserts a history row for a transition. */

@@ -99,7 +99,7 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
   const coordinatorPorts = await Promise.all(Array.from({ length: options.coordinators ?? 1 }, () => freePort()));
   const coordinatorAddresses = coordinatorPorts.map((p) => `127.0.0.1:${p}`);
   const coordinatorEnv = (i: number): Record<string, string> => ({
-    REDIS_URL: inject("redisUrl"), TASKMESH_UPSTREAM_LEDGER: `127.0.0.1:${ledgerPort}`, TASKMESH_LISTEN: coordinatorAddresses[i]!,
+    DATABASE_URL: db.url, REDIS_URL: inject("redisUrl"), TASKMESH_UPSTREAM_LEDGER: `127.0.0.1:${ledgerPort}`, TASKMESH_LISTEN: coordinatorAddresses[i]!,
     TASKMESH_INSTANCE: `${label}-coordinator-${i}`, TASKMESH_COORDINATOR_HEARTBEAT: "300ms", TASKMESH_COORDINATOR_LEASE: "2s",
     TASKMESH_COORDINATOR_POLL: "200ms", TASKMESH_COORDINATOR_SWEEP: "200ms", TASKMESH_SHUTDOWN_GRACE: "3s",
     ...(config ? { TASKMESH_UPSTREAM_CONFIG: config.address } : {}), ...options.coordinatorEnv,

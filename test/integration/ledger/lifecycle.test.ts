@@ -143,6 +143,11 @@ describe("ledger: task lifecycle, history, outbox and the database's state machi
     await expect(h.sql.query("UPDATE ledger.tasks SET state = 'SUCCEEDED', output = '{}', finished_at = now(), next_attempt_at = NULL, sequence = 2 WHERE id = $1", [task!.id])).rejects.toThrow(/illegal task transition/);
     await expect(h.sql.query("UPDATE ledger.tasks SET state = 'RUNNING', next_attempt_at = NULL, sequence = 2 WHERE id = $1", [task!.id])).rejects.toThrow(/check constraint/);
     await expect(h.sql.query("UPDATE ledger.tasks SET priority = 5, sequence = 7 WHERE id = $1", [task!.id])).rejects.toThrow(/sequence/);
+    // A claimed task may start and succeed in one write, but only as two steps of its sequence.
+    const { id: leased } = await claimed("one-write");
+    await expect(h.sql.query(`UPDATE ledger.tasks SET state = 'SUCCEEDED', output = '{}', finished_at = now(), started_at = now(), next_attempt_at = NULL,
+      attempts = attempts + 1, lease_id = NULL, lease_worker_id = NULL, lease_acquired_at = NULL, lease_expires_at = NULL, sequence = sequence + 1 WHERE id = $1`, [leased]))
+      .rejects.toThrow(/two steps/);
     await expect(h.sql.query("DELETE FROM ledger.history WHERE task_id = $1", [task!.id])).rejects.toThrow(/append-only/);
     await expect(h.sql.query("UPDATE ledger.history SET reason = 'x' WHERE task_id = $1", [task!.id])).rejects.toThrow(/append-only/);
   });

@@ -31,7 +31,7 @@ describe("coordinator and worker /metrics", () => {
       const ledger = await start("ledger", { DATABASE_URL: db.url });
       procs.push(ledger.proc);
       const coordinator = await start("coordinator", {
-        REDIS_URL: inject("redisUrl"), TASKMESH_UPSTREAM_LEDGER: ledger.address, TASKMESH_COORDINATOR_POLL: "200ms", TASKMESH_COORDINATOR_STRATEGY: "round_robin",
+        DATABASE_URL: db.url, REDIS_URL: inject("redisUrl"), TASKMESH_UPSTREAM_LEDGER: ledger.address, TASKMESH_COORDINATOR_POLL: "200ms", TASKMESH_COORDINATOR_STRATEGY: "round_robin",
       });
       procs.push(coordinator.proc);
       const worker = await start("worker", { TASKMESH_UPSTREAM_COORDINATOR: coordinator.address, TASKMESH_WORKER_ID: "metrics-w1", TASKMESH_WORKER_CONCURRENCY: "4" });

@@ -568,9 +568,11 @@ export interface TaskEvent {
    */
   sequence: bigint;
   /**
-   * The task as it was right after the change: the FULL view for
-   * transitions, the BASIC view (no input, output or details) for
-   * `progressed`.
+   * The task as it was right after the change, in the BASIC view (no
+   * input, output or details), plus the input on `submitted` and the output
+   * on `succeeded`: each payload crosses the topic once. An input or output
+   * larger than 16 KiB as JSON is left out (absent where it would be
+   * present); read the task with GetTask for it.
    */
   task?:
     | Task

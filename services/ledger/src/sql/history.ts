@@ -55,10 +55,10 @@ export const historySql = {
     text: `SELECT * FROM ledger.history WHERE task_id = $1 AND lease_id = $2 AND kind = ANY($3::text[])
            ORDER BY sequence DESC LIMIT 1`,
   },
-  /** The task a lease id was last used on, from its transitions. */
-  taskOfLease: {
-    name: "ledger-history-task-of-lease",
-    text: `SELECT h.task_id, t.state FROM ledger.history h JOIN ledger.tasks t ON t.id = h.task_id
-           WHERE h.lease_id = $1 ORDER BY h.sequence DESC LIMIT 1`,
+  /** Per lease, the task that last recorded it and the task's state (for leases a renewal did not find). */
+  tasksOfLeases: {
+    name: "ledger-history-tasks-of-leases",
+    text: `SELECT DISTINCT ON (h.lease_id) h.lease_id, h.task_id, t.state FROM ledger.history h JOIN ledger.tasks t ON t.id = h.task_id
+           WHERE h.lease_id = ANY($1::text[]) ORDER BY h.lease_id, h.sequence DESC`,
   },
 } satisfies Record<string, pg.QueryConfig>;

@@ -2,7 +2,7 @@ import type pg from "pg";
 
 /**
  * Statements behind the ledger's scrape-time gauges. Each reads a partial
- * index (`tasks_dispatch_order`, `tasks_running`, `outbox_unpublished`), so
+ * index (`tasks_dispatch_due` with `tasks_leases`, `tasks_running`, `outbox_unpublished`), so
  * it costs what is pending, running or unpublished, not the table; only
  * `finished` scans the tasks, and is read far less often.
  */
@@ -11,8 +11,11 @@ export const metricsSql = {
   queues: {
     name: "ledger-metrics-queues",
     text: `SELECT capability, count(*)::int AS depth,
-             extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now()))::float8 AS oldest_due_s
-           FROM ledger.tasks WHERE state = 'PENDING' GROUP BY capability`,
+             extract(epoch FROM now() - min(next_attempt_at) FILTER (WHERE next_attempt_at <= now() AND lease_id IS NULL))::float8 AS oldest_due_s
+           FROM (SELECT capability, next_attempt_at, lease_id FROM ledger.tasks WHERE state = 'PENDING' AND lease_id IS NULL
+                 UNION ALL
+                 SELECT capability, next_attempt_at, lease_id FROM ledger.tasks WHERE lease_id IS NOT NULL AND state = 'PENDING') AS pending
+           GROUP BY capability`,
   },
   /** Running attempts. */
   running: {

@@ -185,4 +185,57 @@ export const migrations: readonly Migration[] = [
       DROP INDEX ledger.tasks_dispatch;
     `,
   },
+  {
+    id: "0005_dispatch_index_without_leases",
+    sql: `
+      -- Only what a claim may take: pending and not leased. A claimed task
+      -- leaves the index with its lease (it held every task in flight, so
+      -- each claim walked past them, and a lease update added an entry),
+      -- and comes back when its lease is handed back or swept.
+      CREATE INDEX tasks_dispatch_due ON ledger.tasks (capability, priority DESC, next_attempt_at, id) WHERE state = 'PENDING' AND lease_id IS NULL;
+      DROP INDEX ledger.tasks_dispatch_order;
+    `,
+  },
+  {
+    id: "0006_start_and_finish_in_one_write",
+    sql: `
+      -- A claimed task whose result comes before its start is STARTED and
+      -- SUCCEEDED in one row write (two history rows, two events): from
+      -- PENDING under a lease straight to SUCCEEDED, the sequence grown by
+      -- two. Every other rule stays.
+      CREATE OR REPLACE FUNCTION ledger.check_task_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF TG_OP = 'INSERT' THEN
+          IF NEW.state <> 'PENDING' OR NEW.sequence <> 1 OR NEW.attempts <> 0 THEN
+            RAISE EXCEPTION 'a task starts PENDING at sequence 1 with no attempt' USING ERRCODE = 'check_violation';
+          END IF;
+          RETURN NEW;
+        END IF;
+        IF OLD.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT') THEN
+          RAISE EXCEPTION 'task % is % (finished) and cannot change', OLD.id, OLD.state USING ERRCODE = 'check_violation';
+        END IF;
+        IF NEW.id <> OLD.id OR NEW.capability <> OLD.capability OR NEW.input <> OLD.input
+           OR NEW.created_at <> OLD.created_at OR NEW.created_by <> OLD.created_by OR NEW.request_hash <> OLD.request_hash THEN
+          RAISE EXCEPTION 'task % changed an immutable column', OLD.id USING ERRCODE = 'check_violation';
+        END IF;
+        IF OLD.state = 'PENDING' AND NEW.state = 'SUCCEEDED' AND OLD.lease_id IS NOT NULL THEN
+          IF NEW.sequence <> OLD.sequence + 2 OR NEW.attempts <> OLD.attempts + 1 THEN
+            RAISE EXCEPTION 'task % must start and succeed in two steps of the sequence', OLD.id USING ERRCODE = 'check_violation';
+          END IF;
+          RETURN NEW;
+        END IF;
+        IF NEW.state <> OLD.state AND NOT (
+             (OLD.state = 'PENDING' AND NEW.state IN ('RUNNING', 'CANCELLED'))
+          OR (OLD.state = 'RUNNING' AND NEW.state IN ('PENDING', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT'))) THEN
+          RAISE EXCEPTION 'illegal task transition % -> %', OLD.state, NEW.state USING ERRCODE = 'check_violation';
+        END IF;
+        IF (NEW.state <> OLD.state AND NEW.sequence <> OLD.sequence + 1)
+           OR (NEW.state = OLD.state AND NEW.sequence <> OLD.sequence) THEN
+          RAISE EXCEPTION 'task % sequence must grow by one per transition', OLD.id USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NEW;
+      END
+      $fn$;
+    `,
+  },
 ];

@@ -116,8 +116,7 @@ export const taskSql = {
   claimable: {
     name: "ledger-task-claimable",
     text: `SELECT ${COLUMNS} FROM ledger.tasks t
-           WHERE state = 'PENDING' AND capability = $1 AND next_attempt_at <= now()
-             AND (lease_id IS NULL OR lease_expires_at <= now())
+           WHERE state = 'PENDING' AND lease_id IS NULL AND capability = $1 AND next_attempt_at <= now()
            ORDER BY priority DESC, next_attempt_at, id
            LIMIT $2 FOR UPDATE SKIP LOCKED`,
   },
@@ -136,8 +135,7 @@ export const taskSql = {
              JOIN ledger.workers w ON w.worker_id = s.worker_id AND w.state = 'CONNECTED'
            ), picked AS (
              SELECT id, priority, next_attempt_at FROM ledger.tasks
-             WHERE state = 'PENDING' AND capability = $1 AND next_attempt_at <= now()
-               AND (lease_id IS NULL OR lease_expires_at <= now())
+             WHERE state = 'PENDING' AND lease_id IS NULL AND capability = $1 AND next_attempt_at <= now()
              ORDER BY priority DESC, next_attempt_at, id
              LIMIT $4 FOR UPDATE SKIP LOCKED
            ), ranked AS (
@@ -186,6 +184,15 @@ export const taskSql = {
              AND ($6::text = '' OR created_by = $6::text)
              AND ($7::uuid IS NULL OR id < $7::uuid)
            ORDER BY id DESC LIMIT $8`,
+  },
+  /**
+   * Pending tasks, claimed ones included: the dispatch index (pending, not
+   * leased) and the lease index, so it costs what is pending, not the table.
+   */
+  pendingCount: {
+    name: "ledger-task-pending-count",
+    text: `SELECT ((SELECT count(*) FROM ledger.tasks WHERE state = 'PENDING' AND lease_id IS NULL)
+                 + (SELECT count(*) FROM ledger.tasks WHERE lease_id IS NOT NULL AND state = 'PENDING'))::int AS n`,
   },
   count: {
     name: "ledger-task-count",
