@@ -3,7 +3,7 @@ import { TaskEvent } from "../../../gen/taskmesh/task/v1/task.js";
 import { MeshError } from "../../kit/src/index.js";
 import { uuidv7 } from "./ids.js";
 import { eventTask, eventType, toTransition } from "./records.js";
-import { historySql, type HistoryRow } from "./sql/history.js";
+import { historyColumns, historySql, type HistoryRow } from "./sql/history.js";
 import { outboxSql } from "./sql/outbox.js";
 import type { TaskRow } from "./sql/tasks.js";
 import { EVENT_SOURCE } from "./writer.js";
@@ -11,11 +11,11 @@ import { EVENT_SOURCE } from "./writer.js";
 /** Records the SUBMITTED transition (history and event) of tasks just inserted, three statements for all. */
 export async function commitNew(client: pg.PoolClient, now: Date, rows: readonly TaskRow[]): Promise<void> {
   if (rows.length === 0) return;
-  const histories = (await client.query<HistoryRow>(historySql.insertMany, [
-    rows.map((r) => r.id), rows.map(() => "1"), rows.map(() => "SUBMITTED"), rows.map(() => ""), rows.map(() => "PENDING"), rows.map(() => 0),
-    rows.map(() => ""), rows.map(() => ""), rows.map(() => now), rows.map(() => ""), rows.map(() => null), rows.map((r) => r.trace_id),
-    rows.map(() => null), rows.map((r) => r.created_by),
-  ])).rows;
+  const histories: HistoryRow[] = rows.map((r) => ({
+    task_id: r.id, sequence: "1", kind: "SUBMITTED", from_state: "", to_state: "PENDING", attempt: 0, worker_id: "", lease_id: "", at: now,
+    reason: "", error: null, trace_id: r.trace_id, next_attempt_at: null, actor: r.created_by,
+  }));
+  await client.query(historySql.insertMany, historyColumns(histories));
   const historyOf = new Map(histories.map((h) => [h.task_id, h]));
   const events = rows.map((r) => ({
     id: uuidv7(), type: eventType("SUBMITTED"), source: EVENT_SOURCE, subject: r.id, time: now, sequence: 1n,

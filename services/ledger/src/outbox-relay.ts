@@ -33,7 +33,7 @@ export interface OutboxRelayOptions extends LeaderRelaySettings {
    * events leave. @default 50
    */
   readonly pollIntervalMs?: number;
-  /** Test seam: runs after a batch is acknowledged by Kafka and before it is marked published. */
+  /** Test seam: runs after a batch is acknowledged by Kafka and before it leaves the outbox. */
   readonly afterSend?: (rows: readonly OutboxRow[]) => void | Promise<void>;
 }
 
@@ -91,13 +91,14 @@ export function toMessage(row: OutboxRow): Message {
  * one holding the advisory lock `RELAY_LOCK` on its dedicated Postgres
  * connection. The active relay reads unpublished rows in id order (at most
  * `batchSize`), sends them with one `producer.send` on an idempotent producer
- * (key = task id), then marks them published. A task's rows are written under
+ * (key = task id), then deletes them from the outbox (Kafka keeps the
+ * events, `ledger.history` the transitions). A task's rows are written under
  * its row lock, so their ids follow its sequence and its events reach the
  * task's partition in order. Each row's publish is traced in its task's trace
  * (`outbox relay` and `<topic> publish` spans).
  *
  * Delivery is at least once: a crash (or a lost connection) between the send
- * and the mark re-sends those rows. Consumers deduplicate by `ce_id` (the
+ * and the delete re-sends those rows. Consumers deduplicate by `ce_id` (the
  * event id); per task, the first copies of the events are in sequence order.
  */
 export class OutboxRelay extends LeaderRelay<OutboxRow> {

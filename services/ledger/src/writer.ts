@@ -3,7 +3,7 @@ import { TaskEvent, type TaskTransition } from "../../../gen/taskmesh/task/v1/ta
 import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import { uuidv7 } from "./ids.js";
 import { eventTask, eventType, leaseOf, toTask, toTransition } from "./records.js";
-import { historySql, type HistoryRow } from "./sql/history.js";
+import { historyColumns, historySql, type HistoryRow } from "./sql/history.js";
 import { outboxSql } from "./sql/outbox.js";
 import { taskSql, type StoredError, type TaskRow } from "./sql/tasks.js";
 import { failAttempt, withoutLease, type Change } from "./transitions.js";
@@ -84,21 +84,21 @@ export async function commitChains(client: pg.PoolClient, now: Date, chains: Rea
   });
   const rows = steps.map((chain) => chain.at(-1)!.row);
   const col = <K extends keyof TaskRow>(k: K) => rows.map((r) => r[k]);
-  const saved = (await client.query<TaskRow>(taskSql.saveMany, [
+  const saved = await client.query(taskSql.saveMany, [
     col("id"), col("state"), rows.map((r) => json(r.output)), rows.map((r) => json(r.error)), col("attempts"), col("worker_id"), col("updated_at"),
     col("started_at"), col("finished_at"), col("next_attempt_at"), col("lease_id"), col("lease_worker_id"), col("lease_acquired_at"),
     col("lease_expires_at"), rows.map((r) => json(r.progress)), col("sequence"),
-  ])).rows;
-  const byId = new Map(saved.map((r) => [r.id, r]));
+  ]);
+  // Every mutable column was written from `rows`: they are the rows as stored (no RETURNING to parse back).
+  if (saved.rowCount !== rows.length) throw new Error(`a batch update wrote ${saved.rowCount} of ${rows.length} task rows`);
   const flat = steps.flat();
-  const histories = (await client.query<HistoryRow>(historySql.insertMany, [
-    flat.map((s) => s.row.id), flat.map((s) => s.row.sequence), flat.map((s) => s.change.kind), flat.map((s) => s.before.state), flat.map((s) => s.row.state),
-    flat.map((s) => s.change.attempt), flat.map((s) => s.change.workerId), flat.map((s) => s.change.leaseId), flat.map(() => now),
-    flat.map((s) => s.change.reason ?? ""), flat.map((s) => json(s.change.error)), flat.map((s) => s.row.trace_id),
-    flat.map((s) => s.change.nextAttemptAt ?? null), flat.map((s) => s.change.actor),
-  ])).rows;
-  const historyOf = new Map(histories.map((h) => [`${h.task_id}/${h.sequence}`, h]));
-  const transitions = flat.map((s) => toTransition(historyOf.get(`${s.row.id}/${s.row.sequence}`)!));
+  const histories: HistoryRow[] = flat.map((s) => ({
+    task_id: s.row.id, sequence: s.row.sequence, kind: s.change.kind, from_state: s.before.state, to_state: s.row.state, attempt: s.change.attempt,
+    worker_id: s.change.workerId, lease_id: s.change.leaseId, at: now, reason: s.change.reason ?? "", error: s.change.error ?? null,
+    trace_id: s.row.trace_id, next_attempt_at: s.change.nextAttemptAt ?? null, actor: s.change.actor,
+  }));
+  await client.query(historySql.insertMany, historyColumns(histories));
+  const transitions = histories.map(toTransition);
   const events = flat.map((s, i) => ({
     id: uuidv7(), type: eventType(s.change.kind), source: EVENT_SOURCE, subject: s.row.id, time: now, sequence: BigInt(s.row.sequence),
     task: eventTask(s.row, s.change.kind), change: { $case: "transition" as const, value: transitions[i]! }, traceId: s.row.trace_id,
@@ -110,7 +110,7 @@ export async function commitChains(client: pg.PoolClient, now: Date, chains: Rea
   let next = 0;
   return steps.map((chain) => {
     const own = transitions.slice(next, (next += chain.length));
-    return { row: byId.get(chain[0]!.row.id)!, transitions: own };
+    return { row: chain.at(-1)!.row, transitions: own };
   });
 }
 

@@ -9,7 +9,7 @@ import { uuidv7 } from "../../../services/ledger/src/index.js";
 import { testTopicPrefix } from "../../support/kafka.js";
 import { createTestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing } from "../../support/processes.js";
-import { hashOf } from "./support.js";
+import { hashOf, mirrorOutbox } from "./support.js";
 
 const run = promisify(execFile);
 
@@ -48,17 +48,18 @@ describe("the ledger process with the outbox relay", () => {
       await consumer.run({ eachMessage: async ({ message }) => void received.push({ key: message.key!.toString(), ceId: String(message.headers!.ce_id), value: message.value! }) });
       proc = startService("ledger", { DATABASE_URL: db.url, TASKMESH_LISTEN: address, KAFKA_BROKERS: ` ${brokers} , `, TASKMESH_OUTBOX_TOPIC: topic, LOG_LEVEL: "info" });
       await waitForServing(address, proc);
+      await mirrorOutbox(sql); // the relay deletes what it published: keep a copy of every row written
       const id = uuidv7();
       const body = JSON.stringify({ id, capability: "echo", input: { text: "hi" }, requestHash: hashOf("p1"), maxAttempts: 3, timeout: "60s", createdBy: "alice" });
       await run("grpcurl", ["-plaintext", "-d", body, address, "taskmesh.ledger.v1.LedgerService/CreateTask"], { timeout: 10_000 });
       await waitFor("the event on the topic", () => received.length >= 1);
       expect(received).toHaveLength(1);
       expect(received[0]!.key).toBe(id);
-      const { rows } = await sql.query<{ event_id: string; published_at: Date | null }>("SELECT event_id, published_at FROM ledger.outbox");
+      const { rows } = await sql.query<{ event_id: string }>("SELECT event_id FROM public.outbox_seen");
       expect(rows).toHaveLength(1);
       expect(received[0]!.ceId).toBe(rows[0]!.event_id);
       expect(TaskEvent.decode(received[0]!.value).subject).toBe(id);
-      await waitFor("the row to be marked", async () => (await sql.query("SELECT 1 FROM ledger.outbox WHERE published_at IS NOT NULL")).rowCount === 1);
+      await waitFor("the row to leave the outbox", async () => (await sql.query("SELECT 1 FROM ledger.outbox")).rowCount === 0);
     } finally {
       proc?.child.kill("SIGTERM");
       const exited = await proc?.exited;

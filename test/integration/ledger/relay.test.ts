@@ -4,7 +4,7 @@ import { TaskEvent } from "../../../gen/taskmesh/task/v1/task.js";
 import { createLogger } from "../../../services/kit/src/index.js";
 import { OutboxRelay, type OutboxRelayOptions, type OutboxRow } from "../../../services/ledger/src/index.js";
 import { testTopicPrefix } from "../../support/kafka.js";
-import { connectWorker, createRequest, seconds, startLedger, type LedgerHarness } from "./support.js";
+import { connectWorker, createRequest, mirrorOutbox, seconds, startLedger, type LedgerHarness } from "./support.js";
 
 /** Polls `check` until it returns true; fails with `what` after `timeoutMs`. */
 async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
@@ -31,7 +31,6 @@ interface StoredRow {
   type: string;
   traceparent: string;
   created_at: Date;
-  published_at: Date | null;
 }
 
 const text = (headers: IHeaders | undefined) =>
@@ -52,6 +51,7 @@ describe("ledger: outbox relay to Kafka", () => {
     h = await startLedger("ledger_relay");
     databaseUrl = h.sql.options.connectionString!;
     await connectWorker(h.client, "w-relay", ["echo"]);
+    await mirrorOutbox(h.sql);
     kafka = new Kafka({ clientId: prefix, brokers, logLevel: logLevel.NOTHING });
     admin = kafka.admin();
     await admin.connect();
@@ -102,18 +102,20 @@ describe("ledger: outbox relay to Kafka", () => {
     return created.map((c) => c.task!.id);
   };
 
-  /** The outbox rows of `taskIds`, in id order. */
+  /** The outbox rows written for `taskIds`, in id order (from the mirror: published rows leave the outbox). */
   const rowsOf = async (taskIds: string[]) =>
-    (await h.sql.query<StoredRow>("SELECT id, event_id, task_id, sequence, type, traceparent, created_at, published_at FROM ledger.outbox WHERE task_id = ANY($1::uuid[]) ORDER BY id", [taskIds])).rows;
+    (await h.sql.query<StoredRow>("SELECT id, event_id, task_id, sequence, type, traceparent, created_at FROM public.outbox_seen WHERE task_id = ANY($1::uuid[]) ORDER BY id", [taskIds])).rows;
 
-  const unpublished = async () => Number((await h.sql.query<{ n: string }>("SELECT count(*) AS n FROM ledger.outbox WHERE published_at IS NULL")).rows[0]!.n);
+  /** Rows still in the outbox: every one of them is unpublished. */
+  const unpublished = async () => Number((await h.sql.query<{ n: string }>("SELECT count(*) AS n FROM ledger.outbox")).rows[0]!.n);
 
   /** Checks every row arrived (at least once) as the right record, and per task the first copies are in outbox order. */
-  const checkDelivery = (rows: StoredRow[], received: Received[]) => {
+  const checkDelivery = async (rows: StoredRow[], received: Received[]) => {
     const byId = new Map<string, Received[]>();
     for (const r of received) byId.set(r.headers.ce_id!, [...(byId.get(r.headers.ce_id!) ?? []), r]);
     expect(rows.filter((row) => !byId.has(row.event_id)).map((r) => r.event_id)).toEqual([]);
-    expect(rows.every((row) => row.published_at instanceof Date)).toBe(true);
+    const { rows: left } = await h.sql.query<{ id: string }>("SELECT id FROM ledger.outbox WHERE id = ANY($1::bigint[])", [rows.map((r) => r.id)]);
+    expect(left, "published rows still in the outbox").toEqual([]);
     for (const row of rows) {
       for (const m of byId.get(row.event_id)!) {
         expect(m.key).toBe(row.task_id);
@@ -142,7 +144,7 @@ describe("ledger: outbox relay to Kafka", () => {
     return byId;
   };
 
-  it("publishes every outbox row once, keyed by task, with CloudEvents headers, in order per task, and marks it published", async () => {
+  it("publishes every outbox row once, keyed by task, with CloudEvents headers, in order per task, and removes it from the outbox", async () => {
     const { topic, received } = await topicWithConsumer("happy");
     const before = await workload(6); // written before the relay starts
     const r = relay(topic, "relay-happy");
@@ -154,7 +156,7 @@ describe("ledger: outbox relay to Kafka", () => {
     expect(rows).toHaveLength(30 * 4);
     await waitFor("the outbox to drain", async () => (await unpublished()) === 0);
     await waitFor("every record", () => received.length >= rows.length);
-    const byId = checkDelivery(await rowsOf([...before, ...during]), received);
+    const byId = await checkDelivery(await rowsOf([...before, ...during]), received);
     expect([...byId.values()].every((copies) => copies.length === 1)).toBe(true);
     expect(received).toHaveLength(rows.length);
     expect(r.published).toBe(rows.length);
@@ -187,7 +189,7 @@ describe("ledger: outbox relay to Kafka", () => {
     const rows = await rowsOf([...tasks, ...more]);
     await waitFor("the outbox to drain", async () => (await unpublished()) === 0);
     await waitFor("every record", () => new Set(received.map((m) => m.headers.ce_id)).size >= rows.length);
-    const byId = checkDelivery(await rowsOf([...tasks, ...more]), received);
+    const byId = await checkDelivery(await rowsOf([...tasks, ...more]), received);
     // The crashed batch went out twice; nothing else did.
     for (const row of crashed) expect(byId.get(row.event_id)).toHaveLength(2);
     expect(received).toHaveLength(rows.length + crashed.length);
@@ -212,7 +214,7 @@ describe("ledger: outbox relay to Kafka", () => {
     await waitFor("the outbox to drain again", async () => (await unpublished()) === 0);
     const rows = await rowsOf([...first, ...second]);
     await waitFor("every record", () => new Set(received.map((m) => m.headers.ce_id)).size >= rows.length);
-    checkDelivery(rows, received);
+    await checkDelivery(rows, received);
     await r.stop();
   });
 
@@ -237,7 +239,7 @@ describe("ledger: outbox relay to Kafka", () => {
     expect(leaders.every((n) => n <= 1)).toBe(true);
     const rows = await rowsOf([...first, ...second]);
     await waitFor("every record", () => received.length >= rows.length);
-    const byId = checkDelivery(rows, received);
+    const byId = await checkDelivery(rows, received);
     expect([...byId.values()].every((copies) => copies.length === 1)).toBe(true);
     expect(active.published + standby.published).toBe(rows.length);
     expect(standby.published).toBeGreaterThan(0);

@@ -41,6 +41,23 @@ export async function startLedger(label: string): Promise<LedgerHarness> {
   };
 }
 
+/**
+ * Copies every row written to `ledger.outbox` into `public.outbox_seen`, so
+ * a test can compare Kafka with what was written: the relay deletes the
+ * rows it published. Call it once the schema is migrated.
+ */
+export async function mirrorOutbox(sql: pg.Pool): Promise<void> {
+  await sql.query(`
+    CREATE TABLE IF NOT EXISTS public.outbox_seen (LIKE ledger.outbox);
+    CREATE OR REPLACE FUNCTION public.outbox_seen_copy() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+      INSERT INTO public.outbox_seen SELECT NEW.*;
+      RETURN NULL;
+    END
+    $fn$;
+    CREATE OR REPLACE TRIGGER outbox_seen AFTER INSERT ON ledger.outbox FOR EACH ROW EXECUTE FUNCTION public.outbox_seen_copy();`);
+}
+
 /** The request hash a coordinator would compute for a submit. */
 export function hashOf(value: unknown): string {
   return createHash("sha256").update(JSON.stringify(value)).digest("hex");

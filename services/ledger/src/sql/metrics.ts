@@ -2,7 +2,7 @@ import type pg from "pg";
 
 /**
  * Statements behind the ledger's scrape-time gauges. Each reads a partial
- * index (`tasks_dispatch_due` with `tasks_leases`, `tasks_running`, `outbox_unpublished`), so
+ * index (`tasks_dispatch_due` with `tasks_leases`, `tasks_running`) or the outbox (only unpublished rows), so
  * it costs what is pending, running or unpublished, not the table; only
  * `finished` scans the tasks, and is read far less often.
  */
@@ -30,7 +30,7 @@ export const metricsSql = {
   /** Unpublished outbox rows, and the age of the oldest (ids follow insertion order; null when none). */
   outbox: {
     name: "ledger-metrics-outbox",
-    text: `SELECT (SELECT count(*) FROM ledger.outbox WHERE published_at IS NULL)::int AS lag,
-             (SELECT extract(epoch FROM now() - created_at)::float8 FROM ledger.outbox WHERE published_at IS NULL ORDER BY id LIMIT 1) AS oldest_s`,
+    text: `SELECT (SELECT count(*) FROM ledger.outbox)::int AS lag,
+             (SELECT extract(epoch FROM now() - created_at)::float8 FROM ledger.outbox ORDER BY id LIMIT 1) AS oldest_s`,
   },
 } satisfies Record<string, pg.QueryConfig>;

@@ -238,4 +238,17 @@ export const migrations: readonly Migration[] = [
       $fn$;
     `,
   },
+  {
+    id: "0007_outbox_delete_on_publish",
+    sql: `
+      -- The relay deletes what Kafka acknowledged instead of marking it: a
+      -- mark wrote a second row version and index entries for every event,
+      -- and the table grew without end. Kafka keeps the events (with its own
+      -- retention) and ledger.history every transition; what the outbox
+      -- holds is exactly what is not on Kafka yet, read in id order.
+      DELETE FROM ledger.outbox WHERE published_at IS NOT NULL;
+      DROP INDEX ledger.outbox_unpublished;
+      ALTER TABLE ledger.outbox DROP COLUMN published_at;
+    `,
+  },
 ];

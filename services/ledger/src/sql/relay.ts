@@ -27,13 +27,15 @@ export const relaySql = {
   tryLock: `SELECT pg_try_advisory_lock(${RELAY_LOCK}) AS locked`,
   unlock: `SELECT pg_advisory_unlock(${RELAY_LOCK}) AS unlocked`,
   listen: `LISTEN ${RELAY_CHANNEL}`,
+  /** The oldest rows of the outbox: every row in it is still to be published. */
   unpublished: {
     name: "ledger-relay-unpublished",
     text: `SELECT id, event_id, task_id, sequence, type, payload, traceparent, created_at
-           FROM ledger.outbox WHERE published_at IS NULL ORDER BY id LIMIT $1`,
+           FROM ledger.outbox ORDER BY id LIMIT $1`,
   },
+  /** Published rows leave the outbox (Kafka keeps the events, ledger.history the transitions). */
   markPublished: {
     name: "ledger-relay-mark-published",
-    text: `UPDATE ledger.outbox SET published_at = now() WHERE id = ANY($1::bigint[]) AND published_at IS NULL`,
+    text: `DELETE FROM ledger.outbox WHERE id = ANY($1::bigint[])`,
   },
 } satisfies Record<string, string | pg.QueryConfig>;

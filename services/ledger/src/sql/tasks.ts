@@ -83,7 +83,7 @@ export const taskSql = {
              progress = $15, sequence = $16
            WHERE id = $1 RETURNING ${COLUMNS}`,
   },
-  /** {@link taskSql.save} for many rows at once: one array per column, in `save`'s order. */
+  /** {@link taskSql.save} for many rows at once: one array per column, in `save`'s order; the caller holds the rows it wrote. */
   saveMany: {
     name: "ledger-task-save-many",
     text: `UPDATE ledger.tasks t SET state = v.state, output = v.output, error = v.error, attempts = v.attempts, worker_id = v.worker_id,
@@ -94,7 +94,7 @@ export const taskSql = {
                        $9::timestamptz[], $10::timestamptz[], $11::uuid[], $12::text[], $13::timestamptz[], $14::timestamptz[], $15::jsonb[], $16::bigint[])
              AS v(id, state, output, error, attempts, worker_id, updated_at, started_at, finished_at, next_attempt_at,
                   lease_id, lease_worker_id, lease_acquired_at, lease_expires_at, progress, sequence)
-           WHERE t.id = v.id RETURNING ${COLUMNS}`,
+           WHERE t.id = v.id`,
   },
   /** Several tasks, locked in id order. */
   getManyForUpdate: { name: "ledger-task-get-many-for-update", text: `SELECT ${COLUMNS} FROM ledger.tasks t WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE` },
