@@ -36,7 +36,11 @@ export async function startInfra(options: { externalPostgresUrl?: string } = {})
   chmodSync(dir, 0o755);
   const supervisor = new Supervisor({ logDir: join(dir, "logs"), restart: false });
   let stopped: Promise<void> | undefined;
+  // However this process ends (a crash included), its Postgres and Redis do not outlive it.
+  const killOnExit = (): void => killGroups(supervisor);
+  process.once("exit", killOnExit);
   const stop = (): Promise<void> => (stopped ??= (async () => {
+    process.removeListener("exit", killOnExit);
     await supervisor.stop();
     rmSync(dir, { recursive: true, force: true });
   })());
@@ -119,4 +123,16 @@ export async function serverVersions(infra: Infra): Promise<string> {
     redis.disconnect();
   }
   return `PostgreSQL ${postgres.split(" ")[0]}, Redis ${redisVersion}`;
+}
+
+/** SIGKILL to the process group of everything `supervisor` runs (synchronous: for an exiting process). */
+export function killGroups(supervisor: Supervisor): void {
+  for (const p of supervisor.status()) {
+    if (p.pid === undefined) continue;
+    try {
+      process.kill(-p.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
 }

@@ -15,7 +15,7 @@ import { ensureKafka, kafkaSpec } from "../../deploy/local/provision/kafka.js";
 import { freePort } from "../../deploy/local/secrets.js";
 import { Supervisor } from "../../deploy/local/supervisor.js";
 import { createClient, type MeshClient } from "../../services/kit/src/index.js";
-import type { Infra } from "./infra.js";
+import { killGroups, type Infra } from "./infra.js";
 import { within } from "./measure.js";
 import { ECHO_INPUT, type BurstResult, type QueueRunner, type SteadyResult } from "./runner.js";
 import { summarize } from "./stats.js";
@@ -75,6 +75,12 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
   const name = options.tracing === "all" ? "taskmesh-traced" : options.tracing === "sampled" ? "taskmesh-traced-10pct" : "taskmesh";
   const children: ChildProcess[] = [];
   const named = new Map<string, ChildProcess>();
+  // However this process ends (a crash included), nothing it started is left running.
+  const killOnExit = (): void => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    killGroups(supervisor);
+  };
+  process.once("exit", killOnExit);
   // TASKMESH_BENCH_CPU_PROF=<dir>: every service writes a V8 CPU profile there when it stops (open in Chrome DevTools).
   const profileDir = process.env.TASKMESH_BENCH_CPU_PROF;
   const start = async (service: string, env: Record<string, string>, label = service): Promise<void> => {
@@ -179,6 +185,7 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
       const total = Math.round(rate * durationSec);
       const intervalMs = 1000 / rate;
       const started = new Map<string, number>();
+      const failures: unknown[] = [];
       const pending: Promise<void>[] = [];
       const t0 = performance.now();
       let submitted = 0;
@@ -186,12 +193,13 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
         const now = performance.now();
         while (submitted < total && t0 + submitted * intervalMs <= now) {
           const at = Date.now();
-          pending.push(submit().then((id) => void started.set(id, at)));
+          pending.push(submit().then((id) => void started.set(id, at), (error: unknown) => void failures.push(error)));
           submitted++;
         }
         if (submitted < total) await sleep(Math.max(0, t0 + submitted * intervalMs - performance.now()));
       }
       await Promise.all(pending);
+      if (failures.length > 0) throw new Error(`taskmesh steady ${rate}/s: ${failures.length} of ${total} submits failed, the first: ${String(failures[0])}`);
       const ids = [...started.keys()];
       const finished = async (): Promise<Array<{ id: string; at: number }>> => (await sql.query<{ id: string; at: string }>(
         "SELECT id, (extract(epoch FROM finished_at) * 1000)::float8 AS at FROM ledger.tasks WHERE id = ANY($1::uuid[]) AND state = 'SUCCEEDED'", [ids])).rows.map((r) => ({ id: r.id, at: Number(r.at) }));
@@ -206,6 +214,7 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
     },
 
     async close(): Promise<void> {
+      process.removeListener("exit", killOnExit);
       // Where the CPU went over the runner's life (services vs. the trace collector), for the tracing-cost comparison.
       const jaeger = supervisor.status().find((p) => p.name === "jaeger")?.pid;
       const services = children.reduce((sum, c) => sum + cpuSeconds(c.pid), 0);
