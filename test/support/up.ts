@@ -15,6 +15,9 @@ import { ROOT } from "./processes.js";
 
 const run = promisify(execFile);
 
+/** How long `up -d` may take before the run counts as failed, in ms. */
+const UP_TIMEOUT_MS = 180_000;
+
 /** What a CLI run printed, and its exit code. */
 export interface CliResult {
   readonly stdout: string;
@@ -58,15 +61,16 @@ export async function startUp(args: readonly string[] = [], extraEnv: Record<str
   for (const variable of ["POSTGRES", "REDIS", "KAFKA", "JAEGER", "OTLP_GRPC", "OTLP_HTTP", "JAEGER_GRPC", "EDGE", "EDGE_ADMIN"]) {
     env[`TASKMESH_${variable}_PORT`] = String(await freePort());
   }
-  const taskmesh = async (...cli: string[]): Promise<CliResult> => {
+  const command = async (timeout: number, cli: readonly string[]): Promise<CliResult> => {
     try {
-      const { stdout, stderr } = await run(process.execPath, [join(ROOT, "scripts/taskmesh.mjs"), ...cli], { env, timeout: 60_000 });
+      const { stdout, stderr } = await run(process.execPath, [join(ROOT, "scripts/taskmesh.mjs"), ...cli], { env, timeout });
       return { stdout, stderr, code: 0 };
     } catch (error) {
       const e = error as { stdout?: string; stderr?: string; code?: number };
       return { stdout: e.stdout ?? "", stderr: e.stderr ?? "", code: typeof e.code === "number" ? e.code : -1 };
     }
   };
+  const taskmesh = (...cli: string[]): Promise<CliResult> => command(60_000, cli);
   const down = async (): Promise<void> => {
     try {
       await taskmesh("down");
@@ -75,7 +79,9 @@ export async function startUp(args: readonly string[] = [], extraEnv: Record<str
       release();
     }
   };
-  const up = await taskmesh("up", "-d", ...args);
+  // Twenty-odd processes start in dependency order; on a loaded 2-core machine (the rest of the suite
+  // runs beside this) that takes well over the minute the other commands get.
+  const up = await command(UP_TIMEOUT_MS, ["up", "-d", ...args]);
   if (up.code !== 0) {
     const log = supervisorLogTail(stateDir);
     await down();

@@ -16,7 +16,7 @@ describe("coordinator: dispatch strategies, switched live through config", () =>
       config: true,
       workers: [{ id: "wa", weight: 3, concurrency: 4 }, { id: "wb", weight: 1, concurrency: 4 }, { id: "wc", weight: 1, concurrency: 4 }],
     });
-  }, 60_000);
+  }, 180_000); // the processes start one after the other, each within START_MS
   afterAll(async () => { await stack?.stop(); }, 30_000);
 
   const runOneByOne = async (n: number): Promise<string[]> => {

@@ -18,7 +18,7 @@ describe("coordinator: the life of a task through real ledger, coordinator and w
   let stack: Stack;
   beforeAll(async () => {
     stack = await startStack("coord_lifecycle", { workers: [{ id: "life-w1", concurrency: 4 }, { id: "life-w2", concurrency: 4 }] });
-  }, 60_000);
+  }, 180_000); // the processes start one after the other, each within START_MS
   afterAll(async () => { await stack?.stop(); }, 30_000);
 
   it("runs every built-in capability to SUCCEEDED with its output", async () => {

@@ -88,6 +88,13 @@ async function stopProcess(p: ServiceProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+/**
+ * How long a process of the stack may take to answer SERVING, in ms: a
+ * service compiles its TypeScript as it starts, which takes well over the
+ * usual 20 s while the rest of the suite loads both cores.
+ */
+const START_MS = 60_000;
+
 /** Starts ledger, coordinator(s) and workers as real processes, with fast heartbeats and short leases. */
 export async function startStack(label: string, options: StackOptions = {}): Promise<Stack> {
   const db = await createTestDatabase(label);
@@ -95,7 +102,7 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
   const config = options.config ? await startConfigReplica(db.url, `${label}-config`) : undefined;
   const ledgerPort = await freePort();
   const ledger = startService("ledger", { DATABASE_URL: db.url, TASKMESH_LISTEN: `127.0.0.1:${ledgerPort}`, TASKMESH_INSTANCE: `${label}-ledger` });
-  await waitForServing(`127.0.0.1:${ledgerPort}`, ledger);
+  await waitForServing(`127.0.0.1:${ledgerPort}`, ledger, START_MS);
   const coordinatorPorts = await Promise.all(Array.from({ length: options.coordinators ?? 1 }, () => freePort()));
   const coordinatorAddresses = coordinatorPorts.map((p) => `127.0.0.1:${p}`);
   const coordinatorEnv = (i: number): Record<string, string> => ({
@@ -105,7 +112,7 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
     ...(config ? { TASKMESH_UPSTREAM_CONFIG: config.address } : {}), ...options.coordinatorEnv,
   });
   const coordinators = coordinatorAddresses.map((_, i) => startService("coordinator", coordinatorEnv(i)));
-  await Promise.all(coordinators.map((c, i) => waitForServing(coordinatorAddresses[i]!, c)));
+  await Promise.all(coordinators.map((c, i) => waitForServing(coordinatorAddresses[i]!, c, START_MS)));
   const tasks = createClient(TaskServiceService, coordinatorAddresses.length > 1 ? `ipv4:${coordinatorAddresses.join(",")}` : coordinatorAddresses[0]!);
   const workers = new Map<string, ServiceProcess>();
 
@@ -117,7 +124,7 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
       TASKMESH_SHUTDOWN_GRACE: w.grace ?? "3s", ...(w.capabilities ? { TASKMESH_WORKER_CAPABILITIES: w.capabilities.join(",") } : {}),
     });
     workers.set(w.id, proc);
-    await waitForServing(`127.0.0.1:${port}`, proc);
+    await waitForServing(`127.0.0.1:${port}`, proc, START_MS);
     return proc;
   };
   await Promise.all((options.workers ?? []).map(startWorker));
@@ -151,7 +158,7 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
     db, sql, tasks, ledger, coordinators, coordinatorAddresses, workers, config, startWorker, settle,
     async restartCoordinator(i) {
       coordinators[i] = startService("coordinator", coordinatorEnv(i));
-      await waitForServing(coordinatorAddresses[i]!, coordinators[i]!);
+      await waitForServing(coordinatorAddresses[i]!, coordinators[i]!, START_MS);
     },
     async run(request, timeoutMs) {
       const { task } = await tasks.submitTask(submitRequest(request));

@@ -13,7 +13,7 @@ describe("coordinator: submits — idempotency, bad input, listing", () => {
 
   beforeAll(async () => {
     stack = await startStack("coord_submit", { workers: [{ id: "submit-w1", capabilities: ["echo"], concurrency: 32 }] });
-  }, 60_000);
+  }, 180_000); // the processes start one after the other, each within START_MS
   afterAll(async () => { await stack?.stop(); }, 30_000);
 
   it("1,000 tasks submitted twice with the same idempotency keys make exactly 1,000 tasks", async () => {
