@@ -100,80 +100,102 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
   const db = await createTestDatabase(label);
   const sql = new pg.Pool({ connectionString: db.url, max: 2 });
   const config = options.config ? await startConfigReplica(db.url, `${label}-config`) : undefined;
-  const ledgerPort = await freePort();
-  const ledger = startService("ledger", { DATABASE_URL: db.url, TASKMESH_LISTEN: `127.0.0.1:${ledgerPort}`, TASKMESH_INSTANCE: `${label}-ledger` });
-  await waitForServing(`127.0.0.1:${ledgerPort}`, ledger, START_MS);
-  const coordinatorPorts = await Promise.all(Array.from({ length: options.coordinators ?? 1 }, () => freePort()));
-  const coordinatorAddresses = coordinatorPorts.map((p) => `127.0.0.1:${p}`);
-  const coordinatorEnv = (i: number): Record<string, string> => ({
-    DATABASE_URL: db.url, REDIS_URL: inject("redisUrl"), TASKMESH_UPSTREAM_LEDGER: `127.0.0.1:${ledgerPort}`, TASKMESH_LISTEN: coordinatorAddresses[i]!,
-    TASKMESH_INSTANCE: `${label}-coordinator-${i}`, TASKMESH_COORDINATOR_HEARTBEAT: "300ms", TASKMESH_COORDINATOR_LEASE: "2s",
-    TASKMESH_COORDINATOR_POLL: "200ms", TASKMESH_COORDINATOR_SWEEP: "200ms", TASKMESH_SHUTDOWN_GRACE: "3s",
-    ...(config ? { TASKMESH_UPSTREAM_CONFIG: config.address } : {}), ...options.coordinatorEnv,
-  });
-  const coordinators = coordinatorAddresses.map((_, i) => startService("coordinator", coordinatorEnv(i)));
-  await Promise.all(coordinators.map((c, i) => waitForServing(coordinatorAddresses[i]!, c, START_MS)));
-  const tasks = createClient(TaskServiceService, coordinatorAddresses.length > 1 ? `ipv4:${coordinatorAddresses.join(",")}` : coordinatorAddresses[0]!);
-  const workers = new Map<string, ServiceProcess>();
-
-  const startWorker = async (w: WorkerOptions): Promise<ServiceProcess> => {
-    const port = await freePort();
-    const proc = startService("worker", {
-      TASKMESH_UPSTREAM_COORDINATOR: coordinatorAddresses.join(","), TASKMESH_LISTEN: `127.0.0.1:${port}`, TASKMESH_INSTANCE: w.id,
-      TASKMESH_WORKER_ID: w.id, TASKMESH_WORKER_CONCURRENCY: String(w.concurrency ?? 4), TASKMESH_WORKER_WEIGHT: String(w.weight ?? 1),
-      TASKMESH_SHUTDOWN_GRACE: w.grace ?? "3s", ...(w.capabilities ? { TASKMESH_WORKER_CAPABILITIES: w.capabilities.join(",") } : {}),
-    });
-    workers.set(w.id, proc);
-    await waitForServing(`127.0.0.1:${port}`, proc, START_MS);
+  // A stack that fails to start leaves nothing running behind it (it would load the rest of the suite).
+  const started: ServiceProcess[] = [];
+  const abandon = async (): Promise<void> => {
+    for (const p of started) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
+    await Promise.all(started.map((p) => p.exited));
+    await config?.stop().catch(() => undefined);
+    await sql.end().catch(() => undefined);
+    await db.drop().catch(() => undefined);
+  };
+  const startOf = (service: string, env: Record<string, string>): ServiceProcess => {
+    const proc = startService(service, env);
+    started.push(proc);
     return proc;
   };
-  await Promise.all((options.workers ?? []).map(startWorker));
+  try {
+    const ledgerPort = await freePort();
+    const ledger = startOf("ledger", { DATABASE_URL: db.url, TASKMESH_LISTEN: `127.0.0.1:${ledgerPort}`, TASKMESH_INSTANCE: `${label}-ledger` });
+    await waitForServing(`127.0.0.1:${ledgerPort}`, ledger, START_MS);
+    const coordinatorPorts = await Promise.all(Array.from({ length: options.coordinators ?? 1 }, () => freePort()));
+    const coordinatorAddresses = coordinatorPorts.map((p) => `127.0.0.1:${p}`);
+    const coordinatorEnv = (i: number): Record<string, string> => ({
+      DATABASE_URL: db.url, REDIS_URL: inject("redisUrl"), TASKMESH_UPSTREAM_LEDGER: `127.0.0.1:${ledgerPort}`, TASKMESH_LISTEN: coordinatorAddresses[i]!,
+      TASKMESH_INSTANCE: `${label}-coordinator-${i}`, TASKMESH_COORDINATOR_HEARTBEAT: "300ms", TASKMESH_COORDINATOR_LEASE: "2s",
+      TASKMESH_COORDINATOR_POLL: "200ms", TASKMESH_COORDINATOR_SWEEP: "200ms", TASKMESH_SHUTDOWN_GRACE: "3s",
+      ...(config ? { TASKMESH_UPSTREAM_CONFIG: config.address } : {}), ...options.coordinatorEnv,
+    });
+    const coordinators = coordinatorAddresses.map((_, i) => startOf("coordinator", coordinatorEnv(i)));
+    await Promise.all(coordinators.map((c, i) => waitForServing(coordinatorAddresses[i]!, c, START_MS)));
+    const tasks = createClient(TaskServiceService, coordinatorAddresses.length > 1 ? `ipv4:${coordinatorAddresses.join(",")}` : coordinatorAddresses[0]!);
+    const workers = new Map<string, ServiceProcess>();
 
-  const settle = async (id: string, timeoutMs = 20_000): Promise<Task> => {
-    let task: Task | undefined;
-    await until(`task ${id} to end`, async () => {
-      task = (await tasks.getTask({ id, view: 0 })).task;
-      return task !== undefined && TERMINAL.has(task.state);
-    }, timeoutMs);
-    return task!;
-  };
-
-  const processes = (): Array<[string, ServiceProcess]> => [
-    ["ledger", ledger], ...coordinators.map((c, i): [string, ServiceProcess] => [`coordinator-${i}`, c]), ...workers,
-  ];
-  const report = {
-    async describe(): Promise<string> {
-      const { rows } = await sql.query("SELECT state, count(*)::int AS n FROM ledger.tasks GROUP BY state ORDER BY state");
-      const states = rows.map((r: { state: string; n: number }) => `${r.state}=${r.n}`).join(" ");
-      const outputs = processes().map(([name, p]) => {
-        const status = p.child.exitCode !== null || p.child.signalCode !== null ? `exited ${p.child.exitCode ?? p.child.signalCode}` : "running";
-        return `--- ${name} (${status}):\n${p.output().slice(-4000)}`;
+    const startWorker = async (w: WorkerOptions): Promise<ServiceProcess> => {
+      const port = await freePort();
+      const proc = startOf("worker", {
+        TASKMESH_UPSTREAM_COORDINATOR: coordinatorAddresses.join(","), TASKMESH_LISTEN: `127.0.0.1:${port}`, TASKMESH_INSTANCE: w.id,
+        TASKMESH_WORKER_ID: w.id, TASKMESH_WORKER_CONCURRENCY: String(w.concurrency ?? 4), TASKMESH_WORKER_WEIGHT: String(w.weight ?? 1),
+        TASKMESH_SHUTDOWN_GRACE: w.grace ?? "3s", ...(w.capabilities ? { TASKMESH_WORKER_CAPABILITIES: w.capabilities.join(",") } : {}),
       });
-      return [`stack ${label}: tasks ${states || "none"}`, ...outputs].join("\n");
-    },
-  };
-  live.add(report);
-
-  return {
-    db, sql, tasks, ledger, coordinators, coordinatorAddresses, workers, config, startWorker, settle,
-    async restartCoordinator(i) {
-      coordinators[i] = startService("coordinator", coordinatorEnv(i));
-      await waitForServing(coordinatorAddresses[i]!, coordinators[i]!, START_MS);
-    },
-    async run(request, timeoutMs) {
-      const { task } = await tasks.submitTask(submitRequest(request));
-      return settle(task!.id, timeoutMs);
-    },
-    async stop() {
-      live.delete(report);
+      workers.set(w.id, proc);
+      await waitForServing(`127.0.0.1:${port}`, proc, START_MS);
+      return proc;
+    };
+    await Promise.all((options.workers ?? []).map(startWorker)).catch(async (error: unknown) => {
       tasks.close();
-      await Promise.all([...workers.values()].map(stopProcess));
-      await Promise.all(coordinators.map(stopProcess));
-      await stopProcess(ledger);
-      await config?.stop();
-      await sql.end();
-      expect(await db.openConnectionsAfter(5000)).toBe(0);
-      await db.drop();
-    },
-  };
+      throw error;
+    });
+
+    const settle = async (id: string, timeoutMs = 20_000): Promise<Task> => {
+      let task: Task | undefined;
+      await until(`task ${id} to end`, async () => {
+        task = (await tasks.getTask({ id, view: 0 })).task;
+        return task !== undefined && TERMINAL.has(task.state);
+      }, timeoutMs);
+      return task!;
+    };
+
+    const processes = (): Array<[string, ServiceProcess]> => [
+      ["ledger", ledger], ...coordinators.map((c, i): [string, ServiceProcess] => [`coordinator-${i}`, c]), ...workers,
+    ];
+    const report = {
+      async describe(): Promise<string> {
+        const { rows } = await sql.query("SELECT state, count(*)::int AS n FROM ledger.tasks GROUP BY state ORDER BY state");
+        const states = rows.map((r: { state: string; n: number }) => `${r.state}=${r.n}`).join(" ");
+        const outputs = processes().map(([name, p]) => {
+          const status = p.child.exitCode !== null || p.child.signalCode !== null ? `exited ${p.child.exitCode ?? p.child.signalCode}` : "running";
+          return `--- ${name} (${status}):\n${p.output().slice(-4000)}`;
+        });
+        return [`stack ${label}: tasks ${states || "none"}`, ...outputs].join("\n");
+      },
+    };
+    live.add(report);
+
+    return {
+      db, sql, tasks, ledger, coordinators, coordinatorAddresses, workers, config, startWorker, settle,
+      async restartCoordinator(i) {
+        coordinators[i] = startService("coordinator", coordinatorEnv(i));
+        await waitForServing(coordinatorAddresses[i]!, coordinators[i]!, START_MS);
+      },
+      async run(request, timeoutMs) {
+        const { task } = await tasks.submitTask(submitRequest(request));
+        return settle(task!.id, timeoutMs);
+      },
+      async stop() {
+        live.delete(report);
+        tasks.close();
+        await Promise.all([...workers.values()].map(stopProcess));
+        await Promise.all(coordinators.map(stopProcess));
+        await stopProcess(ledger);
+        await config?.stop();
+        await sql.end();
+        expect(await db.openConnectionsAfter(5000)).toBe(0);
+        await db.drop();
+      },
+    };
+  } catch (error) {
+    await abandon();
+    throw error;
+  }
 }
