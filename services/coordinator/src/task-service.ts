@@ -269,6 +269,9 @@ async function watch(deps: TaskServiceDeps, rawId: string, afterSequence: bigint
       }
       const item = news.shift()!;
       if (item.kind === "progress") {
+        // Progress of a later transition than the last one sent: the bus missed that transition
+        // (it can commit before this watch's subscription is in place); send it from the history first.
+        if (item.update.sequence > last) await catchUp(item.update.sequence);
         if (item.update.sequence === last) await send({ event: { $case: "progress", value: item.update } });
         continue;
       }

@@ -18,7 +18,7 @@ describe("the config process", () => {
     const proc = startService("config", { DATABASE_URL: `postgres://u:p@127.0.0.1:${await freePort()}/none`, TASKMESH_LISTEN: address });
     try {
       let status = "UNREACHABLE";
-      const until = Date.now() + 10_000;
+      const until = Date.now() + 60_000; // starting compiles TypeScript: slow while the suite loads both cores
       while (status === "UNREACHABLE" && Date.now() < until) status = await checkHealth(address);
       expect(status).toBe("NOT_SERVING");
       await new Promise((r) => setTimeout(r, 500));
@@ -28,7 +28,7 @@ describe("the config process", () => {
       proc.child.kill("SIGTERM");
       expect(await proc.exited).toBe(0);
     }
-  });
+  }, 90_000);
 
   it("serves once ready, and on SIGTERM drains and exits 0", async () => {
     const db = await createTestDatabase("config_process");
