@@ -132,15 +132,22 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
     const workers = new Map<string, ServiceProcess>();
 
     const startWorker = async (w: WorkerOptions): Promise<ServiceProcess> => {
-      const port = await freePort();
-      const proc = startOf("worker", {
-        TASKMESH_UPSTREAM_COORDINATOR: coordinatorAddresses.join(","), TASKMESH_LISTEN: `127.0.0.1:${port}`, TASKMESH_INSTANCE: w.id,
-        TASKMESH_WORKER_ID: w.id, TASKMESH_WORKER_CONCURRENCY: String(w.concurrency ?? 4), TASKMESH_WORKER_WEIGHT: String(w.weight ?? 1),
-        TASKMESH_SHUTDOWN_GRACE: w.grace ?? "3s", ...(w.capabilities ? { TASKMESH_WORKER_CAPABILITIES: w.capabilities.join(",") } : {}),
-      });
-      workers.set(w.id, proc);
-      await waitForServing(`127.0.0.1:${port}`, proc, START_MS);
-      return proc;
+      // A port found free can be taken by another test file's process before the worker binds it: try another.
+      for (let attempt = 1; ; attempt++) {
+        const port = await freePort();
+        const proc = startOf("worker", {
+          TASKMESH_UPSTREAM_COORDINATOR: coordinatorAddresses.join(","), TASKMESH_LISTEN: `127.0.0.1:${port}`, TASKMESH_INSTANCE: w.id,
+          TASKMESH_WORKER_ID: w.id, TASKMESH_WORKER_CONCURRENCY: String(w.concurrency ?? 4), TASKMESH_WORKER_WEIGHT: String(w.weight ?? 1),
+          TASKMESH_SHUTDOWN_GRACE: w.grace ?? "3s", ...(w.capabilities ? { TASKMESH_WORKER_CAPABILITIES: w.capabilities.join(",") } : {}),
+        });
+        workers.set(w.id, proc);
+        try {
+          await waitForServing(`127.0.0.1:${port}`, proc, START_MS);
+          return proc;
+        } catch (error) {
+          if (attempt >= 3 || !proc.output().includes("EADDRINUSE")) throw error;
+        }
+      }
     };
     await Promise.all((options.workers ?? []).map(startWorker)).catch(async (error: unknown) => {
       tasks.close();
