@@ -265,43 +265,39 @@ async function printStatementStats(sql: pg.Pool, name: string, n: number): Promi
   }
 }
 
-/** CPU seconds of every process of a process group (the Kafka JVM runs under the supervisor's group leader). */
-function groupCpuSeconds(leader: number): number {
+/** What /proc/<pid>/stat says of a live process: its name, process group and CPU seconds (user + system); undefined once it is gone. */
+function procStat(pid: number | string): { comm: string; pgrp: number; cpu: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const close = stat.lastIndexOf(")");
+    const fields = stat.slice(close + 2).split(" ");
+    return { comm: stat.slice(stat.indexOf("(") + 1, close), pgrp: Number(fields[2]), cpu: (Number(fields[11]) + Number(fields[12])) / 100 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds of the live processes `include` picks (reading every process's stat once). */
+function cpuSecondsOf(include: (stat: { comm: string; pgrp: number }) => boolean): number {
   let total = 0;
   for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-      if (Number(fields[2]) === leader) total += (Number(fields[11]) + Number(fields[12])) / 100;
-    } catch {
-      // gone meanwhile
-    }
+    const stat = procStat(pid);
+    if (stat && include(stat)) total += stat.cpu;
   }
   return total;
+}
+
+/** CPU seconds of every process of a process group (the Kafka JVM runs under the supervisor's group leader). */
+function groupCpuSeconds(leader: number): number {
+  return cpuSecondsOf((s) => s.pgrp === leader);
 }
 
 /** CPU seconds of every live Postgres process on the machine (the benchmark's is the only one). */
 function postgresCpuSeconds(): number {
-  let total = 0;
-  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      if (!stat.includes("(postgres)")) continue;
-      const fields = stat.split(") ")[1]!.split(" ");
-      total += (Number(fields[11]) + Number(fields[12])) / 100;
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return total;
+  return cpuSecondsOf((s) => s.comm === "postgres");
 }
 
 /** User + system CPU time of a live process, in seconds (Linux /proc; 0 when unknown). */
 function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
+  return pid === undefined ? 0 : (procStat(pid)?.cpu ?? 0);
 }

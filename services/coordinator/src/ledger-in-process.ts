@@ -1,7 +1,7 @@
 import { SpanKind, context, trace } from "@opentelemetry/api";
 import { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import { Metadata } from "@grpc/grpc-js";
-import { Code, MeshError, deadlineFor, type CallContext, type CallOptions, type Logger, type ServiceHandlers } from "../../kit/src/index.js";
+import { Code, MeshError, deadlineExceeded, deadlineFor, signalsOf, type CallContext, type CallOptions, type Logger, type ServiceHandlers } from "../../kit/src/index.js";
 import type { LedgerClient } from "./dispatcher.js";
 
 /**
@@ -41,15 +41,13 @@ export function ledgerInProcess(remote: LedgerClient, handlers: ServiceHandlers<
     local[name] = async (request: unknown, options?: CallOptions): Promise<unknown> => {
       const deadline = deadlineFor(options, DEFAULT_TIMEOUT_MS);
       const controller = new AbortController();
-      const signals = [options?.signal, options?.parent?.signal].filter((s): s is AbortSignal => s !== undefined);
+      const signals = signalsOf(options);
       const onAbort = (event: Event): void => controller.abort((event.target as AbortSignal).reason);
       for (const s of signals) {
         if (s.aborted) controller.abort(s.reason);
         else s.addEventListener("abort", onAbort, { once: true });
       }
-      const timer = deadline === undefined ? undefined : setTimeout(() => controller.abort(new MeshError({
-        code: Code.DEADLINE_EXCEEDED, reason: "SYS_DEADLINE_EXCEEDED", message: "the call's deadline was exceeded",
-      })), Math.max(0, deadline - Date.now()));
+      const timer = deadline === undefined ? undefined : setTimeout(() => controller.abort(deadlineExceeded()), Math.max(0, deadline - Date.now()));
       const span = tracer.startSpan(path.slice(1), { kind: SpanKind.INTERNAL, attributes: { "rpc.system": "in-process", "rpc.method": name } });
       try {
         controller.signal.throwIfAborted();

@@ -91,6 +91,7 @@ export function sender<Res>(call: StreamOut, signal: AbortSignal): Send<Res> {
   };
 }
 
-function deadlineExceeded(): MeshError {
+/** DEADLINE_EXCEEDED for a call whose deadline passed while it ran. */
+export function deadlineExceeded(): MeshError {
   return new MeshError({ code: Code.DEADLINE_EXCEEDED, reason: "SYS_DEADLINE_EXCEEDED", message: "the call's deadline was exceeded" });
 }

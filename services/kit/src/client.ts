@@ -86,7 +86,8 @@ export function deadlineFor(options: CallOptions | undefined, defaultTimeoutMs: 
   return candidates.length === 0 ? undefined : Math.min(...candidates);
 }
 
-function signalsOf(options: CallOptions | undefined): AbortSignal[] {
+/** The signals that cancel a call: its own and its parent's. */
+export function signalsOf(options: CallOptions | undefined): AbortSignal[] {
   return [options?.signal, options?.parent?.signal].filter((s): s is AbortSignal => s !== undefined);
 }
 

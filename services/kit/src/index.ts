@@ -1,5 +1,5 @@
 export { KEEPALIVE, clientChannelOptions, serverChannelOptions } from "./channel-options.js";
-export { connectUpstream, createClient, deadlineFor, type CallOptions, type ClientMethod, type ClientOptions, type MeshClient, type ResponseStream } from "./client.js";
+export { connectUpstream, createClient, deadlineFor, signalsOf, type CallOptions, type ClientMethod, type ClientOptions, type MeshClient, type ResponseStream } from "./client.js";
 export { STATUS_DETAILS_KEY, fromRpcStatus, fromServiceError, toRpcStatus, toStatusObject } from "./error-wire.js";
 export {
   Code, ERROR_DOMAIN, MeshError, classify, exhausted, invalidArgument, notFound, unavailable,
@@ -11,6 +11,7 @@ export {
   type BidiStreamHandler, type CallContext, type ClientStreamHandler, type HandlerFor, type MethodDefinitionLike, type Send,
   type ServerStreamHandler, type ServiceDefinitionLike, type ServiceHandlers, type UnaryHandler,
 } from "./handlers.js";
+export { deadlineExceeded } from "./call-context.js";
 export { Violations } from "./violations.js";
 export { isUuid, isUuidV7, uuidv7 } from "./ids.js";
 export { durationMs, toDuration } from "./durations.js";

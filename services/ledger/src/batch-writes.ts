@@ -3,10 +3,10 @@ import { TaskEvent } from "../../../gen/taskmesh/task/v1/task.js";
 import { MeshError } from "../../kit/src/index.js";
 import { uuidv7 } from "./ids.js";
 import { eventTask, eventType, toTransition } from "./records.js";
-import { historyColumns, historySql, type HistoryRow } from "./sql/history.js";
+import { historySql, type HistoryRow } from "./sql/history.js";
 import { outboxSql } from "./sql/outbox.js";
 import type { TaskRow } from "./sql/tasks.js";
-import { EVENT_SOURCE } from "./writer.js";
+import { EVENT_SOURCE, historyColumns } from "./writer.js";
 
 /** Records the SUBMITTED transition (history and event) of tasks just inserted, three statements for all. */
 export async function commitNew(client: pg.PoolClient, now: Date, rows: readonly TaskRow[]): Promise<void> {

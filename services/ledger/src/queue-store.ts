@@ -58,7 +58,7 @@ export class QueueStore {
     return rows.sort((a, b) => Number(a.k) - Number(b.k));
   }
 
-  /** How many tasks are pending (due or waiting for a retry), from the dispatch index. */
+  /** How many tasks are pending (due, waiting for a retry or leased), from the dispatch and lease indexes. */
   async pendingCount(signal?: AbortSignal): Promise<number> {
     return (await query<{ n: number }>(this.pool, taskSql.pendingCount, [], signal)).rows[0]!.n;
   }

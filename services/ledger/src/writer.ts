@@ -3,7 +3,7 @@ import { TaskEvent, type TaskTransition } from "../../../gen/taskmesh/task/v1/ta
 import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import { uuidv7 } from "./ids.js";
 import { eventTask, eventType, leaseOf, toTask, toTransition } from "./records.js";
-import { historyColumns, historySql, type HistoryRow } from "./sql/history.js";
+import { historySql, type HistoryRow } from "./sql/history.js";
 import { outboxSql } from "./sql/outbox.js";
 import { taskSql, type StoredError, type TaskRow } from "./sql/tasks.js";
 import { failAttempt, withoutLease, type Change } from "./transitions.js";
@@ -22,9 +22,20 @@ export async function dbNow(client: pg.PoolClient): Promise<Date> {
   return (await client.query<{ now: Date }>(taskSql.now)).rows[0]!.now;
 }
 
+/** A jsonb parameter: the value as JSON, SQL NULL for null or undefined. */
+const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
+
+/** The parameters of {@link historySql.insertMany} for `rows`, one array per column. */
+export function historyColumns(rows: readonly HistoryRow[]): unknown[] {
+  return [
+    rows.map((h) => h.task_id), rows.map((h) => h.sequence), rows.map((h) => h.kind), rows.map((h) => h.from_state), rows.map((h) => h.to_state),
+    rows.map((h) => h.attempt), rows.map((h) => h.worker_id), rows.map((h) => h.lease_id), rows.map((h) => h.at), rows.map((h) => h.reason),
+    rows.map((h) => json(h.error)), rows.map((h) => h.trace_id), rows.map((h) => h.next_attempt_at), rows.map((h) => h.actor),
+  ];
+}
+
 /** Writes every mutable column of a task (no transition). */
 export async function saveTask(client: pg.PoolClient, r: TaskRow): Promise<TaskRow> {
-  const json = (v: unknown) => (v === null ? null : JSON.stringify(v));
   const { rows } = await client.query<TaskRow>(taskSql.save, [
     r.id, r.state, json(r.output), json(r.error), r.attempts, r.worker_id, r.updated_at, r.started_at, r.finished_at, r.next_attempt_at,
     r.lease_id, r.lease_worker_id, r.lease_acquired_at, r.lease_expires_at, json(r.progress), r.sequence,
@@ -57,8 +68,6 @@ export interface PlannedTransition {
   readonly next: TaskRow;
   readonly change: Change;
 }
-
-const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
 
 /** A task after a chain of committed transitions, and each transition in order. */
 export interface CommittedChain {

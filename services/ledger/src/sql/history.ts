@@ -22,16 +22,6 @@ export interface HistoryRow {
   actor: string;
 }
 
-/** The parameters of {@link historySql.insertMany} for `rows`, one array per column. */
-export function historyColumns(rows: readonly HistoryRow[]): unknown[] {
-  const json = (v: unknown): string | null => (v === null || v === undefined ? null : JSON.stringify(v));
-  return [
-    rows.map((h) => h.task_id), rows.map((h) => h.sequence), rows.map((h) => h.kind), rows.map((h) => h.from_state), rows.map((h) => h.to_state),
-    rows.map((h) => h.attempt), rows.map((h) => h.worker_id), rows.map((h) => h.lease_id), rows.map((h) => h.at), rows.map((h) => h.reason),
-    rows.map((h) => json(h.error)), rows.map((h) => h.trace_id), rows.map((h) => h.next_attempt_at), rows.map((h) => h.actor),
-  ];
-}
-
 /** Statements on the append-only history. */
 export const historySql = {
   insert: {
@@ -39,8 +29,7 @@ export const historySql = {
     text: `INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *`,
   },
-  /** {@link historySql.insert} for many transitions at once: one array per column, in `insert`'s order. */
-  /** Many history rows at once, one array per column ({@link historyColumns}); the caller holds the rows it wrote. */
+  /** {@link historySql.insert} for many transitions at once: one array per column (`historyColumns` in writer.ts), no RETURNING (the caller holds the rows it wrote). */
   insertMany: {
     name: "ledger-history-insert-many",
     text: `INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
