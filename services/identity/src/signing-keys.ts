@@ -11,6 +11,9 @@ import { signingKeySql, type SignerRow, type SigningKeyRow } from "./sql/signing
 
 const generateRsa = promisify(generateKeyPair);
 
+/** How long a rotation waits for the signing-key lock before it answers RES_CONCURRENT_ROTATION. */
+const ROTATION_LOCK_WAIT_MS = 2000;
+
 /** The signing algorithm and key size of every signing key. */
 export const SIGNING = { alg: "RS256", modulusLength: 2048 } as const;
 
@@ -85,13 +88,18 @@ export class SigningKeys {
   /**
    * Creates a new signing key, published at once and signing after
    * `activationDelayMs` (0: now); a pending key that never signed is dropped.
-   * ABORTED (RES_CONCURRENT_ROTATION) while another rotation commits.
+   * Waits up to ROTATION_LOCK_WAIT_MS for the lock (a sweep holds it for
+   * milliseconds); ABORTED (RES_CONCURRENT_ROTATION) when it is still held.
    */
   async rotate(activationDelayMs: number, actor: string, origin: RequestOrigin | undefined, signal?: AbortSignal): Promise<{ newKey: SigningKeyRow; keys: SigningKeyRow[] }> {
     const key = await this.#generate();
     return withTransaction(this.#pool, async (client) => {
-      const { rows: lock } = await client.query<{ locked: boolean }>(signingKeySql.tryLock);
-      if (!lock[0]!.locked) {
+      // A sweep holds the lock for milliseconds: wait it out rather than fail the operator's call.
+      await client.query(signingKeySql.lockWaitLimit, [String(ROTATION_LOCK_WAIT_MS)]);
+      try {
+        await client.query(signingKeySql.lock);
+      } catch (e) {
+        if ((e as { code?: string }).code !== "55P03") throw e;
         throw new MeshError({ code: Code.ABORTED, reason: "RES_CONCURRENT_ROTATION", message: "another signing key rotation is committing; retry", retryAfterMs: 1000 });
       }
       await this.#activateDue(client, actor, origin);

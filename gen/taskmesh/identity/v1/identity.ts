@@ -3357,7 +3357,7 @@ export const IdentityServiceService = {
    * signed has expired. Admin only.
    * Errors: INVALID_ARGUMENT (VAL_INVALID_DURATION); ABORTED
    * (RES_CONCURRENT_ROTATION, with RetryInfo) when another rotation is
-   * committing; PERMISSION_DENIED (AUTH_MISSING_SCOPE); UNAUTHENTICATED
+   * still committing after 2 s; PERMISSION_DENIED (AUTH_MISSING_SCOPE); UNAUTHENTICATED
    * (AUTH_MISSING_TOKEN, AUTH_INVALID_TOKEN).
    */
   rotateSigningKey: {
@@ -3459,7 +3459,7 @@ export interface IdentityServiceServer extends UntypedServiceImplementation {
    * signed has expired. Admin only.
    * Errors: INVALID_ARGUMENT (VAL_INVALID_DURATION); ABORTED
    * (RES_CONCURRENT_ROTATION, with RetryInfo) when another rotation is
-   * committing; PERMISSION_DENIED (AUTH_MISSING_SCOPE); UNAUTHENTICATED
+   * still committing after 2 s; PERMISSION_DENIED (AUTH_MISSING_SCOPE); UNAUTHENTICATED
    * (AUTH_MISSING_TOKEN, AUTH_INVALID_TOKEN).
    */
   rotateSigningKey: handleUnaryCall<RotateSigningKeyRequest, RotateSigningKeyResponse>;
@@ -3627,7 +3627,7 @@ export interface IdentityServiceClient extends Client {
    * signed has expired. Admin only.
    * Errors: INVALID_ARGUMENT (VAL_INVALID_DURATION); ABORTED
    * (RES_CONCURRENT_ROTATION, with RetryInfo) when another rotation is
-   * committing; PERMISSION_DENIED (AUTH_MISSING_SCOPE); UNAUTHENTICATED
+   * still committing after 2 s; PERMISSION_DENIED (AUTH_MISSING_SCOPE); UNAUTHENTICATED
    * (AUTH_MISSING_TOKEN, AUTH_INVALID_TOKEN).
    */
   rotateSigningKey(

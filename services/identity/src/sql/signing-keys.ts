@@ -27,6 +27,8 @@ const LOCK = "hashtext('taskmesh:identity'), hashtext('signing-keys')";
 export const signingKeySql = {
   lock: `SELECT pg_advisory_xact_lock(${LOCK})`,
   tryLock: `SELECT pg_try_advisory_xact_lock(${LOCK}) AS locked`,
+  /** Waits at most $1 ms for the lock in this transaction (Postgres answers 55P03 lock_not_available after that). */
+  lockWaitLimit: `SELECT set_config('lock_timeout', $1 || 'ms', true)`,
   insert: {
     name: "identity-signing-key-insert",
     text: `INSERT INTO identity.signing_keys (kid, state, public_jwk, private_key, activates_at)
