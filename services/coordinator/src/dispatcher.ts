@@ -134,6 +134,15 @@ export class Dispatcher {
     if (runMs !== undefined) c.meanMs = c.meanMs === undefined ? runMs : EWMA_ALPHA * runMs + (1 - EWMA_ALPHA) * c.meanMs;
   }
 
+  /**
+   * Frees the slot a task held on a worker's stream here (`session`, or the
+   * stream of the worker with that id) and wakes for its capability.
+   */
+  forget(session: WorkerSession | string | undefined, taskId: string): void {
+    const held = (typeof session === "string" ? this.sessions.get(session) : session)?.release(taskId);
+    if (held) this.wake(held.capability);
+  }
+
   /** Tells whoever holds a worker's stream (this replica or another) to stop a task. */
   tellToStop(workerId: string, cancel: TaskCancellation): void {
     const session = this.sessions.get(workerId);
@@ -150,7 +159,7 @@ export class Dispatcher {
       if (r.transition) this.bus.publishTask(r.transition.taskId, { kind: "transition", transition: r.transition });
       const lease = r.endedLease;
       if (lease) {
-        this.sessions.get(lease.workerId)?.held.delete(lease.taskId);
+        this.sessions.get(lease.workerId)?.release(lease.taskId);
         this.tellToStop(lease.workerId, { taskId: lease.taskId, attempt: lease.attempt, reason, message: reason === "BIZ_ATTEMPT_TIMED_OUT" ? "the attempt ran past its timeout" : "the lease expired" });
       }
       if (r.task) {
@@ -206,7 +215,7 @@ export class Dispatcher {
       const stats = this.stats.get(s.workerId);
       const c = stats?.byCapability.get(capability);
       out.push({
-        workerId: s.workerId, inFlight: s.held.size, maxConcurrency: s.info.maxConcurrency, free: s.free(capability),
+        workerId: s.workerId, inFlight: s.heldCount, maxConcurrency: s.info.maxConcurrency, free: s.free(capability),
         weight: Math.min(100, Math.max(1, s.info.weight || 1)), latencyEwmaMs: stats?.latencyEwmaMs,
         successes: c?.successes ?? 0, failures: c?.failures ?? 0, meanDurationMs: c?.meanMs,
       });
@@ -222,7 +231,7 @@ export class Dispatcher {
       this.handBack(task.id, lease.leaseId, "the worker left before its assignment was sent");
       return;
     }
-    session.held.set(task.id, { taskId: task.id, leaseId: lease.leaseId, attempt: lease.attempt, capability: task.capability, assignedAt: Date.now(), traceparent: task.traceparent });
+    session.hold({ taskId: task.id, leaseId: lease.leaseId, attempt: lease.attempt, capability: task.capability, assignedAt: Date.now(), traceparent: task.traceparent });
     const timeoutMs = durationMs(task.timeout) ?? 0;
     // A short span in the task's trace: which worker got which attempt.
     taskSpan("dispatch", task.traceparent, {
@@ -239,7 +248,7 @@ export class Dispatcher {
         },
       },
     }).catch(() => {
-      session.held.delete(task.id);
+      session.release(task.id);
       this.handBack(task.id, lease.leaseId, "the assignment could not be sent");
     });
   }

@@ -83,7 +83,7 @@ await runService({
       }))
       // Workers keep their tasks running and reconnect at once to another replica.
       .onDrain("worker streams", () => Promise.all([...dispatcher.sessions.values()].map((s) => {
-        s.draining = true;
+        s.drain();
         return s.send({ payload: { $case: "goAway", value: { reason: "coordinator shutting down", gracePeriod: { seconds: 0n, nanos: 500_000_000 }, reconnect: true } } }).catch(() => undefined);
       })))
       .onClose("ledger client", () => ledgerService.close())

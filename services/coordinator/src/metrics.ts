@@ -14,8 +14,8 @@ export function registerCoordinatorMetrics(dispatcher: Dispatcher, registry: Reg
     let busy = 0;
     let free = 0;
     for (const s of dispatcher.sessions.values()) {
-      busy += s.held.size;
-      if (!s.draining) free += Math.max(0, s.info.maxConcurrency - s.held.size);
+      busy += s.heldCount;
+      if (!s.draining) free += Math.max(0, s.info.maxConcurrency - s.heldCount);
     }
     return { busy, free };
   };

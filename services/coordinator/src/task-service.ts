@@ -180,9 +180,8 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
       const { task, transition, endedLease } = await ledger.cancelTask({ taskId: id, reason: request.reason, actor, expectedSequence: request.expectedSequence }, { parent: ctx });
       if (transition) bus.publishTask(id, { kind: "transition", transition });
       if (endedLease) {
-        dispatcher.sessions.get(endedLease.workerId)?.held.delete(id);
+        dispatcher.forget(endedLease.workerId, id);
         dispatcher.tellToStop(endedLease.workerId, { taskId: id, attempt: endedLease.attempt, reason: "BIZ_TASK_CANCELLED", message: request.reason });
-        if (task) dispatcher.wake(task.capability);
       }
       return { task };
     },

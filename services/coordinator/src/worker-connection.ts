@@ -2,8 +2,8 @@ import type { ConnectRequest, ConnectResponse } from "../../../gen/taskmesh/coor
 import { WorkerState, type Heartbeat, type InFlightTask } from "../../../gen/taskmesh/worker/v1/worker.js";
 import { Code, MeshError, toDuration, uuidv7, type CallContext, type Send } from "../../kit/src/index.js";
 import { GONE_REASONS, WorkerMessages, failed, type Payload } from "./worker-messages.js";
+import type { WorkerServiceDeps } from "./worker-deps.js";
 import { checkRegistration } from "./worker-registration.js";
-import type { WorkerServiceDeps } from "./worker-service.js";
 import { WorkerSession } from "./worker-session.js";
 
 /**
@@ -54,9 +54,8 @@ export class Connection {
     const unsubscribe = bus.onWorker(info.workerId, (order) => {
       if (order.kind === "replaced" && order.sessionId !== sessionId) session.end(replaced(order.sessionId));
       else if (order.kind === "cancel") {
-        session.held.delete(order.cancel.taskId);
+        dispatcher.forget(session, order.cancel.taskId);
         session.send({ payload: { $case: "cancel", value: order.cancel } }).catch(() => undefined);
-        dispatcher.wake();
       }
     });
     const watchdog = setInterval(() => {
@@ -83,13 +82,13 @@ export class Connection {
     } finally {
       clearInterval(watchdog);
       unsubscribe();
-      session.draining = true;
+      session.drain();
       dispatcher.remove(session);
-      this.ctx.log.info({ workerId: info.workerId, sessionId, outcome, held: session.held.size }, "worker disconnected");
+      this.ctx.log.info({ workerId: info.workerId, sessionId, outcome, held: session.heldCount }, "worker disconnected");
       // Its leases run out on their own: a worker that reconnects in time keeps its tasks.
       await ledger.markWorkerGone({ workerId: info.workerId, sessionId, reason: outcome, expireLeases: false })
         .catch((error: unknown) => this.ctx.log.debug({ err: error }, "mark worker gone: skipped"));
-      if (session.held.size > 0) dispatcher.wake();
+      if (session.heldCount > 0) dispatcher.wake();
     }
   }
 
@@ -106,7 +105,7 @@ export class Connection {
     const tasks = await Promise.all(renewed.map((l) => this.deps.ledger.getTask({ id: l.taskId, view: 1 }).then((r) => r.task).catch(() => undefined)));
     renewed.forEach((l, i) => {
       const capability = tasks[i]?.capability;
-      if (capability) session.held.set(l.taskId, { taskId: l.taskId, leaseId: l.leaseId, attempt: l.attempt, capability, assignedAt: Date.now() });
+      if (capability) session.hold({ taskId: l.taskId, leaseId: l.leaseId, attempt: l.attempt, capability, assignedAt: Date.now() });
     });
     await session.send({ payload: { $case: "leasesExtended", value: { extended: renewed, lost } } });
   }

@@ -4,7 +4,7 @@ import type { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
 import { WorkerState, type Heartbeat, type ProgressReport, type TaskResult } from "../../../gen/taskmesh/worker/v1/worker.js";
 import { Code, MeshError, durationMs } from "../../kit/src/index.js";
 import { taskSpan } from "./dispatcher.js";
-import type { WorkerServiceDeps } from "./worker-service.js";
+import type { WorkerServiceDeps } from "./worker-deps.js";
 import type { WorkerSession } from "./worker-session.js";
 
 /** Refusals of a worker-side message that mean "drop it": the task is no longer the worker's. */
@@ -42,8 +42,7 @@ export class WorkerMessages {
         return;
       case "rejected": {
         const r = payload.value;
-        const held = session.held.get(r.taskId);
-        session.held.delete(r.taskId);
+        const held = session.release(r.taskId);
         await ledger.releaseTask({ taskId: r.taskId, leaseId: r.leaseId, reason: `rejected: ${r.reason}`.slice(0, 256), expectedSequence: undefined });
         if (held) dispatcher.wake(held.capability);
         return;
@@ -58,17 +57,13 @@ export class WorkerMessages {
         return this.progress(payload.value);
       case "result":
         return this.result(payload.value);
-      case "cancelAcknowledged": {
-        const held = session.held.get(payload.value.taskId);
-        session.held.delete(payload.value.taskId);
-        if (held) dispatcher.wake(held.capability);
+      case "cancelAcknowledged":
+        dispatcher.forget(session, payload.value.taskId);
         return;
-      }
       case "drainNotice": {
-        session.draining = true;
+        session.drain();
         await Promise.all(payload.value.released.map(async (t) => {
-          const held = session.held.get(t.taskId);
-          session.held.delete(t.taskId);
+          const held = session.release(t.taskId);
           const { transition } = await ledger.releaseTask({ taskId: t.taskId, leaseId: t.leaseId, reason: "worker draining", expectedSequence: undefined })
             .catch((error: unknown) => (this.failedMessage("drainNotice", t.taskId, error), { transition: undefined }));
           if (transition) bus.publishTask(t.taskId, { kind: "transition", transition });
@@ -76,7 +71,7 @@ export class WorkerMessages {
         }));
         await ledger.upsertWorker({
           worker: session.info, sessionId: session.sessionId, coordinatorId: this.deps.coordinatorId, state: WorkerState.WORKER_STATE_DRAINING,
-          newSession: false, inFlight: session.held.size, load: 1,
+          newSession: false, inFlight: session.heldCount, load: 1,
         });
         return;
       }
@@ -94,7 +89,7 @@ export class WorkerMessages {
     });
     if (h.inFlight.length === 0) return;
     const { renewed, lost } = await ledger.renewLeases({ workerId: session.workerId, leaseIds: h.inFlight.map((t) => t.leaseId), leaseDuration: this.deps.dispatcher.leaseDuration });
-    for (const l of lost) session.held.delete(l.taskId);
+    for (const l of lost) session.release(l.taskId);
     await session.send({ payload: { $case: "leasesExtended", value: { extended: renewed, lost } } });
   }
 
@@ -108,7 +103,7 @@ export class WorkerMessages {
 
   private async result(r: TaskResult): Promise<void> {
     // Recorded in the task's trace, so its result's ledger call is there too.
-    const held = this.session.held.get(r.taskId);
+    const held = this.session.heldTask(r.taskId);
     const span = taskSpan("record result", held?.traceparent, {
       "taskmesh.task_id": r.taskId, "taskmesh.attempt": r.attempt, "taskmesh.outcome": r.outcome?.$case ?? "none", "taskmesh.worker_id": this.session.workerId,
     });
@@ -125,13 +120,10 @@ export class WorkerMessages {
   private async recordResult(r: TaskResult): Promise<void> {
     const { session } = this;
     const { ledger, dispatcher, bus } = this.deps;
-    const held = session.held.get(r.taskId);
+    const held = session.heldTask(r.taskId);
     const answer = (accepted: boolean, state: TaskState, reason = ""): Promise<void> =>
       session.send({ payload: { $case: "resultRecorded", value: { taskId: r.taskId, attempt: r.attempt, accepted, reason, state } } });
-    const forget = (): void => {
-      session.held.delete(r.taskId);
-      if (held) dispatcher.wake(held.capability);
-    };
+    const forget = (): void => dispatcher.forget(session, r.taskId);
     try {
       const runMs = durationMs(r.elapsed);
       if (r.outcome?.$case === "succeeded") {

@@ -16,13 +16,15 @@ export interface HeldTask {
 
 /**
  * One worker's Connect stream on this replica: who it is, the tasks it holds
- * (its used slots), and how to talk to it. Sends are serialized and honor
- * the stream's backpressure.
+ * (its used slots, changed only through {@link hold} and {@link release}),
+ * and how to talk to it. Sends are serialized and honor the stream's
+ * backpressure.
  */
 export class WorkerSession {
-  readonly held = new Map<string, HeldTask>();
-  /** No new assignments: the worker drains, or the stream is ending. */
-  draining = false;
+  private readonly held = new Map<string, HeldTask>();
+  /** How many of the held tasks are of each capability. */
+  private readonly heldOf = new Map<string, number>();
+  private isDraining = false;
   private sending: Promise<void> = Promise.resolve();
   private readonly capacity: ReadonlyMap<string, number>;
 
@@ -44,6 +46,42 @@ export class WorkerSession {
     return this.capacity.keys();
   }
 
+  /** No new assignments: the worker drains, or the stream is ending. */
+  get draining(): boolean {
+    return this.isDraining;
+  }
+
+  /** Takes no new assignments from now on (the tasks it holds stay held). */
+  drain(): void {
+    this.isDraining = true;
+  }
+
+  /** How many tasks it holds (its used slots). */
+  get heldCount(): number {
+    return this.held.size;
+  }
+
+  /** The task it holds under `taskId`, if any. */
+  heldTask(taskId: string): HeldTask | undefined {
+    return this.held.get(taskId);
+  }
+
+  /** Records a task it now holds (an assignment, or one it kept across a reconnect). */
+  hold(task: HeldTask): void {
+    this.release(task.taskId);
+    this.held.set(task.taskId, task);
+    this.heldOf.set(task.capability, (this.heldOf.get(task.capability) ?? 0) + 1);
+  }
+
+  /** Frees the slot of `taskId`; answers the task it held, if any. */
+  release(taskId: string): HeldTask | undefined {
+    const task = this.held.get(taskId);
+    if (!task) return undefined;
+    this.held.delete(taskId);
+    this.heldOf.set(task.capability, this.heldOf.get(task.capability)! - 1);
+    return task;
+  }
+
   serves(capability: string): boolean {
     return this.capacity.has(capability);
   }
@@ -51,10 +89,8 @@ export class WorkerSession {
   /** Free slots for a capability: the smaller of its own and the worker's total. */
   free(capability: string): number {
     const own = this.capacity.get(capability);
-    if (own === undefined || this.draining) return 0;
-    let ofCapability = 0;
-    for (const t of this.held.values()) if (t.capability === capability) ofCapability++;
-    return Math.max(0, Math.min(own - ofCapability, this.info.maxConcurrency - this.held.size));
+    if (own === undefined || this.isDraining) return 0;
+    return Math.max(0, Math.min(own - (this.heldOf.get(capability) ?? 0), this.info.maxConcurrency - this.held.size));
   }
 
   /** Sends one message after the ones before it; rejects when the stream is gone. */

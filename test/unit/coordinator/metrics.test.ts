@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import type { Dispatcher, LedgerClient } from "../../../services/coordinator/src/dispatcher.js";
 import { countDispatches, registerCoordinatorMetrics } from "../../../services/coordinator/src/metrics.js";
 import type { StrategyName } from "../../../services/coordinator/src/strategies.js";
+import { WorkerSession } from "../../../services/coordinator/src/worker-session.js";
+import type { WorkerInfo } from "../../../gen/taskmesh/worker/v1/worker.js";
 
 async function value(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
   const family = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
@@ -11,9 +13,12 @@ async function value(registry: Registry, name: string, labels: Record<string, st
 }
 
 /** A worker stream as the dispatcher holds it: its slots and the tasks it holds. */
-const session = (maxConcurrency: number, held: number, draining = false) => ({
-  info: { maxConcurrency }, draining, held: new Map(Array.from({ length: held }, (_, i) => [`t${i}`, {}])),
-});
+const session = (maxConcurrency: number, held: number, draining = false): WorkerSession => {
+  const s = new WorkerSession({ workerId: "w", maxConcurrency, capabilities: [{ name: "echo", maxConcurrency: 0 }] } as unknown as WorkerInfo, "s", async () => undefined, () => undefined);
+  for (let i = 0; i < held; i++) s.hold({ taskId: `t${i}`, leaseId: `l${i}`, attempt: 1, capability: "echo", assignedAt: 0 });
+  if (draining) s.drain();
+  return s;
+};
 
 describe("coordinator metrics", () => {
   it("reports connected workers, busy and free slots, utilization and the strategy in use", async () => {
