@@ -1,9 +1,8 @@
-import { randomBytes } from "node:crypto";
 import { trace } from "@opentelemetry/api";
 import type { SubmitTaskRequest, SubmitTaskResponse, TaskServiceService, WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState, TaskView, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
 import {
-  Code, MeshError, exhausted, invalidArgument, requireScope, toDuration, toRpcStatus, uuidv7, type CallContext, type Send, type ServiceHandlers,
+  Code, MeshError, exhausted, invalidArgument, randomIdBytes, requireScope, toDuration, toRpcStatus, uuidv7, type CallContext, type Send, type ServiceHandlers,
 } from "../../kit/src/index.js";
 import type { Bus, TaskNews } from "./bus.js";
 import type { KnownCapabilities } from "./capabilities.js";
@@ -67,8 +66,8 @@ function traceOfCall(): { traceId: string; traceparent: string } {
   if (context && trace.isSpanContextValid(context)) {
     return { traceId: context.traceId, traceparent: `00-${context.traceId}-${context.spanId}-0${context.traceFlags & 1}` };
   }
-  const traceId = randomBytes(16).toString("hex");
-  return { traceId, traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-00` };
+  const traceId = randomIdBytes(16).toString("hex");
+  return { traceId, traceparent: `00-${traceId}-${randomIdBytes(8).toString("hex")}-00` };
 }
 
 /** TaskService: submit, read, list, cancel and watch tasks, recorded in the ledger and dispatched to workers. */

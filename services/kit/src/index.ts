@@ -13,7 +13,7 @@ export {
 } from "./handlers.js";
 export { deadlineExceeded } from "./call-context.js";
 export { Violations } from "./violations.js";
-export { isUuid, isUuidV7, uuidv7 } from "./ids.js";
+export { isUuid, isUuidV7, randomIdBytes, uuidv7 } from "./ids.js";
 export { durationMs, toDuration } from "./durations.js";
 export { PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 export { migrate, type Migration } from "./pg/migrate.js";
