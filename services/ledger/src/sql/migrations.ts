@@ -251,4 +251,14 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE ledger.outbox DROP COLUMN published_at;
     `,
   },
+  {
+    id: "0008_lease_ids_unique_where_leased",
+    sql: `
+      -- A B-tree holds NULLs too: the UNIQUE constraint on lease_id took an
+      -- entry for every version of every task, leased or not (each insert,
+      -- each write that ends a lease). Only leased rows need one.
+      CREATE UNIQUE INDEX tasks_lease_id ON ledger.tasks (lease_id) WHERE lease_id IS NOT NULL;
+      ALTER TABLE ledger.tasks DROP CONSTRAINT tasks_lease_id_key;
+    `,
+  },
 ];

@@ -147,10 +147,11 @@ export const taskSql = {
            WHERE t.id = r.id
            RETURNING ${COLUMNS}, r.k`,
   },
+  /** `lease_id IS NOT NULL` spelled out: the lease index is partial, and a generic plan cannot prove it from `= ANY($2)`. */
   renew: {
     name: "ledger-task-renew",
     text: `UPDATE ledger.tasks t SET lease_expires_at = now() + make_interval(secs => $3::double precision / 1000), updated_at = now()
-           WHERE lease_id = ANY($2::uuid[]) AND lease_worker_id = $1 AND state IN ('PENDING', 'RUNNING')
+           WHERE lease_id IS NOT NULL AND lease_id = ANY($2::uuid[]) AND lease_worker_id = $1 AND state IN ('PENDING', 'RUNNING')
            RETURNING ${COLUMNS}`,
   },
   /** Tasks whose lease expired, oldest expiry first. */
