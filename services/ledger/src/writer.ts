@@ -3,6 +3,7 @@ import { TaskEvent, type TaskTransition } from "../../../gen/taskmesh/task/v1/ta
 import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import { uuidv7 } from "./ids.js";
 import { eventTask, eventType, leaseOf, toTask, toTransition } from "./records.js";
+import { batchSql } from "./sql/batches.js";
 import { historySql, type HistoryRow } from "./sql/history.js";
 import { outboxSql } from "./sql/outbox.js";
 import { taskSql, type StoredError, type TaskRow } from "./sql/tasks.js";
@@ -31,6 +32,14 @@ export function historyColumns(rows: readonly HistoryRow[]): unknown[] {
     rows.map((h) => h.task_id), rows.map((h) => h.sequence), rows.map((h) => h.kind), rows.map((h) => h.from_state), rows.map((h) => h.to_state),
     rows.map((h) => h.attempt), rows.map((h) => h.worker_id), rows.map((h) => h.lease_id), rows.map((h) => h.at), rows.map((h) => h.reason),
     rows.map((h) => json(h.error)), rows.map((h) => h.trace_id), rows.map((h) => h.next_attempt_at), rows.map((h) => h.actor),
+  ];
+}
+
+/** The parameters of {@link outboxSql.insertMany} for `events` (with each one's traceparent), one array per column. */
+export function eventColumns(events: readonly TaskEvent[], traceparents: readonly string[], now: Date): unknown[] {
+  return [
+    events.map((e) => e.id), events.map((e) => e.subject), events.map((e) => e.sequence.toString()), events.map((e) => e.type),
+    events.map((e) => Buffer.from(TaskEvent.encode(e).finish())), traceparents, events.map(() => now),
   ];
 }
 
@@ -82,7 +91,7 @@ export interface CommittedChain {
  * length), with a history row and an outbox event per step. A claimed task
  * whose result arrives before its start is STARTED and SUCCEEDED in one row
  * write (migration 0006 lets the state machine take both steps at once).
- * Three statements for the whole batch; answers in the order given.
+ * One statement for the whole batch; answers in the order given.
  */
 export async function commitChains(client: pg.PoolClient, now: Date, chains: ReadonlyArray<readonly PlannedTransition[]>): Promise<CommittedChain[]> {
   if (chains.length === 0) return [];
@@ -93,29 +102,26 @@ export async function commitChains(client: pg.PoolClient, now: Date, chains: Rea
   });
   const rows = steps.map((chain) => chain.at(-1)!.row);
   const col = <K extends keyof TaskRow>(k: K) => rows.map((r) => r[k]);
-  const saved = await client.query(taskSql.saveMany, [
-    col("id"), col("state"), rows.map((r) => json(r.output)), rows.map((r) => json(r.error)), col("attempts"), col("worker_id"), col("updated_at"),
-    col("started_at"), col("finished_at"), col("next_attempt_at"), col("lease_id"), col("lease_worker_id"), col("lease_acquired_at"),
-    col("lease_expires_at"), rows.map((r) => json(r.progress)), col("sequence"),
-  ]);
-  // Every mutable column was written from `rows`: they are the rows as stored (no RETURNING to parse back).
-  if (saved.rowCount !== rows.length) throw new Error(`a batch update wrote ${saved.rowCount} of ${rows.length} task rows`);
   const flat = steps.flat();
   const histories: HistoryRow[] = flat.map((s) => ({
     task_id: s.row.id, sequence: s.row.sequence, kind: s.change.kind, from_state: s.before.state, to_state: s.row.state, attempt: s.change.attempt,
     worker_id: s.change.workerId, lease_id: s.change.leaseId, at: now, reason: s.change.reason ?? "", error: s.change.error ?? null,
     trace_id: s.row.trace_id, next_attempt_at: s.change.nextAttemptAt ?? null, actor: s.change.actor,
   }));
-  await client.query(historySql.insertMany, historyColumns(histories));
   const transitions = histories.map(toTransition);
   const events = flat.map((s, i) => ({
     id: uuidv7(), type: eventType(s.change.kind), source: EVENT_SOURCE, subject: s.row.id, time: now, sequence: BigInt(s.row.sequence),
     task: eventTask(s.row, s.change.kind), change: { $case: "transition" as const, value: transitions[i]! }, traceId: s.row.trace_id,
   }));
-  await client.query(outboxSql.insertMany, [
-    events.map((e) => e.id), events.map((e) => e.subject), events.map((e) => e.sequence.toString()), events.map((e) => e.type),
-    events.map((e) => Buffer.from(TaskEvent.encode(e).finish())), flat.map((s) => s.row.traceparent), events.map(() => now),
+  const { rows: written } = await client.query<{ saved: number }>(batchSql.tasksHistoryAndEvents, [
+    col("id"), col("state"), rows.map((r) => json(r.output)), rows.map((r) => json(r.error)), col("attempts"), col("worker_id"), col("updated_at"),
+    col("started_at"), col("finished_at"), col("next_attempt_at"), col("lease_id"), col("lease_worker_id"), col("lease_acquired_at"),
+    col("lease_expires_at"), rows.map((r) => json(r.progress)), col("sequence"),
+    ...historyColumns(histories),
+    ...eventColumns(events, flat.map((s) => s.row.traceparent), now),
   ]);
+  // Every mutable column was written from `rows`: they are the rows as stored (no RETURNING to parse back).
+  if (written[0]!.saved !== rows.length) throw new Error(`a batch update wrote ${written[0]!.saved} of ${rows.length} task rows`);
   let next = 0;
   return steps.map((chain) => {
     const own = transitions.slice(next, (next += chain.length));
