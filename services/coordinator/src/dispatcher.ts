@@ -159,7 +159,7 @@ export class Dispatcher {
       if (r.transition) this.bus.publishTask(r.transition.taskId, { kind: "transition", transition: r.transition });
       const lease = r.endedLease;
       if (lease) {
-        this.sessions.get(lease.workerId)?.release(lease.taskId);
+        this.forget(lease.workerId, lease.taskId);
         this.tellToStop(lease.workerId, { taskId: lease.taskId, attempt: lease.attempt, reason, message: reason === "BIZ_ATTEMPT_TIMED_OUT" ? "the attempt ran past its timeout" : "the lease expired" });
       }
       if (r.task) {

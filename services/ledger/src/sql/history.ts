@@ -29,9 +29,11 @@ export const historySql = {
     text: `INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING *`,
   },
-  /** {@link historySql.insert} for many transitions at once: one array per column (`historyColumns` in writer.ts), no RETURNING (the caller holds the rows it wrote). */
+  /**
+   * {@link historySql.insert} for many transitions at once: one array per column (`historyColumns` in writer.ts), no RETURNING
+   * (the caller holds the rows it wrote). Run only as a part of `batchSql` (sql/batches.ts), so not prepared under a name of its own.
+   */
   insertMany: {
-    name: "ledger-history-insert-many",
     text: `INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
            SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[],
                                 $10::text[], $11::jsonb[], $12::text[], $13::timestamptz[], $14::text[])`,

@@ -83,9 +83,11 @@ export const taskSql = {
              progress = $15, sequence = $16
            WHERE id = $1 RETURNING ${COLUMNS}`,
   },
-  /** {@link taskSql.save} for many rows at once: one array per column, in `save`'s order; the caller holds the rows it wrote. */
+  /**
+   * {@link taskSql.save} for many rows at once: one array per column, in `save`'s order; the caller holds the rows it wrote.
+   * Run only as a part of `batchSql` (sql/batches.ts), so not prepared under a name of its own.
+   */
   saveMany: {
-    name: "ledger-task-save-many",
     text: `UPDATE ledger.tasks t SET state = v.state, output = v.output, error = v.error, attempts = v.attempts, worker_id = v.worker_id,
              updated_at = v.updated_at, started_at = v.started_at, finished_at = v.finished_at, next_attempt_at = v.next_attempt_at,
              lease_id = v.lease_id, lease_worker_id = v.lease_worker_id, lease_acquired_at = v.lease_acquired_at, lease_expires_at = v.lease_expires_at,
