@@ -1,7 +1,8 @@
+import { generateKeyPairSync } from "node:crypto";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SigningKeyState } from "../../../gen/taskmesh/identity/v1/identity.js";
-import { openPrivateKey } from "../../../services/identity/src/index.js";
+import { openPrivateKey, sealPrivateKey } from "../../../services/identity/src/index.js";
 import { Code } from "../../../services/kit/src/index.js";
 import { failure, seconds, startIdentity, waitFor, type IdentityHarness } from "./support.js";
 
@@ -91,6 +92,37 @@ describe("identity: signing keys", () => {
     const { rows } = await h.sql.query<{ n: string }>("SELECT count(*) AS n FROM identity.signing_keys WHERE state = 'active'");
     expect(rows[0]!.n).toBe("1");
     await verify((await h.client.issueToken({ apiKey: secret, scopes: [] })).accessToken);
+  });
+
+  it("a rotation that waited for another replica's rotation makes its own key the one signer, the other's retiring", async () => {
+    // Replica A takes the lock and rotates while this replica's rotation waits for it.
+    const holder = await h.sql.connect();
+    let waiting: Promise<Awaited<ReturnType<typeof h.client.rotateSigningKey>>> | undefined;
+    const other = `replica-a-${Date.now()}`;
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_advisory_xact_lock(hashtext('taskmesh:identity'), hashtext('signing-keys'))");
+      waiting = h.client.rotateSigningKey({ activationDelay: seconds(0) }, { timeoutMs: 20_000 });
+      await waitFor("the rotation to wait for the lock", async () =>
+        (await h.sql.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rowCount === 1, 5000);
+      const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+      const jwk = publicKey.export({ format: "jwk" });
+      const sealed = sealPrivateKey(h.config.kek, other, privateKey.export({ format: "der", type: "pkcs8" }));
+      await holder.query("UPDATE identity.signing_keys SET state = 'retiring', retired_at = clock_timestamp(), removed_at = clock_timestamp() + interval '3 s' WHERE state = 'active'");
+      await holder.query("INSERT INTO identity.signing_keys (kid, state, public_jwk, private_key, created_at, activates_at) VALUES ($1, 'active', $2, $3, clock_timestamp(), clock_timestamp())",
+        [other, JSON.stringify({ kty: "RSA", n: jwk.n, e: jwk.e }), sealed]);
+      await holder.query("COMMIT");
+    } finally {
+      holder.release();
+    }
+    const rotated = await waiting!;
+    expect(rotated.newKey!.state).toBe(SigningKeyState.SIGNING_KEY_STATE_ACTIVE);
+    expect(rotated.keys.find((k) => k.kid === other)?.state).toBe(SigningKeyState.SIGNING_KEY_STATE_RETIRING);
+    const { rows } = await h.sql.query<{ kid: string }>("SELECT kid FROM identity.signing_keys WHERE state = 'active'");
+    expect(rows.map((r) => r.kid)).toEqual([rotated.newKey!.kid]);
+    const token = (await h.client.issueToken({ apiKey: secret, scopes: [] })).accessToken;
+    expect(decodeProtectedHeader(token).kid).toBe(rotated.newKey!.kid);
+    await verify(token);
   });
 });
 
