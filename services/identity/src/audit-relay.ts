@@ -1,5 +1,4 @@
-import type { Message } from "kafkajs";
-import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState } from "../../kit/src/pg/leader-relay.js";
+import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState, type RelayMessage } from "../../kit/src/pg/leader-relay.js";
 import { AUDIT_SOURCE, AUDIT_TOPIC, auditJson, auditType } from "./audit.js";
 import { relaySql, type AuditRow } from "./sql/audit.js";
 
@@ -17,7 +16,7 @@ export interface AuditRelayOptions extends LeaderRelaySettings {
 }
 
 /** The Kafka message of one audit row: key = subject, value = AuditEvent proto3 JSON, CloudEvents binary-mode headers. */
-export function toAuditMessage(row: AuditRow): Message {
+export function toAuditMessage(row: AuditRow): RelayMessage {
   const headers: Record<string, string> = {
     ce_specversion: "1.0",
     ce_id: row.id,

@@ -1,6 +1,5 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, propagation, trace } from "@opentelemetry/api";
-import type { Message } from "kafkajs";
-import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState, type RelayedMessage } from "../../kit/src/pg/leader-relay.js";
+import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState, type RelayedMessage, type RelayMessage } from "../../kit/src/pg/leader-relay.js";
 import { traceContextOf } from "../../kit/src/trace-context.js";
 import { RELAY_CHANNEL, relaySql, type OutboxRow } from "./sql/relay.js";
 import { EVENT_SOURCE } from "./writer.js";
@@ -69,7 +68,7 @@ function publishSpans(row: OutboxRow, topic: string): RelayedMessage {
 }
 
 /** The Kafka message of one outbox row: key = task id, value = TaskEvent bytes, CloudEvents binary-mode headers. */
-export function toMessage(row: OutboxRow): Message {
+export function toMessage(row: OutboxRow): RelayMessage {
   const headers: Record<string, string> = {
     ce_specversion: "1.0",
     ce_id: row.event_id,

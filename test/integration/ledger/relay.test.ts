@@ -199,7 +199,7 @@ describe("ledger: outbox relay to Kafka", () => {
 
   it("backs off on Kafka and Postgres errors and loses nothing: a missing topic, then a killed connection", async () => {
     const topic = `${prefix}.late`;
-    const r = relay(topic, "relay-late", { kafkaRetry: { retries: 1, initialRetryTime: 50, maxRetryTime: 200 } });
+    const r = relay(topic, "relay-late", { kafkaRetry: { retries: 1, delayMs: 50 } });
     r.start();
     const first = await workload(5);
     await new Promise((resolve) => setTimeout(resolve, 1000));

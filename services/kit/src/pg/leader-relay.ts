@@ -1,6 +1,6 @@
 import { context } from "@opentelemetry/api";
 import { suppressTracing } from "@opentelemetry/core";
-import { Kafka, Partitioners, logLevel, type LogEntry, type Message, type Producer, type RetryOptions } from "kafkajs";
+import { Producer, compatibilityPartitioner, stringSerializer } from "@platformatic/kafka";
 import pg from "pg";
 import type { Logger } from "../log.js";
 
@@ -22,13 +22,32 @@ export interface LeaderRelaySettings {
   readonly lockRetryMs?: number;
   /** Back-off after a Postgres or Kafka error: from `initialMs` doubling up to `maxMs`. @default { initialMs: 200, maxMs: 5000 } */
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
-  /** kafkajs client retries (its defaults when unset); a send that still fails is retried by the relay after its back-off. */
-  readonly kafkaRetry?: RetryOptions;
+  /**
+   * The Kafka client's own retries of a failed request (3, 1000 ms apart,
+   * when unset); a send that still fails is retried by the relay after its
+   * back-off.
+   */
+  readonly kafkaRetry?: { readonly retries: number; readonly delayMs: number };
+}
+
+/** A Kafka message as a relay sends it: key (the partitioning key), value, headers. */
+export interface RelayMessage {
+  readonly key?: string;
+  readonly value: Buffer | string;
+  headers?: Record<string, string>;
+}
+
+/** The relay's producer: string keys and headers, values as given (bytes, or a string as UTF-8). */
+type RelayProducer = Producer<string, Buffer | string, string, string>;
+
+/** A value's bytes: a Buffer as it is, a string as UTF-8. */
+function valueBytes(value?: Buffer | string): Buffer | undefined {
+  return value === undefined || Buffer.isBuffer(value) ? value : Buffer.from(value, "utf8");
 }
 
 /** One row on its way to Kafka: the message to send, and what to call once the batch is marked published or has failed. */
 export interface RelayedMessage {
-  readonly message: Message;
+  readonly message: RelayMessage;
   end(error?: unknown): void;
 }
 
@@ -49,7 +68,7 @@ export interface LeaderRelayOptions<Row> extends LeaderRelaySettings {
   /** Marks rows published (only once Kafka acknowledged them), on the relay's connection. */
   readonly markPublished: (client: pg.ClientBase, rows: readonly Row[]) => Promise<void>;
   /** The Kafka message of one row. */
-  readonly toMessage: (row: Row) => Message;
+  readonly toMessage: (row: Row) => RelayMessage;
   /**
    * Traces one row's publish: returns its message (carrying the relay's own
    * producer span) and ends the spans. When set, the send runs with tracing
@@ -92,9 +111,8 @@ function leaderRelayConfig<Row>(options: LeaderRelayOptions<Row>): LeaderRelayCo
 export class LeaderRelay<Row> {
   #state: LeaderRelayState = "idle";
   readonly #config: LeaderRelayConfig<Row>;
-  readonly #kafka: Kafka;
   readonly #log: Logger;
-  #producer: Producer | undefined;
+  #producer: RelayProducer | undefined;
   #client: pg.Client | undefined;
   #leader = false;
   #loop: Promise<void> | undefined;
@@ -104,18 +122,6 @@ export class LeaderRelay<Row> {
   constructor(options: LeaderRelayOptions<Row>) {
     this.#config = leaderRelayConfig(options);
     this.#log = options.logger.child({ component: `${options.label}-relay`, topic: options.topic });
-    const log = this.#log;
-    this.#kafka = new Kafka({
-      clientId: options.name,
-      brokers: [...options.brokers],
-      logLevel: logLevel.WARN,
-      ...(options.kafkaRetry ? { retry: options.kafkaRetry } : {}),
-      logCreator: () => ({ level, log: entry }: LogEntry) => {
-        const { message, ...rest } = entry;
-        if (level <= logLevel.ERROR) log.warn({ kafka: rest }, `kafka: ${message}`);
-        else log.debug({ kafka: rest }, `kafka: ${message}`);
-      },
-    });
   }
 
   get state(): LeaderRelayState {
@@ -210,14 +216,19 @@ export class LeaderRelay<Row> {
       this.#log.info(`${label} relay is active (holds the lock)`);
     }
     if (!this.#producer) {
-      const producer = this.#kafka.producer({
+      const { kafkaRetry } = this.#config;
+      // Idempotent, acks from every in-sync replica, one send in flight (the loop awaits each); a task's events keep their
+      // partition: Java's (and kafkajs') partitioner, murmur2 of the key. The producer connects on its first send.
+      this.#producer = new Producer({
+        clientId: this.#config.name,
+        bootstrapBrokers: [...this.#config.brokers],
         idempotent: true,
-        maxInFlightRequests: 1,
-        allowAutoTopicCreation: false,
-        createPartitioner: Partitioners.DefaultPartitioner,
+        acks: -1,
+        autocreateTopics: false,
+        partitioner: compatibilityPartitioner,
+        serializers: { key: stringSerializer, value: valueBytes, headerKey: stringSerializer, headerValue: stringSerializer },
+        ...(kafkaRetry ? { retries: kafkaRetry.retries, retryDelay: kafkaRetry.delayMs } : {}),
       });
-      this.#producer = producer;
-      await producer.connect();
     }
     return true;
   }
@@ -232,7 +243,7 @@ export class LeaderRelay<Row> {
     const traced = trace ? rows.map((row) => trace(row, topic)) : undefined;
     try {
       const messages = traced ? traced.map((t) => t.message) : rows.map(toMessage);
-      const send = () => producer.send({ topic, acks: -1, messages });
+      const send = () => producer.send({ messages: messages.map((m) => ({ topic, ...m })) });
       // With a trace hook, the relay's own producer spans stand for the send (per row, in each row's trace); the Kafka client's would be one root per batch.
       await (traced ? context.with(suppressTracing(context.active()), send) : send());
       await this.#config.afterSend?.(rows);
@@ -259,7 +270,7 @@ export class LeaderRelay<Row> {
       if (graceful && wasLeader) await client.query(this.#config.lock.unlock).catch(() => undefined);
       await client.end().catch(() => undefined);
     }
-    if (producer) await producer.disconnect().catch((error: unknown) => this.#log.warn({ err: error }, `${this.#config.label} relay producer disconnect failed`));
+    if (producer) await producer.close(true).catch((error: unknown) => this.#log.warn({ err: error }, `${this.#config.label} relay producer disconnect failed`));
     if (wasLeader) this.#log.info(`${this.#config.label} relay released the lock`);
   }
 
