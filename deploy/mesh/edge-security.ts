@@ -11,18 +11,15 @@
  *   `x-jwt-sub` (for rate-limit descriptors). The JWKS is fetched from the
  *   edge itself (`GET /.well-known/jwks.json`, transcoded to identity's
  *   GetJwks), cached, and refreshed before it expires.
- * - Its 401 replies carry `google.rpc.Status` details for gRPC callers
- *   (AUTH_MISSING_TOKEN without an `authorization` header, else
- *   AUTH_INVALID_TOKEN), like every other error of the mesh.
+ * - Its refusals are answered as the mesh's errors (UNAUTHENTICATED with
+ *   AUTH_MISSING_TOKEN or AUTH_INVALID_TOKEN) by the edge's local replies
+ *   (edge-errors.ts).
  * - The `ratelimit` filter asks the ratelimit service about descriptors
  *   `[subject]` and `[subject, method]` for authenticated calls, and
  *   `[remote_address, method]` for token issue and refresh.
  */
 
-import { Status } from "../../gen/google/rpc/status.js";
-import { Code, MeshError } from "../../services/kit/src/errors.js";
 import { CLAIMS_HEADER } from "../../services/kit/src/auth.js";
-import { toRpcStatus } from "../../services/kit/src/error-wire.js";
 import { staticCluster } from "./clusters.js";
 import type { Cluster, HttpFilter, RateLimit } from "./envoy-types.js";
 
@@ -142,35 +139,3 @@ export const SUBJECT_RATE_LIMITS: readonly RateLimit[] = [
 export const ADDRESS_RATE_LIMITS: readonly RateLimit[] = [
   { actions: [{ remote_address: {} }, { request_headers: { header_name: ":path", descriptor_key: "method" } }] },
 ];
-
-function statusDetails(reason: "AUTH_MISSING_TOKEN" | "AUTH_INVALID_TOKEN", message: string): string {
-  const status = toRpcStatus(new MeshError({ code: Code.UNAUTHENTICATED, reason, message }));
-  return Buffer.from(Status.encode(status).finish()).toString("base64");
-}
-
-/**
- * The edge's local replies for refused tokens (401, or 403 for a token of
- * another audience, both from `jwt_authn`; only it answers 403 at the edge):
- * always 401 (UNAUTHENTICATED), and gRPC callers also get
- * `grpc-status-details-bin` with the design's ErrorInfo.
- */
-export function authLocalReplies(): { readonly mappers: readonly object[] } {
-  const status = (code: number) => ({ status_code_filter: { comparison: { op: "EQ", value: { default_value: code, runtime_key: `edge.local_reply.${code}` } } } });
-  const mapper = (code: number, reason: "AUTH_MISSING_TOKEN" | "AUTH_INVALID_TOKEN" | undefined, message: string, extra: object[]) => ({
-    filter: { and_filter: { filters: [status(code), ...extra] } },
-    // jwt_authn answers 403 for a token of another audience or issuer: it is not a valid token here either.
-    ...(code === 403 ? { status_code: 401 } : {}),
-    ...(reason ? { headers_to_add: [{ header: { key: "grpc-status-details-bin", value: statusDetails(reason, message) }, append_action: "OVERWRITE_IF_EXISTS_OR_ADD" }] } : {}),
-  });
-  const invalid = "the access token is invalid, expired, or not for this audience";
-  const noAuthorization = { header_filter: { header: { name: "authorization", present_match: false } } };
-  const isGrpc = { header_filter: { header: { name: "content-type", string_match: { prefix: "application/grpc" } } } };
-  return {
-    mappers: [
-      mapper(401, "AUTH_MISSING_TOKEN", "an access token is required (authorization: Bearer <token>)", [noAuthorization, isGrpc]),
-      mapper(401, "AUTH_INVALID_TOKEN", invalid, [isGrpc]),
-      mapper(403, "AUTH_INVALID_TOKEN", invalid, [isGrpc]),
-      mapper(403, undefined, invalid, [{ not_health_check_filter: {} }]),
-    ],
-  };
-}

@@ -1,8 +1,9 @@
 import type { Bootstrap, Cluster, HttpFilter, Route, TypedConfig } from "./envoy-types.js";
 import {
-  ADDRESS_RATE_LIMITS, SUBJECT_RATE_LIMITS, TOKEN_PATHS, authLocalReplies, jwksCluster, jwtFilter, rateLimitFilter, stripClaimsFilter,
+  ADDRESS_RATE_LIMITS, SUBJECT_RATE_LIMITS, TOKEN_PATHS, jwksCluster, jwtFilter, rateLimitFilter, stripClaimsFilter,
   type EdgeAuthOptions, type EdgeRateLimitOptions,
 } from "./edge-security.js";
+import { edgeLocalReplies } from "./edge-errors.js";
 import { meshCluster, connectionManager, type MeshContext } from "./sidecar.js";
 import { otlpCluster, runtime } from "./observability.js";
 import { routeAction, serviceRoutes } from "./routes.js";
@@ -66,7 +67,8 @@ function transcodedServices(t: Topology): string[] {
  * The edge Envoy: h2c gRPC, gRPC-Web and HTTP/JSON (transcoded from the
  * descriptor set) on one loopback port, CORS for browsers, routes to every
  * exposed service over mTLS with the `edge` identity, JWT authentication
- * and global rate limits (see edge-security.ts).
+ * and global rate limits (see edge-security.ts), and its own errors in the
+ * mesh's shape, as JSON `google.rpc.Status` for HTTP callers (edge-errors.ts).
  */
 export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
   const t = ctx.topology;
@@ -118,7 +120,7 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
               codec: "AUTO",
               routes: edgeRoutes(t, rateLimit !== false),
               filters,
-              extra: { use_remote_address: true, ...(auth ? { local_reply_config: authLocalReplies() } : {}) },
+              extra: { use_remote_address: true, local_reply_config: edgeLocalReplies() },
               virtualHost: { typed_per_filter_config: { "envoy.filters.http.cors": cors }, ...(rateLimit ? { rate_limits: SUBJECT_RATE_LIMITS } : {}) },
             }),
           }],
