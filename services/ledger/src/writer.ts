@@ -35,21 +35,11 @@ export function historyColumns(rows: readonly HistoryRow[]): unknown[] {
   ];
 }
 
-/**
- * The parameters of {@link outboxSql.insertMany} for `events` (with each one's traceparent): one array per column, the
- * payloads encoded into one buffer with each one's start and size, the time once.
- */
+/** The parameters of {@link outboxSql.insertMany} for `events` (with each one's traceparent), one array per column. */
 export function eventColumns(events: readonly TaskEvent[], traceparents: readonly string[], now: Date): unknown[] {
-  const payloads = events.map((e) => TaskEvent.encode(e).finish());
-  const starts: number[] = [];
-  let start = 1;
-  for (const p of payloads) {
-    starts.push(start);
-    start += p.length;
-  }
   return [
     events.map((e) => e.id), events.map((e) => e.subject), events.map((e) => e.sequence.toString()), events.map((e) => e.type),
-    Buffer.concat(payloads), traceparents, now, starts, payloads.map((p) => p.length),
+    events.map((e) => Buffer.from(TaskEvent.encode(e).finish())), traceparents, events.map(() => now),
   ];
 }
 

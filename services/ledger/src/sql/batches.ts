@@ -15,7 +15,7 @@ function shifted(text: string, by: number): string {
  * parameters are those of the parts, in order.
  */
 export const batchSql = {
-  /** {@link historySql.insertMany} ($1–$14) and {@link outboxSql.insertMany} ($15–$23). */
+  /** {@link historySql.insertMany} ($1–$14) and {@link outboxSql.insertMany} ($15–$21). */
   historyAndEvents: {
     name: "ledger-batch-history-and-events",
     text: `WITH history AS (${historySql.insertMany.text})
@@ -23,7 +23,7 @@ export const batchSql = {
   },
   /**
    * {@link taskSql.saveMany} ($1–$16), {@link historySql.insertMany}
-   * ($17–$30) and {@link outboxSql.insertMany} ($31–$39); answers how many
+   * ($17–$30) and {@link outboxSql.insertMany} ($31–$37); answers how many
    * task rows it wrote.
    */
   tasksHistoryAndEvents: {
