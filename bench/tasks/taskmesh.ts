@@ -186,6 +186,7 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
       const total = Math.round(rate * durationSec);
       const intervalMs = 1000 / rate;
       const started = new Map<string, number>();
+      const answered = new Map<string, number>();
       const failures: unknown[] = [];
       const pending: Promise<void>[] = [];
       const t0 = performance.now();
@@ -194,7 +195,10 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
         const now = performance.now();
         while (submitted < total && t0 + submitted * intervalMs <= now) {
           const at = Date.now();
-          pending.push(submit().then((id) => void started.set(id, at), (error: unknown) => void failures.push(error)));
+          pending.push(submit().then((id) => {
+            started.set(id, at);
+            answered.set(id, Date.now());
+          }, (error: unknown) => void failures.push(error)));
           submitted++;
         }
         if (submitted < total) await sleep(Math.max(0, t0 + submitted * intervalMs - performance.now()));
@@ -202,8 +206,9 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
       await Promise.all(pending);
       if (failures.length > 0) throw new Error(`taskmesh steady ${rate}/s: ${failures.length} of ${total} submits failed, the first: ${String(failures[0])}`);
       const ids = [...started.keys()];
-      const finished = async (): Promise<Array<{ id: string; at: number }>> => (await sql.query<{ id: string; at: string }>(
-        "SELECT id, (extract(epoch FROM finished_at) * 1000)::float8 AS at FROM ledger.tasks WHERE id = ANY($1::uuid[]) AND state = 'SUCCEEDED'", [ids])).rows.map((r) => ({ id: r.id, at: Number(r.at) }));
+      const finished = async (): Promise<Array<{ id: string; at: number; created: number }>> => (await sql.query<{ id: string; at: number; created: number }>(
+        `SELECT id, (extract(epoch FROM finished_at) * 1000)::float8 AS at, (extract(epoch FROM created_at) * 1000)::float8 AS created
+         FROM ledger.tasks WHERE id = ANY($1::uuid[]) AND state = 'SUCCEEDED'`, [ids])).rows;
       let rows = await finished();
       await within((async () => {
         while (rows.length < ids.length) {
@@ -211,6 +216,17 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
           rows = await finished();
         }
       })(), 60_000, `taskmesh steady ${rate}/s`);
+      // Where the time went: the submit call until its batch's transaction began (created_at), until the call was
+      // answered (the commit), and from the commit's start to SUCCEEDED (claim, run, completion batch).
+      const stage = (label: string, ms: (r: (typeof rows)[number]) => number): string => {
+        const { p50Ms, p99Ms } = summarize(rows.map(ms));
+        return `${label} p50 ${p50Ms} / p99 ${p99Ms} ms`;
+      };
+      process.stderr.write(`bench:tasks: ${name}: steady ${rate}/s stages: ${[
+        stage("call → submit transaction", (r) => r.created - started.get(r.id)!),
+        stage("call → answered", (r) => answered.get(r.id)! - started.get(r.id)!),
+        stage("submit transaction → SUCCEEDED", (r) => r.at - r.created),
+      ].join("; ")}\n`);
       return { rate, submitted, ...summarize(rows.map((r) => r.at - started.get(r.id)!)) };
     },
 
