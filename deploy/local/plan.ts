@@ -1,5 +1,6 @@
 import { join } from "node:path";
-import { loadTopology, writeMesh, type MeshInstance } from "../mesh/index.js";
+import { loadTopology, writeMesh, type AccessLogOptions, type MeshInstance } from "../mesh/index.js";
+import { parseDuration } from "../../services/kit/src/env.js";
 import { edgeReflection, type Topology } from "../mesh/topology.js";
 import { ensureMeshCerts } from "./certs.js";
 import { checkHealth } from "./health.js";
@@ -27,6 +28,20 @@ export function tracePercent(env: NodeJS.ProcessEnv = process.env): number {
   const n = Number(raw.replace(/%$/, ""));
   if (!Number.isFinite(n) || n < 0 || n > 100) throw new Error(`TASKMESH_TRACE_SAMPLING: expected a percentage from 0 to 100, got ${JSON.stringify(raw)}`);
   return n;
+}
+
+/**
+ * Which requests every Envoy logs: TASKMESH_ACCESS_LOG, `failed-or-slow`
+ * (the default) or `all`; TASKMESH_ACCESS_LOG_SLOW, what counts as slow, a
+ * duration such as `250ms` or `1s` (default 250ms).
+ */
+export function accessLogOptions(env: NodeJS.ProcessEnv = process.env): AccessLogOptions {
+  const mode = env.TASKMESH_ACCESS_LOG?.trim() || "failed-or-slow";
+  if (mode !== "all" && mode !== "failed-or-slow") throw new Error(`TASKMESH_ACCESS_LOG: expected all or failed-or-slow, got ${JSON.stringify(mode)}`);
+  const raw = env.TASKMESH_ACCESS_LOG_SLOW?.trim();
+  const slowMs = raw ? parseDuration(raw) : undefined;
+  if (raw && slowMs === undefined) throw new Error(`TASKMESH_ACCESS_LOG_SLOW: expected a duration like 250ms or 1s, got ${JSON.stringify(raw)}`);
+  return { all: mode === "all", ...(slowMs !== undefined ? { slowMs } : {}) };
 }
 
 /** The fixed addresses of the design ("Topology and ports"), each overridable by its variable. */
@@ -181,7 +196,7 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
   await ensureMeshCerts(options.stateDir);
   const topology = loadTopology();
   const mesh = writeMesh({
-    topology, stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc,
+    topology, stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc, accessLog: accessLogOptions(),
     edge: { port: ports.edge, adminPort: ports.edgeAdmin, descriptorSetPath: join(ROOT, "gen/descriptor.binpb"), traceSamplingPercent: sampling },
   });
   const identities = (instances.get("identity") ?? []).map((i) => i.name);

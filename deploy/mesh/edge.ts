@@ -117,6 +117,7 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
               statPrefix: "edge",
               serviceName: EDGE,
               samplingPercent: options.traceSamplingPercent ?? 100,
+              accessLog: ctx.accessLog,
               codec: "AUTO",
               routes: edgeRoutes(t, rateLimit !== false),
               filters,

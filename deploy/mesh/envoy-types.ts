@@ -96,11 +96,30 @@ export interface OpenTelemetryConfig extends TypedConfig {
 
 export interface AccessLog {
   readonly name: "envoy.access_loggers.stdout";
+  /** Which requests are logged; without one, every request. */
+  readonly filter?: AccessLogFilter;
   readonly typed_config: TypedConfig & {
     readonly "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
     readonly log_format: { readonly json_format: Readonly<Record<string, string>> };
   };
 }
+
+/** A comparison whose value can be changed live through the runtime key. */
+export interface AccessLogComparison {
+  readonly op: "EQ" | "GE" | "LE";
+  readonly value: { readonly default_value: number; readonly runtime_key: string };
+}
+
+/** `envoy.config.accesslog.v3.AccessLogFilter`: exactly one field set. */
+export type AccessLogFilter =
+  | { readonly or_filter: { readonly filters: readonly AccessLogFilter[] } }
+  | { readonly and_filter: { readonly filters: readonly AccessLogFilter[] } }
+  | { readonly status_code_filter: { readonly comparison: AccessLogComparison } }
+  | { readonly duration_filter: { readonly comparison: AccessLogComparison } }
+  /** No flags listed: any response flag (UH, UF, URX, DC, …). */
+  | { readonly response_flag_filter: { readonly flags?: readonly string[] } }
+  | { readonly grpc_status_filter: { readonly statuses: readonly string[]; readonly exclude?: boolean } }
+  | { readonly header_filter: { readonly header: { readonly name: string; readonly string_match: StringMatcher } } };
 
 // --- Routes -----------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 export { edgeConfig, edgeRoutes, type EdgeOptions } from "./edge.js";
 export type { Bootstrap } from "./envoy-types.js";
+export { ACCESS_LOG_SLOW_MS, type AccessLogOptions } from "./observability.js";
 export { HEALTH_PREFIX, LOCAL_APP_CLUSTER, inboundRbac, meshCluster, outboundRoutes, sidecarConfig, type MeshContext, type MeshInstance } from "./sidecar.js";
 export { CA_SECRET, CERT_SECRET, certPaths } from "./tls.js";
 export {

@@ -1,4 +1,4 @@
-import type { AccessLog, Bootstrap, Cluster, Tracing } from "./envoy-types.js";
+import type { AccessLog, AccessLogFilter, Bootstrap, Cluster, Tracing } from "./envoy-types.js";
 import { staticCluster } from "./clusters.js";
 
 /** The cluster every Envoy's tracer exports spans to. */
@@ -62,10 +62,73 @@ export function otlpCluster(port: number): Cluster {
   return staticCluster({ name: OTLP_CLUSTER, endpoints: [port], lbPolicy: "ROUND_ROBIN" });
 }
 
-/** One JSON line per request on stdout, with the trace id so a log line leads to its trace. */
-export function accessLog(listener: string): AccessLog[] {
+/** Which requests every Envoy of the mesh writes an access-log line for. */
+export interface AccessLogOptions {
+  /** Log every request (TASKMESH_ACCESS_LOG=all under up), not only the failed and slow ones. @default false */
+  readonly all?: boolean;
+  /** A request that lasted at least this long is logged even when it succeeded, in ms (TASKMESH_ACCESS_LOG_SLOW under up). @default 250 */
+  readonly slowMs?: number;
+}
+
+/**
+ * The default slow threshold, in ms: above the mesh's tail under full load
+ * on the 2-core development machine (bench:mesh p99 up to ~90 ms at 50
+ * connections), so a slow line is an exception rather than the tail, and
+ * below what a person waiting notices.
+ */
+export const ACCESS_LOG_SLOW_MS = 250;
+
+/** Runtime keys of the filter's thresholds: `/runtime_modify?access_log.slow_ms=50` changes one live. */
+export const ACCESS_LOG_RUNTIME = { slowMs: "access_log.slow_ms", minStatus: "access_log.min_status" } as const;
+
+/** {@link AccessLogOptions} with defaults filled, frozen. */
+export function accessLogConfig(options: AccessLogOptions = {}): Readonly<Required<AccessLogOptions>> {
+  const slowMs = options.slowMs ?? ACCESS_LOG_SLOW_MS;
+  if (!Number.isInteger(slowMs) || slowMs < 0 || slowMs > 0xffff_ffff) throw new Error(`access log slowMs: expected whole milliseconds, got ${slowMs}`);
+  return Object.freeze({ all: options.all ?? false, slowMs });
+}
+
+/**
+ * The default filter: a request is logged when it failed or was slow.
+ * Failed: an HTTP status of 400 or more (what an HTTP caller sees, and
+ * what a gRPC caller sees from RBAC or a missing route), any response flag
+ * (no healthy upstream, reset, timeout, downstream disconnect…), or, for a
+ * gRPC request, a grpc-status other than OK. The gRPC test is limited to
+ * requests with a gRPC content type because Envoy infers a status from the
+ * HTTP code when there is no grpc-status, and a plain 200 becomes UNKNOWN.
+ * Slow: lasted `slowMs` or more (a stream ends past it, so each stream is
+ * logged once when it ends).
+ */
+export function accessLogFilter(slowMs: number): AccessLogFilter {
+  return {
+    or_filter: {
+      filters: [
+        { status_code_filter: { comparison: { op: "GE", value: { default_value: 400, runtime_key: ACCESS_LOG_RUNTIME.minStatus } } } },
+        { response_flag_filter: {} },
+        {
+          and_filter: {
+            filters: [
+              { header_filter: { header: { name: "content-type", string_match: { prefix: "application/grpc" } } } },
+              { grpc_status_filter: { statuses: ["OK"], exclude: true } },
+            ],
+          },
+        },
+        { duration_filter: { comparison: { op: "GE", value: { default_value: slowMs, runtime_key: ACCESS_LOG_RUNTIME.slowMs } } } },
+      ],
+    },
+  };
+}
+
+/**
+ * One JSON line on stdout per failed or slow request (see
+ * {@link accessLogFilter}), or per request with `all`, with the trace id so
+ * a log line leads to its trace.
+ */
+export function accessLog(listener: string, options: AccessLogOptions = {}): AccessLog[] {
+  const { all, slowMs } = accessLogConfig(options);
   return [{
     name: "envoy.access_loggers.stdout",
+    ...(all ? {} : { filter: accessLogFilter(slowMs) }),
     typed_config: {
       "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
       log_format: {

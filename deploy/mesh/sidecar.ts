@@ -1,6 +1,6 @@
 import type { Bootstrap, Cluster, HttpConnectionManager, HttpFilter, Listener, Rbac, RbacPolicy, Route, VirtualHost } from "./envoy-types.js";
 import { staticCluster, seconds, HTTP2_OPTIONS } from "./clusters.js";
-import { accessLog, otlpCluster, runtime, tracing } from "./observability.js";
+import { accessLog, otlpCluster, runtime, tracing, type AccessLogOptions } from "./observability.js";
 import { serviceRoutes } from "./routes.js";
 import { downstreamTls, upstreamTls } from "./tls.js";
 import { calleesOf, EDGE, healthServiceOf, identities, spiffeId, type Topology } from "./topology.js";
@@ -31,6 +31,8 @@ export interface MeshContext {
   readonly otlpGrpcPort: number;
   /** The address the inbound listeners bind. @default 0.0.0.0 */
   readonly inboundAddress?: string;
+  /** Which requests every Envoy logs. @default failed and slow ones (see accessLogFilter) */
+  readonly accessLog?: AccessLogOptions;
 }
 
 /**
@@ -73,7 +75,7 @@ export function inboundRbac(t: Topology, service: string): Rbac {
 
 const ROUTER: HttpFilter = { name: "envoy.filters.http.router", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } };
 
-/** An HTTP connection manager with the mesh's tracing and JSON access log. */
+/** An HTTP connection manager with the mesh's tracing and JSON access log (of failed and slow requests by default). */
 export function connectionManager(options: {
   statPrefix: string;
   serviceName: string;
@@ -84,6 +86,8 @@ export function connectionManager(options: {
   virtualHost?: Partial<VirtualHost>;
   /** Requests without a tracing decision that start a trace, in percent: the edge's sampling rate; 0 for sidecars. @default 0 */
   samplingPercent?: number;
+  /** Which requests it logs. @default failed and slow ones */
+  accessLog?: AccessLogOptions;
 }): HttpConnectionManager {
   return {
     "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -91,7 +95,7 @@ export function connectionManager(options: {
     codec_type: options.codec,
     http2_protocol_options: HTTP2_OPTIONS,
     tracing: tracing(options.serviceName, options.samplingPercent ?? 0),
-    access_log: accessLog(options.statPrefix),
+    access_log: accessLog(options.statPrefix, options.accessLog),
     ...options.extra,
     route_config: { name: options.statPrefix, virtual_hosts: [{ name: options.statPrefix, domains: ["*"], routes: options.routes, ...options.virtualHost }] },
     http_filters: [...options.filters, ROUTER],
@@ -125,6 +129,7 @@ export function sidecarConfig(ctx: MeshContext, instance: MeshInstance): Bootstr
           statPrefix: "inbound",
           serviceName,
           codec: "HTTP2",
+          accessLog: ctx.accessLog,
           // The app learns its caller's SPIFFE ID from x-forwarded-client-cert (set here, never taken from the peer).
           extra: { forward_client_cert_details: "SANITIZE_SET", set_current_client_cert_details: { uri: true }, internal_address_config: MESH_INTERNAL },
           routes: [{
@@ -146,6 +151,7 @@ export function sidecarConfig(ctx: MeshContext, instance: MeshInstance): Bootstr
         name: "envoy.filters.network.http_connection_manager",
         typed_config: connectionManager({
           statPrefix: "outbound", serviceName, codec: "HTTP2", routes: outboundRoutes(t, instance.service), filters: [],
+          accessLog: ctx.accessLog,
           // The app is the peer (no X-Forwarded-For), on loopback: internal, so its x-envoy-force-trace counts.
           extra: { use_remote_address: true, internal_address_config: MESH_INTERNAL },
         }),

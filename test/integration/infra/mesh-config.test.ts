@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,8 +16,9 @@ import { Code, MeshServer, createClient, createLogger, notFound, type ServiceHan
 import { ROOT } from "../../../deploy/local/provision/versions.js";
 import { identities, instanceNames, loadTopology, spiffeId, type Topology } from "../../../deploy/mesh/topology.js";
 import type { MeshInstance } from "../../../deploy/mesh/sidecar.js";
-import { writeMesh, type WrittenEnvoy } from "../../../deploy/mesh/write.js";
-import { TRACE_EXPORT_BATCH, TRACE_EXPORT_INTERVAL_MS } from "../../../deploy/mesh/observability.js";
+import { toYaml, writeMesh, type WrittenEnvoy } from "../../../deploy/mesh/write.js";
+import { sidecarConfig } from "../../../deploy/mesh/sidecar.js";
+import { ACCESS_LOG_SLOW_MS, TRACE_EXPORT_BATCH, TRACE_EXPORT_INTERVAL_MS } from "../../../deploy/mesh/observability.js";
 
 // The whole generated mesh (coordinator=2, ledger=1, config=1, worker=2, and
 // the edge) must pass `envoy --mode validate`, with certificates laid out as
@@ -126,7 +128,9 @@ describe("a live sidecar pair and the edge", () => {
     return new MeshServer({ name: "coordinator", logger: createLogger({ level: "silent" }), shutdownGraceMs: 500 }).addService(TaskServiceService, {
       ...handlers,
       getTask: async ({ id }, ctx) => {
-        if (id !== "t1") throw notFound("RES_TASK_NOT_FOUND", `no task ${id}`);
+        // "slow": answers like t1, after longer than the access log's slow threshold.
+        if (id === "slow") await new Promise((r) => setTimeout(r, ACCESS_LOG_SLOW_MS + 100));
+        else if (id !== "t1") throw notFound("RES_TASK_NOT_FOUND", `no task ${id}`);
         const header = (name: string): string => String(ctx.metadata.get(name)[0] ?? "");
         // The sidecar tells the app who called (SANITIZE_SET: never taken from the caller).
         return GetTaskResponse.fromPartial({ task: { id, capability: "echo", workerId: header("x-forwarded-client-cert"), output: { instance, traceparent: header("traceparent") } } });
@@ -165,15 +169,22 @@ describe("a live sidecar pair and the edge", () => {
       instances.push({ name, service: "coordinator", appPort, inboundPort: await free(), outboundPort: await free(), adminPort: await free() });
     }
     instances.push({ name: "worker-0", service: "worker", appPort: await free(), inboundPort: await free(), outboundPort: await free(), adminPort: await free() });
+    const otlpGrpcPort = await free();
     mesh = writeMesh({
-      topology, stateDir: live, instances, otlpGrpcPort: await free(), inboundAddress: "127.0.0.1",
+      topology, stateDir: live, instances, otlpGrpcPort, inboundAddress: "127.0.0.1",
       // Routing, balancing and mTLS only: tokens and rate limits are tested with the real identity and ratelimit services (test/e2e/identity.test.ts).
       edge: { port: await free(), adminPort: await free(), descriptorSetPath: join(ROOT, "gen/descriptor.binpb"), auth: false, rateLimit: false },
     });
+    // One more worker sidecar, generated as under TASKMESH_ACCESS_LOG=all: it logs every request; the others keep the default.
+    const everything: MeshInstance = { name: "worker-1", service: "worker", appPort: await free(), inboundPort: await free(), outboundPort: await free(), adminPort: await free() };
+    const config = sidecarConfig({ topology, stateDir: live, instances, otlpGrpcPort, inboundAddress: "127.0.0.1", accessLog: { all: true } }, everything);
+    const configPath = join(live, "envoy", "worker-1.yaml");
+    writeFileSync(configPath, toYaml(config));
+    mesh.push({ name: "worker-1", kind: "sidecar", service: "worker", config, configPath, ports: { outbound: everything.outboundPort, admin: everything.adminPort } });
     const logDir = join(live, "logs");
     envoys = await Promise.all(mesh.map((m) => runProcess(envoySpec({ name: m.name, configPath: m.configPath, adminPort: m.ports.admin!, logDir, kind: m.kind }), { logDir })));
     // Wait until the worker's and the edge's Envoys see both coordinators healthy (gRPC health checks over mTLS).
-    for (const admin of [port("worker-0", "admin"), port("edge", "admin")]) {
+    for (const admin of [port("worker-0", "admin"), port("worker-1", "admin"), port("edge", "admin")]) {
       await untilClusters(admin, (c) => c.includes(`${hostFlags("coordinator-0")}healthy`) && c.includes(`${hostFlags("coordinator-1")}healthy`), "coordinators healthy");
     }
   }, 120_000);
@@ -230,7 +241,7 @@ describe("a live sidecar pair and the edge", () => {
     expect(missing.status).toBe(404);
   });
 
-  it("balances over both coordinators, starts a W3C trace and logs it as JSON with the trace id", async () => {
+  it("balances over both coordinators and starts a W3C trace", async () => {
     const client = createClient(TaskServiceService, `127.0.0.1:${port("worker-0", "outbound")}`);
     const seen = new Map<string, string>();
     try {
@@ -254,20 +265,114 @@ describe("a live sidecar pair and the edge", () => {
     const stats = await (await fetch(`http://127.0.0.1:${port("worker-0", "admin")}/stats?filter=${encodeURIComponent("^cluster\\.coordinator\\.(upstream_rq_retry|upstream_cx_connect_fail|upstream_cx_total|outlier_detection|health_check\\.(success|failure))")}`)).text();
     const why = clusters.split("\n").filter((l) => /::(rq_total|rq_error|cx_connect_fail|health_flags|cx_active)::/.test(l)).join("\n") + "\n" + stats;
     expect([...seen.keys()].sort(), why).toEqual(["coordinator-0", "coordinator-1"]);
-    const traceparent = seen.get("coordinator-0")!;
-    expect(traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
-    const traceId = traceparent.split("-")[1];
-    // The worker's sidecar logged that call (stdout, in the supervisor's log) with the same trace id.
-    const logFile = join(live, "logs", "worker-0.log");
+    expect(seen.get("coordinator-0")).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  });
+
+  /** A fresh W3C trace id, and the `traceparent` of a sampled call in that trace. */
+  function newTrace(): { traceId: string; traceparent: string } {
+    const traceId = randomBytes(16).toString("hex");
+    return { traceId, traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-01` };
+  }
+
+  /** The JSON access-log lines an Envoy has written so far (its stdout, in the supervisor's `<name>.log`). */
+  function accessLines(name: string): Record<string, string | number>[] {
+    return readFileSync(join(live, "logs", `${name}.log`), "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, string | number>);
+  }
+
+  /**
+   * Waits for the access-log line with `traceId` in one of the `names` Envoys' logs.
+   * Envoy writes its stdout buffer at intervals, and in order: once this line is there,
+   * every line logged before it is too.
+   */
+  async function lineOf(names: readonly string[], traceId: string): Promise<Record<string, string | number>> {
     for (let i = 0; ; i++) {
-      const lines = readFileSync(logFile, "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, string>);
-      const line = lines.find((l) => l.trace_id === traceId);
-      if (line) {
-        expect(line).toMatchObject({ listener: "outbound", path: "/taskmesh.coordinator.v1.TaskService/GetTask", upstream_cluster: "coordinator", grpc_status: "OK" });
-        break;
-      }
-      if (i > 150) throw new Error(`no access log line with trace id ${traceId} in ${logFile}`);
+      const line = names.flatMap(accessLines).find((l) => l.trace_id === traceId);
+      if (line) return line;
+      if (i > 200) throw new Error(`no access log line with trace id ${traceId} in ${names.join(", ")}`);
       await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  it("logs by default only failed and slow requests, each with its trace id, at every hop", async () => {
+    const ok = newTrace(), failed = newTrace(), slow = newTrace();
+    const client = createClient(TaskServiceService, `127.0.0.1:${port("worker-0", "outbound")}`, { timeoutMs: 3000 });
+    const traced = (traceparent: string): Metadata => {
+      const m = new Metadata();
+      m.set("traceparent", traceparent);
+      m.set("x-envoy-force-trace", "true");
+      return m;
+    };
+    try {
+      const { task } = await client.getTask(GetTaskRequest.fromPartial({ id: "t1" }), { metadata: traced(ok.traceparent) });
+      expect(String(task?.output?.traceparent)).toContain(ok.traceId);
+      await expect(client.getTask(GetTaskRequest.fromPartial({ id: "t2" }), { metadata: traced(failed.traceparent) })).rejects.toMatchObject({ code: Code.NOT_FOUND });
+      await client.getTask(GetTaskRequest.fromPartial({ id: "slow" }), { metadata: traced(slow.traceparent) });
+    } finally {
+      client.close();
+    }
+    // At the edge: HTTP/JSON that succeeds, that answers 404 from the app, and a path the edge does not expose.
+    const edge = `http://127.0.0.1:${port("edge", "http")}`;
+    const jsonOk = newTrace(), jsonMissing = newTrace(), unknownPath = newTrace();
+    expect((await fetch(`${edge}/v1/tasks/t1`, { headers: { traceparent: jsonOk.traceparent } })).status).toBe(200);
+    expect((await fetch(`${edge}/v1/tasks/t2`, { headers: { traceparent: jsonMissing.traceparent } })).status).toBe(404);
+    expect((await fetch(`${edge}/no/such/path`, { headers: { traceparent: unknownPath.traceparent } })).status).toBe(404);
+
+    const coordinators = ["coordinator-0", "coordinator-1"];
+    const [outbound, inbound, slowLine, edgeMissing, edgeUnknown] = await Promise.all([
+      lineOf(["worker-0"], failed.traceId), lineOf(coordinators, failed.traceId), lineOf(["worker-0"], slow.traceId),
+      lineOf(["edge"], jsonMissing.traceId), lineOf(["edge"], unknownPath.traceId),
+    ]);
+    expect(outbound).toMatchObject({ listener: "outbound", path: "/taskmesh.coordinator.v1.TaskService/GetTask", upstream_cluster: "coordinator", grpc_status: "NotFound" });
+    expect(inbound).toMatchObject({ listener: "inbound", upstream_cluster: "local_app", grpc_status: "NotFound", peer: "spiffe://taskmesh.local/worker" });
+    expect(slowLine).toMatchObject({ listener: "outbound", grpc_status: "OK" });
+    expect(Number(slowLine.duration_ms)).toBeGreaterThanOrEqual(ACCESS_LOG_SLOW_MS);
+    expect(edgeMissing).toMatchObject({ listener: "edge", status: 404 });
+    expect(edgeUnknown).toMatchObject({ listener: "edge", status: 404, path: "/no/such/path" });
+    // The successful calls, logged before those lines if at all, are not there; nor are the sidecars' health checks.
+    const sidecarLines = ["worker-0", ...coordinators].flatMap(accessLines);
+    expect(sidecarLines.filter((l) => l.trace_id === ok.traceId)).toEqual([]);
+    expect(sidecarLines.filter((l) => String(l.path).startsWith("/grpc.health.v1.Health/"))).toEqual([]);
+    expect(accessLines("edge").filter((l) => l.trace_id === jsonOk.traceId)).toEqual([]);
+  });
+
+  it("logs every request, the successful ones too, when generated with accessLog.all (TASKMESH_ACCESS_LOG=all)", async () => {
+    const ok = newTrace();
+    const client = createClient(TaskServiceService, `127.0.0.1:${port("worker-1", "outbound")}`, { timeoutMs: 3000 });
+    try {
+      const m = new Metadata();
+      m.set("traceparent", ok.traceparent);
+      m.set("x-envoy-force-trace", "true");
+      await client.getTask(GetTaskRequest.fromPartial({ id: "t1" }), { metadata: m });
+    } finally {
+      client.close();
+    }
+    expect(await lineOf(["worker-1"], ok.traceId)).toMatchObject({
+      listener: "outbound", path: "/taskmesh.coordinator.v1.TaskService/GetTask", upstream_cluster: "coordinator", status: 200, grpc_status: "OK",
+    });
+  });
+
+  it("logs every request of a running Envoy once its slow threshold is set to 0 at the admin port, and only failures again after", async () => {
+    const admin = `http://127.0.0.1:${port("worker-0", "admin")}`;
+    const client = createClient(TaskServiceService, `127.0.0.1:${port("worker-0", "outbound")}`, { timeoutMs: 3000 });
+    const call = async (id: string): Promise<string> => {
+      const t = newTrace();
+      const m = new Metadata();
+      m.set("traceparent", t.traceparent);
+      m.set("x-envoy-force-trace", "true");
+      await client.getTask(GetTaskRequest.fromPartial({ id }), { metadata: m }).catch(() => undefined);
+      return t.traceId;
+    };
+    try {
+      expect((await fetch(`${admin}/runtime_modify?access_log.slow_ms=0`, { method: "POST" })).status).toBe(200);
+      const logged = await call("t1");
+      expect((await fetch(`${admin}/runtime_modify?access_log.slow_ms=${ACCESS_LOG_SLOW_MS}`, { method: "POST" })).status).toBe(200);
+      const quiet = await call("t1");
+      const marker = await call("t2");
+      expect(await lineOf(["worker-0"], logged)).toMatchObject({ listener: "outbound", grpc_status: "OK" });
+      await lineOf(["worker-0"], marker);
+      expect(accessLines("worker-0").filter((l) => l.trace_id === quiet)).toEqual([]);
+    } finally {
+      client.close();
     }
   });
 
