@@ -23,6 +23,14 @@ export interface DispatchTiming {
   readonly sweepMs: number;
 }
 
+/** A free slot promised to a task about to be created (sync match, see {@link Dispatcher.reserve}). */
+export interface Reservation {
+  /** The worker to lease the new task to in its insert. */
+  readonly workerId: string;
+  /** Once the create answered: pushes the task's assignment when the create leased it to the worker, and frees the promise either way (undefined: no task). */
+  settle(task: Task | undefined): void;
+}
+
 /** What a worker's outcomes taught this replica about it. */
 interface WorkerStats {
   latencyEwmaMs: number | undefined;
@@ -47,6 +55,15 @@ export class Dispatcher {
   readonly sessions = new Map<string, WorkerSession>();
   private readonly stats = new Map<string, WorkerStats>();
   private readonly due = new Set<string>();
+  /**
+   * Capabilities whose tasks may be waiting in the ledger (one was created
+   * or handed back unleased, a pass saw no free slot or filled every slot it
+   * asked for), each with the mark's generation; a pass that finds fewer
+   * tasks than slots clears the mark it saw, unless a newer one came
+   * meanwhile. A sync match never passes a waiting task.
+   */
+  private readonly waiting = new Map<string, number>();
+  private generation = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
   private strategyImpl: Strategy;
   private running: Promise<void> | undefined;
@@ -91,6 +108,12 @@ export class Dispatcher {
     this.timers.clear();
   }
 
+  /** A task of `capability` may be waiting unleased (created, handed back, taken back, due again): mark it and run a pass soon. */
+  queued(capability: string): void {
+    this.waiting.set(capability, ++this.generation);
+    this.wake(capability);
+  }
+
   /** Tasks of `capability` (every capability when omitted) may be due: run a pass soon. */
   wake(capability?: string): void {
     if (this.stopped) return;
@@ -103,11 +126,41 @@ export class Dispatcher {
     this.running = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.passes()).finally(() => (this.running = undefined));
   }
 
+  /**
+   * Sync match: a free slot for a task of `capability` about to be created,
+   * when none of its tasks may be waiting (see `waiting`), so the new task
+   * takes it without passing an older one. The strategy picks the worker;
+   * the slot counts as used until {@link Reservation.settle} (as the slots of
+   * a pass's claim in flight do). Undefined when there is no free slot or
+   * tasks may be waiting: the task is created unleased and a pass assigns it.
+   */
+  reserve(capability: string): Reservation | undefined {
+    if (this.stopped || this.waiting.has(capability)) return undefined;
+    const candidates = this.candidates(capability);
+    if (!candidates.some((c) => c.free > 0)) return undefined;
+    const plan = this.strategyImpl.plan(capability, candidates, 1);
+    const workerId = plan.slots[0];
+    plan.commit(workerId === undefined ? 0 : 1);
+    const session = workerId === undefined ? undefined : this.sessions.get(workerId);
+    if (!session || workerId === undefined) return undefined;
+    session.reserve(capability);
+    let settled = false;
+    return {
+      workerId,
+      settle: (task) => {
+        if (settled) return;
+        settled = true;
+        session.unreserve(capability);
+        if (task?.lease?.workerId === workerId) this.deliver(task);
+      },
+    };
+  }
+
   /** Wakes for `capability` at `at` (a retry's next attempt). */
   wakeAt(capability: string, at: Date): void {
     const timer = setTimeout(() => {
       this.timers.delete(timer);
-      this.wake(capability);
+      this.queued(capability);
     }, Math.max(0, at.getTime() - Date.now()) + 5);
     timer.unref();
     this.timers.add(timer);
@@ -136,11 +189,13 @@ export class Dispatcher {
 
   /**
    * Frees the slot a task held on a worker's stream here (`session`, or the
-   * stream of the worker with that id) and wakes for its capability.
+   * stream of the worker with that id) and wakes for its capability when
+   * tasks of it may be waiting (else the queue was empty at the last pass,
+   * and every task queued since marked it).
    */
   forget(session: WorkerSession | string | undefined, taskId: string): void {
     const held = (typeof session === "string" ? this.sessions.get(session) : session)?.release(taskId);
-    if (held) this.wake(held.capability);
+    if (held && this.waiting.has(held.capability)) this.wake(held.capability);
   }
 
   /** Tells whoever holds a worker's stream (this replica or another) to stop a task. */
@@ -163,7 +218,7 @@ export class Dispatcher {
         this.tellToStop(lease.workerId, { taskId: lease.taskId, attempt: lease.attempt, reason, message: reason === "BIZ_ATTEMPT_TIMED_OUT" ? "the attempt ran past its timeout" : "the lease expired" });
       }
       if (r.task) {
-        this.wake(r.task.capability);
+        this.queued(r.task.capability);
         if (r.task.nextAttemptAt) this.wakeAt(r.task.capability, r.task.nextAttemptAt);
       }
     }
@@ -189,21 +244,38 @@ export class Dispatcher {
       const candidates = this.candidates(capability);
       const free = candidates.reduce((n, c) => n + c.free, 0);
       if (free === 0) {
-        // No slot now: a freed slot wakes this capability again.
+        // No slot now: a freed slot wakes this capability again. Tasks may be waiting meanwhile.
         this.due.delete(capability);
+        this.waiting.set(capability, ++this.generation);
         continue;
       }
       const strategy = this.strategyImpl;
       const plan = strategy.plan(capability, candidates, Math.min(MAX_BATCH, free));
       if (plan.slots.length === 0) {
         this.due.delete(capability);
+        this.waiting.set(capability, ++this.generation);
         continue;
       }
-      const { tasks } = await this.ledger.assignTasks({ capability, workerIds: [...plan.slots], leaseDuration: this.leaseDuration });
+      const mark = this.waiting.get(capability);
+      // The planned slots are taken while the claim runs: a sync match meanwhile must not promise them again.
+      const planned = plan.slots.map((workerId) => this.sessions.get(workerId)).filter((s): s is WorkerSession => s !== undefined);
+      for (const session of planned) session.reserve(capability);
+      let tasks: Task[];
+      try {
+        ({ tasks } = await this.ledger.assignTasks({ capability, workerIds: [...plan.slots], leaseDuration: this.leaseDuration }));
+      } finally {
+        for (const session of planned) session.unreserve(capability);
+      }
       plan.commit(tasks.length);
-      // A full plan means more may be due: look again in the next pass.
-      if (tasks.length < plan.slots.length) this.due.delete(capability);
-      else this.again = true;
+      // A full plan means more may be due: look again in the next pass. A partial one found nothing more waiting
+      // (unless a task was queued while it ran).
+      if (tasks.length < plan.slots.length) {
+        this.due.delete(capability);
+        if (this.waiting.get(capability) === mark) this.waiting.delete(capability);
+      } else {
+        this.waiting.set(capability, ++this.generation);
+        this.again = true;
+      }
       for (const task of tasks) this.deliver(task);
     }
   }
@@ -215,7 +287,7 @@ export class Dispatcher {
       const stats = this.stats.get(s.workerId);
       const c = stats?.byCapability.get(capability);
       out.push({
-        workerId: s.workerId, inFlight: s.heldCount, maxConcurrency: s.info.maxConcurrency, free: s.free(capability),
+        workerId: s.workerId, inFlight: s.heldCount + s.reservedCount, maxConcurrency: s.info.maxConcurrency, free: s.free(capability),
         weight: Math.min(100, Math.max(1, s.info.weight || 1)), latencyEwmaMs: stats?.latencyEwmaMs,
         successes: c?.successes ?? 0, failures: c?.failures ?? 0, meanDurationMs: c?.meanMs,
       });

@@ -115,7 +115,7 @@ await runService({
         await untilReady("postgres (ledger schema)", () => migrate(pool, "ledger", migrations, log), signal, log);
         await untilReady("ledger", refresh, signal, log);
         if (strategy) dispatcher.useStrategy((await strategy.ready, strategy.get()));
-        bus.onWork((capability) => dispatcher.wake(capability));
+        bus.onWork((capability) => dispatcher.queued(capability));
         dispatcher.start();
         let timer: NodeJS.Timeout | undefined;
         let closed = false;

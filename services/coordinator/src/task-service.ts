@@ -76,9 +76,9 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
   let inFlightSubmits = 0;
   const workNews = new Map<string, number>();
 
-  /** Tells every replica's dispatcher that `capability` has work, at most every 20 ms per capability. */
+  /** Tells every replica's dispatcher that `capability` has work waiting, at most every 20 ms per capability. */
   const announce = (capability: string): void => {
-    dispatcher.wake(capability);
+    dispatcher.queued(capability);
     const now = Date.now();
     if (now - (workNews.get(capability) ?? 0) < 20) return;
     workNews.set(capability, now);
@@ -117,15 +117,27 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
         if (found?.task) return { task: found.task, deduplicated: true };
       }
       const { traceId, traceparent } = traceOfCall();
-      const { task, created } = await deps.batches.create({
-        id: plan.taskId, capability: submit.capability, input: submit.input, idempotencyKey: submit.idempotencyKey, requestHash: submit.requestHash,
-        maxAttempts: submit.maxAttempts, timeout: toDuration(submit.timeoutMs), priority: submit.priority, labels: submit.labels,
-        retryPolicy: submit.retryPolicy, createdBy: subject, traceId, traceparent,
-      });
+      // Sync match: with a free slot and nothing of its capability waiting, the task is created leased to that worker
+      // and pushed to it right after the commit, with no AssignTasks of its own.
+      const slot = dispatcher.reserve(submit.capability);
+      let answer: Awaited<ReturnType<typeof deps.batches.create>>;
+      try {
+        answer = await deps.batches.create({
+          id: plan.taskId, capability: submit.capability, input: submit.input, idempotencyKey: submit.idempotencyKey, requestHash: submit.requestHash,
+          maxAttempts: submit.maxAttempts, timeout: toDuration(submit.timeoutMs), priority: submit.priority, labels: submit.labels,
+          retryPolicy: submit.retryPolicy, createdBy: subject, traceId, traceparent,
+          leaseToWorkerId: slot?.workerId ?? "", leaseDuration: slot ? dispatcher.leaseDuration : undefined,
+        });
+      } catch (error) {
+        slot?.settle(undefined);
+        throw error;
+      }
+      const { task, created } = answer;
+      slot?.settle(created ? task : undefined);
       if (submit.idempotencyKey !== "") await dedup.committed(subject, submit.idempotencyKey, submit.requestHash, task!.id);
       if (created) {
         pending.added();
-        announce(submit.capability);
+        if (!task?.lease) announce(submit.capability);
       }
       return { task, deduplicated: !created };
     } finally {

@@ -44,7 +44,7 @@ export class WorkerMessages {
         const r = payload.value;
         const held = session.release(r.taskId);
         await ledger.releaseTask({ taskId: r.taskId, leaseId: r.leaseId, reason: `rejected: ${r.reason}`.slice(0, 256), expectedSequence: undefined });
-        if (held) dispatcher.wake(held.capability);
+        if (held) dispatcher.queued(held.capability);
         return;
       }
       case "started": {
@@ -67,7 +67,7 @@ export class WorkerMessages {
           const { transition } = await ledger.releaseTask({ taskId: t.taskId, leaseId: t.leaseId, reason: "worker draining", expectedSequence: undefined })
             .catch((error: unknown) => (this.failedMessage("drainNotice", t.taskId, error), { transition: undefined }));
           if (transition) bus.publishTask(t.taskId, { kind: "transition", transition });
-          if (held) dispatcher.wake(held.capability);
+          if (held) dispatcher.queued(held.capability);
         }));
         await ledger.upsertWorker({
           worker: session.info, sessionId: session.sessionId, coordinatorId: this.deps.coordinatorId, state: WorkerState.WORKER_STATE_DRAINING,

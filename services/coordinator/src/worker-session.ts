@@ -16,7 +16,8 @@ export interface HeldTask {
 
 /**
  * One worker's Connect stream on this replica: who it is, the tasks it holds
- * (its used slots, changed only through {@link hold} and {@link release}),
+ * (its used slots, changed only through {@link hold} and {@link release}) and
+ * the slots promised to tasks being created ({@link reserve}),
  * and how to talk to it. Sends are serialized and honor the stream's
  * backpressure.
  */
@@ -24,6 +25,9 @@ export class WorkerSession {
   private readonly held = new Map<string, HeldTask>();
   /** How many of the held tasks are of each capability. */
   private readonly heldOf = new Map<string, number>();
+  /** Slots promised to tasks being created (sync match), per capability, until they are held or given up. */
+  private readonly reservedOf = new Map<string, number>();
+  private reservedTotal = 0;
   private isDraining = false;
   private sending: Promise<void> = Promise.resolve();
   private readonly capacity: ReadonlyMap<string, number>;
@@ -61,6 +65,25 @@ export class WorkerSession {
     return this.held.size;
   }
 
+  /** How many slots are promised to tasks being created (see {@link reserve}). */
+  get reservedCount(): number {
+    return this.reservedTotal;
+  }
+
+  /** Promises a free slot of `capability` to a task being created (sync match); {@link unreserve} gives it back. */
+  reserve(capability: string): void {
+    this.reservedOf.set(capability, (this.reservedOf.get(capability) ?? 0) + 1);
+    this.reservedTotal++;
+  }
+
+  /** Gives back a slot {@link reserve} promised (the task is held now, or was not leased to this worker). */
+  unreserve(capability: string): void {
+    const n = this.reservedOf.get(capability) ?? 0;
+    if (n === 0) return;
+    this.reservedOf.set(capability, n - 1);
+    this.reservedTotal--;
+  }
+
   /** The task it holds under `taskId`, if any. */
   heldTask(taskId: string): HeldTask | undefined {
     return this.held.get(taskId);
@@ -90,7 +113,8 @@ export class WorkerSession {
   free(capability: string): number {
     const own = this.capacity.get(capability);
     if (own === undefined || this.isDraining) return 0;
-    return Math.max(0, Math.min(own - (this.heldOf.get(capability) ?? 0), this.info.maxConcurrency - this.held.size));
+    const used = (this.heldOf.get(capability) ?? 0) + (this.reservedOf.get(capability) ?? 0);
+    return Math.max(0, Math.min(own - used, this.info.maxConcurrency - this.held.size - this.reservedTotal));
   }
 
   /** Sends one message after the ones before it; rejects when the stream is gone. */

@@ -44,6 +44,7 @@ export class LedgerStore extends LeaseTransitions {
       const inserted = (await client.query<TaskRow>(taskSql.insert, [
         n.id, n.capability, JSON.stringify(n.input), n.maxAttempts, n.traceId, n.traceparent, n.idempotencyKey, n.requestHash,
         n.priority, JSON.stringify(n.labels), n.timeoutMs, n.retryInitialMs, n.retryMaxMs, n.retryMultiplier, n.createdBy,
+        n.leaseTo?.workerId ?? "", n.leaseTo?.leaseMs ?? 0,
       ])).rows[0];
       if (inserted) {
         const now = inserted.created_at;
@@ -81,6 +82,7 @@ export class LedgerStore extends LeaseTransitions {
         col("id"), col("capability"), withId.map((n) => JSON.stringify(n.input)), col("maxAttempts"), col("traceId"), col("traceparent"),
         col("idempotencyKey"), col("requestHash"), col("priority"), withId.map((n) => JSON.stringify(n.labels)), col("timeoutMs"),
         col("retryInitialMs"), col("retryMaxMs"), col("retryMultiplier"), col("createdBy"),
+        withId.map((n) => n.leaseTo?.workerId ?? ""), withId.map((n) => n.leaseTo?.leaseMs ?? 0),
       ])).rows;
       const byId = new Map(inserted.map((r) => [r.id, r]));
       const now = inserted[0]?.created_at ?? new Date();

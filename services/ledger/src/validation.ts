@@ -78,6 +78,8 @@ export interface NewTask {
   readonly createdBy: string;
   readonly traceId: string;
   readonly traceparent: string;
+  /** Sync match: the worker the new task is leased to at its insert (when CONNECTED), and for how long; null for none. */
+  readonly leaseTo: { readonly workerId: string; readonly leaseMs: number } | null;
 }
 
 /** Validates a CreateTask request; INVALID_ARGUMENT with every violation found, nothing stored. */
@@ -108,6 +110,9 @@ export function parseCreate(r: CreateTaskRequest): NewTask {
   if (r.createdBy.length > 256) v.add("created_by", "is longer than 256 characters");
   if (r.traceId !== "" && !TRACE_ID.test(r.traceId)) v.add("trace_id", "must be 32 lower-case hex digits, or empty");
   if (r.traceparent.length > 256) v.add("traceparent", "is longer than 256 characters");
+  if (r.leaseToWorkerId.length > 256) v.add("lease_to_worker_id", "is longer than 256 characters");
+  if (r.leaseToWorkerId === "" && r.leaseDuration !== undefined) v.add("lease_duration", "is only for a create with lease_to_worker_id");
+  const leaseMs = r.leaseToWorkerId === "" ? 0 : boundedMs(r.leaseDuration, LEASE_MS.min, LEASE_MS.max, "lease_duration", v) ?? 0;
   v.check();
   return {
     id: r.id === "" ? null : r.id,
@@ -125,6 +130,7 @@ export function parseCreate(r: CreateTaskRequest): NewTask {
     createdBy: r.createdBy,
     traceId: r.traceId,
     traceparent: r.traceparent,
+    leaseTo: r.leaseToWorkerId === "" ? null : { workerId: r.leaseToWorkerId, leaseMs },
   };
 }
 

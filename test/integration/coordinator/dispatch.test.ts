@@ -62,3 +62,40 @@ describe("coordinator: dispatch strategies, switched live through config", () =>
     expect(stack.coordinators[0]!.output()).toMatch(/fastest_please|dispatch\/strategy/);
   });
 });
+
+describe("coordinator: sync match at submit", () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    // No periodic pass (its claims in flight hold the slots they plan): only news wakes the dispatcher here.
+    stack = await startStack("coord_sync_match", { workers: [{ id: "solo", concurrency: 1 }], coordinatorEnv: { TASKMESH_COORDINATOR_POLL: "60s" } });
+    // The pass that follows the worker's registration has run once its first task is done.
+    await stack.run({ capability: "echo", input: {} });
+  }, 180_000);
+  afterAll(async () => { await stack?.stop(); }, 30_000);
+
+  const startedAt = async (ids: string[]) => (await stack.sql.query<{ id: string }>(
+    "SELECT id FROM ledger.tasks WHERE id = ANY($1::uuid[]) ORDER BY started_at", [ids])).rows.map((r) => r.id);
+
+  it("creates a task that finds a free slot already leased to that worker, in its insert, and runs it", async () => {
+    const { task } = await stack.tasks.submitTask(submitRequest({ capability: "sleep", input: { ms: 300 } }));
+    // The submit's answer is the task as its insert committed it: leased already (an AssignTasks would come after).
+    expect(task).toMatchObject({ state: TaskState.TASK_STATE_PENDING, lease: { workerId: "solo", attempt: 1, acquiredAt: task!.createdAt } });
+    const done = await stack.settle(task!.id);
+    expect([done.state, done.attempts, done.workerId]).toEqual([TaskState.TASK_STATE_SUCCEEDED, 1, "solo"]);
+  });
+
+  it("while tasks wait for the busy slot, a later submit waits behind them: they start in submit order, each once", async () => {
+    const ids: string[] = [];
+    const submit = async (ms: number) => ids.push((await stack.tasks.submitTask(submitRequest({ capability: "sleep", input: { ms } }))).task!.id);
+    await submit(600);
+    await until("the first to run", async () => (await stack.tasks.getTask({ id: ids[0]!, view: 1 })).task!.state === TaskState.TASK_STATE_RUNNING, 5000);
+    await submit(200);
+    await submit(200);
+    // Submitted while the first still runs, then again right as its slot frees.
+    await until("the first to finish", async () => (await stack.tasks.getTask({ id: ids[0]!, view: 1 })).task!.state === TaskState.TASK_STATE_SUCCEEDED, 5000);
+    await submit(200);
+    const final = await Promise.all(ids.map((id) => stack.settle(id)));
+    expect(final.map((t) => [t.state, t.attempts])).toEqual(ids.map(() => [TaskState.TASK_STATE_SUCCEEDED, 1]));
+    expect(await startedAt(ids)).toEqual(ids);
+  });
+});

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskEvent, TaskState, TransitionKind } from "../../../gen/taskmesh/task/v1/task.js";
 import { Code } from "../../../services/kit/src/index.js";
 import { uuidv7 } from "../../../services/ledger/src/index.js";
-import { createRequest, failure, hashOf, startLedger, type LedgerHarness } from "./support.js";
+import { connectWorker, createRequest, failure, hashOf, seconds, startLedger, type LedgerHarness } from "./support.js";
 
 describe("ledger: CreateTask idempotency and validation", () => {
   let h: LedgerHarness;
@@ -90,5 +90,44 @@ describe("ledger: CreateTask idempotency and validation", () => {
     expect(await failure(h.client.getTask({ id: uuidv7(), view: 7 as never }))).toMatchObject({ code: Code.INVALID_ARGUMENT });
     expect(await count()).toBe(before);
     expect(Number((await h.sql.query<{ n: string }>("SELECT count(*) AS n FROM ledger.outbox")).rows[0]!.n)).toBe(outbox);
+  });
+
+  it("with lease_to_worker_id (sync match) creates the task already leased to that CONNECTED worker, which no claim can take; an unknown worker gets no lease", async () => {
+    await connectWorker(h.client, "w-sync", ["syncmatch"]);
+    const one = createRequest({ capability: "syncmatch", leaseToWorkerId: "w-sync", leaseDuration: seconds(30) });
+    const { task, created } = await h.client.createTask(one);
+    expect(created).toBe(true);
+    expect(task).toMatchObject({ state: TaskState.TASK_STATE_PENDING, sequence: 1n, attempts: 0, lease: { taskId: one.id, workerId: "w-sync", attempt: 1 } });
+    const { rows } = await h.sql.query<{ acquired: boolean; expires_in: string }>(
+      "SELECT lease_acquired_at = created_at AS acquired, EXTRACT(EPOCH FROM lease_expires_at - created_at)::text AS expires_in FROM ledger.tasks WHERE id = $1", [one.id]);
+    expect(rows[0]).toEqual({ acquired: true, expires_in: "30.000000" });
+    // The batch path leases the same way, per item; a worker that is not CONNECTED leaves its item unleased.
+    const many = await h.client.createTasks({ tasks: [
+      createRequest({ capability: "syncmatch", leaseToWorkerId: "w-sync", leaseDuration: seconds(30) }),
+      createRequest({ capability: "syncmatch", leaseToWorkerId: "w-nobody", leaseDuration: seconds(30) }),
+      createRequest({ capability: "syncmatch" }),
+    ] });
+    const tasks = many.results.map((r) => (r.result?.$case === "response" ? r.result.value.task! : undefined));
+    expect(tasks.map((t) => t?.lease?.workerId)).toEqual(["w-sync", undefined, undefined]);
+    // A claim finds only the two unleased tasks: the leased ones are the worker's already.
+    const { tasks: claimed } = await h.client.assignTasks({ capability: "syncmatch", workerIds: ["w-sync", "w-sync", "w-sync", "w-sync"], leaseDuration: seconds(30) });
+    expect(claimed.map((t) => t.id).sort()).toEqual([tasks[1]!.id, tasks[2]!.id].sort());
+    // The leased task runs under its lease like an assigned one.
+    const started = await h.client.startTask({ taskId: one.id, leaseId: task!.lease!.leaseId, expectedSequence: undefined, leaseDuration: seconds(30) });
+    expect(started.task).toMatchObject({ state: TaskState.TASK_STATE_RUNNING, attempts: 1, workerId: "w-sync" });
+  });
+
+  it("refuses a lease_duration without lease_to_worker_id, and lease_to_worker_id without a duration in 1s..10m, storing nothing", async () => {
+    const before = await count();
+    for (const [label, overrides, field] of [
+      ["a duration alone", { leaseDuration: seconds(30) }, "lease_duration"],
+      ["a worker alone", { leaseToWorkerId: "w-sync" }, "lease_duration"],
+      ["an hour's lease", { leaseToWorkerId: "w-sync", leaseDuration: seconds(3600) }, "lease_duration"],
+    ] as const) {
+      const e = await failure(h.client.createTask(createRequest(overrides)));
+      expect(e, label).toMatchObject({ code: Code.INVALID_ARGUMENT, reason: "VAL_INVALID_ARGUMENT" });
+      expect(e.violations.map((v) => v.field)).toEqual([field]);
+    }
+    expect(await count()).toBe(before);
   });
 });

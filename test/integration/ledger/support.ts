@@ -80,6 +80,7 @@ export function createRequest(overrides: Partial<CreateTaskRequest> = {}): Creat
     createdBy: "alice",
     traceId: "0af7651916cd43dd8448eb211c80319c",
     traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    leaseToWorkerId: "",
     ...overrides,
   };
 }

@@ -23,6 +23,20 @@ describe("a worker session's slots", () => {
     expect([s.free("echo"), s.free("llm"), s.heldCount]).toEqual([1, 1, 3]);
   });
 
+  it("counts slots promised to tasks being created (sync match) as used until they are given back", () => {
+    const s = worker();
+    s.reserve("llm");
+    s.reserve("llm");
+    expect([s.free("llm"), s.free("echo"), s.reservedCount, s.heldCount]).toEqual([0, 2, 2, 0]);
+    // The promise becomes a held task: still one slot, not two.
+    s.unreserve("llm");
+    s.hold(task("a", "llm"));
+    expect([s.free("llm"), s.free("echo"), s.reservedCount, s.heldCount]).toEqual([0, 2, 1, 1]);
+    s.unreserve("llm");
+    s.unreserve("llm"); // nothing promised any more: no slot appears from nowhere
+    expect([s.free("llm"), s.free("echo"), s.reservedCount]).toEqual([1, 3, 0]);
+  });
+
   it("holds a task once however often it is recorded, and releases only what it holds", () => {
     const s = worker();
     s.hold(task("a", "llm"));

@@ -95,6 +95,16 @@ export interface CreateTaskRequest {
   traceId: string;
   /** The submit span's W3C `traceparent`. */
   traceparent: string;
+  /**
+   * Sync match: when not empty, the new task is created already leased to
+   * this worker (for `lease_duration`, 1s..10m), as AssignTasks would lease
+   * it, provided the worker is CONNECTED; otherwise it is created without a
+   * lease, for a later AssignTasks. The caller pushes the assignment after
+   * the commit. A deduplicated create (an existing task) is never leased.
+   */
+  leaseToWorkerId: string;
+  /** How long the lease of `lease_to_worker_id` lasts; required with it. */
+  leaseDuration?: Duration | undefined;
 }
 
 export interface CreateTaskRequest_LabelsEntry {
@@ -104,7 +114,10 @@ export interface CreateTaskRequest_LabelsEntry {
 
 /** CreateTaskResponse holds the created or existing task. */
 export interface CreateTaskResponse {
-  /** The task (FULL view). */
+  /**
+   * The task (FULL view); its `lease` is set when the create leased it
+   * (`lease_to_worker_id`).
+   */
   task?:
     | Task
     | undefined;
@@ -632,6 +645,8 @@ function createBaseCreateTaskRequest(): CreateTaskRequest {
     createdBy: "",
     traceId: "",
     traceparent: "",
+    leaseToWorkerId: "",
+    leaseDuration: undefined,
   };
 }
 
@@ -675,6 +690,12 @@ export const CreateTaskRequest: MessageFns<CreateTaskRequest> = {
     }
     if (message.traceparent !== "") {
       writer.uint32(106).string(message.traceparent);
+    }
+    if (message.leaseToWorkerId !== "") {
+      writer.uint32(114).string(message.leaseToWorkerId);
+    }
+    if (message.leaseDuration !== undefined) {
+      Duration.encode(message.leaseDuration, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -799,6 +820,22 @@ export const CreateTaskRequest: MessageFns<CreateTaskRequest> = {
             message.traceparent = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.leaseToWorkerId = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.leaseDuration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -863,6 +900,16 @@ export const CreateTaskRequest: MessageFns<CreateTaskRequest> = {
         ? globalThis.String(object.trace_id)
         : "",
       traceparent: isSet(object.traceparent) ? globalThis.String(object.traceparent) : "",
+      leaseToWorkerId: isSet(object.leaseToWorkerId)
+        ? globalThis.String(object.leaseToWorkerId)
+        : isSet(object.lease_to_worker_id)
+        ? globalThis.String(object.lease_to_worker_id)
+        : "",
+      leaseDuration: isSet(object.leaseDuration)
+        ? Duration.fromJSON(object.leaseDuration)
+        : isSet(object.lease_duration)
+        ? Duration.fromJSON(object.lease_duration)
+        : undefined,
     };
   },
 
@@ -913,6 +960,12 @@ export const CreateTaskRequest: MessageFns<CreateTaskRequest> = {
     if (message.traceparent !== "") {
       obj.traceparent = message.traceparent;
     }
+    if (message.leaseToWorkerId !== "") {
+      obj.leaseToWorkerId = message.leaseToWorkerId;
+    }
+    if (message.leaseDuration !== undefined) {
+      obj.leaseDuration = Duration.toJSON(message.leaseDuration);
+    }
     return obj;
   },
 
@@ -946,6 +999,10 @@ export const CreateTaskRequest: MessageFns<CreateTaskRequest> = {
     message.createdBy = object.createdBy ?? "";
     message.traceId = object.traceId ?? "";
     message.traceparent = object.traceparent ?? "";
+    message.leaseToWorkerId = object.leaseToWorkerId ?? "";
+    message.leaseDuration = (object.leaseDuration !== undefined && object.leaseDuration !== null)
+      ? Duration.fromPartial(object.leaseDuration)
+      : undefined;
     return message;
   },
 };

@@ -60,12 +60,18 @@ const COLUMNS = "t.*";
 /** Statements on `ledger.tasks`. */
 export const taskSql = {
   now: { name: "ledger-now", text: "SELECT now() AS now" },
-  /** Inserts a new task unless its id or (created_by, idempotency_key) is taken. */
+  /**
+   * Inserts a new task unless its id or (created_by, idempotency_key) is taken; leased to worker $16 for $17 ms (sync
+   * match) when that worker is CONNECTED, else without a lease ($16 '' for none).
+   */
   insert: {
     name: "ledger-task-insert",
-    text: `INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
-             priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence)
-           VALUES (COALESCE($1::uuid, uuidv7()), $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now(), now(), now(), 1)
+    text: `WITH w AS (SELECT worker_id FROM ledger.workers WHERE worker_id = $16 AND state = 'CONNECTED')
+           INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
+             priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence,
+             lease_id, lease_worker_id, lease_acquired_at, lease_expires_at)
+           VALUES (COALESCE($1::uuid, uuidv7()), $2, 'PENDING', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now(), now(), now(), 1,
+             (SELECT uuidv7() FROM w), (SELECT worker_id FROM w), (SELECT now() FROM w), (SELECT now() + make_interval(secs => $17::double precision / 1000) FROM w))
            ON CONFLICT DO NOTHING
            RETURNING ${COLUMNS}`,
   },
@@ -100,17 +106,21 @@ export const taskSql = {
   },
   /** Several tasks, locked in id order. */
   getManyForUpdate: { name: "ledger-task-get-many-for-update", text: `SELECT ${COLUMNS} FROM ledger.tasks t WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE` },
-  /** {@link taskSql.insert} for many new tasks at once: one array per column, in `insert`'s order. */
+  /** {@link taskSql.insert} for many new tasks at once: one array per column, in `insert`'s order (lease worker '' for none). */
   insertMany: {
     name: "ledger-task-insert-many",
     text: `INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
-             priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence)
+             priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence,
+             lease_id, lease_worker_id, lease_acquired_at, lease_expires_at)
            SELECT v.id, v.capability, 'PENDING', v.input, v.max_attempts, v.trace_id, v.traceparent, v.idempotency_key, v.request_hash,
-             v.priority, v.labels, v.timeout_ms, v.retry_initial_ms, v.retry_max_ms, v.retry_multiplier, v.created_by, now(), now(), now(), 1
+             v.priority, v.labels, v.timeout_ms, v.retry_initial_ms, v.retry_max_ms, v.retry_multiplier, v.created_by, now(), now(), now(), 1,
+             CASE WHEN w.worker_id IS NOT NULL THEN uuidv7() END, w.worker_id, CASE WHEN w.worker_id IS NOT NULL THEN now() END,
+             CASE WHEN w.worker_id IS NOT NULL THEN now() + make_interval(secs => v.lease_ms::double precision / 1000) END
            FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::jsonb[],
-                       $11::int[], $12::int[], $13::int[], $14::float8[], $15::text[])
+                       $11::int[], $12::int[], $13::int[], $14::float8[], $15::text[], $16::text[], $17::int[])
              AS v(id, capability, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash, priority, labels,
-                  timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by)
+                  timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, lease_worker, lease_ms)
+             LEFT JOIN ledger.workers w ON w.worker_id = v.lease_worker AND w.state = 'CONNECTED'
            ON CONFLICT DO NOTHING
            RETURNING ${COLUMNS}`,
   },
