@@ -78,12 +78,16 @@ export class LedgerStore extends LeaseTransitions {
       // Items without an id (rare: the coordinator always gives one) take the single path below.
       const withId = items.filter((n) => n.id !== null);
       const col = <K extends keyof NewTask>(k: K) => withId.map((n) => n[k]);
-      const inserted = withId.length === 0 ? [] : (await client.query<TaskRow>(taskSql.insertMany, [
+      const columns = [
         col("id"), col("capability"), withId.map((n) => JSON.stringify(n.input)), col("maxAttempts"), col("traceId"), col("traceparent"),
         col("idempotencyKey"), col("requestHash"), col("priority"), withId.map((n) => JSON.stringify(n.labels)), col("timeoutMs"),
         col("retryInitialMs"), col("retryMaxMs"), col("retryMultiplier"), col("createdBy"),
-        withId.map((n) => n.leaseTo?.workerId ?? ""), withId.map((n) => n.leaseTo?.leaseMs ?? 0),
-      ])).rows;
+      ];
+      // Only a batch with a sync match pays for the join with the workers.
+      const leased = withId.some((n) => n.leaseTo !== null);
+      const inserted = withId.length === 0 ? [] : (await client.query<TaskRow>(leased ? taskSql.insertManyLeased : taskSql.insertMany, leased
+        ? [...columns, withId.map((n) => n.leaseTo?.workerId ?? ""), withId.map((n) => n.leaseTo?.leaseMs ?? 0)]
+        : columns)).rows;
       const byId = new Map(inserted.map((r) => [r.id, r]));
       const now = inserted[0]?.created_at ?? new Date();
       const fresh = items.map((n) => (n.id ? byId.get(n.id) : undefined));

@@ -106,9 +106,27 @@ export const taskSql = {
   },
   /** Several tasks, locked in id order. */
   getManyForUpdate: { name: "ledger-task-get-many-for-update", text: `SELECT ${COLUMNS} FROM ledger.tasks t WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE` },
-  /** {@link taskSql.insert} for many new tasks at once: one array per column, in `insert`'s order (lease worker '' for none). */
+  /** {@link taskSql.insert} for many new tasks at once: one array per column, in `insert`'s order. */
   insertMany: {
     name: "ledger-task-insert-many",
+    text: `INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
+             priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence)
+           SELECT v.id, v.capability, 'PENDING', v.input, v.max_attempts, v.trace_id, v.traceparent, v.idempotency_key, v.request_hash,
+             v.priority, v.labels, v.timeout_ms, v.retry_initial_ms, v.retry_max_ms, v.retry_multiplier, v.created_by, now(), now(), now(), 1
+           FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::jsonb[],
+                       $11::int[], $12::int[], $13::int[], $14::float8[], $15::text[])
+             AS v(id, capability, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash, priority, labels,
+                  timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by)
+           ON CONFLICT DO NOTHING
+           RETURNING ${COLUMNS}`,
+  },
+  /**
+   * {@link taskSql.insertMany} for a batch where some tasks are leased at their insert (sync match): two more arrays,
+   * each task's lease worker ('' for none) and lease length in ms. A batch without one takes `insertMany`, which joins
+   * no worker.
+   */
+  insertManyLeased: {
+    name: "ledger-task-insert-many-leased",
     text: `INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
              priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence,
              lease_id, lease_worker_id, lease_acquired_at, lease_expires_at)
