@@ -57,7 +57,9 @@ await runService({
     const hasConfig = Boolean(process.env.TASKMESH_UPSTREAM_CONFIG?.trim() || env.TASKMESH_UPSTREAM);
     const config = hasConfig ? connectUpstream(ConfigServiceService, "config") : undefined;
     const bus = new Bus(env.REDIS_URL, log);
-    const dispatcher: Dispatcher = new Dispatcher(countDispatches(ledger, () => dispatcher.strategy), bus, log, {
+    // Claims and sync-matched creates count in taskmesh_dispatches_total.
+    const counted = countDispatches(ledger, () => dispatcher.strategy);
+    const dispatcher: Dispatcher = new Dispatcher(counted, bus, log, {
       leaseMs: env.TASKMESH_COORDINATOR_LEASE, pollMs: env.TASKMESH_COORDINATOR_POLL, sweepMs: env.TASKMESH_COORDINATOR_SWEEP,
     }, env.TASKMESH_COORDINATOR_STRATEGY);
     registerCoordinatorMetrics(dispatcher);
@@ -72,7 +74,7 @@ await runService({
       for (const s of dispatcher.sessions.values()) yield* s.capabilities;
     }, log);
     const pending = new PendingGauge();
-    const batches = ledgerBatches(ledger);
+    const batches = ledgerBatches(counted);
     const server = new MeshServer({ name: "coordinator", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
       .addService(TaskServiceService, taskService({
         ledger, batches, dispatcher, bus, dedup: new SubmitDedup(bus.redis, log), capabilities, pending,

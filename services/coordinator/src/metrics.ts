@@ -54,9 +54,10 @@ export function registerCoordinatorMetrics(dispatcher: Dispatcher, registry: Reg
 }
 
 /**
- * The ledger client the dispatcher assigns through, counting each task it
- * assigns in `taskmesh_dispatches_total{strategy}` under the strategy in use
- * at that moment.
+ * The ledger client the dispatcher assigns through and submits create
+ * through, counting each task it assigns, and each task a create leased to
+ * a worker (sync match), in `taskmesh_dispatches_total{strategy}` under the
+ * strategy in use at that moment.
  */
 export function countDispatches(ledger: LedgerClient, strategy: () => StrategyName, registry: Registry = processRegistry): LedgerClient {
   const dispatches = new Counter({
@@ -71,6 +72,12 @@ export function countDispatches(ledger: LedgerClient, strategy: () => StrategyNa
     assignTasks: async (request, options) => {
       const response = await ledger.assignTasks(request, options);
       dispatches.inc({ strategy: strategy() }, response.tasks.length);
+      return response;
+    },
+    createTasks: async (request, options) => {
+      const response = await ledger.createTasks(request, options);
+      const leased = response.results.filter((r) => r.result?.$case === "response" && r.result.value.created && r.result.value.task?.lease).length;
+      if (leased > 0) dispatches.inc({ strategy: strategy() }, leased);
       return response;
     },
   };

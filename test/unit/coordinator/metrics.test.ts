@@ -45,4 +45,15 @@ describe("coordinator metrics", () => {
     expect(await value(registry, "taskmesh_dispatches_total", { strategy: "latency" })).toBe(1);
     expect(await value(registry, "taskmesh_dispatches_total", { strategy: "random" })).toBe(0);
   });
+
+  it("counts the tasks a create leased to a worker (sync match), and no other created or deduplicated task", async () => {
+    const registry = new Registry();
+    const answer = (created: boolean, leased: boolean) => ({ result: { $case: "response", value: { created, task: { id: "t", ...(leased ? { lease: { workerId: "w" } } : {}) } } } });
+    const ledger = {
+      createTasks: async () => ({ results: [answer(true, true), answer(true, false), answer(false, true), { result: { $case: "error", value: { code: 3 } } }, answer(true, true)] }),
+    } as unknown as LedgerClient;
+    const counted = countDispatches(ledger, () => "least_loaded", registry);
+    await counted.createTasks({ tasks: [] });
+    expect(await value(registry, "taskmesh_dispatches_total", { strategy: "least_loaded" })).toBe(2);
+  });
 });
