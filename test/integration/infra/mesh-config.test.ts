@@ -329,10 +329,12 @@ describe("a live sidecar pair and the edge", () => {
     expect(edgeMissing).toMatchObject({ listener: "edge", status: 404 });
     expect(edgeUnknown).toMatchObject({ listener: "edge", status: 404, path: "/no/such/path" });
     // The successful calls, logged before those lines if at all, are not there; nor are the sidecars' health checks.
-    const sidecarLines = ["worker-0", ...coordinators].flatMap(accessLines);
+    // (One that happened to take the slow threshold or longer, on a loaded machine, is rightly logged as slow.)
+    const fast = (l: Record<string, unknown>): boolean => Number(l.duration_ms) < ACCESS_LOG_SLOW_MS;
+    const sidecarLines = ["worker-0", ...coordinators].flatMap(accessLines).filter(fast);
     expect(sidecarLines.filter((l) => l.trace_id === ok.traceId)).toEqual([]);
     expect(sidecarLines.filter((l) => String(l.path).startsWith("/grpc.health.v1.Health/"))).toEqual([]);
-    expect(accessLines("edge").filter((l) => l.trace_id === jsonOk.traceId)).toEqual([]);
+    expect(accessLines("edge").filter(fast).filter((l) => l.trace_id === jsonOk.traceId)).toEqual([]);
   });
 
   it("logs every request, the successful ones too, when generated with accessLog.all (TASKMESH_ACCESS_LOG=all)", async () => {
@@ -370,7 +372,7 @@ describe("a live sidecar pair and the edge", () => {
       const marker = await call("t2");
       expect(await lineOf(["worker-0"], logged)).toMatchObject({ listener: "outbound", grpc_status: "OK" });
       await lineOf(["worker-0"], marker);
-      expect(accessLines("worker-0").filter((l) => l.trace_id === quiet)).toEqual([]);
+      expect(accessLines("worker-0").filter((l) => l.trace_id === quiet && Number(l.duration_ms) < ACCESS_LOG_SLOW_MS)).toEqual([]);
     } finally {
       client.close();
     }
