@@ -35,7 +35,16 @@ function ensurePackages() {
   const stamp = join(root, "node_modules", ".taskmesh-lock");
   if (existsSync(join(bin, "node")) && existsSync(stamp) && readFileSync(stamp, "utf8") === hash) return;
   say("installing packages (npm ci)…");
-  if (run("npm", ["ci", "--no-audit", "--no-fund"]) !== 0) fail("npm ci failed");
+  // npm runs on the system's Node, which may be older than what packages ask for (engines); they run on the pinned
+  // Node 24 this install brings, so npm's EBADENGINE warnings (five lines per package) are noise: one line says it.
+  const result = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { stdio: ["inherit", "inherit", "pipe"], cwd: root, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  if (result.error) fail(`npm: ${result.error.message}`);
+  const lines = (result.stderr ?? "").split("\n");
+  const engines = lines.filter((l) => l.startsWith("npm warn EBADENGINE"));
+  const rest = lines.filter((l) => !l.startsWith("npm warn EBADENGINE")).join("\n").trim();
+  if (rest) process.stderr.write(`${rest}\n`);
+  if (engines.length > 0) say(`npm ran on Node ${process.versions.node}; the packages that want a newer one run on the pinned Node 24`);
+  if (result.status !== 0) fail("npm ci failed");
   writeFileSync(stamp, hash);
 }
 
