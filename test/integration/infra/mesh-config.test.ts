@@ -242,6 +242,14 @@ describe("a live sidecar pair and the edge", () => {
   });
 
   it("balances over both coordinators and starts a W3C trace", async () => {
+    // Both replicas must have passed worker-0's sidecar's health checks first (on a loaded machine the first ones can fail).
+    const admin = `http://127.0.0.1:${port("worker-0", "admin")}`;
+    for (let i = 0; ; i++) {
+      const flags = (await (await fetch(`${admin}/clusters`)).text()).split("\n").filter((l) => /^coordinator::[^:]+:\d+::health_flags::/.test(l));
+      if (flags.length === 2 && flags.every((l) => l.endsWith("::healthy"))) break;
+      if (i > 100) throw new Error(`the coordinator replicas never both passed the health checks:\n${flags.join("\n")}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const client = createClient(TaskServiceService, `127.0.0.1:${port("worker-0", "outbound")}`);
     const seen = new Map<string, string>();
     try {
