@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ListTasksRequest, TaskServiceService } from "../../gen/taskmesh/coordinator/v1/task_service.js";
 import { EventServiceService } from "../../gen/taskmesh/events/v1/events.js";
 import { GetTaskRequest, LedgerServiceService } from "../../gen/taskmesh/ledger/v1/ledger.js";
-import { Code, MeshError, createClient, type MeshClient } from "../../services/kit/src/index.js";
-import { bearer, startUp, type UpRun } from "../support/up.js";
+import { Code, createClient, type MeshClient } from "../../services/kit/src/index.js";
+import { bearer, failure, startUp, until, type UpRun } from "../support/up.js";
 
 const ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo";
 const RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo";
@@ -27,18 +27,6 @@ async function errorOf(response: Response) {
     reason: info?.reason, domain: info?.domain, metadata: info?.metadata, retryDelay: body.details.find((d) => d["@type"] === RETRY_INFO)?.retryDelay,
     body,
   };
-}
-
-const failure = (p: Promise<unknown>): Promise<MeshError> => p.then(() => { throw new Error("expected the call to fail"); }, (e: unknown) => MeshError.from(e));
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 // The errors the edge Envoy answers itself, as a plain HTTP/JSON caller and a

@@ -10,21 +10,9 @@ import { ListTasksRequest, SubmitTaskRequest, TaskServiceService } from "../../g
 import { IdentityServiceService } from "../../gen/taskmesh/identity/v1/identity.js";
 import { openPrivateKey } from "../../services/identity/src/kek.js";
 import { Code, MeshError, createClient, type MeshClient } from "../../services/kit/src/index.js";
-import { bearer, startUp, type UpRun } from "../support/up.js";
+import { bearer, failure, startUp, until, type UpRun } from "../support/up.js";
 
 const run = promisify(execFile);
-const failure = (p: Promise<unknown>): Promise<MeshError> => p.then(() => { throw new Error("expected the call to fail"); }, (e: unknown) => MeshError.from(e));
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 // Identity, the edge's token checks and the global rate limits, as a user
 // meets them: everything through the edge Envoy of a real `taskmesh up`.
 describe("identity and edge security under up", { timeout: 90_000 }, () => {

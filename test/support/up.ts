@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Metadata } from "@grpc/grpc-js";
 import { freePort } from "../../deploy/local/secrets.js";
+import { MeshError } from "../../services/kit/src/index.js";
 import { exclusive, supervisorLogTail } from "./exclusive.js";
 import { ROOT } from "./processes.js";
 
@@ -38,6 +39,20 @@ export interface UpRun {
   token(...scopes: string[]): Promise<string>;
   /** Stops the run, removes its state and releases the machine. */
   down(): Promise<void>;
+}
+
+/** The error a call that must fail fails with, as a MeshError; fails the test when the call succeeds. */
+export const failure = (p: Promise<unknown>): Promise<MeshError> => p.then(() => { throw new Error("expected the call to fail"); }, (e: unknown) => MeshError.from(e));
+
+/** Polls `probe` every 200 ms until it returns a value other than undefined, or fails naming `what` after `ms`. */
+export async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 /** `authorization: Bearer <token>` as gRPC metadata. */
