@@ -57,6 +57,28 @@ export interface StoredProgress {
 
 const COLUMNS = "t.*";
 
+/**
+ * The multi-row insert of new tasks, from one array per column; `leased` adds two arrays ($16 lease worker, '' for
+ * none; $17 lease ms) and leases each task to its worker when that worker is CONNECTED.
+ */
+function insertManyText(leased: boolean): string {
+  const lease = (text: string): string => (leased ? text : "");
+  return `INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
+             priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence${lease(`,
+             lease_id, lease_worker_id, lease_acquired_at, lease_expires_at`)})
+           SELECT v.id, v.capability, 'PENDING', v.input, v.max_attempts, v.trace_id, v.traceparent, v.idempotency_key, v.request_hash,
+             v.priority, v.labels, v.timeout_ms, v.retry_initial_ms, v.retry_max_ms, v.retry_multiplier, v.created_by, now(), now(), now(), 1${lease(`,
+             CASE WHEN w.worker_id IS NOT NULL THEN uuidv7() END, w.worker_id, CASE WHEN w.worker_id IS NOT NULL THEN now() END,
+             CASE WHEN w.worker_id IS NOT NULL THEN now() + make_interval(secs => v.lease_ms::double precision / 1000) END`)}
+           FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::jsonb[],
+                       $11::int[], $12::int[], $13::int[], $14::float8[], $15::text[]${lease(", $16::text[], $17::int[]")})
+             AS v(id, capability, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash, priority, labels,
+                  timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by${lease(", lease_worker, lease_ms")})${lease(`
+             LEFT JOIN ledger.workers w ON w.worker_id = v.lease_worker AND w.state = 'CONNECTED'`)}
+           ON CONFLICT DO NOTHING
+           RETURNING ${COLUMNS}`;
+}
+
 /** Statements on `ledger.tasks`. */
 export const taskSql = {
   now: { name: "ledger-now", text: "SELECT now() AS now" },
@@ -107,41 +129,13 @@ export const taskSql = {
   /** Several tasks, locked in id order. */
   getManyForUpdate: { name: "ledger-task-get-many-for-update", text: `SELECT ${COLUMNS} FROM ledger.tasks t WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE` },
   /** {@link taskSql.insert} for many new tasks at once: one array per column, in `insert`'s order. */
-  insertMany: {
-    name: "ledger-task-insert-many",
-    text: `INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
-             priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence)
-           SELECT v.id, v.capability, 'PENDING', v.input, v.max_attempts, v.trace_id, v.traceparent, v.idempotency_key, v.request_hash,
-             v.priority, v.labels, v.timeout_ms, v.retry_initial_ms, v.retry_max_ms, v.retry_multiplier, v.created_by, now(), now(), now(), 1
-           FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::jsonb[],
-                       $11::int[], $12::int[], $13::int[], $14::float8[], $15::text[])
-             AS v(id, capability, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash, priority, labels,
-                  timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by)
-           ON CONFLICT DO NOTHING
-           RETURNING ${COLUMNS}`,
-  },
+  insertMany: { name: "ledger-task-insert-many", text: insertManyText(false) },
   /**
    * {@link taskSql.insertMany} for a batch where some tasks are leased at their insert (sync match): two more arrays,
    * each task's lease worker ('' for none) and lease length in ms. A batch without one takes `insertMany`, which joins
    * no worker.
    */
-  insertManyLeased: {
-    name: "ledger-task-insert-many-leased",
-    text: `INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
-             priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence,
-             lease_id, lease_worker_id, lease_acquired_at, lease_expires_at)
-           SELECT v.id, v.capability, 'PENDING', v.input, v.max_attempts, v.trace_id, v.traceparent, v.idempotency_key, v.request_hash,
-             v.priority, v.labels, v.timeout_ms, v.retry_initial_ms, v.retry_max_ms, v.retry_multiplier, v.created_by, now(), now(), now(), 1,
-             CASE WHEN w.worker_id IS NOT NULL THEN uuidv7() END, w.worker_id, CASE WHEN w.worker_id IS NOT NULL THEN now() END,
-             CASE WHEN w.worker_id IS NOT NULL THEN now() + make_interval(secs => v.lease_ms::double precision / 1000) END
-           FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::jsonb[],
-                       $11::int[], $12::int[], $13::int[], $14::float8[], $15::text[], $16::text[], $17::int[])
-             AS v(id, capability, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash, priority, labels,
-                  timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, lease_worker, lease_ms)
-             LEFT JOIN ledger.workers w ON w.worker_id = v.lease_worker AND w.state = 'CONNECTED'
-           ON CONFLICT DO NOTHING
-           RETURNING ${COLUMNS}`,
-  },
+  insertManyLeased: { name: "ledger-task-insert-many-leased", text: insertManyText(true) },
   /** Dispatchable tasks of one capability, locked, skipping rows other claimers hold. */
   claimable: {
     name: "ledger-task-claimable",
