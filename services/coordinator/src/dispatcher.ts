@@ -110,8 +110,13 @@ export class Dispatcher {
 
   /** A task of `capability` may be waiting unleased (created, handed back, taken back, due again): mark it and run a pass soon. */
   queued(capability: string): void {
-    this.waiting.set(capability, ++this.generation);
+    this.markWaiting(capability);
     this.wake(capability);
+  }
+
+  /** Marks that tasks of `capability` may be waiting, with a new generation. */
+  private markWaiting(capability: string): void {
+    this.waiting.set(capability, ++this.generation);
   }
 
   /** Tasks of `capability` (every capability when omitted) may be due: run a pass soon. */
@@ -142,16 +147,16 @@ export class Dispatcher {
     const workerId = plan.slots[0];
     plan.commit(workerId === undefined ? 0 : 1);
     const session = workerId === undefined ? undefined : this.sessions.get(workerId);
-    if (!session || workerId === undefined) return undefined;
+    if (!session) return undefined;
     session.reserve(capability);
     let settled = false;
     return {
-      workerId,
+      workerId: session.workerId,
       settle: (task) => {
         if (settled) return;
         settled = true;
         session.unreserve(capability);
-        if (task?.lease?.workerId === workerId) this.deliver(task);
+        if (task?.lease?.workerId === session.workerId) this.deliver(task);
       },
     };
   }
@@ -246,14 +251,14 @@ export class Dispatcher {
       if (free === 0) {
         // No slot now: a freed slot wakes this capability again. Tasks may be waiting meanwhile.
         this.due.delete(capability);
-        this.waiting.set(capability, ++this.generation);
+        this.markWaiting(capability);
         continue;
       }
       const strategy = this.strategyImpl;
       const plan = strategy.plan(capability, candidates, Math.min(MAX_BATCH, free));
       if (plan.slots.length === 0) {
         this.due.delete(capability);
-        this.waiting.set(capability, ++this.generation);
+        this.markWaiting(capability);
         continue;
       }
       const mark = this.waiting.get(capability);
@@ -273,7 +278,7 @@ export class Dispatcher {
         this.due.delete(capability);
         if (this.waiting.get(capability) === mark) this.waiting.delete(capability);
       } else {
-        this.waiting.set(capability, ++this.generation);
+        this.markWaiting(capability);
         this.again = true;
       }
       for (const task of tasks) this.deliver(task);
