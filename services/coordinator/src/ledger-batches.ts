@@ -18,11 +18,17 @@ function unpack<R>(results: ReadonlyArray<ItemResult<R>>): Array<R | MeshError> 
   return results.map((r) => (r.result?.$case === "response" ? r.result.value : fromRpcStatus(r.result?.value ?? { code: 13, message: "no answer for the item", details: [] })));
 }
 
-/** Batchers over `ledger`: at most `maxInFlight` calls of each kind at once, each up to 500 items. */
-export function ledgerBatches(ledger: LedgerClient, maxInFlight = 4): LedgerBatches {
+/**
+ * Batchers over `ledger`, each call up to 500 items: at most four create calls at once, and two completion calls.
+ * Completions are few per call when many calls run at once (one per worker result batch that happens to arrive), and
+ * concurrent batch updates of neighbouring task rows cost Postgres more per row: with four in flight a 50,000-task
+ * burst averaged 19 completions per call, with two about 45, and spent 0.58 instead of 0.63 ms of CPU per task
+ * (docs/benchmarks.md). Two, not one, so that a slow commit does not hold every completion back.
+ */
+export function ledgerBatches(ledger: LedgerClient, inFlight: { creates: number; completes: number } = { creates: 4, completes: 2 }): LedgerBatches {
   const creates = new Batcher<CreateTaskRequest, CreateTaskResponse>(
-    async (tasks) => unpack((await ledger.createTasks({ tasks }, { timeoutMs: 15_000 })).results), { maxBatch: 500, maxInFlight });
+    async (tasks) => unpack((await ledger.createTasks({ tasks }, { timeoutMs: 15_000 })).results), { maxBatch: 500, maxInFlight: inFlight.creates });
   const completes = new Batcher<CompleteTaskRequest, CompleteTaskResponse>(
-    async (tasks) => unpack((await ledger.completeTasks({ tasks }, { timeoutMs: 15_000 })).results), { maxBatch: 500, maxInFlight });
+    async (tasks) => unpack((await ledger.completeTasks({ tasks }, { timeoutMs: 15_000 })).results), { maxBatch: 500, maxInFlight: inFlight.completes });
   return { create: (r) => creates.submit(r), complete: (r) => completes.submit(r) };
 }
