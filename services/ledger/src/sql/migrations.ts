@@ -261,4 +261,14 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE ledger.tasks DROP CONSTRAINT tasks_lease_id_key;
     `,
   },
+  {
+    id: "0009_history_without_foreign_key",
+    sql: `
+      -- Every history row is written by the statement (or the transaction)
+      -- that writes its task's row, so the foreign key proved nothing the
+      -- writer does not, and its check (a key-share lock on the task row,
+      -- one per transition) cost about 15 µs of a task's Postgres time.
+      ALTER TABLE ledger.history DROP CONSTRAINT history_task_id_fkey;
+    `,
+  },
 ];
