@@ -257,10 +257,15 @@ describe("a live sidecar pair and the edge", () => {
       const sampled = new Metadata();
       sampled.set("x-envoy-force-trace", "true");
       // Least request picks two hosts at random per call; right after a health transition Envoy
-      // has been seen to send a few dozen calls to one replica, so allow up to 300 calls.
-      for (let i = 0; i < 300 && seen.size < 2; i++) {
-        const { task } = await client.getTask(GetTaskRequest.fromPartial({ id: "t1" }), { metadata: sampled });
-        seen.set(String(task?.output?.instance), String(task?.output?.traceparent));
+      // has been seen to send a few hundred calls (well under a second) to one replica, so keep
+      // calling for up to 10 s, pausing between rounds.
+      const deadline = Date.now() + 10_000;
+      while (seen.size < 2 && Date.now() < deadline) {
+        for (let i = 0; i < 50 && seen.size < 2; i++) {
+          const { task } = await client.getTask(GetTaskRequest.fromPartial({ id: "t1" }), { metadata: sampled });
+          seen.set(String(task?.output?.instance), String(task?.output?.traceparent));
+        }
+        await new Promise((r) => setTimeout(r, 100));
       }
       // Without it, the call is not traced: a sidecar samples nothing by itself.
       const { task: untraced } = await client.getTask(GetTaskRequest.fromPartial({ id: "t1" }));
