@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Regenerates gen/ from proto/: ts-proto code for our contracts, for the
-# google.rpc error details and for Envoy's rate limit service (which
-# services/ratelimit implements), and two descriptor sets (with imports):
+# google.rpc error details and for Envoy's rate limit and runtime discovery
+# services (which services/ratelimit implements), and two descriptor sets
+# (with imports):
 #   gen/descriptor.binpb          our contracts, google.api/rpc and health: what
 #                                 server reflection and Envoy's JSON transcoder read
-#   gen/envoy-ratelimit.binpb     envoy.service.ratelimit.v3 and its imports, for
+#   gen/envoy-ratelimit.binpb     envoy.service.ratelimit.v3, envoy.service.runtime.v3
+#                                 and their imports, for
 #                                 the ratelimit service's reflection
 #   scripts/generate.sh          writes ./gen
 #   scripts/generate.sh DIR      writes DIR/gen instead (to compare with ./gen)
@@ -15,12 +17,13 @@ buf=node_modules/.bin/buf
 gp=node_modules/google-proto-files
 xds=node_modules/@grpc/grpc-js-xds/deps
 rls=$xds/envoy-api/envoy/service/ratelimit/v3/rls.proto
+rtds=$xds/envoy-api/envoy/service/runtime/v3/rtds.proto
 rm -rf "$base/gen"
 "$buf" generate proto -o "$base"
 "$buf" generate "$gp" -o "$base" --path "$gp/google/rpc/status.proto" --path "$gp/google/rpc/error_details.proto"
-"$buf" generate "$xds/envoy-api" -o "$base" --path "$rls"
+"$buf" generate "$xds/envoy-api" -o "$base" --path "$rls" --path "$rtds"
 # Envoy's modules stay out of the main set: it serves our own services.
 "$buf" build -o "$base/gen/descriptor.binpb" \
   --exclude-path "$xds/envoy-api/envoy" --exclude-path "$xds/xds/udpa" --exclude-path "$xds/xds/xds" \
   --exclude-path "$xds/protoc-gen-validate/validate"
-"$buf" build "$xds/envoy-api" --path "$rls" -o "$base/gen/envoy-ratelimit.binpb"
+"$buf" build "$xds/envoy-api" --path "$rls" --path "$rtds" -o "$base/gen/envoy-ratelimit.binpb"

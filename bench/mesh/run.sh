@@ -8,6 +8,11 @@
 #   (b) one sidecar pair:  ghz -> worker-0's sidecar outbound (h2c, loopback)
 #                              -> coordinator-0's sidecar inbound (mTLS) -> app
 #   (c) edge + sidecars:   ghz -> edge (h2c; JWT check, rate-limit call) -> coordinator-0's sidecar inbound (mTLS) -> app
+#       with a per-subject limit configured that the load stays under, so the
+#       edge asks the ratelimit service about every call
+#   (d) as (c) with no limit configured (as `up` starts): the ratelimit
+#       service's runtime layer switches the edge's rate-limit filter off, and
+#       the edge asks it nothing
 # each at a fixed concurrency (closed loop) and at a fixed rate, and prints a
 # Markdown table. The method is TaskService/GetTask with an id that is not a
 # UUID: the coordinator answers INVALID_ARGUMENT itself, with no ledger or
@@ -112,9 +117,28 @@ machine="nproc $(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 
-paths=("direct" "sidecar" "edge")
-declare -A target=([direct]=$direct [sidecar]=$sidecar [edge]=$edge)
+# The edge's rate-limit filter state (its runtime key, from the ratelimit service's RTDS layer), and its calls so far.
+filter_enabled() { curl -fsS "$admin/runtime" | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).entries["ratelimit.http_filter_enabled"]?.final_value ?? ""))'; }
+wait_filter() { # $1: the value to wait for
+  for _ in $(seq 1 100); do [ "$(filter_enabled)" = "$1" ] && return 0; sleep 0.1; done
+  log "the edge's ratelimit.http_filter_enabled did not become $1"; exit 1
+}
+rls_calls() { curl -fsS "$admin/stats?filter=ratelimit%5C.(ok|over_limit|error|failure_mode_allowed)%24" | awk -F': ' '/^cluster\.coordinator/ {n += $2} END {print n + 0}'; }
+admin=http://127.0.0.1:$TASKMESH_EDGE_ADMIN_PORT
+paths=("direct" "sidecar" "edge" "edge-nolimit")
+declare -A target=([direct]=$direct [sidecar]=$sidecar [edge]=$edge [edge-nolimit]=$edge)
 for p in "${paths[@]}"; do
+  # (c) with a limit the load stays under; (d) with none, once the edge's runtime says its filter is off.
+  if [ "$p" = edge ]; then
+    taskmesh config put /ratelimit/limits '{"bench-subject":{"descriptor":[{"key":"subject"}],"requests":1000000000,"per":"minute"}}' >/dev/null
+    wait_filter 100
+    calls_start=$(rls_calls)
+  elif [ "$p" = edge-nolimit ]; then
+    taskmesh config put /ratelimit/limits '{}' >/dev/null
+    wait_filter 0
+    calls_before=$(rls_calls)
+    log "(c): the edge asked the ratelimit service about $((calls_before - calls_start)) calls"
+  fi
   log "$p (${target[$p]}): warm-up"
   ghz_run "$tmp/$p-warmup.json" "${target[$p]}" -c "$CONCURRENCY" -n 5000
   n=$(node -e 'const r = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8")); console.log(Math.max(5000, Math.round(r.rps * Number(process.argv[2]))))' "$tmp/$p-warmup.json" "$SECONDS_PER_RUN")
@@ -124,6 +148,7 @@ for p in "${paths[@]}"; do
   ghz_run "$tmp/$p-rate.json" "${target[$p]}" -c "$CONCURRENCY" --rps "$RATE" -n "$((RATE * SECONDS_PER_RUN))"
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+log "(d): the edge asked the ratelimit service about $(( $(rls_calls) - calls_before )) calls"
 
 # --- the table ---------------------------------------------------------------
 node - "$tmp" "$CONCURRENCY" "$RATE" <<'EOF'
@@ -136,7 +161,8 @@ const codes = (r) => Object.entries(r.statusCodeDistribution ?? {}).map(([c, n])
 const rows = [
   ["direct", "(a) direct to the coordinator app"],
   ["sidecar", "(b) worker-0 sidecar outbound → mTLS → coordinator-0 sidecar inbound → app"],
-  ["edge", "(c) edge → mTLS → coordinator-0 sidecar inbound → app"],
+  ["edge", "(c) edge → mTLS → coordinator-0 sidecar inbound → app, a limit configured (a rate-limit call per request)"],
+  ["edge-nolimit", "(d) as (c), no limit configured (the edge asks the ratelimit service nothing)"],
 ];
 const results = {};
 console.log(`| path | c=${concurrency}: calls/s | c=${concurrency}: p50 / p99 ms | ${rate}/s: achieved calls/s | ${rate}/s: p50 / p99 ms | status codes (c=${concurrency}; ${rate}/s) |`);

@@ -16,12 +16,14 @@
  *   (edge-errors.ts).
  * - The `ratelimit` filter asks the ratelimit service about descriptors
  *   `[subject]` and `[subject, method]` for authenticated calls, and
- *   `[remote_address, method]` for token issue and refresh.
+ *   `[remote_address, method]` for token issue and refresh, while any limit
+ *   is configured: the service's runtime layer (RTDS) switches the filter
+ *   off while there is none.
  */
 
 import { CLAIMS_HEADER } from "../../services/kit/src/auth.js";
 import { staticCluster } from "./clusters.js";
-import type { Cluster, HttpFilter, RateLimit } from "./envoy-types.js";
+import type { Cluster, HttpFilter, RateLimit, RuntimeLayer } from "./envoy-types.js";
 
 /** How the edge checks access tokens; the defaults match identity's. */
 export interface EdgeAuthOptions {
@@ -125,6 +127,30 @@ export function rateLimitFilter(options: EdgeRateLimitOptions = {}): HttpFilter 
       rate_limited_as_resource_exhausted: true,
       enable_x_ratelimit_headers: "DRAFT_VERSION_03",
       rate_limit_service: { grpc_service: { envoy_grpc: { cluster_name: RATELIMIT_CLUSTER } }, transport_api_version: "V3" },
+    },
+  };
+}
+
+/** The runtime layer the ratelimit service serves (services/ratelimit/src/runtime-discovery.ts names the same). */
+export const RATELIMIT_RUNTIME_LAYER = "ratelimit";
+
+/**
+ * The edge's runtime layer from the ratelimit service (RTDS, over the same
+ * mTLS cluster as its checks): `ratelimit.http_filter_enabled` is 0 while no
+ * limit is configured, so the filter then asks nothing, and 100 once one is.
+ * Until the first answer (or when the service is not up within a second of
+ * the edge's start) the key is unset and the filter asks about every request.
+ */
+export function rateLimitRuntimeLayer(): RuntimeLayer {
+  return {
+    name: RATELIMIT_RUNTIME_LAYER,
+    rtds_layer: {
+      name: RATELIMIT_RUNTIME_LAYER,
+      rtds_config: {
+        api_config_source: { api_type: "GRPC", transport_api_version: "V3", grpc_services: [{ envoy_grpc: { cluster_name: RATELIMIT_CLUSTER } }] },
+        resource_api_version: "V3",
+        initial_fetch_timeout: "1s",
+      },
     },
   };
 }

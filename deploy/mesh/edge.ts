@@ -1,6 +1,6 @@
 import type { Bootstrap, Cluster, HttpFilter, Route, TypedConfig } from "./envoy-types.js";
 import {
-  ADDRESS_RATE_LIMITS, SUBJECT_RATE_LIMITS, TOKEN_PATHS, jwksCluster, jwtFilter, rateLimitFilter, stripClaimsFilter,
+  ADDRESS_RATE_LIMITS, SUBJECT_RATE_LIMITS, TOKEN_PATHS, jwksCluster, jwtFilter, rateLimitFilter, rateLimitRuntimeLayer, stripClaimsFilter,
   type EdgeAuthOptions, type EdgeRateLimitOptions,
 } from "./edge-security.js";
 import { edgeLocalReplies } from "./edge-errors.js";
@@ -105,7 +105,7 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
   return {
     node: { id: EDGE, cluster: EDGE },
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: options.adminPort ?? 9901 } } },
-    layered_runtime: runtime(),
+    layered_runtime: runtime(rateLimit ? [rateLimitRuntimeLayer()] : []),
     static_resources: {
       listeners: [{
         name: "edge",

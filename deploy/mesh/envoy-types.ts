@@ -33,10 +33,22 @@ export interface Bootstrap {
   readonly static_resources: { readonly listeners: readonly Listener[]; readonly clusters: readonly Cluster[] };
 }
 
-/** A runtime layer: fixed values, or the admin's `/runtime_modify`. */
+/** A runtime layer: fixed values, values a runtime discovery service (RTDS) pushes, or the admin's `/runtime_modify`. */
 export type RuntimeLayer =
   | { readonly name: string; readonly static_layer: Readonly<Record<string, number | string | boolean>> }
+  | { readonly name: string; readonly rtds_layer: { readonly name: string; readonly rtds_config: GrpcConfigSource } }
   | { readonly name: string; readonly admin_layer: Record<string, never> };
+
+/** An xDS subscription over gRPC to a cluster; Envoy starts without it after `initial_fetch_timeout`. */
+export interface GrpcConfigSource {
+  readonly api_config_source: {
+    readonly api_type: "GRPC";
+    readonly transport_api_version: "V3";
+    readonly grpc_services: ReadonlyArray<{ readonly envoy_grpc: { readonly cluster_name: string } }>;
+  };
+  readonly resource_api_version: "V3";
+  readonly initial_fetch_timeout?: string;
+}
 
 // --- Listeners and the HTTP connection manager ------------------------------
 

@@ -1,4 +1,4 @@
-import type { AccessLog, AccessLogFilter, Bootstrap, Cluster, Tracing } from "./envoy-types.js";
+import type { AccessLog, AccessLogFilter, Bootstrap, Cluster, RuntimeLayer, Tracing } from "./envoy-types.js";
 import { staticCluster } from "./clusters.js";
 
 /** The cluster every Envoy's tracer exports spans to. */
@@ -39,10 +39,11 @@ export const TRACE_EXPORT_INTERVAL_MS = 1000;
  * The runtime of every Envoy: its tracer exports in batches of
  * {@link TRACE_EXPORT_BATCH} spans or every {@link TRACE_EXPORT_INTERVAL_MS}.
  * Envoy's defaults (every 5 spans, or 5 s) make one export call per request
- * or two under load, and keep a quiet trace out of Jaeger for seconds. The
- * admin layer keeps `/runtime_modify` working.
+ * or two under load, and keep a quiet trace out of Jaeger for seconds.
+ * `discovered` layers (RTDS) come over the static one; the admin layer, last,
+ * keeps `/runtime_modify` working over both.
  */
-export function runtime(): NonNullable<Bootstrap["layered_runtime"]> {
+export function runtime(discovered: readonly RuntimeLayer[] = []): NonNullable<Bootstrap["layered_runtime"]> {
   return {
     layers: [
       {
@@ -52,6 +53,7 @@ export function runtime(): NonNullable<Bootstrap["layered_runtime"]> {
           "tracing.opentelemetry.flush_interval_ms": TRACE_EXPORT_INTERVAL_MS,
         },
       },
+      ...discovered,
       { name: "admin", admin_layer: {} },
     ],
   };

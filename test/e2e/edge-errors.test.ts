@@ -111,6 +111,20 @@ describe("the edge's own errors under up", { timeout: 90_000 }, () => {
 
   it("over a rate limit: 429 RESOURCE_EXHAUSTED RATE_LIMITED with RetryInfo saying what retry-after says", async () => {
     const method = "/taskmesh.coordinator.v1.TaskService/ListTasks";
+    // With no limit configured (as `up` starts) the edge's rate-limit filter is off: it asks the ratelimit service nothing.
+    const edgeAdmin = `http://127.0.0.1:${upRun.env.TASKMESH_EDGE_ADMIN_PORT}`;
+    const filterEnabled = async () => ((await (await fetch(`${edgeAdmin}/runtime`)).json()) as { entries: Record<string, { final_value: string }> })
+      .entries["ratelimit.http_filter_enabled"]?.final_value;
+    const asked = async () => [...(await (await fetch(`${edgeAdmin}/stats?filter=${encodeURIComponent("^cluster\\.[a-z0-9-]+\\.ratelimit\\.")}`)).text())
+      .matchAll(/: (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    await until("the edge's rate-limit filter to be off", 15_000, async () => ((await filterEnabled()) === "0" ? true : undefined));
+    const before = await asked();
+    for (let i = 0; i < 3; i++) {
+      const response = await get("/v1/tasks?pageSize=1", admin);
+      await response.arrayBuffer();
+      expect(response.status).toBe(200);
+    }
+    expect(await asked()).toBe(before);
     const put = await upRun.taskmesh("config", "put", "/ratelimit/limits", JSON.stringify({ "e2e-http": { descriptor: [{ key: "subject" }, { key: "method", value: method }], requests: 1, per: "minute" } }));
     expect(put.code, put.stderr).toBe(0);
     try {
@@ -125,6 +139,8 @@ describe("the edge's own errors under up", { timeout: 90_000 }, () => {
       expect(await errorOf(refused)).toMatchObject({
         status: 429, contentType: "application/json", code: Code.RESOURCE_EXHAUSTED, reason: "RATE_LIMITED", domain: "taskmesh.dev", retryDelay: `${retryAfter}s`,
       });
+      expect(await filterEnabled()).toBe("100");
+      expect(await asked()).toBeGreaterThan(before);
     } finally {
       await upRun.taskmesh("config", "put", "/ratelimit/limits", "{}");
     }

@@ -5,3 +5,4 @@ export { MAX_DESCRIPTORS, rateLimitHandlers, type RateLimitDeps } from "./handle
 export { LIMITS_KEY, LimitSet, MAX_DESCRIPTOR_ENTRIES, MAX_LIMITS, PERIODS, parseLimits, type Limit, type LimitEntry, type LimitSpec, type Period } from "./limits.js";
 export { limitedStatus, rateLimitResponse, refusalError, unlimitedStatus, type Refusal } from "./responses.js";
 export { SLIDING_WINDOW_LUA } from "./sliding-window-script.js";
+export { FILTER_ENABLED_KEY, RUNTIME_LAYER, RUNTIME_TYPE_URL, RuntimeLayerSource, runtimeDiscoveryHandlers, runtimeLayer } from "./runtime-discovery.js";

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { RateLimitServiceService } from "../../../gen/envoy/service/ratelimit/v3/rls.js";
+import { RuntimeDiscoveryServiceService } from "../../../gen/envoy/service/runtime/v3/rtds.js";
 import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
 import {
   MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService, untilReady, watchSetting,
@@ -9,6 +10,7 @@ import { ratelimitDescriptorSet } from "./descriptor-set.js";
 import { FAILURE_MODES, FAILURE_MODE_KEY, parseFailureMode } from "./failure-mode.js";
 import { rateLimitHandlers } from "./handlers.js";
 import { LIMITS_KEY, LimitSet, parseLimits } from "./limits.js";
+import { RuntimeLayerSource, runtimeDiscoveryHandlers } from "./runtime-discovery.js";
 
 /** The ratelimit service's environment. */
 const envShape = {
@@ -31,9 +33,14 @@ await runService({
     const log = createLogger({ service: "ratelimit", instance, level: env.LOG_LEVEL });
     const config = connectUpstream(ConfigServiceService, "config");
     const counter = new RedisCounter({ url: env.REDIS_URL, prefix: env.TASKMESH_RATELIMIT_PREFIX, timeoutMs: env.TASKMESH_RATELIMIT_REDIS_TIMEOUT, logger: log });
+    // The edge reads whether to ask about its requests at all from this service's runtime layer (RTDS).
+    const runtime = new RuntimeLayerSource(LimitSet.EMPTY);
     const limits = watchSetting(config, {
       key: LIMITS_KEY, parse: parseLimits, fallback: LimitSet.EMPTY, logger: log,
-      onChange: (next) => log.info({ limits: next.limits.map((l) => l.name) }, "rate limits applied"),
+      onChange: (next) => {
+        runtime.update(next);
+        log.info({ limits: next.limits.map((l) => l.name) }, "rate limits applied");
+      },
     });
     const failureMode = watchSetting(config, {
       key: FAILURE_MODE_KEY, parse: parseFailureMode, fallback: env.TASKMESH_RATELIMIT_FAILURE_MODE, logger: log,
@@ -41,6 +48,7 @@ await runService({
     });
     const server = new MeshServer({ name: "ratelimit", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE, descriptorSet: ratelimitDescriptorSet() })
       .addService(RateLimitServiceService, rateLimitHandlers({ limits: () => limits.get(), failureMode: () => failureMode.get(), counter }))
+      .addService(RuntimeDiscoveryServiceService, runtimeDiscoveryHandlers(runtime, limits.ready))
       .onClose("config", () => {
         limits.close();
         failureMode.close();

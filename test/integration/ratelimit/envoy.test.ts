@@ -7,6 +7,7 @@ import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
 import { envoySpec, envoyValidate } from "../../../deploy/local/provision/envoy.js";
+import { rateLimitRuntimeLayer } from "../../../deploy/mesh/edge-security.js";
 import { freePort } from "../../../deploy/local/secrets.js";
 import { runProcess, type RunningProcess } from "../../../deploy/local/supervisor.js";
 import { Code, MeshError, createClient, type MeshClient } from "../../../services/kit/src/index.js";
@@ -18,8 +19,8 @@ const GET = "/taskmesh.config.v1.ConfigService/Get";
 /**
  * An Envoy whose ratelimit filter is set up as the edge's (domain, timeout,
  * `rate_limited_as_resource_exhausted`, DRAFT_VERSION_03 headers), with the
- * edge's `[subject]` and `[subject, method]` descriptors, in front of a
- * config replica.
+ * edge's `[subject]` and `[subject, method]` descriptors and runtime layer
+ * (RTDS from the ratelimit service), in front of a config replica.
  */
 function envoyConfig(ports: { admin: number; listener: number; ratelimit: number; config: number }): string {
   const cluster = (name: string, port: number) => ({
@@ -34,7 +35,10 @@ function envoyConfig(ports: { admin: number; listener: number; ratelimit: number
   });
   const subject = { request_headers: { header_name: "x-jwt-sub", descriptor_key: "subject" } };
   return JSON.stringify({
+    node: { id: "ratelimit-test-edge", cluster: "edge" },
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: ports.admin } } },
+    // The edge's runtime layer from the ratelimit service (RTDS), as the edge's bootstrap has it.
+    layered_runtime: { layers: [rateLimitRuntimeLayer(), { name: "admin", admin_layer: {} }] },
     static_resources: {
       listeners: [{
         name: "edge",
@@ -86,6 +90,18 @@ describe("ratelimit behind Envoy's ratelimit filter", () => {
   let envoy: RunningProcess | undefined;
   let edge: MeshClient<typeof ConfigServiceService>;
   let edgeAddress: string;
+  let admin: string;
+
+  /** The edge's value of a runtime key, as its admin says (undefined while no layer sets it). */
+  const runtimeValue = async (key: string): Promise<string | undefined> => {
+    const body = (await (await fetch(`${admin}/runtime`)).json()) as { entries: Record<string, { final_value: string }> };
+    return body.entries[key]?.final_value;
+  };
+  /** How many times the ratelimit filter asked the service about a call routed to `config`. */
+  const filterCalls = async (): Promise<number> => {
+    const text = await (await fetch(`${admin}/stats?filter=${encodeURIComponent("^cluster\\.config\\.ratelimit\\.")}`)).text();
+    return [...text.matchAll(/: (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  };
 
   const as = (subject: string) => {
     const metadata = new Metadata();
@@ -107,6 +123,7 @@ describe("ratelimit behind Envoy's ratelimit filter", () => {
     await envoyValidate(configPath);
     envoy = await runProcess(envoySpec({ name: "ratelimit-test-edge", kind: "edge", configPath, adminPort: ports.admin, logDir: join(dir, "logs") }), { logDir: join(dir, "logs") });
     edgeAddress = `127.0.0.1:${ports.listener}`;
+    admin = `http://127.0.0.1:${ports.admin}`;
     edge = createClient(ConfigServiceService, edgeAddress);
   }, 120_000);
 
@@ -137,5 +154,21 @@ describe("ratelimit behind Envoy's ratelimit filter", () => {
     expect(stdout).toContain('x-ratelimit-limit: 2, 100;w=60;name="per-subject", 2;w=60;name="get"');
     expect(stdout).toMatch(/x-ratelimit-remaining: 1/);
     expect(stdout).toMatch(/x-ratelimit-reset: \d+/);
+  });
+
+  it("with no limit configured the filter asks the service nothing, and a limit put later applies live", async () => {
+    expect(await runtimeValue("ratelimit.http_filter_enabled")).toBe("100");
+    await stack.put("/ratelimit/limits", {});
+    await eventually(async () => expect(await runtimeValue("ratelimit.http_filter_enabled")).toBe("0"));
+    const before = await filterCalls();
+    for (let i = 0; i < 5; i++) expect((await edge.get({ key: "/demo/greeting" }, as("dave"))).entry?.value).toBe("hello");
+    expect(await filterCalls()).toBe(before);
+
+    await stack.put("/ratelimit/limits", { get: { descriptor: [{ key: "subject" }, { key: "method", value: GET }], requests: 1, per: "minute" } });
+    await eventually(async () => expect(await runtimeValue("ratelimit.http_filter_enabled")).toBe("100"));
+    await edge.get({ key: "/demo/greeting" }, as("erin"));
+    const refused = await edge.get({ key: "/demo/greeting" }, as("erin")).catch((e: unknown) => MeshError.from(e));
+    expect(refused).toMatchObject({ code: Code.RESOURCE_EXHAUSTED, reason: "RATE_LIMITED" });
+    expect(await filterCalls()).toBe(before + 2);
   });
 });
