@@ -14,11 +14,11 @@ export class EnvError extends Error {
   }
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses a readable duration (`250ms`, `10s`, `5m`, `1h`, or a bare number of ms) into milliseconds. */
+/** Parses a readable duration (`250ms`, `10s`, `5m`, `1h`, `7d`, or a bare number of ms) into milliseconds. */
 export function parseDuration(text: string): number | undefined {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(text);
   if (!m) return undefined;
   return Math.round(Number(m[1]) * UNITS[m[2] ?? "ms"]!);
 }

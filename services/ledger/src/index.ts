@@ -11,3 +11,4 @@ export { LEDGER_REASONS, backoffMs } from "./transitions.js";
 export { MAX_PAYLOAD_BYTES, RETRY_DEFAULTS, parseCreate, type NewTask } from "./validation.js";
 export { WorkerStore, type WorkerFilter, type WorkerUpsert } from "./worker-store.js";
 export { EVENT_SOURCE } from "./writer.js";
+export { Retention, type RetentionOptions } from "./retention.js";

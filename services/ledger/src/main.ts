@@ -6,6 +6,7 @@ import {
 import { ledgerHandlers } from "./handlers.js";
 import { LedgerStore } from "./ledger-store.js";
 import { registerLedgerMetrics } from "./metrics.js";
+import { Retention } from "./retention.js";
 import { OutboxRelay, TASKS_TOPIC } from "./outbox-relay.js";
 import { migrations } from "./sql/migrations.js";
 import { QueueStore } from "./queue-store.js";
@@ -21,6 +22,10 @@ const envShape = {
     .pipe(z.array(envSchemas.address()).min(1, "expected at least one host:port")).optional(),
   /** The topic the outbox relay publishes task events to. */
   TASKMESH_OUTBOX_TOPIC: z.string().trim().regex(/^[A-Za-z0-9._-]{1,249}$/, "expected a Kafka topic name").default(TASKS_TOPIC),
+  /** How long a finished task (and its history) is kept after it finished; 0 keeps every task. @default 7d */
+  TASKMESH_LEDGER_RETENTION: envSchemas.duration().default(7 * 86_400_000),
+  /** Time between two retention passes. @default 1m */
+  TASKMESH_LEDGER_RETENTION_INTERVAL: envSchemas.duration().pipe(z.number().min(100)).default(60_000),
 };
 
 await runService({
@@ -34,9 +39,11 @@ await runService({
     const relay = env.KAFKA_BROKERS
       ? new OutboxRelay({ databaseUrl: env.DATABASE_URL, brokers: env.KAFKA_BROKERS, topic: env.TASKMESH_OUTBOX_TOPIC, logger: log, name: `${instance}-outbox-relay` })
       : undefined;
+    const retention = new Retention(pool, { retentionMs: env.TASKMESH_LEDGER_RETENTION, intervalMs: env.TASKMESH_LEDGER_RETENTION_INTERVAL, logger: log });
     const server = new MeshServer({ name: "ledger", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
       .addService(LedgerServiceService, ledgerHandlers(new LedgerStore(pool), new QueueStore(pool), new WorkerStore(pool), relay && (() => relay.nudge())))
-      .onClose("postgres pool", () => pool.end());
+      .onClose("postgres pool", () => pool.end())
+      .onClose("retention", () => retention.stop());
     // Closers run in reverse order: the relay stops (batch in flight, lock, producer) before the pool ends.
     if (relay) server.onClose("outbox relay", () => relay.stop());
     else log.warn("KAFKA_BROKERS is not set: the outbox relay is off and outbox rows stay unpublished");
@@ -47,6 +54,8 @@ await runService({
       async ready(signal) {
         await untilReady("postgres (migrations)", () => migrate(pool, "ledger", migrations, log), signal, log);
         relay?.start();
+        retention.start();
+        if (env.TASKMESH_LEDGER_RETENTION === 0) log.info("TASKMESH_LEDGER_RETENTION is 0: finished tasks are kept for ever");
       },
     };
   },

@@ -15,7 +15,7 @@ describe("loadEnv", () => {
 
   it("reads readable durations into milliseconds", () => {
     expect(loadEnv(shape, { DATABASE_URL: "postgres://h/db", TASKMESH_SHUTDOWN_GRACE: "2m" }).TASKMESH_SHUTDOWN_GRACE).toBe(120_000);
-    expect([parseDuration("250ms"), parseDuration("10s"), parseDuration("1.5s"), parseDuration("1h"), parseDuration("300")]).toEqual([250, 10_000, 1500, 3_600_000, 300]);
+    expect([parseDuration("250ms"), parseDuration("10s"), parseDuration("1.5s"), parseDuration("1h"), parseDuration("7d"), parseDuration("300")]).toEqual([250, 10_000, 1500, 3_600_000, 604_800_000, 300]);
     expect(parseDuration("ten seconds")).toBeUndefined();
   });
 

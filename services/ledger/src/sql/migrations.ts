@@ -271,4 +271,25 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE ledger.history DROP CONSTRAINT history_task_id_fkey;
     `,
   },
+  {
+    id: "0010_history_removed_with_its_task",
+    sql: `
+      -- Retention removes finished tasks after a while (retention.ts), and
+      -- their history with them: a history row stays append-only while its
+      -- task exists, and may be deleted once the task row is gone (the
+      -- retention pass deletes the tasks first, then their history, in one
+      -- transaction).
+      CREATE FUNCTION ledger.check_history_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF TG_OP = 'DELETE' AND NOT EXISTS (SELECT 1 FROM ledger.tasks WHERE id = OLD.task_id) THEN
+          RETURN OLD;
+        END IF;
+        RAISE EXCEPTION 'history is append-only while its task exists' USING ERRCODE = 'check_violation';
+      END
+      $fn$;
+      DROP TRIGGER history_append_only ON ledger.history;
+      CREATE TRIGGER history_append_only BEFORE UPDATE OR DELETE ON ledger.history
+        FOR EACH ROW EXECUTE FUNCTION ledger.check_history_change();
+    `,
+  },
 ];

@@ -1,0 +1,26 @@
+import type pg from "pg";
+
+/** Statements of the retention pass (retention.ts). */
+export const retentionSql = {
+  /**
+   * Deletes up to $2 tasks that finished more than $1 ms ago, oldest first,
+   * skipping rows another transaction holds; answers their ids. The
+   * `created_at` bound (implied by `finished_at`'s) lets the pass walk the
+   * `tasks_created` index instead of the table.
+   */
+  removeTasks: {
+    name: "ledger-retention-remove-tasks",
+    text: `DELETE FROM ledger.tasks t
+           WHERE t.id IN (
+             SELECT id FROM ledger.tasks
+             WHERE created_at < now() - make_interval(secs => $1::double precision / 1000)
+               AND finished_at < now() - make_interval(secs => $1::double precision / 1000)
+             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+           RETURNING t.id`,
+  },
+  /** The history of tasks deleted earlier in the same transaction (migration 0010 allows it only then). */
+  removeHistory: {
+    name: "ledger-retention-remove-history",
+    text: "DELETE FROM ledger.history WHERE task_id = ANY($1::uuid[])",
+  },
+} satisfies Record<string, pg.QueryConfig>;
