@@ -5,7 +5,7 @@ import { edgeReflection, type Topology } from "../mesh/topology.js";
 import { ensureMeshCerts } from "./certs.js";
 import { checkHealth } from "./health.js";
 import type { ProcessSpec } from "./process-spec.js";
-import { jaegerSpec } from "./provision/jaeger.js";
+import { jaegerSpec, jaegerUiDir } from "./provision/jaeger.js";
 import { kafkaSpec } from "./provision/kafka.js";
 import { envoySpec, jwksFetched } from "./provision/envoy.js";
 import { postgresSpec, postgresUrl } from "./provision/postgres.js";
@@ -157,12 +157,14 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
     infra.add("postgres");
   }
   const logDir = join(options.stateDir, "logs");
+  const uiAssetsDir = jaegerUiDir();
   specs.push(
     redisSpec({ dataDir: join(options.stateDir, "redis"), port: ports.redis }),
     kafkaSpec({ dataDir: join(options.stateDir, "kafka"), logDir, port: ports.kafka, controllerPort: await freePort() }),
     jaegerSpec({
       stateDir: join(options.stateDir, "jaeger"), logDir, uiPort: ports.jaegerUi,
       otlpGrpcPort: ports.otlpGrpc, otlpHttpPort: ports.otlpHttp, queryGrpcPort: ports.jaegerQueryGrpc,
+      ...(uiAssetsDir ? { uiAssetsDir } : {}),
     }),
   );
   const sampling = tracePercent();

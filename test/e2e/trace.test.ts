@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jaegerUiForTests, launchBrowser, screenshotPath } from "../support/browser.js";
 import { startUp, type UpRun } from "../support/up.js";
 
 /** A task as the edge's HTTP/JSON transcoding returns it (the fields this test reads). */
@@ -80,8 +81,11 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
   /** The task of the first test, SUCCEEDED, and its SubmitTask span's id. */
   let traced: { traceId: string; submitSpan: string } | undefined;
 
+  // The real Jaeger UI (a built jaeger-ui folder): the last test opens the task's trace in it.
+  const jaegerUi = jaegerUiForTests();
+
   beforeAll(async () => {
-    upRun = await startUp();
+    upRun = await startUp([], jaegerUi ? { TASKMESH_JAEGER_UI_DIR: jaegerUi } : {});
   }, 400_000); // waiting for the lock included
 
   afterAll(async () => {
@@ -189,4 +193,30 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
     const results = new Set(spans.filter(wanted.result).map((s) => s.id));
     expect(spans.some((s) => s.parent !== undefined && results.has(s.parent) && /LedgerService\/(CompleteTasks?|FailTask)/.test(s.operation)), "a ledger call under record result").toBe(true);
   });
+  it("the Jaeger UI draws the task's trace in a browser: the real UI, with the spans of at least five components", async () => {
+    expect(jaegerUi, "a built jaeger-ui folder (TASKMESH_JAEGER_UI_DIR, or shared/jaeger-ui beside the checkout)").toBeDefined();
+    expect(traced, "the first test's task").toBeDefined();
+    const jaeger = `http://127.0.0.1:${upRun.env.TASKMESH_JAEGER_PORT}`;
+    const trace = ((await (await fetch(`${jaeger}/api/traces/${traced!.traceId}`)).json()) as { data: JaegerTrace[] }).data[0]!;
+    const services = new Set(spansOf(trace).map((s) => s.service));
+    expect(services.size, [...services].join(", ")).toBeGreaterThanOrEqual(5);
+
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+      await page.goto(`${jaeger}/search`);
+      await expect.poll(() => page.title(), { timeout: 15_000 }).toMatch(/Jaeger UI/);
+      expect(await page.content()).not.toContain("This is not the Jaeger UI you are looking for");
+
+      await page.goto(`${jaeger}/trace/${traced!.traceId}`);
+      // Each span row names its service; collect the names the page drew.
+      const drawn = async () => new Set(await page.locator(".span-svc-name").allInnerTexts().then((texts) => texts.map((t) => t.trim().split(/\s+/)[0]!)));
+      await expect.poll(async () => (await drawn()).size, { timeout: 20_000 }).toBeGreaterThanOrEqual(5);
+      const names = await drawn();
+      for (const name of names) expect(services, `a drawn service name: ${name}`).toContain(name);
+      await page.screenshot({ path: screenshotPath("jaeger-trace"), fullPage: true });
+    } finally {
+      await browser.close();
+    }
+  }, 120_000);
 });

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import Table from "cli-table3";
 import pc from "picocolors";
 import { checkHealth } from "../health.js";
+import { JAEGER_UI_PLACEHOLDER_NOTE, jaegerUiDir } from "../provision/jaeger.js";
 import { localSecret } from "../secrets.js";
 import { LineSplitter, lineHasTrace, parseTraceId, traceLines } from "./log-trace.js";
 import { UsageError } from "./rpc.js";
@@ -36,6 +37,16 @@ export function printAddresses(state: RunState): void {
   console.log(rows.toString());
   const service = state.processes.find((p) => p.kind === "service");
   if (service?.ports.app) console.log(pc.dim(`try: grpcurl -plaintext 127.0.0.1:${service.ports.app} list`));
+  if (state.processes.some((p) => p.name === "jaeger") && !hasJaegerUi()) console.log(pc.yellow(`taskmesh: ${JAEGER_UI_PLACEHOLDER_NOTE}`));
+}
+
+/** Whether this run's Jaeger serves a built UI (TASKMESH_JAEGER_UI_DIR, as the plan read it). */
+function hasJaegerUi(): boolean {
+  try {
+    return jaegerUiDir() !== undefined;
+  } catch {
+    return false;
+  }
 }
 
 /** The state with each process's liveness checked now (a killed supervisor leaves `stale` entries). */
