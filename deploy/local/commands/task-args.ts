@@ -6,7 +6,7 @@ import type { Duration } from "../../../gen/google/protobuf/duration.js";
 import type { ListTasksRequest, SubmitTaskRequest, WatchTaskRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState, TaskView } from "../../../gen/taskmesh/task/v1/task.js";
 import { parseDuration } from "../../../services/kit/src/index.js";
-import { UsageError } from "./rpc.js";
+import { UsageError } from "./usage-error.js";
 
 /** The states `--state` accepts, case-insensitively, with or without `TASK_STATE_`. */
 export const STATE_NAMES = ["pending", "running", "succeeded", "failed", "cancelled", "timed_out"] as const;
@@ -14,7 +14,7 @@ export const STATE_NAMES = ["pending", "running", "succeeded", "failed", "cancel
 /** A duration such as `500ms`, `30s`, `1.5m` or `2h`, in ms; the unit is required. */
 export function parseDurationArg(flag: string, text: string): number {
   const ms = /[a-z]\s*$/i.test(text) ? parseDuration(text) : undefined;
-  if (ms === undefined) throw new UsageError(`${flag}: expected a duration like 500ms, 30s, 5m or 2h, got ${JSON.stringify(text)}`);
+  if (ms === undefined) throw new UsageError(`${flag}: expected a duration like 500ms, 30s, 5m, 2h or 7d, got ${JSON.stringify(text)}`);
   return ms;
 }
 
