@@ -3,15 +3,24 @@
  * scripts/taskmesh.mjs, which puts it on the pinned Node 24.
  */
 import { Command, Option, type CommanderError } from "commander";
-import { certs, certsRotate, type CertsOptions } from "./commands/certs.js";
-import { configGet, configPut, configWatch } from "./commands/config.js";
-import { eventsTail, type TailOptions } from "./commands/events.js";
-import { health, logs, status } from "./commands/inspect.js";
-import { UsageError } from "./commands/rpc.js";
-import { taskCancel, taskGet, taskList, taskSubmit, taskWatch } from "./commands/task.js";
-import { token, type TokenOptions } from "./commands/token.js";
+import type { CertsOptions } from "./commands/certs.js";
+import type { TailOptions } from "./commands/events.js";
+import { parseReplicas } from "./commands/replicas.js";
 import type { ListOptions, SubmitOptions, WatchOptions } from "./commands/task-args.js";
-import { down, parseReplicas, up } from "./commands/up.js";
+import type { TokenOptions } from "./commands/token.js";
+import { UsageError } from "./commands/usage-error.js";
+
+// Each command's module is loaded when that command runs, so `--help` and
+// `status` do not load gRPC, the generated code or the supervisor.
+const commands = {
+  certs: () => import("./commands/certs.js"),
+  config: () => import("./commands/config.js"),
+  events: () => import("./commands/events.js"),
+  inspect: () => import("./commands/inspect.js"),
+  task: () => import("./commands/task.js"),
+  token: () => import("./commands/token.js"),
+  up: () => import("./commands/up.js"),
+};
 
 const program = new Command("taskmesh")
   .description("taskmesh: agent tasks on a fleet of workers, as a gRPC service mesh")
@@ -43,50 +52,50 @@ program.command("up")
   .description("start Postgres, the services and everything they need; wait until all are healthy")
   .option("-d, --detach", "run in the background and return once ready")
   .addOption(new Option("--replicas <list>", "replicas per service, e.g. config=2").argParser(parseReplicas))
-  .action(action((opts: { detach?: boolean; replicas?: Record<string, number> }) => up(opts)));
+  .action(action(async (opts: { detach?: boolean; replicas?: Record<string, number> }) => (await commands.up()).up(opts)));
 
-program.command("down").description("stop everything, in reverse order").action(action(() => down()));
+program.command("down").description("stop everything, in reverse order").action(action(async () => (await commands.up()).down()));
 
 program.command("status")
   .description("every process of the run: pid, state, addresses")
   .option("--json", "print JSON for scripts")
-  .action(action((opts: { json?: boolean }) => status(opts.json ?? false)));
+  .action(action(async (opts: { json?: boolean }) => (await commands.inspect()).status(opts.json ?? false)));
 
 program.command("logs")
   .description("print a process's log (.taskmesh/logs/<process>.log); with --trace only one trace's lines, of every process when none is named")
   .argument("[process]", "e.g. postgres, config-0, taskmesh")
   .option("-f, --follow", "keep printing as it grows")
   .option("--trace <trace-id>", "only lines with this trace id (32 hex digits, or a traceparent)")
-  .action(action((name: string | undefined, opts: { follow?: boolean; trace?: string }) => logs(name, opts.follow ?? false, opts.trace)));
+  .action(action(async (name: string | undefined, opts: { follow?: boolean; trace?: string }) => (await commands.inspect()).logs(name, opts.follow ?? false, opts.trace)));
 
 program.command("health")
   .description("gRPC health of every service instance")
   .option("--json", "print JSON for scripts")
-  .action(action((opts: { json?: boolean }) => health(opts.json ?? false)));
+  .action(action(async (opts: { json?: boolean }) => (await commands.inspect()).health(opts.json ?? false)));
 
 const certsCommand = program.command("certs")
   .description("create the mesh CA and each identity's key pair (.taskmesh/certs/) where missing or ending within the hour; list them")
   .option("--json", "print JSON for scripts")
   .option("--validity <duration>", "how long new identity certificates are valid (default 24h)")
-  .action(action((opts: CertsOptions) => certs(opts)));
+  .action(action(async (opts: CertsOptions) => (await commands.certs()).certs(opts)));
 certsCommand.command("rotate")
   .description("new key pairs under the same CA for all or the named identities; Envoy picks them up through SDS without a restart")
   .argument("[name...]", "config, ledger, coordinator, worker, edge (default: all)")
   .option("--json", "print JSON for scripts")
   .option("--validity <duration>", "how long the new certificates are valid (default 24h)")
   // The parent's --json and --validity are recognised after `rotate` too, so both commands' options are merged.
-  .action(action((names: string[], _opts: CertsOptions, command: Command) => certsRotate(names, command.optsWithGlobals<CertsOptions>())));
+  .action(action(async (names: string[], _opts: CertsOptions, command: Command) => (await commands.certs()).certsRotate(names, command.optsWithGlobals<CertsOptions>())));
 
 const config = program.command("config").description("read, write and watch live configuration");
 const address = new Option("--address <host:port>", "a config instance (default: the running one)");
 config.command("get").argument("<key>").addOption(address).option("--json", "print JSON")
-  .action(action((key: string, opts: { address?: string; json?: boolean }) => configGet(key, opts)));
+  .action(action(async (key: string, opts: { address?: string; json?: boolean }) => (await commands.config()).configGet(key, opts)));
 config.command("put").argument("<key>").argument("<value>", "JSON, or plain text for a string")
   .addOption(address).option("--expect-revision <n>", "compare-and-swap: only if the key is at this revision (0: absent)")
-  .action(action((key: string, value: string, opts: { address?: string; expectRevision?: string }) => configPut(key, value, opts)));
+  .action(action(async (key: string, value: string, opts: { address?: string; expectRevision?: string }) => (await commands.config()).configPut(key, value, opts)));
 config.command("watch").argument("[prefix]", "keys starting with it", "/").addOption(address)
   .option("--after-revision <n>", "replay every change after this revision first")
-  .action(action((prefix: string, opts: { address?: string; afterRevision?: string }) => configWatch(prefix, opts)));
+  .action(action(async (prefix: string, opts: { address?: string; afterRevision?: string }) => (await commands.config()).configWatch(prefix, opts)));
 
 const task = program.command("task").description("submit, read, list, watch and cancel tasks").exitOverride(usageExit);
 const coordinator = new Option("--address <host:port>", "a coordinator instance (default: TASKMESH_UPSTREAM_COORDINATOR, else the running one)");
@@ -100,9 +109,9 @@ task.command("submit").description("submit a task and print its id")
   .option("--label <key=value>", "a label; repeat for more", collect)
   .option("--wait", "follow it until it ends and print it; exit 0 only if it SUCCEEDED")
   .option(...json).addOption(coordinator)
-  .action(action((capability: string, input: string | undefined, opts: SubmitOptions) => taskSubmit(capability, input, opts)));
+  .action(action(async (capability: string, input: string | undefined, opts: SubmitOptions) => (await commands.task()).taskSubmit(capability, input, opts)));
 task.command("get").description("show one task").argument("<id>").option(...json).addOption(coordinator)
-  .action(action((id: string, opts: { json?: boolean; address?: string }) => taskGet(id, opts)));
+  .action(action(async (id: string, opts: { json?: boolean; address?: string }) => (await commands.task()).taskGet(id, opts)));
 task.command("list").description("list tasks, newest first, a page at a time")
   .option("--state <state>", "only in this state (pending, running, succeeded, failed, cancelled, timed_out); repeat for more", collect)
   .option("--capability <name>", "only of this capability")
@@ -111,14 +120,14 @@ task.command("list").description("list tasks, newest first, a page at a time")
   .option("--limit <n>", "at most this many (default 100)")
   .option("--page-token <token>", "the next page, as the previous page printed")
   .option(...json).addOption(coordinator)
-  .action(action((opts: ListOptions) => taskList(opts)));
+  .action(action(async (opts: ListOptions) => (await commands.task()).taskList(opts)));
 task.command("watch").description("print a task's changes until it ends; exit 0 only if it SUCCEEDED").argument("<id>")
   .option("--after-sequence <n>", "replay the transitions after this sequence first")
   .option("--json", "print each message as one line of proto3 JSON").addOption(coordinator)
-  .action(action((id: string, opts: WatchOptions) => taskWatch(id, opts)));
+  .action(action(async (id: string, opts: WatchOptions) => (await commands.task()).taskWatch(id, opts)));
 task.command("cancel").description("cancel a pending or running task").argument("<id>")
   .option("--reason <text>", "why, for the task's history").option(...json).addOption(coordinator)
-  .action(action((id: string, opts: { reason?: string; json?: boolean; address?: string }) => taskCancel(id, opts)));
+  .action(action(async (id: string, opts: { reason?: string; json?: boolean; address?: string }) => (await commands.task()).taskCancel(id, opts)));
 
 program.command("token").description("print a development access token (for grpcurl -H \"authorization: Bearer $(npx taskmesh token)\")")
   .option("--scope <scope>", "a scope to ask for (default: every scope of the key); repeat for more", collect)
@@ -126,7 +135,7 @@ program.command("token").description("print a development access token (for grpc
   .option("--json", "print the whole token response as JSON (refresh token and expiry included)")
   .addOption(new Option("--address <host:port>", "an identity instance (default: TASKMESH_UPSTREAM_IDENTITY, else the running one)"))
   .exitOverride(usageExit)
-  .action(action((opts: TokenOptions) => token(opts)));
+  .action(action(async (opts: TokenOptions) => (await commands.token()).token(opts)));
 
 const events = program.command("events").description("follow the event bus").exitOverride(usageExit);
 events.command("tail").description("print one line per event of a topic until Ctrl-C (a private subscription; acknowledges what it printed)")
@@ -135,6 +144,6 @@ events.command("tail").description("print one line per event of a topic until Ct
   .option("--from <where>", "earliest, latest (default) or an ISO 8601 time")
   .option("--json", "print each delivery as one line of proto3 JSON")
   .addOption(new Option("--address <host:port>", "an events instance (default: TASKMESH_UPSTREAM_EVENTS, else the running one)"))
-  .action(action((opts: TailOptions) => eventsTail(opts)));
+  .action(action(async (opts: TailOptions) => (await commands.events()).eventsTail(opts)));
 
 await program.parseAsync();

@@ -2,11 +2,10 @@ import { closeSync, existsSync, openSync, readdirSync, readSync, statSync } from
 import { join } from "node:path";
 import Table from "cli-table3";
 import pc from "picocolors";
-import { checkHealth } from "../health.js";
-import { JAEGER_UI_PLACEHOLDER_NOTE, jaegerUiDir } from "../provision/jaeger.js";
+import { JAEGER_UI_PLACEHOLDER_NOTE, jaegerUiDir } from "../provision/jaeger-ui.js";
 import { localSecret } from "../secrets.js";
 import { LineSplitter, lineHasTrace, parseTraceId, traceLines } from "./log-trace.js";
-import { UsageError } from "./rpc.js";
+import { UsageError } from "./usage-error.js";
 import { LOG_DIR, readState, STATE_DIR, type ProcessRecord, type RunState } from "../state.js";
 import { alive } from "../supervisor.js";
 
@@ -170,6 +169,8 @@ async function traceAcrossLogs(traceId: string, follow: boolean): Promise<number
 export async function health(json: boolean): Promise<number> {
   const state = readState();
   const services = (state?.processes ?? []).filter((p) => p.kind === "service" && p.ports.app !== undefined);
+  // gRPC is loaded only by this command (status and logs need none).
+  const { checkHealth } = await import("../health.js");
   const rows = await Promise.all(services.map(async (p) => ({ name: p.name, address: `127.0.0.1:${p.ports.app}`, status: await checkHealth(`127.0.0.1:${p.ports.app}`) })));
   if (json) {
     console.log(JSON.stringify(rows, null, 2));

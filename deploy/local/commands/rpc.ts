@@ -15,10 +15,7 @@ export interface Io {
 /** The process's stdout and stderr. */
 export const stdio: Io = { out: (line) => console.log(line), err: (line) => console.error(line) };
 
-/** Bad input on the command line, found before any call: the CLI prints its message and exits with 2. */
-export class UsageError extends Error {
-  override readonly name = "UsageError";
-}
+export { UsageError } from "./usage-error.js";
 
 /**
  * The address of `service` to talk to: `--address`, else

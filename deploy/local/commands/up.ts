@@ -22,16 +22,7 @@ export interface UpOptions {
   readonly replicas?: Readonly<Record<string, number>>;
 }
 
-/** Parses `--replicas config=2,worker=3`. */
-export function parseReplicas(text: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const part of text.split(",").filter(Boolean)) {
-    const m = /^([a-z][a-z0-9-]*)=(\d+)$/.exec(part.trim());
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 16) throw new Error(`--replicas: expected name=N (1..16) pairs, got ${JSON.stringify(part)}`);
-    out[m[1]!] = Number(m[2]);
-  }
-  return out;
-}
+export { parseReplicas } from "./replicas.js";
 
 /** `taskmesh up`: runs everything and supervises it until a signal (or, with -d, in the background). */
 export async function up(options: UpOptions): Promise<number> {
