@@ -10,16 +10,9 @@ import { kafkaSpec } from "./provision/kafka.js";
 import { envoySpec, jwksFetched } from "./provision/envoy.js";
 import { postgresSpec, postgresUrl } from "./provision/postgres.js";
 import { redisSpec, redisUrl } from "./provision/redis.js";
+import { fixedPorts } from "./ports.js";
 import { freePort, localSecret, useRunPorts } from "./secrets.js";
 import { ROOT } from "./provision/versions.js";
-
-function port(variable: string, fallback: number): number {
-  const raw = process.env[variable]?.trim();
-  if (!raw) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`${variable}: expected a port number, got ${JSON.stringify(raw)}`);
-  return n;
-}
 
 /** TASKMESH_TRACE_SAMPLING: the percentage of requests traced, 0 to 100 (default 100, always on, as in development). */
 export function tracePercent(env: NodeJS.ProcessEnv = process.env): number {
@@ -44,20 +37,7 @@ export function accessLogOptions(env: NodeJS.ProcessEnv = process.env): AccessLo
   return { all: mode === "all", ...(slowMs !== undefined ? { slowMs } : {}) };
 }
 
-/** The fixed addresses of the design ("Topology and ports"), each overridable by its variable. */
-export function fixedPorts() {
-  return {
-    postgres: port("TASKMESH_POSTGRES_PORT", 15432),
-    redis: port("TASKMESH_REDIS_PORT", 16379),
-    kafka: port("TASKMESH_KAFKA_PORT", 19092),
-    jaegerUi: port("TASKMESH_JAEGER_PORT", 16686),
-    otlpGrpc: port("TASKMESH_OTLP_GRPC_PORT", 4317),
-    otlpHttp: port("TASKMESH_OTLP_HTTP_PORT", 4318),
-    jaegerQueryGrpc: port("TASKMESH_JAEGER_GRPC_PORT", 16685),
-    edge: port("TASKMESH_EDGE_PORT", 8080),
-    edgeAdmin: port("TASKMESH_EDGE_ADMIN_PORT", 9901),
-  };
-}
+export { fixedPorts } from "./ports.js";
 
 /** The services `up` runs, with their default replica counts and what they need. */
 export const SERVICES: Readonly<Record<string, { replicas: number; dependsOn: readonly string[] }>> = {

@@ -3,7 +3,11 @@
  * service's address, running a call with a client that is always closed,
  * and printing a failed call's status the way grpcurl users expect.
  */
-import { Code, createClient, MeshError, upstreamAddress, type MeshClient, type ServiceDefinitionLike } from "../../../services/kit/src/index.js";
+// The kit modules it needs, not the kit index (which loads Postgres, Kafka and OpenTelemetry's SDK too).
+import { createClient, type MeshClient } from "../../../services/kit/src/client.js";
+import { upstreamAddress } from "../../../services/kit/src/env.js";
+import { Code, MeshError } from "../../../services/kit/src/errors.js";
+import type { ServiceDefinitionLike } from "../../../services/kit/src/handlers.js";
 import { readState } from "../state.js";
 
 /** Where a command prints: stdout and stderr lines (tests pass their own). */

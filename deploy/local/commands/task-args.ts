@@ -5,7 +5,7 @@
 import type { Duration } from "../../../gen/google/protobuf/duration.js";
 import type { ListTasksRequest, SubmitTaskRequest, WatchTaskRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState, TaskView } from "../../../gen/taskmesh/task/v1/task.js";
-import { parseDuration } from "../../../services/kit/src/index.js";
+import { parseDuration } from "../../../services/kit/src/env.js";
 import { UsageError } from "./usage-error.js";
 
 /** The states `--state` accepts, case-insensitively, with or without `TASK_STATE_`. */

@@ -7,7 +7,7 @@ import Table from "cli-table3";
 import pc from "picocolors";
 import type { WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState, TransitionKind, type Task, type TaskError, type TaskProgress, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
-import { fixedPorts } from "../plan.js";
+import { fixedPorts } from "../ports.js";
 
 /** A state's short name, e.g. `RUNNING`. */
 export function stateName(state: TaskState): string {
