@@ -17,6 +17,7 @@ const commands = {
   config: () => import("./commands/config.js"),
   events: () => import("./commands/events.js"),
   inspect: () => import("./commands/inspect.js"),
+  restart: () => import("./commands/restart.js"),
   task: () => import("./commands/task.js"),
   token: () => import("./commands/token.js"),
   up: () => import("./commands/up.js"),
@@ -67,6 +68,12 @@ program.command("logs")
   .option("-f, --follow", "keep printing as it grows")
   .option("--trace <trace-id>", "only lines with this trace id (32 hex digits, or a traceparent)")
   .action(action(async (name: string | undefined, opts: { follow?: boolean; trace?: string }) => (await commands.inspect()).logs(name, opts.follow ?? false, opts.trace)));
+
+program.command("restart")
+  .description("stop one process of the running system and wait until the supervisor has it running again (a new pid)")
+  .argument("<process>", "e.g. worker-0, coordinator-0, coordinator-0-sidecar, kafka (npx taskmesh status lists them)")
+  .exitOverride(usageExit)
+  .action(action(async (name: string) => (await commands.restart()).restart(name)));
 
 program.command("health")
   .description("gRPC health of every service instance")

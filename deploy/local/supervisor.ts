@@ -22,6 +22,8 @@ export interface ProcessStatus {
   readonly logFile: string;
   /** See {@link startTicks}: identifies the process beyond its pid. */
   readonly startTicks?: number;
+  /** The signal that asks it to stop (`taskmesh restart` sends it; the supervisor then starts it again). */
+  readonly stopSignal?: NodeJS.Signals;
 }
 
 /** What the supervisor reports as it goes (for progress displays and logs). */
@@ -153,6 +155,7 @@ export class Supervisor {
         name, kind: e.spec.kind, ...(e.spec.service ? { service: e.spec.service } : {}), ...(pid !== undefined && e.state !== "stopped" ? { pid } : {}),
         state: e.state, ports: e.spec.ports, restarts: e.restarts, logFile: e.logFile,
         ...(pid !== undefined && e.startTicks !== undefined ? { startTicks: e.startTicks } : {}),
+        stopSignal: e.spec.stopSignal ?? "SIGTERM",
       };
     });
   }

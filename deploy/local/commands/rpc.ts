@@ -10,14 +10,9 @@ import { Code, MeshError } from "../../../services/kit/src/errors.js";
 import type { ServiceDefinitionLike } from "../../../services/kit/src/handlers.js";
 import { readState } from "../state.js";
 
-/** Where a command prints: stdout and stderr lines (tests pass their own). */
-export interface Io {
-  out(line: string): void;
-  err(line: string): void;
-}
+import { stdio, type Io } from "./io.js";
 
-/** The process's stdout and stderr. */
-export const stdio: Io = { out: (line) => console.log(line), err: (line) => console.error(line) };
+export { stdio, type Io } from "./io.js";
 
 export { UsageError } from "./usage-error.js";
 
