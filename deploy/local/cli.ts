@@ -63,8 +63,8 @@ program.command("status")
   .action(action(async (opts: { json?: boolean }) => (await commands.inspect()).status(opts.json ?? false)));
 
 program.command("logs")
-  .description("print a process's log (.taskmesh/logs/<process>.log); with --trace only one trace's lines, of every process when none is named")
-  .argument("[process]", "e.g. postgres, config-0, taskmesh")
+  .description("print a process's log (.taskmesh/logs/<process>.log), or the last lines of every process's log when none is named; with --trace only one trace's lines")
+  .argument("[process]", "e.g. postgres, config-0, taskmesh (default: every process, each line prefixed with its process)")
   .option("-f, --follow", "keep printing as it grows")
   .option("--trace <trace-id>", "only lines with this trace id (32 hex digits, or a traceparent)")
   .action(action(async (name: string | undefined, opts: { follow?: boolean; trace?: string }) => (await commands.inspect()).logs(name, opts.follow ?? false, opts.trace)));

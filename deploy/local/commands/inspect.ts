@@ -91,6 +91,16 @@ class LogReader {
 
   constructor(readonly file: string) {}
 
+  /** Starts reading at the last `count` lines now in the file (at most its last 256 KiB). */
+  tail(count: number): string[] {
+    if (!existsSync(this.file)) return [];
+    const from = Math.max(0, statSync(this.file).size - 256 * 1024);
+    this.offset = from;
+    const lines = this.read();
+    // A read from inside the file may begin mid-line: that first line is dropped.
+    return (from > 0 ? lines.slice(1) : lines).slice(-count);
+  }
+
   /** The whole lines appended since the last call (with `end`, also a last line without its newline). */
   read(end = false): string[] {
     if (!existsSync(this.file)) return [];
@@ -115,17 +125,16 @@ class LogReader {
 
 /**
  * `taskmesh logs [process] [-f] [--trace <id>]`: prints a process's log;
- * with follow, keeps printing what it appends. With a trace id (or a
- * traceparent), only the lines of that trace; without a process, those of
- * every process's log, in time order, each prefixed with its process.
+ * with follow, keeps printing what it appends. Without a process, the last
+ * lines of every process's log, then with follow every new line of any of
+ * them (a process started later included), each prefixed with its process.
+ * With a trace id (or a traceparent), only the lines of that trace; without a
+ * process, those of every process's log, in time order.
  */
 export async function logs(name: string | undefined, follow: boolean, trace?: string): Promise<number> {
   const traceId = trace === undefined ? undefined : parseTraceId(trace);
   if (trace !== undefined && traceId === undefined) throw new UsageError(`--trace: expected a trace id (32 hex digits) or a traceparent, got ${JSON.stringify(trace)}`);
-  if (name === undefined) {
-    if (traceId === undefined) throw new UsageError("logs: name a process, or give --trace <trace id> to search every process's log");
-    return traceAcrossLogs(traceId, follow);
-  }
+  if (name === undefined) return traceId === undefined ? allLogs(follow) : traceAcrossLogs(traceId, follow);
   const reader = new LogReader(join(LOG_DIR, `${name}.log`));
   if (!existsSync(reader.file)) {
     const known = readState()?.processes.map((p) => p.name).join(", ");
@@ -148,6 +157,34 @@ export async function logs(name: string | undefined, follow: boolean, trace?: st
 function logFiles(): Map<string, string> {
   if (!existsSync(LOG_DIR)) return new Map();
   return new Map(readdirSync(LOG_DIR).filter((f) => f.endsWith(".log")).sort().map((f) => [f.slice(0, -".log".length), join(LOG_DIR, f)]));
+}
+
+/** Lines of every process's log shown per process by `taskmesh logs` without a process. */
+export const TAIL_LINES = 10;
+
+/** The last {@link TAIL_LINES} lines of every process's log, then (with follow) each new line of any, prefixed with its process. */
+async function allLogs(follow: boolean): Promise<number> {
+  const files = logFiles();
+  if (files.size === 0) {
+    console.error(`taskmesh: no logs under ${LOG_DIR} (nothing has run in this state directory)`);
+    return 1;
+  }
+  const width = Math.max(...[...files.keys()].map((n) => n.length));
+  const print = (name: string, lines: readonly string[]): void => {
+    for (const line of lines) process.stdout.write(`${pc.dim(`${name.padEnd(width)} |`)} ${line}\n`);
+  };
+  const readers = new Map<string, LogReader>();
+  for (const [name, file] of files) {
+    const reader = new LogReader(file);
+    readers.set(name, reader);
+    print(name, reader.tail(TAIL_LINES));
+  }
+  if (!follow) return 0;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 250));
+    for (const [name, file] of logFiles()) if (!readers.has(name)) readers.set(name, new LogReader(file));
+    for (const [name, reader] of readers) print(name, reader.read());
+  }
 }
 
 /** The lines of one trace across every process's log, then (with follow) as they come. */
