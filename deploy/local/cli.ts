@@ -16,6 +16,7 @@ const commands = {
   certs: () => import("./commands/certs.js"),
   config: () => import("./commands/config.js"),
   events: () => import("./commands/events.js"),
+  grpcurl: () => import("./commands/grpcurl.js"),
   inspect: () => import("./commands/inspect.js"),
   restart: () => import("./commands/restart.js"),
   task: () => import("./commands/task.js"),
@@ -153,4 +154,11 @@ events.command("tail").description("print one line per event of a topic until Ct
   .addOption(new Option("--address <host:port>", "an events instance (default: TASKMESH_UPSTREAM_EVENTS, else the running one)"))
   .action(action(async (opts: TailOptions) => (await commands.events()).eventsTail(opts)));
 
-await program.parseAsync();
+program.command("grpcurl")
+  .description("run the pinned grpcurl (built into the cache by npm start) with these arguments, e.g. grpcurl -plaintext 127.0.0.1:8080 list")
+  .argument("[args...]", "grpcurl's own arguments, passed as given")
+  .helpOption(false);
+
+// grpcurl's arguments are its own (-plaintext, -d, -H …): they go to it untouched, not through the parser.
+if (process.argv[2] === "grpcurl") await action(async () => (await commands.grpcurl()).grpcurl(process.argv.slice(3)))();
+else await program.parseAsync();

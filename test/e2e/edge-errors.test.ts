@@ -109,6 +109,17 @@ describe("the edge's own errors under up", { timeout: 90_000 }, () => {
     }
   });
 
+  it("npx taskmesh grpcurl runs the pinned grpcurl: the README's submit through the edge works as written", async () => {
+    const submitted = await upRun.taskmesh("grpcurl", "-plaintext", "-H", `authorization: Bearer ${admin}`, "-d", '{"capability":"echo","input":{"text":"hi"}}',
+      upRun.edge, "taskmesh.coordinator.v1.TaskService/SubmitTask");
+    expect(submitted.code, submitted.stderr).toBe(0);
+    expect((JSON.parse(submitted.stdout) as { task: { capability: string } }).task.capability).toBe("echo");
+    const listed = await upRun.taskmesh("grpcurl", "-plaintext", upRun.edge, "list");
+    expect(listed.stdout.split("\n")).toContain("taskmesh.coordinator.v1.TaskService");
+    // grpcurl's own failures keep its exit code.
+    expect((await upRun.taskmesh("grpcurl", "-plaintext", upRun.edge, "no.such.Service/Nothing")).code).not.toBe(0);
+  });
+
   it("over a rate limit: 429 RESOURCE_EXHAUSTED RATE_LIMITED with RetryInfo saying what retry-after says", async () => {
     const method = "/taskmesh.coordinator.v1.TaskService/ListTasks";
     // With no limit configured (as `up` starts) the edge's rate-limit filter is off: it asks the ratelimit service nothing.
