@@ -13,6 +13,10 @@
 #   (d) as (c) with no limit configured (as `up` starts): the ratelimit
 #       service's runtime layer switches the edge's rate-limit filter off, and
 #       the edge asks it nothing
+#   (e) as (d) with the edge starting a trace for 10% of calls instead of
+#       `up`'s sampling (runtime key tracing.random_sampling at the edge's
+#       admin; every hop behind it follows the edge's decision): what tracing
+#       costs, side by side in one run
 # each at a fixed concurrency (closed loop) and at a fixed rate, and prints a
 # Markdown table. The method is TaskService/GetTask with an id that is not a
 # UUID: the coordinator answers INVALID_ARGUMENT itself, with no ledger or
@@ -123,10 +127,12 @@ wait_filter() { # $1: the value to wait for
   for _ in $(seq 1 100); do [ "$(filter_enabled)" = "$1" ] && return 0; sleep 0.1; done
   log "the edge's ratelimit.http_filter_enabled did not become $1"; exit 1
 }
+# Calls the edge started a trace for (its connection manager's tracing.random_sampling counter).
+sampled() { curl -fsS "$admin/stats?filter=%5Ehttp%5C.edge%5C.tracing%5C.random_sampling%24" | awk -F': ' '{print $2 + 0}'; }
 rls_calls() { curl -fsS "$admin/stats?filter=ratelimit%5C.(ok|over_limit|error|failure_mode_allowed)%24" | awk -F': ' '/^cluster\.coordinator/ {n += $2} END {print n + 0}'; }
 admin=http://127.0.0.1:$TASKMESH_EDGE_ADMIN_PORT
-paths=("direct" "sidecar" "edge" "edge-nolimit")
-declare -A target=([direct]=$direct [sidecar]=$sidecar [edge]=$edge [edge-nolimit]=$edge)
+paths=("direct" "sidecar" "edge" "edge-nolimit" "edge-sampled")
+declare -A target=([direct]=$direct [sidecar]=$sidecar [edge]=$edge [edge-nolimit]=$edge [edge-sampled]=$edge)
 for p in "${paths[@]}"; do
   # (c) with a limit the load stays under; (d) with none, once the edge's runtime says its filter is off.
   if [ "$p" = edge ]; then
@@ -138,6 +144,9 @@ for p in "${paths[@]}"; do
     wait_filter 0
     calls_before=$(rls_calls)
     log "(c): the edge asked the ratelimit service about $((calls_before - calls_start)) calls"
+  elif [ "$p" = edge-sampled ]; then
+    curl -fsS -X POST "$admin/runtime_modify?tracing.random_sampling=10" >/dev/null || { log "could not set the edge's sampling"; exit 1; }
+    sampled_before=$(sampled)
   fi
   log "$p (${target[$p]}): warm-up"
   ghz_run "$tmp/$p-warmup.json" "${target[$p]}" -c "$CONCURRENCY" -n 5000
@@ -148,7 +157,7 @@ for p in "${paths[@]}"; do
   ghz_run "$tmp/$p-rate.json" "${target[$p]}" -c "$CONCURRENCY" --rps "$RATE" -n "$((RATE * SECONDS_PER_RUN))"
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
-log "(d): the edge asked the ratelimit service about $(( $(rls_calls) - calls_before )) calls"
+log "(d) and (e): the edge asked the ratelimit service about $(( $(rls_calls) - calls_before )) calls; (e): it started a trace for $(( $(sampled) - sampled_before )) calls"
 
 # --- the table ---------------------------------------------------------------
 node - "$tmp" "$CONCURRENCY" "$RATE" <<'EOF'
@@ -163,6 +172,7 @@ const rows = [
   ["sidecar", "(b) worker-0 sidecar outbound → mTLS → coordinator-0 sidecar inbound → app"],
   ["edge", "(c) edge → mTLS → coordinator-0 sidecar inbound → app, a limit configured (a rate-limit call per request)"],
   ["edge-nolimit", "(d) as (c), no limit configured (the edge asks the ratelimit service nothing)"],
+  ["edge-sampled", "(e) as (d), the edge tracing 10% of calls"],
 ];
 const results = {};
 console.log(`| path | c=${concurrency}: calls/s | c=${concurrency}: p50 / p99 ms | ${rate}/s: achieved calls/s | ${rate}/s: p50 / p99 ms | status codes (c=${concurrency}; ${rate}/s) |`);
@@ -175,6 +185,7 @@ for (const [key, label] of rows) {
 const d = (k, p, which) => (pct(results[k][which], p) - pct(results.direct[which], p)) / 1e6;
 console.log("");
 console.log(`Added over (a) at ${rate}/s: one sidecar pair p50 +${d("sidecar", 50, "open").toFixed(2)} ms, p99 +${d("sidecar", 99, "open").toFixed(2)} ms; edge + sidecars p50 +${d("edge", 50, "open").toFixed(2)} ms, p99 +${d("edge", 99, "open").toFixed(2)} ms.`);
+console.log(`Tracing at \`up\`'s sampling against 10%, no limit configured ((d) against (e)): ${Math.round(results["edge-nolimit"].closed.rps).toLocaleString("en")} against ${Math.round(results["edge-sampled"].closed.rps).toLocaleString("en")} calls/s at ${concurrency} connections (${(100 * (1 - results["edge-nolimit"].closed.rps / results["edge-sampled"].closed.rps)).toFixed(0)}% fewer).`);
 const errors = new Set(rows.flatMap(([k]) => [results[k].closed, results[k].open]).flatMap((r) => Object.keys(r.errorDistribution ?? {})));
 console.log(`Answers: ${[...errors].map((e) => `\`${e.length > 140 ? e.slice(0, 140) + "…" : e}\``).join("; ")}`);
 EOF
