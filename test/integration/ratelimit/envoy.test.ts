@@ -171,4 +171,16 @@ describe("ratelimit behind Envoy's ratelimit filter", () => {
     expect(refused).toMatchObject({ code: Code.RESOURCE_EXHAUSTED, reason: "RATE_LIMITED" });
     expect(await filterCalls()).toBe(before + 2);
   });
+  it("keeps the last layer while the ratelimit service is down, and takes the current one from its new process", async () => {
+    await stack.put("/ratelimit/limits", { get: { descriptor: [{ key: "subject" }, { key: "method", value: GET }], requests: 100, per: "minute" } });
+    await eventually(async () => expect(await runtimeValue("ratelimit.http_filter_enabled")).toBe("100"));
+    await stack.restart(async () => {
+      // Down: the edge keeps what it had, and a change meanwhile reaches only config.
+      await stack.put("/ratelimit/limits", {});
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await runtimeValue("ratelimit.http_filter_enabled")).toBe("100");
+    });
+    // Envoy reconnects its runtime stream (with backoff) and gets the new process's layer.
+    await eventually(async () => expect(await runtimeValue("ratelimit.http_filter_enabled")).toBe("0"), 20_000);
+  });
 });

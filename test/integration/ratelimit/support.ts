@@ -15,6 +15,7 @@ export const OVER_LIMIT = RateLimitResponse_Code.OVER_LIMIT;
 /** A ratelimit process on a real Redis, following a real config replica. */
 export interface RatelimitStack {
   readonly address: string;
+  /** The running ratelimit process (a new one after {@link RatelimitStack.restart}). */
   readonly proc: ServiceProcess;
   readonly config: ConfigReplica;
   readonly client: MeshClient<typeof RateLimitServiceService>;
@@ -22,6 +23,8 @@ export interface RatelimitStack {
   put(key: string, value: unknown): Promise<void>;
   /** Asks about one request: `[subject]`, and `[subject, method]` when a method is given. */
   ask(subject: string, options?: { method?: string; hits?: number }): Promise<RateLimitResponse>;
+  /** Kills the ratelimit process (SIGKILL) and, after `whileDown`, starts a new one on the same address. */
+  restart(whileDown?: () => Promise<void>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -30,7 +33,7 @@ export async function startRatelimit(label: string, redisUrl: string, env: Recor
   const db: TestDatabase = await createTestDatabase(label);
   const config = await startConfigReplica(db.url, `config-${label}`);
   const address = `127.0.0.1:${await freePort()}`;
-  const proc = startService("ratelimit", {
+  const serviceEnv = {
     REDIS_URL: redisUrl,
     TASKMESH_LISTEN: address,
     TASKMESH_UPSTREAM_CONFIG: config.address,
@@ -38,11 +41,22 @@ export async function startRatelimit(label: string, redisUrl: string, env: Recor
     // Tests that count must not fail open because the machine is busy; the Redis tests set their own.
     TASKMESH_RATELIMIT_REDIS_TIMEOUT: "2s",
     ...env,
-  });
+  };
+  let proc = startService("ratelimit", serviceEnv);
   await waitForServing(address, proc, 20_000, "envoy.service.ratelimit.v3.RateLimitService");
   const client = createClient(RateLimitServiceService, address);
   return {
-    address, proc, config, client,
+    address, config, client,
+    get proc() {
+      return proc;
+    },
+    async restart(whileDown) {
+      proc.child.kill("SIGKILL");
+      await proc.exited;
+      await whileDown?.();
+      proc = startService("ratelimit", serviceEnv);
+      await waitForServing(address, proc, 20_000, "envoy.service.ratelimit.v3.RateLimitService");
+    },
     async put(key, value) {
       await config.client.put({ key, value, expectedRevision: undefined });
     },
