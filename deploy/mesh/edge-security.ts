@@ -22,6 +22,7 @@
  */
 
 import { CLAIMS_HEADER } from "../../services/kit/src/auth.js";
+import { RUNTIME_LAYER } from "../../services/ratelimit/src/runtime-names.js";
 import { staticCluster } from "./clusters.js";
 import type { Cluster, HttpFilter, RateLimit, RuntimeLayer } from "./envoy-types.js";
 
@@ -131,9 +132,6 @@ export function rateLimitFilter(options: EdgeRateLimitOptions = {}): HttpFilter 
   };
 }
 
-/** The runtime layer the ratelimit service serves (services/ratelimit/src/runtime-discovery.ts names the same). */
-export const RATELIMIT_RUNTIME_LAYER = "ratelimit";
-
 /**
  * The edge's runtime layer from the ratelimit service (RTDS, over the same
  * mTLS cluster as its checks): `ratelimit.http_filter_enabled` is 0 while no
@@ -143,9 +141,9 @@ export const RATELIMIT_RUNTIME_LAYER = "ratelimit";
  */
 export function rateLimitRuntimeLayer(): RuntimeLayer {
   return {
-    name: RATELIMIT_RUNTIME_LAYER,
+    name: RUNTIME_LAYER,
     rtds_layer: {
-      name: RATELIMIT_RUNTIME_LAYER,
+      name: RUNTIME_LAYER,
       rtds_config: {
         api_config_source: { api_type: "GRPC", transport_api_version: "V3", grpc_services: [{ envoy_grpc: { cluster_name: RATELIMIT_CLUSTER } }] },
         resource_api_version: "V3",

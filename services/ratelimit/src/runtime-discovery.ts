@@ -3,13 +3,9 @@ import type { DiscoveryRequest, DiscoveryResponse } from "../../../gen/envoy/ser
 import { Runtime, type RuntimeDiscoveryServiceService } from "../../../gen/envoy/service/runtime/v3/rtds.js";
 import { MeshError, invalidArgument, type Send, type ServiceHandlers } from "../../kit/src/index.js";
 import type { LimitSet } from "./limits.js";
+import { FILTER_ENABLED_KEY, RUNTIME_LAYER, RUNTIME_TYPE_URL } from "./runtime-names.js";
 
-/** The name of the runtime layer the edge reads from this service (its bootstrap names the same). */
-export const RUNTIME_LAYER = "ratelimit";
-/** The xDS type of a runtime layer. */
-export const RUNTIME_TYPE_URL = "type.googleapis.com/envoy.service.runtime.v3.Runtime";
-/** Envoy's runtime key for the share of requests (0–100) its rate-limit filter asks the service about. */
-export const FILTER_ENABLED_KEY = "ratelimit.http_filter_enabled";
+export { FILTER_ENABLED_KEY, RUNTIME_LAYER, RUNTIME_TYPE_URL } from "./runtime-names.js";
 
 /**
  * The runtime layer for a limit set: the edge's rate-limit filter asks this
