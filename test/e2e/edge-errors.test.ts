@@ -6,6 +6,7 @@ import { ListTasksRequest, TaskServiceService } from "../../gen/taskmesh/coordin
 import { EventServiceService } from "../../gen/taskmesh/events/v1/events.js";
 import { GetTaskRequest, LedgerServiceService } from "../../gen/taskmesh/ledger/v1/ledger.js";
 import { Code, createClient, type MeshClient } from "../../services/kit/src/index.js";
+import { counterSum, runtimeValue } from "../support/envoy-admin.js";
 import { bearer, failure, startUp, until, type UpRun } from "../support/up.js";
 
 const ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo";
@@ -124,10 +125,8 @@ describe("the edge's own errors under up", { timeout: 90_000 }, () => {
     const method = "/taskmesh.coordinator.v1.TaskService/ListTasks";
     // With no limit configured (as `up` starts) the edge's rate-limit filter is off: it asks the ratelimit service nothing.
     const edgeAdmin = `http://127.0.0.1:${upRun.env.TASKMESH_EDGE_ADMIN_PORT}`;
-    const filterEnabled = async () => ((await (await fetch(`${edgeAdmin}/runtime`)).json()) as { entries: Record<string, { final_value: string }> })
-      .entries["ratelimit.http_filter_enabled"]?.final_value;
-    const asked = async () => [...(await (await fetch(`${edgeAdmin}/stats?filter=${encodeURIComponent("^cluster\\.[a-z0-9-]+\\.ratelimit\\.")}`)).text())
-      .matchAll(/: (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    const filterEnabled = () => runtimeValue(edgeAdmin, "ratelimit.http_filter_enabled");
+    const asked = () => counterSum(edgeAdmin, "^cluster\\.[a-z0-9-]+\\.ratelimit\\.");
     await until("the edge's rate-limit filter to be off", 15_000, async () => ((await filterEnabled()) === "0" ? true : undefined));
     const before = await asked();
     for (let i = 0; i < 3; i++) {

@@ -11,6 +11,7 @@ import { rateLimitRuntimeLayer } from "../../../deploy/mesh/edge-security.js";
 import { freePort } from "../../../deploy/local/secrets.js";
 import { runProcess, type RunningProcess } from "../../../deploy/local/supervisor.js";
 import { Code, MeshError, createClient, type MeshClient } from "../../../services/kit/src/index.js";
+import { counterSum, runtimeValue as edgeRuntime } from "../../support/envoy-admin.js";
 import { DOMAIN, eventually, startRatelimit, type RatelimitStack } from "./support.js";
 
 const run = promisify(execFile);
@@ -92,16 +93,10 @@ describe("ratelimit behind Envoy's ratelimit filter", () => {
   let edgeAddress: string;
   let admin: string;
 
-  /** The edge's value of a runtime key, as its admin says (undefined while no layer sets it). */
-  const runtimeValue = async (key: string): Promise<string | undefined> => {
-    const body = (await (await fetch(`${admin}/runtime`)).json()) as { entries: Record<string, { final_value: string }> };
-    return body.entries[key]?.final_value;
-  };
+  /** The edge's value of a runtime key (undefined while no layer sets it). */
+  const runtimeValue = (key: string): Promise<string | undefined> => edgeRuntime(admin, key);
   /** How many times the ratelimit filter asked the service about a call routed to `config`. */
-  const filterCalls = async (): Promise<number> => {
-    const text = await (await fetch(`${admin}/stats?filter=${encodeURIComponent("^cluster\\.config\\.ratelimit\\.")}`)).text();
-    return [...text.matchAll(/: (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
-  };
+  const filterCalls = (): Promise<number> => counterSum(admin, "^cluster\\.config\\.ratelimit\\.");
 
   const as = (subject: string) => {
     const metadata = new Metadata();
