@@ -14,19 +14,7 @@ export PATH="$ROOT/node_modules/.bin:$PATH" NO_COLOR=1
 RUNS=${RUNS:-10}
 log() { echo "bench:cli: $*" >&2; }
 
-tmp=$(mktemp -d)
-chmod 755 "$tmp"
-export TASKMESH_STATE_DIR=$tmp/state
-unset DATABASE_URL
-taskmesh() { node scripts/taskmesh.mjs "$@"; }
-cleanup() {
-  trap - EXIT INT TERM
-  taskmesh down >/dev/null 2>&1 || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
+source "$ROOT/bench/up.sh"
 
 # One row: label, then the command; prints "| label | median | max |".
 measure() {
@@ -51,21 +39,7 @@ rows+=("$(LABEL='`taskmesh --help`' measure help taskmesh --help)")
 rows+=("$(LABEL='`taskmesh status` (nothing running)' measure status-idle taskmesh status)")
 rows+=("$(LABEL='`npx taskmesh --help`' RUNS=3 measure npx npx --no-install taskmesh --help)")
 
-# Free ports for every fixed port of `up`.
-read -r -a ports < <(node -e '
-  const net = require("node:net");
-  const servers = Array.from({ length: 9 }, () => net.createServer().listen(0, "127.0.0.1"));
-  Promise.all(servers.map((s) => new Promise((r) => s.on("listening", r)))).then(() => {
-    console.log(servers.map((s) => s.address().port).join(" "));
-    servers.forEach((s) => s.close());
-  });')
-i=0
-for variable in POSTGRES REDIS KAFKA JAEGER OTLP_GRPC OTLP_HTTP JAEGER_GRPC EDGE EDGE_ADMIN; do
-  export "TASKMESH_${variable}_PORT=${ports[$i]}"
-  i=$((i + 1))
-done
-log "taskmesh up -d (state in $TASKMESH_STATE_DIR)"
-taskmesh up -d >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log" >&2; exit 1; }
+bench_up
 id=$(taskmesh task submit echo '{"text":"bench"}')
 rows+=("$(LABEL='`taskmesh status` (the whole system running)' measure status taskmesh status)")
 rows+=("$(LABEL='`taskmesh task get <id>`' measure task-get taskmesh task get "$id")")

@@ -66,37 +66,8 @@ else
 fi
 
 # --- the system under test -------------------------------------------------
-tmp=$(mktemp -d)
-chmod 755 "$tmp" # Postgres (as user postgres when root) must reach its data directory below
-export TASKMESH_STATE_DIR=$tmp/state
-unset DATABASE_URL
-taskmesh() { node scripts/taskmesh.mjs "$@"; }
-cleanup() {
-  trap - EXIT INT TERM
-  log "taskmesh down"
-  taskmesh down >/dev/null 2>&1 || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
-
-# Free ports for every fixed port of `up` (held open together, so all differ).
-read -r -a ports < <(node -e '
-  const net = require("node:net");
-  const servers = Array.from({ length: 9 }, () => net.createServer().listen(0, "127.0.0.1"));
-  Promise.all(servers.map((s) => new Promise((r) => s.on("listening", r)))).then(() => {
-    console.log(servers.map((s) => s.address().port).join(" "));
-    servers.forEach((s) => s.close());
-  });')
-i=0
-for variable in POSTGRES REDIS KAFKA JAEGER OTLP_GRPC OTLP_HTTP JAEGER_GRPC EDGE EDGE_ADMIN; do
-  export "TASKMESH_${variable}_PORT=${ports[$i]}"
-  i=$((i + 1))
-done
-
-log "taskmesh up -d (state in $TASKMESH_STATE_DIR)"
-taskmesh up -d >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log" >&2; exit 1; }
+source "$ROOT/bench/up.sh"
+bench_up
 taskmesh status --json >"$tmp/status.json"
 port_of() { # $1 process, $2 port name
   node -e 'const s = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"));
