@@ -2,8 +2,8 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { execa } from "execa";
 import { chromium, type Browser } from "playwright-core";
+import { aptInstall } from "../../deploy/local/provision/apt.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const CHROMIUM = "/usr/bin/chromium";
@@ -17,12 +17,7 @@ let installing: Promise<void> | undefined;
 export async function ensureChromium(): Promise<string> {
   if (existsSync(CHROMIUM)) return CHROMIUM;
   if (process.getuid?.() !== 0) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (as root)`);
-  installing ??= (async () => {
-    const opts = { all: true, env: { DEBIAN_FRONTEND: "noninteractive" } } as const;
-    const lock = ["-o", "DPkg::Lock::Timeout=300"];
-    await execa("apt-get", [...lock, "update"], opts);
-    await execa("apt-get", [...lock, "install", "-y", "--no-install-recommends", "chromium"], opts);
-  })();
+  installing ??= aptInstall("chromium");
   await installing;
   if (!existsSync(CHROMIUM)) throw new Error(`apt-get installed chromium but ${CHROMIUM} is missing`);
   return CHROMIUM;

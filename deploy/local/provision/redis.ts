@@ -3,6 +3,7 @@ import { delimiter, join } from "node:path";
 import { execa } from "execa";
 import { Redis } from "ioredis";
 import type { ProcessSpec } from "../process-spec.js";
+import { aptInstall } from "./apt.js";
 import { MissingPrerequisite, pinned } from "./versions.js";
 
 /** The Redis programs found (or installed) on this machine. */
@@ -78,15 +79,9 @@ async function stopDebianService(signal?: AbortSignal): Promise<void> {
   }
 }
 
-/** Installs Debian's package as root: `apt-get update` once, then the package, without its recommends. */
-async function aptInstall(pkg: string, signal?: AbortSignal): Promise<void> {
-  const opts = { all: true, reject: false, env: { DEBIAN_FRONTEND: "noninteractive" }, ...(signal ? { cancelSignal: signal } : {}) } as const;
-  // Another apt run (a concurrent provisioning) holds the lock for a while: wait for it rather than fail.
-  const lock = ["-o", "DPkg::Lock::Timeout=300"];
-  const update = await execa("apt-get", [...lock, "update"], opts);
-  if (update.failed) throw new Error(`apt-get update failed:\n${update.all?.split("\n").slice(-10).join("\n")}`, { cause: update });
-  const install = await execa("apt-get", [...lock, "install", "-y", "--no-install-recommends", pkg], opts);
-  if (install.failed) throw new Error(`apt-get install ${pkg} failed:\n${install.all?.split("\n").slice(-15).join("\n")}`, { cause: install });
+/** Installs Debian's Redis package and stops the service it starts (the supervisor runs its own redis-server). */
+async function installRedis(pkg: string, signal?: AbortSignal): Promise<void> {
+  await aptInstall(pkg, signal);
   await stopDebianService(signal);
 }
 
@@ -105,7 +100,7 @@ export async function ensureRedis(signal?: AbortSignal): Promise<RedisInstall> {
   if (!server) {
     if (process.getuid?.() !== 0) throw new MissingPrerequisite(MISSING);
     if (!findExecutable("apt-get")) throw new MissingPrerequisite(MISSING.replace("sudo apt-get install redis-server", "install Redis 7 (redis-server) with your package manager"));
-    installing ??= aptInstall(pkg, signal).finally(() => (installing = undefined));
+    installing ??= installRedis(pkg, signal).finally(() => (installing = undefined));
     await installing;
     server = findExecutable("redis-server");
     if (!server) throw new Error(`apt-get installed ${pkg} but no redis-server is on PATH or in /usr/bin`);
