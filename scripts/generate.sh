@@ -8,6 +8,9 @@
 #   gen/envoy-ratelimit.binpb     envoy.service.ratelimit.v3, envoy.service.runtime.v3
 #                                 and their imports, for
 #                                 the ratelimit service's reflection
+# and the HTTP API's OpenAPI document, gen/openapi/taskmesh.swagger.json
+# (buf.gen.openapi.yaml, finished by scripts/openapi.mjs), which the edge
+# serves with Swagger UI at /docs.
 #   scripts/generate.sh          writes ./gen
 #   scripts/generate.sh DIR      writes DIR/gen instead (to compare with ./gen)
 set -euo pipefail
@@ -20,6 +23,16 @@ rls=$xds/envoy-api/envoy/service/ratelimit/v3/rls.proto
 rtds=$xds/envoy-api/envoy/service/runtime/v3/rtds.proto
 rm -rf "$base/gen"
 "$buf" generate proto -o "$base"
+# protoc-gen-openapiv2, pinned: built once into the cache (as npm start and npm test do).
+openapi_version=$(node -p 'require("./deploy/local/versions.json")["protoc-gen-openapiv2"].version')
+openapi_package=$(node -p 'require("./deploy/local/versions.json")["protoc-gen-openapiv2"].go')
+openapi_dir="${XDG_CACHE_HOME:-$HOME/.cache}/taskmesh/protoc-gen-openapiv2-$openapi_version"
+if [ ! -x "$openapi_dir/protoc-gen-openapiv2" ]; then
+  mkdir -p "$openapi_dir"
+  GOBIN="$openapi_dir" go install "$openapi_package@$openapi_version"
+fi
+PATH="$openapi_dir:$PATH" "$buf" generate proto --template buf.gen.openapi.yaml -o "$base"
+node scripts/openapi.mjs "$base/gen/openapi/taskmesh.swagger.json"
 "$buf" generate "$gp" -o "$base" --path "$gp/google/rpc/status.proto" --path "$gp/google/rpc/error_details.proto"
 "$buf" generate "$xds/envoy-api" -o "$base" --path "$rls" --path "$rtds"
 # Envoy's modules stay out of the main set: it serves our own services.

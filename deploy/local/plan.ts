@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { loadTopology, writeMesh, type AccessLogOptions, type MeshInstance } from "../mesh/index.js";
+import { loadTopology, localDocs, writeMesh, type AccessLogOptions, type MeshInstance } from "../mesh/index.js";
 import { parseDuration } from "../../services/kit/src/env.js";
 import { edgeReflection, type Topology } from "../mesh/topology.js";
 import { ensureMeshCerts } from "./certs.js";
@@ -179,7 +179,7 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
   const topology = loadTopology();
   const mesh = writeMesh({
     topology, stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc, accessLog: accessLogOptions(),
-    edge: { port: ports.edge, adminPort: ports.edgeAdmin, descriptorSetPath: join(ROOT, "gen/descriptor.binpb"), traceSamplingPercent: sampling },
+    edge: { port: ports.edge, adminPort: ports.edgeAdmin, descriptorSetPath: join(ROOT, "gen/descriptor.binpb"), traceSamplingPercent: sampling, docs: localDocs(ROOT) },
   });
   const identities = (instances.get("identity") ?? []).map((i) => i.name);
   for (const envoy of mesh) {

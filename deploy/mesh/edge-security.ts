@@ -5,8 +5,9 @@
  * - A client's own `x-jwt-payload` / `x-jwt-sub` headers are removed first,
  *   so the claims a service sees are always the ones `jwt_authn` verified.
  * - `jwt_authn` requires a valid access token on every path except token
- *   issue and refresh, the JWKS, health and reflection (and RevokeToken,
- *   where a token is optional: holding the token to revoke is proof enough).
+ *   issue and refresh, the JWKS, health, reflection and the API docs at
+ *   `/docs` (and RevokeToken, where a token is optional: holding the token
+ *   to revoke is proof enough).
  *   It forwards the verified payload in `x-jwt-payload` and the subject in
  *   `x-jwt-sub` (for rate-limit descriptors). The JWKS is fetched from the
  *   edge itself (`GET /.well-known/jwks.json`, transcoded to identity's
@@ -24,6 +25,7 @@
 import { CLAIMS_HEADER } from "../../services/kit/src/auth.js";
 import { RUNTIME_LAYER } from "../../services/ratelimit/src/runtime-names.js";
 import { staticCluster } from "./clusters.js";
+import { DOCS_PATH } from "./docs.js";
 import type { Cluster, HttpFilter, RateLimit, RuntimeLayer } from "./envoy-types.js";
 
 /** How the edge checks access tokens; the defaults match identity's. */
@@ -58,6 +60,8 @@ export const OPEN_PATHS = [
   "/v1/tokens", "/v1/tokens:refresh", "/.well-known/jwks.json",
 ] as const;
 const OPEN_PREFIXES = ["/grpc.health.v1.Health/", "/grpc.reflection."] as const;
+/** The API docs (deploy/mesh/docs.ts): static files, open to all. */
+const OPEN_DOCS = [{ path: DOCS_PATH }, { prefix: `${DOCS_PATH}/` }] as const;
 /** Paths where a token is checked when present but not required. */
 const OPTIONAL_PATHS = [`${IDENTITY}RevokeToken`] as const;
 /** Token issue and refresh: limited per client address. */
@@ -101,6 +105,7 @@ export function jwtFilter(edgePort: number, options: EdgeAuthOptions = {}): Http
       rules: [
         ...OPEN_PATHS.map((path) => open({ path })),
         ...OPEN_PREFIXES.map((prefix) => open({ prefix })),
+        ...OPEN_DOCS.map((match) => open(match)),
         ...OPTIONAL_PATHS.map((path) => ({ match: { path }, requires: { requires_any: { requirements: [required, { allow_missing: {} }] } } })),
         { match: { prefix: "/" }, requires: required },
       ],

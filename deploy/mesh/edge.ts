@@ -3,6 +3,7 @@ import {
   ADDRESS_RATE_LIMITS, SUBJECT_RATE_LIMITS, TOKEN_PATHS, jwksCluster, jwtFilter, rateLimitFilter, rateLimitRuntimeLayer, stripClaimsFilter,
   type EdgeAuthOptions, type EdgeRateLimitOptions,
 } from "./edge-security.js";
+import { DOCS_BODY_LIMIT, docsRoutes, type EdgeDocsOptions } from "./docs.js";
 import { edgeLocalReplies } from "./edge-errors.js";
 import { meshCluster, connectionManager, type MeshContext } from "./sidecar.js";
 import { otlpCluster, runtime } from "./observability.js";
@@ -31,6 +32,8 @@ export interface EdgeOptions {
    * the topology has one; `false` turns them off.
    */
   readonly rateLimit?: EdgeRateLimitOptions | false;
+  /** The API docs (Swagger UI on the OpenAPI document) at `/docs`, open to all; none when absent. */
+  readonly docs?: EdgeDocsOptions;
 }
 
 /** Streaming methods of the well-known services the edge exposes without a topology entry. */
@@ -40,9 +43,13 @@ const KNOWN_STREAMS: Readonly<Record<string, readonly string[]>> = {
   "grpc.reflection.v1alpha.ServerReflection": ["ServerReflectionInfo"],
 };
 
-/** The edge's routes: each exposed service (or its listed methods) to its target's cluster, then a catch-all 404 so CORS preflights find the policy. */
-export function edgeRoutes(t: Topology, rateLimited = false): Route[] {
-  const routes: Route[] = [];
+/**
+ * The edge's routes: the API docs (when given), each exposed service (or its
+ * listed methods) to its target's cluster, then a catch-all 404 so CORS
+ * preflights find the policy.
+ */
+export function edgeRoutes(t: Topology, rateLimited = false, docs?: EdgeDocsOptions): Route[] {
+  const routes: Route[] = docs ? docsRoutes(docs) : [];
   if (rateLimited && t.services.identity) {
     // Token issue and refresh are limited per client address (no subject yet).
     for (const path of TOKEN_PATHS) {
@@ -119,10 +126,11 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
               samplingPercent: options.traceSamplingPercent ?? 100,
               accessLog: ctx.accessLog,
               codec: "AUTO",
-              routes: edgeRoutes(t, rateLimit !== false),
+              routes: edgeRoutes(t, rateLimit !== false, options.docs),
               filters,
               extra: { use_remote_address: true, local_reply_config: edgeLocalReplies() },
               virtualHost: { typed_per_filter_config: { "envoy.filters.http.cors": cors }, ...(rateLimit ? { rate_limits: SUBJECT_RATE_LIMITS } : {}) },
+              ...(options.docs ? { routeConfig: { max_direct_response_body_size_bytes: DOCS_BODY_LIMIT } } : {}),
             }),
           }],
         }],

@@ -138,6 +138,8 @@ export type AccessLogFilter =
 export interface RouteConfiguration {
   readonly name: string;
   readonly virtual_hosts: readonly VirtualHost[];
+  /** The largest `direct_response` body, read at load (Envoy's default is 4 KiB). */
+  readonly max_direct_response_body_size_bytes?: number;
 }
 
 export interface VirtualHost {
@@ -165,8 +167,15 @@ export interface Route {
   readonly name?: string;
   readonly match: RouteMatch;
   readonly route?: RouteAction;
-  /** An answer from Envoy itself (the edge's catch-all, so CORS preflights find a policy). */
-  readonly direct_response?: { readonly status: number; readonly body?: { readonly inline_string: string } };
+  /** An answer from Envoy itself (the edge's catch-all, so CORS preflights find a policy; the API docs' files). */
+  readonly direct_response?: { readonly status: number; readonly body?: { readonly inline_string: string } | { readonly filename: string } };
+  readonly response_headers_to_add?: readonly HeaderValueOption[];
+}
+
+/** A header to set on a response; `OVERWRITE_IF_EXISTS_OR_ADD` replaces one Envoy set itself (a local reply's content-type). */
+export interface HeaderValueOption {
+  readonly header: { readonly key: string; readonly value: string };
+  readonly append_action?: "APPEND_IF_EXISTS_OR_ADD" | "ADD_IF_ABSENT" | "OVERWRITE_IF_EXISTS_OR_ADD";
 }
 
 export interface RouteAction {

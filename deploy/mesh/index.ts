@@ -1,3 +1,4 @@
+export { DOCS_BODY_LIMIT, DOCS_PATH, docsRoutes, localDocs, type EdgeDocsOptions } from "./docs.js";
 export { edgeConfig, edgeRoutes, type EdgeOptions } from "./edge.js";
 export type { Bootstrap } from "./envoy-types.js";
 export { ACCESS_LOG_SLOW_MS, type AccessLogOptions } from "./observability.js";

@@ -5,6 +5,7 @@
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT } from "../local/provision/versions.js";
+import { localDocs } from "./docs.js";
 import { instanceNames, loadTopology } from "./topology.js";
 import { buildMesh, toYaml } from "./write.js";
 
@@ -21,7 +22,7 @@ const envoys = buildMesh({
   stateDir: resolve(values["state-dir"] ?? process.env.TASKMESH_STATE_DIR ?? join(ROOT, ".taskmesh")),
   instances,
   otlpGrpcPort: Number(process.env.TASKMESH_OTLP_GRPC_PORT ?? 4317),
-  edge: { port: 8080, adminPort: 9901, descriptorSetPath: join(ROOT, "gen/descriptor.binpb") },
+  edge: { port: 8080, adminPort: 9901, descriptorSetPath: join(ROOT, "gen/descriptor.binpb"), docs: localDocs(ROOT) },
 });
 const wanted = positionals[0] ?? "coordinator-0";
 const envoy = envoys.find((e) => e.name === wanted);

@@ -1,4 +1,4 @@
-import type { Bootstrap, Cluster, HttpConnectionManager, HttpFilter, Listener, Rbac, RbacPolicy, Route, VirtualHost } from "./envoy-types.js";
+import type { Bootstrap, Cluster, HttpConnectionManager, HttpFilter, Listener, Rbac, RbacPolicy, Route, RouteConfiguration, VirtualHost } from "./envoy-types.js";
 import { staticCluster, seconds, HTTP2_OPTIONS } from "./clusters.js";
 import { accessLog, otlpCluster, runtime, tracing, type AccessLogOptions } from "./observability.js";
 import { serviceRoutes } from "./routes.js";
@@ -84,6 +84,8 @@ export function connectionManager(options: {
   filters: HttpFilter[];
   extra?: Partial<HttpConnectionManager>;
   virtualHost?: Partial<VirtualHost>;
+  /** More of the route configuration (its name and virtual host come from the options above). */
+  routeConfig?: Omit<Partial<RouteConfiguration>, "name" | "virtual_hosts">;
   /** Requests without a tracing decision that start a trace, in percent: the edge's sampling rate; 0 for sidecars. @default 0 */
   samplingPercent?: number;
   /** Which requests it logs. @default failed and slow ones */
@@ -97,7 +99,7 @@ export function connectionManager(options: {
     tracing: tracing(options.serviceName, options.samplingPercent ?? 0),
     access_log: accessLog(options.statPrefix, options.accessLog),
     ...options.extra,
-    route_config: { name: options.statPrefix, virtual_hosts: [{ name: options.statPrefix, domains: ["*"], routes: options.routes, ...options.virtualHost }] },
+    route_config: { name: options.statPrefix, virtual_hosts: [{ name: options.statPrefix, domains: ["*"], routes: options.routes, ...options.virtualHost }], ...options.routeConfig },
     http_filters: [...options.filters, ROUTER],
   };
 }
