@@ -18,6 +18,7 @@ const commands = {
   events: () => import("./commands/events.js"),
   grpcurl: () => import("./commands/grpcurl.js"),
   inspect: () => import("./commands/inspect.js"),
+  open: () => import("./commands/open.js"),
   restart: () => import("./commands/restart.js"),
   task: () => import("./commands/task.js"),
   token: () => import("./commands/token.js"),
@@ -75,6 +76,13 @@ program.command("restart")
   .argument("<process>", "e.g. worker-0, coordinator-0, coordinator-0-sidecar, kafka (npx taskmesh status lists them)")
   .exitOverride(usageExit)
   .action(action(async (name: string) => (await commands.restart()).restart(name)));
+
+program.command("open")
+  .description("print the address of a page of the running system (docs: the API docs, jaeger: the Jaeger UI, admin: the edge's admin page); --browser opens it")
+  .argument("<page>", "docs, jaeger or admin")
+  .option("--browser", "also open it in the desktop's browser")
+  .exitOverride(usageExit)
+  .action(action(async (page: string, opts: { browser?: boolean }) => (await commands.open()).open(page, opts)));
 
 program.command("health")
   .description("gRPC health of every service instance")

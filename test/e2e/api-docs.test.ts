@@ -30,6 +30,12 @@ describe("the API docs at the edge's /docs under up", { timeout: 90_000 }, () =>
     await upRun?.down();
   }, 60_000);
 
+  it("up prints the pages' addresses: the API docs, the Jaeger UI and the edge's admin page", () => {
+    expect(upRun.printed).toContain(`API docs   ${base}/docs`);
+    expect(upRun.printed).toContain(`Jaeger UI  http://127.0.0.1:${upRun.env.TASKMESH_JAEGER_PORT}`);
+    expect(upRun.printed).toContain(`edge admin http://127.0.0.1:${upRun.env.TASKMESH_EDGE_ADMIN_PORT}`);
+  });
+
   it("the page, the OpenAPI document and Swagger UI's files answer without a token; the API itself still needs one", async () => {
     const page = await fetch(`${base}/docs`);
     expect(page.status).toBe(200);
@@ -55,7 +61,7 @@ describe("the API docs at the edge's /docs under up", { timeout: 90_000 }, () =>
     expect((await fetch(`${base}/v1/tasks`)).status).toBe(401);
   });
 
-  it("in Chromium: Try it out without a token is refused; after Authorize (the token pasted bare) SubmitTask creates a task that succeeds", async () => {
+  it("in Chromium: Try it out without a token is refused; after Authorize (the token pasted bare) SubmitTask creates a task, and GetTask shows it SUCCEEDED", async () => {
     const token = await upRun.token();
     const browser = await launchBrowser();
     try {
@@ -100,6 +106,18 @@ describe("the API docs at the edge's /docs under up", { timeout: 90_000 }, () =>
         return now.state === "TASK_STATE_SUCCEEDED" ? now : undefined;
       });
       expect(finished.output).toEqual({ text: "from the API docs" });
+
+      // GET /v1/tasks/{id} from the page shows it SUCCEEDED, with its output.
+      const get = page.locator("#operations-TaskService-TaskService_GetTask");
+      await get.locator(".opblock-summary").click();
+      await get.getByRole("button", { name: "Try it out" }).click();
+      await get.locator('tr[data-param-name="id"] input').fill(task.id);
+      await get.getByRole("button", { name: "Execute" }).click();
+      const status = get.locator(".live-responses-table tbody .response-col_status").first();
+      await status.waitFor({ timeout: 15_000 });
+      const body = await get.locator(".live-responses-table tbody .microlight").first().innerText();
+      expect((await status.innerText()).trim(), body).toMatch(/^200/);
+      expect(JSON.parse(body)).toMatchObject({ task: { id: task.id, state: "TASK_STATE_SUCCEEDED", output: { text: "from the API docs" } } });
     } finally {
       await browser.close();
     }

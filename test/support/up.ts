@@ -33,6 +33,8 @@ export interface UpRun {
   readonly env: NodeJS.ProcessEnv;
   /** The edge's address, `127.0.0.1:<port>`. */
   readonly edge: string;
+  /** What `up -d` printed once ready (the addresses). */
+  readonly printed: string;
   /** Runs `npx taskmesh <args>` against this run. */
   taskmesh(...args: string[]): Promise<CliResult>;
   /** A development access token from `taskmesh token` (the bootstrap admin key's), with `scopes` when given. */
@@ -103,7 +105,7 @@ export async function startUp(args: readonly string[] = [], extraEnv: Record<str
     throw new Error(`taskmesh up failed (${up.code}):\n${up.stderr}${up.stdout}${log}`);
   }
   return {
-    stateDir, env, edge: `127.0.0.1:${env.TASKMESH_EDGE_PORT}`, taskmesh, down,
+    stateDir, env, edge: `127.0.0.1:${env.TASKMESH_EDGE_PORT}`, printed: up.stdout, taskmesh, down,
     async token(...scopes) {
       const issued = await taskmesh("token", ...scopes.flatMap((s) => ["--scope", s]));
       if (issued.code !== 0) throw new Error(`taskmesh token failed: ${issued.stderr}`);

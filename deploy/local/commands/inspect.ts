@@ -4,6 +4,7 @@ import Table from "cli-table3";
 import pc from "picocolors";
 import { JAEGER_UI_PLACEHOLDER_NOTE, jaegerUiDir } from "../provision/jaeger-ui.js";
 import { localSecret } from "../secrets.js";
+import { PAGE_TITLES, pageUrls, type Page } from "./open.js";
 import { LineSplitter, lineHasTrace, parseTraceId, traceLines } from "./log-trace.js";
 import { UsageError } from "./usage-error.js";
 import { LOG_DIR, readState, STATE_DIR, type ProcessRecord, type RunState } from "../state.js";
@@ -36,6 +37,11 @@ export function printAddresses(state: RunState): void {
   console.log(rows.toString());
   const service = state.processes.find((p) => p.kind === "service");
   if (service?.ports.app) console.log(pc.dim(`try: grpcurl -plaintext 127.0.0.1:${service.ports.app} list`));
+  if (state.processes.some((p) => p.name === "edge")) {
+    const urls = pageUrls();
+    const shown = (Object.keys(urls) as Page[]).filter((page) => page !== "jaeger" || state.processes.some((p) => p.name === "jaeger"));
+    for (const page of shown) console.log(`${PAGE_TITLES[page].padEnd(10)} ${urls[page]}  ${pc.dim(`(taskmesh open ${page})`)}`);
+  }
   if (state.processes.some((p) => p.name === "jaeger") && !hasJaegerUi()) console.log(pc.yellow(`taskmesh: ${JAEGER_UI_PLACEHOLDER_NOTE}`));
 }
 
