@@ -17,6 +17,11 @@
 #       `up`'s sampling (runtime key tracing.random_sampling at the edge's
 #       admin; every hop behind it follows the edge's decision): what tracing
 #       costs, side by side in one run
+#   (f) the task path as a user meets it: TaskService/SubmitTask through the
+#       edge (JWT check, a limit configured so every call makes the
+#       rate-limit call, the edge tracing 10% of calls), each call creating a
+#       real `echo` task in the ledger that the workers run; the queue is
+#       drained before its rate run, so each run starts from an empty queue
 # each at a fixed concurrency (closed loop) and at a fixed rate, and prints a
 # Markdown table. The method is TaskService/GetTask with an id that is not a
 # UUID: the coordinator answers INVALID_ARGUMENT itself, with no ledger or
@@ -43,6 +48,8 @@ CONCURRENCY=${BENCH_CONCURRENCY:-50}
 RATE=${BENCH_RATE:-1000}
 CALL=taskmesh.coordinator.v1.TaskService.GetTask
 DATA='{"id":"not-a-task-id"}'
+SUBMIT_CALL=taskmesh.coordinator.v1.TaskService.SubmitTask
+SUBMIT_DATA='{"capability":"echo","input":{"bench":true}}'
 
 log() { echo "bench:mesh: $*" >&2; }
 
@@ -78,14 +85,32 @@ port_of() { # $1 process, $2 port name
 direct=127.0.0.1:$(port_of coordinator-0 app)
 sidecar=127.0.0.1:$(port_of worker-0-sidecar outbound)
 edge=127.0.0.1:$TASKMESH_EDGE_PORT
+database_url=$(node -e 'const s = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"));
+  const p = s.processes.find((p) => p.name === "postgres");
+  const password = require("node:fs").readFileSync(process.argv[2], "utf8").trim();
+  console.log(`postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${p.ports.app}/taskmesh`);' "$tmp/status.json" "$TASKMESH_STATE_DIR/postgres.password")
 # The edge wants an access token (jwt_authn); apps take a loopback call without one.
 token=$(taskmesh token) || { log "taskmesh token failed"; exit 1; }
 
 # --- load ------------------------------------------------------------------
-ghz_run() { # $1 output file, $2 target, rest: ghz load options
+ghz_run() { # $1 output file, $2 target, rest: ghz load options; CALL_NOW and DATA_NOW pick the method (default GetTask)
   local out=$1 target=$2; shift 2
-  "${PIN[@]}" "$GHZ" --insecure --protoset gen/descriptor.binpb --call "$CALL" -d "$DATA" \
+  "${PIN[@]}" "$GHZ" --insecure --protoset gen/descriptor.binpb --call "${CALL_NOW:-$CALL}" -d "${DATA_NOW:-$DATA}" \
     --metadata "{\"authorization\":\"Bearer $token\"}" --cpus 1 --count-errors --connections 1 "$@" -O json -o "$out" "$target"
+}
+# Tasks not finished yet (PENDING or RUNNING), from the run's ledger.
+unfinished() {
+  node -e 'const pg = require("pg"); const c = new pg.Client({ connectionString: process.argv[1] });
+    c.connect().then(() => c.query("SELECT count(*)::int AS n FROM ledger.tasks WHERE state IN ($1, $2)", ["PENDING", "RUNNING"]))
+      .then((r) => { console.log(r.rows[0].n); return c.end(); }, (e) => { console.error(e.message); process.exit(1); });' "$database_url"
+}
+wait_drained() { # waits (at most 10 minutes) until every task submitted so far has finished; prints how long it took
+  local start=$SECONDS
+  while [ "$(unfinished)" != 0 ]; do
+    [ $((SECONDS - start)) -gt 600 ] && { log "the queue did not drain within 10 minutes"; exit 1; }
+    sleep 0.5
+  done
+  echo $((SECONDS - start))
 }
 
 machine="nproc $(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(grep -o 'MemTotal:.*' /proc/meminfo | awk '{printf "%.0f GiB", $2/1048576}'), Node $(node --version), $(envoy_bin=$(ls "${XDG_CACHE_HOME:-$HOME/.cache}"/taskmesh/envoy-*/envoy 2>/dev/null | head -1); [ -n "$envoy_bin" ] && "$envoy_bin" --version 2>/dev/null | grep -o 'envoy  *version: [^/]*/[0-9.]*' | sed 's/.*\///; s/^/Envoy /' || echo 'Envoy ?'), ghz $GHZ_VERSION"
@@ -102,9 +127,10 @@ wait_filter() { # $1: the value to wait for
 sampled() { curl -fsS "$admin/stats?filter=%5Ehttp%5C.edge%5C.tracing%5C.random_sampling%24" | awk -F': ' '{print $2 + 0}'; }
 rls_calls() { curl -fsS "$admin/stats?filter=ratelimit%5C.(ok|over_limit|error|failure_mode_allowed)%24" | awk -F': ' '/^cluster\.coordinator/ {n += $2} END {print n + 0}'; }
 admin=http://127.0.0.1:$TASKMESH_EDGE_ADMIN_PORT
-paths=("direct" "sidecar" "edge" "edge-nolimit" "edge-sampled")
-declare -A target=([direct]=$direct [sidecar]=$sidecar [edge]=$edge [edge-nolimit]=$edge [edge-sampled]=$edge)
+paths=("direct" "sidecar" "edge" "edge-nolimit" "edge-sampled" "submit")
+declare -A target=([direct]=$direct [sidecar]=$sidecar [edge]=$edge [edge-nolimit]=$edge [edge-sampled]=$edge [submit]=$edge)
 for p in "${paths[@]}"; do
+  CALL_NOW=$CALL DATA_NOW=$DATA
   # (c) with a limit the load stays under; (d) with none, once the edge's runtime says its filter is off.
   if [ "$p" = edge ]; then
     taskmesh config put /ratelimit/limits '{"bench-subject":{"descriptor":[{"key":"subject"}],"requests":1000000000,"per":"minute"}}' >/dev/null
@@ -118,17 +144,27 @@ for p in "${paths[@]}"; do
   elif [ "$p" = edge-sampled ]; then
     curl -fsS -X POST "$admin/runtime_modify?tracing.random_sampling=10" >/dev/null || { log "could not set the edge's sampling"; exit 1; }
     sampled_before=$(sampled)
+  elif [ "$p" = submit ]; then
+    # (f): SubmitTask, with a limit configured again (a rate-limit call per request) and still 10% traced.
+    log "(d) and (e): the edge asked the ratelimit service about $(( $(rls_calls) - calls_before )) calls; (e): it started a trace for $(( $(sampled) - sampled_before )) calls"
+    taskmesh config put /ratelimit/limits '{"bench-subject":{"descriptor":[{"key":"subject"}],"requests":1000000000,"per":"minute"}}' >/dev/null
+    wait_filter 100
+    CALL_NOW=$SUBMIT_CALL DATA_NOW=$SUBMIT_DATA
+    submit_calls_start=$(rls_calls)
   fi
   log "$p (${target[$p]}): warm-up"
-  ghz_run "$tmp/$p-warmup.json" "${target[$p]}" -c "$CONCURRENCY" -n 5000
+  CALL_NOW=$CALL_NOW DATA_NOW=$DATA_NOW ghz_run "$tmp/$p-warmup.json" "${target[$p]}" -c "$CONCURRENCY" -n 5000
   n=$(node -e 'const r = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8")); console.log(Math.max(5000, Math.round(r.rps * Number(process.argv[2]))))' "$tmp/$p-warmup.json" "$SECONDS_PER_RUN")
+  if [ "$p" = submit ]; then drained=$(wait_drained); log "submit: the warm-up's tasks drained in $drained s"; fi
   log "$p: -c $CONCURRENCY, $n calls (about ${SECONDS_PER_RUN} s)"
-  ghz_run "$tmp/$p-closed.json" "${target[$p]}" -c "$CONCURRENCY" -n "$n"
+  CALL_NOW=$CALL_NOW DATA_NOW=$DATA_NOW ghz_run "$tmp/$p-closed.json" "${target[$p]}" -c "$CONCURRENCY" -n "$n"
+  if [ "$p" = submit ]; then drained=$(wait_drained); log "submit: the closed run's $n tasks drained $drained s after its last submit"; fi
   log "$p: --rps $RATE, $((RATE * SECONDS_PER_RUN)) calls"
-  ghz_run "$tmp/$p-rate.json" "${target[$p]}" -c "$CONCURRENCY" --rps "$RATE" -n "$((RATE * SECONDS_PER_RUN))"
+  CALL_NOW=$CALL_NOW DATA_NOW=$DATA_NOW ghz_run "$tmp/$p-rate.json" "${target[$p]}" -c "$CONCURRENCY" --rps "$RATE" -n "$((RATE * SECONDS_PER_RUN))"
 done
+drained=$(wait_drained)
+log "(f): the rate run's tasks drained $drained s after its last submit; the edge asked the ratelimit service about $(( $(rls_calls) - submit_calls_start )) calls"
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
-log "(d) and (e): the edge asked the ratelimit service about $(( $(rls_calls) - calls_before )) calls; (e): it started a trace for $(( $(sampled) - sampled_before )) calls"
 
 # --- the table ---------------------------------------------------------------
 node - "$tmp" "$CONCURRENCY" "$RATE" <<'EOF'
@@ -144,6 +180,7 @@ const rows = [
   ["edge", "(c) edge → mTLS → coordinator-0 sidecar inbound → app, a limit configured (a rate-limit call per request)"],
   ["edge-nolimit", "(d) as (c), no limit configured (the edge asks the ratelimit service nothing)"],
   ["edge-sampled", "(e) as (d), the edge tracing 10% of calls"],
+  ["submit", "(f) SubmitTask through the edge: as (c) (a limit configured), 10% traced; each call creates an `echo` task the workers run"],
 ];
 const results = {};
 console.log(`| path | c=${concurrency}: calls/s | c=${concurrency}: p50 / p99 ms | ${rate}/s: achieved calls/s | ${rate}/s: p50 / p99 ms | status codes (c=${concurrency}; ${rate}/s) |`);
@@ -157,9 +194,9 @@ const d = (k, p, which) => (pct(results[k][which], p) - pct(results.direct[which
 console.log("");
 console.log(`Added over (a) at ${rate}/s: one sidecar pair p50 +${d("sidecar", 50, "open").toFixed(2)} ms, p99 +${d("sidecar", 99, "open").toFixed(2)} ms; edge + sidecars p50 +${d("edge", 50, "open").toFixed(2)} ms, p99 +${d("edge", 99, "open").toFixed(2)} ms.`);
 console.log(`Tracing at \`up\`'s sampling against 10%, no limit configured ((d) against (e)): ${Math.round(results["edge-nolimit"].closed.rps).toLocaleString("en")} against ${Math.round(results["edge-sampled"].closed.rps).toLocaleString("en")} calls/s at ${concurrency} connections (${(100 * (1 - results["edge-nolimit"].closed.rps / results["edge-sampled"].closed.rps)).toFixed(0)}% fewer).`);
-const errors = new Set(rows.flatMap(([k]) => [results[k].closed, results[k].open]).flatMap((r) => Object.keys(r.errorDistribution ?? {})));
+const errors = new Set(rows.filter(([k]) => k !== "submit").flatMap(([k]) => [results[k].closed, results[k].open]).flatMap((r) => Object.keys(r.errorDistribution ?? {})));
 console.log(`Answers: ${[...errors].map((e) => `\`${e.length > 140 ? e.slice(0, 140) + "…" : e}\``).join("; ")}`);
 EOF
 echo ""
-echo "Command: \`npm run bench:mesh\` (each run: ${PIN[*]:+${PIN[*]} }ghz --insecure --protoset gen/descriptor.binpb --call $CALL -d '$DATA' --cpus 1 --count-errors --connections 1 -c $CONCURRENCY -n N, and with --rps $RATE -n $((RATE * SECONDS_PER_RUN))), started $started."
+echo "Command: \`npm run bench:mesh\` (each run: ${PIN[*]:+${PIN[*]} }ghz --insecure --protoset gen/descriptor.binpb --call $CALL -d '$DATA' --cpus 1 --count-errors --connections 1 -c $CONCURRENCY -n N, and with --rps $RATE -n $((RATE * SECONDS_PER_RUN)); (f) --call $SUBMIT_CALL -d '$SUBMIT_DATA'), started $started."
 echo "Machine: $machine; load average at start $load_start, at end $load_end."
