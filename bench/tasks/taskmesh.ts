@@ -138,6 +138,13 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
     `SELECT EXISTS (SELECT 1 FROM ledger.tasks WHERE state = 'PENDING' AND lease_id IS NULL)
          OR EXISTS (SELECT 1 FROM ledger.tasks WHERE lease_id IS NOT NULL AND state IN ('PENDING', 'RUNNING')) AS any`)).rows[0]?.any);
 
+  /** Prints each process's CPU per task since `before` (a {@link cpu} snapshot), over `n` tasks. */
+  const printCpuPerTask = (what: string, before: Map<string, number>, n: number): void => {
+    const perTask = [...cpu()].map(([label, total]) => [label, ((total - (before.get(label) ?? 0)) * 1000) / n] as const);
+    const sum = perTask.reduce((acc, [, ms]) => acc + ms, 0);
+    process.stderr.write(`bench:tasks: ${name}: ${what}: CPU per task ${perTask.map(([label, ms]) => `${label} ${ms.toFixed(3)} ms`).join(", ")}; total ${sum.toFixed(3)} ms\n`);
+  };
+
   return {
     name,
 
@@ -175,9 +182,7 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
       if (!end || end.done < n || end.last === null) throw new Error(`taskmesh burst of ${n}: only ${end?.done ?? 0} tasks SUCCEEDED`);
       const seconds = Math.max(performance.now() - t0 - (Date.now() - Number(end.last)), 1) / 1000;
       // Where the CPU went during the burst (it includes the poll above and what the relay still had to send).
-      const perTask = [...cpu()].map(([label, total]) => [label, ((total - (cpuBefore.get(label) ?? 0)) * 1000) / n] as const);
-      const sum = perTask.reduce((acc, [, ms]) => acc + ms, 0);
-      process.stderr.write(`bench:tasks: ${name}: burst of ${n}: CPU per task ${perTask.map(([label, ms]) => `${label} ${ms.toFixed(3)} ms`).join(", ")}; total ${sum.toFixed(3)} ms\n`);
+      printCpuPerTask(`burst of ${n}`, cpuBefore, n);
       if (statementStats) await printStatementStats(sql, name, n);
       return { tasks: n, seconds: Math.round(seconds * 1000) / 1000, tasksPerSec: Math.round(n / seconds) };
     },
@@ -185,6 +190,8 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
     async steady(rate: number, durationSec: number): Promise<SteadyResult> {
       const total = Math.round(rate * durationSec);
       const intervalMs = 1000 / rate;
+      const statementStats = process.env.TASKMESH_BENCH_PG_STATS ? await resetStatementStats(sql) : false;
+      const cpuBefore = cpu();
       const started = new Map<string, number>();
       const answered = new Map<string, number>();
       const failures: unknown[] = [];
@@ -222,6 +229,9 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
         const { p50Ms, p99Ms } = summarize(rows.map(ms));
         return `${label} p50 ${p50Ms} / p99 ${p99Ms} ms`;
       };
+      // Where the CPU went, per task, from the first submit until the last task SUCCEEDED (single submits: each batch is small).
+      printCpuPerTask(`steady ${rate}/s`, cpuBefore, total);
+      if (statementStats) await printStatementStats(sql, name, total);
       process.stderr.write(`bench:tasks: ${name}: steady ${rate}/s stages: ${[
         stage("call → submit transaction", (r) => r.created - started.get(r.id)!),
         stage("call → answered", (r) => answered.get(r.id)! - started.get(r.id)!),
@@ -272,7 +282,7 @@ async function sampleWaits(sql: pg.Pool, into: Map<string, number>): Promise<voi
   for (const { what } of rows) into.set(what, (into.get(what) ?? 0) + 1);
 }
 
-/** The statements the last burst spent the most time in: calls, rows, and time per task. */
+/** The statements the last burst (or steady run) spent the most time in: calls, rows, and time per task. */
 async function printStatementStats(sql: pg.Pool, name: string, n: number): Promise<void> {
   const { rows } = await sql.query<{ query: string; calls: string; rows: string; ms: number }>(
     `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, rows, total_exec_time AS ms FROM pg_stat_statements
