@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CompleteTasksResponse, CreateTasksResponse } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { TaskState, TransitionKind } from "../../../gen/taskmesh/task/v1/task.js";
+import { TaskEvent, TaskState, TransitionKind } from "../../../gen/taskmesh/task/v1/task.js";
 import { Code, fromRpcStatus } from "../../../services/kit/src/index.js";
 import { connectWorker, createRequest, failure, hashOf, seconds, startLedger, type LedgerHarness } from "./support.js";
 
@@ -42,6 +42,37 @@ describe("ledger: batches — CreateTasks and CompleteTasks answer each item as 
     const after = await counts();
     expect([Number(after.tasks) - Number(before.tasks), Number(after.history) - Number(before.history), Number(after.outbox) - Number(before.outbox)]).toEqual([2, 2, 2]);
     expect(await failure(h.client.createTasks({ tasks: [] }))).toMatchObject({ code: Code.INVALID_ARGUMENT });
+  });
+
+  it("answers each created task as it is stored (GetTask reads the same), leases a sync-matched one only to a CONNECTED worker, and takes a repeated id once", async () => {
+    await h.client.markWorkerGone({ workerId: "gone-worker", sessionId: await connectWorker(h.client, "gone-worker", ["batch"]), reason: "test", expireLeases: false });
+    const leaseTo = (workerId: string) => ({ leaseToWorkerId: workerId, leaseDuration: seconds(30) });
+    const repeated = createRequest({ capability: "batch", labels: { team: "a" }, priority: 7 });
+    const { results } = await h.client.createTasks({ tasks: [
+      createRequest({ capability: "batch", input: { b: 2, a: [1, "x", { c: null }] } }),
+      createRequest({ capability: "batch", ...leaseTo("bw") }),
+      createRequest({ capability: "batch", ...leaseTo("gone-worker") }),
+      repeated,
+      repeated,
+    ] });
+    const tasks = results.map((r) => (r.result?.$case === "response" ? r.result.value : undefined));
+    expect(tasks.map((t) => t?.created)).toEqual([true, true, true, true, false]);
+    for (const answer of tasks.slice(0, 4)) {
+      const stored = (await h.client.getTask({ id: answer!.task!.id, view: 0 })).task!;
+      expect(answer!.task).toEqual(stored);
+    }
+    expect(tasks[1]!.task!.lease).toMatchObject({ workerId: "bw", attempt: 1 });
+    expect(tasks[2]!.task!.lease).toBeUndefined();
+    expect(tasks[4]!.task!.id).toBe(tasks[3]!.task!.id);
+    // Each new task has its SUBMITTED row and event, the repeat none of its own; the event says what the task is.
+    for (const answer of tasks.slice(0, 4)) {
+      const { rows } = await h.sql.query<{ kind: string }>("SELECT kind FROM ledger.history WHERE task_id = $1", [answer!.task!.id]);
+      expect(rows.map((r) => r.kind)).toEqual(["SUBMITTED"]);
+      const events = (await h.sql.query<{ payload: Buffer }>("SELECT payload FROM ledger.outbox WHERE task_id = $1", [answer!.task!.id])).rows;
+      expect(events).toHaveLength(1);
+      const event = TaskEvent.decode(events[0]!.payload);
+      expect(event.task).toMatchObject({ id: answer!.task!.id, state: TaskState.TASK_STATE_PENDING, createdAt: answer!.task!.createdAt, lease: answer!.task!.lease });
+    }
   });
 
   it("completes claimed and started tasks, starts the claimed ones on the way, replays repeats and refuses a lost lease", async () => {

@@ -14,7 +14,55 @@ function shifted(text: string, by: number): string {
  * snapshot), so a batch costs one round trip instead of two or three. The
  * parameters are those of the parts, in order.
  */
+/** The columns of a new task row that a batch gives, one array each, in this order (see `newTaskColumns` in batch-writes.ts). */
+const NEW_TASK_ARRAYS = `$1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::jsonb[],
+                        $11::int[], $12::int[], $13::int[], $14::float8[], $15::text[], $17::uuid[], $18::text[], $19::timestamptz[], $20::timestamptz[]`;
+
 export const batchSql = {
+  /**
+   * New tasks with their SUBMITTED history rows and events in one statement
+   * (its own transaction: no BEGIN or COMMIT round trip), every value given:
+   * $16 is the database time read just before, the rows' created, updated
+   * and due time; a sync-matched task carries its lease ($17–$20, nulls for
+   * none). A task whose id or idempotency key is taken, or whose lease
+   * worker is not CONNECTED, is not inserted, and neither are its history
+   * row and event: the statement answers the ids it inserted, and the
+   * caller takes the others the transactional way. History ($21–$34) and
+   * events ($35–$41) as {@link historySql.insertMany} and
+   * {@link outboxSql.insertMany}, one per task.
+   */
+  newTasksHistoryAndEvents: {
+    name: "ledger-batch-new-tasks-history-and-events",
+    text: `WITH ins AS (
+             INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
+               priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence,
+               lease_id, lease_worker_id, lease_acquired_at, lease_expires_at)
+             SELECT v.id, v.capability, 'PENDING', v.input, v.max_attempts, v.trace_id, v.traceparent, v.idempotency_key, v.request_hash,
+               v.priority, v.labels, v.timeout_ms, v.retry_initial_ms, v.retry_max_ms, v.retry_multiplier, v.created_by,
+               $16::timestamptz, $16::timestamptz, $16::timestamptz, 1, v.lease_id, v.lease_worker_id, v.lease_acquired_at, v.lease_expires_at
+             FROM unnest(${NEW_TASK_ARRAYS})
+               AS v(id, capability, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash, priority, labels,
+                    timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, lease_id, lease_worker_id, lease_acquired_at, lease_expires_at)
+             WHERE v.lease_worker_id IS NULL
+                OR EXISTS (SELECT 1 FROM ledger.workers w WHERE w.worker_id = v.lease_worker_id AND w.state = 'CONNECTED')
+             ON CONFLICT DO NOTHING
+             RETURNING t.id
+           ), history AS (
+             INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
+             SELECT h.* FROM unnest($21::uuid[], $22::bigint[], $23::text[], $24::text[], $25::text[], $26::int[], $27::text[], $28::text[], $29::timestamptz[],
+                                    $30::text[], $31::jsonb[], $32::text[], $33::timestamptz[], $34::text[])
+               AS h(task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
+             WHERE h.task_id IN (SELECT id FROM ins)
+           ), events AS (
+             INSERT INTO ledger.outbox (event_id, task_id, sequence, type, payload, traceparent, created_at)
+             SELECT e.event_id, e.task_id, e.sequence, e.type, e.payload, e.traceparent, e.created_at
+             FROM unnest($35::uuid[], $36::uuid[], $37::bigint[], $38::text[], $39::bytea[], $40::text[], $41::timestamptz[])
+               WITH ORDINALITY AS e(event_id, task_id, sequence, type, payload, traceparent, created_at, n)
+             WHERE e.task_id IN (SELECT id FROM ins)
+             ORDER BY e.n
+           )
+           SELECT id FROM ins`,
+  },
   /** {@link historySql.insertMany} ($1–$14) and {@link outboxSql.insertMany} ($15–$21). */
   historyAndEvents: {
     name: "ledger-batch-history-and-events",
