@@ -15,6 +15,7 @@ import { UsageError } from "./commands/usage-error.js";
 const commands = {
   certs: () => import("./commands/certs.js"),
   config: () => import("./commands/config.js"),
+  db: () => import("./commands/db.js"),
   events: () => import("./commands/events.js"),
   grpcurl: () => import("./commands/grpcurl.js"),
   inspect: () => import("./commands/inspect.js"),
@@ -161,6 +162,17 @@ events.command("tail").description("print one line per event of a topic until Ct
   .option("--json", "print each delivery as one line of proto3 JSON")
   .addOption(new Option("--address <host:port>", "an events instance (default: TASKMESH_UPSTREAM_EVENTS, else the running one)"))
   .action(action(async (opts: TailOptions) => (await commands.events()).eventsTail(opts)));
+
+const db = program.command("db").description("the run's Postgres: a psql console, backups and restores").exitOverride(usageExit);
+db.command("console").description("psql on the running system's database (Debian's postgresql-client; installed as root when missing); psql's own arguments after --, e.g. db console -- -c 'select 1'")
+  .argument("[psql-args...]", "passed to psql as given").allowUnknownOption()
+  .action(action(async (args: string[]) => (await commands.db()).dbConsole(args)));
+db.command("backup").description("a physical backup of the running system's Postgres into one .tar.gz (default .taskmesh/backups/taskmesh-<time>.tar.gz); prints its path")
+  .argument("[file]", "where to write it (a new .tar.gz)")
+  .action(action(async (file: string | undefined) => (await commands.db()).dbBackup(file)));
+db.command("restore").description("put a backup in place of the stopped system's Postgres data; the next up starts from it")
+  .argument("<file>", "a .tar.gz made by db backup")
+  .action(action(async (file: string) => (await commands.db()).dbRestore(file)));
 
 program.command("grpcurl")
   .description("run the pinned grpcurl (built into the cache by npm start) with these arguments, e.g. grpcurl -plaintext 127.0.0.1:8080 list")

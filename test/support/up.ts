@@ -37,6 +37,8 @@ export interface UpRun {
   readonly printed: string;
   /** Runs `npx taskmesh <args>` against this run. */
   taskmesh(...args: string[]): Promise<CliResult>;
+  /** Runs `npx taskmesh up -d` again on this run's state and ports (after a `down`). */
+  upAgain(): Promise<CliResult>;
   /** A development access token from `taskmesh token` (the bootstrap admin key's), with `scopes` when given. */
   token(...scopes: string[]): Promise<string>;
   /** Stops the run, removes its state and releases the machine. */
@@ -106,6 +108,7 @@ export async function startUp(args: readonly string[] = [], extraEnv: Record<str
   }
   return {
     stateDir, env, edge: `127.0.0.1:${env.TASKMESH_EDGE_PORT}`, printed: up.stdout, taskmesh, down,
+    upAgain: () => command(UP_TIMEOUT_MS, ["up", "-d"]),
     async token(...scopes) {
       const issued = await taskmesh("token", ...scopes.flatMap((s) => ["--scope", s]));
       if (issued.code !== 0) throw new Error(`taskmesh token failed: ${issued.stderr}`);
