@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `npm run bench:start`: how long `npm start` takes until the system is
+# usable (every process healthy, the edge answering), on a fresh clone of
+# this checkout (HEAD):
+#   cold: nothing installed or provisioned: empty npm, Go, pip, Maven and
+#         taskmesh caches (all in a temporary folder), as on a new machine
+#         that reaches the package registries;
+#   warm: the same clone again, everything provisioned (every later start).
+# Each run is `npm start -- -d` (up in the background, returning once ready),
+# timed wall clock, then `taskmesh down`. Every line a start prints is kept
+# with the seconds since it began, so the cold run's phases show (npm ci,
+# the Go tools, then up: Kafka's jars, Envoy, Jaeger's build, the processes).
+# Environment: BENCH_SKIP_COLD=1 measures the warm start only (on this
+# machine's own caches).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+export NO_COLOR=1
+log() { echo "bench:start: $*" >&2; }
+
+source "$ROOT/bench/up.sh"
+clone=$tmp/clone
+git clone --quiet "$ROOT" "$clone"
+cd "$clone"
+# bench/up.sh's teardown runs `taskmesh down` from here: the clone's own run.
+
+if [ -z "${BENCH_SKIP_COLD:-}" ]; then
+  caches=$tmp/caches
+  mkdir -p "$caches"
+  export XDG_CACHE_HOME=$caches/xdg npm_config_cache=$caches/npm GOPATH=$caches/go GOMODCACHE=$caches/go/pkg/mod \
+    MAVEN_OPTS="-Dmaven.repo.local=$caches/m2 ${MAVEN_OPTS:-}"
+fi
+
+machine="nproc $(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(grep -o 'MemTotal:.*' /proc/meminfo | awk '{printf "%.0f GiB", $2/1048576}'), system Node $(node --version)"
+
+# One start: prints its seconds to ready on stdout, its timestamped lines to $tmp/<name>.log.
+start() { # $1 name
+  local name=$1 began
+  began=$(date +%s%N)
+  npm start --silent -- -d 2>&1 | while IFS= read -r line; do
+    printf '%7.1f s  %s\n' "$(awk -v now="$(date +%s%N)" -v began="$began" 'BEGIN { print (now - began) / 1e9 }')" "$line"
+  done >"$tmp/$name.log"
+  local status=${PIPESTATUS[0]}
+  local seconds
+  seconds=$(awk -v now="$(date +%s%N)" -v began="$began" 'BEGIN { printf "%.1f", (now - began) / 1e9 }')
+  [ "$status" = 0 ] || { log "$name start failed ($status):"; cat "$tmp/$name.log" >&2; exit 1; }
+  curl -fsS -o /dev/null "http://127.0.0.1:$TASKMESH_EDGE_PORT/.well-known/jwks.json" || { log "$name: the edge does not answer"; exit 1; }
+  node scripts/taskmesh.mjs down >/dev/null 2>&1
+  echo "$seconds"
+}
+
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+rows=()
+if [ -z "${BENCH_SKIP_COLD:-}" ]; then
+  log "cold start (empty caches in $caches; this builds Jaeger from the Go module proxy)"
+  rows+=("| cold: nothing installed or provisioned | $(start cold) s |")
+fi
+log "warm start"
+rows+=("| warm: everything provisioned | $(start warm) s |")
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+echo "| start (\`npm start -- -d\`, until ready) | wall clock |"
+echo "| --- | --- |"
+printf '%s\n' "${rows[@]}"
+echo ""
+for name in cold warm; do
+  [ -f "$tmp/$name.log" ] || continue
+  echo "$name start, what it printed (seconds since it began):"
+  echo '```'
+  grep -v '^ *[0-9.]* s  *$' "$tmp/$name.log" | grep -v '│\|─\|┌\|└\|├' || true
+  echo '```'
+done
+echo ""
+echo "Command: \`npm run bench:start\` on a fresh clone of $(git -C "$ROOT" rev-parse --short HEAD)."
+echo "Machine: $machine; load average at start $load_start, at end $load_end."
