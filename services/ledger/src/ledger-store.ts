@@ -87,7 +87,9 @@ export class LedgerStore extends LeaseTransitions {
     const inserted = await insertNew(this.pool, now, [...rows.values()], signal);
     const fast = (n: NewTask): boolean => n.id !== null && first.get(n.id) === n && inserted.has(n.id);
     const rest = items.filter((n) => !fast(n));
-    const others = rest.length === 0 ? [] : await this.createManyInTransaction(rest, signal);
+    // The statement committed: from here a failure must not send its tasks through `create` again (they would read as
+    // repeats), so the rest falls back item by item on its own.
+    const others = rest.length === 0 ? [] : await this.batched(rest, (r) => this.createManyInTransaction(r, signal), (n) => this.create(n, signal), { ...(signal ? { signal } : {}) });
     let next = 0;
     return items.map((n) => (fast(n) ? { row: rows.get(n.id!)!, created: true } : others[next++]!));
   }
