@@ -9,7 +9,8 @@
 # Each run is `npm start -- -d` (up in the background, returning once ready),
 # timed wall clock, then `taskmesh down`. Every line a start prints is kept
 # with the seconds since it began, so the cold run's phases show (npm ci,
-# the Go tools, then up: Kafka's jars, Envoy, Jaeger's build, the processes).
+# the Go tools, then up: Kafka's jars, Envoy, Jaeger's build, the processes;
+# Go's per-module download lines are left out).
 # Environment: BENCH_SKIP_COLD=1 measures the warm start only (on this
 # machine's own caches).
 set -euo pipefail
@@ -67,7 +68,7 @@ for name in cold warm; do
   [ -f "$tmp/$name.log" ] || continue
   echo "$name start, what it printed (seconds since it began):"
   echo '```'
-  grep -v '^ *[0-9.]* s  *$' "$tmp/$name.log" | grep -v '│\|─\|┌\|└\|├' || true
+  grep -v '^ *[0-9.]* s  *$' "$tmp/$name.log" | grep -v 'go: downloading' | grep -v '│\|─\|┌\|└\|├' || true
   echo '```'
 done
 echo ""
