@@ -67,7 +67,7 @@ export class DeadLetterIndex {
   async start(): Promise<void> {
     if (this.#consumer) return;
     const consumer = this.kafka.kafka.consumer({
-      groupId: `taskmesh-events-dlq-index.${this.instance}.${uuidv7()}`, maxWaitTimeInMs: 100, allowAutoTopicCreation: false,
+      groupId: `taskmesh-events-dlq-index.${this.instance}.${uuidv7()}`, maxWaitTimeInMs: 5000, allowAutoTopicCreation: false,
       sessionTimeout: 10_000, heartbeatInterval: 1000,
     });
     this.#consumer = consumer;
