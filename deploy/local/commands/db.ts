@@ -1,13 +1,14 @@
-import { spawn } from "node:child_process";
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import pg from "pg";
 import { fixedPorts } from "../ports.js";
 import { aptInstall } from "../provision/apt.js";
+import { postgresUrl, runAs } from "../provision/postgres.js";
 import { localSecret } from "../secrets.js";
 import { readState, STATE_DIR } from "../state.js";
 import { alive } from "../supervisor.js";
+import { runForeground } from "./foreground.js";
 import { UsageError } from "./usage-error.js";
 
 /** The run's data directory, password file and where backups go by default. */
@@ -34,8 +35,7 @@ function runningUrl(): string {
   if (!state || !alive(state.supervisorPid)) throw new Error("taskmesh is not running (start it with npm start, or npx taskmesh up -d)");
   const postgres = state.processes.find((p) => p.name === "postgres");
   if (!postgres) throw new Error("this run uses a Postgres of its own (DATABASE_URL): use that server's tools");
-  const port = postgres.ports.app ?? fixedPorts().postgres;
-  return `postgres://postgres:${encodeURIComponent(localSecret(PASSWORD_FILE))}@127.0.0.1:${port}/taskmesh`;
+  return postgresUrl({ dataDir: DATA_DIR, password: localSecret(PASSWORD_FILE), port: postgres.ports.app ?? fixedPorts().postgres }, "taskmesh");
 }
 
 /** Debian's `psql` (package postgresql-client), installed as root when missing. */
@@ -50,12 +50,7 @@ async function psqlPath(): Promise<string> {
 /** `taskmesh db console [psql args…]`: psql on the run's database, its arguments passed as given; exits with psql's code. */
 export async function dbConsole(args: readonly string[]): Promise<number> {
   const url = runningUrl();
-  const psql = await psqlPath();
-  return new Promise<number>((resolvePromise, reject) => {
-    const child = spawn(psql, [url, ...args], { stdio: "inherit" });
-    child.once("error", reject);
-    child.once("exit", (code, signal) => resolvePromise(code ?? (signal ? 130 : 1)));
-  });
+  return runForeground(await psqlPath(), [url, ...args]);
 }
 
 /** A timestamp for file names: 20261205T031500Z. */
@@ -141,13 +136,9 @@ export async function dbRestore(file: string): Promise<number> {
     chmodSync(data, 0o700); // Postgres refuses a data directory others may read
     const password = join(work, "postgres.password");
     renameSync(join(data, PASSWORD_IN_BACKUP), password);
-    if (process.getuid?.() === 0) {
-      // Postgres runs as user postgres under root (provision/postgres.ts): it must own its data.
-      const id = async (flag: string) => Number((await execa("id", [flag, "postgres"])).stdout.trim());
-      const [uid, gid] = [await id("-u"), await id("-g")];
-      await execa("chown", ["-R", `${uid}:${gid}`, data]);
-      chownSync(data, uid, gid);
-    }
+    // Postgres runs as user postgres under root (provision/postgres.ts): it must own its data.
+    const { uid, gid } = runAs();
+    if (uid !== undefined && gid !== undefined) await execa("chown", ["-R", `${uid}:${gid}`, data]);
     if (existsSync(DATA_DIR)) renameSync(DATA_DIR, `${DATA_DIR}.before-restore-${stamp()}`);
     renameSync(data, DATA_DIR);
     renameSync(password, PASSWORD_FILE);

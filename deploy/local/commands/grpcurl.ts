@@ -1,7 +1,7 @@
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { cacheDir, pinned } from "../provision/versions.js";
+import { runForeground } from "./foreground.js";
 
 /** The pinned grpcurl that `npm start` and `npm test` build into the cache (scripts/bootstrap.mjs). */
 export function grpcurlPath(): string {
@@ -17,10 +17,5 @@ export function grpcurlPath(): string {
 export async function grpcurl(args: readonly string[]): Promise<number> {
   const binary = grpcurlPath();
   if (!existsSync(binary)) throw new Error(`grpcurl is not built yet (${binary}): npm start or npm test builds it once`);
-  return new Promise<number>((resolve, reject) => {
-    const child = spawn(binary, [...args], { stdio: "inherit" });
-    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => child.kill(signal));
-    child.once("error", reject);
-    child.once("exit", (code, signal) => resolve(code ?? (signal ? 130 : 1)));
-  });
+  return runForeground(binary, args);
 }

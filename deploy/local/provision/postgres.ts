@@ -54,7 +54,7 @@ async function initialise(options: PostgresSpecOptions, port: number): Promise<v
 }
 
 /** uid and gid of the `postgres` user, when running as root. */
-function runAs(): { uid?: number; gid?: number } {
+export function runAs(): { uid?: number; gid?: number } {
   if (process.getuid?.() !== 0) return {};
   const id = (flag: string) => Number(execFileSync("id", [flag, "postgres"], { encoding: "utf8" }).trim());
   return { uid: id("-u"), gid: id("-g") };
