@@ -76,14 +76,15 @@ describe("the API docs at the edge's /docs under up", { timeout: 90_000 }, () =>
       await submit.locator(".opblock-summary").click();
       await submit.getByRole("button", { name: "Try it out" }).click();
       await submit.locator("textarea.body-param__text").fill(JSON.stringify({ capability: "echo", input: { text: "from the API docs" } }));
-      const execute = async (): Promise<{ status: string; body: string }> => {
-        await submit.getByRole("button", { name: "Execute" }).click();
-        const status = submit.locator(".live-responses-table tbody .response-col_status").first();
+      /** Presses an operation's Execute and reads the answer the page shows: its status cell and body. */
+      const execute = async (operation: typeof submit): Promise<{ status: string; body: string }> => {
+        await operation.getByRole("button", { name: "Execute" }).click();
+        const status = operation.locator(".live-responses-table tbody .response-col_status").first();
         await status.waitFor({ timeout: 15_000 });
-        return { status: (await status.innerText()).trim(), body: await submit.locator(".live-responses-table tbody .microlight").first().innerText() };
+        return { status: (await status.innerText()).trim(), body: await operation.locator(".live-responses-table tbody .microlight").first().innerText() };
       };
 
-      const refused = await execute();
+      const refused = await execute(submit);
       expect(refused.status).toMatch(/^401/);
       expect(refused.body).toContain("AUTH_MISSING_TOKEN");
 
@@ -93,7 +94,7 @@ describe("the API docs at the edge's /docs under up", { timeout: 90_000 }, () =>
       await page.locator(".auth-btn-wrapper button.btn-done").click();
       await submit.getByRole("button", { name: "Clear" }).click();
 
-      const created = await execute();
+      const created = await execute(submit);
       expect(created.status, created.body).toMatch(/^200/);
       const { task } = JSON.parse(created.body) as { task: { id: string; capability: string; input: unknown } };
       expect(task).toMatchObject({ capability: "echo", input: { text: "from the API docs" } });
@@ -112,12 +113,9 @@ describe("the API docs at the edge's /docs under up", { timeout: 90_000 }, () =>
       await get.locator(".opblock-summary").click();
       await get.getByRole("button", { name: "Try it out" }).click();
       await get.locator('tr[data-param-name="id"] input').fill(task.id);
-      await get.getByRole("button", { name: "Execute" }).click();
-      const status = get.locator(".live-responses-table tbody .response-col_status").first();
-      await status.waitFor({ timeout: 15_000 });
-      const body = await get.locator(".live-responses-table tbody .microlight").first().innerText();
-      expect((await status.innerText()).trim(), body).toMatch(/^200/);
-      expect(JSON.parse(body)).toMatchObject({ task: { id: task.id, state: "TASK_STATE_SUCCEEDED", output: { text: "from the API docs" } } });
+      const read = await execute(get);
+      expect(read.status, read.body).toMatch(/^200/);
+      expect(JSON.parse(read.body)).toMatchObject({ task: { id: task.id, state: "TASK_STATE_SUCCEEDED", output: { text: "from the API docs" } } });
     } finally {
       await browser.close();
     }
