@@ -1,7 +1,8 @@
 # Sourced by the benchmark scripts that run the whole system (bench/mesh,
-# bench/cli): a state directory of its own, a teardown on any exit, free
-# ports for every fixed port of `up`, and `bench_up`, which starts the system
-# in the background. Needs `log` and ROOT (the checkout, as the cwd) first.
+# bench/cli, bench/start): a state directory of its own, a teardown on any
+# exit, free ports for every fixed port of `up`, `bench_up`, which starts the
+# system in the background, and `machine_base`, the machine's line. Needs
+# `log` and ROOT (the checkout, as the cwd) first.
 
 tmp=$(mktemp -d)
 chmod 755 "$tmp" # Postgres (as user postgres when root) must reach its data directory below
@@ -36,4 +37,9 @@ done
 bench_up() {
   log "taskmesh up -d (state in $TASKMESH_STATE_DIR)"
   taskmesh up -d >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log" >&2; exit 1; }
+}
+
+# The machine, for a benchmark's figures: cores, processor and memory.
+machine_base() {
+  echo "nproc $(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(grep -o 'MemTotal:.*' /proc/meminfo | awk '{printf "%.0f GiB", $2/1048576}')"
 }

@@ -113,7 +113,7 @@ wait_drained() { # waits (at most 10 minutes) until every task submitted so far 
   echo $((SECONDS - start))
 }
 
-machine="nproc $(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(grep -o 'MemTotal:.*' /proc/meminfo | awk '{printf "%.0f GiB", $2/1048576}'), Node $(node --version), $(envoy_bin=$(ls "${XDG_CACHE_HOME:-$HOME/.cache}"/taskmesh/envoy-*/envoy 2>/dev/null | head -1); [ -n "$envoy_bin" ] && "$envoy_bin" --version 2>/dev/null | grep -o 'envoy  *version: [^/]*/[0-9.]*' | sed 's/.*\///; s/^/Envoy /' || echo 'Envoy ?'), ghz $GHZ_VERSION"
+machine="$(machine_base), Node $(node --version), $(envoy_bin=$(ls "${XDG_CACHE_HOME:-$HOME/.cache}"/taskmesh/envoy-*/envoy 2>/dev/null | head -1); [ -n "$envoy_bin" ] && "$envoy_bin" --version 2>/dev/null | grep -o 'envoy  *version: [^/]*/[0-9.]*' | sed 's/.*\///; s/^/Envoy /' || echo 'Envoy ?'), ghz $GHZ_VERSION"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 
@@ -127,14 +127,18 @@ wait_filter() { # $1: the value to wait for
 sampled() { curl -fsS "$admin/stats?filter=%5Ehttp%5C.edge%5C.tracing%5C.random_sampling%24" | awk -F': ' '{print $2 + 0}'; }
 rls_calls() { curl -fsS "$admin/stats?filter=ratelimit%5C.(ok|over_limit|error|failure_mode_allowed)%24" | awk -F': ' '/^cluster\.coordinator/ {n += $2} END {print n + 0}'; }
 admin=http://127.0.0.1:$TASKMESH_EDGE_ADMIN_PORT
+# A per-subject limit the load stays under, so the edge asks the ratelimit service about every call; returns once the edge's runtime says so.
+limit_on() {
+  taskmesh config put /ratelimit/limits '{"bench-subject":{"descriptor":[{"key":"subject"}],"requests":1000000000,"per":"minute"}}' >/dev/null
+  wait_filter 100
+}
 paths=("direct" "sidecar" "edge" "edge-nolimit" "edge-sampled" "submit")
 declare -A target=([direct]=$direct [sidecar]=$sidecar [edge]=$edge [edge-nolimit]=$edge [edge-sampled]=$edge [submit]=$edge)
 for p in "${paths[@]}"; do
   CALL_NOW=$CALL DATA_NOW=$DATA
   # (c) with a limit the load stays under; (d) with none, once the edge's runtime says its filter is off.
   if [ "$p" = edge ]; then
-    taskmesh config put /ratelimit/limits '{"bench-subject":{"descriptor":[{"key":"subject"}],"requests":1000000000,"per":"minute"}}' >/dev/null
-    wait_filter 100
+    limit_on
     calls_start=$(rls_calls)
   elif [ "$p" = edge-nolimit ]; then
     taskmesh config put /ratelimit/limits '{}' >/dev/null
@@ -147,20 +151,19 @@ for p in "${paths[@]}"; do
   elif [ "$p" = submit ]; then
     # (f): SubmitTask, with a limit configured again (a rate-limit call per request) and still 10% traced.
     log "(d) and (e): the edge asked the ratelimit service about $(( $(rls_calls) - calls_before )) calls; (e): it started a trace for $(( $(sampled) - sampled_before )) calls"
-    taskmesh config put /ratelimit/limits '{"bench-subject":{"descriptor":[{"key":"subject"}],"requests":1000000000,"per":"minute"}}' >/dev/null
-    wait_filter 100
+    limit_on
     CALL_NOW=$SUBMIT_CALL DATA_NOW=$SUBMIT_DATA
     submit_calls_start=$(rls_calls)
   fi
   log "$p (${target[$p]}): warm-up"
-  CALL_NOW=$CALL_NOW DATA_NOW=$DATA_NOW ghz_run "$tmp/$p-warmup.json" "${target[$p]}" -c "$CONCURRENCY" -n 5000
+  ghz_run "$tmp/$p-warmup.json" "${target[$p]}" -c "$CONCURRENCY" -n 5000
   n=$(node -e 'const r = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8")); console.log(Math.max(5000, Math.round(r.rps * Number(process.argv[2]))))' "$tmp/$p-warmup.json" "$SECONDS_PER_RUN")
   if [ "$p" = submit ]; then drained=$(wait_drained); log "submit: the warm-up's tasks drained in $drained s"; fi
   log "$p: -c $CONCURRENCY, $n calls (about ${SECONDS_PER_RUN} s)"
-  CALL_NOW=$CALL_NOW DATA_NOW=$DATA_NOW ghz_run "$tmp/$p-closed.json" "${target[$p]}" -c "$CONCURRENCY" -n "$n"
+  ghz_run "$tmp/$p-closed.json" "${target[$p]}" -c "$CONCURRENCY" -n "$n"
   if [ "$p" = submit ]; then drained=$(wait_drained); log "submit: the closed run's $n tasks drained $drained s after its last submit"; fi
   log "$p: --rps $RATE, $((RATE * SECONDS_PER_RUN)) calls"
-  CALL_NOW=$CALL_NOW DATA_NOW=$DATA_NOW ghz_run "$tmp/$p-rate.json" "${target[$p]}" -c "$CONCURRENCY" --rps "$RATE" -n "$((RATE * SECONDS_PER_RUN))"
+  ghz_run "$tmp/$p-rate.json" "${target[$p]}" -c "$CONCURRENCY" --rps "$RATE" -n "$((RATE * SECONDS_PER_RUN))"
 done
 drained=$(wait_drained)
 log "(f): the rate run's tasks drained $drained s after its last submit; the edge asked the ratelimit service about $(( $(rls_calls) - submit_calls_start )) calls"
