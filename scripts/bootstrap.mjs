@@ -9,10 +9,11 @@
 //   node scripts/bootstrap.mjs start [up options]   → taskmesh up (foreground)
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ensureGoTool, pinnedVersions } from "./go-tools.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = join(root, "node_modules", ".bin");
@@ -21,12 +22,6 @@ const fail = (line) => {
   process.stderr.write(`taskmesh: ${line}\n`);
   process.exit(1);
 };
-
-function run(command, args, options = {}) {
-  const result = spawnSync(command, args, { stdio: "inherit", cwd: root, ...options });
-  if (result.error) fail(`${command}: ${result.error.message}`);
-  return result.status ?? 1;
-}
 
 /** npm ci when node_modules is missing or was installed from another lockfile. */
 function ensurePackages() {
@@ -54,22 +49,7 @@ function ensurePackages() {
  * their folders. (The runtime's own components are provisioned by `up`.)
  */
 function ensureTools() {
-  const versions = JSON.parse(readFileSync(join(root, "deploy", "local", "versions.json"), "utf8"));
-  const cache = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "taskmesh");
-  const dirs = [];
-  for (const [name, { go: goPackage, version, bootstrap }] of Object.entries(versions)) {
-    if (!bootstrap || !goPackage) continue;
-    const dir = join(cache, `${name}-${version}`);
-    dirs.push(dir);
-    if (existsSync(join(dir, name))) continue;
-    if (spawnSync("go", ["version"], { stdio: "ignore" }).status !== 0) {
-      fail(`${name} is built with Go, which is missing: install Go 1.22 or later (Debian: apt-get install golang)`);
-    }
-    say(`building ${name} ${version} (go install, once)…`);
-    mkdirSync(dir, { recursive: true });
-    if (run("go", ["install", `${goPackage}@${version}`], { env: { ...process.env, GOBIN: dir } }) !== 0) fail(`go install ${goPackage}@${version} failed`);
-  }
-  return dirs;
+  return Object.entries(pinnedVersions()).filter(([, { go, bootstrap }]) => bootstrap && go).map(([name]) => ensureGoTool(name, { say, fail }));
 }
 
 const [command, ...rest] = process.argv.slice(2);

@@ -24,13 +24,7 @@ rtds=$xds/envoy-api/envoy/service/runtime/v3/rtds.proto
 rm -rf "$base/gen"
 "$buf" generate proto -o "$base"
 # protoc-gen-openapiv2, pinned: built once into the cache (as npm start and npm test do).
-openapi_version=$(node -p 'require("./deploy/local/versions.json")["protoc-gen-openapiv2"].version')
-openapi_package=$(node -p 'require("./deploy/local/versions.json")["protoc-gen-openapiv2"].go')
-openapi_dir="${XDG_CACHE_HOME:-$HOME/.cache}/taskmesh/protoc-gen-openapiv2-$openapi_version"
-if [ ! -x "$openapi_dir/protoc-gen-openapiv2" ]; then
-  mkdir -p "$openapi_dir"
-  GOBIN="$openapi_dir" go install "$openapi_package@$openapi_version"
-fi
+openapi_dir=$(node scripts/go-tools.mjs protoc-gen-openapiv2)
 PATH="$openapi_dir:$PATH" "$buf" generate proto --template buf.gen.openapi.yaml -o "$base"
 node scripts/openapi.mjs "$base/gen/openapi/taskmesh.swagger.json"
 "$buf" generate "$gp" -o "$base" --path "$gp/google/rpc/status.proto" --path "$gp/google/rpc/error_details.proto"
