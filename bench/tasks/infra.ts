@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { postgresSpec, postgresUrl } from "../../deploy/local/provision/postgres.js";
@@ -62,10 +62,19 @@ export async function startInfra(options: { externalPostgresUrl?: string } = {})
 /**
  * TASKMESH_BENCH_PG_STATS=1: Postgres loads pg_stat_statements, and the
  * taskmesh runner prints the statements its burst spent the most time in.
+ * TASKMESH_BENCH_PG_EXPLAIN=<dir> as well: the plan of every statement
+ * that ran 15 ms or longer, with its row counts, times and buffers
+ * (auto_explain), goes to Postgres's log in that folder.
  */
 async function withStatementStats(spec: Awaited<ReturnType<typeof postgresSpec>>): Promise<typeof spec> {
   if (!process.env.TASKMESH_BENCH_PG_STATS) return spec;
-  return { ...spec, args: [...spec.args, "-c", "shared_preload_libraries=pg_stat_statements", "-c", "track_io_timing=on"] };
+  const explainDir = process.env.TASKMESH_BENCH_PG_EXPLAIN;
+  const explain = explainDir
+    ? ["-c", "auto_explain.log_min_duration=15", "-c", "auto_explain.log_analyze=on", "-c", "auto_explain.log_buffers=on",
+       "-c", "logging_collector=on", "-c", `log_directory=${resolve(explainDir)}`]
+    : [];
+  const libraries = explainDir ? "pg_stat_statements,auto_explain" : "pg_stat_statements";
+  return { ...spec, args: [...spec.args, "-c", `shared_preload_libraries=${libraries}`, "-c", "track_io_timing=on", ...explain] };
 }
 
 /** A random suffix for names of databases, schemas and key prefixes. */

@@ -266,7 +266,7 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
 async function resetStatementStats(sql: pg.Pool): Promise<boolean> {
   try {
     await sql.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-    await sql.query("SELECT pg_stat_statements_reset()");
+    await sql.query("SELECT pg_stat_statements_reset(), pg_stat_reset_shared('wal')");
     return true;
   } catch (error) {
     process.stderr.write(`bench:tasks: no statement statistics: ${String(error)}\n`);
@@ -282,13 +282,15 @@ async function sampleWaits(sql: pg.Pool, into: Map<string, number>): Promise<voi
   for (const { what } of rows) into.set(what, (into.get(what) ?? 0) + 1);
 }
 
-/** The statements the last burst (or steady run) spent the most time in: calls, rows, and time per task. */
+/** The statements the last burst (or steady run) spent the most time in: calls, rows, time and WAL per task; and all WAL written per task. */
 async function printStatementStats(sql: pg.Pool, name: string, n: number): Promise<void> {
-  const { rows } = await sql.query<{ query: string; calls: string; rows: string; ms: number }>(
-    `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, rows, total_exec_time AS ms FROM pg_stat_statements
+  const { rows: [wal] } = await sql.query<{ bytes: string; fpi: string }>("SELECT wal_bytes AS bytes, wal_fpi AS fpi FROM pg_stat_wal");
+  process.stderr.write(`bench:tasks: ${name}: pg WAL ${Math.round(Number(wal!.bytes) / n)} B/task, ${(Number(wal!.fpi) / n).toFixed(2)} full-page images/task\n`);
+  const { rows } = await sql.query<{ query: string; calls: string; rows: string; ms: number; wal: string }>(
+    `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, rows, total_exec_time AS ms, wal_bytes AS wal FROM pg_stat_statements
      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 15`);
   for (const r of rows) {
-    process.stderr.write(`bench:tasks: ${name}: pg ${(r.ms * 1000 / n).toFixed(1)} µs/task, ${r.calls} calls, ${r.rows} rows: ${r.query.slice(0, 160)}\n`);
+    process.stderr.write(`bench:tasks: ${name}: pg ${(r.ms * 1000 / n).toFixed(1)} µs/task, WAL ${Math.round(Number(r.wal) / n)} B/task, ${r.calls} calls, ${r.rows} rows: ${r.query.slice(0, 160)}\n`);
   }
 }
 
