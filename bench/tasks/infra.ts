@@ -74,7 +74,8 @@ async function withStatementStats(spec: Awaited<ReturnType<typeof postgresSpec>>
        "-c", "logging_collector=on", "-c", `log_directory=${resolve(explainDir)}`]
     : [];
   const libraries = explainDir ? "pg_stat_statements,auto_explain" : "pg_stat_statements";
-  return { ...spec, args: [...spec.args, "-c", `shared_preload_libraries=${libraries}`, "-c", "track_io_timing=on", ...explain] };
+  return { ...spec, args: [...spec.args, "-c", `shared_preload_libraries=${libraries}`, "-c", "track_io_timing=on",
+    "-c", "pg_stat_statements.track_planning=on", ...explain] };
 }
 
 /** A random suffix for names of databases, schemas and key prefixes. */

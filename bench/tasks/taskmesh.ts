@@ -286,11 +286,11 @@ async function sampleWaits(sql: pg.Pool, into: Map<string, number>): Promise<voi
 async function printStatementStats(sql: pg.Pool, name: string, n: number): Promise<void> {
   const { rows: [wal] } = await sql.query<{ bytes: string; fpi: string }>("SELECT wal_bytes AS bytes, wal_fpi AS fpi FROM pg_stat_wal");
   process.stderr.write(`bench:tasks: ${name}: pg WAL ${Math.round(Number(wal!.bytes) / n)} B/task, ${(Number(wal!.fpi) / n).toFixed(2)} full-page images/task\n`);
-  const { rows } = await sql.query<{ query: string; calls: string; rows: string; ms: number; wal: string }>(
-    `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, rows, total_exec_time AS ms, wal_bytes AS wal FROM pg_stat_statements
+  const { rows } = await sql.query<{ query: string; calls: string; rows: string; ms: number; plan: number; wal: string }>(
+    `SELECT regexp_replace(query, '\\s+', ' ', 'g') AS query, calls, rows, total_exec_time AS ms, total_plan_time AS plan, wal_bytes AS wal FROM pg_stat_statements
      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 15`);
   for (const r of rows) {
-    process.stderr.write(`bench:tasks: ${name}: pg ${(r.ms * 1000 / n).toFixed(1)} µs/task, WAL ${Math.round(Number(r.wal) / n)} B/task, ${r.calls} calls, ${r.rows} rows: ${r.query.slice(0, 160)}\n`);
+    process.stderr.write(`bench:tasks: ${name}: pg ${(r.ms * 1000 / n).toFixed(1)} µs/task (planning ${(r.plan * 1000 / n).toFixed(1)} more), WAL ${Math.round(Number(r.wal) / n)} B/task, ${r.calls} calls, ${r.rows} rows: ${r.query.slice(0, 160)}\n`);
   }
 }
 
