@@ -13,6 +13,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ensureBuild } from "./build.mjs";
 import { ensureGoTool, pinnedVersions } from "./go-tools.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -61,7 +62,7 @@ const report = join(tmpdir(), `taskmesh-vitest-${process.pid}.json`);
 const commands = {
   test: [join(root, "node_modules", "vitest", "vitest.mjs"), "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`],
   // kafkajs (the Kafka readiness check) trips this warning on every Node 24 process (kafkajs#1751).
-  start: ["--disable-warning=TimeoutNegativeWarning", "--import", "tsx", join(root, "deploy", "local", "cli.ts"), "up"],
+  start: ["--disable-warning=TimeoutNegativeWarning", join(ensureBuild(root), "deploy", "local", "cli.js"), "up"],
 };
 if (!commands[command]) fail("usage: bootstrap.mjs test|start [args]");
 // `start` runs in a process group of its own, so Ctrl-C reaches only this

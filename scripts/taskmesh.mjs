@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// `npx taskmesh …`: runs deploy/local/cli.ts on the project's pinned Node 24
-// (whatever Node started this), passing signals on.
+// `npx taskmesh …`: runs deploy/local/cli.ts, compiled ahead of time
+// (scripts/build.mjs: built again only when a source changed), on the
+// project's pinned Node 24 (whatever Node started this), passing signals on.
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ensureBuild } from "./build.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const node = join(root, "node_modules", ".bin", "node");
@@ -13,7 +15,7 @@ if (!existsSync(node)) {
   process.exit(1);
 }
 // kafkajs (the Kafka readiness check) trips this warning on every Node 24 process (kafkajs#1751).
-const flags = ["--disable-warning=TimeoutNegativeWarning", "--import", "tsx"];
-const child = spawn(node, [...flags, join(root, "deploy", "local", "cli.ts"), ...process.argv.slice(2)], { stdio: "inherit", cwd: root });
+const flags = ["--disable-warning=TimeoutNegativeWarning"];
+const child = spawn(node, [...flags, join(ensureBuild(root), "deploy", "local", "cli.js"), ...process.argv.slice(2)], { stdio: "inherit", cwd: root });
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -13,6 +13,7 @@ import { redisSpec, redisUrl } from "./provision/redis.js";
 import { fixedPorts } from "./ports.js";
 import { freePort, localSecret, useRunPorts } from "./secrets.js";
 import { ROOT } from "./provision/versions.js";
+import { ensureBuild } from "../../scripts/build.mjs";
 
 /** TASKMESH_TRACE_SAMPLING: the percentage of requests traced, 0 to 100 (default 100, always on, as in development). */
 export function tracePercent(env: NodeJS.ProcessEnv = process.env): number {
@@ -89,9 +90,14 @@ export interface Plan {
   readonly databaseUrl: string;
 }
 
-/** Node's arguments to run `services/<service>/src/main.ts` under the telemetry preload (relative to the repository root). */
+/**
+ * Node's arguments to run `services/<service>/src/main.ts` under the
+ * telemetry preload, both compiled ahead of time (scripts/build.mjs; built
+ * now when the sources changed).
+ */
 export function serviceArgs(service: string): string[] {
-  return ["--import", "tsx", "--import", "./services/kit/src/telemetry/register.ts", `services/${service}/src/main.ts`];
+  const build = ensureBuild(ROOT);
+  return ["--import", join(build, "services/kit/src/telemetry/register.js"), join(build, `services/${service}/src/main.js`)];
 }
 
 /**

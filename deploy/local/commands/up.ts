@@ -38,7 +38,8 @@ async function upDetached(options: UpOptions): Promise<number> {
   mkdirSync(LOG_DIR, { recursive: true });
   const out = openSync(join(LOG_DIR, "taskmesh.log"), "a");
   const replicas = Object.entries(options.replicas ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
-  const child = spawn(process.execPath, [...process.execArgv, join(ROOT, "deploy/local/cli.ts"), "up", ...(replicas ? ["--replicas", replicas] : [])], {
+  // The same command line as this one (the compiled CLI, or the TypeScript one under a loader).
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, "up", ...(replicas ? ["--replicas", replicas] : [])], {
     cwd: ROOT, detached: true, stdio: ["ignore", out, out], env: { ...process.env, NO_COLOR: "1" },
   });
   child.unref();

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { projectRoot } from "../../../services/kit/src/project-root.js";
 
 /** One pinned component in `deploy/local/versions.json`, with where it comes from. */
 export interface PinnedComponent {
@@ -19,7 +19,7 @@ export interface PinnedComponent {
 }
 
 /** The repository root. */
-export const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
+export const ROOT = projectRoot(import.meta.url);
 
 /** Every pinned version, from the one file that pins them. */
 export function pinned(name: string): PinnedComponent {

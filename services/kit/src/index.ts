@@ -19,6 +19,7 @@ export { PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "./page-to
 export { migrate, type Migration } from "./pg/migrate.js";
 export { createPool, query, withTransaction, type PoolOptions, type TransactionOptions } from "./pg/pool.js";
 export { DESCRIPTOR_SET_PATH, addReflection, splitDescriptorSet } from "./reflection.js";
+export { projectRoot } from "./project-root.js";
 export { MeshServer, type MeshServerOptions, type ServerState, type ShutdownOutcome } from "./server.js";
 export { EXIT_CODES, onShutdownSignal, runService, type RunServiceOptions, type StartedService } from "./lifecycle.js";
 export { untilReady } from "./readiness.js";

@@ -1,12 +1,13 @@
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import type { Server } from "@grpc/grpc-js";
 import type { PackageDefinition } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { projectRoot } from "./project-root.js";
 
 /** Where `npm run generate` writes the descriptor set (every file, with imports). */
-export const DESCRIPTOR_SET_PATH = fileURLToPath(new URL("../../../gen/descriptor.binpb", import.meta.url));
+export const DESCRIPTOR_SET_PATH = join(projectRoot(import.meta.url), "gen/descriptor.binpb");
 
 /**
  * Splits a serialized `google.protobuf.FileDescriptorSet` into the raw bytes

@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { DESCRIPTOR_SET_PATH, splitDescriptorSet } from "../../kit/src/index.js";
+import { DESCRIPTOR_SET_PATH, projectRoot, splitDescriptorSet } from "../../kit/src/index.js";
 
 /** Where `npm run generate` writes Envoy's rate limit service and its imports. */
-export const RATELIMIT_DESCRIPTOR_SET_PATH = fileURLToPath(new URL("../../../gen/envoy-ratelimit.binpb", import.meta.url));
+export const RATELIMIT_DESCRIPTOR_SET_PATH = join(projectRoot(import.meta.url), "gen/envoy-ratelimit.binpb");
 
 /** The `name` (field 1) of a serialized FileDescriptorProto. */
 function fileName(file: Uint8Array): string | undefined {
