@@ -7,10 +7,12 @@
  * kit's shutdown owns SIGTERM/SIGINT.
  */
 
+import { context, propagation, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-grpc";
-import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
-import { NodeSDK } from "@opentelemetry/sdk-node";
+import { registerInstrumentations } from "@opentelemetry/instrumentation";
+import { defaultResource, detectResources, envDetector, hostDetector, processDetector, resourceFromAttributes } from "@opentelemetry/resources";
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
@@ -18,10 +20,11 @@ import {
   ConsoleSpanExporter,
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
+  TracerProvider,
   type Sampler,
   type SpanExporter,
 } from "@opentelemetry/sdk-trace";
-import { ATTR_SERVICE_INSTANCE_ID } from "@opentelemetry/semantic-conventions";
+import { ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions";
 import { resolveTelemetryConfig, type TelemetryConfig, type TelemetryOptions } from "./config.js";
 import { createInstrumentations } from "./instrumentations.js";
 
@@ -29,7 +32,8 @@ import { createInstrumentations } from "./instrumentations.js";
 export type TelemetryState = "idle" | "disabled" | "running" | "stopping" | "stopped";
 
 interface Running {
-  readonly sdk: NodeSDK;
+  /** Undefined without an exporter: no tracer provider is registered, spans are non-recording, trace context still flows. */
+  readonly provider: TracerProvider | undefined;
   readonly processors: readonly BatchSpanProcessor[];
   readonly config: TelemetryConfig;
   readonly onBeforeExit: () => void;
@@ -68,23 +72,27 @@ export function startTelemetry(options: TelemetryOptions = {}): TelemetryConfig 
         exportTimeoutMillis: config.exportTimeoutMs,
       }),
   );
-  const sdk = new NodeSDK({
-    serviceName: config.serviceName,
-    resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_INSTANCE_ID]: config.instanceId })),
-    sampler: createSampler(config),
-    // With no exporter the SDK registers no tracer provider: spans become
-    // non-recording, but incoming trace context still flows downstream.
-    spanProcessors: processors,
-    textMapPropagator: new CompositePropagator({
-      propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()],
-    }),
-    instrumentations: createInstrumentations(),
-    // Traces only: empty lists stop NodeSDK from building OTLP metric and
-    // log pipelines from the environment.
-    metricReaders: [],
-    logRecordProcessors: [],
-  });
-  sdk.start();
+  // What @opentelemetry/sdk-node's NodeSDK wires, for traces only: importing
+  // it loaded every metric and log exporter too (a third of a second at each
+  // service start).
+  registerInstrumentations({ instrumentations: createInstrumentations() });
+  const contextManager = new AsyncLocalStorageContextManager();
+  contextManager.enable();
+  context.setGlobalContextManager(contextManager);
+  propagation.setGlobalPropagator(new CompositePropagator({
+    propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()],
+  }));
+  let provider: TracerProvider | undefined;
+  if (processors.length > 0) {
+    provider = new TracerProvider({
+      resource: defaultResource()
+        .merge(detectResources({ detectors: [envDetector, processDetector, hostDetector] }))
+        .merge(resourceFromAttributes({ [ATTR_SERVICE_INSTANCE_ID]: config.instanceId, [ATTR_SERVICE_NAME]: config.serviceName })),
+      sampler: createSampler(config),
+      spanProcessors: processors,
+    });
+    trace.setGlobalTracerProvider(provider);
+  }
 
   // A script that simply runs out of work still exports its last batch.
   const onBeforeExit = (): void => {
@@ -94,7 +102,7 @@ export function startTelemetry(options: TelemetryOptions = {}): TelemetryConfig 
   };
   process.once("beforeExit", onBeforeExit);
 
-  running = { sdk, processors, config, onBeforeExit };
+  running = { provider, processors, config, onBeforeExit };
   state = "running";
   return config;
 }
@@ -117,13 +125,13 @@ export function shutdownTelemetry(): Promise<void> {
   return stopping;
 }
 
-async function boundedShutdown({ sdk, config }: Running): Promise<void> {
+async function boundedShutdown({ provider, config }: Running): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<"timeout">((resolve) => {
     timer = setTimeout(resolve, config.shutdownTimeoutMs, "timeout");
   });
   try {
-    const outcome = await Promise.race([sdk.shutdown().then(() => "done" as const), deadline]);
+    const outcome = await Promise.race([(provider?.shutdown() ?? Promise.resolve()).then(() => "done" as const), deadline]);
     if (outcome === "timeout") {
       warn(`shutdown did not finish within ${config.shutdownTimeoutMs} ms; unexported spans are lost`);
     }
