@@ -40,13 +40,18 @@ export function accessLogOptions(env: NodeJS.ProcessEnv = process.env): AccessLo
 
 export { fixedPorts } from "./ports.js";
 
-/** The services `up` runs, with their default replica counts and what they need. */
+/**
+ * The services `up` runs, with their default replica counts and what must be
+ * ready before each starts. The ledger and identity reach Kafka only from
+ * their outbox relays, which keep rows until Kafka takes them (and connect
+ * on their first send), so they start without waiting for it.
+ */
 export const SERVICES: Readonly<Record<string, { replicas: number; dependsOn: readonly string[] }>> = {
   config: { replicas: 1, dependsOn: ["postgres"] },
-  ledger: { replicas: 1, dependsOn: ["postgres", "kafka"] },
+  ledger: { replicas: 1, dependsOn: ["postgres"] },
   coordinator: { replicas: 1, dependsOn: ["postgres", "redis", "ledger", "config"] },
   worker: { replicas: 2, dependsOn: ["coordinator"] },
-  identity: { replicas: 1, dependsOn: ["postgres", "kafka"] },
+  identity: { replicas: 1, dependsOn: ["postgres"] },
   ratelimit: { replicas: 1, dependsOn: ["redis", "config"] },
   events: { replicas: 1, dependsOn: ["kafka", "redis", "config"] },
 };

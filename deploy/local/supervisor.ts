@@ -161,22 +161,35 @@ export class Supervisor {
   }
 
   /**
-   * Starts `specs` in dependency order and resolves once every one is ready;
-   * rejects with a {@link ProcessStartError} (the others keep running: call
-   * {@link stop}) when one exits or is not ready in time.
+   * Starts `specs`, each as soon as everything it depends on is ready, and
+   * resolves once every one is ready; rejects with a {@link ProcessStartError}
+   * (the others keep running: call {@link stop}) when one exits or is not
+   * ready in time, and starts nothing more after that.
    */
   async start(specs: readonly ProcessSpec[], signal?: AbortSignal): Promise<void> {
+    dependencyLevels(specs); // unknown names and cycles, before anything starts
     for (const spec of specs) {
       if (this.entries.has(spec.name)) throw new Error(`process ${spec.name} is already supervised`);
       this.entries.set(spec.name, { spec, logFile: join(this.options.logDir, `${spec.name}.log`), state: "pending", child: undefined, exit: undefined, restarts: 0, startedAt: 0, restartTimer: undefined, startTicks: undefined });
     }
-    const levels = dependencyLevels(specs);
-    for (const level of levels) {
-      await Promise.all(level.map(async (name) => {
-        this.order.push(name);
-        await this.launch(this.entries.get(name)!, signal);
-      }));
-    }
+    const byName = new Map(specs.map((s) => [s.name, s]));
+    const ready = new Map<string, Promise<void>>();
+    let failed = false;
+    const launched = (name: string): Promise<void> => {
+      let promise = ready.get(name);
+      if (!promise) {
+        promise = (async () => {
+          await Promise.all((byName.get(name)!.dependsOn ?? []).map(launched));
+          if (failed || this.stopping) throw new Error(`${name} not started: start-up was abandoned`);
+          this.order.push(name);
+          await this.launch(this.entries.get(name)!, signal);
+        })();
+        promise.catch(() => (failed = true));
+        ready.set(name, promise);
+      }
+      return promise;
+    };
+    await Promise.all(specs.map((s) => launched(s.name)));
   }
 
   /** Stops every process in reverse start order: its stop signal, then SIGKILL to its group after its grace. */

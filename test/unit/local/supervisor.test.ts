@@ -60,6 +60,21 @@ describe("Supervisor", () => {
     expect(pids.some(alive)).toBe(false);
   });
 
+  it("starts each process once its own dependencies are ready, not after every process started before it", async () => {
+    const dir = tempDir();
+    const events: string[] = [];
+    const sup = new Supervisor({ logDir: dir, onEvent: (e) => e.type !== "changed" && events.push(`${e.type}:${"name" in e ? e.name : ""}`) });
+    const [fast, slow, after] = ["fast", "slow", "after"].map((n) => join(dir, `${n}.up`)) as [string, string, string];
+    await sup.start([
+      shell("slow", `sleep 1; touch ${slow}; exec sleep 30`, slow),
+      shell("fast", `touch ${fast}; exec sleep 30`, fast),
+      shell("after-fast", `touch ${after}; exec sleep 30`, after, { dependsOn: ["fast"] }),
+    ]);
+    expect(events.indexOf("ready:after-fast")).toBeLessThan(events.indexOf("ready:slow"));
+    expect(events.indexOf("starting:after-fast")).toBeGreaterThan(events.indexOf("ready:fast"));
+    await sup.stop();
+  });
+
   it("restarts a process that crashes, with backoff, and reports it", async () => {
     const dir = tempDir();
     const events: SupervisorEvent[] = [];
