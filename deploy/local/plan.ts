@@ -87,12 +87,16 @@ export interface PlanOptions {
   readonly replicas?: Readonly<Record<string, number>>;
   /** Use this Postgres instead of starting one (DATABASE_URL). */
   readonly databaseUrl?: string;
+  /** Jaeger goes in {@link Plan.later} instead of {@link Plan.specs}: it is still being built, and starts once it is. */
+  readonly jaegerLater?: boolean;
 }
 
 /** What `up` runs: the processes in dependency order, and the database URL the services use. */
 export interface Plan {
   readonly specs: readonly ProcessSpec[];
   readonly databaseUrl: string;
+  /** Processes that start after the others are ready, once what they need is built (Jaeger with {@link PlanOptions.jaegerLater}). */
+  readonly later: readonly ProcessSpec[];
 }
 
 /**
@@ -149,14 +153,15 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
   }
   const logDir = join(options.stateDir, "logs");
   const uiAssetsDir = jaegerUiDir();
+  const jaeger = jaegerSpec({
+    stateDir: join(options.stateDir, "jaeger"), logDir, uiPort: ports.jaegerUi,
+    otlpGrpcPort: ports.otlpGrpc, otlpHttpPort: ports.otlpHttp, queryGrpcPort: ports.jaegerQueryGrpc,
+    ...(uiAssetsDir ? { uiAssetsDir } : {}),
+  });
   specs.push(
     redisSpec({ dataDir: join(options.stateDir, "redis"), port: ports.redis }),
     kafkaSpec({ dataDir: join(options.stateDir, "kafka"), logDir, port: ports.kafka, controllerPort: await freePort() }),
-    jaegerSpec({
-      stateDir: join(options.stateDir, "jaeger"), logDir, uiPort: ports.jaegerUi,
-      otlpGrpcPort: ports.otlpGrpc, otlpHttpPort: ports.otlpHttp, queryGrpcPort: ports.jaegerQueryGrpc,
-      ...(uiAssetsDir ? { uiAssetsDir } : {}),
-    }),
+    ...(options.jaegerLater ? [] : [jaeger]),
   );
   const sampling = tracePercent();
   const env = {
@@ -211,5 +216,5 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
       specs.push(serviceSpec(service, i, instance.appPort, metricsPorts.get(instance.name)!, own, [...after, `${instance.name}-sidecar`]));
     }
   }
-  return { specs, databaseUrl };
+  return { specs, databaseUrl, later: options.jaegerLater ? [jaeger] : [] };
 }

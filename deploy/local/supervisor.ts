@@ -6,9 +6,11 @@ import type { ProcessKind, ProcessSpec } from "./process-spec.js";
 /**
  * A supervised process's life: `pending` → `starting` → `running`; a crash
  * goes `restarting` → `starting`; `stopping` → `stopped` at the end; `failed`
- * when it could not be started or became ready.
+ * when it could not be started or became ready. `building`: not handed to
+ * the supervisor yet, its program is still being built (`up` starts Jaeger
+ * this way on a first run).
  */
-export type ProcessState = "pending" | "starting" | "running" | "restarting" | "stopping" | "stopped" | "failed";
+export type ProcessState = "building" | "pending" | "starting" | "running" | "restarting" | "stopping" | "stopped" | "failed";
 
 /** What `taskmesh status` shows of one process. */
 export interface ProcessStatus {

@@ -42,6 +42,9 @@ export function printAddresses(state: RunState): void {
     const shown = (Object.keys(urls) as Page[]).filter((page) => page !== "jaeger" || state.processes.some((p) => p.name === "jaeger"));
     for (const page of shown) console.log(`${PAGE_TITLES[page].padEnd(10)} ${urls[page]}  ${pc.dim(`(taskmesh open ${page})`)}`);
   }
+  if (state.processes.some((p) => p.name === "jaeger" && p.state === "building")) {
+    console.log(pc.yellow("taskmesh: Jaeger is still being built (first run); its UI answers once it is done, with the spans sent meanwhile"));
+  }
   if (state.processes.some((p) => p.name === "jaeger") && !hasJaegerUi()) console.log(pc.yellow(`taskmesh: ${JAEGER_UI_PLACEHOLDER_NOTE}`));
 }
 
@@ -83,7 +86,7 @@ export function status(json: boolean): number {
   console.log(`supervisor pid ${state.supervisorPid}, ${state.phase}${alive(state.supervisorPid) ? "" : pc.red(" (supervisor gone: run npx taskmesh down)")}`);
   const rows = table(["process", "kind", "pid", "state", "restarts", "address"]);
   for (const p of state.processes) {
-    const colour = p.state === "running" ? pc.green : p.state === "starting" || p.state === "restarting" ? pc.yellow : pc.red;
+    const colour = p.state === "running" ? pc.green : p.state === "starting" || p.state === "restarting" || p.state === "building" ? pc.yellow : pc.red;
     rows.push([p.name, p.kind, p.pid ?? "", colour(p.state), p.restarts ?? 0, addressOf(p)]);
   }
   console.log(rows.toString());

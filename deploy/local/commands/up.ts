@@ -5,12 +5,13 @@ import { Listr } from "listr2";
 import pc from "picocolors";
 import { buildPlan } from "../plan.js";
 import type { ProcessSpec } from "../process-spec.js";
-import { ensureJaeger } from "../provision/jaeger.js";
+import { ensureJaeger, jaegerBuilt } from "../provision/jaeger.js";
 import { ensureKafka } from "../provision/kafka.js";
 import { ensureRedis } from "../provision/redis.js";
 import { MissingPrerequisite, ROOT } from "../provision/versions.js";
 import { localSecret } from "../secrets.js";
 import { clearState, LOG_DIR, readState, recoverStaleRun, STATE_DIR, writeState, type RunState } from "../state.js";
+import { SpanBuffer } from "../span-buffer.js";
 import { alive, Supervisor, type SupervisorEvent } from "../supervisor.js";
 import { printAddresses } from "./inspect.js";
 
@@ -74,6 +75,9 @@ async function upForeground(options: UpOptions): Promise<number> {
   mkdirSync(STATE_DIR, { recursive: true });
   const started = Date.now();
   let specs: readonly ProcessSpec[];
+  let later: readonly ProcessSpec[];
+  // On a first run Jaeger's build takes minutes: everything else starts without it, and its port holds the spans meanwhile.
+  const jaegerLater = !jaegerBuilt();
   try {
     const external = process.env.DATABASE_URL?.trim();
     const plan = await buildPlan({
@@ -81,8 +85,10 @@ async function upForeground(options: UpOptions): Promise<number> {
       postgresPassword: localSecret(join(STATE_DIR, "postgres.password")),
       ...(options.replicas ? { replicas: options.replicas } : {}),
       ...(external ? { databaseUrl: external } : {}),
+      jaegerLater,
     });
     specs = plan.specs;
+    later = plan.later;
   } catch (error) {
     console.error(`taskmesh: ${error instanceof MissingPrerequisite ? error.message : (error as Error).stack}`);
     return 1;
@@ -109,9 +115,14 @@ async function upForeground(options: UpOptions): Promise<number> {
       if (event.type === "changed") save();
     },
   });
+  /** Processes not handed to the supervisor yet: `building`, or `failed` when their build failed. */
+  const building = new Map<string, "building" | "failed">(later.map((s) => [s.name, "building"]));
   const save = (): void => writeState({
     supervisorPid: process.pid, startedAt: new Date(started).toISOString(), phase, ...(error ? { error } : {}),
-    processes: supervisor.status().map(({ logFile: _log, ...s }) => s),
+    processes: [
+      ...supervisor.status().map(({ logFile: _log, ...s }) => s),
+      ...later.filter((s) => building.has(s.name)).map((s) => ({ name: s.name, kind: s.kind, state: building.get(s.name)!, ports: s.ports })),
+    ],
   });
   save();
 
@@ -129,10 +140,10 @@ async function upForeground(options: UpOptions): Promise<number> {
   };
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void stop(0));
 
-  // Provision first, visibly: the first run on a machine builds or fetches components for minutes.
+  // Provision first, visibly: the first run on a machine fetches components (Jaeger's build comes up behind).
   const provisioning = new Listr([
     { title: "Kafka (Maven Central)", task: () => ensureKafka() },
-    { title: "Jaeger (Go module proxy; the first build takes minutes)", task: () => ensureJaeger() },
+    ...(jaegerLater ? [] : [{ title: "Jaeger (cached)", task: () => ensureJaeger() }]),
     { title: "Redis (Debian package)", task: () => ensureRedis() },
   ].map(({ title, task }) => ({
     title: `provision ${title}`,
@@ -153,6 +164,11 @@ async function upForeground(options: UpOptions): Promise<number> {
     return 1;
   }
 
+  if (jaegerLater) {
+    console.log(pc.yellow("taskmesh: Jaeger is being built from the Go module proxy (first run: a few minutes); everything else starts now,"
+      + " its port holds the spans meanwhile, and `taskmesh status` shows it as building"));
+  }
+  const jaegerBuild = jaegerLater ? await holdSpans(otlpGrpcPort(later)) : undefined;
   const tasks = new Listr(specs.map((spec) => ({
     title: spec.name,
     task: async (_: unknown, task: { title: string }) => {
@@ -176,11 +192,50 @@ async function upForeground(options: UpOptions): Promise<number> {
   await display;
   phase = "ready";
   save();
+  if (jaegerBuild) {
+    void jaegerBuild.built.then(async () => {
+      if (phase === "stopping") return;
+      building.clear();
+      await supervisor.start(later);
+      const { delivered, lost } = await jaegerBuild.buffer?.deliver(`127.0.0.1:${otlpGrpcPort(later)}`) ?? { delivered: 0, lost: 0 };
+      console.log(pc.green(`taskmesh: Jaeger is up (${((Date.now() - started) / 1000).toFixed(0)} s after the start); ${delivered} span exports that waited for it`
+        + ` were delivered${lost > 0 ? `, ${lost} lost (the buffer was full, or Jaeger refused them)` : ""}`));
+    }).catch((failure: unknown) => {
+      for (const name of building.keys()) building.set(name, "failed");
+      console.error(pc.red(`taskmesh: Jaeger could not be built or started: ${(failure as Error).message}\nThe system runs without it: spans are dropped.`));
+    }).finally(save);
+  }
   console.log(pc.green(`taskmesh: ready in ${((Date.now() - started) / 1000).toFixed(1)} s`));
   printAddresses(readState()!);
   console.log("Ctrl-C (or npx taskmesh down) stops everything.");
   await new Promise(() => undefined); // serve until a signal
   return 0;
+}
+
+/** The OTLP gRPC port of Jaeger among `specs`. */
+function otlpGrpcPort(specs: readonly ProcessSpec[]): number {
+  const port = specs.find((s) => s.name === "jaeger")?.ports["otlp-grpc"];
+  if (port === undefined) throw new Error("the plan has no Jaeger to start later");
+  return port;
+}
+
+/**
+ * Builds Jaeger in the background while a {@link SpanBuffer} holds its OTLP
+ * port: `built` resolves once Jaeger is built and the buffer has let go of
+ * the port (its spans wait in `buffer`, to be delivered once Jaeger runs).
+ * Without the port (something else holds it) spans are dropped meanwhile.
+ */
+async function holdSpans(port: number): Promise<{ built: Promise<void>; buffer: SpanBuffer | undefined }> {
+  let buffer: SpanBuffer | undefined = new SpanBuffer();
+  try {
+    await buffer.listen(`127.0.0.1:${port}`);
+  } catch (error) {
+    console.error(pc.yellow(`taskmesh: cannot hold Jaeger's OTLP port ${port} while it builds (${(error as Error).message}): spans are dropped until it runs`));
+    buffer = undefined;
+  }
+  const built = ensureJaeger().then(() => undefined).finally(() => buffer?.close());
+  built.catch(() => undefined);
+  return { built, buffer };
 }
 
 /** `taskmesh down`: stops the run (its supervisor stops everything in order), or cleans up after a killed one. */

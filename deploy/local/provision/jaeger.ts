@@ -67,10 +67,14 @@ let building: Promise<string> | undefined;
  * time. Throws MissingPrerequisite when Go is missing.
  */
 export function ensureJaeger(signal?: AbortSignal): Promise<string> {
-  const { binary } = target();
-  if (existsSync(binary)) return Promise.resolve(binary);
+  if (jaegerBuilt()) return Promise.resolve(target().binary);
   building ??= build(signal).finally(() => (building = undefined));
   return building;
+}
+
+/** Whether the pinned Jaeger is built already (ensureJaeger then returns at once). */
+export function jaegerBuilt(): boolean {
+  return existsSync(target().binary);
 }
 
 async function build(signal?: AbortSignal): Promise<string> {

@@ -6,6 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureJaeger, jaegerSpec } from "../../../deploy/local/provision/jaeger.js";
 import { freePort } from "../../../deploy/local/secrets.js";
 import { runProcess, type RunningProcess } from "../../../deploy/local/supervisor.js";
+import { SpanBuffer } from "../../../deploy/local/span-buffer.js";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-grpc";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import { SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 
 // The pinned Jaeger v2 on free ports in a temporary directory, run by the supervisor.
 const dir = mkdtempSync(join(tmpdir(), "taskmesh-test-jaeger-"));
@@ -83,6 +87,43 @@ describe("jaeger v2 (local runtime)", () => {
     const services = await fetch(`http://127.0.0.1:${ports.uiPort}/api/services`);
     expect(services.status).toBe(200);
     expect(((await services.json()) as { data: string[] }).data).toContain(service);
+  });
+
+  it("gets the spans exported while it was not there yet, once the span buffer that held its port delivers them", async () => {
+    const buffer = new SpanBuffer();
+    const port = await freePort();
+    await buffer.listen(`127.0.0.1:${port}`);
+    const service = `test-buffered-${randomBytes(3).toString("hex")}`;
+    const provider = new TracerProvider({
+      resource: resourceFromAttributes({ "service.name": service }),
+      spanProcessors: [new SimpleSpanProcessor({ exporter: new OTLPTraceExporter({ url: `http://127.0.0.1:${port}` }) })],
+    });
+    const traceIds: string[] = [];
+    for (const name of ["first", "second"]) {
+      const span = provider.getTracer("taskmesh-test").startSpan(`buffered-${name}`);
+      traceIds.push(span.spanContext().traceId);
+      span.end();
+    }
+    await provider.forceFlush();
+    await provider.shutdown();
+    expect(buffer.size).toBe(2);
+    await buffer.close();
+
+    expect(await buffer.deliver(`127.0.0.1:${ports.otlpGrpcPort}`)).toEqual({ delivered: 2, lost: 0 });
+    expect(buffer.size).toBe(0);
+    for (const [i, traceId] of traceIds.entries()) {
+      let trace: JaegerTrace | undefined;
+      const until = Date.now() + 15_000;
+      while (!trace && Date.now() < until) {
+        const response = await fetch(`http://127.0.0.1:${ports.uiPort}/api/traces/${traceId}`);
+        if (response.status === 200) trace = ((await response.json()) as { data: JaegerTrace[] }).data[0];
+        else await response.body?.cancel();
+        if (!trace) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(trace, `trace ${traceId} never showed up`).toBeDefined();
+      expect(trace!.spans.map((s) => s.operationName)).toEqual([`buffered-${i === 0 ? "first" : "second"}`]);
+      expect(trace!.processes[trace!.spans[0]!.processID]?.serviceName).toBe(service);
+    }
   });
 
   it("answers 404 for a trace it does not have", async () => {
