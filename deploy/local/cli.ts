@@ -63,7 +63,8 @@ program.command("down").description("stop everything, in reverse order").action(
 program.command("status")
   .description("every process of the run: pid, state, addresses")
   .option("--json", "print JSON for scripts")
-  .action(action(async (opts: { json?: boolean }) => (await commands.inspect()).status(opts.json ?? false)));
+  .option("--address <process>", "print only that process's address, for scripts (e.g. CONFIG=$(npx taskmesh status --address config-0))")
+  .action(action(async (opts: { json?: boolean; address?: string }) => (await commands.inspect()).status(opts.json ?? false, opts.address)));
 
 program.command("logs")
   .description("print a process's log (.taskmesh/logs/<process>.log), or the last lines of every process's log when none is named; with --trace only one trace's lines")

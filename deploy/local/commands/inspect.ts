@@ -71,9 +71,28 @@ function liveState(): RunState | undefined {
   };
 }
 
-/** `taskmesh status [--json]`: every process of the run, with pid, state and ports. */
-export function status(json: boolean): number {
+/**
+ * The one address a script wants of a process: a service's or Envoy's own
+ * port (`127.0.0.1:<port>`), Postgres's URL, a UI's URL, else its first port.
+ */
+function mainAddress(p: ProcessRecord): string | undefined {
+  if (p.name === "postgres" || p.name === "redis") return addressOf(p);
+  if (p.ports.ui !== undefined) return `http://127.0.0.1:${p.ports.ui}`;
+  const port = p.ports.app ?? p.ports.inbound ?? Object.values(p.ports)[0];
+  return port === undefined ? undefined : `127.0.0.1:${port}`;
+}
+
+/** `taskmesh status [--json] [--address <process>]`: every process of the run, with pid, state and ports; or one process's address. */
+export function status(json: boolean, address?: string): number {
   const state = liveState();
+  if (address !== undefined) {
+    const p = state?.processes.find((candidate) => candidate.name === address);
+    const found = p ? mainAddress(p) : undefined;
+    if (!state) throw new UsageError("taskmesh is not running (start it with npm start, or npx taskmesh up -d)");
+    if (!found) throw new UsageError(`no process ${address} in this run (processes: ${state.processes.map((q) => q.name).join(", ")})`);
+    console.log(found);
+    return 0;
+  }
   if (json) {
     const processes = (state?.processes ?? []).map(({ name, kind, service, pid, state: s, ports }) => ({ name, kind, ...(service ? { service } : {}), ...(pid !== undefined ? { pid } : {}), state: s, ports }));
     console.log(JSON.stringify({ ...(state ? { supervisorPid: state.supervisorPid, phase: state.phase } : {}), processes }, null, 2));
