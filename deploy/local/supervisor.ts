@@ -141,16 +141,19 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  */
 export class Supervisor {
   private readonly entries = new Map<string, Entry>();
+  /** Launch order (each process after what it depends on): stop goes backwards through it. */
   private readonly order: string[] = [];
+  /** Every process in dependency order, the same on every run: how {@link status} lists them. */
+  private readonly listing: string[] = [];
   private stopping = false;
 
   constructor(private readonly options: SupervisorOptions) {
     mkdirSync(options.logDir, { recursive: true });
   }
 
-  /** Every process's status, in start order. */
+  /** Every process's status, in dependency order (a level at a time, each level in the order given to {@link start}). */
   status(): ProcessStatus[] {
-    return this.order.map((name) => {
+    return this.listing.map((name) => {
       const e = this.entries.get(name)!;
       const pid = e.child?.pid;
       return {
@@ -169,11 +172,12 @@ export class Supervisor {
    * ready in time, and starts nothing more after that.
    */
   async start(specs: readonly ProcessSpec[], signal?: AbortSignal): Promise<void> {
-    dependencyLevels(specs); // unknown names and cycles, before anything starts
+    const levels = dependencyLevels(specs); // unknown names and cycles, before anything starts
     for (const spec of specs) {
       if (this.entries.has(spec.name)) throw new Error(`process ${spec.name} is already supervised`);
       this.entries.set(spec.name, { spec, logFile: join(this.options.logDir, `${spec.name}.log`), state: "pending", child: undefined, exit: undefined, restarts: 0, startedAt: 0, restartTimer: undefined, startTicks: undefined });
     }
+    this.listing.push(...levels.flat());
     const byName = new Map(specs.map((s) => [s.name, s]));
     const ready = new Map<string, Promise<void>>();
     let failed = false;

@@ -65,7 +65,7 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     const s = await status();
     expect(s.phase).toBe("ready");
     const instances = ["config-0", "config-1", "ledger-0", "coordinator-0", "worker-0", "worker-1", "identity-0", "ratelimit-0", "events-0"];
-    // In start order: the edge waits for identity, whose keys it checks tokens with.
+    // In dependency order: the edge waits for identity, whose keys it checks tokens with.
     const started = ["config-0", "config-1", "ledger-0", "identity-0", "edge", "coordinator-0", "ratelimit-0", "events-0", "worker-0", "worker-1"];
     expect(s.processes.map((p) => [p.name, p.kind, p.state])).toEqual([
       ["postgres", "infra", "running"], ["redis", "infra", "running"], ["kafka", "infra", "running"], ["jaeger", "infra", "running"],
