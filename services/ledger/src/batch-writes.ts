@@ -48,18 +48,19 @@ export function newTaskRow(n: NewTask & { id: string }, now: Date): TaskRow {
  * Inserts new tasks with their SUBMITTED history rows and events in one
  * statement (no transaction round trips), as `rows` ({@link newTaskRow})
  * say; answers the ids it inserted. The others (an id or key taken, a lease
- * worker no longer CONNECTED) are written by nothing here.
+ * worker no longer CONNECTED) are written by nothing here. Answers each
+ * inserted id with its row version (xmin).
  */
-export async function insertNew(pool: pg.Pool, now: Date, rows: readonly TaskRow[], signal?: AbortSignal): Promise<Set<string>> {
+export async function insertNew(pool: pg.Pool, now: Date, rows: readonly TaskRow[], signal?: AbortSignal): Promise<Map<string, string>> {
   const col = <K extends keyof TaskRow>(k: K) => rows.map((r) => r[k]);
-  const { rows: inserted } = await query<{ id: string }>(pool, batchSql.newTasksHistoryAndEvents, [
+  const { rows: inserted } = await query<{ id: string; xmin: string }>(pool, batchSql.newTasksHistoryAndEvents, [
     col("id"), col("capability"), rows.map((r) => JSON.stringify(r.input)), col("max_attempts"), col("trace_id"), col("traceparent"),
     col("idempotency_key"), col("request_hash"), col("priority"), rows.map((r) => JSON.stringify(r.labels)), col("timeout_ms"),
     col("retry_initial_ms"), col("retry_max_ms"), col("retry_multiplier"), col("created_by"), now,
     col("lease_id"), col("lease_worker_id"), col("lease_acquired_at"), col("lease_expires_at"),
     ...submittedColumns(now, rows),
   ], signal);
-  return new Set(inserted.map((r) => r.id));
+  return new Map(inserted.map((r) => [r.id, r.xmin]));
 }
 
 /** Runs `work`; a business refusal (RES_, BIZ_, VAL_) is its answer, anything else propagates. */

@@ -6,6 +6,7 @@ export { migrations } from "./sql/migrations.js";
 export { QueueStore, type Reclaimed } from "./queue-store.js";
 export { type LeaseCall } from "./lease-transitions.js";
 export { LedgerStore } from "./ledger-store.js";
+export { RowCache } from "./row-cache.js";
 export { type TaskFilter } from "./task-reads.js";
 export { LEDGER_REASONS, backoffMs } from "./transitions.js";
 export { MAX_PAYLOAD_BYTES, RETRY_DEFAULTS, parseCreate, type NewTask } from "./validation.js";

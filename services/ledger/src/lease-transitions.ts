@@ -34,6 +34,9 @@ export function untouched(row: TaskRow, leaseId: string, kinds: readonly KindNam
  * complete, fail, release), each under the lease the worker holds.
  */
 export class LeaseTransitions extends TaskReads {
+  /** Called before any lease transition of `taskId`: a store remembering rows drops its copy, which is about to be stale. */
+  protected forgetRow(_taskId: string): void {}
+
   /**
    * Runs a worker-side transition on the locked task: a call that already
    * took effect under the same lease replays its recorded outcome; then a
@@ -42,6 +45,7 @@ export class LeaseTransitions extends TaskReads {
   private leased<T>(call: LeaseCall, replayKinds: KindName[], signal: Signal,
     work: (client: pg.PoolClient, now: Date, row: TaskRow) => Promise<T>,
     replay: (row: TaskRow, done: HistoryRow) => T): Promise<T> {
+    this.forgetRow(call.taskId);
     return this.tx(async (client) => {
       const now = await dbNow(client);
       const row = (await client.query<TaskRow>(taskSql.getForUpdate, [call.taskId])).rows[0];

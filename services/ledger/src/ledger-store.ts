@@ -10,7 +10,8 @@ import { historySql, type HistoryRow } from "./sql/history.js";
 import { taskSql, type TaskRow } from "./sql/tasks.js";
 import { cancelTask, completeAttempt, startAttempt } from "./transitions.js";
 import type { NewTask } from "./validation.js";
-import { EVENT_SOURCE, commitChains, commitTransition, dbNow, insertHistory, writeEvent, type Committed, type PlannedTransition } from "./writer.js";
+import { EVENT_SOURCE, commitChains, commitChainsIfUnchanged, commitTransition, dbNow, insertHistory, writeEvent, type Committed, type PlannedTransition } from "./writer.js";
+import type { CachedRow, RowCache } from "./row-cache.js";
 
 type Signal = AbortSignal | undefined;
 
@@ -20,6 +21,19 @@ type Signal = AbortSignal | undefined;
  * change commit together. Times come from the database clock.
  */
 export class LedgerStore extends LeaseTransitions {
+  /**
+   * `shared`: the transaction of a batch, which every write joins. `rows`:
+   * where leased rows this process writes are remembered, so their
+   * completions take one statement ({@link completeMany}).
+   */
+  constructor(pool: pg.Pool, shared?: pg.PoolClient, private readonly rows?: RowCache) {
+    super(pool, shared);
+  }
+
+  protected override forgetRow(taskId: string): void {
+    this.rows?.forget(taskId);
+  }
+
   /**
    * Runs a batch with `many` (one transaction); when the database fails it
    * (a deadlock, a lost connection), runs every item again on its own with
@@ -85,6 +99,10 @@ export class LedgerStore extends LeaseTransitions {
     const now = (await query<{ now: Date }>(this.pool, taskSql.now, [], signal)).rows[0]!.now;
     const rows = new Map([...first].map(([id, n]) => [id, newTaskRow(n, now)]));
     const inserted = await insertNew(this.pool, now, [...rows.values()], signal);
+    for (const [id, version] of inserted) {
+      const row = rows.get(id)!;
+      if (row.lease_id) this.rows?.remember(row, version);
+    }
     const fast = (n: NewTask): boolean => n.id !== null && first.get(n.id) === n && inserted.has(n.id);
     const rest = items.filter((n) => !fast(n));
     // The statement committed: from here a failure must not send its tasks through `create` again (they would read as
@@ -128,6 +146,44 @@ export class LedgerStore extends LeaseTransitions {
   }
 
   /**
+   * {@link complete} for a batch. A completion whose task row this process
+   * leased and remembers ({@link RowCache}), still under that lease, is
+   * written without reading the row again: the database's time, then one
+   * statement (its own transaction) that writes each row only while it is
+   * still the version remembered. The others, and any whose row changed
+   * since, take {@link completeManyLocked}. Answers in order.
+   */
+  async completeMany(items: ReadonlyArray<{ call: LeaseCall; output: Record<string, unknown> }>, signal?: AbortSignal): Promise<Array<Committed | MeshError>> {
+    const remembered = this.rows;
+    if (this.shared || !remembered) return this.completeManyLocked(items, signal);
+    const fast: Array<{ index: number; cached: CachedRow }> = [];
+    // A task named more than once in the batch (a resent result, a late one) goes the locked way, its items in order.
+    const named = new Map<string, number>();
+    for (const { call } of items) named.set(call.taskId, (named.get(call.taskId) ?? 0) + 1);
+    for (const [index, { call }] of items.entries()) {
+      const cached = remembered.get(call.taskId);
+      if (!cached || named.get(call.taskId)! > 1 || cached.row.lease_id !== call.leaseId || isFinished(cached.row.state)) continue;
+      if (call.expectedSequence !== undefined && BigInt(cached.row.sequence) !== call.expectedSequence) continue;
+      fast.push({ index, cached });
+    }
+    if (fast.length === 0) return this.completeManyLocked(items, signal);
+    const now = (await query<{ now: Date }>(this.pool, taskSql.now, [], signal)).rows[0]!.now;
+    const chains = fast.map(({ index, cached }) => completionChain(cached.row, now, items[index]!.output));
+    const written = await commitChainsIfUnchanged(this.pool, now, chains, fast.map((f) => f.cached.xmin), signal);
+    const done = new Map<number, Committed>();
+    for (const [k, { index, cached }] of fast.entries()) {
+      remembered.forget(cached.row.id);
+      const chain = written[k];
+      if (chain) done.set(index, { row: chain.row, transition: chain.transitions.at(-1)! });
+    }
+    const rest = items.filter((_, i) => !done.has(i));
+    // The statement committed: from here a failure must not send its completions around again, so the rest falls back item by item on its own.
+    const others = rest.length === 0 ? [] : await this.batched(rest, (r) => this.completeManyLocked(r, signal), (i) => this.complete(i.call, i.output, signal), { ...(signal ? { signal } : {}) });
+    let next = 0;
+    return items.map((_, i) => done.get(i) ?? others[next++]!);
+  }
+
+  /**
    * {@link complete} for a batch in one transaction: the rows are locked in
    * id order with one statement, and the completions (with the implicit
    * start of a task still only claimed, in the same row write) are written
@@ -135,7 +191,7 @@ export class LedgerStore extends LeaseTransitions {
    * `complete` would answer it (a replay, or its own refusal). Answers in
    * order.
    */
-  async completeMany(items: ReadonlyArray<{ call: LeaseCall; output: Record<string, unknown> }>, signal?: AbortSignal): Promise<Array<Committed | MeshError>> {
+  async completeManyLocked(items: ReadonlyArray<{ call: LeaseCall; output: Record<string, unknown> }>, signal?: AbortSignal): Promise<Array<Committed | MeshError>> {
     return this.batchTx(signal, async (client) => {
       const now = await dbNow(client);
       const rows = new Map((await client.query<TaskRow>(taskSql.getManyForUpdate, [[...new Set(items.map((i) => i.call.taskId))]])).rows.map((r) => [r.id, r]));
@@ -148,7 +204,6 @@ export class LedgerStore extends LeaseTransitions {
         suspects.map((i) => i.call.taskId), suspects.map((i) => i.call.leaseId), ["SUCCEEDED"],
       ])).rows.map((h) => [`${h.task_id}/${h.lease_id}`, h] as const));
       const results: Array<Committed | MeshError | number> = [];
-      const starts: PlannedTransition[] = [];
       const completions: Array<{ index: number; output: Record<string, unknown> }> = [];
       const taken = new Map<string, number>();
       for (const [i, { call, output }] of items.entries()) {
@@ -162,21 +217,13 @@ export class LedgerStore extends LeaseTransitions {
         else if (row.lease_id !== call.leaseId) results.push(leaseLost(row.id, call.leaseId));
         else if (call.expectedSequence !== undefined && BigInt(row.sequence) !== call.expectedSequence) results.push(sequenceMismatch(row.id, call.expectedSequence, row.sequence));
         else {
-          if (row.state === "PENDING") starts.push({ before: row, ...startAttempt(row, now) });
           taken.set(call.taskId, i);
           taken.set(`${call.taskId}/${call.leaseId}`, i);
           completions.push({ index: i, output });
           results.push(i);
         }
       }
-      // A task still only claimed is started and completed in one row write (a chain of two transitions).
-      const startOf = new Map(starts.map((st) => [st.before.id, st]));
-      const chains = completions.map(({ index, output }) => {
-        const row = rows.get(items[index]!.call.taskId)!;
-        const start = startOf.get(row.id);
-        const running = start ? start.next : row;
-        return [...(start ? [start] : []), { before: running, ...completeAttempt(running, now, output) }];
-      });
+      const chains = completions.map(({ index, output }) => completionChain(rows.get(items[index]!.call.taskId)!, now, output));
       const committed = await commitChains(client, now, chains);
       const byIndex = new Map(completions.map((c, k) => [c.index, { row: committed[k]!.row, transition: committed[k]!.transitions.at(-1)! }]));
       return results.map((r) => (typeof r === "number" ? byIndex.get(r)! : r));
@@ -191,6 +238,7 @@ export class LedgerStore extends LeaseTransitions {
   /** PENDING or RUNNING → CANCELLED; a CANCELLED task is returned unchanged. */
   async cancel(taskId: string, reason: string, actor: string, expected: bigint | undefined, signal?: AbortSignal):
     Promise<{ row: TaskRow; transition?: TaskTransition; endedLease?: TaskLease }> {
+    this.forgetRow(taskId);
     return this.tx(async (client) => {
       const now = await dbNow(client);
       const row = (await client.query<TaskRow>(taskSql.getForUpdate, [taskId])).rows[0];
@@ -204,4 +252,14 @@ export class LedgerStore extends LeaseTransitions {
       return { ...committed, ...(endedLease ? { endedLease } : {}) };
     }, signal);
   }
+}
+
+/**
+ * The transitions a completion of `row` makes: SUCCEEDED, after STARTED for a
+ * task still only claimed (a chain of two, written as one row write).
+ */
+function completionChain(row: TaskRow, now: Date, output: Record<string, unknown>): PlannedTransition[] {
+  const start = row.state === "PENDING" ? { before: row, ...startAttempt(row, now) } : undefined;
+  const running = start ? start.next : row;
+  return [...(start ? [start] : []), { before: running, ...completeAttempt(running, now, output) }];
 }

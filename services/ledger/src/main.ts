@@ -10,6 +10,7 @@ import { Retention } from "./retention.js";
 import { OutboxRelay, TASKS_TOPIC } from "./outbox-relay.js";
 import { migrations } from "./sql/migrations.js";
 import { QueueStore } from "./queue-store.js";
+import { RowCache } from "./row-cache.js";
 import { WorkerStore } from "./worker-store.js";
 
 /** The ledger service's environment. */
@@ -40,8 +41,10 @@ await runService({
       ? new OutboxRelay({ databaseUrl: env.DATABASE_URL, brokers: env.KAFKA_BROKERS, topic: env.TASKMESH_OUTBOX_TOPIC, logger: log, name: `${instance}-outbox-relay` })
       : undefined;
     const retention = new Retention(pool, { retentionMs: env.TASKMESH_LEDGER_RETENTION, intervalMs: env.TASKMESH_LEDGER_RETENTION_INTERVAL, logger: log });
+    // Rows this replica leases are remembered, so their completions are one statement each batch (see RowCache).
+    const rows = new RowCache();
     const server = new MeshServer({ name: "ledger", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
-      .addService(LedgerServiceService, ledgerHandlers(new LedgerStore(pool), new QueueStore(pool), new WorkerStore(pool), relay && (() => relay.nudge())))
+      .addService(LedgerServiceService, ledgerHandlers(new LedgerStore(pool, undefined, rows), new QueueStore(pool, rows), new WorkerStore(pool), relay && (() => relay.nudge())))
       .onClose("postgres pool", () => pool.end())
       .onClose("retention", () => retention.stop());
     // Closers run in reverse order: the relay stops (batch in flight, lock, producer) before the pool ends.

@@ -10,6 +10,7 @@ import { taskSql, type StateName, type StoredError, type TaskRow } from "./sql/t
 import { workerSql, type WorkerRow } from "./sql/workers.js";
 import { LEDGER_REASONS } from "./transitions.js";
 import { dbNow, reclaim, saveTask } from "./writer.js";
+import type { RowCache } from "./row-cache.js";
 
 /** The result of a maintenance pass. */
 export interface Reclaimed {
@@ -26,7 +27,8 @@ type Signal = AbortSignal | undefined;
  * Claims and renewals create no event.
  */
 export class QueueStore {
-  constructor(private readonly pool: pg.Pool) {}
+  /** `rows`: where the rows it leases are remembered for their completion (see {@link RowCache}). */
+  constructor(private readonly pool: pg.Pool, private readonly rows?: RowCache) {}
 
   private tx<T>(work: (client: pg.PoolClient) => Promise<T>, signal: Signal): Promise<T> {
     return withTransaction(this.pool, work, signal ? { signal } : {});
@@ -54,8 +56,11 @@ export class QueueStore {
 
   /** Leases dispatchable tasks of `capability` to the given worker slots, the k-th task to the k-th slot of a CONNECTED worker. */
   async assign(capability: string, workerIds: readonly string[], leaseMs: number, signal?: AbortSignal): Promise<TaskRow[]> {
-    const { rows } = await query<TaskRow & { k: string }>(this.pool, taskSql.assign, [capability, workerIds, leaseMs, workerIds.length], signal);
-    return rows.sort((a, b) => Number(a.k) - Number(b.k));
+    const { rows } = await query<TaskRow & { k: string; row_version: string }>(this.pool, taskSql.assign, [capability, workerIds, leaseMs, workerIds.length], signal);
+    return rows.sort((a, b) => Number(a.k) - Number(b.k)).map(({ k: _k, row_version, ...row }) => {
+      this.rows?.remember(row, row_version);
+      return row;
+    });
   }
 
   /** How many tasks are pending (due, waiting for a retry or leased), from the dispatch and lease indexes. */

@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { TaskEvent, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
 import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
+import { query } from "../../kit/src/index.js";
 import { uuidv7 } from "./ids.js";
 import { eventTask, eventType, leaseOf, toTask, toTransition } from "./records.js";
 import { batchSql } from "./sql/batches.js";
@@ -8,6 +9,7 @@ import { historySql, type HistoryRow } from "./sql/history.js";
 import { outboxSql } from "./sql/outbox.js";
 import { taskSql, type StoredError, type TaskRow } from "./sql/tasks.js";
 import { failAttempt, withoutLease, type Change } from "./transitions.js";
+import type { RowCache } from "./row-cache.js";
 
 /** The producer of every task event. */
 export const EVENT_SOURCE = "//taskmesh.dev/ledger";
@@ -95,6 +97,34 @@ export interface CommittedChain {
  */
 export async function commitChains(client: pg.PoolClient, now: Date, chains: ReadonlyArray<readonly PlannedTransition[]>): Promise<CommittedChain[]> {
   if (chains.length === 0) return [];
+  const planned = planChains(now, chains);
+  const { rows: written } = await client.query<{ saved: number }>(batchSql.tasksHistoryAndEvents, [...planned.taskColumns, ...planned.historyAndEventColumns]);
+  // Every mutable column was written from the planned rows: they are the rows as stored (no RETURNING to parse back).
+  if (written[0]!.saved !== chains.length) throw new Error(`a batch update wrote ${written[0]!.saved} of ${chains.length} task rows`);
+  return planned.committed;
+}
+
+/**
+ * {@link commitChains} for chains planned from rows read earlier without a
+ * lock (a {@link RowCache}): one statement, its own transaction, that writes
+ * a task only while its row is still row version `versions[i]`
+ * ({@link batchSql.tasksHistoryAndEventsIfUnchanged}). Answers each chain's
+ * result where it was written, undefined where the row had changed since.
+ */
+export async function commitChainsIfUnchanged(pool: pg.Pool, now: Date, chains: ReadonlyArray<readonly PlannedTransition[]>, versions: readonly string[],
+  signal?: AbortSignal): Promise<Array<CommittedChain | undefined>> {
+  if (chains.length === 0) return [];
+  const planned = planChains(now, chains);
+  const { rows } = await query<{ id: string }>(pool, batchSql.tasksHistoryAndEventsIfUnchanged, [...planned.taskColumns, versions, ...planned.historyAndEventColumns], signal);
+  const written = new Set(rows.map((r) => r.id));
+  return chains.map((chain, i) => (written.has(chain[0]!.before.id) ? planned.committed[i] : undefined));
+}
+
+/**
+ * The parameters that write chains of transitions (see {@link commitChains}): the tasks' final rows as
+ * {@link taskSql.saveMany} takes them, then a history row and an event per step; and what each chain commits.
+ */
+function planChains(now: Date, chains: ReadonlyArray<readonly PlannedTransition[]>): { taskColumns: unknown[]; historyAndEventColumns: unknown[]; committed: CommittedChain[] } {
   // Each step's row as it was right after the step (its sequence and time), for its history row and event.
   const steps = chains.map((chain) => {
     const first = BigInt(chain[0]!.before.sequence);
@@ -113,20 +143,16 @@ export async function commitChains(client: pg.PoolClient, now: Date, chains: Rea
     id: uuidv7(), type: eventType(s.change.kind), source: EVENT_SOURCE, subject: s.row.id, time: now, sequence: BigInt(s.row.sequence),
     task: eventTask(s.row, s.change.kind), change: { $case: "transition" as const, value: transitions[i]! }, traceId: s.row.trace_id,
   }));
-  const { rows: written } = await client.query<{ saved: number }>(batchSql.tasksHistoryAndEvents, [
-    col("id"), col("state"), rows.map((r) => json(r.output)), rows.map((r) => json(r.error)), col("attempts"), col("worker_id"), col("updated_at"),
-    col("started_at"), col("finished_at"), col("next_attempt_at"), col("lease_id"), col("lease_worker_id"), col("lease_acquired_at"),
-    col("lease_expires_at"), rows.map((r) => json(r.progress)), col("sequence"),
-    ...historyColumns(histories),
-    ...eventColumns(events, flat.map((s) => s.row.traceparent), now),
-  ]);
-  // Every mutable column was written from `rows`: they are the rows as stored (no RETURNING to parse back).
-  if (written[0]!.saved !== rows.length) throw new Error(`a batch update wrote ${written[0]!.saved} of ${rows.length} task rows`);
   let next = 0;
-  return steps.map((chain) => {
-    const own = transitions.slice(next, (next += chain.length));
-    return { row: chain.at(-1)!.row, transitions: own };
-  });
+  return {
+    taskColumns: [
+      col("id"), col("state"), rows.map((r) => json(r.output)), rows.map((r) => json(r.error)), col("attempts"), col("worker_id"), col("updated_at"),
+      col("started_at"), col("finished_at"), col("next_attempt_at"), col("lease_id"), col("lease_worker_id"), col("lease_acquired_at"),
+      col("lease_expires_at"), rows.map((r) => json(r.progress)), col("sequence"),
+    ],
+    historyAndEventColumns: [...historyColumns(histories), ...eventColumns(events, flat.map((s) => s.row.traceparent), now)],
+    committed: steps.map((chain) => ({ row: chain.at(-1)!.row, transitions: transitions.slice(next, (next += chain.length)) })),
+  };
 }
 
 /** Inserts a history row for a transition. */

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CompleteTasksResponse, CreateTasksResponse } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { TaskEvent, TaskState, TransitionKind } from "../../../gen/taskmesh/task/v1/task.js";
+import { TaskEvent, TaskState, TransitionKind, type Task } from "../../../gen/taskmesh/task/v1/task.js";
 import { Code, fromRpcStatus } from "../../../services/kit/src/index.js";
+import { LedgerStore, QueueStore } from "../../../services/ledger/src/index.js";
 import { connectWorker, createRequest, failure, hashOf, seconds, startLedger, type LedgerHarness } from "./support.js";
 
 type Item<R> = R extends { results: Array<infer I> } ? I : never;
@@ -106,5 +107,61 @@ describe("ledger: batches — CreateTasks and CompleteTasks answer each item as 
       const seqs = events.filter((e) => e.task_id === id).map((e) => Number(e.sequence));
       expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
     }
+  });
+
+  it("completes a task it leased (an assignment or a sync-matched create) from the row it remembers, and reads it again once the row changed", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await h.client.createTask(createRequest({ capability: "fast" }))).task!.id);
+    await connectWorker(h.client, "fw", ["fast"]);
+    const assigned = (await h.client.assignTasks({ capability: "fast", workerIds: ["fw", "fw", "fw"], leaseDuration: seconds(30) })).tasks;
+    expect(assigned.map((t) => t.id).sort()).toEqual([...ids].sort());
+    const synced = (await h.client.createTasks({ tasks: [createRequest({ capability: "fast", leaseToWorkerId: "fw", leaseDuration: seconds(30) })] })).results[0]!;
+    const leasedAtCreate = synced.result?.$case === "response" ? synced.result.value.task! : undefined;
+    expect(leasedAtCreate?.lease?.workerId).toBe("fw");
+    const [startedHere, changedElsewhere, ...untouchedOnes] = [...assigned, leasedAtCreate!] as Task[];
+    expect([startedHere, changedElsewhere, ...untouchedOnes].every((t) => h.rows!.get(t!.id) !== undefined)).toBe(true);
+    // One starts through this ledger (it forgets the row); another replica starts the other (the row this one remembers is stale).
+    await h.client.startTask({ taskId: startedHere!.id, leaseId: startedHere!.lease!.leaseId, expectedSequence: undefined, leaseDuration: undefined });
+    expect(h.rows!.get(startedHere!.id)).toBeUndefined();
+    const elsewhere = await new LedgerStore(h.sql).start({ taskId: changedElsewhere!.id, leaseId: changedElsewhere!.lease!.leaseId, expectedSequence: undefined }, undefined);
+    expect(h.rows!.get(changedElsewhere!.id)).toBeDefined();
+    const item = (t: Task) => ({ taskId: t.id, leaseId: t.lease!.leaseId, output: { id: t.id }, expectedSequence: undefined });
+    const before = await counts();
+    const { results } = await h.client.completeTasks({ tasks: [...untouchedOnes, startedHere!, changedElsewhere!].map(item) });
+    const kinds = results.map((r) => (r.result?.$case === "response" ? `${TransitionKind[r.result.value.transition!.kind]}@${r.result.value.transition!.sequence}` : errorOf(r)!.reason));
+    expect(kinds).toEqual(Array(4).fill("TRANSITION_KIND_SUCCEEDED@3"));
+    const after = await counts();
+    // STARTED + SUCCEEDED for the two untouched ones, SUCCEEDED for the two started before: six transitions, each with its event.
+    expect([Number(after.history) - Number(before.history), Number(after.outbox) - Number(before.outbox)]).toEqual([6, 6]);
+    for (const t of [...untouchedOnes, startedHere!, changedElsewhere!]) {
+      const { rows } = await h.sql.query<{ kind: string; sequence: string }>("SELECT kind, sequence FROM ledger.history WHERE task_id = $1 ORDER BY sequence", [t.id]);
+      expect(rows.map((r) => `${r.kind}@${r.sequence}`)).toEqual(["SUBMITTED@1", "STARTED@2", "SUCCEEDED@3"]);
+      const final = (await h.client.getTask({ id: t.id, view: 0 })).task!;
+      expect([final.state, final.attempts, final.output, final.lease, final.sequence]).toEqual([TaskState.TASK_STATE_SUCCEEDED, 1, { id: t.id }, undefined, 3n]);
+      expect(h.rows!.get(t.id)).toBeUndefined();
+    }
+    // What the other replica wrote stays: the completion read the row again instead of writing over it from the remembered one.
+    expect((await h.client.getTask({ id: changedElsewhere!.id, view: 0 })).task!.startedAt).toEqual(elsewhere.row.started_at);
+    // Events carry the task as it was after each step.
+    const { rows: payloads } = await h.sql.query<{ payload: Buffer }>("SELECT payload FROM ledger.outbox WHERE task_id = $1 ORDER BY id", [untouchedOnes[0]!.id]);
+    expect(payloads.map((p) => TaskEvent.decode(p.payload)).slice(-2).map((e) => [e.type, e.task?.state, e.sequence])).toEqual([
+      ["taskmesh.task.v1.started", TaskState.TASK_STATE_RUNNING, 2n], ["taskmesh.task.v1.succeeded", TaskState.TASK_STATE_SUCCEEDED, 3n],
+    ]);
+  });
+
+  it("refuses a completion under a lease another replica ended and gave to another worker since, though this one remembers the row under that lease", async () => {
+    const id = (await h.client.createTask(createRequest({ capability: "fast-lost" }))).task!.id;
+    await connectWorker(h.client, "fl", ["fast-lost"]);
+    await connectWorker(h.client, "fl2", ["fast-lost"]);
+    const [first] = (await h.client.assignTasks({ capability: "fast-lost", workerIds: ["fl"], leaseDuration: seconds(30) })).tasks;
+    expect([first!.id, h.rows!.get(id)?.row.lease_id]).toEqual([id, first!.lease!.leaseId]);
+    // Another replica: the lease is handed back and the task leased to another worker (neither moves its sequence).
+    await new LedgerStore(h.sql).release({ taskId: id, leaseId: first!.lease!.leaseId, expectedSequence: undefined }, "handed back");
+    const [second] = await new QueueStore(h.sql).assign("fast-lost", ["fl2"], 30_000);
+    expect([second!.id, second!.sequence]).toEqual([id, "1"]);
+    const { results } = await h.client.completeTasks({ tasks: [{ taskId: id, leaseId: first!.lease!.leaseId, output: { late: true }, expectedSequence: undefined }] });
+    expect(results.map((r) => (r.result?.$case === "response" ? TransitionKind[r.result.value.transition!.kind] : errorOf(r)!.reason))).toEqual(["RES_LEASE_LOST"]);
+    const task = (await h.client.getTask({ id, view: 0 })).task!;
+    expect([task.state, task.lease?.leaseId, task.output]).toEqual([TaskState.TASK_STATE_PENDING, second!.lease_id, undefined]);
   });
 });

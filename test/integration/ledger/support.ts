@@ -3,7 +3,7 @@ import pg from "pg";
 import { expect } from "vitest";
 import { LedgerServiceService, type CreateTaskRequest } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import { WorkerState } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { LedgerStore, QueueStore, WorkerStore, ledgerHandlers, migrations, uuidv7 } from "../../../services/ledger/src/index.js";
+import { LedgerStore, QueueStore, RowCache, WorkerStore, ledgerHandlers, migrations, uuidv7 } from "../../../services/ledger/src/index.js";
 import { MeshError, MeshServer, createClient, createLogger, createPool, migrate, type MeshClient } from "../../../services/kit/src/index.js";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 
@@ -12,25 +12,29 @@ export interface LedgerHarness {
   readonly client: MeshClient<typeof LedgerServiceService>;
   /** A direct connection to the database, for checks behind the service's back. */
   readonly sql: pg.Pool;
+  /** The rows the replica remembers for one-statement completions (undefined with `rowCache: false`). */
+  readonly rows: RowCache | undefined;
   /** Stops everything, checks no connection leaked and drops the database. */
   stop(): Promise<void>;
 }
 
 /** Starts a migrated, SERVING ledger replica on a fresh database named after `label`. */
-export async function startLedger(label: string): Promise<LedgerHarness> {
+export async function startLedger(label: string, options: { rowCache?: boolean } = {}): Promise<LedgerHarness> {
   const db: TestDatabase = await createTestDatabase(label);
   const logger = createLogger({ level: "silent" });
   const pool = createPool({ url: db.url, applicationName: "ledger-test", logger, max: 20 });
   await migrate(pool, "ledger", migrations, logger);
+  // As the ledger and the coordinator run: leased rows remembered for one-statement completions.
+  const rows = options.rowCache === false ? undefined : new RowCache();
   const server = new MeshServer({ name: "ledger-test", logger, shutdownGraceMs: 1000 })
-    .addService(LedgerServiceService, ledgerHandlers(new LedgerStore(pool), new QueueStore(pool), new WorkerStore(pool)))
+    .addService(LedgerServiceService, ledgerHandlers(new LedgerStore(pool, undefined, rows), new QueueStore(pool, rows), new WorkerStore(pool)))
     .onClose("pool", () => pool.end());
   const port = await server.listen("127.0.0.1:0");
   server.markServing();
   const client = createClient(LedgerServiceService, `127.0.0.1:${port}`);
   const sql = new pg.Pool({ connectionString: db.url, max: 2 });
   return {
-    client, sql,
+    client, sql, rows,
     async stop() {
       client.close();
       await server.shutdown();

@@ -18,6 +18,18 @@ function shifted(text: string, by: number): string {
 const NEW_TASK_ARRAYS = `$1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::jsonb[],
                         $11::int[], $12::int[], $13::int[], $14::float8[], $15::text[], $17::uuid[], $18::text[], $19::timestamptz[], $20::timestamptz[]`;
 
+/** `text` with `from` replaced once by `to`; throws when `from` is not in it (the statements below are built from others). */
+function replaced(text: string, from: string, to: string): string {
+  if (!text.includes(from)) throw new Error(`sql/batches.ts: expected ${JSON.stringify(from)} in a statement it builds on`);
+  return text.replace(from, to);
+}
+
+/** {@link taskSql.saveMany} writing a row only while it is still row version $17 (its xmin), answering the ids it wrote. */
+const saveManyIfUnchanged = replaced(replaced(replaced(taskSql.saveMany.text,
+  "$16::bigint[])", "$16::bigint[], $17::xid[])"),
+  "progress, sequence)", "progress, sequence, version)"),
+  "WHERE t.id = v.id AND t.id = ANY($1::uuid[])", "WHERE t.id = v.id AND t.id = ANY($1::uuid[]) AND t.xmin = v.version RETURNING t.id");
+
 export const batchSql = {
   /**
    * New tasks with their SUBMITTED history rows and events in one statement
@@ -27,9 +39,10 @@ export const batchSql = {
    * none). A task whose id or idempotency key is taken, or whose lease
    * worker is not CONNECTED, is not inserted, and neither are its history
    * row and event: the statement answers the ids it inserted, and the
-   * caller takes the others the transactional way. History ($21–$34) and
-   * events ($35–$41) as {@link historySql.insertMany} and
-   * {@link outboxSql.insertMany}, one per task.
+   * caller takes the others the transactional way (with each row's version,
+   * its xmin). History ($21–$34) and events ($35–$41) as
+   * {@link historySql.insertMany} and {@link outboxSql.insertMany}, one per
+   * task.
    */
   newTasksHistoryAndEvents: {
     name: "ledger-batch-new-tasks-history-and-events",
@@ -46,7 +59,7 @@ export const batchSql = {
              WHERE v.lease_worker_id IS NULL
                 OR EXISTS (SELECT 1 FROM ledger.workers w WHERE w.worker_id = v.lease_worker_id AND w.state = 'CONNECTED')
              ON CONFLICT DO NOTHING
-             RETURNING t.id
+             RETURNING t.id, t.xmin::text AS xmin
            ), history AS (
              INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
              SELECT h.* FROM unnest($21::uuid[], $22::bigint[], $23::text[], $24::text[], $25::text[], $26::int[], $27::text[], $28::text[], $29::timestamptz[],
@@ -61,7 +74,7 @@ export const batchSql = {
              WHERE e.task_id IN (SELECT id FROM ins)
              ORDER BY e.n
            )
-           SELECT id FROM ins`,
+           SELECT id, xmin FROM ins`,
   },
   /** {@link historySql.insertMany} ($1–$14) and {@link outboxSql.insertMany} ($15–$21). */
   historyAndEvents: {
@@ -74,6 +87,32 @@ export const batchSql = {
    * ($17–$30) and {@link outboxSql.insertMany} ($31–$37); answers how many
    * task rows it wrote.
    */
+  /**
+   * {@link batchSql.tasksHistoryAndEvents} for rows the writer read
+   * earlier, without a lock: each task row is written only while it is still
+   * the version the writer computed its next state from ($17, the rows'
+   * xmin), and only the written tasks get their history rows ($18–$31) and
+   * events ($32–$38). Its own transaction; answers the ids it wrote.
+   */
+  tasksHistoryAndEventsIfUnchanged: {
+    name: "ledger-batch-tasks-history-and-events-if-unchanged",
+    text: `WITH saved AS (${saveManyIfUnchanged}),
+           history AS (
+             INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
+             SELECT h.* FROM unnest($18::uuid[], $19::bigint[], $20::text[], $21::text[], $22::text[], $23::int[], $24::text[], $25::text[], $26::timestamptz[],
+                                    $27::text[], $28::jsonb[], $29::text[], $30::timestamptz[], $31::text[])
+               AS h(task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
+             WHERE h.task_id IN (SELECT id FROM saved)
+           ), events AS (
+             INSERT INTO ledger.outbox (event_id, task_id, sequence, type, payload, traceparent, created_at)
+             SELECT e.event_id, e.task_id, e.sequence, e.type, e.payload, e.traceparent, e.created_at
+             FROM unnest($32::uuid[], $33::uuid[], $34::bigint[], $35::text[], $36::bytea[], $37::text[], $38::timestamptz[])
+               WITH ORDINALITY AS e(event_id, task_id, sequence, type, payload, traceparent, created_at, n)
+             WHERE e.task_id IN (SELECT id FROM saved)
+             ORDER BY e.n
+           )
+           SELECT id FROM saved`,
+  },
   tasksHistoryAndEvents: {
     name: "ledger-batch-tasks-history-and-events",
     text: `WITH saved AS (${taskSql.saveMany.text} RETURNING 1),
