@@ -8,7 +8,9 @@
 // build/<fingerprint>/, where the fingerprint names the sources (their paths,
 // sizes and modification times): a build is never changed once written, so
 // processes running from it are never disturbed, and editing a source makes
-// the next command build again (about 0.3 s). The last three builds are kept.
+// the next command build again (about 0.3 s). The last three builds are kept,
+// and any build a running process took (`up`'s supervisor restarts services
+// from it for as long as it runs) until that process ends.
 //
 // Plain JavaScript: scripts/taskmesh.mjs and bootstrap.mjs run it on
 // whatever Node started them.
@@ -53,7 +55,7 @@ export function ensureBuild(root = ROOT) {
   }
   const builds = join(root, "build");
   const dir = join(builds, hash.digest("hex").slice(0, 16));
-  if (existsSync(join(dir, ".complete"))) return dir;
+  if (existsSync(join(dir, ".complete"))) return used(dir);
   // Compiled into a folder of its own, then renamed into place: a command
   // running at the same time never sees half a build.
   const tmp = join(builds, `.tmp-${process.pid}-${Date.now()}`);
@@ -76,17 +78,40 @@ export function ensureBuild(root = ROOT) {
     rmSync(tmp, { recursive: true, force: true });
   }
   prune(builds, dir);
+  return used(dir);
+}
+
+/** Marks `dir` as used by this process, so no later build prunes it while the process runs. */
+function used(dir) {
+  const mark = join(dir, `.used-by-${process.pid}`);
+  if (!existsSync(mark)) writeFileSync(mark, "");
   return dir;
+}
+
+/** Whether a process that took the build in `dir` still runs. */
+function inUse(dir) {
+  return readdirSync(dir).some((name) => {
+    const pid = /^\.used-by-(\d+)$/.exec(name)?.[1];
+    if (!pid) return false;
+    try {
+      process.kill(Number(pid), 0);
+      return true;
+    } catch (error) {
+      return error.code === "EPERM";
+    }
+  });
 }
 
 /** Removes all but the newest {@link KEEP} builds (and what failed builds left). */
 function prune(builds, current) {
   const entries = readdirSync(builds, { withFileTypes: true }).filter((e) => e.isDirectory() && join(builds, e.name) !== current);
-  const byAge = entries.map((e) => ({ path: join(builds, e.name), mtime: statSync(join(builds, e.name)).mtimeMs })).sort((a, b) => b.mtime - a.mtime);
+  // A build's age is its `.complete` file's (a folder's own time moves when a process marks it used).
+  const builtAt = (path) => statSync(existsSync(join(path, ".complete")) ? join(path, ".complete") : path).mtimeMs;
+  const byAge = entries.map((e) => ({ path: join(builds, e.name), mtime: builtAt(join(builds, e.name)) })).sort((a, b) => b.mtime - a.mtime);
   const hour = 3_600_000;
   for (const [i, { path, mtime }] of byAge.entries()) {
     const unfinished = !existsSync(join(path, ".complete"));
-    if ((unfinished && Date.now() - mtime > hour) || (!unfinished && i >= KEEP - 1)) rmSync(path, { recursive: true, force: true });
+    if ((unfinished && Date.now() - mtime > hour) || (!unfinished && i >= KEEP - 1 && !inUse(path))) rmSync(path, { recursive: true, force: true });
   }
 }
 

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -34,7 +35,7 @@ describe("ensureBuild: the JavaScript the services and the CLI run", () => {
     expect(ensureBuild(root)).toBe(dir);
   });
 
-  it("builds again after a source changes, and keeps only the newest three builds", () => {
+  it("builds again after a source changes, and keeps the newest three builds and any other one a running process took", async () => {
     const dirs = [ensureBuild(root)];
     for (const [i, n] of [42, 43, 44].entries()) {
       edit("services/x/src/answer.ts", `export const answer: number = ${n};\n`, 2_000_000_000 + i);
@@ -42,6 +43,15 @@ describe("ensureBuild: the JavaScript the services and the CLI run", () => {
       expect(readFileSync(join(dirs.at(-1)!, "services/x/src/answer.js"), "utf8")).toContain(`answer = ${n}`);
     }
     expect(new Set(dirs).size).toBe(4);
-    expect(readdirSync(join(root, "build")).sort()).toEqual(dirs.slice(1).map((d) => d.split("/").at(-1)).sort());
+    // This process took every one of them: none is pruned.
+    expect(readdirSync(join(root, "build")).sort()).toEqual(dirs.map((d) => d.split("/").at(-1)).sort());
+    // The processes that took the two oldest have ended, except one that took the second (this one).
+    const ended = spawnSync("true").pid!;
+    for (const dir of dirs) for (const mark of readdirSync(dir).filter((f) => f.startsWith(".used-by-"))) rmSync(join(dir, mark));
+    writeFileSync(join(dirs[0]!, `.used-by-${ended}`), "");
+    writeFileSync(join(dirs[1]!, `.used-by-${process.pid}`), "");
+    edit("services/x/src/answer.ts", "export const answer: number = 45;\n", 2_000_000_010);
+    const newest = ensureBuild(root);
+    expect(readdirSync(join(root, "build")).sort()).toEqual([dirs[1]!, dirs[2]!, dirs[3]!, newest].map((d) => d.split("/").at(-1)).sort());
   });
 });
