@@ -35,7 +35,9 @@ if [ -z "${BENCH_SKIP_COLD:-}" ]; then
     MAVEN_OPTS="-Dmaven.repo.local=$caches/m2 ${MAVEN_OPTS:-}"
 fi
 
-machine="$(machine_base), system Node $(node --version)"
+# The Node that bootstraps npm start (npm run puts node_modules/.bin, with the pinned Node 24, first on PATH).
+system_node=$(PATH=$(tr ':' '\n' <<<"$PATH" | grep -v node_modules | paste -sd:) node --version)
+machine="$(machine_base), system Node $system_node"
 
 # Seconds since $1 (date +%s%N), to one decimal.
 since() { awk -v now="$(date +%s%N)" -v began="$1" 'BEGIN { printf "%.1f", (now - began) / 1e9 }'; }
