@@ -30,6 +30,29 @@ const saveManyIfUnchanged = replaced(replaced(replaced(taskSql.saveMany.text,
   "progress, sequence)", "progress, sequence, version)"),
   "WHERE t.id = v.id AND t.id = ANY($1::uuid[])", "WHERE t.id = v.id AND t.id = ANY($1::uuid[]) AND t.xmin = v.version RETURNING t.id");
 
+/**
+ * The `history` and `events` parts of a batch statement that records a
+ * transition per row the CTE `written` wrote (its `id`s), and nothing for the
+ * rows it left out: history rows from $1–$14, events from $15–$21, moved up
+ * by `by`.
+ */
+function historyAndEventsOf(written: string, by: number): string {
+  return shifted(`history AS (
+             INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
+             SELECT h.* FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[],
+                                    $10::text[], $11::jsonb[], $12::text[], $13::timestamptz[], $14::text[])
+               AS h(task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
+             WHERE h.task_id IN (SELECT id FROM ${written})
+           ), events AS (
+             INSERT INTO ledger.outbox (event_id, task_id, sequence, type, payload, traceparent, created_at)
+             SELECT e.event_id, e.task_id, e.sequence, e.type, e.payload, e.traceparent, e.created_at
+             FROM unnest($15::uuid[], $16::uuid[], $17::bigint[], $18::text[], $19::bytea[], $20::text[], $21::timestamptz[])
+               WITH ORDINALITY AS e(event_id, task_id, sequence, type, payload, traceparent, created_at, n)
+             WHERE e.task_id IN (SELECT id FROM ${written})
+             ORDER BY e.n
+           )`, by);
+}
+
 export const batchSql = {
   /**
    * New tasks with their SUBMITTED history rows and events in one statement
@@ -60,20 +83,7 @@ export const batchSql = {
                 OR EXISTS (SELECT 1 FROM ledger.workers w WHERE w.worker_id = v.lease_worker_id AND w.state = 'CONNECTED')
              ON CONFLICT DO NOTHING
              RETURNING t.id, t.xmin::text AS xmin
-           ), history AS (
-             INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
-             SELECT h.* FROM unnest($21::uuid[], $22::bigint[], $23::text[], $24::text[], $25::text[], $26::int[], $27::text[], $28::text[], $29::timestamptz[],
-                                    $30::text[], $31::jsonb[], $32::text[], $33::timestamptz[], $34::text[])
-               AS h(task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
-             WHERE h.task_id IN (SELECT id FROM ins)
-           ), events AS (
-             INSERT INTO ledger.outbox (event_id, task_id, sequence, type, payload, traceparent, created_at)
-             SELECT e.event_id, e.task_id, e.sequence, e.type, e.payload, e.traceparent, e.created_at
-             FROM unnest($35::uuid[], $36::uuid[], $37::bigint[], $38::text[], $39::bytea[], $40::text[], $41::timestamptz[])
-               WITH ORDINALITY AS e(event_id, task_id, sequence, type, payload, traceparent, created_at, n)
-             WHERE e.task_id IN (SELECT id FROM ins)
-             ORDER BY e.n
-           )
+           ), ${historyAndEventsOf("ins", 20)}
            SELECT id, xmin FROM ins`,
   },
   /** {@link historySql.insertMany} ($1–$14) and {@link outboxSql.insertMany} ($15–$21). */
@@ -96,21 +106,7 @@ export const batchSql = {
    */
   tasksHistoryAndEventsIfUnchanged: {
     name: "ledger-batch-tasks-history-and-events-if-unchanged",
-    text: `WITH saved AS (${saveManyIfUnchanged}),
-           history AS (
-             INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
-             SELECT h.* FROM unnest($18::uuid[], $19::bigint[], $20::text[], $21::text[], $22::text[], $23::int[], $24::text[], $25::text[], $26::timestamptz[],
-                                    $27::text[], $28::jsonb[], $29::text[], $30::timestamptz[], $31::text[])
-               AS h(task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
-             WHERE h.task_id IN (SELECT id FROM saved)
-           ), events AS (
-             INSERT INTO ledger.outbox (event_id, task_id, sequence, type, payload, traceparent, created_at)
-             SELECT e.event_id, e.task_id, e.sequence, e.type, e.payload, e.traceparent, e.created_at
-             FROM unnest($32::uuid[], $33::uuid[], $34::bigint[], $35::text[], $36::bytea[], $37::text[], $38::timestamptz[])
-               WITH ORDINALITY AS e(event_id, task_id, sequence, type, payload, traceparent, created_at, n)
-             WHERE e.task_id IN (SELECT id FROM saved)
-             ORDER BY e.n
-           )
+    text: `WITH saved AS (${saveManyIfUnchanged}), ${historyAndEventsOf("saved", 17)}
            SELECT id FROM saved`,
   },
   tasksHistoryAndEvents: {
