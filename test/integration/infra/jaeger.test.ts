@@ -31,6 +31,19 @@ interface JaegerTrace {
   processes: Record<string, { serviceName: string }>;
 }
 
+/** The trace as Jaeger's query API serves it, polled for up to 15 s; undefined when it never showed up. */
+async function traceFromJaeger(traceId: string): Promise<JaegerTrace | undefined> {
+  let trace: JaegerTrace | undefined;
+  const until = Date.now() + 15_000;
+  while (!trace && Date.now() < until) {
+    const response = await fetch(`http://127.0.0.1:${ports.uiPort}/api/traces/${traceId}`);
+    if (response.status === 200) trace = ((await response.json()) as { data: JaegerTrace[] }).data[0];
+    else await response.body?.cancel();
+    if (!trace) await new Promise((r) => setTimeout(r, 200));
+  }
+  return trace;
+}
+
 beforeAll(async () => {
   const t = Date.now();
   await ensureJaeger();
@@ -68,14 +81,7 @@ describe("jaeger v2 (local runtime)", () => {
     const sent = await fetch(`http://127.0.0.1:${ports.otlpHttpPort}/v1/traces`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     expect(sent.status).toBe(200);
 
-    let trace: JaegerTrace | undefined;
-    const until = Date.now() + 15_000;
-    while (!trace && Date.now() < until) {
-      const response = await fetch(`http://127.0.0.1:${ports.uiPort}/api/traces/${traceId}`);
-      if (response.status === 200) trace = ((await response.json()) as { data: JaegerTrace[] }).data[0];
-      else await response.body?.cancel();
-      if (!trace) await new Promise((r) => setTimeout(r, 200));
-    }
+    const trace = await traceFromJaeger(traceId);
     expect(trace, `trace ${traceId} never showed up`).toBeDefined();
     expect(trace!.traceID).toBe(traceId);
     expect(trace!.spans).toHaveLength(1);
@@ -112,14 +118,7 @@ describe("jaeger v2 (local runtime)", () => {
     expect(await buffer.deliver(`127.0.0.1:${ports.otlpGrpcPort}`)).toEqual({ delivered: 2, lost: 0 });
     expect(buffer.size).toBe(0);
     for (const [i, traceId] of traceIds.entries()) {
-      let trace: JaegerTrace | undefined;
-      const until = Date.now() + 15_000;
-      while (!trace && Date.now() < until) {
-        const response = await fetch(`http://127.0.0.1:${ports.uiPort}/api/traces/${traceId}`);
-        if (response.status === 200) trace = ((await response.json()) as { data: JaegerTrace[] }).data[0];
-        else await response.body?.cancel();
-        if (!trace) await new Promise((r) => setTimeout(r, 200));
-      }
+      const trace = await traceFromJaeger(traceId);
       expect(trace, `trace ${traceId} never showed up`).toBeDefined();
       expect(trace!.spans.map((s) => s.operationName)).toEqual([`buffered-${i === 0 ? "first" : "second"}`]);
       expect(trace!.processes[trace!.spans[0]!.processID]?.serviceName).toBe(service);
