@@ -1,9 +1,9 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ROOT } from "../support/processes.js";
-import { startUp, type UpRun } from "../support/up.js";
+import { upForSuite } from "../support/up.js";
 
 // The README's commands as a user types them after `npm start`: every block
 // marked `<!-- runs in test/e2e/readme.test.ts -->`, in order, in one bash
@@ -21,27 +21,19 @@ function markedBlocks(readme: string): string[] {
 }
 
 describe("the README's commands, verbatim, against a running system", { timeout: 240_000 }, () => {
-  let upRun: UpRun;
-
-  beforeAll(async () => {
-    upRun = await startUp();
-  }, 400_000); // waiting for the lock included
-
-  afterAll(async () => {
-    await upRun?.down();
-  }, 60_000);
+  const upRun = upForSuite();
 
   it("every marked block runs and exits 0, and answers what the README says it does", async () => {
     const readme = readFileSync(join(ROOT, "README.md"), "utf8");
     const blocks = markedBlocks(readme);
     expect(blocks.length, "marked blocks in README.md").toBe(readme.split(MARKER).length - 1);
     expect(blocks.length).toBeGreaterThanOrEqual(4);
-    const env = upRun.env;
+    const env = upRun().env;
     const script = blocks.join("\n")
       .replaceAll("127.0.0.1:8080", `127.0.0.1:${env.TASKMESH_EDGE_PORT}`)
       .replaceAll("127.0.0.1:16686", `127.0.0.1:${env.TASKMESH_JAEGER_PORT}`)
       .replaceAll("-p 16379", `-p ${env.TASKMESH_REDIS_PORT}`)
-      .replaceAll(".taskmesh/", `${upRun.stateDir}/`);
+      .replaceAll(".taskmesh/", `${upRun().stateDir}/`);
     const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
       // -x: each command is echoed (to the same output) before it runs, so a failure shows which one.
       const child = spawn("bash", ["-euxo", "pipefail", "-c", script], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Metadata } from "@grpc/grpc-js";
+import { afterAll, beforeAll } from "vitest";
 import { freePort } from "../../deploy/local/secrets.js";
 import { MeshError } from "../../services/kit/src/index.js";
 import { exclusive, supervisorLogTail } from "./exclusive.js";
@@ -64,6 +65,22 @@ export function bearer(token: string): Metadata {
   const metadata = new Metadata();
   metadata.set("authorization", `Bearer ${token}`);
   return metadata;
+}
+
+/**
+ * A run of `taskmesh up -d` for a whole describe block: started before its
+ * tests (waiting for the machine-wide lock included), stopped after them.
+ * Answers the run, for use inside the tests.
+ */
+export function upForSuite(): () => UpRun {
+  let upRun: UpRun | undefined;
+  beforeAll(async () => {
+    upRun = await startUp();
+  }, 400_000);
+  afterAll(async () => {
+    await upRun?.down();
+  }, 60_000);
+  return () => upRun!;
 }
 
 /**
