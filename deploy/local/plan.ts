@@ -104,8 +104,7 @@ export interface Plan {
  * telemetry preload, both compiled ahead of time (scripts/build.mjs; built
  * now when the sources changed).
  */
-export function serviceArgs(service: string): string[] {
-  const build = ensureBuild(ROOT);
+export function serviceArgs(service: string, build = ensureBuild(ROOT)): string[] {
   return ["--import", join(build, "services/kit/src/telemetry/register.js"), join(build, `services/${service}/src/main.js`)];
 }
 
@@ -113,7 +112,7 @@ export function serviceArgs(service: string): string[] {
  * A service instance: `node` with the telemetry preload running `services/<service>/src/main.ts`,
  * ready when its gRPC health is SERVING; its Prometheus `/metrics` on `metricsPort`.
  */
-function serviceSpec(service: string, index: number, port: number, metricsPort: number, env: Record<string, string>, dependsOn: readonly string[]): ProcessSpec {
+function serviceSpec(service: string, index: number, port: number, metricsPort: number, env: Record<string, string>, dependsOn: readonly string[], build: string): ProcessSpec {
   const name = `${service}-${index}`;
   const address = `127.0.0.1:${port}`;
   return {
@@ -121,7 +120,7 @@ function serviceSpec(service: string, index: number, port: number, metricsPort: 
     kind: "service",
     service,
     command: process.execPath,
-    args: serviceArgs(service),
+    args: serviceArgs(service, build),
     cwd: ROOT,
     // A worker is known by its instance name, so a restarted one takes its session back.
     env: {
@@ -208,12 +207,13 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
       ? { ...spec, dependsOn: identities, ready: async (signal) => (await spec.ready(signal)) && (await jwksFetched(envoy.ports.admin!, signal)) }
       : spec);
   }
+  const build = ensureBuild(ROOT); // once for every instance: it checks every source's size and time
   for (const [service, { dependsOn }] of Object.entries(SERVICES)) {
     const after: string[] = dependsOn.filter((d) => infra.has(d));
     for (const d of dependsOn) after.push(...(instances.get(d) ?? []).map((p) => p.name));
     for (const [i, instance] of instances.get(service)!.entries()) {
       const own = { ...env, ...serviceEnv(service, options.stateDir, topology), TASKMESH_UPSTREAM: `127.0.0.1:${instance.outboundPort}` };
-      specs.push(serviceSpec(service, i, instance.appPort, metricsPorts.get(instance.name)!, own, [...after, `${instance.name}-sidecar`]));
+      specs.push(serviceSpec(service, i, instance.appPort, metricsPorts.get(instance.name)!, own, [...after, `${instance.name}-sidecar`], build));
     }
   }
   return { specs, databaseUrl, later: options.jaegerLater ? [jaeger] : [] };
