@@ -81,25 +81,38 @@ export function ensureBuild(root = ROOT) {
   return used(dir);
 }
 
-/** Marks `dir` as used by this process, so no later build prunes it while the process runs. */
+/**
+ * Marks `dir` as used by this process, so no later build prunes it while the
+ * process runs; the marks of processes that ended go (every command leaves
+ * one, and most commands end at once).
+ */
 function used(dir) {
-  const mark = join(dir, `.used-by-${process.pid}`);
-  if (!existsSync(mark)) writeFileSync(mark, "");
+  const mark = `.used-by-${process.pid}`;
+  for (const [name, pid] of marks(dir)) if (pid !== process.pid && !running(pid)) rmSync(join(dir, name), { force: true });
+  if (!existsSync(join(dir, mark))) writeFileSync(join(dir, mark), "");
   return dir;
 }
 
 /** Whether a process that took the build in `dir` still runs. */
 function inUse(dir) {
-  return readdirSync(dir).some((name) => {
+  return marks(dir).some(([, pid]) => running(pid));
+}
+
+/** The use marks in `dir`: file name and pid. */
+function marks(dir) {
+  return readdirSync(dir).flatMap((name) => {
     const pid = /^\.used-by-(\d+)$/.exec(name)?.[1];
-    if (!pid) return false;
-    try {
-      process.kill(Number(pid), 0);
-      return true;
-    } catch (error) {
-      return error.code === "EPERM";
-    }
+    return pid ? [[name, Number(pid)]] : [];
   });
+}
+
+function running(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === "EPERM";
+  }
 }
 
 /** Removes all but the newest {@link KEEP} builds (and what failed builds left). */
