@@ -76,6 +76,9 @@ export class Connection {
         if (next.done) break;
         this.handle(next.value.payload);
       }
+      // The worker closed its side: what it sent last (a drain notice handing tasks back, a result) is applied
+      // before this side closes, so a worker that waits for the close leaves nothing half done behind it.
+      await Promise.race([Promise.all(this.chains.values()), ending]);
     } catch (error) {
       outcome = error instanceof MeshError ? error.reason : "stream failed";
       throw error;
