@@ -7,21 +7,20 @@
 #   (a) direct:            ghz -> coordinator-0 app port (h2c, loopback)
 #   (b) one sidecar pair:  ghz -> worker-0's sidecar outbound (h2c, loopback)
 #                              -> coordinator-0's sidecar inbound (mTLS) -> app
-#   (c) edge + sidecars:   ghz -> edge (h2c; JWT check, rate-limit call) -> coordinator-0's sidecar inbound (mTLS) -> app
-#       with a per-subject limit configured that the load stays under, so the
-#       edge asks the ratelimit service about every call
-#   (d) as (c) with no limit configured (as `up` starts): the ratelimit
-#       service's runtime layer switches the edge's rate-limit filter off, and
-#       the edge asks it nothing
-#   (e) as (d) with the edge starting a trace for 10% of calls instead of
-#       `up`'s sampling (runtime key tracing.random_sampling at the edge's
-#       admin; every hop behind it follows the edge's decision): what tracing
+#   (c) edge + sidecars:   ghz -> edge (h2c; JWT check, rate limits) -> coordinator-0's sidecar inbound (mTLS) -> app
+#       with a per-subject limit scoped to the edge that the load stays
+#       under (the edge counts it itself, no call), the edge tracing 10% of
+#       calls (runtime key tracing.random_sampling at the edge's admin;
+#       every hop behind it follows the edge's decision)
+#   (c100) as (c), tracing at `up`'s sampling (every call): what tracing
 #       costs, side by side in one run
+#   (g) as (c) with the limit global instead: the edge asks the ratelimit
+#       service about every call (through its sidecar, and Redis)
 #   (f) the task path as a user meets it: TaskService/SubmitTask through the
-#       edge (JWT check, a limit configured so every call makes the
-#       rate-limit call, the edge tracing 10% of calls), each call creating a
-#       real `echo` task in the ledger that the workers run; the queue is
-#       drained before its rate run, so each run starts from an empty queue
+#       edge as (c) (JWT check, an edge limit, 10% traced), each call
+#       creating a real `echo` task in the ledger that the workers run; the
+#       queue is drained before its rate run, so each run starts from an
+#       empty queue
 # each at a fixed concurrency (closed loop) and at a fixed rate, and prints a
 # Markdown table. The method is TaskService/GetTask with an id that is not a
 # UUID: the coordinator answers INVALID_ARGUMENT itself, with no ledger or
@@ -127,33 +126,42 @@ wait_filter() { # $1: the value to wait for
 sampled() { curl -fsS "$admin/stats?filter=%5Ehttp%5C.edge%5C.tracing%5C.random_sampling%24" | awk -F': ' '{print $2 + 0}'; }
 rls_calls() { curl -fsS "$admin/stats?filter=ratelimit%5C.(ok|over_limit|error|failure_mode_allowed)%24" | awk -F': ' '/^cluster\.coordinator/ {n += $2} END {print n + 0}'; }
 admin=http://127.0.0.1:$TASKMESH_EDGE_ADMIN_PORT
-# A per-subject limit the load stays under, so the edge asks the ratelimit service about every call; returns once the edge's runtime says so.
+# Calls the edge counted against its own limits (Envoy's local rate limit), and the times it took a new config of them.
+edge_counted() { curl -fsS "$admin/stats?filter=%5Eedge_limits%5C.http_local_rate_limit%5C.(ok|rate_limited)%24" | awk -F': ' '{n += $2} END {print n + 0}'; }
+edge_reloads() { curl -fsS "$admin/stats?filter=%5Eextension_config_discovery%5C.http_filter%5C.taskmesh%5C.edge%5C.local_ratelimit%5C.config_reload%24" | awk -F': ' '{n += $2} END {print n + 0}'; }
+# A per-subject limit the load stays under, scoped $1 (edge or global); returns once the edge has it.
 limit_on() {
-  taskmesh config put /ratelimit/limits '{"bench-subject":{"descriptor":[{"key":"subject"}],"requests":1000000000,"per":"minute"}}' >/dev/null
-  wait_filter 100
+  local reloads
+  reloads=$(edge_reloads)
+  taskmesh config put /ratelimit/limits "{\"bench-subject\":{\"descriptor\":[{\"key\":\"subject\"}],\"requests\":1000000000,\"per\":\"minute\",\"scope\":\"$1\"}}" >/dev/null
+  if [ "$1" = global ]; then wait_filter 100; return; fi
+  wait_filter 0
+  for _ in $(seq 1 100); do [ "$(edge_reloads)" -gt "$reloads" ] && return 0; sleep 0.1; done
+  log "the edge did not take its new local limits"; exit 1
 }
-paths=("direct" "sidecar" "edge" "edge-nolimit" "edge-sampled" "submit")
-declare -A target=([direct]=$direct [sidecar]=$sidecar [edge]=$edge [edge-nolimit]=$edge [edge-sampled]=$edge [submit]=$edge)
+paths=("direct" "sidecar" "edge-traced" "edge" "edge-global" "submit")
+declare -A target=([direct]=$direct [sidecar]=$sidecar [edge-traced]=$edge [edge]=$edge [edge-global]=$edge [submit]=$edge)
 for p in "${paths[@]}"; do
   CALL_NOW=$CALL DATA_NOW=$DATA
-  # (c) with a limit the load stays under; (d) with none, once the edge's runtime says its filter is off.
-  if [ "$p" = edge ]; then
-    limit_on
-    calls_start=$(rls_calls)
-  elif [ "$p" = edge-nolimit ]; then
-    taskmesh config put /ratelimit/limits '{}' >/dev/null
-    wait_filter 0
-    calls_before=$(rls_calls)
-    log "(c): the edge asked the ratelimit service about $((calls_before - calls_start)) calls"
-  elif [ "$p" = edge-sampled ]; then
+  if [ "$p" = edge-traced ]; then
+    # (c100): an edge limit, every call traced (up's sampling).
+    limit_on edge
+    counted_start=$(edge_counted) calls_start=$(rls_calls)
+  elif [ "$p" = edge ]; then
+    # (c): the same, 10% traced.
     curl -fsS -X POST "$admin/runtime_modify?tracing.random_sampling=10" >/dev/null || { log "could not set the edge's sampling"; exit 1; }
     sampled_before=$(sampled)
+  elif [ "$p" = edge-global ]; then
+    log "(c100) and (c): the edge counted $(( $(edge_counted) - counted_start )) calls against its own limit and asked the ratelimit service about $(( $(rls_calls) - calls_start )); (c) started a trace for $(( $(sampled) - sampled_before )) calls"
+    # (g): the limit global: a rate-limit call per request.
+    limit_on global
+    calls_before=$(rls_calls)
   elif [ "$p" = submit ]; then
-    # (f): SubmitTask, with a limit configured again (a rate-limit call per request) and still 10% traced.
-    log "(d) and (e): the edge asked the ratelimit service about $(( $(rls_calls) - calls_before )) calls; (e): it started a trace for $(( $(sampled) - sampled_before )) calls"
-    limit_on
+    log "(g): the edge asked the ratelimit service about $(( $(rls_calls) - calls_before )) calls"
+    # (f): SubmitTask as (c): an edge limit, 10% traced.
+    limit_on edge
     CALL_NOW=$SUBMIT_CALL DATA_NOW=$SUBMIT_DATA
-    submit_calls_start=$(rls_calls)
+    submit_counted_start=$(edge_counted) submit_calls_start=$(rls_calls)
   fi
   log "$p (${target[$p]}): warm-up"
   ghz_run "$tmp/$p-warmup.json" "${target[$p]}" -c "$CONCURRENCY" -n 5000
@@ -166,7 +174,7 @@ for p in "${paths[@]}"; do
   ghz_run "$tmp/$p-rate.json" "${target[$p]}" -c "$CONCURRENCY" --rps "$RATE" -n "$((RATE * SECONDS_PER_RUN))"
 done
 drained=$(wait_drained)
-log "(f): the rate run's tasks drained $drained s after its last submit; the edge asked the ratelimit service about $(( $(rls_calls) - submit_calls_start )) calls"
+log "(f): the rate run's tasks drained $drained s after its last submit; the edge counted $(( $(edge_counted) - submit_counted_start )) calls against its own limit and asked the ratelimit service about $(( $(rls_calls) - submit_calls_start ))"
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the table ---------------------------------------------------------------
@@ -180,10 +188,10 @@ const codes = (r) => Object.entries(r.statusCodeDistribution ?? {}).map(([c, n])
 const rows = [
   ["direct", "(a) direct to the coordinator app"],
   ["sidecar", "(b) worker-0 sidecar outbound → mTLS → coordinator-0 sidecar inbound → app"],
-  ["edge", "(c) edge → mTLS → coordinator-0 sidecar inbound → app, a limit configured (a rate-limit call per request)"],
-  ["edge-nolimit", "(d) as (c), no limit configured (the edge asks the ratelimit service nothing)"],
-  ["edge-sampled", "(e) as (d), the edge tracing 10% of calls"],
-  ["submit", "(f) SubmitTask through the edge: as (c) (a limit configured), 10% traced; each call creates an `echo` task the workers run"],
+  ["edge", "(c) edge → mTLS → coordinator-0 sidecar inbound → app, JWT, a limit counted by the edge, 10% traced"],
+  ["edge-traced", "(c100) as (c), every call traced (`up`'s sampling)"],
+  ["edge-global", "(g) as (c), the limit global (a call to the ratelimit service per request)"],
+  ["submit", "(f) SubmitTask through the edge as (c); each call creates an `echo` task the workers run"],
 ];
 const results = {};
 console.log(`| path | c=${concurrency}: calls/s | c=${concurrency}: p50 / p99 ms | ${rate}/s: achieved calls/s | ${rate}/s: p50 / p99 ms | status codes (c=${concurrency}; ${rate}/s) |`);
@@ -196,7 +204,8 @@ for (const [key, label] of rows) {
 const d = (k, p, which) => (pct(results[k][which], p) - pct(results.direct[which], p)) / 1e6;
 console.log("");
 console.log(`Added over (a) at ${rate}/s: one sidecar pair p50 +${d("sidecar", 50, "open").toFixed(2)} ms, p99 +${d("sidecar", 99, "open").toFixed(2)} ms; edge + sidecars p50 +${d("edge", 50, "open").toFixed(2)} ms, p99 +${d("edge", 99, "open").toFixed(2)} ms.`);
-console.log(`Tracing at \`up\`'s sampling against 10%, no limit configured ((d) against (e)): ${Math.round(results["edge-nolimit"].closed.rps).toLocaleString("en")} against ${Math.round(results["edge-sampled"].closed.rps).toLocaleString("en")} calls/s at ${concurrency} connections (${(100 * (1 - results["edge-nolimit"].closed.rps / results["edge-sampled"].closed.rps)).toFixed(0)}% fewer).`);
+console.log(`Tracing every call against 10% ((c100) against (c)): ${Math.round(results["edge-traced"].closed.rps).toLocaleString("en")} against ${Math.round(results.edge.closed.rps).toLocaleString("en")} calls/s at ${concurrency} connections (${(100 * (1 - results["edge-traced"].closed.rps / results.edge.closed.rps)).toFixed(0)}% fewer).`);
+console.log(`A global limit against an edge one ((g) against (c)): ${Math.round(results["edge-global"].closed.rps).toLocaleString("en")} against ${Math.round(results.edge.closed.rps).toLocaleString("en")} calls/s at ${concurrency} connections.`);
 const errors = new Set(rows.filter(([k]) => k !== "submit").flatMap(([k]) => [results[k].closed, results[k].open]).flatMap((r) => Object.keys(r.errorDistribution ?? {})));
 console.log(`Answers: ${[...errors].map((e) => `\`${e.length > 140 ? e.slice(0, 140) + "…" : e}\``).join("; ")}`);
 EOF

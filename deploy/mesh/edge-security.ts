@@ -17,13 +17,18 @@
  *   (edge-errors.ts).
  * - The `ratelimit` filter asks the ratelimit service about descriptors
  *   `[subject]` and `[subject, method]` for authenticated calls, and
- *   `[remote_address, method]` for token issue and refresh, while any limit
- *   is configured: the service's runtime layer (RTDS) switches the filter
- *   off while there is none.
+ *   `[remote_address, method]` for token issue and refresh, while any
+ *   global limit is configured: the service's runtime layer (RTDS) switches
+ *   the filter off while there is none.
+ * - Before it, the edge counts the limits scoped to the edge itself
+ *   (Envoy's local rate limit, configured by the ratelimit service over
+ *   ECDS): no call, a budget per edge instance.
  */
 
 import { CLAIMS_HEADER } from "../../services/kit/src/auth.js";
-import { RUNTIME_LAYER } from "../../services/ratelimit/src/runtime-names.js";
+import {
+  EDGE_DESCRIPTOR_ACTIONS, EDGE_LIMITS_FILTER, EDGE_LIMITS_STAT_PREFIX, LOCAL_RATE_LIMIT_TYPE_URL, RUNTIME_LAYER, SUBJECT_HEADER,
+} from "../../services/ratelimit/src/runtime-names.js";
 import { staticCluster } from "./clusters.js";
 import { DOCS_PATH } from "./docs.js";
 import type { Cluster, HttpFilter, RateLimit, RuntimeLayer } from "./envoy-types.js";
@@ -48,7 +53,7 @@ export interface EdgeRateLimitOptions {
   readonly timeoutMs?: number;
 }
 
-export const SUBJECT_HEADER = "x-jwt-sub";
+export { SUBJECT_HEADER };
 const PROVIDER = "taskmesh";
 const JWKS_CLUSTER = "edge-jwks";
 const RATELIMIT_CLUSTER = "ratelimit";
@@ -137,6 +142,33 @@ export function rateLimitFilter(options: EdgeRateLimitOptions = {}): HttpFilter 
   };
 }
 
+/** The ratelimit service as an xDS config source (over the same mTLS cluster as its checks). */
+const RATELIMIT_XDS = {
+  api_config_source: { api_type: "GRPC", transport_api_version: "V3", grpc_services: [{ envoy_grpc: { cluster_name: RATELIMIT_CLUSTER } }] },
+  resource_api_version: "V3",
+  initial_fetch_timeout: "1s",
+} as const;
+
+/**
+ * The edge's own limits (scope `edge`): Envoy's local rate limit, its config
+ * (descriptors, token buckets, the actions producing them) served by the
+ * ratelimit service over ECDS and replaced live when the limits change. The
+ * edge's listener waits for it at most a second at start; without an answer
+ * it limits nothing until one comes. Before transcoding is done it would
+ * see HTTP paths, so it goes where the global filter goes.
+ */
+export function edgeLimitsFilter(): HttpFilter {
+  return {
+    name: EDGE_LIMITS_FILTER,
+    config_discovery: {
+      config_source: RATELIMIT_XDS,
+      default_config: { "@type": LOCAL_RATE_LIMIT_TYPE_URL, stat_prefix: EDGE_LIMITS_STAT_PREFIX },
+      apply_default_config_without_warming: false,
+      type_urls: [LOCAL_RATE_LIMIT_TYPE_URL],
+    },
+  };
+}
+
 /**
  * The edge's runtime layer from the ratelimit service (RTDS, over the same
  * mTLS cluster as its checks): `ratelimit.http_filter_enabled` is 0 while no
@@ -149,22 +181,18 @@ export function rateLimitRuntimeLayer(): RuntimeLayer {
     name: RUNTIME_LAYER,
     rtds_layer: {
       name: RUNTIME_LAYER,
-      rtds_config: {
-        api_config_source: { api_type: "GRPC", transport_api_version: "V3", grpc_services: [{ envoy_grpc: { cluster_name: RATELIMIT_CLUSTER } }] },
-        resource_api_version: "V3",
-        initial_fetch_timeout: "1s",
-      },
+      rtds_config: RATELIMIT_XDS,
     },
   };
 }
 
 /** Descriptors of every authenticated call: per subject, and per subject and method. */
 export const SUBJECT_RATE_LIMITS: readonly RateLimit[] = [
-  { actions: [{ request_headers: { header_name: SUBJECT_HEADER, descriptor_key: "subject" } }] },
-  { actions: [{ request_headers: { header_name: SUBJECT_HEADER, descriptor_key: "subject" } }, { request_headers: { header_name: ":path", descriptor_key: "method" } }] },
+  { actions: [EDGE_DESCRIPTOR_ACTIONS.subject] },
+  { actions: [EDGE_DESCRIPTOR_ACTIONS.subject, EDGE_DESCRIPTOR_ACTIONS.method] },
 ];
 
 /** Descriptors of token issue and refresh: per client address and method. */
 export const ADDRESS_RATE_LIMITS: readonly RateLimit[] = [
-  { actions: [{ remote_address: {} }, { request_headers: { header_name: ":path", descriptor_key: "method" } }] },
+  { actions: [EDGE_DESCRIPTOR_ACTIONS.remote_address, EDGE_DESCRIPTOR_ACTIONS.method] },
 ];

@@ -1,6 +1,6 @@
 import type { Bootstrap, Cluster, HttpFilter, Route, TypedConfig } from "./envoy-types.js";
 import {
-  ADDRESS_RATE_LIMITS, SUBJECT_RATE_LIMITS, TOKEN_PATHS, jwksCluster, jwtFilter, rateLimitFilter, rateLimitRuntimeLayer, stripClaimsFilter,
+  ADDRESS_RATE_LIMITS, SUBJECT_RATE_LIMITS, TOKEN_PATHS, edgeLimitsFilter, jwksCluster, jwtFilter, rateLimitFilter, rateLimitRuntimeLayer, stripClaimsFilter,
   type EdgeAuthOptions, type EdgeRateLimitOptions,
 } from "./edge-security.js";
 import { DOCS_BODY_LIMIT, docsRoutes, type EdgeDocsOptions } from "./docs.js";
@@ -107,7 +107,7 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
       },
     },
     // After transcoding, so `method` is always the gRPC path.
-    ...(rateLimit ? [rateLimitFilter(rateLimit)] : []),
+    ...(rateLimit ? [edgeLimitsFilter(), rateLimitFilter(rateLimit)] : []),
   ];
   return {
     node: { id: EDGE, cluster: EDGE },

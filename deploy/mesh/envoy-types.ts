@@ -89,10 +89,19 @@ export interface Http2ProtocolOptions {
   readonly connection_keepalive?: { readonly interval: Duration; readonly timeout: Duration };
 }
 
-export interface HttpFilter {
+export type HttpFilter = {
   readonly name: string;
   readonly typed_config: TypedConfig;
-}
+} | {
+  readonly name: string;
+  /** The filter's config from an extension config discovery service (ECDS). */
+  readonly config_discovery: {
+    readonly config_source: object;
+    readonly default_config: TypedConfig;
+    readonly apply_default_config_without_warming?: boolean;
+    readonly type_urls: readonly string[];
+  };
+};
 
 export interface Tracing {
   readonly random_sampling?: { readonly value: number };

@@ -156,6 +156,35 @@ describe("the edge's own errors under up", { timeout: 90_000 }, () => {
     }
   });
 
+  it("over an edge limit: the same 429 answer, counted by the edge itself without asking the ratelimit service", async () => {
+    const method = "/taskmesh.coordinator.v1.TaskService/ListTasks";
+    const edgeAdmin = `http://127.0.0.1:${upRun.env.TASKMESH_EDGE_ADMIN_PORT}`;
+    const asked = () => counterSum(edgeAdmin, "^cluster\\.[a-z0-9-]+\\.ratelimit\\.");
+    const limited = () => counterSum(edgeAdmin, "^edge_limits\\.http_local_rate_limit\\.rate_limited$");
+    const put = await upRun.taskmesh("config", "put", "/ratelimit/limits", JSON.stringify({
+      "e2e-edge": { descriptor: [{ key: "subject" }, { key: "method", value: method }], requests: 1, per: "minute", scope: "edge" },
+    }));
+    expect(put.code, put.stderr).toBe(0);
+    try {
+      await until("the edge's rate-limit filter to be off", 15_000, async () => ((await runtimeValue(edgeAdmin, "ratelimit.http_filter_enabled")) === "0" ? true : undefined));
+      const before = await asked();
+      const refused = await until("a refusal", 15_000, async () => {
+        const response = await get("/v1/tasks?pageSize=1", admin);
+        return response.status === 429 ? response : (await response.arrayBuffer(), undefined);
+      });
+      const retryAfter = Number(refused.headers.get("retry-after"));
+      expect(retryAfter).toBeGreaterThanOrEqual(1);
+      expect(retryAfter).toBeLessThanOrEqual(60);
+      expect(await errorOf(refused)).toMatchObject({
+        status: 429, contentType: "application/json", code: Code.RESOURCE_EXHAUSTED, reason: "RATE_LIMITED", domain: "taskmesh.dev", retryDelay: `${retryAfter}s`,
+      });
+      expect(await limited()).toBeGreaterThan(0);
+      expect(await asked()).toBe(before);
+    } finally {
+      await upRun.taskmesh("config", "put", "/ratelimit/limits", "{}");
+    }
+  });
+
   it("the service behind the edge unreachable: 503 UNAVAILABLE with RetryInfo; a gRPC caller gets UNAVAILABLE", async () => {
     const status = JSON.parse((await upRun.taskmesh("status", "--json")).stdout) as { supervisorPid: number; processes: Array<{ name: string; pid?: number; ports: Record<string, number> }> };
     const sidecar = status.processes.find((p) => p.name === "events-0-sidecar")!;

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { RateLimitDescriptor_Entry } from "../../../gen/envoy/extensions/common/ratelimit/v3/ratelimit.js";
 import { RateLimitResponse_RateLimit_Unit } from "../../../gen/envoy/service/ratelimit/v3/rls.js";
+import { EDGE_DESCRIPTOR_KEYS } from "./runtime-names.js";
 
 /** Config key of the limit set: a JSON object from limit name to {@link LimitSpec}. */
 export const LIMITS_KEY = "/ratelimit/limits";
@@ -28,11 +29,29 @@ const entrySchema = z.strictObject({
   value: z.string().min(1).max(1024).optional(),
 });
 
+/**
+ * Where a limit is counted: `global` in Redis by this service, shared by
+ * every edge (exact across replicas, a round trip per request); `edge` by
+ * each edge Envoy itself (its local rate limit, which this service
+ * configures over ECDS: no call at all, a budget per edge instance).
+ */
+export const SCOPES = ["global", "edge"] as const;
+/** Where a limit is counted. */
+export type Scope = (typeof SCOPES)[number];
+
 const specSchema = z.strictObject({
   descriptor: z.array(entrySchema).min(1).max(MAX_DESCRIPTOR_ENTRIES).refine(
     (entries) => new Set(entries.map((e) => e.key)).size === entries.length, "a key may appear only once"),
   requests: z.number().int().positive().max(1_000_000_000),
   per: z.enum(Object.keys(PERIODS) as [Period, ...Period[]]),
+  scope: z.enum(SCOPES).default("global"),
+}).superRefine((spec, ctx) => {
+  if (spec.scope !== "edge") return;
+  spec.descriptor.forEach((e, i) => {
+    if (!(EDGE_DESCRIPTOR_KEYS as readonly string[]).includes(e.key)) {
+      ctx.addIssue({ code: "custom", path: ["descriptor", i, "key"], message: `an edge limit counts only what the edge knows: ${EDGE_DESCRIPTOR_KEYS.join(", ")}` });
+    }
+  });
 });
 
 /** One limit as written in config: `{"descriptor":[{"key":"subject"}],"requests":5,"per":"minute"}`. */
@@ -53,23 +72,35 @@ export interface Limit {
   readonly requests: number;
   readonly per: Period;
   readonly windowMs: number;
+  /** Where it is counted. */
+  readonly scope: Scope;
 }
 
-/** The set of limits in force, and which one applies to a descriptor. */
+/** The set of limits in force, and which global one applies to a descriptor. */
 export class LimitSet {
-  /** Limits by their descriptor's key list, most specific first. */
+  /** Global limits by their descriptor's key list, most specific first. */
   private readonly byKeys = new Map<string, Limit[]>();
+  /** The limits this service counts (scope `global`). */
+  readonly global: readonly Limit[];
+  /** The limits each edge counts itself (scope `edge`). */
+  readonly edge: readonly Limit[];
 
   constructor(readonly limits: readonly Limit[]) {
+    const all = new Map<string, Limit[]>();
     for (const limit of limits) {
       const signature = keysOf(limit.entries);
-      const group = this.byKeys.get(signature) ?? [];
+      const group = all.get(signature) ?? [];
       const twin = group.find((other) => other.entries.every((e, i) => e.value === limit.entries[i]!.value));
       if (twin) throw new Error(`limits "${twin.name}" and "${limit.name}" have the same descriptor`);
       group.push(limit);
-      this.byKeys.set(signature, group);
+      all.set(signature, group);
     }
-    for (const group of this.byKeys.values()) group.sort(bySpecificity);
+    for (const [signature, group] of all) {
+      const global = group.filter((l) => l.scope === "global").sort(bySpecificity);
+      if (global.length > 0) this.byKeys.set(signature, global);
+    }
+    this.global = limits.filter((l) => l.scope === "global");
+    this.edge = limits.filter((l) => l.scope === "edge");
   }
 
   /** The empty set: nothing is limited. */
@@ -81,7 +112,7 @@ export class LimitSet {
   }
 
   /**
-   * The limit for a request's descriptor: among the limits with the same
+   * The global limit for a request's descriptor: among the global limits with the same
    * keys in the same order whose values all match, the most specific one
    * (see {@link bySpecificity}); undefined when none matches.
    */
@@ -135,6 +166,7 @@ export function parseLimits(value: unknown): LimitSet {
       requests: spec.requests,
       per: spec.per,
       windowMs: PERIODS[spec.per].ms,
+      scope: spec.scope,
     } satisfies Limit;
   });
   return new LimitSet(limits);

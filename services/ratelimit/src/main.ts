@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { RateLimitServiceService } from "../../../gen/envoy/service/ratelimit/v3/rls.js";
 import { RuntimeDiscoveryServiceService } from "../../../gen/envoy/service/runtime/v3/rtds.js";
+import { ExtensionConfigDiscoveryServiceService } from "../../../gen/envoy/service/extension/v3/config_discovery.js";
 import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
 import {
   MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService, untilReady, watchSetting,
@@ -11,6 +12,7 @@ import { FAILURE_MODES, FAILURE_MODE_KEY, parseFailureMode } from "./failure-mod
 import { rateLimitHandlers } from "./handlers.js";
 import { LIMITS_KEY, LimitSet, parseLimits } from "./limits.js";
 import { RuntimeLayerSource, runtimeDiscoveryHandlers } from "./runtime-discovery.js";
+import { EdgeLimitsSource, extensionDiscoveryHandlers } from "./edge-limits.js";
 
 /** The ratelimit service's environment. */
 const envShape = {
@@ -33,12 +35,15 @@ await runService({
     const log = createLogger({ service: "ratelimit", instance, level: env.LOG_LEVEL });
     const config = connectUpstream(ConfigServiceService, "config");
     const counter = new RedisCounter({ url: env.REDIS_URL, prefix: env.TASKMESH_RATELIMIT_PREFIX, timeoutMs: env.TASKMESH_RATELIMIT_REDIS_TIMEOUT, logger: log });
-    // The edge reads whether to ask about its requests at all from this service's runtime layer (RTDS).
+    // The edge reads whether to ask about its requests at all from this service's runtime layer (RTDS),
+    // and the limits it counts itself as its local rate limit filter's config (ECDS).
     const runtime = new RuntimeLayerSource(LimitSet.EMPTY);
+    const edgeLimits = new EdgeLimitsSource(LimitSet.EMPTY);
     const limits = watchSetting(config, {
       key: LIMITS_KEY, parse: parseLimits, fallback: LimitSet.EMPTY, logger: log,
       onChange: (next) => {
         runtime.update(next);
+        edgeLimits.update(next);
         log.info({ limits: next.limits.map((l) => l.name) }, "rate limits applied");
       },
     });
@@ -49,6 +54,7 @@ await runService({
     const server = new MeshServer({ name: "ratelimit", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE, descriptorSet: ratelimitDescriptorSet() })
       .addService(RateLimitServiceService, rateLimitHandlers({ limits: () => limits.get(), failureMode: () => failureMode.get(), counter }))
       .addService(RuntimeDiscoveryServiceService, runtimeDiscoveryHandlers(runtime, limits.ready))
+      .addService(ExtensionConfigDiscoveryServiceService, extensionDiscoveryHandlers(edgeLimits, limits.ready))
       .onClose("config", () => {
         limits.close();
         failureMode.close();

@@ -96,13 +96,14 @@ describe("generated mesh configs", () => {
     const names = hcm.http_filters.map((f: { name: string }) => f.name);
     expect(names).toEqual([
       "envoy.filters.http.cors", "envoy.filters.http.grpc_web", "envoy.filters.http.header_mutation", "envoy.filters.http.jwt_authn",
-      "envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.ratelimit", "envoy.filters.http.router",
+      "envoy.filters.http.grpc_json_transcoder", "taskmesh.edge.local_ratelimit", "envoy.filters.http.ratelimit", "envoy.filters.http.router",
     ]);
     const jwt = hcm.http_filters[3].typed_config;
     const open = jwt.rules.filter((r: { requires?: unknown }) => r.requires === undefined).map((r: { match: object }) => Object.values(r.match)[0]);
     expect(open).toEqual(expect.arrayContaining(["/taskmesh.identity.v1.IdentityService/IssueToken", "/.well-known/jwks.json", "/grpc.health.v1.Health/", "/grpc.reflection."]));
     expect(jwt.rules.at(-1)).toEqual({ match: { prefix: "/" }, requires: { provider_name: "taskmesh" } });
-    expect(hcm.http_filters[5].typed_config.rate_limited_as_resource_exhausted).toBe(true);
+    expect(hcm.http_filters[5].config_discovery.type_urls).toEqual(["type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"]);
+    expect(hcm.http_filters[6].typed_config.rate_limited_as_resource_exhausted).toBe(true);
     expect(edge.static_resources.clusters.map((c: { name: string }) => c.name)).toEqual(expect.arrayContaining(["ratelimit", "identity", "edge-jwks"]));
   });
 });

@@ -7,7 +7,7 @@ import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
 import { envoySpec, envoyValidate } from "../../../deploy/local/provision/envoy.js";
-import { rateLimitRuntimeLayer } from "../../../deploy/mesh/edge-security.js";
+import { edgeLimitsFilter, rateLimitRuntimeLayer } from "../../../deploy/mesh/edge-security.js";
 import { freePort } from "../../../deploy/local/secrets.js";
 import { runProcess, type RunningProcess } from "../../../deploy/local/supervisor.js";
 import { Code, MeshError, createClient, type MeshClient } from "../../../services/kit/src/index.js";
@@ -20,8 +20,9 @@ const GET = "/taskmesh.config.v1.ConfigService/Get";
 /**
  * An Envoy whose ratelimit filter is set up as the edge's (domain, timeout,
  * `rate_limited_as_resource_exhausted`, DRAFT_VERSION_03 headers), with the
- * edge's `[subject]` and `[subject, method]` descriptors and runtime layer
- * (RTDS from the ratelimit service), in front of a config replica.
+ * edge's `[subject]` and `[subject, method]` descriptors, runtime layer
+ * (RTDS from the ratelimit service) and local rate limit filter (its config
+ * over ECDS from the ratelimit service), in front of a config replica.
  */
 function envoyConfig(ports: { admin: number; listener: number; ratelimit: number; config: number }): string {
   const cluster = (name: string, port: number) => ({
@@ -62,6 +63,8 @@ function envoyConfig(ports: { admin: number; listener: number; ratelimit: number
                 }],
               },
               http_filters: [
+                // The edge's own limits (ECDS from the ratelimit service), as the edge has them.
+                edgeLimitsFilter(),
                 {
                   name: "envoy.filters.http.ratelimit",
                   typed_config: {
@@ -177,5 +180,34 @@ describe("ratelimit behind Envoy's ratelimit filter", () => {
     });
     // Envoy reconnects its runtime stream (with backoff) and gets the new process's layer.
     await eventually(async () => expect(await runtimeValue("ratelimit.http_filter_enabled")).toBe("0"), 20_000);
+  });
+
+  it("counts an edge limit in Envoy itself: 20 concurrent calls against 3 admit exactly 3, with no call to the service, and a change applies live", async () => {
+    const reloads = (): Promise<number> => counterSum(admin, "^extension_config_discovery\\.http_filter\\.taskmesh\\.edge\\.local_ratelimit\\.config_reload$");
+    const edgeGet = (requests: number) => ({ "edge-get": { descriptor: [{ key: "subject" }, { key: "method", value: GET }], requests, per: "minute", scope: "edge" } });
+    let seen = await reloads();
+    await stack.put("/ratelimit/limits", edgeGet(3));
+    await eventually(async () => expect(await reloads()).toBeGreaterThan(seen), 20_000);
+    expect(await runtimeValue("ratelimit.http_filter_enabled")).toBe("0");
+    const before = await filterCalls();
+
+    const burst = async (subject: string, n: number) => {
+      const outcomes = await Promise.all(Array.from({ length: n }, () => edge.get({ key: "/demo/greeting" }, as(subject)).then(() => "ok", (e: unknown) => MeshError.from(e))));
+      return { admitted: outcomes.filter((o) => o === "ok").length, refused: outcomes.filter((o): o is MeshError => o !== "ok") };
+    };
+    const frank = await burst("frank", 20);
+    expect(frank.admitted).toBe(3);
+    expect(frank.refused).toHaveLength(17);
+    for (const refused of frank.refused) expect(refused).toMatchObject({ code: Code.RESOURCE_EXHAUSTED, reason: "RATE_LIMITED", metadata: { scope: "edge" } });
+    // Counted per subject (the descriptor takes any subject), and only on that method.
+    expect((await burst("grace", 4)).admitted).toBe(3);
+    expect((await edge.list({ prefix: "/demo/", pageSize: 0, pageToken: "" }, as("frank"))).entries.length).toBeGreaterThan(0);
+    // Envoy counted these itself: the ratelimit service was not asked.
+    expect(await filterCalls()).toBe(before);
+
+    seen = await reloads();
+    await stack.put("/ratelimit/limits", edgeGet(5));
+    await eventually(async () => expect(await reloads()).toBeGreaterThan(seen), 20_000);
+    expect((await burst("heidi", 8)).admitted).toBe(5);
   });
 });

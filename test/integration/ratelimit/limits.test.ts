@@ -130,7 +130,9 @@ describe("ratelimit: limits from config, counted in Redis", () => {
   it("serves health under its service name and reflection for grpcurl", async () => {
     const grpcurl = (...args: string[]) => run("grpcurl", ["-plaintext", ...args], { timeout: 10_000 });
     const list = await grpcurl(stack.address, "list");
-    expect(list.stdout.split("\n")).toEqual(expect.arrayContaining(["envoy.service.ratelimit.v3.RateLimitService", "grpc.health.v1.Health"]));
+    expect(list.stdout.split("\n")).toEqual(expect.arrayContaining([
+      "envoy.service.ratelimit.v3.RateLimitService", "envoy.service.runtime.v3.RuntimeDiscoveryService", "envoy.service.extension.v3.ExtensionConfigDiscoveryService", "grpc.health.v1.Health",
+    ]));
     const described = await grpcurl(stack.address, "describe", "envoy.service.ratelimit.v3.RateLimitResponse.DescriptorStatus");
     expect(described.stdout).toContain("duration_until_reset");
     const health = await grpcurl("-d", '{"service":"envoy.service.ratelimit.v3.RateLimitService"}', stack.address, "grpc.health.v1.Health/Check");

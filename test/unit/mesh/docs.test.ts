@@ -40,13 +40,13 @@ describe("the API docs at the edge", () => {
   });
 
   it("needs no token for /docs and below, and still one for every other path", () => {
-    const jwt = manager(edge(true)).http_filters.find((f) => f.name === "envoy.filters.http.jwt_authn")!.typed_config as unknown as {
+    const jwt = manager(edge(true)).http_filters.find((f) => f.name === "envoy.filters.http.jwt_authn")! as unknown as { typed_config: {
       rules: Array<{ match: { path?: string; prefix?: string }; requires?: unknown }>;
-    };
-    const open = jwt.rules.filter((r) => r.requires === undefined).map((r) => r.match);
+    } };
+    const open = jwt.typed_config.rules.filter((r) => r.requires === undefined).map((r) => r.match);
     expect(open).toEqual(expect.arrayContaining([{ path: "/docs" }, { prefix: "/docs/" }]));
     expect(open.some((m) => m.prefix === "/docs" || m.prefix === "/")).toBe(false);
-    expect(jwt.rules.at(-1)).toEqual({ match: { prefix: "/" }, requires: { provider_name: "taskmesh" } });
+    expect(jwt.typed_config.rules.at(-1)).toEqual({ match: { prefix: "/" }, requires: { provider_name: "taskmesh" } });
   });
 
   it("has no docs routes unless given their files", () => {

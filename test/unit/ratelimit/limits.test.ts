@@ -14,7 +14,20 @@ describe("parseLimits", () => {
       submit: { descriptor: [{ key: "subject" }, { key: "method", value: SUBMIT }], requests: 5, per: "second" },
     });
     expect(set.size).toBe(2);
-    expect(set.limits[1]).toEqual({ name: "submit", entries: [{ key: "subject" }, { key: "method", value: SUBMIT }], requests: 5, per: "second", windowMs: 1000 });
+    expect(set.limits[1]).toEqual({ name: "submit", entries: [{ key: "subject" }, { key: "method", value: SUBMIT }], requests: 5, per: "second", windowMs: 1000, scope: "global" });
+  });
+
+  it("reads where a limit is counted: global by default, or at the edge", () => {
+    const set = parseLimits({
+      shared: { descriptor: [{ key: "subject" }], requests: 600, per: "minute" },
+      local: { descriptor: [{ key: "subject" }, { key: "method", value: SUBMIT }], requests: 5, per: "second", scope: "edge" },
+      token: { descriptor: [{ key: "remote_address" }, { key: "method", value: ISSUE }], requests: 5, per: "minute", scope: "edge" },
+    });
+    expect(set.global.map((l) => l.name)).toEqual(["shared"]);
+    expect(set.edge.map((l) => l.name)).toEqual(["local", "token"]);
+    // The service counts only global limits: an edge limit's descriptor matches none here.
+    expect(set.match([e("subject", "bob"), e("method", SUBMIT)])).toBeUndefined();
+    expect(set.match([e("subject", "bob")])?.name).toBe("shared");
   });
 
   it("takes an empty object as no limits", () => {
@@ -40,6 +53,14 @@ describe("parseLimits", () => {
     ["two limits on one descriptor", {
       a: { descriptor: [{ key: "k" }], requests: 1, per: "minute" },
       b: { descriptor: [{ key: "k" }], requests: 2, per: "hour" },
+    }, /limits "a" and "b" have the same descriptor/],
+    ["an unknown scope", { a: { descriptor: [{ key: "k" }], requests: 1, per: "minute", scope: "cluster" } }, /limit "a": scope:/],
+    ["an edge limit on a key the edge does not know", {
+      a: { descriptor: [{ key: "subject" }, { key: "tenant" }], requests: 1, per: "minute", scope: "edge" },
+    }, /limit "a": descriptor\[1\]\.key: an edge limit counts only what the edge knows: subject, method, remote_address/],
+    ["a global and an edge limit on one descriptor", {
+      a: { descriptor: [{ key: "subject" }], requests: 1, per: "minute" },
+      b: { descriptor: [{ key: "subject" }], requests: 2, per: "minute", scope: "edge" },
     }, /limits "a" and "b" have the same descriptor/],
   ])("refuses %s, saying why", (_, value, message) => {
     expect(() => parseLimits(value)).toThrow(message);
