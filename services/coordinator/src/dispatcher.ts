@@ -1,5 +1,4 @@
 import { SpanKind, trace, type Attributes, type Span } from "@opentelemetry/api";
-import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import type { TaskCancellation } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import type { Task } from "../../../gen/taskmesh/task/v1/task.js";
@@ -8,6 +7,7 @@ import { MeshError, durationMs, toDuration, type Logger, type MeshClient } from 
 import { traceContextOf } from "../../kit/src/trace-context.js";
 import type { Bus } from "./bus.js";
 import { createStrategy, type Candidate, type Strategy, type StrategyName } from "./strategies.js";
+import { TaskWrites, type Slots } from "./task-writes.js";
 import type { WorkerSession } from "./worker-session.js";
 
 /** The ledger's client, as the kit makes it. */
@@ -51,7 +51,7 @@ const MAX_BATCH = 1000;
  * and every `pollMs` regardless. It also sweeps expired leases and timed-out
  * attempts, telling the holders to stop.
  */
-export class Dispatcher {
+export class Dispatcher implements Slots {
   readonly sessions = new Map<string, WorkerSession>();
   private readonly stats = new Map<string, WorkerStats>();
   private readonly due = new Set<string>();
@@ -66,6 +66,8 @@ export class Dispatcher {
   private generation = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
   private strategyImpl: Strategy;
+  /** The sweep's and hand-backs' writes, with their fan-out. */
+  private readonly writes: TaskWrites;
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
@@ -78,6 +80,7 @@ export class Dispatcher {
     strategy: StrategyName,
   ) {
     this.strategyImpl = createStrategy(strategy);
+    this.writes = new TaskWrites({ ledger, bus, slots: this });
   }
 
   /** The lease each assignment, start and renewal gets. */
@@ -213,22 +216,6 @@ export class Dispatcher {
     session.send({ payload: { $case: "cancel", value: cancel } }).catch(() => undefined);
   }
 
-  /** The tasks a sweep or cancel took from their holders: tell each holder, and wake for the capability. */
-  reclaimed(items: readonly ReclaimedTask[], reason: "RES_LEASE_LOST" | "BIZ_ATTEMPT_TIMED_OUT"): void {
-    for (const r of items) {
-      if (r.transition) this.bus.publishTask(r.transition.taskId, { kind: "transition", transition: r.transition });
-      const lease = r.endedLease;
-      if (lease) {
-        this.forget(lease.workerId, lease.taskId);
-        this.tellToStop(lease.workerId, { taskId: lease.taskId, attempt: lease.attempt, reason, message: reason === "BIZ_ATTEMPT_TIMED_OUT" ? "the attempt ran past its timeout" : "the lease expired" });
-      }
-      if (r.task) {
-        this.queued(r.task.capability);
-        if (r.task.nextAttemptAt) this.wakeAt(r.task.capability, r.task.nextAttemptAt);
-      }
-    }
-  }
-
   private async passes(): Promise<void> {
     for (;;) {
       this.again = false;
@@ -305,7 +292,8 @@ export class Dispatcher {
     const lease = task.lease!;
     const session = this.sessions.get(lease.workerId);
     if (!session || session.draining) {
-      this.handBack(task.id, lease.leaseId, "the worker left before its assignment was sent");
+      this.writes.handBack(undefined, { taskId: task.id, leaseId: lease.leaseId }, "the worker left before its assignment was sent")
+        .catch((error: unknown) => this.log.debug({ err: error, taskId: task.id }, "hand back failed; the lease will expire"));
       return;
     }
     session.hold({ taskId: task.id, leaseId: lease.leaseId, attempt: lease.attempt, capability: task.capability, assignedAt: Date.now(), traceparent: task.traceparent });
@@ -325,14 +313,9 @@ export class Dispatcher {
         },
       },
     }).catch(() => {
-      session.release(task.id);
-      this.handBack(task.id, lease.leaseId, "the assignment could not be sent");
+      this.writes.handBack(session, { taskId: task.id, leaseId: lease.leaseId }, "the assignment could not be sent")
+        .catch((error: unknown) => this.log.debug({ err: error, taskId: task.id }, "hand back failed; the lease will expire"));
     });
-  }
-
-  private handBack(taskId: string, leaseId: string, reason: string): void {
-    this.ledger.releaseTask({ taskId, leaseId, reason, expectedSequence: undefined })
-      .catch((error: unknown) => this.log.debug({ err: error, taskId }, "hand back failed; the lease will expire"));
   }
 
   /** Takes back expired leases and timed-out attempts, a batch at a time while more remain. */
@@ -340,8 +323,8 @@ export class Dispatcher {
     try {
       for (let more = true, rounds = 0; more && rounds < 10; rounds++) {
         const [expired, timedOut] = await Promise.all([this.ledger.expireLeases({ limit: 500 }), this.ledger.reapTimeouts({ limit: 500 })]);
-        this.reclaimed(expired.reclaimed, "RES_LEASE_LOST");
-        this.reclaimed(timedOut.reclaimed, "BIZ_ATTEMPT_TIMED_OUT");
+        this.writes.reclaimed(expired.reclaimed, "RES_LEASE_LOST");
+        this.writes.reclaimed(timedOut.reclaimed, "BIZ_ATTEMPT_TIMED_OUT");
         more = expired.more || timedOut.more;
       }
     } catch (error) {

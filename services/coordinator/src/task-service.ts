@@ -9,6 +9,7 @@ import type { KnownCapabilities } from "./capabilities.js";
 import type { SubmitDedup } from "./dedup.js";
 import type { Dispatcher, LedgerClient } from "./dispatcher.js";
 import type { LedgerBatches } from "./ledger-batches.js";
+import { TaskWrites } from "./task-writes.js";
 import { checkList, parseSubmit, parseTaskId } from "./validation.js";
 
 /** Limits that keep the coordinator's memory bounded under any load. */
@@ -73,6 +74,7 @@ function traceOfCall(): { traceId: string; traceparent: string } {
 /** TaskService: submit, read, list, cancel and watch tasks, recorded in the ledger and dispatched to workers. */
 export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskServiceService> {
   const { ledger, dispatcher, bus, dedup, capabilities, pending, limits } = deps;
+  const writes = new TaskWrites({ ledger, bus, slots: dispatcher });
   let inFlightSubmits = 0;
   const workNews = new Map<string, number>();
 
@@ -188,13 +190,7 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
       const actor = requireScope(ctx.metadata, "tasks:write").subject;
       const id = parseTaskId(request.id);
       if (request.reason.length > 256) throw invalidArgument([{ field: "reason", description: "is longer than 256 characters", reason: "VAL_REASON_TOO_LONG" }], "VAL_REASON_TOO_LONG");
-      const { task, transition, endedLease } = await ledger.cancelTask({ taskId: id, reason: request.reason, actor, expectedSequence: request.expectedSequence }, { parent: ctx });
-      if (transition) bus.publishTask(id, { kind: "transition", transition });
-      if (endedLease) {
-        dispatcher.forget(endedLease.workerId, id);
-        dispatcher.tellToStop(endedLease.workerId, { taskId: id, attempt: endedLease.attempt, reason: "BIZ_TASK_CANCELLED", message: request.reason });
-      }
-      return { task };
+      return { task: await writes.cancel({ taskId: id, reason: request.reason, actor, expectedSequence: request.expectedSequence }, { parent: ctx }) };
     },
 
     watchTask: async (request, send, ctx) => {

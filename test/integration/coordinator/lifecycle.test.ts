@@ -114,4 +114,49 @@ describe("coordinator: the life of a task through real ledger, coordinator and w
     for await (const m of stack.tasks.watchTask({ id: task!.id, afterSequence: 1n })) if (m.event?.$case === "transition") replay.push(m.event.value);
     expect(replay.map((t) => t.kind)).toEqual([TransitionKind.TRANSITION_KIND_STARTED, TransitionKind.TRANSITION_KIND_SUCCEEDED]);
   });
+
+  it("takes back a task its worker rejects: PENDING again, and dispatched anew to a worker that takes it", async () => {
+    const capability = "reject-then-take";
+    const client = createClient(WorkerServiceService, stack.coordinatorAddresses[0]!);
+    const register = (workerId: string): ConnectRequest => ({ payload: { $case: "register", value: {
+      worker: { workerId, name: workerId, capabilities: [{ name: capability, maxConcurrency: 1, description: "" }], maxConcurrency: 1, labels: {}, version: "test", weight: 1 },
+      inFlight: [],
+    } } });
+    /** A hand-made worker: every assignment it gets is passed to `onAssignment`, with its stream. */
+    const connect = (workerId: string, onAssignment: (call: ReturnType<typeof client.connect>, a: { taskId: string; attempt: number; leaseId: string }) => void) => {
+      const call = client.connect();
+      call.on("data", (m: { payload?: { $case: string; value: { taskId: string; attempt: number; leaseId: string } } }) => {
+        if (m.payload?.$case === "assignment") onAssignment(call, m.payload.value);
+      });
+      call.on("error", () => undefined);
+      call.write(register(workerId));
+      return call;
+    };
+    let rejected = 0;
+    const refuser = connect("reject-w1", (call, a) => {
+      rejected++;
+      call.write({ payload: { $case: "rejected", value: { taskId: a.taskId, attempt: a.attempt, leaseId: a.leaseId, reason: "busy", message: "not now" } } });
+      // Gone once it has refused: the task can only go to the taker.
+      call.end();
+    });
+    try {
+      await until("the refuser to be connected", async () => (await stack.sql.query("SELECT 1 FROM ledger.workers WHERE worker_id = 'reject-w1' AND state = 'CONNECTED'")).rowCount === 1);
+      const { task } = await stack.tasks.submitTask(submitRequest({ capability, input: {} }));
+      await until("the refusal", async () => rejected === 1);
+      await until("the task to be free again", async () => (await stack.sql.query("SELECT state, lease_id FROM ledger.tasks WHERE id = $1", [task!.id])).rows[0].lease_id === null);
+      expect((await stack.tasks.getTask({ id: task!.id, view: 0 })).task!.state).toBe(TaskState.TASK_STATE_PENDING);
+      const taker = connect("reject-w2", (call, a) => {
+        call.write({ payload: { $case: "result", value: { taskId: a.taskId, attempt: a.attempt, leaseId: a.leaseId, outcome: { $case: "succeeded", value: { output: { took: true } } }, elapsed: undefined } } });
+      });
+      try {
+        await until("the taker to finish it", async () => (await stack.tasks.getTask({ id: task!.id, view: 0 })).task!.state === TaskState.TASK_STATE_SUCCEEDED, 10_000);
+        expect((await stack.tasks.getTask({ id: task!.id, view: 0 })).task!.workerId).toBe("reject-w2");
+      } finally {
+        taker.end();
+      }
+    } finally {
+      refuser.end();
+      client.close();
+    }
+  });
 });

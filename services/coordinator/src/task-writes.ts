@@ -1,0 +1,131 @@
+import type { CancelTaskRequest, CompleteTaskRequest, CompleteTaskResponse, ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
+import type { Task, TaskError } from "../../../gen/taskmesh/task/v1/task.js";
+import type { TaskCancellation } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
+import type { ProgressReport } from "../../../gen/taskmesh/worker/v1/worker.js";
+import type { Duration } from "../../../gen/google/protobuf/duration.js";
+import type { CallOptions } from "../../kit/src/index.js";
+import type { Bus } from "./bus.js";
+import type { LedgerClient } from "./dispatcher.js";
+import type { WorkerSession } from "./worker-session.js";
+
+/** What follows a write on this replica's worker streams and dispatch (the dispatcher provides it). */
+export interface Slots {
+  /** Frees the slot a task held on a worker's stream (`session`, or the stream of the worker with that id) and wakes for its capability. */
+  forget(session: WorkerSession | string | undefined, taskId: string): void;
+  /** Tells whoever holds a worker's stream to stop a task. */
+  tellToStop(workerId: string, cancel: TaskCancellation): void;
+  /** Marks a capability as having tasks waiting, and wakes the dispatch for it. */
+  queued(capability: string): void;
+  /** Wakes the dispatch for a capability at a time (a retry's backoff end). */
+  wakeAt(capability: string, at: Date): void;
+  /** The lease a start renews to. */
+  readonly leaseDuration: Duration;
+}
+
+/** What {@link TaskWrites} writes through and tells. */
+export interface TaskWritesDeps {
+  readonly ledger: LedgerClient;
+  readonly bus: Bus;
+  readonly slots: Slots;
+  /** How completions reach the ledger (grouped under load); one call at a time when absent. */
+  readonly complete?: (request: CompleteTaskRequest) => Promise<CompleteTaskResponse>;
+}
+
+/** A lease a worker holds a task under. */
+interface Held {
+  readonly taskId: string;
+  readonly leaseId: string;
+}
+
+/**
+ * Every write of a task's state the coordinator makes, each with what must
+ * follow it: the transition published on the bus (so `WatchTask` on every
+ * replica sees it), the slot the task held on a worker's stream freed and
+ * its capability woken, a holder that lost its task told to stop, a task
+ * back in the queue marked and woken at its retry time. Callers make the
+ * write here and do nothing of that by hand.
+ */
+export class TaskWrites {
+  private readonly completeCall: (request: CompleteTaskRequest) => Promise<CompleteTaskResponse>;
+
+  constructor(private readonly deps: TaskWritesDeps) {
+    this.completeCall = deps.complete ?? ((request) => deps.ledger.completeTask(request));
+  }
+
+  /** A worker started a task: RUNNING. */
+  async start(t: Held): Promise<void> {
+    const { transition } = await this.deps.ledger.startTask({ taskId: t.taskId, leaseId: t.leaseId, expectedSequence: undefined, leaseDuration: this.deps.slots.leaseDuration });
+    if (transition) this.deps.bus.publishTask(t.taskId, { kind: "transition", transition });
+  }
+
+  /** A worker's task succeeded: SUCCEEDED, its slot freed. Answers the task. */
+  async complete(session: WorkerSession, t: Held, output: Record<string, unknown>): Promise<Task> {
+    const { task, transition } = await this.completeCall({ taskId: t.taskId, leaseId: t.leaseId, output, expectedSequence: undefined });
+    if (transition) this.deps.bus.publishTask(t.taskId, { kind: "transition", transition });
+    this.deps.slots.forget(session, t.taskId);
+    return task!;
+  }
+
+  /** A worker's task failed: retried later (PENDING, woken at its backoff's end) or FAILED, its slot freed. */
+  async fail(session: WorkerSession, t: Held, error: TaskError): Promise<{ task: Task; willRetry: boolean }> {
+    const { task, transition, willRetry } = await this.deps.ledger.failTask({ taskId: t.taskId, leaseId: t.leaseId, error, expectedSequence: undefined });
+    if (transition) this.deps.bus.publishTask(t.taskId, { kind: "transition", transition });
+    this.deps.slots.forget(session, t.taskId);
+    if (willRetry && task?.nextAttemptAt) this.deps.slots.wakeAt(task.capability, task.nextAttemptAt);
+    return { task: task!, willRetry };
+  }
+
+  /**
+   * A task handed back unrun (the worker refused it, is draining, or the
+   * assignment could not be sent): its slot on `session` freed, PENDING
+   * again, its capability woken.
+   */
+  async handBack(session: WorkerSession | undefined, t: Held, reason: string): Promise<void> {
+    const held = session?.release(t.taskId);
+    const { transition, task } = await this.deps.ledger.releaseTask({ taskId: t.taskId, leaseId: t.leaseId, reason: reason.slice(0, 256), expectedSequence: undefined });
+    if (transition) this.deps.bus.publishTask(t.taskId, { kind: "transition", transition });
+    const capability = held?.capability ?? task?.capability;
+    if (capability) this.deps.slots.queued(capability);
+  }
+
+  /** A worker's task is no longer its own (its lease lost, the task finished elsewhere): only its slot is freed. */
+  dropped(session: WorkerSession, taskId: string): void {
+    this.deps.slots.forget(session, taskId);
+  }
+
+  /** Cancels a task: CANCELLED, and a worker running it is told to stop. Answers the task. */
+  async cancel(request: CancelTaskRequest, options?: CallOptions): Promise<Task> {
+    const { task, transition, endedLease } = await this.deps.ledger.cancelTask(request, options);
+    if (transition) this.deps.bus.publishTask(request.taskId, { kind: "transition", transition });
+    if (endedLease) {
+      this.deps.slots.forget(endedLease.workerId, request.taskId);
+      this.deps.slots.tellToStop(endedLease.workerId, { taskId: request.taskId, attempt: endedLease.attempt, reason: "BIZ_TASK_CANCELLED", message: request.reason });
+    }
+    return task!;
+  }
+
+  /** Records a worker's progress report, published to the task's watchers. */
+  async progress(p: ProgressReport): Promise<void> {
+    const { update } = await this.deps.ledger.recordProgress({
+      taskId: p.taskId, leaseId: p.leaseId,
+      progress: { percent: p.percent, message: p.message, details: p.details, attempt: p.attempt, reportedAt: undefined },
+    });
+    if (update) this.deps.bus.publishTask(p.taskId, { kind: "progress", update });
+  }
+
+  /** Tasks a sweep took from their holders (lease expired, attempt timed out): each holder told, each capability woken. */
+  reclaimed(items: readonly ReclaimedTask[], reason: "RES_LEASE_LOST" | "BIZ_ATTEMPT_TIMED_OUT"): void {
+    for (const r of items) {
+      if (r.transition) this.deps.bus.publishTask(r.transition.taskId, { kind: "transition", transition: r.transition });
+      const lease = r.endedLease;
+      if (lease) {
+        this.deps.slots.forget(lease.workerId, lease.taskId);
+        this.deps.slots.tellToStop(lease.workerId, { taskId: lease.taskId, attempt: lease.attempt, reason, message: reason === "BIZ_ATTEMPT_TIMED_OUT" ? "the attempt ran past its timeout" : "the lease expired" });
+      }
+      if (r.task) {
+        this.deps.slots.queued(r.task.capability);
+        if (r.task.nextAttemptAt) this.deps.slots.wakeAt(r.task.capability, r.task.nextAttemptAt);
+      }
+    }
+  }
+}
