@@ -68,6 +68,19 @@ describe("the edge's own errors under up", { timeout: 90_000 }, () => {
     expect([grpc.code, grpc.reason, grpc.message]).toEqual([Code.UNAUTHENTICATED, "AUTH_MISSING_TOKEN", "Jwt is missing"]);
   });
 
+  it("the workers and the queues over HTTP: GET /v1/workers and /v1/queues with a token, 401 without", async () => {
+    const workers = await get("/v1/workers", admin);
+    expect(workers.status).toBe(200);
+    const listed = (await workers.json()) as { workers: Array<{ info: { workerId: string; maxConcurrency: number; capabilities: Array<{ name: string }> }; state: string }> };
+    const connected = listed.workers.filter((w) => w.state === "WORKER_STATE_CONNECTED");
+    expect(connected.length).toBeGreaterThanOrEqual(2);
+    expect(connected[0]!.info.capabilities.map((c) => c.name)).toContain("echo");
+    const queues = await get("/v1/queues", admin);
+    expect(queues.status).toBe(200);
+    expect(await queues.json()).toMatchObject({ queues: expect.any(Array), readAt: expect.any(String) });
+    expect((await errorOf(await get("/v1/queues"))).reason).toBe("AUTH_MISSING_TOKEN");
+  });
+
   it("a malformed, forged, expired or other-audience token: 401 with AUTH_INVALID_TOKEN", async () => {
     const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
     const now = Math.floor(Date.now() / 1000);

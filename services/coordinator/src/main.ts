@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
+import { ClusterServiceService } from "../../../gen/taskmesh/coordinator/v1/cluster_service.js";
 import { TaskServiceService } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { WorkerServiceService } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
 import { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
@@ -10,13 +11,14 @@ import { LedgerStore, QueueStore, RowCache, WorkerStore, ledgerHandlers, migrati
 import { Bus } from "./bus.js";
 import { KnownCapabilities } from "./capabilities.js";
 import { SubmitDedup } from "./dedup.js";
+import { clusterService } from "./cluster-service.js";
 import { Dispatcher } from "./dispatcher.js";
 import { ledgerBatches } from "./ledger-batches.js";
 import { ledgerInProcess } from "./ledger-in-process.js";
 import { countDispatches, registerCoordinatorMetrics } from "./metrics.js";
 import { STRATEGIES, parseStrategy } from "./strategies.js";
-import { isCapabilityName } from "./validation.js";
 import { PendingGauge, taskService } from "./task-service.js";
+import { isCapabilityName } from "./validation.js";
 import { workerService } from "./worker-service.js";
 
 /** The coordinator's environment. */
@@ -82,6 +84,7 @@ await runService({
         ledger, batches, dispatcher, bus, dedup: new SubmitDedup(bus.redis, log), capabilities, pending,
         limits: { maxPending: env.TASKMESH_COORDINATOR_MAX_PENDING, maxInFlightSubmits: env.TASKMESH_COORDINATOR_MAX_SUBMITS }, watchPollMs: 2000,
       }))
+      .addService(ClusterServiceService, clusterService({ ledger, queue }))
       .addService(WorkerServiceService, workerService({
         ledger, batches, dispatcher, bus, coordinatorId, timing: { heartbeatMs: env.TASKMESH_COORDINATOR_HEARTBEAT, registerTimeoutMs: 10_000 },
       }))

@@ -68,6 +68,17 @@ export class QueueStore {
     return (await query<{ n: number }>(this.pool, taskSql.pendingCount, [], signal)).rows[0]!.n;
   }
 
+  /**
+   * Every capability with tasks pending or running: how many of each, when
+   * its longest-waiting due task became due (undefined when none), and the
+   * database's time of the reading.
+   */
+  async queueStats(signal?: AbortSignal): Promise<{ readAt: Date; queues: Array<{ capability: string; pending: number; running: number; oldestDue: Date | undefined }> }> {
+    const { rows } = await query<{ capability: string; pending: number; running: number; oldest_due: Date | null; read_at: Date }>(this.pool, taskSql.queueStats, [], signal);
+    const readAt = rows[0]?.read_at ?? (await query<{ now: Date }>(this.pool, taskSql.now, [], signal)).rows[0]!.now;
+    return { readAt, queues: rows.map((r) => ({ capability: r.capability, pending: r.pending, running: r.running, oldestDue: r.oldest_due ?? undefined })) };
+  }
+
   /** Extends a worker's live leases; reports the others lost. */
   async renew(workerId: string, leaseIds: string[], leaseMs: number, signal?: AbortSignal): Promise<{ renewed: TaskLease[]; lost: LostLease[] }> {
     return this.tx(async (client) => {

@@ -4,6 +4,8 @@ import { TaskState, TransitionKind, type TaskTransition } from "../../../gen/tas
 import type { WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import type { ServiceError } from "@grpc/grpc-js";
 import { WorkerServiceService, type ConnectRequest } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
+import { ClusterServiceService } from "../../../gen/taskmesh/coordinator/v1/cluster_service.js";
+import { WorkerState } from "../../../gen/taskmesh/worker/v1/worker.js";
 import { Code, createClient, fromServiceError, type MeshError } from "../../../services/kit/src/index.js";
 import { startStack, submitRequest, until, type Stack } from "./stack.js";
 
@@ -157,6 +159,33 @@ describe("coordinator: the life of a task through real ledger, coordinator and w
     } finally {
       refuser.end();
       client.close();
+    }
+  });
+
+  it("lists the workers with their capabilities and slots, and each capability's queue: pending, running, the oldest due one's wait", async () => {
+    const cluster = createClient(ClusterServiceService, stack.coordinatorAddresses[0]!);
+    try {
+      const { workers } = await cluster.listWorkers({});
+      const live = workers.filter((w) => w.state === WorkerState.WORKER_STATE_CONNECTED).map((w) => w.info!.workerId);
+      expect(live).toEqual(expect.arrayContaining(["life-w1", "life-w2"]));
+      const w1 = workers.find((w) => w.info!.workerId === "life-w1")!;
+      expect(w1.info!.maxConcurrency).toBe(4);
+      expect(w1.info!.capabilities.map((c) => c.name)).toEqual(expect.arrayContaining(["echo", "sleep"]));
+
+      // Ten sleeps on eight slots: eight run, two wait.
+      const sleeps = await Promise.all(Array.from({ length: 10 }, () => stack.tasks.submitTask(submitRequest({ capability: "sleep", input: { ms: 3000 } }))));
+      const states = async () => Promise.all(sleeps.map(async ({ task }) => (await stack.tasks.getTask({ id: task!.id, view: 0 })).task!.state));
+      await until("eight sleeps to run", async () => (await states()).filter((s) => s === TaskState.TASK_STATE_RUNNING).length === 8);
+      await new Promise((r) => setTimeout(r, 200));
+      const { queues, readAt } = await cluster.listQueues({});
+      expect(readAt).toBeInstanceOf(Date);
+      const sleep = queues.find((q) => q.capability === "sleep")!;
+      expect([sleep.pending, sleep.running]).toEqual([2, 8]);
+      expect(Number(sleep.oldestPendingAge!.seconds) * 1000 + sleep.oldestPendingAge!.nanos / 1e6).toBeGreaterThanOrEqual(200);
+      expect(sleep.oldestPendingSince).toBeInstanceOf(Date);
+      expect(queues.map((q) => q.capability)).toEqual([...queues.map((q) => q.capability)].sort());
+    } finally {
+      cluster.close();
     }
   });
 });

@@ -86,6 +86,7 @@ describe("deploy/topology.yaml", () => {
     expect(paths).toContain("/taskmesh.events.v1.EventService/");
     expect(paths.some((p) => p?.startsWith("/taskmesh.ledger.") || p?.startsWith("/envoy.service.ratelimit."))).toBe(false);
     expect(paths).toContain("/taskmesh.coordinator.v1.TaskService/");
+    expect(paths).toContain("/taskmesh.coordinator.v1.ClusterService/");
     const limited = edgeRoutes(t, true).filter((r) => r.route?.rate_limits).map((r) => r.match.path);
     expect(limited).toEqual(["/taskmesh.identity.v1.IdentityService/IssueToken", "/taskmesh.identity.v1.IdentityService/RefreshToken"]);
     expect(paths).toContain("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
@@ -95,7 +96,7 @@ describe("deploy/topology.yaml", () => {
     // The coordinator answers the edge's reflection for every taskmesh service the edge exposes.
     expect(edgeReflection(t)).toEqual({
       target: "coordinator",
-      services: ["taskmesh.coordinator.v1.TaskService", "taskmesh.config.v1.ConfigService", "taskmesh.identity.v1.IdentityService", "taskmesh.events.v1.EventService"],
+      services: ["taskmesh.coordinator.v1.TaskService", "taskmesh.coordinator.v1.ClusterService", "taskmesh.config.v1.ConfigService", "taskmesh.identity.v1.IdentityService", "taskmesh.events.v1.EventService"],
     });
   });
 });
@@ -118,8 +119,8 @@ describe("validation errors name the bad field", () => {
     expect(errorOf(withChange((r) => r.services.ledger.callers.push("billing")))).toMatch(/services\.ledger\.callers\.1: unknown caller "billing"/);
     expect(errorOf(withChange((r) => r.services.ledger.callers.push("ledger")))).toMatch(/services\.ledger\.callers\.1: a service does not call itself/);
     expect(errorOf(withChange((r) => (r.services.config.healthService = "taskmesh.config.v1.Nope")))).toMatch(/services\.config\.healthService:/);
-    expect(errorOf(withChange((r) => r.edge.expose.push({ service: "taskmesh.billing.v1.BillingService" })))).toMatch(/edge\.expose\.7\.target: no service serves taskmesh\.billing\.v1\.BillingService/);
-    expect(errorOf(withChange((r) => r.edge.expose.push({ service: "taskmesh.ledger.v1.LedgerService" })))).toMatch(/edge\.expose\.7: ledger does not list edge among its callers/);
+    expect(errorOf(withChange((r) => r.edge.expose.push({ service: "taskmesh.billing.v1.BillingService" })))).toMatch(/edge\.expose\.8\.target: no service serves taskmesh\.billing\.v1\.BillingService/);
+    expect(errorOf(withChange((r) => r.edge.expose.push({ service: "taskmesh.ledger.v1.LedgerService" })))).toMatch(/edge\.expose\.8: ledger does not list edge among its callers/);
   });
 
   it("rejects unknown services in replica overrides", () => {

@@ -224,6 +224,25 @@ export const taskSql = {
     text: `SELECT ((SELECT count(*) FROM ledger.tasks WHERE state = 'PENDING' AND lease_id IS NULL)
                  + (SELECT count(*) FROM ledger.tasks WHERE lease_id IS NOT NULL AND state = 'PENDING'))::int AS n`,
   },
+  /**
+   * Per capability with tasks pending or running: how many of each, and
+   * when the longest-waiting due task not yet leased became due (null when
+   * none), with the database's time; from the dispatch and lease indexes (a
+   * RUNNING task always holds a lease), so it costs what is in flight, not
+   * the table.
+   */
+  queueStats: {
+    name: "ledger-task-queue-stats",
+    text: `SELECT capability,
+             count(*) FILTER (WHERE state = 'PENDING')::int AS pending,
+             count(*) FILTER (WHERE state = 'RUNNING')::int AS running,
+             min(next_attempt_at) FILTER (WHERE state = 'PENDING' AND lease_id IS NULL AND next_attempt_at <= now()) AS oldest_due,
+             now() AS read_at
+           FROM (SELECT capability, state, next_attempt_at, lease_id FROM ledger.tasks WHERE state = 'PENDING' AND lease_id IS NULL
+                 UNION ALL
+                 SELECT capability, state, next_attempt_at, lease_id FROM ledger.tasks WHERE lease_id IS NOT NULL) AS live
+           GROUP BY capability ORDER BY capability`,
+  },
   count: {
     name: "ledger-task-count",
     text: `SELECT capability, state, count(*)::bigint AS n, min(created_at) AS oldest FROM ledger.tasks
