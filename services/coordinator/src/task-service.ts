@@ -176,6 +176,13 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
       return ledger.getTask({ id, view: request.view || TaskView.TASK_VIEW_FULL }, { parent: ctx });
     },
 
+    async getTaskHistory(request, ctx) {
+      requireScope(ctx.metadata, "tasks:read");
+      const id = parseTaskId(request.id);
+      const page = await ledger.getTaskHistory({ taskId: id, afterSequence: undefined, pageSize: request.pageSize, pageToken: request.pageToken }, { parent: ctx });
+      return { transitions: page.transitions, nextPageToken: page.nextPageToken };
+    },
+
     async listTasks(request, ctx) {
       requireScope(ctx.metadata, "tasks:read");
       checkList(request);

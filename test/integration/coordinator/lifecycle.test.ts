@@ -35,6 +35,13 @@ describe("coordinator: the life of a task through real ledger, coordinator and w
     expect(echo.attempts).toBe(1);
     expect(["life-w1", "life-w2"]).toContain(echo.workerId);
     expect((await history(stack, echo.id)).map((h) => h.kind)).toEqual(["SUBMITTED", "STARTED", "SUCCEEDED"]);
+    // The same timeline through the API, in pages.
+    const first = await stack.tasks.getTaskHistory({ id: echo.id, pageSize: 2, pageToken: "" });
+    const rest = await stack.tasks.getTaskHistory({ id: echo.id, pageSize: 2, pageToken: first.nextPageToken });
+    expect([...first.transitions, ...rest.transitions].map((t) => TransitionKind[t.kind])).toEqual(["TRANSITION_KIND_SUBMITTED", "TRANSITION_KIND_STARTED", "TRANSITION_KIND_SUCCEEDED"]);
+    expect(rest.nextPageToken).toBe("");
+    const unknown = await stack.tasks.getTaskHistory({ id: "00000000-0000-7000-8000-000000000000", pageSize: 0, pageToken: "" }).catch((e: unknown) => e as MeshError);
+    expect((unknown as MeshError).reason).toBe("RES_TASK_NOT_FOUND");
   });
 
   it("retries flaky until it succeeds, with the attempt count in the task and its history", async () => {

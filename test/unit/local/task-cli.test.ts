@@ -241,6 +241,7 @@ class FakeTaskService {
     };
     server.addService(TaskServiceService, {
       submitTasks: async () => { throw new Error("the CLI submits one task at a time"); },
+      getTaskHistory: async () => { throw new Error("the CLI reads no history"); },
       submitTask: async (request) => {
         fake.submits.push(request);
         if (request.capability === "nope") {

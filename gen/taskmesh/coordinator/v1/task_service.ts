@@ -234,6 +234,24 @@ export interface WatchTaskResponse {
     | undefined;
 }
 
+/** The request of GetTaskHistory. */
+export interface GetTaskHistoryRequest {
+  /** The task's id. */
+  id: string;
+  /** At most this many per page: 1..1000, default 100 when 0. */
+  pageSize: number;
+  /** The `next_page_token` of the previous page; empty for the first page. */
+  pageToken: string;
+}
+
+/** One page of a task's history. */
+export interface GetTaskHistoryResponse {
+  /** Transitions in ascending sequence order. */
+  transitions: TaskTransition[];
+  /** Pass it as `page_token` for the next page; empty on the last page. */
+  nextPageToken: string;
+}
+
 function createBaseSubmitTaskRequest(): SubmitTaskRequest {
   return {
     capability: "",
@@ -1720,6 +1738,206 @@ export const WatchTaskResponse: MessageFns<WatchTaskResponse> = {
   },
 };
 
+function createBaseGetTaskHistoryRequest(): GetTaskHistoryRequest {
+  return { id: "", pageSize: 0, pageToken: "" };
+}
+
+export const GetTaskHistoryRequest: MessageFns<GetTaskHistoryRequest> = {
+  encode(message: GetTaskHistoryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTaskHistoryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTaskHistoryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTaskHistoryRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: GetTaskHistoryRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetTaskHistoryRequest>, I>>(base?: I): GetTaskHistoryRequest {
+    return GetTaskHistoryRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetTaskHistoryRequest>, I>>(object: I): GetTaskHistoryRequest {
+    const message = createBaseGetTaskHistoryRequest();
+    message.id = object.id ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseGetTaskHistoryResponse(): GetTaskHistoryResponse {
+  return { transitions: [], nextPageToken: "" };
+}
+
+export const GetTaskHistoryResponse: MessageFns<GetTaskHistoryResponse> = {
+  encode(message: GetTaskHistoryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.transitions) {
+      TaskTransition.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTaskHistoryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTaskHistoryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transitions.push(TaskTransition.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTaskHistoryResponse {
+    return {
+      transitions: globalThis.Array.isArray(object?.transitions)
+        ? object.transitions.map((e: any) => TaskTransition.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: GetTaskHistoryResponse): unknown {
+    const obj: any = {};
+    if (message.transitions?.length) {
+      obj.transitions = message.transitions.map((e) => TaskTransition.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetTaskHistoryResponse>, I>>(base?: I): GetTaskHistoryResponse {
+    return GetTaskHistoryResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetTaskHistoryResponse>, I>>(object: I): GetTaskHistoryResponse {
+    const message = createBaseGetTaskHistoryResponse();
+    message.transitions = object.transitions?.map((e) => TaskTransition.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /**
  * TaskService is how clients run tasks: submit one, read it, list them,
  * cancel one, and watch one until it ends. The coordinator records every
@@ -1798,6 +2016,26 @@ export const TaskServiceService = {
     requestDeserialize: (value: Buffer): GetTaskRequest => GetTaskRequest.decode(value),
     responseSerialize: (value: GetTaskResponse): Buffer => Buffer.from(GetTaskResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetTaskResponse => GetTaskResponse.decode(value),
+  },
+  /**
+   * GetTaskHistory returns a task's transitions in sequence order — its
+   * life: submitted, each attempt's start and end, retries, release,
+   * cancellation — a page at a time.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_TASK_ID) when the id is not a
+   * UUID, (VAL_INVALID_PAGE_SIZE, VAL_INVALID_PAGE_TOKEN) with field
+   * violations; NOT_FOUND (RES_TASK_NOT_FOUND); PERMISSION_DENIED
+   * (AUTH_MISSING_SCOPE).
+   */
+  getTaskHistory: {
+    path: "/taskmesh.coordinator.v1.TaskService/GetTaskHistory" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetTaskHistoryRequest): Buffer =>
+      Buffer.from(GetTaskHistoryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetTaskHistoryRequest => GetTaskHistoryRequest.decode(value),
+    responseSerialize: (value: GetTaskHistoryResponse): Buffer =>
+      Buffer.from(GetTaskHistoryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetTaskHistoryResponse => GetTaskHistoryResponse.decode(value),
   },
   /**
    * ListTasks returns tasks matching the filters, newest first, a page at a
@@ -1903,6 +2141,16 @@ export interface TaskServiceServer extends UntypedServiceImplementation {
    * (AUTH_MISSING_SCOPE).
    */
   getTask: handleUnaryCall<GetTaskRequest, GetTaskResponse>;
+  /**
+   * GetTaskHistory returns a task's transitions in sequence order — its
+   * life: submitted, each attempt's start and end, retries, release,
+   * cancellation — a page at a time.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_TASK_ID) when the id is not a
+   * UUID, (VAL_INVALID_PAGE_SIZE, VAL_INVALID_PAGE_TOKEN) with field
+   * violations; NOT_FOUND (RES_TASK_NOT_FOUND); PERMISSION_DENIED
+   * (AUTH_MISSING_SCOPE).
+   */
+  getTaskHistory: handleUnaryCall<GetTaskHistoryRequest, GetTaskHistoryResponse>;
   /**
    * ListTasks returns tasks matching the filters, newest first, a page at a
    * time, in the BASIC view unless asked otherwise. Over HTTP the filters
@@ -2024,6 +2272,30 @@ export interface TaskServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetTaskResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetTaskHistory returns a task's transitions in sequence order — its
+   * life: submitted, each attempt's start and end, retries, release,
+   * cancellation — a page at a time.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_TASK_ID) when the id is not a
+   * UUID, (VAL_INVALID_PAGE_SIZE, VAL_INVALID_PAGE_TOKEN) with field
+   * violations; NOT_FOUND (RES_TASK_NOT_FOUND); PERMISSION_DENIED
+   * (AUTH_MISSING_SCOPE).
+   */
+  getTaskHistory(
+    request: GetTaskHistoryRequest,
+    callback: (error: ServiceError | null, response: GetTaskHistoryResponse) => void,
+  ): ClientUnaryCall;
+  getTaskHistory(
+    request: GetTaskHistoryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetTaskHistoryResponse) => void,
+  ): ClientUnaryCall;
+  getTaskHistory(
+    request: GetTaskHistoryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetTaskHistoryResponse) => void,
   ): ClientUnaryCall;
   /**
    * ListTasks returns tasks matching the filters, newest first, a page at a
