@@ -5,7 +5,8 @@
 //
 // ensureBuild() compiles each source file to its own .js (esbuild, no
 // bundling: the tree and the imports stay as written) into
-// build/<fingerprint>/, where the fingerprint names the sources (their paths,
+// build/<fingerprint>/, and bundles the console (ui/console) for browsers
+// into build/<fingerprint>/ui/console/, where the fingerprint names the sources (their paths,
 // sizes and modification times): a build is never changed once written, so
 // processes running from it are never disturbed, and editing a source makes
 // the next command build again (about 0.3 s). The last three builds are kept,
@@ -25,6 +26,8 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const SOURCES = ["services", "deploy", "gen"];
 /** Copied as they are: deploy/local/plan.ts imports this file to find the build its services run from. */
 const COPIED = ["scripts/build.mjs"];
+/** The console (ui/console): its page and style, copied, and its code, bundled for browsers into console.js. */
+const CONSOLE = { dir: "ui/console", entry: "ui/console/src/main.ts", files: ["index.html", "console.css"] };
 /** Builds kept besides the newest. */
 const KEEP = 3;
 
@@ -48,8 +51,10 @@ function sources(dir, into = []) {
  */
 export function ensureBuild(root = ROOT) {
   const files = SOURCES.flatMap((dir) => (existsSync(join(root, dir)) ? sources(join(root, dir)) : [])).sort();
+  const consoleDir = join(root, CONSOLE.dir);
+  const consoleFiles = existsSync(consoleDir) ? [...sources(join(consoleDir, "src")), ...CONSOLE.files.map((f) => join(consoleDir, f))].sort() : [];
   const hash = createHash("sha256");
-  for (const file of [...files, ...COPIED.map((f) => join(root, f))]) {
+  for (const file of [...files, ...consoleFiles, ...COPIED.map((f) => join(root, f))]) {
     const { size, mtimeMs } = statSync(file);
     hash.update(`${relative(root, file)}\0${size}\0${mtimeMs}\n`);
   }
@@ -67,6 +72,13 @@ export function ensureBuild(root = ROOT) {
     for (const file of COPIED) {
       mkdirSync(dirname(join(tmp, file)), { recursive: true });
       copyFileSync(join(root, file), join(tmp, file));
+    }
+    if (consoleFiles.length > 0) {
+      esbuild(root).buildSync({
+        entryPoints: [join(root, CONSOLE.entry)], outfile: join(tmp, CONSOLE.dir, "console.js"), bundle: true, format: "esm", platform: "browser",
+        target: "es2022", minify: true, logLevel: "warning",
+      });
+      for (const file of CONSOLE.files) copyFileSync(join(consoleDir, file), join(tmp, CONSOLE.dir, file));
     }
     writeFileSync(join(tmp, ".complete"), "");
     try {

@@ -80,8 +80,8 @@ program.command("restart")
   .action(action(async (name: string) => (await commands.restart()).restart(name)));
 
 program.command("open")
-  .description("print the address of a page of the running system (docs: the API docs, jaeger: the Jaeger UI, admin: the edge's admin page); --browser opens it")
-  .argument("<page>", "docs, jaeger or admin")
+  .description("print the address of a page of the running system (ui: the console, docs: the API docs, jaeger: the Jaeger UI, admin: the edge's admin page); --browser opens it")
+  .argument("<page>", "ui, docs, jaeger or admin")
   .option("--browser", "also open it in the desktop's browser")
   .exitOverride(usageExit)
   .action(action(async (page: string, opts: { browser?: boolean }) => (await commands.open()).open(page, opts)));

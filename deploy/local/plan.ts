@@ -192,9 +192,13 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
   }
   await ensureMeshCerts(options.stateDir);
   const topology = loadTopology();
+  const build = ensureBuild(ROOT); // once for every instance: it checks every source's size and time
   const mesh = writeMesh({
     topology, stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc, accessLog: accessLogOptions(),
-    edge: { port: ports.edge, adminPort: ports.edgeAdmin, descriptorSetPath: join(ROOT, "gen/descriptor.binpb"), traceSamplingPercent: sampling, docs: localDocs(ROOT) },
+    edge: {
+      port: ports.edge, adminPort: ports.edgeAdmin, descriptorSetPath: join(ROOT, "gen/descriptor.binpb"), traceSamplingPercent: sampling, docs: localDocs(ROOT),
+      console: { dir: join(build, "ui/console"), jaegerUrl: `http://127.0.0.1:${ports.jaegerUi}` },
+    },
   });
   const identities = (instances.get("identity") ?? []).map((i) => i.name);
   for (const envoy of mesh) {
@@ -207,7 +211,6 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
       ? { ...spec, dependsOn: identities, ready: async (signal) => (await spec.ready(signal)) && (await jwksFetched(envoy.ports.admin!, signal)) }
       : spec);
   }
-  const build = ensureBuild(ROOT); // once for every instance: it checks every source's size and time
   for (const [service, { dependsOn }] of Object.entries(SERVICES)) {
     const after: string[] = dependsOn.filter((d) => infra.has(d));
     for (const d of dependsOn) after.push(...(instances.get(d) ?? []).map((p) => p.name));

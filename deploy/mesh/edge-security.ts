@@ -30,6 +30,7 @@ import {
   EDGE_DESCRIPTOR_ACTIONS, EDGE_LIMITS_FILTER, EDGE_LIMITS_STAT_PREFIX, LOCAL_RATE_LIMIT_TYPE_URL, RUNTIME_LAYER, SUBJECT_HEADER,
 } from "../../services/ratelimit/src/runtime-names.js";
 import { staticCluster } from "./clusters.js";
+import { CONSOLE_PATH } from "./console.js";
 import { DOCS_PATH } from "./docs.js";
 import type { Cluster, HttpFilter, RateLimit, RuntimeLayer } from "./envoy-types.js";
 
@@ -65,8 +66,8 @@ export const OPEN_PATHS = [
   "/v1/tokens", "/v1/tokens:refresh", "/.well-known/jwks.json",
 ] as const;
 const OPEN_PREFIXES = ["/grpc.health.v1.Health/", "/grpc.reflection."] as const;
-/** The API docs (deploy/mesh/docs.ts): static files, open to all. */
-const OPEN_DOCS = [{ path: DOCS_PATH }, { prefix: `${DOCS_PATH}/` }] as const;
+/** The API docs (deploy/mesh/docs.ts) and the console (deploy/mesh/console.ts): static files, open to all (the console's own API calls carry the user's token). */
+const OPEN_DOCS = [{ path: DOCS_PATH }, { prefix: `${DOCS_PATH}/` }, { path: CONSOLE_PATH }, { prefix: `${CONSOLE_PATH}/` }] as const;
 /** Paths where a token is checked when present but not required. */
 const OPTIONAL_PATHS = [`${IDENTITY}RevokeToken`] as const;
 /** Token issue and refresh: limited per client address. */

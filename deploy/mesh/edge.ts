@@ -3,6 +3,7 @@ import {
   ADDRESS_RATE_LIMITS, SUBJECT_RATE_LIMITS, TOKEN_PATHS, edgeLimitsFilter, jwksCluster, jwtFilter, rateLimitFilter, rateLimitRuntimeLayer, stripClaimsFilter,
   type EdgeAuthOptions, type EdgeRateLimitOptions,
 } from "./edge-security.js";
+import { consoleRoutes, type EdgeConsoleOptions } from "./console.js";
 import { DOCS_BODY_LIMIT, docsRoutes, type EdgeDocsOptions } from "./docs.js";
 import { edgeLocalReplies } from "./edge-errors.js";
 import { meshCluster, connectionManager, type MeshContext } from "./sidecar.js";
@@ -34,6 +35,8 @@ export interface EdgeOptions {
   readonly rateLimit?: EdgeRateLimitOptions | false;
   /** The API docs (Swagger UI on the OpenAPI document) at `/docs`, open to all; none when absent. */
   readonly docs?: EdgeDocsOptions;
+  /** The console at `/ui`; none when absent. */
+  readonly console?: EdgeConsoleOptions;
 }
 
 /** Streaming methods of the well-known services the edge exposes without a topology entry. */
@@ -44,12 +47,12 @@ const KNOWN_STREAMS: Readonly<Record<string, readonly string[]>> = {
 };
 
 /**
- * The edge's routes: the API docs (when given), each exposed service (or its
+ * The edge's routes: the API docs and the console (when given), each exposed service (or its
  * listed methods) to its target's cluster, then a catch-all 404 so CORS
  * preflights find the policy.
  */
-export function edgeRoutes(t: Topology, rateLimited = false, docs?: EdgeDocsOptions): Route[] {
-  const routes: Route[] = docs ? docsRoutes(docs) : [];
+export function edgeRoutes(t: Topology, rateLimited = false, docs?: EdgeDocsOptions, ui?: EdgeConsoleOptions): Route[] {
+  const routes: Route[] = [...(docs ? docsRoutes(docs) : []), ...(ui ? consoleRoutes(ui) : [])];
   if (rateLimited && t.services.identity) {
     // Token issue and refresh are limited per client address (no subject yet).
     for (const path of TOKEN_PATHS) {
@@ -126,11 +129,11 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
               samplingPercent: options.traceSamplingPercent ?? 100,
               accessLog: ctx.accessLog,
               codec: "AUTO",
-              routes: edgeRoutes(t, rateLimit !== false, options.docs),
+              routes: edgeRoutes(t, rateLimit !== false, options.docs, options.console),
               filters,
               extra: { use_remote_address: true, local_reply_config: edgeLocalReplies() },
               virtualHost: { typed_per_filter_config: { "envoy.filters.http.cors": cors }, ...(rateLimit ? { rate_limits: SUBJECT_RATE_LIMITS } : {}) },
-              ...(options.docs ? { routeConfig: { max_direct_response_body_size_bytes: DOCS_BODY_LIMIT } } : {}),
+              ...(options.docs || options.console ? { routeConfig: { max_direct_response_body_size_bytes: DOCS_BODY_LIMIT } } : {}),
             }),
           }],
         }],

@@ -5,6 +5,8 @@ import { UsageError } from "./usage-error.js";
 /** The pages of a running system that people open, by the name `taskmesh open` takes. */
 export function pageUrls(ports = fixedPorts()) {
   return {
+    /** The taskmesh console (tasks, workers, queues), served by the edge. */
+    ui: `http://127.0.0.1:${ports.edge}/ui`,
     /** Swagger UI on the HTTP API, served by the edge. */
     docs: `http://127.0.0.1:${ports.edge}/docs`,
     /** The Jaeger UI (traces). */
@@ -18,7 +20,7 @@ export function pageUrls(ports = fixedPorts()) {
 export type Page = keyof ReturnType<typeof pageUrls>;
 
 /** What each page is, for the lines `up` prints. */
-export const PAGE_TITLES: Readonly<Record<Page, string>> = { docs: "API docs", jaeger: "Jaeger UI", admin: "edge admin" };
+export const PAGE_TITLES: Readonly<Record<Page, string>> = { ui: "console", docs: "API docs", jaeger: "Jaeger UI", admin: "edge admin" };
 
 /** The desktop's opener, when this machine has one. */
 function opener(): string | undefined {

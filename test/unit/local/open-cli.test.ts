@@ -22,6 +22,7 @@ async function open(...args: string[]): Promise<{ stdout: string; stderr: string
 
 describe("npx taskmesh open <page>", () => {
   it("prints each page's address, on the ports the run's variables set", async () => {
+    expect(await open("ui")).toMatchObject({ stdout: "http://127.0.0.1:18080/ui\n", code: 0 });
     expect(await open("docs")).toMatchObject({ stdout: "http://127.0.0.1:18080/docs\n", code: 0 });
     expect(await open("jaeger")).toMatchObject({ stdout: "http://127.0.0.1:26686\n", code: 0 });
     expect(await open("admin")).toMatchObject({ stdout: "http://127.0.0.1:19901\n", code: 0 });
@@ -30,7 +31,7 @@ describe("npx taskmesh open <page>", () => {
   it("an unknown page exits 2 naming the pages; --browser without a desktop prints the address and exits 1 saying why", async () => {
     const unknown = await open("console");
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toContain('unknown page "console": one of docs, jaeger, admin');
+    expect(unknown.stderr).toContain('unknown page "console": one of ui, docs, jaeger, admin');
     const browser = await open("docs", "--browser");
     expect(browser).toMatchObject({ stdout: "http://127.0.0.1:18080/docs\n", code: 1 });
     expect(browser.stderr).toContain("no desktop to open it in");

@@ -1,0 +1,126 @@
+import { Metadata } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { IdentityServiceService } from "../../gen/taskmesh/identity/v1/identity.js";
+import { TaskServiceService } from "../../gen/taskmesh/coordinator/v1/task_service.js";
+import { createClient } from "../../services/kit/src/index.js";
+import { launchBrowser, screenshotPath } from "../support/browser.js";
+import { startUp, type UpRun } from "../support/up.js";
+
+// The console as a user meets it under `taskmesh up`: the page at the edge's
+// /ui, signed in with a token or an API key, submitting, watching and
+// cancelling tasks, and looking at the workers and the queues, in Chromium.
+describe("the console at the edge's /ui under up", { timeout: 120_000 }, () => {
+  let upRun: UpRun;
+  let base: string;
+  let token: string;
+
+  beforeAll(async () => {
+    upRun = await startUp();
+    base = `http://${upRun.edge}`;
+    token = await upRun.token();
+  }, 400_000); // waiting for the lock included
+
+  afterAll(async () => {
+    await upRun?.down();
+  }, 60_000);
+
+  it("up prints its address; the page and its files answer without a token, the API behind it still needs one", async () => {
+    expect(upRun.printed).toContain(`console    ${base}/ui`);
+    const page = await fetch(`${base}/ui`);
+    expect([page.status, page.headers.get("content-type")]).toEqual([200, "text/html; charset=utf-8"]);
+    expect(await page.text()).toContain("/ui/console.js");
+    const code = await fetch(`${base}/ui/console.js`);
+    expect([code.status, code.headers.get("content-type")]).toEqual([200, "text/javascript; charset=utf-8"]);
+    expect((await code.arrayBuffer()).byteLength).toBeLessThan(200_000);
+    expect(await (await fetch(`${base}/ui/config.json`)).json()).toEqual({ jaegerUrl: `http://127.0.0.1:${upRun.env.TASKMESH_JAEGER_PORT}` });
+    expect((await fetch(`${base}/v1/workers`)).status).toBe(401);
+  });
+
+  it("in Chromium: sign in with a token, submit an echo and see it succeed with its timeline, cancel a sleep, list tasks, workers and queues", async () => {
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      await page.goto(`${base}/ui`);
+      // A secret that is neither: the edge's answer, shown.
+      await page.locator("input[name=secret]").fill("not-a-key");
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("alert").waitFor();
+      await page.locator("input[name=secret]").fill(token);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.locator("table#tasks").waitFor();
+
+      // Submit from the form: the task's page follows it to SUCCEEDED.
+      await page.getByRole("link", { name: "Submit", exact: true }).click();
+      await page.locator("select[name=capability] option[value=echo]").waitFor({ state: "attached" });
+      await page.locator("select[name=capability]").selectOption("echo");
+      await page.locator("textarea[name=input]").fill(JSON.stringify({ text: "from the console" }));
+      await page.getByRole("button", { name: "Submit", exact: true }).click();
+      await page.locator("[data-state=SUCCEEDED]").waitFor({ timeout: 20_000 });
+      const echoId = decodeURIComponent(new URL(page.url()).hash.split("/")[2]!);
+      expect(await page.locator("#timeline li").evaluateAll((items) => items.map((li) => li.getAttribute("data-kind")))).toEqual(["SUBMITTED", "STARTED", "SUCCEEDED"]);
+      expect(await page.locator("#output").innerText()).toContain("from the console");
+      const tasks = createClient(TaskServiceService, upRun.edge);
+      const metadata = new Metadata();
+      metadata.set("authorization", `Bearer ${token}`);
+      try {
+        const { task } = await tasks.getTask({ id: echoId, view: 0 }, { metadata });
+        expect(await page.locator("#trace-link").getAttribute("href")).toBe(`http://127.0.0.1:${upRun.env.TASKMESH_JAEGER_PORT}/trace/${task!.traceId}`);
+      } finally {
+        tasks.close();
+      }
+      await page.screenshot({ path: screenshotPath("console-task"), fullPage: true });
+
+      // A long sleep, cancelled from its page: the worker is told, the task ends CANCELLED.
+      await page.getByRole("link", { name: "Submit", exact: true }).click();
+      await page.locator("select[name=capability] option[value=sleep]").waitFor({ state: "attached" });
+      await page.locator("select[name=capability]").selectOption("sleep");
+      await page.locator("textarea[name=input]").fill(JSON.stringify({ ms: 60_000 }));
+      await page.getByRole("button", { name: "Submit", exact: true }).click();
+      await page.locator("[data-state=RUNNING]").waitFor({ timeout: 20_000 });
+      await page.locator("#cancel").click();
+      await page.locator("[data-state=CANCELLED]").waitFor({ timeout: 20_000 });
+      expect(await page.locator("#timeline li").last().getAttribute("data-kind")).toBe("CANCELLED");
+      await page.locator("#cancel").waitFor({ state: "detached" });
+
+      // The list, filtered by state: the echo is there, the cancelled sleep is not.
+      await page.goto(`${base}/ui#/tasks?state=SUCCEEDED`);
+      await page.locator(`tr[data-task="${echoId}"]`).waitFor();
+      expect(await page.locator("table#tasks [data-state]").evaluateAll((els) => [...new Set(els.map((e) => e.getAttribute("data-state")))])).toEqual(["SUCCEEDED"]);
+      await page.screenshot({ path: screenshotPath("console-tasks") });
+
+      await page.getByRole("link", { name: "Workers" }).click();
+      await page.locator("tr[data-worker=worker-0]").waitFor();
+      expect(await page.locator("tr[data-worker=worker-0]").innerText()).toMatch(/CONNECTED[\s\S]*echo/);
+      await page.screenshot({ path: screenshotPath("console-workers") });
+
+      // Something to show in the queues: more sleeps than the workers have slots (16), for a while.
+      await Promise.all(Array.from({ length: 20 }, () => fetch(`${base}/v1/tasks`, {
+        method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ capability: "sleep", input: { ms: 4000 } }),
+      }).then((r) => r.arrayBuffer())));
+      await page.getByRole("link", { name: "Queues" }).click();
+      await page.locator("tr[data-capability=sleep]").waitFor({ timeout: 10_000 });
+      expect(await page.locator("tr[data-capability=sleep] td.num").first().innerText()).toMatch(/^\d+$/);
+      await page.screenshot({ path: screenshotPath("console-queues") });
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it("in Chromium: sign in with an API key, exchanged for access tokens at the edge", async () => {
+    const identity = createClient(IdentityServiceService, upRun.edge);
+    const metadata = new Metadata();
+    metadata.set("authorization", `Bearer ${token}`);
+    const { secret } = await identity.createApiKey({ name: "console-e2e", scopes: ["tasks:read"], subject: "console-reader", ttl: undefined }, { metadata }).finally(() => identity.close());
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${base}/ui`);
+      await page.locator("input[name=secret]").fill(secret);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.locator("table#tasks").waitFor();
+      expect(await page.locator("#who").innerText()).toContain("console-reader");
+    } finally {
+      await browser.close();
+    }
+  });
+});
