@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityServiceService } from "../../gen/taskmesh/identity/v1/identity.js";
 import { TaskServiceService } from "../../gen/taskmesh/coordinator/v1/task_service.js";
 import { createClient } from "../../services/kit/src/index.js";
-import { launchBrowser, screenshotPath } from "../support/browser.js";
+import { jaegerUiForTests, launchBrowser, screenshotPath } from "../support/browser.js";
 import { startUp, type UpRun } from "../support/up.js";
 
 // The console as a user meets it under `taskmesh up`: the page at the edge's
@@ -14,8 +14,10 @@ describe("the console at the edge's /ui under up", { timeout: 120_000 }, () => {
   let base: string;
   let token: string;
 
+  const jaegerUi = jaegerUiForTests();
+
   beforeAll(async () => {
-    upRun = await startUp();
+    upRun = await startUp([], jaegerUi ? { TASKMESH_JAEGER_UI_DIR: jaegerUi } : {});
     base = `http://${upRun.edge}`;
     token = await upRun.token();
   }, 400_000); // waiting for the lock included
@@ -36,7 +38,7 @@ describe("the console at the edge's /ui under up", { timeout: 120_000 }, () => {
     expect((await fetch(`${base}/v1/workers`)).status).toBe(401);
   });
 
-  it("in Chromium: sign in with a token, submit an echo and see it succeed with its timeline, cancel a sleep, list tasks, workers and queues", async () => {
+  it("in Chromium: sign in with a token, submit an echo and see it succeed with its timeline, open its trace in the Jaeger UI, cancel a sleep, list tasks, workers and queues", async () => {
     const browser = await launchBrowser();
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -69,6 +71,17 @@ describe("the console at the edge's /ui under up", { timeout: 120_000 }, () => {
         tasks.close();
       }
       await page.screenshot({ path: screenshotPath("console-task"), fullPage: true });
+
+      // The trace link opens the task's trace in the Jaeger UI, drawn with the spans of its hops.
+      expect(jaegerUi, "a built jaeger-ui folder (TASKMESH_JAEGER_UI_DIR, or shared/jaeger-ui beside the checkout)").toBeDefined();
+      const [jaegerPage] = await Promise.all([page.context().waitForEvent("page"), page.locator("#trace-link").click()]);
+      const drawn = async () => new Set(await jaegerPage.locator(".span-svc-name").allInnerTexts().then((texts) => texts.map((t) => t.trim().split(/\s+/)[0]!)));
+      await expect.poll(async () => {
+        if ((await drawn()).size < 3) await jaegerPage.reload(); // spans reach Jaeger in batches, about a second apart
+        return (await drawn()).size;
+      }, { timeout: 30_000, interval: 1000 }).toBeGreaterThanOrEqual(3);
+      expect([...(await drawn())]).toContain("edge");
+      await jaegerPage.close();
 
       // A long sleep, cancelled from its page: the worker is told, the task ends CANCELLED.
       await page.getByRole("link", { name: "Submit", exact: true }).click();

@@ -231,12 +231,37 @@ async function withAdmin<T>(broker: string, signal: AbortSignal, retries: number
   }
 }
 
+/** Errors a just-created topic's metadata answers for a moment (KRaft propagates new topics to the broker after the create returns). */
+const NOT_YET = new Set(["UNKNOWN_TOPIC_OR_PARTITION", "LEADER_NOT_AVAILABLE"]);
+
+/**
+ * Creates `topics` (those that exist are left as they are) and returns once
+ * every partition of each has a leader. kafkajs' own `waitForLeaders` gives
+ * up when the broker answers "This server does not host this
+ * topic-partition", which a KRaft broker does for a moment after a create
+ * while it is busy; this asks again until `timeoutMs` has passed.
+ */
+export async function createTopicsReady(admin: Admin, topics: ReadonlyArray<{ topic: string; numPartitions: number; replicationFactor?: number }>, timeoutMs = 30_000): Promise<void> {
+  await admin.createTopics({ waitForLeaders: false, topics: [...topics] });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const { topics: metadata } = await admin.fetchTopicMetadata({ topics: topics.map((t) => t.topic) });
+      if (metadata.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return;
+    } catch (error) {
+      if (!NOT_YET.has((error as { type?: string }).type ?? "") || Date.now() > deadline) throw error;
+    }
+    if (Date.now() > deadline) throw new Error(`topics ${topics.map((t) => t.topic).join(", ")} have no leader after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** Creates the missing topics of `topics` and grows those with fewer partitions than asked. */
 async function ensureTopics(admin: Admin, topics: Readonly<Record<string, number>>): Promise<void> {
   const existing = new Set(await admin.listTopics());
   const missing = Object.entries(topics).filter(([topic]) => !existing.has(topic));
   if (missing.length > 0) {
-    await admin.createTopics({ waitForLeaders: true, topics: missing.map(([topic, numPartitions]) => ({ topic, numPartitions, replicationFactor: 1 })) });
+    await createTopicsReady(admin, missing.map(([topic, numPartitions]) => ({ topic, numPartitions, replicationFactor: 1 })));
   }
   const present = Object.keys(topics).filter((topic) => existing.has(topic));
   if (present.length === 0) return;

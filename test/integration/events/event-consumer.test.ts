@@ -5,6 +5,7 @@ import { EventConsumer, RedisDedupStore, type ConsumedEvent } from "../../../ser
 import { createLogger } from "../../../services/kit/src/index.js";
 import { testTopicPrefix } from "../../support/kafka.js";
 import { waitFor } from "./support.js";
+import { createTopicsReady } from "../../../deploy/local/provision/kafka.js";
 
 describe("kit: EventConsumer on real Kafka and Redis", () => {
   const prefix = testTopicPrefix("event-consumer");
@@ -50,7 +51,7 @@ describe("kit: EventConsumer on real Kafka and Redis", () => {
 
   it("hands each event id to the handler once although Kafka holds (and redelivers) copies, and commits behind it", async () => {
     const topic = `${prefix}.dups`;
-    await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true });
+    await createTopicsReady(admin, [{ topic, numPartitions: 3 }]);
     const ids = Array.from({ length: 40 }, (_, i) => `ev-${i}`);
     await send(topic, ids);
     await send(topic, ids.slice(0, 20)); // a relay re-sent half of them
@@ -83,7 +84,7 @@ describe("kit: EventConsumer on real Kafka and Redis", () => {
 
   it("a failed handler gets the event again (after kafkajs' retry) and nothing is lost", async () => {
     const topic = `${prefix}.retry`;
-    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+    await createTopicsReady(admin, [{ topic, numPartitions: 1 }]);
     await send(topic, ["r-1", "r-2", "r-3"]);
     const seen: ConsumedEvent[] = [];
     let failures = 0;

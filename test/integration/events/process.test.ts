@@ -11,6 +11,7 @@ import { startConfigReplica } from "../../support/config-server.js";
 import { createTestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing } from "../../support/processes.js";
 import { Subscriber, waitFor } from "./support.js";
+import { createTopicsReady } from "../../../deploy/local/provision/kafka.js";
 
 const event = (id: string, type: string): Event => ({
   id, source: "//test/process", specversion: "", type, subject: id, time: undefined, datacontenttype: "", dataschema: "", data: { id }, extensions: {},
@@ -29,7 +30,7 @@ describe("the events process", () => {
     const admin = kafka.admin();
     await admin.connect();
     const topic = `${prefix}.orders`;
-    await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+    await createTopicsReady(admin, [{ topic, numPartitions: 2 }]);
     const db = await createTestDatabase("events_process");
     const config = await startConfigReplica(db.url);
     const address = `127.0.0.1:${await freePort()}`;

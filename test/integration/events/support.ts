@@ -8,6 +8,7 @@ import {
   AckRelay, DeadLetterIndex, RedisAttempts, KafkaClients, PublishDedup, Publisher, Subscriptions, createKafka, eventHandlers,
 } from "../../../services/events/src/index.js";
 import { testTopicPrefix } from "../../support/kafka.js";
+import { createTopicsReady } from "../../../deploy/local/provision/kafka.js";
 
 export type EventsClient = MeshClient<typeof EventServiceService>;
 
@@ -66,7 +67,7 @@ export async function startEvents(label: string, tracer?: Tracer): Promise<Event
     client, address: `127.0.0.1:${port}`, prefix, admin, kafka, redis, subscriptions,
     async topic(name: string, partitions = 3) {
       const topic = `${prefix}.${name}`;
-      await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+      await createTopicsReady(admin, [{ topic, numPartitions: partitions }]);
       return topic;
     },
     async stop() {
