@@ -21,6 +21,7 @@ const commands = {
   inspect: () => import("./commands/inspect.js"),
   open: () => import("./commands/open.js"),
   restart: () => import("./commands/restart.js"),
+  scale: () => import("./commands/scale.js"),
   task: () => import("./commands/task.js"),
   token: () => import("./commands/token.js"),
   up: () => import("./commands/up.js"),
@@ -78,6 +79,12 @@ program.command("restart")
   .argument("<process>", "e.g. worker-0, coordinator-0, coordinator-0-sidecar, kafka (npx taskmesh status lists them)")
   .exitOverride(usageExit)
   .action(action(async (name: string) => (await commands.restart()).restart(name)));
+
+program.command("scale")
+  .description("run N replicas of a service nothing calls (worker) in the running system: new ones join with their sidecars, removed ones drain first")
+  .argument("<service=replicas>", "e.g. worker=4")
+  .exitOverride(usageExit)
+  .action(action(async (arg: string) => (await commands.scale()).scale(arg)));
 
 program.command("open")
   .description("print the address of a page of the running system (ui: the console, docs: the API docs, jaeger: the Jaeger UI, admin: the edge's admin page); --browser opens it")

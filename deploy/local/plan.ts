@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { loadTopology, localDocs, writeMesh, type AccessLogOptions, type MeshInstance } from "../mesh/index.js";
+import { loadTopology, localDocs, writeMesh, writeSidecar, type AccessLogOptions, type MeshInstance, type WrittenEnvoy } from "../mesh/index.js";
 import { parseDuration } from "../../services/kit/src/env.js";
 import { edgeReflection, type Topology } from "../mesh/topology.js";
 import { ensureMeshCerts } from "./certs.js";
@@ -97,6 +97,20 @@ export interface Plan {
   readonly databaseUrl: string;
   /** Processes that start after the others are ready, once what they need is built (Jaeger with {@link PlanOptions.jaegerLater}). */
   readonly later: readonly ProcessSpec[];
+  /** Replicas added to (and taken from) the run while it goes on. */
+  readonly replicas: Replicas;
+}
+
+/** Adding replicas to a running system (`taskmesh scale`). */
+export interface Replicas {
+  /**
+   * Why `service`'s replicas cannot change while the run goes on, or
+   * undefined when they can: only a service nothing calls, since no other
+   * Envoy then has to learn a new replica's address.
+   */
+  whyFixed(service: string): string | undefined;
+  /** The processes of replica `index` of `service`: its sidecar (its config written now), then the service, after what it depends on. */
+  add(service: string, index: number): Promise<ProcessSpec[]>;
 }
 
 /**
@@ -201,23 +215,46 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
     },
   });
   const identities = (instances.get("identity") ?? []).map((i) => i.name);
+  const envoyOf = (envoy: WrittenEnvoy): ProcessSpec => envoySpec({
+    name: envoy.kind === "edge" ? "edge" : `${envoy.name}-sidecar`, kind: envoy.kind, configPath: envoy.configPath, adminPort: envoy.ports.admin!, logDir,
+    ...(envoy.service ? { service: envoy.service } : {}), ports: Object.fromEntries(Object.entries(envoy.ports).filter(([k]) => k !== "admin" && k !== "app")),
+  });
   for (const envoy of mesh) {
-    const spec = envoySpec({
-      name: envoy.kind === "edge" ? "edge" : `${envoy.name}-sidecar`, kind: envoy.kind, configPath: envoy.configPath, adminPort: envoy.ports.admin!, logDir,
-      ...(envoy.service ? { service: envoy.service } : {}), ports: Object.fromEntries(Object.entries(envoy.ports).filter(([k]) => k !== "admin" && k !== "app")),
-    });
+    const spec = envoyOf(envoy);
     // The edge verifies tokens with identity's keys: it starts after identity and is ready once it has fetched them.
     specs.push(envoy.kind === "edge" && identities.length > 0
       ? { ...spec, dependsOn: identities, ready: async (signal) => (await spec.ready(signal)) && (await jwksFetched(envoy.ports.admin!, signal)) }
       : spec);
   }
-  for (const [service, { dependsOn }] of Object.entries(SERVICES)) {
-    const after: string[] = dependsOn.filter((d) => infra.has(d));
-    for (const d of dependsOn) after.push(...(instances.get(d) ?? []).map((p) => p.name));
-    for (const [i, instance] of instances.get(service)!.entries()) {
-      const own = { ...env, ...serviceEnv(service, options.stateDir, topology), TASKMESH_UPSTREAM: `127.0.0.1:${instance.outboundPort}` };
-      specs.push(serviceSpec(service, i, instance.appPort, metricsPorts.get(instance.name)!, own, [...after, `${instance.name}-sidecar`], build));
-    }
+  /** What an instance of `service` starts after: its infrastructure and every instance of the services it needs. */
+  const prerequisites = (service: string): string[] => {
+    const { dependsOn } = SERVICES[service]!;
+    return [...dependsOn.filter((d) => infra.has(d)), ...dependsOn.flatMap((d) => (instances.get(d) ?? []).map((p) => p.name))];
+  };
+  const appSpec = (instance: MeshInstance, index: number, metricsPort: number): ProcessSpec => serviceSpec(
+    instance.service, index, instance.appPort, metricsPort,
+    { ...env, ...serviceEnv(instance.service, options.stateDir, topology), TASKMESH_UPSTREAM: `127.0.0.1:${instance.outboundPort}` },
+    [...prerequisites(instance.service), `${instance.name}-sidecar`], build,
+  );
+  for (const service of Object.keys(SERVICES)) {
+    for (const [i, instance] of instances.get(service)!.entries()) specs.push(appSpec(instance, i, metricsPorts.get(instance.name)!));
   }
-  return { specs, databaseUrl, later: options.jaegerLater ? [jaeger] : [] };
+  const meshContext = { topology, stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc, accessLog: accessLogOptions() };
+  const replicas: Replicas = {
+    whyFixed(service) {
+      if (!SERVICES[service]) return `no service ${service} (services: ${Object.keys(SERVICES).join(", ")})`;
+      const callers = topology.services[service]?.callers ?? [];
+      if (callers.length > 0) {
+        return `${service} is called by ${callers.join(", ")}, whose Envoys would have to learn a new replica's address: start the run with --replicas ${service}=N instead`;
+      }
+      return undefined;
+    },
+    async add(service, index) {
+      const why = replicas.whyFixed(service);
+      if (why) throw new Error(why);
+      const instance: MeshInstance = { name: `${service}-${index}`, service, appPort: await freePort(), inboundPort: await freePort(), outboundPort: await freePort(), adminPort: await freePort() };
+      return [envoyOf(writeSidecar(meshContext, instance)), appSpec(instance, index, await freePort())];
+    },
+  };
+  return { specs, databaseUrl, later: options.jaegerLater ? [jaeger] : [], replicas };
 }

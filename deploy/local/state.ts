@@ -22,6 +22,44 @@ export interface RunState {
   readonly phase: "starting" | "ready" | "stopping" | "failed";
   readonly error?: string;
   readonly processes: readonly ProcessRecord[];
+  /** The last `taskmesh scale` request the supervisor took, and how it went. */
+  readonly scale?: ScaleOutcome;
+}
+
+/** A request to change a service's replica count while the run goes on (`taskmesh scale`). */
+export interface ScaleRequest {
+  /** Names the request, so its outcome can be told from an earlier one's. */
+  readonly id: string;
+  readonly service: string;
+  readonly replicas: number;
+}
+
+/** What became of a {@link ScaleRequest}. */
+export interface ScaleOutcome extends ScaleRequest {
+  readonly outcome: "working" | "done" | "failed";
+  readonly error?: string;
+}
+
+const SCALE_FILE = join(STATE_DIR, "scale-request.json");
+
+/** Hands a scale request to the running supervisor (it looks for one twice a second). */
+export function requestScale(request: ScaleRequest): void {
+  mkdirSync(STATE_DIR, { recursive: true });
+  const tmp = `${SCALE_FILE}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(request));
+  renameSync(tmp, SCALE_FILE);
+}
+
+/** Takes the pending scale request, if any (the file is removed). */
+export function takeScaleRequest(): ScaleRequest | undefined {
+  if (!existsSync(SCALE_FILE)) return undefined;
+  try {
+    return JSON.parse(readFileSync(SCALE_FILE, "utf8")) as ScaleRequest;
+  } catch {
+    return undefined;
+  } finally {
+    rmSync(SCALE_FILE, { force: true });
+  }
 }
 
 /** Writes the state file atomically (readers never see half a file). */

@@ -66,6 +66,8 @@ interface Entry {
   startedAt: number;
   restartTimer: NodeJS.Timeout | undefined;
   startTicks: number | undefined;
+  /** Being taken out of the run ({@link Supervisor.remove}): never restarted. */
+  removed?: boolean;
 }
 
 /** The last lines of a log file, for error messages. */
@@ -172,7 +174,8 @@ export class Supervisor {
    * ready in time, and starts nothing more after that.
    */
   async start(specs: readonly ProcessSpec[], signal?: AbortSignal): Promise<void> {
-    const levels = dependencyLevels(specs); // unknown names and cycles, before anything starts
+    // A dependency already supervised (a replica added to a running system) is met: it runs, or the supervisor restarts it.
+    const levels = dependencyLevels(specs.map((s) => ({ ...s, dependsOn: (s.dependsOn ?? []).filter((d) => !this.entries.has(d)) })));
     for (const spec of specs) {
       if (this.entries.has(spec.name)) throw new Error(`process ${spec.name} is already supervised`);
       this.entries.set(spec.name, { spec, logFile: join(this.options.logDir, `${spec.name}.log`), state: "pending", child: undefined, exit: undefined, restarts: 0, startedAt: 0, restartTimer: undefined, startTicks: undefined });
@@ -185,7 +188,7 @@ export class Supervisor {
       let promise = ready.get(name);
       if (!promise) {
         promise = (async () => {
-          await Promise.all((byName.get(name)!.dependsOn ?? []).map(launched));
+          await Promise.all((byName.get(name)!.dependsOn ?? []).filter((d) => byName.has(d)).map(launched));
           if (failed || this.stopping) throw new Error(`${name} not started: start-up was abandoned`);
           this.order.push(name);
           await this.launch(this.entries.get(name)!, signal);
@@ -196,6 +199,28 @@ export class Supervisor {
       return promise;
     };
     await Promise.all(specs.map((s) => launched(s.name)));
+  }
+
+  /**
+   * Stops `names`, one after another in the order given (its stop signal,
+   * then SIGKILL to its group after its grace), and forgets them: they are
+   * not restarted and no longer listed.
+   */
+  async remove(names: readonly string[]): Promise<void> {
+    for (const name of names) {
+      const e = this.entries.get(name);
+      if (!e) throw new Error(`no process ${name} is supervised`);
+      clearTimeout(e.restartTimer);
+      e.restartTimer = undefined;
+      e.removed = true;
+      await this.terminate(e);
+      this.entries.delete(name);
+      for (const list of [this.order, this.listing]) {
+        const at = list.indexOf(name);
+        if (at >= 0) list.splice(at, 1);
+      }
+      this.emit({ type: "stopped", name });
+    }
   }
 
   /** Stops every process in reverse start order: its stop signal, then SIGKILL to its group after its grace. */
@@ -289,7 +314,7 @@ export class Supervisor {
   }
 
   private exited(e: Entry, child: ChildProcess, code: number | undefined, signal: string | undefined): void {
-    if (e.child !== child || this.stopping || e.state !== "running") return;
+    if (e.child !== child || this.stopping || e.removed || e.state !== "running") return;
     const restart = this.options.restart ?? true;
     // Back off 0.5 s, 1 s, 2 s … up to the cap; a process that ran a minute starts over.
     if (Date.now() - e.startedAt > 60_000) e.restarts = 0;
@@ -299,7 +324,7 @@ export class Supervisor {
     if (!restart) return;
     e.restartTimer = setTimeout(() => {
       e.restartTimer = undefined;
-      if (this.stopping) return;
+      if (this.stopping || e.removed) return;
       e.restarts++;
       this.launch(e).then(
         () => this.emit({ type: "restarted", name: e.spec.name, restarts: e.restarts }),

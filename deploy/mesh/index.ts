@@ -8,4 +8,4 @@ export {
   EDGE, TOPOLOGY_PATH, TopologyError, calleesOf, healthServiceOf, identities, instanceNames, loadTopology, methodPolicy, parseTopology, spiffeId,
   type MethodPolicy, type Topology,
 } from "./topology.js";
-export { buildMesh, toYaml, writeMesh, type MeshEnvoy, type MeshOptions, type WrittenEnvoy } from "./write.js";
+export { buildMesh, toYaml, writeMesh, writeSidecar, type MeshEnvoy, type MeshOptions, type WrittenEnvoy } from "./write.js";

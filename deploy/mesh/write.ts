@@ -67,3 +67,23 @@ export function writeMesh(options: MeshOptions): WrittenEnvoy[] {
     return { ...envoy, configPath };
   });
 }
+
+/**
+ * Writes the sidecar config of one more instance (`<stateDir>/envoy/<name>.yaml`)
+ * to a running mesh: its clusters reach the instances of `ctx`. Only an
+ * instance of a service nothing calls can join this way (no other Envoy has
+ * to learn its address).
+ */
+export function writeSidecar(ctx: MeshContext, instance: MeshInstance): WrittenEnvoy {
+  const dir = join(ctx.stateDir, "envoy");
+  mkdirSync(dir, { recursive: true });
+  const config = sidecarConfig(ctx, instance);
+  const configPath = join(dir, `${instance.name}.yaml`);
+  writeFileSync(`${configPath}.tmp`, toYaml(config));
+  renameSync(`${configPath}.tmp`, configPath);
+  return {
+    name: instance.name, kind: "sidecar", service: instance.service, config, configPath,
+    ports: { app: instance.appPort, inbound: instance.inboundPort, outbound: instance.outboundPort, admin: instance.adminPort },
+  };
+}
+

@@ -3,14 +3,16 @@ import { mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { Listr } from "listr2";
 import pc from "picocolors";
-import { buildPlan } from "../plan.js";
+import { buildPlan, type Replicas } from "../plan.js";
 import type { ProcessSpec } from "../process-spec.js";
 import { ensureJaeger, jaegerBuilt } from "../provision/jaeger.js";
 import { ensureKafka } from "../provision/kafka.js";
 import { ensureRedis } from "../provision/redis.js";
 import { MissingPrerequisite, ROOT } from "../provision/versions.js";
 import { localSecret } from "../secrets.js";
-import { clearState, LOG_DIR, readState, recoverStaleRun, STATE_DIR, writeState, type RunState } from "../state.js";
+import {
+  clearState, LOG_DIR, readState, recoverStaleRun, STATE_DIR, takeScaleRequest, writeState, type RunState, type ScaleOutcome, type ScaleRequest,
+} from "../state.js";
 import { SpanBuffer } from "../span-buffer.js";
 import { alive, Supervisor, type SupervisorEvent } from "../supervisor.js";
 import { printAddresses } from "./inspect.js";
@@ -76,6 +78,7 @@ async function upForeground(options: UpOptions): Promise<number> {
   const started = Date.now();
   let specs: readonly ProcessSpec[];
   let later: readonly ProcessSpec[];
+  let replicas: Replicas;
   // On a first run Jaeger's build takes minutes: everything else starts without it, and its port holds the spans meanwhile.
   const jaegerLater = !jaegerBuilt();
   try {
@@ -89,6 +92,7 @@ async function upForeground(options: UpOptions): Promise<number> {
     });
     specs = plan.specs;
     later = plan.later;
+    replicas = plan.replicas;
   } catch (error) {
     console.error(`taskmesh: ${error instanceof MissingPrerequisite ? error.message : (error as Error).stack}`);
     return 1;
@@ -117,8 +121,9 @@ async function upForeground(options: UpOptions): Promise<number> {
   });
   /** Processes not handed to the supervisor yet: `building`, or `failed` when their build failed. */
   const building = new Map<string, "building" | "failed">(later.map((s) => [s.name, "building"]));
+  let scaled: ScaleOutcome | undefined;
   const save = (): void => writeState({
-    supervisorPid: process.pid, startedAt: new Date(started).toISOString(), phase, ...(error ? { error } : {}),
+    supervisorPid: process.pid, startedAt: new Date(started).toISOString(), phase, ...(error ? { error } : {}), ...(scaled ? { scale: scaled } : {}),
     processes: [
       ...supervisor.status().map(({ logFile: _log, ...s }) => s),
       ...later.filter((s) => building.has(s.name)).map((s) => ({ name: s.name, kind: s.kind, state: building.get(s.name)!, ports: s.ports })),
@@ -207,9 +212,56 @@ async function upForeground(options: UpOptions): Promise<number> {
   }
   console.log(pc.green(`taskmesh: ready in ${((Date.now() - started) / 1000).toFixed(1)} s`));
   printAddresses(readState()!);
+  // `taskmesh scale` requests, one at a time.
+  let scaling = false;
+  const scaler = setInterval(() => {
+    if (scaling || phase !== "ready") return;
+    const request = takeScaleRequest();
+    if (!request) return;
+    scaling = true;
+    scaled = { ...request, outcome: "working" };
+    save();
+    void scale(supervisor, replicas, request).then(
+      () => (scaled = { ...request, outcome: "done" }),
+      (failure: unknown) => {
+        scaled = { ...request, outcome: "failed", error: (failure as Error).message };
+        console.error(pc.red(`taskmesh: scaling ${request.service} to ${request.replicas} failed: ${(failure as Error).message}`));
+      },
+    ).finally(() => {
+      scaling = false;
+      save();
+    });
+  }, 500);
+  scaler.unref();
   console.log("Ctrl-C (or npx taskmesh down) stops everything.");
   await new Promise(() => undefined); // serve until a signal
   return 0;
+}
+
+/**
+ * Changes the number of running replicas of `request.service`: new ones
+ * (each its sidecar, then the service) are started and waited for; the
+ * highest-numbered ones are stopped, each service before its sidecar (a
+ * worker drains first: it finishes or hands back what it holds).
+ */
+async function scale(supervisor: Supervisor, replicas: Replicas, request: ScaleRequest): Promise<void> {
+  const why = replicas.whyFixed(request.service);
+  if (why) throw new Error(why);
+  const indexOf = (name: string): number => Number(name.slice(request.service.length + 1));
+  const running = supervisor.status()
+    .filter((p) => p.kind === "service" && p.service === request.service && /^\d+$/.test(p.name.slice(request.service.length + 1)))
+    .map((p) => indexOf(p.name)).sort((a, b) => a - b);
+  if (request.replicas > running.length) {
+    const next = (running.at(-1) ?? -1) + 1;
+    const specs = (await Promise.all(Array.from({ length: request.replicas - running.length }, (_, k) => replicas.add(request.service, next + k)))).flat();
+    console.log(pc.dim(`taskmesh: adding ${specs.filter((s) => s.kind === "service").map((s) => s.name).join(", ")}`));
+    await supervisor.start(specs);
+  } else if (request.replicas < running.length) {
+    const gone = running.slice(request.replicas).reverse().map((i) => `${request.service}-${i}`);
+    console.log(pc.dim(`taskmesh: removing ${gone.join(", ")}`));
+    await supervisor.remove(gone.flatMap((name) => [name, `${name}-sidecar`]));
+  }
+  console.log(pc.green(`taskmesh: ${request.service} has ${request.replicas} replica${request.replicas === 1 ? "" : "s"}`));
 }
 
 /** The OTLP gRPC port of Jaeger among `specs`. */

@@ -75,6 +75,24 @@ describe("Supervisor", () => {
     await sup.stop();
   });
 
+  it("adds processes to a running set (a dependency already running is met) and removes them for good: stopped, not restarted, no longer listed", async () => {
+    const dir = tempDir();
+    const sup = new Supervisor({ logDir: dir, restart: true });
+    const a = join(dir, "a.up");
+    const b = join(dir, "b.up");
+    await sup.start([shell("a", `touch ${a}; exec sleep 30`, a)]);
+    await sup.start([shell("b", `touch ${b}; exec sleep 30`, b, { dependsOn: ["a"] })]);
+    expect(sup.status().map((s) => [s.name, s.state])).toEqual([["a", "running"], ["b", "running"]]);
+    const pid = sup.status().find((s) => s.name === "b")!.pid!;
+    await sup.remove(["b"]);
+    expect(alive(pid)).toBe(false);
+    expect(sup.status().map((s) => s.name)).toEqual(["a"]);
+    await new Promise((r) => setTimeout(r, 700)); // past the first restart's backoff: nothing comes back
+    expect(sup.status().map((s) => s.name)).toEqual(["a"]);
+    await expect(sup.remove(["b"])).rejects.toThrow(/no process b/);
+    await sup.stop();
+  });
+
   it("restarts a process that crashes, with backoff, and reports it", async () => {
     const dir = tempDir();
     const events: SupervisorEvent[] = [];

@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startUp, until, type UpRun } from "../support/up.js";
+
+interface Worker {
+  info: { workerId: string };
+  state: string;
+}
+
+// Replicas that join and leave a running system: `taskmesh scale worker=N`
+// under `taskmesh up`, with tasks running on the new worker and none lost
+// when workers leave.
+describe("taskmesh scale under up", { timeout: 180_000 }, () => {
+  let upRun: UpRun;
+  let token: string;
+  const api = (path: string, body?: unknown) => fetch(`http://${upRun.edge}${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const workers = async (): Promise<Worker[]> => ((await (await api("/v1/workers")).json()) as { workers: Worker[] }).workers;
+  const processes = async (): Promise<Array<{ name: string; state: string }>> => (JSON.parse((await upRun.taskmesh("status", "--json")).stdout) as { processes: Array<{ name: string; state: string }> }).processes;
+  const submitSleeps = async (n: number, ms: number): Promise<string[]> => Promise.all(Array.from({ length: n }, async () => {
+    const response = await api("/v1/tasks", { capability: "sleep", input: { ms } });
+    return ((await response.json()) as { task: { id: string } }).task.id;
+  }));
+  const task = async (id: string) => ((await (await api(`/v1/tasks/${id}`)).json()) as { task: { state: string; workerId: string } }).task;
+
+  beforeAll(async () => {
+    upRun = await startUp();
+    token = await upRun.token();
+  }, 400_000); // waiting for the lock included
+
+  afterAll(async () => {
+    await upRun?.down();
+  }, 60_000);
+
+  it("refuses what it cannot do: a service others call, no replicas, not <service>=<n>", async () => {
+    const called = await upRun.taskmesh("scale", "coordinator=2");
+    expect(called.code).toBe(1);
+    expect(called.stderr).toContain("coordinator is called by worker, edge");
+    for (const bad of ["worker=0", "worker=17", "worker"]) expect((await upRun.taskmesh("scale", bad)).code, bad).toBe(2);
+  });
+
+  it("worker=3: a third worker joins with its sidecar, connects, and runs tasks; worker=1: two leave, draining, and no task is lost", async () => {
+    const up = await upRun.taskmesh("scale", "worker=3");
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout).toContain("worker: 3 replicas (worker-0, worker-1, worker-2)");
+    const running = await processes();
+    for (const name of ["worker-2", "worker-2-sidecar"]) expect(running.find((p) => p.name === name)?.state, name).toBe("running");
+    await until("worker-2 to be connected", 20_000, async () => ((await workers()).some((w) => w.info.workerId === "worker-2" && w.state === "WORKER_STATE_CONNECTED") ? true : undefined));
+
+    // 30 sleeps on 24 slots: the new worker takes its share.
+    const ids = await submitSleeps(30, 1500);
+    await until("every sleep to run or finish", 30_000, async () => ((await Promise.all(ids.map(task))).filter((t) => t.state !== "TASK_STATE_PENDING").length >= 24 ? true : undefined));
+    expect((await Promise.all(ids.map(task))).some((t) => t.workerId === "worker-2")).toBe(true);
+
+    // Down to one while those run: the two that leave drain (finish or hand back), and every sleep still succeeds.
+    const down = await upRun.taskmesh("scale", "worker=1");
+    expect(down.code, down.stderr).toBe(0);
+    expect(down.stdout).toContain("worker: 1 replica (worker-0)");
+    const names = (await processes()).map((p) => p.name);
+    for (const gone of ["worker-1", "worker-1-sidecar", "worker-2", "worker-2-sidecar"]) expect(names).not.toContain(gone);
+    await until("every sleep to succeed", 60_000, async () => ((await Promise.all(ids.map(task))).every((t) => t.state === "TASK_STATE_SUCCEEDED") ? true : undefined));
+    const listed = await workers();
+    expect(listed.filter((w) => w.state === "WORKER_STATE_CONNECTED").map((w) => w.info.workerId)).toEqual(["worker-0"]);
+    expect(listed.find((w) => w.info.workerId === "worker-2")?.state).toBe("WORKER_STATE_GONE");
+  });
+});
