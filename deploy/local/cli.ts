@@ -57,7 +57,8 @@ program.command("up")
   .description("start Postgres, the services and everything they need; wait until all are healthy")
   .option("-d, --detach", "run in the background and return once ready")
   .addOption(new Option("--replicas <list>", "replicas per service, e.g. config=2").argParser(parseReplicas))
-  .action(action(async (opts: { detach?: boolean; replicas?: Record<string, number> }) => (await commands.up()).up(opts)));
+  .option("--autoscale <service=min..max>", "size a service nothing calls from the queue, e.g. worker=1..6 (TASKMESH_AUTOSCALE_TARGET tasks in flight per replica, default 8)")
+  .action(action(async (opts: { detach?: boolean; replicas?: Record<string, number>; autoscale?: string }) => (await commands.up()).up(opts)));
 
 program.command("down").description("stop everything, in reverse order").action(action(async () => (await commands.up()).down()));
 

@@ -66,3 +66,42 @@ describe("taskmesh scale under up", { timeout: 180_000 }, () => {
     expect(listed.find((w) => w.info.workerId === "worker-2")?.state).toBe("WORKER_STATE_GONE");
   });
 });
+
+// `up --autoscale worker=1..3`: the supervisor sizes the workers from the
+// tasks in flight (policy windows shortened for the test).
+describe("taskmesh up --autoscale", { timeout: 180_000 }, () => {
+  let upRun: UpRun;
+  let token: string;
+  const workerProcesses = async (): Promise<string[]> => (JSON.parse((await upRun.taskmesh("status", "--json")).stdout) as { processes: Array<{ name: string; kind: string; service?: string; state: string }> })
+    .processes.filter((p) => p.kind === "service" && p.service === "worker" && p.state === "running").map((p) => p.name);
+
+  beforeAll(async () => {
+    upRun = await startUp(["--autoscale", "worker=1..3"], {
+      TASKMESH_AUTOSCALE_INTERVAL: "500ms", TASKMESH_AUTOSCALE_UP_COOLDOWN: "1s", TASKMESH_AUTOSCALE_DOWN_AFTER: "4s",
+    });
+    token = await upRun.token();
+  }, 400_000); // waiting for the lock included
+
+  afterAll(async () => {
+    await upRun?.down();
+  }, 60_000);
+
+  it("starts at the minimum, grows to the maximum under a queue, every task succeeds, and shrinks back once it is idle", async () => {
+    expect(await workerProcesses()).toEqual(["worker-0"]);
+    expect((await upRun.taskmesh("up", "-d", "--autoscale", "worker=3..1")).code).toBe(2);
+    const submitted = await Promise.all(Array.from({ length: 40 }, async () => {
+      const response = await fetch(`http://${upRun.edge}/v1/tasks`, {
+        method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ capability: "sleep", input: { ms: 2000 } }),
+      });
+      return ((await response.json()) as { task: { id: string } }).task.id;
+    }));
+    await until("three workers", 30_000, async () => ((await workerProcesses()).length === 3 ? true : undefined));
+    await until("every sleep to succeed", 60_000, async () => {
+      const states = await Promise.all(submitted.map(async (id) => ((await (await fetch(`http://${upRun.edge}/v1/tasks/${id}`, { headers: { authorization: `Bearer ${token}` } })).json()) as { task: { state: string } }).task.state));
+      return states.every((s) => s === "TASK_STATE_SUCCEEDED") ? true : undefined;
+    });
+    await until("one worker again", 40_000, async () => ((await workerProcesses()).length === 1 ? true : undefined));
+    expect(await workerProcesses()).toEqual(["worker-0"]);
+  });
+});
+

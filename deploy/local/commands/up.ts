@@ -3,6 +3,7 @@ import { mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { Listr } from "listr2";
 import pc from "picocolors";
+import { parseAutoscale, startAutoscaler, type AutoscalePolicy } from "../autoscale.js";
 import { buildPlan, type Replicas } from "../plan.js";
 import type { ProcessSpec } from "../process-spec.js";
 import { ensureJaeger, jaegerBuilt } from "../provision/jaeger.js";
@@ -23,12 +24,15 @@ export interface UpOptions {
   readonly detach?: boolean;
   /** Replicas per service, e.g. `{ config: 2 }`. */
   readonly replicas?: Readonly<Record<string, number>>;
+  /** `worker=1..6`: the supervisor sizes that service's replicas from the queue (see deploy/local/autoscale.ts). */
+  readonly autoscale?: string;
 }
 
 export { parseReplicas } from "./replicas.js";
 
 /** `taskmesh up`: runs everything and supervises it until a signal (or, with -d, in the background). */
 export async function up(options: UpOptions): Promise<number> {
+  if (options.autoscale) parseAutoscale(options.autoscale); // bad input is refused here, before anything starts
   return options.detach ? upDetached(options) : upForeground(options);
 }
 
@@ -42,7 +46,9 @@ async function upDetached(options: UpOptions): Promise<number> {
   const out = openSync(join(LOG_DIR, "taskmesh.log"), "a");
   const replicas = Object.entries(options.replicas ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
   // The same command line as this one (the compiled CLI, or the TypeScript one under a loader).
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, "up", ...(replicas ? ["--replicas", replicas] : [])], {
+  const child = spawn(process.execPath, [
+    ...process.execArgv, process.argv[1]!, "up", ...(replicas ? ["--replicas", replicas] : []), ...(options.autoscale ? ["--autoscale", options.autoscale] : []),
+  ], {
     cwd: ROOT, detached: true, stdio: ["ignore", out, out], env: { ...process.env, NO_COLOR: "1" },
   });
   child.unref();
@@ -66,6 +72,7 @@ async function upDetached(options: UpOptions): Promise<number> {
 }
 
 async function upForeground(options: UpOptions): Promise<number> {
+  const autoscale: AutoscalePolicy | undefined = options.autoscale ? parseAutoscale(options.autoscale) : undefined;
   let recovered: string[];
   try {
     recovered = await recoverStaleRun();
@@ -79,6 +86,7 @@ async function upForeground(options: UpOptions): Promise<number> {
   let specs: readonly ProcessSpec[];
   let later: readonly ProcessSpec[];
   let replicas: Replicas;
+  let databaseUrl: string;
   // On a first run Jaeger's build takes minutes: everything else starts without it, and its port holds the spans meanwhile.
   const jaegerLater = !jaegerBuilt();
   try {
@@ -86,13 +94,16 @@ async function upForeground(options: UpOptions): Promise<number> {
     const plan = await buildPlan({
       stateDir: STATE_DIR,
       postgresPassword: localSecret(join(STATE_DIR, "postgres.password")),
-      ...(options.replicas ? { replicas: options.replicas } : {}),
+      ...(options.replicas || autoscale ? { replicas: { ...options.replicas, ...(autoscale ? { [autoscale.service]: autoscale.min } : {}) } } : {}),
       ...(external ? { databaseUrl: external } : {}),
       jaegerLater,
     });
     specs = plan.specs;
     later = plan.later;
     replicas = plan.replicas;
+    databaseUrl = plan.databaseUrl;
+    const why = autoscale ? replicas.whyFixed(autoscale.service) : undefined;
+    if (why) throw new Error(`--autoscale: ${why}`);
   } catch (error) {
     console.error(`taskmesh: ${error instanceof MissingPrerequisite ? error.message : (error as Error).stack}`);
     return 1;
@@ -212,27 +223,44 @@ async function upForeground(options: UpOptions): Promise<number> {
   }
   console.log(pc.green(`taskmesh: ready in ${((Date.now() - started) / 1000).toFixed(1)} s`));
   printAddresses(readState()!);
-  // `taskmesh scale` requests, one at a time.
-  let scaling = false;
-  const scaler = setInterval(() => {
-    if (scaling || phase !== "ready") return;
-    const request = takeScaleRequest();
-    if (!request) return;
-    scaling = true;
-    scaled = { ...request, outcome: "working" };
-    save();
-    void scale(supervisor, replicas, request).then(
-      () => (scaled = { ...request, outcome: "done" }),
-      (failure: unknown) => {
+  // `taskmesh scale` requests and the autoscaler's decisions, one at a time.
+  let scaling: Promise<void> = Promise.resolve();
+  const scaleSerially = (request: ScaleRequest): Promise<void> => {
+    scaling = scaling.then(async () => {
+      if (phase !== "ready") return;
+      scaled = { ...request, outcome: "working" };
+      save();
+      try {
+        await scale(supervisor, replicas, request);
+        scaled = { ...request, outcome: "done" };
+      } catch (failure) {
         scaled = { ...request, outcome: "failed", error: (failure as Error).message };
         console.error(pc.red(`taskmesh: scaling ${request.service} to ${request.replicas} failed: ${(failure as Error).message}`));
-      },
-    ).finally(() => {
-      scaling = false;
-      save();
+      } finally {
+        save();
+      }
     });
+    return scaling;
+  };
+  const requests = setInterval(() => {
+    const request = phase === "ready" ? takeScaleRequest() : undefined;
+    if (request) void scaleSerially(request);
   }, 500);
-  scaler.unref();
+  requests.unref();
+  if (autoscale) {
+    const policy = autoscale;
+    console.log(pc.dim(`taskmesh: autoscaling ${policy.service} between ${policy.min} and ${policy.max} replicas, ${policy.target} tasks in flight each`));
+    const stopAutoscaler = startAutoscaler({
+      policy, databaseUrl,
+      current: () => runningReplicas(supervisor, policy.service).length,
+      scaleTo: (n, why) => {
+        console.log(pc.dim(`taskmesh: autoscale ${policy.service} → ${n} (${why})`));
+        return scaleSerially({ id: `autoscale-${Date.now()}`, service: policy.service, replicas: n });
+      },
+      log: (line) => console.error(pc.yellow(line)),
+    });
+    process.once("exit", () => void stopAutoscaler());
+  }
   console.log("Ctrl-C (or npx taskmesh down) stops everything.");
   await new Promise(() => undefined); // serve until a signal
   return 0;
@@ -247,10 +275,7 @@ async function upForeground(options: UpOptions): Promise<number> {
 async function scale(supervisor: Supervisor, replicas: Replicas, request: ScaleRequest): Promise<void> {
   const why = replicas.whyFixed(request.service);
   if (why) throw new Error(why);
-  const indexOf = (name: string): number => Number(name.slice(request.service.length + 1));
-  const running = supervisor.status()
-    .filter((p) => p.kind === "service" && p.service === request.service && /^\d+$/.test(p.name.slice(request.service.length + 1)))
-    .map((p) => indexOf(p.name)).sort((a, b) => a - b);
+  const running = runningReplicas(supervisor, request.service);
   if (request.replicas > running.length) {
     const next = (running.at(-1) ?? -1) + 1;
     const specs = (await Promise.all(Array.from({ length: request.replicas - running.length }, (_, k) => replicas.add(request.service, next + k)))).flat();
@@ -262,6 +287,13 @@ async function scale(supervisor: Supervisor, replicas: Replicas, request: ScaleR
     await supervisor.remove(gone.flatMap((name) => [name, `${name}-sidecar`]));
   }
   console.log(pc.green(`taskmesh: ${request.service} has ${request.replicas} replica${request.replicas === 1 ? "" : "s"}`));
+}
+
+/** The instance numbers of `service`'s replicas under `supervisor`, ascending. */
+function runningReplicas(supervisor: Supervisor, service: string): number[] {
+  return supervisor.status()
+    .filter((p) => p.kind === "service" && p.service === service && /^\d+$/.test(p.name.slice(service.length + 1)))
+    .map((p) => Number(p.name.slice(service.length + 1))).sort((a, b) => a - b);
 }
 
 /** The OTLP gRPC port of Jaeger among `specs`. */
