@@ -59,9 +59,11 @@ describe("kit: EventConsumer on real Kafka and Redis", () => {
     const group = `${prefix}.g1`;
     const first = await consume(topic, group, seen);
     await waitFor("every event", () => seen.length >= 40);
-    await waitFor("every copy consumed", () => first.counts.processed + first.counts.skipped === 60);
+    // At least the 60 copies: a rebalance on a busy machine hands the uncommitted ones over again, and those are skipped too.
+    await waitFor("every copy consumed", () => first.counts.processed + first.counts.skipped >= 60);
     expect(seen.map((e) => e.id).sort()).toEqual([...ids].sort());
-    expect(first.counts).toEqual({ processed: 40, skipped: 20 });
+    expect(first.counts.processed).toBe(40);
+    expect(first.counts.skipped).toBeGreaterThanOrEqual(20);
     await first.stop();
 
     // The group committed everything; force a redelivery by rewinding its offsets to the start.
