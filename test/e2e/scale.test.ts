@@ -89,6 +89,10 @@ describe("taskmesh up --autoscale", { timeout: 180_000 }, () => {
   it("starts at the minimum, grows to the maximum under a queue, every task succeeds, and shrinks back once it is idle", async () => {
     expect(await workerProcesses()).toEqual(["worker-0"]);
     expect((await upRun.taskmesh("up", "-d", "--autoscale", "worker=3..1")).code).toBe(2);
+    // By hand it would be undone at the next reading: refused, saying so.
+    const manual = await upRun.taskmesh("scale", "worker=2");
+    expect(manual.code).toBe(1);
+    expect(manual.stderr).toContain("worker is autoscaled (1..3)");
     const submitted = await Promise.all(Array.from({ length: 40 }, async () => {
       const response = await fetch(`http://${upRun.edge}/v1/tasks`, {
         method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ capability: "sleep", input: { ms: 2000 } }),

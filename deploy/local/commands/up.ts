@@ -244,7 +244,14 @@ async function upForeground(options: UpOptions): Promise<number> {
   };
   const requests = setInterval(() => {
     const request = phase === "ready" ? takeScaleRequest() : undefined;
-    if (request) void scaleSerially(request);
+    if (!request) return;
+    if (autoscale?.service === request.service) {
+      // The autoscaler would undo it at its next reading.
+      scaled = { ...request, outcome: "failed", error: `${request.service} is autoscaled (${autoscale.min}..${autoscale.max}) in this run: change the bounds with up --autoscale` };
+      save();
+      return;
+    }
+    void scaleSerially(request);
   }, 500);
   requests.unref();
   if (autoscale) {
