@@ -14,9 +14,8 @@
  *   (a refused token's 403 becomes 401).
  */
 
-import { Status } from "../../gen/google/rpc/status.js";
 import { Code, ERROR_DOMAIN, MeshError, type Reason } from "../../services/kit/src/errors.js";
-import { toRpcStatus } from "../../services/kit/src/error-wire.js";
+import { statusDetailsValue } from "../../services/kit/src/error-wire.js";
 
 /** Envoy's `local_reply_config`: mappers are tried in order, the first whose filter matches applies. */
 export interface LocalReplyConfig {
@@ -44,8 +43,7 @@ const grpcCaller = all(
 );
 
 function statusDetails(reason: "AUTH_MISSING_TOKEN" | "AUTH_INVALID_TOKEN", message: string): string {
-  const details = toRpcStatus(new MeshError({ code: Code.UNAUTHENTICATED, reason, message }));
-  return Buffer.from(Status.encode(details).finish()).toString("base64");
+  return statusDetailsValue(new MeshError({ code: Code.UNAUTHENTICATED, reason, message }));
 }
 
 /** One HTTP caller's error: what its JSON says (format operators allowed in the strings). */

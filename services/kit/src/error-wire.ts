@@ -30,6 +30,11 @@ export function toRpcStatus(error: MeshError): Status {
   return { code: error.code, message: error.message, details };
 }
 
+/** A MeshError as the value of a `grpc-status-details-bin` header a proxy adds itself: the encoded `google.rpc.Status`, base64. */
+export function statusDetailsValue(error: MeshError): string {
+  return Buffer.from(Status.encode(toRpcStatus(error)).finish()).toString("base64");
+}
+
 /** The status object grpc-js sends for a MeshError: code, message and the details trailer. */
 export function toStatusObject(error: MeshError): Partial<StatusObject> {
   const metadata = new Metadata();

@@ -1,6 +1,6 @@
 export { KEEPALIVE, clientChannelOptions, serverChannelOptions } from "./channel-options.js";
 export { connectUpstream, createClient, deadlineFor, signalsOf, type CallOptions, type ClientMethod, type ClientOptions, type MeshClient, type ResponseStream } from "./client.js";
-export { STATUS_DETAILS_KEY, fromRpcStatus, fromServiceError, toRpcStatus, toStatusObject } from "./error-wire.js";
+export { STATUS_DETAILS_KEY, fromRpcStatus, fromServiceError, statusDetailsValue, toRpcStatus, toStatusObject } from "./error-wire.js";
 export {
   Code, ERROR_DOMAIN, MeshError, classify, exhausted, invalidArgument, notFound, unavailable,
   type FieldViolation, type MeshErrorInit, type Reason, type ReasonClass,

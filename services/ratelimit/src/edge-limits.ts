@@ -5,9 +5,7 @@ import type { ExtensionConfigDiscoveryServiceService } from "../../../gen/envoy/
 import { XRateLimitHeadersRFCVersion } from "../../../gen/envoy/extensions/common/ratelimit/v3/ratelimit.js";
 import { LocalRateLimit } from "../../../gen/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.js";
 import { FractionalPercent_DenominatorType } from "../../../gen/envoy/type/v3/percent.js";
-import { Status } from "../../../gen/google/rpc/status.js";
-import { Code, MeshError, type ServiceHandlers } from "../../kit/src/index.js";
-import { toRpcStatus } from "../../kit/src/error-wire.js";
+import { Code, MeshError, statusDetailsValue, type ServiceHandlers } from "../../kit/src/index.js";
 import { DiscoverySource, deltaNotServed, discoveryFetch, discoveryStream } from "./discovery.js";
 import type { Limit, LimitSet } from "./limits.js";
 import {
@@ -32,11 +30,10 @@ export function tokenBucket(limit: Pick<Limit, "requests" | "windowMs">): { maxT
 
 /** The details of an edge refusal as gRPC callers get them (`grpc-status-details-bin`): RESOURCE_EXHAUSTED, RATE_LIMITED. */
 function refusalDetails(): string {
-  const status = toRpcStatus(new MeshError({
+  return statusDetailsValue(new MeshError({
     code: Code.RESOURCE_EXHAUSTED, reason: "RATE_LIMITED", message: "rate limit exceeded at the edge; retry after the retry-after header's seconds",
     metadata: { scope: "edge" },
   }));
-  return Buffer.from(Status.encode(status).finish()).toString("base64");
 }
 
 // Fields of LocalRateLimit newer than the copy of Envoy's API generated into gen/ (Envoy 1.40's

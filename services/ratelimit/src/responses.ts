@@ -2,8 +2,7 @@ import type { HeaderValue } from "../../../gen/envoy/config/core/v3/base.js";
 import {
   RateLimitResponse_Code, type RateLimitResponse, type RateLimitResponse_DescriptorStatus,
 } from "../../../gen/envoy/service/ratelimit/v3/rls.js";
-import { Status } from "../../../gen/google/rpc/status.js";
-import { Code, MeshError, STATUS_DETAILS_KEY, toDuration, toRpcStatus } from "../../kit/src/index.js";
+import { Code, MeshError, STATUS_DETAILS_KEY, statusDetailsValue, toDuration } from "../../kit/src/index.js";
 import { PERIODS, type Limit } from "./limits.js";
 
 /** How a refused request is described to the caller. */
@@ -64,11 +63,10 @@ export function refusalError(refusal: Refusal): MeshError {
 }
 
 function refusalHeaders(refusal: Refusal): HeaderValue[] {
-  const status = Status.encode(toRpcStatus(refusalError(refusal))).finish();
   const header = (key: string, value: string): HeaderValue => ({ key, value, rawValue: Buffer.alloc(0) });
   return [
     header("retry-after", String(Math.max(1, Math.ceil(refusal.retryAfterMs / 1000)))),
     // gRPC binary headers: base64, unpadded.
-    header(STATUS_DETAILS_KEY, Buffer.from(status).toString("base64").replace(/=+$/, "")),
+    header(STATUS_DETAILS_KEY, statusDetailsValue(refusalError(refusal)).replace(/=+$/, "")),
   ];
 }
