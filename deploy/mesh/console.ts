@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { fileRoute, type FileBody } from "./docs.js";
 import type { Route } from "./envoy-types.js";
 
 /** The console the edge serves at `/ui`. */
@@ -12,19 +13,6 @@ export interface EdgeConsoleOptions {
 /** Where the console lives on the edge. */
 export const CONSOLE_PATH = "/ui";
 
-/** A route answering `path` with a body and its content type, from Envoy itself. */
-function file(path: string, body: { inline_string: string } | { filename: string }, contentType: string): Route {
-  return {
-    name: `console ${path}`,
-    match: { path },
-    direct_response: { status: 200, body },
-    response_headers_to_add: [
-      { header: { key: "content-type", value: contentType }, append_action: "OVERWRITE_IF_EXISTS_OR_ADD" },
-      { header: { key: "cache-control", value: "no-cache" }, append_action: "OVERWRITE_IF_EXISTS_OR_ADD" },
-    ],
-  };
-}
-
 /**
  * The console, served by the edge itself (no upstream, no token for the
  * page; every API call it makes carries the user's token): the page at
@@ -33,6 +21,7 @@ function file(path: string, body: { inline_string: string } | { filename: string
  */
 export function consoleRoutes(options: EdgeConsoleOptions): Route[] {
   const page = { filename: join(options.dir, "index.html") };
+  const file = (path: string, body: FileBody, contentType: string): Route => fileRoute("console", path, body, contentType);
   return [
     file(CONSOLE_PATH, page, "text/html; charset=utf-8"),
     file(`${CONSOLE_PATH}/`, page, "text/html; charset=utf-8"),

@@ -58,10 +58,13 @@ const INDEX_HTML = `<!doctype html>
 </html>
 `;
 
-/** A route answering `path` with a body and its content type, from Envoy itself. */
-function file(path: string, body: { inline_string: string } | { filename: string }, contentType: string, cacheControl = "no-cache"): Route {
+/** What Envoy answers a static route with: a string in the config, or a file it reads when it loads the config. */
+export type FileBody = { inline_string: string } | { filename: string };
+
+/** A route answering `path` with a body and its content type, from Envoy itself; named `<label> <path>`. */
+export function fileRoute(label: string, path: string, body: FileBody, contentType: string, cacheControl = "no-cache"): Route {
   return {
-    name: `docs ${path}`,
+    name: `${label} ${path}`,
     match: { path },
     direct_response: { status: 200, body },
     response_headers_to_add: [
@@ -78,6 +81,7 @@ function file(path: string, body: { inline_string: string } | { filename: string
 export function docsRoutes(options: EdgeDocsOptions): Route[] {
   const ui = (name: string) => ({ filename: join(options.swaggerUiDir, name) });
   const day = "public, max-age=86400";
+  const file = (path: string, body: FileBody, contentType: string, cacheControl?: string): Route => fileRoute("docs", path, body, contentType, cacheControl);
   return [
     file(DOCS_PATH, { inline_string: INDEX_HTML }, "text/html; charset=utf-8"),
     file(`${DOCS_PATH}/`, { inline_string: INDEX_HTML }, "text/html; charset=utf-8"),
