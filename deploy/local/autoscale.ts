@@ -1,5 +1,6 @@
 import pg from "pg";
 import { parseDuration } from "../../services/kit/src/env.js";
+import { taskSql } from "../../services/ledger/src/sql/tasks.js";
 import { UsageError } from "./commands/usage-error.js";
 
 /**
@@ -76,12 +77,6 @@ export function decide(policy: AutoscalePolicy, memory: AutoscaleMemory, inFligh
   return current;
 }
 
-/** Tasks pending or running, from the dispatch and lease indexes (as ClusterService's ListQueues reads them). */
-const IN_FLIGHT = `SELECT count(*)::int AS n FROM (
-  SELECT 1 FROM ledger.tasks WHERE state = 'PENDING' AND lease_id IS NULL
-  UNION ALL
-  SELECT 1 FROM ledger.tasks WHERE lease_id IS NOT NULL) AS live`;
-
 /**
  * Runs the policy every `intervalMs` against the run's ledger, calling
  * `scaleTo` (one call at a time) when the replicas should change; `current`
@@ -105,7 +100,8 @@ export function startAutoscaler(options: {
     busy = true;
     void (async () => {
       try {
-        const inFlight = (await pool.query<{ n: number }>(IN_FLIGHT)).rows[0]!.n;
+        // Tasks pending or running, per capability, as ClusterService's ListQueues reads them.
+        const inFlight = (await pool.query<{ pending: number; running: number }>(taskSql.queueStats)).rows.reduce((n, q) => n + q.pending + q.running, 0);
         lastError = "";
         const current = options.current();
         const next = decide(policy, memory, inFlight, current, Date.now());
