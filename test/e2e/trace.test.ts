@@ -167,9 +167,9 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
       dispatch: (s: Span) => s.service === "coordinator" && s.operation === "dispatch",
       execute: (s: Span) => s.service === "worker" && s.operation === "execute echo",
       result: (s: Span) => s.service === "coordinator" && s.operation === "record result",
-      // The relay's one span per outbox row: its Kafka produce.
+      // The relay's one span per event: its Kafka produce.
       produce: (s: Span) => s.service === "ledger" && s.operation === "taskmesh.tasks publish" && s.tags["span.kind"] === "producer"
-        && s.tags["messaging.system"] === "kafka" && s.tags["taskmesh.outbox.id"] !== undefined,
+        && s.tags["messaging.system"] === "kafka" && s.tags["taskmesh.task.sequence"] !== undefined,
     };
     let missing: string[] = Object.keys(wanted);
     const spans = await until("the task's later spans in Jaeger", 30_000, async () => {
@@ -187,7 +187,7 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
     for (const name of ["dispatch", "execute", "produce"] as const) {
       expect(spans.filter(wanted[name]).every((s) => s.parent === submitSpan), name).toBe(true);
     }
-    // One produce per outbox row of the task (it was created and it succeeded, at least).
+    // One produce per event of the task (it was created and it succeeded, at least).
     expect(spans.filter(wanted.produce).length).toBeGreaterThanOrEqual(2);
     // The result's ledger call runs under the coordinator's "record result" span.
     const results = new Set(spans.filter(wanted.result).map((s) => s.id));

@@ -1,36 +1,29 @@
 import type pg from "pg";
 import { MeshError, query } from "../../kit/src/index.js";
 import { uuidv7 } from "./ids.js";
-import { eventTask, eventType, toTransition } from "./records.js";
 import { batchSql } from "./sql/batches.js";
-import type { HistoryRow } from "./sql/history.js";
 import type { TaskRow } from "./sql/tasks.js";
 import type { NewTask } from "./validation.js";
-import { EVENT_SOURCE, eventColumns, historyColumns } from "./writer.js";
+import { historyColumns } from "./writer.js";
 
-/** The parameters of the SUBMITTED history rows and events of new tasks: {@link historyColumns}, then {@link eventColumns}. */
+/** The parameters of the SUBMITTED history rows of new tasks ({@link historyColumns}). */
 function submittedColumns(now: Date, rows: readonly TaskRow[]): unknown[] {
-  const histories: HistoryRow[] = rows.map((r) => ({
+  return historyColumns(rows.map((r) => ({
     task_id: r.id, sequence: "1", kind: "SUBMITTED", from_state: "", to_state: "PENDING", attempt: 0, worker_id: "", lease_id: "", at: now,
     reason: "", error: null, trace_id: r.trace_id, next_attempt_at: null, actor: r.created_by,
-  }));
-  const events = rows.map((r, i) => ({
-    id: uuidv7(), type: eventType("SUBMITTED"), source: EVENT_SOURCE, subject: r.id, time: now, sequence: 1n,
-    task: eventTask(r, "SUBMITTED"), change: { $case: "transition" as const, value: toTransition(histories[i]!) }, traceId: r.trace_id,
-  }));
-  return [...historyColumns(histories), ...eventColumns(events, rows.map((r) => r.traceparent), now)];
+  })));
 }
 
-/** Records the SUBMITTED transition (history and event) of tasks just inserted, one statement for all. */
+/** Records the SUBMITTED transition (its history row, also its event) of tasks just inserted, one statement for all. */
 export async function commitNew(client: pg.PoolClient, now: Date, rows: readonly TaskRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await client.query(batchSql.historyAndEvents, submittedColumns(now, rows));
+  await client.query(batchSql.history, submittedColumns(now, rows));
 }
 
 /**
  * The row a new task (with its id) is stored as at `now` (the database's
  * time), leased to its sync-match worker when it has one, exactly as
- * {@link batchSql.newTasksHistoryAndEvents} writes it.
+ * {@link batchSql.newTasksAndHistory} writes it.
  */
 export function newTaskRow(n: NewTask & { id: string }, now: Date): TaskRow {
   const lease = n.leaseTo;
@@ -45,7 +38,7 @@ export function newTaskRow(n: NewTask & { id: string }, now: Date): TaskRow {
 }
 
 /**
- * Inserts new tasks with their SUBMITTED history rows and events in one
+ * Inserts new tasks with their SUBMITTED history rows in one
  * statement (no transaction round trips), as `rows` ({@link newTaskRow})
  * say; answers the ids it inserted. The others (an id or key taken, a lease
  * worker no longer CONNECTED) are written by nothing here. Answers each
@@ -53,7 +46,7 @@ export function newTaskRow(n: NewTask & { id: string }, now: Date): TaskRow {
  */
 export async function insertNew(pool: pg.Pool, now: Date, rows: readonly TaskRow[], signal?: AbortSignal): Promise<Map<string, string>> {
   const col = <K extends keyof TaskRow>(k: K) => rows.map((r) => r[k]);
-  const { rows: inserted } = await query<{ id: string; xmin: string }>(pool, batchSql.newTasksHistoryAndEvents, [
+  const { rows: inserted } = await query<{ id: string; xmin: string }>(pool, batchSql.newTasksAndHistory, [
     col("id"), col("capability"), rows.map((r) => JSON.stringify(r.input)), col("max_attempts"), col("trace_id"), col("traceparent"),
     col("idempotency_key"), col("request_hash"), col("priority"), rows.map((r) => JSON.stringify(r.labels)), col("timeout_ms"),
     col("retry_initial_ms"), col("retry_max_ms"), col("retry_multiplier"), col("created_by"), now,

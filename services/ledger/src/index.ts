@@ -1,7 +1,9 @@
 export { ledgerHandlers } from "./handlers.js";
 export { isUuid, isUuidV7, uuidv7 } from "./ids.js";
-export { OutboxRelay, RELAY_SOURCE, TASKS_TOPIC, toMessage, type OutboxRelayOptions, type RelayState } from "./outbox-relay.js";
-export { RELAY_CHANNEL, type OutboxRow } from "./sql/relay.js";
+export { OutboxRelay, RELAY_SOURCE, TASKS_TOPIC, publishablePrefix, toMessage, type EventFacts, type OutboxRelayOptions, type RelayRow, type RelayState } from "./outbox-relay.js";
+export { RELAY_CHANNEL, TRANSITION_COLUMNS, TRANSITION_SOURCES, type OutboxRow, type TransitionRow } from "./sql/relay.js";
+export { transitionEvent } from "./transition-events.js";
+export { metricsSql } from "./sql/metrics.js";
 export { migrations } from "./sql/migrations.js";
 export { QueueStore, type Reclaimed } from "./queue-store.js";
 export { type LeaseCall } from "./lease-transitions.js";

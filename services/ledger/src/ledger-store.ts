@@ -3,22 +3,21 @@ import type { TaskLease, TaskTransition } from "../../../gen/taskmesh/task/v1/ta
 import { MeshError, query, withTransaction } from "../../kit/src/index.js";
 import { commitNew, insertNew, keep, newTaskRow } from "./batch-writes.js";
 import { alreadyExists, alreadyFinished, leaseLost, sequenceMismatch, taskNotFound } from "./errors.js";
-import { uuidv7 } from "./ids.js";
 import { LeaseTransitions, untouched, type LeaseCall } from "./lease-transitions.js";
-import { eventTask, eventType, isFinished, leaseOf, toTransition } from "./records.js";
+import { isFinished, leaseOf, toTransition } from "./records.js";
 import { historySql, type HistoryRow } from "./sql/history.js";
 import { taskSql, type TaskRow } from "./sql/tasks.js";
 import { cancelTask, completeAttempt, startAttempt } from "./transitions.js";
 import type { NewTask } from "./validation.js";
-import { EVENT_SOURCE, commitChains, commitChainsIfUnchanged, commitTransition, dbNow, insertHistory, writeEvent, type Committed, type PlannedTransition } from "./writer.js";
+import { commitChains, commitChainsIfUnchanged, commitTransition, dbNow, insertHistory, type Committed, type PlannedTransition } from "./writer.js";
 import type { CachedRow, RowCache } from "./row-cache.js";
 
 type Signal = AbortSignal | undefined;
 
 /**
  * The ledger on Postgres. Every write is one transaction holding the task
- * row's lock: the row, a history row per transition and an outbox event per
- * change commit together. Times come from the database clock.
+ * row's lock: the row and a history row per transition (also the
+ * transition's event, which the outbox relay publishes) commit together. Times come from the database clock.
  */
 export class LedgerStore extends LeaseTransitions {
   /**
@@ -62,11 +61,7 @@ export class LedgerStore extends LeaseTransitions {
       ])).rows[0];
       if (inserted) {
         const now = inserted.created_at;
-        const history = await insertHistory(client, inserted, "1", "", { kind: "SUBMITTED", attempt: 0, workerId: "", leaseId: "", actor: n.createdBy }, now);
-        await writeEvent(client, {
-          id: uuidv7(), type: eventType("SUBMITTED"), source: EVENT_SOURCE, subject: inserted.id, time: now, sequence: 1n,
-          task: eventTask(inserted, "SUBMITTED"), change: { $case: "transition", value: toTransition(history) }, traceId: inserted.trace_id,
-        }, inserted.traceparent);
+        await insertHistory(client, inserted, "1", "", { kind: "SUBMITTED", attempt: 0, workerId: "", leaseId: "", actor: n.createdBy }, now);
         return { row: inserted, created: true };
       }
       // The insert waited for and lost to a committed task holding the id or the key.
@@ -84,7 +79,7 @@ export class LedgerStore extends LeaseTransitions {
 
   /**
    * {@link create} for a batch: the database's time, then one statement
-   * that inserts the new tasks with their history rows and events (its own
+   * that inserts the new tasks with their history rows (its own
    * transaction: two round trips in all, where BEGIN, the insert, the
    * history and COMMIT took four). An item that statement did not insert
    * (its id or key taken, its lease worker gone) is answered as `create`
@@ -114,7 +109,7 @@ export class LedgerStore extends LeaseTransitions {
 
   /**
    * {@link create} for a batch in one transaction: one multi-row insert for
-   * the new tasks, their history rows and events; an item whose id or key is
+   * the new tasks and one for their history rows; an item whose id or key is
    * taken is answered as `create` would answer it. Answers in order.
    */
   async createManyInTransaction(items: readonly NewTask[], signal?: AbortSignal): Promise<Array<{ row: TaskRow; created: boolean } | MeshError>> {

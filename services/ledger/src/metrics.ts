@@ -81,13 +81,13 @@ export function registerLedgerMetrics(pool: pg.Pool, options: LedgerMetricsOptio
   });
   scrapeGauge({
     name: "taskmesh_outbox_lag",
-    help: "Outbox rows (task events) not yet published to Kafka.",
+    help: "Task events (transitions past the outbox relay's cursor, progress reports in the outbox) not yet published to Kafka.",
     ...common,
     read: async () => [[{}, (await live()).outbox.lag]],
   });
   scrapeGauge({
     name: "taskmesh_outbox_oldest_age_seconds",
-    help: "Age of the oldest unpublished outbox row, in seconds (0 when all are published).",
+    help: "Age of the oldest task event not yet published, in seconds (0 when all are published).",
     ...common,
     read: async () => [[{}, Math.max(0, (await live()).outbox.oldestS)]],
   });

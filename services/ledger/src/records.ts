@@ -35,7 +35,7 @@ export function isFinished(state: StateName): boolean {
 
 export { durationMs, toDuration };
 
-function toError(e: StoredError | null, full: boolean): TaskError | undefined {
+export function toError(e: StoredError | null, full: boolean): TaskError | undefined {
   if (!e) return undefined;
   return { reason: e.reason, message: e.message, retryable: e.retryable, details: full ? e.details : undefined };
 }
@@ -43,30 +43,6 @@ function toError(e: StoredError | null, full: boolean): TaskError | undefined {
 function toProgress(p: StoredProgress | null, full: boolean): TaskProgress | undefined {
   if (!p) return undefined;
   return { percent: p.percent, message: p.message, details: full ? p.details : undefined, attempt: p.attempt, reportedAt: new Date(p.reported_at) };
-}
-
-/**
- * The most bytes of input (on `submitted`) or output (on `succeeded`) an
- * event carries, as JSON; a larger one is left out, and a consumer reads
- * the task with GetTask (task.proto, TaskEvent.task).
- */
-export const EVENT_PAYLOAD_LIMIT = 16 * 1024;
-
-/**
- * The task a transition's event carries: the BASIC view (no input, output
- * or details), plus the input on SUBMITTED and the output on SUCCEEDED,
- * each up to {@link EVENT_PAYLOAD_LIMIT}. Events stay small, and each
- * payload crosses Kafka once.
- */
-export function eventTask(r: TaskRow, kind: KindName): Task {
-  const task = toTask(r, TaskView.TASK_VIEW_BASIC);
-  if (kind === "SUBMITTED" && fits(r.input)) task.input = r.input;
-  if (kind === "SUCCEEDED" && r.output && fits(r.output)) task.output = r.output;
-  return task;
-}
-
-function fits(value: unknown): boolean {
-  return JSON.stringify(value).length <= EVENT_PAYLOAD_LIMIT;
 }
 
 /** The task's current lease, or undefined. */

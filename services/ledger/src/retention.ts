@@ -19,8 +19,9 @@ export interface RetentionOptions {
  * Bounded retention of finished tasks: every `intervalMs` it removes the
  * tasks that finished more than `retentionMs` ago (SUCCEEDED, FAILED,
  * CANCELLED, TIMED_OUT; pending and running ones are never touched), with
- * their history, `batch` at a time, one transaction each. Their events
- * stay on Kafka (with Kafka's retention); outbox rows are deleted when
+ * their history, `batch` at a time, one transaction each, once the outbox
+ * relay has published every transition of theirs. Their events stay on
+ * Kafka (with Kafka's retention); progress rows leave the outbox when
  * published, so nothing else grows. After removal a task is NOT_FOUND, and
  * its idempotency key may be used again. Replicas may run it side by side
  * (rows another pass holds are skipped).

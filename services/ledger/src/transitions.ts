@@ -1,7 +1,7 @@
 import type { KindName } from "./sql/history.js";
 import type { StoredError, TaskRow } from "./sql/tasks.js";
 
-/** What a transition records beside the new row (history and event fields). */
+/** What a transition records beside the new row (its history row, also its event). */
 export interface Change {
   readonly kind: KindName;
   readonly attempt: number;

@@ -2,8 +2,7 @@ import type pg from "pg";
 import { TaskEvent, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
 import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import { query } from "../../kit/src/index.js";
-import { uuidv7 } from "./ids.js";
-import { eventTask, eventType, leaseOf, toTask, toTransition } from "./records.js";
+import { leaseOf, toTask, toTransition } from "./records.js";
 import { batchSql } from "./sql/batches.js";
 import { historySql, type HistoryRow } from "./sql/history.js";
 import { outboxSql } from "./sql/outbox.js";
@@ -37,14 +36,6 @@ export function historyColumns(rows: readonly HistoryRow[]): unknown[] {
   ];
 }
 
-/** The parameters of {@link outboxSql.insertMany} for `events` (with each one's traceparent), one array per column. */
-export function eventColumns(events: readonly TaskEvent[], traceparents: readonly string[], now: Date): unknown[] {
-  return [
-    events.map((e) => e.id), events.map((e) => e.subject), events.map((e) => e.sequence.toString()), events.map((e) => e.type),
-    events.map((e) => Buffer.from(TaskEvent.encode(e).finish())), traceparents, events.map(() => now),
-  ];
-}
-
 /** Writes every mutable column of a task (no transition). */
 export async function saveTask(client: pg.PoolClient, r: TaskRow): Promise<TaskRow> {
   const { rows } = await client.query<TaskRow>(taskSql.save, [
@@ -54,23 +45,21 @@ export async function saveTask(client: pg.PoolClient, r: TaskRow): Promise<TaskR
   return rows[0]!;
 }
 
-/** Appends an event to the outbox, in the caller's transaction. */
+/**
+ * Appends an event to the outbox, in the caller's transaction: a progress
+ * report's (a transition's event is its history row, see the outbox relay).
+ */
 export async function writeEvent(client: pg.PoolClient, event: TaskEvent, traceparent: string): Promise<void> {
   const payload = Buffer.from(TaskEvent.encode(event).finish());
   await client.query(outboxSql.insert, [event.id, event.subject, event.sequence.toString(), event.type, payload, traceparent, event.time]);
 }
 
-/** Records one transition: the task row (sequence + 1), a history row and an outbox event, in the caller's transaction. */
+/** Records one transition: the task row (sequence + 1) and a history row (also its event), in the caller's transaction. */
 export async function commitTransition(client: pg.PoolClient, now: Date, before: TaskRow, next: TaskRow, change: Change): Promise<Committed> {
   const sequence = (BigInt(before.sequence) + 1n).toString();
   const row = await saveTask(client, { ...next, sequence, updated_at: now });
   const history = await insertHistory(client, row, sequence, before.state, change, now);
-  const transition = toTransition(history);
-  await writeEvent(client, {
-    id: uuidv7(), type: eventType(change.kind), source: EVENT_SOURCE, subject: row.id, time: now, sequence: BigInt(sequence),
-    task: eventTask(row, change.kind), change: { $case: "transition", value: transition }, traceId: row.trace_id,
-  }, row.traceparent);
-  return { row, transition };
+  return { row, transition: toTransition(history) };
 }
 
 /** One transition of a batch: the row before, the row after, and what to record. */
@@ -90,7 +79,7 @@ export interface CommittedChain {
  * Records chains of consecutive transitions of many tasks (one chain per
  * task, each step's `before` the previous step's `next`): each task's row
  * is written once, in its final state (its sequence grown by the chain's
- * length), with a history row and an outbox event per step. A claimed task
+ * length), with a history row (also its event) per step. A claimed task
  * whose result arrives before its start is STARTED and SUCCEEDED in one row
  * write (migration 0006 lets the state machine take both steps at once).
  * One statement for the whole batch; answers in the order given.
@@ -98,7 +87,7 @@ export interface CommittedChain {
 export async function commitChains(client: pg.PoolClient, now: Date, chains: ReadonlyArray<readonly PlannedTransition[]>): Promise<CommittedChain[]> {
   if (chains.length === 0) return [];
   const planned = planChains(now, chains);
-  const { rows: written } = await client.query<{ saved: number }>(batchSql.tasksHistoryAndEvents, [...planned.taskColumns, ...planned.historyAndEventColumns]);
+  const { rows: written } = await client.query<{ saved: number }>(batchSql.tasksAndHistory, [...planned.taskColumns, ...planned.historyColumns]);
   // Every mutable column was written from the planned rows: they are the rows as stored (no RETURNING to parse back).
   if (written[0]!.saved !== chains.length) throw new Error(`a batch update wrote ${written[0]!.saved} of ${chains.length} task rows`);
   return planned.committed;
@@ -108,24 +97,24 @@ export async function commitChains(client: pg.PoolClient, now: Date, chains: Rea
  * {@link commitChains} for chains planned from rows read earlier without a
  * lock (a {@link RowCache}): one statement, its own transaction, that writes
  * a task only while its row is still row version `versions[i]`
- * ({@link batchSql.tasksHistoryAndEventsIfUnchanged}). Answers each chain's
+ * ({@link batchSql.tasksAndHistoryIfUnchanged}). Answers each chain's
  * result where it was written, undefined where the row had changed since.
  */
 export async function commitChainsIfUnchanged(pool: pg.Pool, now: Date, chains: ReadonlyArray<readonly PlannedTransition[]>, versions: readonly string[],
   signal?: AbortSignal): Promise<Array<CommittedChain | undefined>> {
   if (chains.length === 0) return [];
   const planned = planChains(now, chains);
-  const { rows } = await query<{ id: string }>(pool, batchSql.tasksHistoryAndEventsIfUnchanged, [...planned.taskColumns, versions, ...planned.historyAndEventColumns], signal);
+  const { rows } = await query<{ id: string }>(pool, batchSql.tasksAndHistoryIfUnchanged, [...planned.taskColumns, versions, ...planned.historyColumns], signal);
   const written = new Set(rows.map((r) => r.id));
   return chains.map((chain, i) => (written.has(chain[0]!.before.id) ? planned.committed[i] : undefined));
 }
 
 /**
  * The parameters that write chains of transitions (see {@link commitChains}): the tasks' final rows as
- * {@link taskSql.saveMany} takes them, then a history row and an event per step; and what each chain commits.
+ * {@link taskSql.saveMany} takes them, then a history row per step; and what each chain commits.
  */
-function planChains(now: Date, chains: ReadonlyArray<readonly PlannedTransition[]>): { taskColumns: unknown[]; historyAndEventColumns: unknown[]; committed: CommittedChain[] } {
-  // Each step's row as it was right after the step (its sequence and time), for its history row and event.
+function planChains(now: Date, chains: ReadonlyArray<readonly PlannedTransition[]>): { taskColumns: unknown[]; historyColumns: unknown[]; committed: CommittedChain[] } {
+  // Each step's row as it was right after the step (its sequence and time), for its history row.
   const steps = chains.map((chain) => {
     const first = BigInt(chain[0]!.before.sequence);
     return chain.map((p, i) => ({ ...p, row: { ...p.next, sequence: (first + BigInt(i + 1)).toString(), updated_at: now } }));
@@ -139,10 +128,6 @@ function planChains(now: Date, chains: ReadonlyArray<readonly PlannedTransition[
     trace_id: s.row.trace_id, next_attempt_at: s.change.nextAttemptAt ?? null, actor: s.change.actor,
   }));
   const transitions = histories.map(toTransition);
-  const events = flat.map((s, i) => ({
-    id: uuidv7(), type: eventType(s.change.kind), source: EVENT_SOURCE, subject: s.row.id, time: now, sequence: BigInt(s.row.sequence),
-    task: eventTask(s.row, s.change.kind), change: { $case: "transition" as const, value: transitions[i]! }, traceId: s.row.trace_id,
-  }));
   let next = 0;
   return {
     taskColumns: [
@@ -150,7 +135,7 @@ function planChains(now: Date, chains: ReadonlyArray<readonly PlannedTransition[
       col("started_at"), col("finished_at"), col("next_attempt_at"), col("lease_id"), col("lease_worker_id"), col("lease_acquired_at"),
       col("lease_expires_at"), rows.map((r) => json(r.progress)), col("sequence"),
     ],
-    historyAndEventColumns: [...historyColumns(histories), ...eventColumns(events, flat.map((s) => s.row.traceparent), now)],
+    historyColumns: historyColumns(histories),
     committed: steps.map((chain) => ({ row: chain.at(-1)!.row, transitions: transitions.slice(next, (next += chain.length)) })),
   };
 }

@@ -1,17 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CompleteTasksResponse, CreateTasksResponse } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { TaskEvent, TaskState, TransitionKind, type Task } from "../../../gen/taskmesh/task/v1/task.js";
+import { TaskState, TransitionKind, type Task } from "../../../gen/taskmesh/task/v1/task.js";
 import { Code, fromRpcStatus } from "../../../services/kit/src/index.js";
 import { LedgerStore, QueueStore } from "../../../services/ledger/src/index.js";
-import { connectWorker, createRequest, failure, hashOf, seconds, startLedger, type LedgerHarness } from "./support.js";
+import { connectWorker, createRequest, eventsOf, failure, hashOf, seconds, startLedger, type LedgerHarness } from "./support.js";
 
 type Item<R> = R extends { results: Array<infer I> } ? I : never;
 const errorOf = (item: Item<CreateTasksResponse> | Item<CompleteTasksResponse>) => (item.result?.$case === "error" ? fromRpcStatus(item.result.value) : undefined);
 
 describe("ledger: batches — CreateTasks and CompleteTasks answer each item as the single call would, in one transaction", () => {
   let h: LedgerHarness;
-  const counts = async () => (await h.sql.query<{ tasks: string; history: string; outbox: string }>(
-    "SELECT (SELECT count(*) FROM ledger.tasks) AS tasks, (SELECT count(*) FROM ledger.history) AS history, (SELECT count(*) FROM ledger.outbox) AS outbox")).rows[0]!;
+  // A transition's event is its history row (with its own event id); a progress report's, an outbox row.
+  const counts = async () => (await h.sql.query<{ tasks: string; history: string; events: string }>(
+    `SELECT (SELECT count(*) FROM ledger.tasks) AS tasks, (SELECT count(*) FROM ledger.history) AS history,
+            (SELECT count(DISTINCT event_id) FROM ledger.history) + (SELECT count(*) FROM ledger.outbox) AS events`)).rows[0]!;
 
   beforeAll(async () => {
     h = await startLedger("ledger_batch");
@@ -41,7 +43,7 @@ describe("ledger: batches — CreateTasks and CompleteTasks answer each item as 
     expect(task(5)!.id).toBe(task(0)!.id);
     expect(errorOf(results[2]!)!.violations.map((v) => v.field)).toEqual(["capability"]);
     const after = await counts();
-    expect([Number(after.tasks) - Number(before.tasks), Number(after.history) - Number(before.history), Number(after.outbox) - Number(before.outbox)]).toEqual([2, 2, 2]);
+    expect([Number(after.tasks) - Number(before.tasks), Number(after.history) - Number(before.history), Number(after.events) - Number(before.events)]).toEqual([2, 2, 2]);
     expect(await failure(h.client.createTasks({ tasks: [] }))).toMatchObject({ code: Code.INVALID_ARGUMENT });
   });
 
@@ -69,10 +71,10 @@ describe("ledger: batches — CreateTasks and CompleteTasks answer each item as 
     for (const answer of tasks.slice(0, 4)) {
       const { rows } = await h.sql.query<{ kind: string }>("SELECT kind FROM ledger.history WHERE task_id = $1", [answer!.task!.id]);
       expect(rows.map((r) => r.kind)).toEqual(["SUBMITTED"]);
-      const events = (await h.sql.query<{ payload: Buffer }>("SELECT payload FROM ledger.outbox WHERE task_id = $1", [answer!.task!.id])).rows;
-      expect(events).toHaveLength(1);
-      const event = TaskEvent.decode(events[0]!.payload);
-      expect(event.task).toMatchObject({ id: answer!.task!.id, state: TaskState.TASK_STATE_PENDING, createdAt: answer!.task!.createdAt, lease: answer!.task!.lease });
+      const events = await eventsOf(h.sql, [answer!.task!.id]);
+      expect(events.map((e) => e.type)).toEqual(["taskmesh.task.v1.submitted"]);
+      // Events carry no lease (task.proto, TaskEvent.task).
+      expect(events[0]!.event.task).toMatchObject({ id: answer!.task!.id, state: TaskState.TASK_STATE_PENDING, createdAt: answer!.task!.createdAt, labels: answer!.task!.labels, lease: undefined });
     }
   });
 
@@ -96,17 +98,18 @@ describe("ledger: batches — CreateTasks and CompleteTasks answer each item as 
     ]);
     const after = await counts();
     // started: SUCCEEDED; onlyClaimed: STARTED + SUCCEEDED — three transitions, each with its event.
-    expect([Number(after.history) - Number(before.history), Number(after.outbox) - Number(before.outbox)]).toEqual([3, 3]);
+    expect([Number(after.history) - Number(before.history), Number(after.events) - Number(before.events)]).toEqual([3, 3]);
     const { rows } = await h.sql.query<{ kind: string; sequence: string }>("SELECT kind, sequence FROM ledger.history WHERE task_id = $1 ORDER BY sequence", [onlyClaimed.id]);
     expect(rows.map((r) => `${r.kind}@${r.sequence}`)).toEqual(["SUBMITTED@1", "STARTED@2", "SUCCEEDED@3"]);
     const final = (await h.client.getTask({ id: onlyClaimed.id, view: 0 })).task!;
     expect([final.state, final.attempts, final.output, final.lease]).toEqual([TaskState.TASK_STATE_SUCCEEDED, 1, { id: onlyClaimed.id }, undefined]);
-    // The outbox events follow each task's sequence in id order.
-    const events = (await h.sql.query<{ task_id: string; sequence: string }>("SELECT task_id, sequence FROM ledger.outbox WHERE task_id = ANY($1::uuid[]) ORDER BY id", [ids])).rows;
-    for (const id of ids) {
-      const seqs = events.filter((e) => e.task_id === id).map((e) => Number(e.sequence));
-      expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
-    }
+    // Each transition has an event of its own, saying what the task became.
+    const events = await eventsOf(h.sql, [onlyClaimed.id]);
+    expect(events.map((e) => [e.type, e.event.task?.state, e.event.task?.attempts])).toEqual([
+      ["taskmesh.task.v1.submitted", TaskState.TASK_STATE_PENDING, 0], ["taskmesh.task.v1.started", TaskState.TASK_STATE_RUNNING, 1],
+      ["taskmesh.task.v1.succeeded", TaskState.TASK_STATE_SUCCEEDED, 1],
+    ]);
+    expect(new Set(events.map((e) => e.eventId)).size).toBe(3);
   });
 
   it("completes a task it leased (an assignment or a sync-matched create) from the row it remembers, and reads it again once the row changed", async () => {
@@ -132,7 +135,7 @@ describe("ledger: batches — CreateTasks and CompleteTasks answer each item as 
     expect(kinds).toEqual(Array(4).fill("TRANSITION_KIND_SUCCEEDED@3"));
     const after = await counts();
     // STARTED + SUCCEEDED for the two untouched ones, SUCCEEDED for the two started before: six transitions, each with its event.
-    expect([Number(after.history) - Number(before.history), Number(after.outbox) - Number(before.outbox)]).toEqual([6, 6]);
+    expect([Number(after.history) - Number(before.history), Number(after.events) - Number(before.events)]).toEqual([6, 6]);
     for (const t of [...untouchedOnes, startedHere!, changedElsewhere!]) {
       const { rows } = await h.sql.query<{ kind: string; sequence: string }>("SELECT kind, sequence FROM ledger.history WHERE task_id = $1 ORDER BY sequence", [t.id]);
       expect(rows.map((r) => `${r.kind}@${r.sequence}`)).toEqual(["SUBMITTED@1", "STARTED@2", "SUCCEEDED@3"]);
@@ -143,8 +146,8 @@ describe("ledger: batches — CreateTasks and CompleteTasks answer each item as 
     // What the other replica wrote stays: the completion read the row again instead of writing over it from the remembered one.
     expect((await h.client.getTask({ id: changedElsewhere!.id, view: 0 })).task!.startedAt).toEqual(elsewhere.row.started_at);
     // Events carry the task as it was after each step.
-    const { rows: payloads } = await h.sql.query<{ payload: Buffer }>("SELECT payload FROM ledger.outbox WHERE task_id = $1 ORDER BY id", [untouchedOnes[0]!.id]);
-    expect(payloads.map((p) => TaskEvent.decode(p.payload)).slice(-2).map((e) => [e.type, e.task?.state, e.sequence])).toEqual([
+    const events = await eventsOf(h.sql, [untouchedOnes[0]!.id]);
+    expect(events.map((e) => e.event).slice(-2).map((e) => [e.type, e.task?.state, e.sequence])).toEqual([
       ["taskmesh.task.v1.started", TaskState.TASK_STATE_RUNNING, 2n], ["taskmesh.task.v1.succeeded", TaskState.TASK_STATE_SUCCEEDED, 3n],
     ]);
   });

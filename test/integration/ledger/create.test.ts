@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TaskEvent, TaskState, TransitionKind } from "../../../gen/taskmesh/task/v1/task.js";
+import { TaskState, TransitionKind } from "../../../gen/taskmesh/task/v1/task.js";
 import { Code } from "../../../services/kit/src/index.js";
 import { uuidv7 } from "../../../services/ledger/src/index.js";
-import { connectWorker, createRequest, failure, hashOf, seconds, startLedger, type LedgerHarness } from "./support.js";
+import { connectWorker, createRequest, eventsOf, failure, hashOf, seconds, startLedger, type LedgerHarness } from "./support.js";
 
 describe("ledger: CreateTask idempotency and validation", () => {
   let h: LedgerHarness;
@@ -11,7 +11,7 @@ describe("ledger: CreateTask idempotency and validation", () => {
   beforeAll(async () => { h = await startLedger("ledger_create"); });
   afterAll(async () => { await h?.stop(); });
 
-  it("stores a PENDING task with its SUBMITTED history row and a submitted outbox event", async () => {
+  it("stores a PENDING task with its SUBMITTED history row, which is its submitted event", async () => {
     const req = createRequest({ labels: { team: "a" }, priority: 3 });
     const { task, created } = await h.client.createTask(req);
     expect(created).toBe(true);
@@ -19,12 +19,15 @@ describe("ledger: CreateTask idempotency and validation", () => {
     expect(task!.nextAttemptAt).toBeInstanceOf(Date);
     const history = await h.client.getTaskHistory({ taskId: req.id, pageSize: 0, pageToken: "" });
     expect(history.transitions.map((t) => [t.sequence, t.kind, t.toState])).toEqual([[1n, TransitionKind.TRANSITION_KIND_SUBMITTED, TaskState.TASK_STATE_PENDING]]);
-    const { rows } = await h.sql.query<{ type: string; sequence: string; payload: Buffer; traceparent: string }>("SELECT * FROM ledger.outbox WHERE task_id = $1", [req.id]);
-    expect(rows.map((r) => [r.type, r.sequence])).toEqual([["taskmesh.task.v1.submitted", "1"]]);
-    const event = TaskEvent.decode(rows[0]!.payload);
+    const events = await eventsOf(h.sql, [req.id]);
+    expect(events.map((r) => [r.type, r.sequence])).toEqual([["taskmesh.task.v1.submitted", "1"]]);
+    const { event } = events[0]!;
     expect(event).toMatchObject({ type: "taskmesh.task.v1.submitted", subject: req.id, sequence: 1n, traceId: req.traceId, source: "//taskmesh.dev/ledger" });
     expect(event.change?.$case).toBe("transition");
-    expect(rows[0]!.traceparent).toBe(req.traceparent);
+    // The submitted event carries the input, and what the task is.
+    expect(event.task).toMatchObject({ id: req.id, capability: req.capability, state: TaskState.TASK_STATE_PENDING, attempts: 0, maxAttempts: 3, priority: 3,
+      input: { text: "hello" }, labels: { team: "a" }, createdBy: "alice", createdAt: task!.createdAt, nextAttemptAt: task!.nextAttemptAt, sequence: 1n });
+    expect(events[0]!.traceparent).toBe(req.traceparent);
     expect((await h.client.getTask({ id: req.id, view: 0 })).task?.input).toEqual({ text: "hello" });
   });
 
@@ -65,7 +68,7 @@ describe("ledger: CreateTask idempotency and validation", () => {
 
   it("answers bad input with INVALID_ARGUMENT and field violations, storing nothing", async () => {
     const before = await count();
-    const outbox = Number((await h.sql.query<{ n: string }>("SELECT count(*) AS n FROM ledger.outbox")).rows[0]!.n);
+    const history = Number((await h.sql.query<{ n: string }>("SELECT count(*) AS n FROM ledger.history")).rows[0]!.n);
     const cases: Array<[Parameters<typeof createRequest>[0], string, string]> = [
       [{ id: "not-a-uuid" }, "id", "VAL_INVALID_TASK_ID"],
       [{ capability: "Bad Cap" }, "capability", "VAL_INVALID_ARGUMENT"],
@@ -89,7 +92,7 @@ describe("ledger: CreateTask idempotency and validation", () => {
     expect(await failure(h.client.getTask({ id: uuidv7(), view: 0 }))).toMatchObject({ code: Code.NOT_FOUND, reason: "RES_TASK_NOT_FOUND" });
     expect(await failure(h.client.getTask({ id: uuidv7(), view: 7 as never }))).toMatchObject({ code: Code.INVALID_ARGUMENT });
     expect(await count()).toBe(before);
-    expect(Number((await h.sql.query<{ n: string }>("SELECT count(*) AS n FROM ledger.outbox")).rows[0]!.n)).toBe(outbox);
+    expect(Number((await h.sql.query<{ n: string }>("SELECT count(*) AS n FROM ledger.history")).rows[0]!.n)).toBe(history);
   });
 
   it("with lease_to_worker_id (sync match) creates the task already leased to that CONNECTED worker, which no claim can take; an unknown worker gets no lease", async () => {

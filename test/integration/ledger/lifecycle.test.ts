@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TaskEvent, TaskState, TransitionKind } from "../../../gen/taskmesh/task/v1/task.js";
+import { TaskState, TransitionKind } from "../../../gen/taskmesh/task/v1/task.js";
 import { Code } from "../../../services/kit/src/index.js";
 import { uuidv7 } from "../../../services/ledger/src/index.js";
-import { connectWorker, createRequest, failure, seconds, startLedger, type LedgerHarness } from "./support.js";
+import { connectWorker, createRequest, eventsOf, failure, seconds, startLedger, type LedgerHarness } from "./support.js";
 
 const K = TransitionKind;
 const S = TaskState;
@@ -45,14 +45,15 @@ describe("ledger: task lifecycle, history, outbox and the database's state machi
       [2n, K.TRANSITION_KIND_STARTED, S.TASK_STATE_PENDING, S.TASK_STATE_RUNNING],
       [3n, K.TRANSITION_KIND_SUCCEEDED, S.TASK_STATE_RUNNING, S.TASK_STATE_SUCCEEDED],
     ]);
-    const { rows } = await h.sql.query<{ type: string; sequence: string; payload: Buffer }>("SELECT type, sequence, payload FROM ledger.outbox WHERE task_id = $1 ORDER BY id", [id]);
-    expect(rows.map((r) => [r.type, r.sequence])).toEqual([
+    const written = await eventsOf(h.sql, [id]);
+    expect(written.map((r) => [r.type, r.sequence])).toEqual([
       ["taskmesh.task.v1.submitted", "1"], ["taskmesh.task.v1.started", "2"], ["taskmesh.task.v1.progressed", "2"], ["taskmesh.task.v1.succeeded", "3"],
     ]);
-    const events = rows.map((r) => TaskEvent.decode(r.payload));
+    const events = written.map((r) => r.event);
     expect(new Set(events.map((e) => e.id)).size).toBe(4);
     expect(events[2]!.change?.$case).toBe("progress");
-    expect(events[3]!.task).toMatchObject({ state: S.TASK_STATE_SUCCEEDED, output: { text: "hello" } });
+    expect(events[1]!.task).toMatchObject({ state: S.TASK_STATE_RUNNING, attempts: 1, workerId: "w-life", startedAt: started.task!.startedAt, input: undefined });
+    expect(events[3]!.task).toMatchObject({ state: S.TASK_STATE_SUCCEEDED, output: { text: "hello" }, finishedAt: done.task!.finishedAt, attempts: 1 });
   });
 
   it("refuses a lost lease, a stale sequence and a finished task", async () => {

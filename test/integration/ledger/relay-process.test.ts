@@ -9,7 +9,7 @@ import { uuidv7 } from "../../../services/ledger/src/index.js";
 import { testTopicPrefix } from "../../support/kafka.js";
 import { createTestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing } from "../../support/processes.js";
-import { hashOf, mirrorOutbox } from "./support.js";
+import { hashOf, mirrorOutbox, unpublishedEvents } from "./support.js";
 
 const run = promisify(execFile);
 
@@ -55,11 +55,12 @@ describe("the ledger process with the outbox relay", () => {
       await waitFor("the event on the topic", () => received.length >= 1);
       expect(received).toHaveLength(1);
       expect(received[0]!.key).toBe(id);
-      const { rows } = await sql.query<{ event_id: string }>("SELECT event_id FROM public.outbox_seen");
+      // The task's one transition (SUBMITTED): its history row is its event.
+      const { rows } = await sql.query<{ event_id: string }>("SELECT event_id FROM ledger.history WHERE task_id = $1", [id]);
       expect(rows).toHaveLength(1);
       expect(received[0]!.ceId).toBe(rows[0]!.event_id);
-      expect(TaskEvent.decode(received[0]!.value).subject).toBe(id);
-      await waitFor("the row to leave the outbox", async () => (await sql.query("SELECT 1 FROM ledger.outbox")).rowCount === 0);
+      expect(TaskEvent.decode(received[0]!.value)).toMatchObject({ subject: id, task: { capability: "echo", input: { text: "hi" }, createdBy: "alice" } });
+      await waitFor("the relay to pass it", async () => (await unpublishedEvents(sql)) === 0);
     } finally {
       proc?.child.kill("SIGTERM");
       const exited = await proc?.exited;

@@ -1,10 +1,11 @@
+import pg from "pg";
 import { Kafka, logLevel, type Admin, type Consumer, type IHeaders } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { TaskEvent } from "../../../gen/taskmesh/task/v1/task.js";
+import { TaskEvent, TaskState } from "../../../gen/taskmesh/task/v1/task.js";
 import { createLogger } from "../../../services/kit/src/index.js";
-import { OutboxRelay, type OutboxRelayOptions, type OutboxRow } from "../../../services/ledger/src/index.js";
+import { OutboxRelay, type OutboxRelayOptions, type RelayRow } from "../../../services/ledger/src/index.js";
 import { testTopicPrefix } from "../../support/kafka.js";
-import { connectWorker, createRequest, mirrorOutbox, seconds, startLedger, type LedgerHarness } from "./support.js";
+import { connectWorker, createRequest, eventsOf, mirrorOutbox, seconds, startLedger, unpublishedEvents, type LedgerHarness, type WrittenEvent } from "./support.js";
 
 /** Polls `check` until it returns true; fails with `what` after `timeoutMs`. */
 async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
@@ -23,20 +24,10 @@ interface Received {
   readonly value: Buffer;
 }
 
-interface StoredRow {
-  id: string;
-  event_id: string;
-  task_id: string;
-  sequence: string;
-  type: string;
-  traceparent: string;
-  created_at: Date;
-}
-
 const text = (headers: IHeaders | undefined) =>
   Object.fromEntries(Object.entries(headers ?? {}).map(([k, v]) => [k, Buffer.isBuffer(v) ? v.toString() : String(v)]));
 
-describe("ledger: outbox relay to Kafka", () => {
+describe("ledger: outbox relay to Kafka (transitions from history, progress from the outbox)", () => {
   const prefix = testTopicPrefix("relay");
   const brokers = [inject("kafkaBrokers")];
   const logger = createLogger({ level: "silent" });
@@ -102,31 +93,30 @@ describe("ledger: outbox relay to Kafka", () => {
     return created.map((c) => c.task!.id);
   };
 
-  /** The outbox rows written for `taskIds`, in id order (from the mirror: published rows leave the outbox). */
-  const rowsOf = async (taskIds: string[]) =>
-    (await h.sql.query<StoredRow>("SELECT id, event_id, task_id, sequence, type, traceparent, created_at FROM public.outbox_seen WHERE task_id = ANY($1::uuid[]) ORDER BY id", [taskIds])).rows;
+  /** The events written for `taskIds`, per task in sequence order (progress from the mirror: published rows leave the outbox). */
+  const rowsOf = (taskIds: string[]) => eventsOf(h.sql, taskIds, { mirrored: true });
 
-  /** Rows still in the outbox: every one of them is unpublished. */
-  const unpublished = async () => Number((await h.sql.query<{ n: string }>("SELECT count(*) AS n FROM ledger.outbox")).rows[0]!.n);
+  /** Events not yet published: transitions past the relay's cursor, progress rows still in the outbox. */
+  const unpublished = () => unpublishedEvents(h.sql);
 
-  /** Checks every row arrived (at least once) as the right record, and per task the first copies are in outbox order. */
-  const checkDelivery = async (rows: StoredRow[], received: Received[]) => {
+  /** Checks every event arrived (at least once) as the right record, and per task the first copies are in sequence order. */
+  const checkDelivery = async (rows: WrittenEvent[], received: Received[]) => {
     const byId = new Map<string, Received[]>();
     for (const r of received) byId.set(r.headers.ce_id!, [...(byId.get(r.headers.ce_id!) ?? []), r]);
-    expect(rows.filter((row) => !byId.has(row.event_id)).map((r) => r.event_id)).toEqual([]);
-    const { rows: left } = await h.sql.query<{ id: string }>("SELECT id FROM ledger.outbox WHERE id = ANY($1::bigint[])", [rows.map((r) => r.id)]);
-    expect(left, "published rows still in the outbox").toEqual([]);
+    expect(rows.filter((row) => !byId.has(row.eventId)).map((r) => r.eventId)).toEqual([]);
+    const { rows: left } = await h.sql.query<{ id: string }>("SELECT id FROM ledger.outbox WHERE id = ANY($1::bigint[])", [rows.flatMap((r) => r.outboxId ?? [])]);
+    expect(left, "published progress rows still in the outbox").toEqual([]);
     for (const row of rows) {
-      for (const m of byId.get(row.event_id)!) {
-        expect(m.key).toBe(row.task_id);
+      for (const m of byId.get(row.eventId)!) {
+        expect(m.key).toBe(row.taskId);
         expect(m.headers).toEqual({
-          ce_specversion: "1.0", ce_id: row.event_id, ce_type: row.type, ce_source: "//taskmesh.dev/ledger", ce_subject: row.task_id,
-          ce_time: row.created_at.toISOString(), "content-type": "application/protobuf", taskmesh_sequence: row.sequence,
+          ce_specversion: "1.0", ce_id: row.eventId, ce_type: row.type, ce_source: "//taskmesh.dev/ledger", ce_subject: row.taskId,
+          ce_time: row.time.toISOString(), "content-type": "application/protobuf", taskmesh_sequence: row.sequence,
           ...(row.traceparent ? { traceparent: row.traceparent } : {}),
         });
-        const event = TaskEvent.decode(m.value);
-        expect([event.id, event.subject, event.type, event.sequence, event.source]).toEqual([row.event_id, row.task_id, row.type, BigInt(row.sequence), m.headers.ce_source]);
-        expect(event.time?.toISOString()).toBe(m.headers.ce_time);
+        // The record is the event as written: a transition's built from its history row and task, a progress report's as stored.
+        expect(TaskEvent.decode(m.value)).toEqual(row.event);
+        expect(row.event.time?.toISOString()).toBe(m.headers.ce_time);
       }
     }
     // One partition per task; records of a partition arrive in offset order. Dedup by ce_id keeping first copies.
@@ -138,13 +128,13 @@ describe("ledger: outbox relay to Kafka", () => {
       firstCopies.set(m.key, [...(firstCopies.get(m.key) ?? []), m.headers.ce_id!]);
     }
     const expected = new Map<string, string[]>();
-    for (const row of rows) expected.set(row.task_id, [...(expected.get(row.task_id) ?? []), row.event_id]);
+    for (const row of rows) expected.set(row.taskId, [...(expected.get(row.taskId) ?? []), row.eventId]);
     for (const [task, ids] of expected) expect(firstCopies.get(task), `order of task ${task}`).toEqual(ids);
     for (const [task] of expected) expect(new Set(received.filter((m) => m.key === task).map((m) => m.partition)).size).toBe(1);
     return byId;
   };
 
-  it("publishes every outbox row once, keyed by task, with CloudEvents headers, in order per task, and removes it from the outbox", async () => {
+  it("publishes every event once, keyed by task, with CloudEvents headers, in order per task, and moves past it", async () => {
     const { topic, received } = await topicWithConsumer("happy");
     const before = await workload(6); // written before the relay starts
     const r = relay(topic, "relay-happy");
@@ -159,19 +149,67 @@ describe("ledger: outbox relay to Kafka", () => {
     const byId = await checkDelivery(await rowsOf([...before, ...during]), received);
     expect([...byId.values()].every((copies) => copies.length === 1)).toBe(true);
     expect(received).toHaveLength(rows.length);
+    // What the events say of their task: the input on submitted, the output on succeeded, the state after each.
+    const succeeded = rows.filter((r) => r.type === "taskmesh.task.v1.succeeded").map((r) => r.event.task!);
+    expect(succeeded.length).toBeGreaterThan(0);
+    expect(succeeded.every((t) => t.state === TaskState.TASK_STATE_SUCCEEDED && JSON.stringify(t.output) === JSON.stringify({ text: "ok" }) && t.finishedAt !== undefined)).toBe(true);
+    const submitted = rows.filter((r) => r.type === "taskmesh.task.v1.submitted").map((r) => r.event.task!);
+    expect(submitted.every((t) => t.state === TaskState.TASK_STATE_PENDING && t.capability === "echo" && t.input !== undefined && t.output === undefined)).toBe(true);
     expect(r.published).toBe(rows.length);
     await r.stop();
     expect(r.state).toBe("stopped");
   });
 
+  it("holds a transition whose transaction took its txid before its predecessor's until the predecessor may go, then sends both in sequence order", async () => {
+    const { topic, received } = await topicWithConsumer("reorder");
+    const r = relay(topic, "relay-reorder");
+    r.start();
+    const id = (await h.client.createTask(createRequest({ capability: "echo-reorder" }))).task!.id;
+    const sequences = () => received.filter((m) => m.key === id).map((m) => m.headers.taskmesh_sequence);
+    await waitFor("the submitted event", () => sequences().length === 1);
+    const [a, b, c] = [0, 1, 2].map(() => new pg.Client({ connectionString: databaseUrl }));
+    await Promise.all([a, b, c].map((client) => client!.connect()));
+    try {
+      // B takes its txid first, C next (and stays open), A last.
+      await b!.query("BEGIN");
+      await b!.query("SELECT pg_current_xact_id()");
+      await c!.query("BEGIN");
+      await c!.query("SELECT pg_current_xact_id()");
+      // A, the youngest, starts the task (sequence 2) and commits; then B, the oldest, completes it (sequence 3) and commits.
+      await a!.query("BEGIN");
+      await a!.query(`UPDATE ledger.tasks SET state = 'RUNNING', attempts = 1, started_at = now(), next_attempt_at = NULL, lease_id = uuidv7(),
+                       lease_worker_id = 'w-relay', lease_acquired_at = now(), lease_expires_at = now() + interval '1 minute', sequence = 2 WHERE id = $1`, [id]);
+      await a!.query(`INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id) VALUES ($1, 2, 'STARTED', 'PENDING', 'RUNNING', 1, 'w-relay')`, [id]);
+      await a!.query("COMMIT");
+      await b!.query(`UPDATE ledger.tasks SET state = 'SUCCEEDED', output = '{}', finished_at = now(), lease_id = NULL, lease_worker_id = NULL,
+                       lease_acquired_at = NULL, lease_expires_at = NULL, sequence = 3 WHERE id = $1`, [id]);
+      await b!.query(`INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id) VALUES ($1, 3, 'SUCCEEDED', 'RUNNING', 'SUCCEEDED', 1, 'w-relay')`, [id]);
+      await b!.query("COMMIT");
+      // B's transition is older than C, still running, and so may go; A's is younger and may not: B's waits for it.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(sequences()).toEqual(["1"]);
+      await c!.query("COMMIT");
+      await waitFor("the started and succeeded events", () => sequences().length >= 3);
+      expect(sequences()).toEqual(["1", "2", "3"]);
+      expect(await unpublished()).toBe(0);
+    } finally {
+      await Promise.all([a, b, c].map((client) => client!.end()));
+    }
+    await r.stop();
+  });
+
   it("re-sends, after a crash between send and mark, what was sent but not marked: nothing lost, order kept after dedup", async () => {
     const { topic, received } = await topicWithConsumer("crash");
-    const tasks = await workload(30); // 120 rows: 6 batches of 20
+    const tasks = await workload(30); // 120 events: 90 transitions, 30 progress reports, in batches of 20 transitions and the progress they let go
     let batches = 0;
-    let crashed: readonly OutboxRow[] = [];
+    let sentBefore = 0;
+    let crashed: readonly RelayRow[] = [];
     const a = relay(topic, "relay-crash-a", {
       afterSend: async (rows) => {
-        if (++batches !== 3) return;
+        if (++batches !== 3) {
+          sentBefore += rows.length;
+          return;
+        }
         crashed = rows;
         // The crash: its connection (and so the lock) dies after Kafka acknowledged the batch, before the mark.
         await h.sql.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'relay-crash-a'");
@@ -180,9 +218,9 @@ describe("ledger: outbox relay to Kafka", () => {
     });
     a.start();
     await waitFor("relay A to crash", () => a.state === "stopped");
-    expect(crashed).toHaveLength(20);
-    expect(a.published).toBe(40);
-    expect(await unpublished()).toBe(80);
+    expect(crashed.length).toBeGreaterThanOrEqual(20);
+    expect(a.published).toBe(sentBefore);
+    expect(await unpublished()).toBe(120 - sentBefore);
     const b = relay(topic, "relay-crash-b");
     b.start();
     const more = await workload(6); // and new rows while B runs
@@ -191,9 +229,9 @@ describe("ledger: outbox relay to Kafka", () => {
     await waitFor("every record", () => new Set(received.map((m) => m.headers.ce_id)).size >= rows.length);
     const byId = await checkDelivery(await rowsOf([...tasks, ...more]), received);
     // The crashed batch went out twice; nothing else did.
-    for (const row of crashed) expect(byId.get(row.event_id)).toHaveLength(2);
+    for (const row of crashed) expect(byId.get(row.row.event_id)).toHaveLength(2);
     expect(received).toHaveLength(rows.length + crashed.length);
-    expect(b.published).toBe(rows.length - 40);
+    expect(b.published).toBe(rows.length - sentBefore);
     await b.stop();
   });
 

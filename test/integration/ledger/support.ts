@@ -2,8 +2,12 @@ import { createHash } from "node:crypto";
 import pg from "pg";
 import { expect } from "vitest";
 import { LedgerServiceService, type CreateTaskRequest } from "../../../gen/taskmesh/ledger/v1/ledger.js";
+import { TaskEvent } from "../../../gen/taskmesh/task/v1/task.js";
 import { WorkerState } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { LedgerStore, QueueStore, RowCache, WorkerStore, ledgerHandlers, migrations, uuidv7 } from "../../../services/ledger/src/index.js";
+import {
+  LedgerStore, QueueStore, RowCache, TRANSITION_COLUMNS, TRANSITION_SOURCES, WorkerStore, ledgerHandlers, metricsSql, migrations, transitionEvent, uuidv7,
+  type EventFacts, type OutboxRow, type TransitionRow,
+} from "../../../services/ledger/src/index.js";
 import { MeshError, MeshServer, createClient, createLogger, createPool, migrate, type MeshClient } from "../../../services/kit/src/index.js";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 
@@ -60,6 +64,44 @@ export async function mirrorOutbox(sql: pg.Pool): Promise<void> {
     END
     $fn$;
     CREATE OR REPLACE TRIGGER outbox_seen AFTER INSERT ON ledger.outbox FOR EACH ROW EXECUTE FUNCTION public.outbox_seen_copy();`);
+}
+
+/** A task event as the outbox relay publishes it, with what its Kafka record's headers say. */
+export interface WrittenEvent extends EventFacts {
+  readonly event: TaskEvent;
+  /** The outbox row of a progress report; undefined for a transition (its history row is its event). */
+  readonly outboxId?: string;
+}
+
+/**
+ * Every event written for `taskIds`, per task in the order the relay sends
+ * them: each transition (built from its history row as the relay builds
+ * it), each progress report after the transition it follows, from
+ * `ledger.outbox` or, with `mirrored`, from its mirror (`mirrorOutbox`:
+ * the relay deletes the progress rows it published).
+ */
+export async function eventsOf(sql: pg.Pool, taskIds: readonly string[], options: { mirrored?: boolean } = {}): Promise<WrittenEvent[]> {
+  const { rows: transitions } = await sql.query<TransitionRow>(
+    `SELECT ${TRANSITION_COLUMNS} FROM ${TRANSITION_SOURCES} WHERE h.task_id = ANY($1::uuid[])`, [taskIds]);
+  const { rows: progress } = await sql.query<OutboxRow>(
+    `SELECT * FROM ${options.mirrored ? "public.outbox_seen" : "ledger.outbox"} WHERE task_id = ANY($1::uuid[]) ORDER BY id`, [taskIds]);
+  const events: Array<WrittenEvent & { order: number }> = [
+    ...transitions.map((h) => {
+      const event = transitionEvent(h);
+      return { eventId: h.event_id, taskId: h.task_id, sequence: String(h.sequence), type: event.type, traceparent: event.task!.traceparent, time: h.at, event, order: 0 };
+    }),
+    ...progress.map((o, i) => ({
+      eventId: o.event_id, taskId: o.task_id, sequence: String(o.sequence), type: o.type, traceparent: o.traceparent, time: o.created_at,
+      event: TaskEvent.decode(o.payload), outboxId: String(o.id), order: 1 + i,
+    })),
+  ];
+  events.sort((a, b) => (a.taskId !== b.taskId ? (taskIds.indexOf(a.taskId) - taskIds.indexOf(b.taskId)) : Number(BigInt(a.sequence) - BigInt(b.sequence)) || a.order - b.order));
+  return events.map(({ order: _order, ...e }) => e);
+}
+
+/** Task events not yet published (transitions past the relay's cursor, progress reports in the outbox): the `taskmesh_outbox_lag` gauge. */
+export async function unpublishedEvents(sql: pg.Pool): Promise<number> {
+  return (await sql.query<{ lag: number }>(metricsSql.outbox.text)).rows[0]!.lag;
 }
 
 /** The request hash a coordinator would compute for a submit. */

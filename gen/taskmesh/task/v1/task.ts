@@ -568,11 +568,18 @@ export interface TaskEvent {
    */
   sequence: bigint;
   /**
-   * The task as it was right after the change, in the BASIC view (no
-   * input, output or details), plus the input on `submitted` and the output
-   * on `succeeded`: each payload crosses the topic once. An input or output
-   * larger than 16 KiB as JSON is left out (absent where it would be
-   * present); read the task with GetTask for it.
+   * The task right after the change, as far as the event carries it: what
+   * never changes (id, capability, priority, labels, max_attempts, timeout,
+   * retry_policy, trace_id, traceparent, idempotency_key, created_by,
+   * created_at), its state, attempts, worker_id, sequence and updated_at,
+   * and what the transition set: error (without details) on `failed`,
+   * `timed_out` and `retrying`, next_attempt_at while PENDING, started_at on
+   * `started`, finished_at on a final state. No lease and no progress
+   * (each transition's event is built from its history row). For
+   * `progressed`, the task in the BASIC view. Plus the input on `submitted`
+   * and the output on `succeeded`: each payload crosses the topic once. An
+   * input or output larger than 16 KiB as JSON is left out (absent where it
+   * would be present); read the task with GetTask for it.
    */
   task?:
     | Task

@@ -63,7 +63,7 @@ export interface LeaderRelayOptions<Row> extends LeaderRelaySettings {
   readonly lock: { readonly tryLock: string; readonly unlock: string };
   /** A channel whose notifications wake the active relay, and the statement that listens to it (run once the lock is held). */
   readonly listen?: { readonly channel: string; readonly statement: string };
-  /** Reads at most `limit` unpublished rows, in publish order, on the relay's connection. */
+  /** Reads unpublished rows in publish order, on the relay's connection: `limit` of them or more when more are waiting, fewer when not. */
   readonly readBatch: (client: pg.ClientBase, limit: number) => Promise<readonly Row[]>;
   /** Marks rows published (only once Kafka acknowledged them), on the relay's connection. */
   readonly markPublished: (client: pg.ClientBase, rows: readonly Row[]) => Promise<void>;
@@ -255,7 +255,7 @@ export class LeaderRelay<Row> {
     for (const t of traced ?? []) t.end();
     this.#published += rows.length;
     this.#log.debug({ rows: rows.length, ...this.#config.describeBatch?.(rows) }, `${this.#config.label} batch published`);
-    return rows.length === batchSize;
+    return rows.length >= batchSize;
   }
 
   /** Drops the connection (and with it the lock) and the producer; `graceful` unlocks first. */

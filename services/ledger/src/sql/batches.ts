@@ -1,6 +1,5 @@
 import type pg from "pg";
 import { historySql } from "./history.js";
-import { outboxSql } from "./outbox.js";
 import { taskSql } from "./tasks.js";
 
 /** `text` with its parameters $1… moved up by `by`, to run it beside others in one statement. */
@@ -31,44 +30,36 @@ const saveManyIfUnchanged = replaced(replaced(replaced(taskSql.saveMany.text,
   "WHERE t.id = v.id AND t.id = ANY($1::uuid[])", "WHERE t.id = v.id AND t.id = ANY($1::uuid[]) AND t.xmin = v.version RETURNING t.id");
 
 /**
- * The `history` and `events` parts of a batch statement that records a
- * transition per row the CTE `written` wrote (its `id`s), and nothing for the
- * rows it left out: history rows from $1–$14, events from $15–$21, moved up
- * by `by`.
+ * The `history` part of a batch statement that records a transition per
+ * row the CTE `written` wrote (its `id`s), and nothing for the rows it left
+ * out: history rows from $1–$14, moved up by `by`. Each history row is its
+ * transition's event too (migration 0011): the outbox relay publishes it.
  */
-function historyAndEventsOf(written: string, by: number): string {
+function historyOf(written: string, by: number): string {
   return shifted(`history AS (
              INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
              SELECT h.* FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::timestamptz[],
                                     $10::text[], $11::jsonb[], $12::text[], $13::timestamptz[], $14::text[])
                AS h(task_id, sequence, kind, from_state, to_state, attempt, worker_id, lease_id, at, reason, error, trace_id, next_attempt_at, actor)
              WHERE h.task_id IN (SELECT id FROM ${written})
-           ), events AS (
-             INSERT INTO ledger.outbox (event_id, task_id, sequence, type, payload, traceparent, created_at)
-             SELECT e.event_id, e.task_id, e.sequence, e.type, e.payload, e.traceparent, e.created_at
-             FROM unnest($15::uuid[], $16::uuid[], $17::bigint[], $18::text[], $19::bytea[], $20::text[], $21::timestamptz[])
-               WITH ORDINALITY AS e(event_id, task_id, sequence, type, payload, traceparent, created_at, n)
-             WHERE e.task_id IN (SELECT id FROM ${written})
-             ORDER BY e.n
            )`, by);
 }
 
 export const batchSql = {
   /**
-   * New tasks with their SUBMITTED history rows and events in one statement
+   * New tasks with their SUBMITTED history rows in one statement
    * (its own transaction: no BEGIN or COMMIT round trip), every value given:
    * $16 is the database time read just before, the rows' created, updated
    * and due time; a sync-matched task carries its lease ($17–$20, nulls for
    * none). A task whose id or idempotency key is taken, or whose lease
-   * worker is not CONNECTED, is not inserted, and neither are its history
-   * row and event: the statement answers the ids it inserted, and the
+   * worker is not CONNECTED, is not inserted, and neither is its history
+   * row: the statement answers the ids it inserted, and the
    * caller takes the others the transactional way (with each row's version,
-   * its xmin). History ($21–$34) and events ($35–$41) as
-   * {@link historySql.insertMany} and {@link outboxSql.insertMany}, one per
-   * task.
+   * its xmin). History ($21–$34) as {@link historySql.insertMany}, one row
+   * per task.
    */
-  newTasksHistoryAndEvents: {
-    name: "ledger-batch-new-tasks-history-and-events",
+  newTasksAndHistory: {
+    name: "ledger-batch-new-tasks-and-history",
     text: `WITH ins AS (
              INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
                priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence,
@@ -83,37 +74,28 @@ export const batchSql = {
                 OR EXISTS (SELECT 1 FROM ledger.workers w WHERE w.worker_id = v.lease_worker_id AND w.state = 'CONNECTED')
              ON CONFLICT DO NOTHING
              RETURNING t.id, t.xmin::text AS xmin
-           ), ${historyAndEventsOf("ins", 20)}
+           ), ${historyOf("ins", 20)}
            SELECT id, xmin FROM ins`,
   },
-  /** {@link historySql.insertMany} ($1–$14) and {@link outboxSql.insertMany} ($15–$21). */
-  historyAndEvents: {
-    name: "ledger-batch-history-and-events",
-    text: `WITH history AS (${historySql.insertMany.text})
-           ${shifted(outboxSql.insertMany.text, 14)}`,
-  },
+  /** {@link historySql.insertMany}, prepared under a name of its own. */
+  history: { name: "ledger-batch-history", text: historySql.insertMany.text },
   /**
-   * {@link taskSql.saveMany} ($1–$16), {@link historySql.insertMany}
-   * ($17–$30) and {@link outboxSql.insertMany} ($31–$37); answers how many
-   * task rows it wrote.
+   * {@link batchSql.tasksAndHistory} for rows the writer read earlier,
+   * without a lock: each task row is written only while it is still the
+   * version the writer computed its next state from ($17, the rows' xmin),
+   * and only the written tasks get their history rows ($18–$31). Its own
+   * transaction; answers the ids it wrote.
    */
-  /**
-   * {@link batchSql.tasksHistoryAndEvents} for rows the writer read
-   * earlier, without a lock: each task row is written only while it is still
-   * the version the writer computed its next state from ($17, the rows'
-   * xmin), and only the written tasks get their history rows ($18–$31) and
-   * events ($32–$38). Its own transaction; answers the ids it wrote.
-   */
-  tasksHistoryAndEventsIfUnchanged: {
-    name: "ledger-batch-tasks-history-and-events-if-unchanged",
-    text: `WITH saved AS (${saveManyIfUnchanged}), ${historyAndEventsOf("saved", 17)}
+  tasksAndHistoryIfUnchanged: {
+    name: "ledger-batch-tasks-and-history-if-unchanged",
+    text: `WITH saved AS (${saveManyIfUnchanged}), ${historyOf("saved", 17)}
            SELECT id FROM saved`,
   },
-  tasksHistoryAndEvents: {
-    name: "ledger-batch-tasks-history-and-events",
+  /** {@link taskSql.saveMany} ($1–$16) and {@link historySql.insertMany} ($17–$30); answers how many task rows it wrote. */
+  tasksAndHistory: {
+    name: "ledger-batch-tasks-and-history",
     text: `WITH saved AS (${taskSql.saveMany.text} RETURNING 1),
-           history AS (${shifted(historySql.insertMany.text, 16)}),
-           events AS (${shifted(outboxSql.insertMany.text, 30)})
+           history AS (${shifted(historySql.insertMany.text, 16)})
            SELECT count(*)::int AS saved FROM saved`,
   },
 } satisfies Record<string, pg.QueryConfig>;

@@ -2,7 +2,7 @@ import type pg from "pg";
 
 /**
  * Statements behind the ledger's scrape-time gauges. Each reads a partial
- * index (`tasks_dispatch_due` with `tasks_leases`, `tasks_running`) or the outbox (only unpublished rows), so
+ * index (`tasks_dispatch_due` with `tasks_leases`, `tasks_running`) or what the outbox relay has not published, so
  * it costs what is pending, running or unpublished, not the table; only
  * `finished` scans the tasks, and is read far less often.
  */
@@ -27,10 +27,18 @@ export const metricsSql = {
     name: "ledger-metrics-finished",
     text: `SELECT state, count(*)::bigint::text AS n FROM ledger.tasks WHERE state NOT IN ('PENDING', 'RUNNING') GROUP BY state`,
   },
-  /** Unpublished outbox rows, and the age of the oldest (ids follow insertion order; null when none). */
+  /**
+   * Events not yet published: transitions past the relay's cursor (read
+   * from the `history_relay` index) and progress reports in the outbox, and
+   * the age of the oldest (null when none).
+   */
   outbox: {
     name: "ledger-metrics-outbox",
-    text: `SELECT (SELECT count(*) FROM ledger.outbox)::int AS lag,
-             (SELECT extract(epoch FROM now() - created_at)::float8 FROM ledger.outbox ORDER BY id LIMIT 1) AS oldest_s`,
+    text: `WITH c AS (SELECT txid, task_id, sequence FROM ledger.relay_cursor WHERE relay = 'tasks'),
+           pending AS (
+             SELECT h.at FROM ledger.history h, c WHERE h.txid >= c.txid AND (h.txid, h.task_id, h.sequence) > (c.txid, c.task_id, c.sequence)
+             UNION ALL
+             SELECT created_at FROM ledger.outbox)
+           SELECT count(*)::int AS lag, extract(epoch FROM now() - min(at))::float8 AS oldest_s FROM pending`,
   },
 } satisfies Record<string, pg.QueryConfig>;

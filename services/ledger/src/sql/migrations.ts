@@ -292,4 +292,27 @@ export const migrations: readonly Migration[] = [
         FOR EACH ROW EXECUTE FUNCTION ledger.check_history_change();
     `,
   },
+  {
+    id: "0011_history_is_the_outbox",
+    sql: `
+      -- Each history row is also its transition's event: the relay reads
+      -- history in (txid, task_id, sequence) order past its cursor, only rows
+      -- of transactions older than every one still running (so none that
+      -- commits later can fall behind the cursor), and builds the event from
+      -- the row and its task (outbox-relay.ts). The outbox keeps only
+      -- progress reports, which are no transitions. Rows written before this
+      -- migration had their events written to the outbox: txid 0, and the
+      -- cursor starts past them.
+      ALTER TABLE ledger.history ADD COLUMN event_id uuid, ADD COLUMN txid xid8 NOT NULL DEFAULT '0';
+      ALTER TABLE ledger.history ALTER COLUMN event_id SET DEFAULT uuidv7(), ALTER COLUMN txid SET DEFAULT pg_current_xact_id();
+      CREATE INDEX history_relay ON ledger.history (txid);
+      CREATE TABLE ledger.relay_cursor (
+        relay text PRIMARY KEY,
+        txid xid8 NOT NULL,
+        task_id uuid NOT NULL,
+        sequence bigint NOT NULL
+      );
+      INSERT INTO ledger.relay_cursor VALUES ('tasks', '0', 'ffffffff-ffff-ffff-ffff-ffffffffffff', 9223372036854775807);
+    `,
+  },
 ];

@@ -4,9 +4,11 @@ import type pg from "pg";
 export const retentionSql = {
   /**
    * Deletes up to $2 tasks that finished more than $1 ms ago, oldest first,
-   * skipping rows another transaction holds; answers their ids. The
-   * `created_at` bound (implied by `finished_at`'s) lets the pass walk the
-   * `tasks_created` index instead of the table.
+   * skipping rows another transaction holds and tasks whose transitions the
+   * outbox relay has not all published (their history rows are their
+   * events); answers their ids. The `created_at` bound (implied by
+   * `finished_at`'s) lets the pass walk the `tasks_created` index instead
+   * of the table.
    */
   removeTasks: {
     name: "ledger-retention-remove-tasks",
@@ -15,6 +17,8 @@ export const retentionSql = {
              SELECT id FROM ledger.tasks
              WHERE created_at < now() - make_interval(secs => $1::double precision / 1000)
                AND finished_at < now() - make_interval(secs => $1::double precision / 1000)
+               AND NOT EXISTS (SELECT 1 FROM ledger.history h JOIN ledger.relay_cursor c ON c.relay = 'tasks'
+                               WHERE h.task_id = ledger.tasks.id AND (h.txid, h.task_id, h.sequence) > (c.txid, c.task_id, c.sequence))
              ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
            RETURNING t.id`,
   },

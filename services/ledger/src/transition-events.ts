@@ -1,0 +1,74 @@
+import { TaskEvent, type Task } from "../../../gen/taskmesh/task/v1/task.js";
+import { eventType, isFinished, stateOf, toDuration, toError, toTransition } from "./records.js";
+import type { TransitionRow } from "./sql/relay.js";
+import { EVENT_SOURCE } from "./writer.js";
+
+/**
+ * The most bytes of input (on `submitted`) or output (on `succeeded`) an
+ * event carries, as JSON; a larger one is left out, and a consumer reads
+ * the task with GetTask (task.proto, TaskEvent.task).
+ */
+export const EVENT_PAYLOAD_LIMIT = 16 * 1024;
+
+function fits(value: unknown): boolean {
+  return JSON.stringify(value).length <= EVENT_PAYLOAD_LIMIT;
+}
+
+/**
+ * The task a transition's event carries (task.proto, `TaskEvent.task`):
+ * what never changes of the task, its state, attempts, worker, sequence and
+ * update time right after the transition, and what the transition set (its
+ * error, the next attempt's time while PENDING, the start on STARTED, the
+ * end on a final state), plus the input on SUBMITTED and the output on
+ * SUCCEEDED, each up to {@link EVENT_PAYLOAD_LIMIT}. No lease and no
+ * progress. Built from the history row alone: the event leaves after
+ * its task may have moved on.
+ */
+export function transitionTask(h: TransitionRow): Task {
+  const t = h.task;
+  const pending = h.to_state === "PENDING";
+  return {
+    id: h.task_id,
+    capability: t?.capability ?? "",
+    state: stateOf(h.to_state),
+    input: t?.input && fits(t.input) ? t.input : undefined,
+    output: t?.output && fits(t.output) ? t.output : undefined,
+    error: toError(h.error, false),
+    // A release hands the attempt back: it does not count.
+    attempts: h.kind === "RELEASED" ? h.attempt - 1 : h.attempt,
+    maxAttempts: t?.max_attempts ?? 0,
+    workerId: h.worker_id,
+    traceId: h.trace_id,
+    traceparent: t?.traceparent ?? "",
+    idempotencyKey: t?.idempotency_key ?? "",
+    priority: t?.priority ?? 0,
+    labels: t?.labels ?? {},
+    timeout: t ? toDuration(t.timeout_ms) : undefined,
+    retryPolicy: t
+      ? { maxAttempts: t.max_attempts, initialBackoff: toDuration(t.retry_initial_ms), maxBackoff: toDuration(t.retry_max_ms), multiplier: t.retry_multiplier }
+      : undefined,
+    createdAt: t ? new Date(t.created_at) : undefined,
+    updatedAt: h.at,
+    startedAt: h.kind === "STARTED" ? h.at : undefined,
+    finishedAt: isFinished(h.to_state) ? h.at : undefined,
+    nextAttemptAt: pending ? (h.next_attempt_at ?? h.at) : undefined,
+    lease: undefined,
+    progress: undefined,
+    sequence: BigInt(h.sequence),
+    createdBy: t?.created_by ?? "",
+  };
+}
+
+/** The event of a transition (its history row), as the relay publishes it. */
+export function transitionEvent(h: TransitionRow): TaskEvent {
+  return {
+    id: h.event_id, type: eventType(h.kind), source: EVENT_SOURCE, subject: h.task_id, time: h.at, sequence: BigInt(h.sequence),
+    task: transitionTask(h), change: { $case: "transition", value: toTransition({ ...h, error: h.error }) }, traceId: h.trace_id,
+  };
+}
+
+/** {@link transitionEvent} as the bytes of a Kafka record's value. */
+export function transitionEventBytes(h: TransitionRow): Buffer {
+  const bytes = TaskEvent.encode(transitionEvent(h)).finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
