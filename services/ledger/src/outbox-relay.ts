@@ -58,7 +58,7 @@ function factsOf(r: RelayRow): EventFacts {
     return { eventId: o.event_id, taskId: o.task_id, sequence: String(o.sequence), type: o.type, traceparent: o.traceparent, time: o.created_at };
   }
   const h = r.row;
-  return { eventId: h.event_id, taskId: h.task_id, sequence: String(h.sequence), type: eventType(h.kind), traceparent: h.task?.traceparent ?? "", time: h.at };
+  return { eventId: h.event_id, taskId: h.task_id, sequence: String(h.sequence), type: eventType(h.kind), traceparent: h.traceparent ?? "", time: h.at };
 }
 
 const tracer = trace.getTracer("taskmesh.ledger.outbox-relay");

@@ -25,37 +25,36 @@ function fits(value: unknown): boolean {
  * its task may have moved on.
  */
 export function transitionTask(h: TransitionRow): Task {
-  const t = h.task;
-  const pending = h.to_state === "PENDING";
+  const found = h.task_found;
   return {
     id: h.task_id,
-    capability: t?.capability ?? "",
+    capability: h.capability ?? "",
     state: stateOf(h.to_state),
-    input: t?.input && fits(t.input) ? t.input : undefined,
-    output: t?.output && fits(t.output) ? t.output : undefined,
+    input: h.input && fits(h.input) ? h.input : undefined,
+    output: h.output && fits(h.output) ? h.output : undefined,
     error: toError(h.error, false),
     // A release hands the attempt back: it does not count.
     attempts: h.kind === "RELEASED" ? h.attempt - 1 : h.attempt,
-    maxAttempts: t?.max_attempts ?? 0,
+    maxAttempts: h.max_attempts ?? 0,
     workerId: h.worker_id,
     traceId: h.trace_id,
-    traceparent: t?.traceparent ?? "",
-    idempotencyKey: t?.idempotency_key ?? "",
-    priority: t?.priority ?? 0,
-    labels: t?.labels ?? {},
-    timeout: t ? toDuration(t.timeout_ms) : undefined,
-    retryPolicy: t
-      ? { maxAttempts: t.max_attempts, initialBackoff: toDuration(t.retry_initial_ms), maxBackoff: toDuration(t.retry_max_ms), multiplier: t.retry_multiplier }
+    traceparent: h.traceparent ?? "",
+    idempotencyKey: h.idempotency_key ?? "",
+    priority: h.priority ?? 0,
+    labels: h.labels ?? {},
+    timeout: found ? toDuration(h.timeout_ms!) : undefined,
+    retryPolicy: found
+      ? { maxAttempts: h.max_attempts!, initialBackoff: toDuration(h.retry_initial_ms!), maxBackoff: toDuration(h.retry_max_ms!), multiplier: h.retry_multiplier! }
       : undefined,
-    createdAt: t ? new Date(t.created_at) : undefined,
+    createdAt: h.created_at ?? undefined,
     updatedAt: h.at,
     startedAt: h.kind === "STARTED" ? h.at : undefined,
     finishedAt: isFinished(h.to_state) ? h.at : undefined,
-    nextAttemptAt: pending ? (h.next_attempt_at ?? h.at) : undefined,
+    nextAttemptAt: h.to_state === "PENDING" ? (h.next_attempt_at ?? h.at) : undefined,
     lease: undefined,
     progress: undefined,
     sequence: BigInt(h.sequence),
-    createdBy: t?.created_by ?? "",
+    createdBy: h.created_by ?? "",
   };
 }
 
@@ -63,7 +62,7 @@ export function transitionTask(h: TransitionRow): Task {
 export function transitionEvent(h: TransitionRow): TaskEvent {
   return {
     id: h.event_id, type: eventType(h.kind), source: EVENT_SOURCE, subject: h.task_id, time: h.at, sequence: BigInt(h.sequence),
-    task: transitionTask(h), change: { $case: "transition", value: toTransition({ ...h, error: h.error }) }, traceId: h.trace_id,
+    task: transitionTask(h), change: { $case: "transition", value: toTransition(h) }, traceId: h.trace_id,
   };
 }
 

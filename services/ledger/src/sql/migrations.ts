@@ -305,7 +305,9 @@ export const migrations: readonly Migration[] = [
       -- cursor starts past them.
       ALTER TABLE ledger.history ADD COLUMN event_id uuid, ADD COLUMN txid xid8 NOT NULL DEFAULT '0';
       ALTER TABLE ledger.history ALTER COLUMN event_id SET DEFAULT uuidv7(), ALTER COLUMN txid SET DEFAULT pg_current_xact_id();
-      CREATE INDEX history_relay ON ledger.history (txid);
+      -- The relay's order in full, so a read past the cursor is a range of the
+      -- index in order (with only txid, a generic plan sorted the table).
+      CREATE INDEX history_relay ON ledger.history (txid, task_id, sequence);
       CREATE TABLE ledger.relay_cursor (
         relay text PRIMARY KEY,
         txid xid8 NOT NULL,

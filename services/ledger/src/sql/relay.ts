@@ -20,7 +20,7 @@ export interface OutboxRow {
  * the task's previous transition (null for the first), and what the event
  * carries of its task (null when the task was removed since).
  */
-export interface TransitionRow {
+export interface TransitionRow extends Partial<Nullable<EventTaskColumns>> {
   readonly txid: string;
   readonly prev_txid: string | null;
   readonly event_id: string;
@@ -38,8 +38,11 @@ export interface TransitionRow {
   readonly trace_id: string;
   readonly next_attempt_at: Date | null;
   readonly actor: string;
-  readonly task: EventTaskColumns | null;
+  /** False when the task was removed since (its columns are null). */
+  readonly task_found: boolean;
 }
+
+type Nullable<T> = { readonly [K in keyof T]: T[K] | null };
 
 /** The columns of a task that its events carry (they never change), with the input of a SUBMITTED and the output of a SUCCEEDED event. */
 export interface EventTaskColumns {
@@ -54,9 +57,9 @@ export interface EventTaskColumns {
   readonly retry_max_ms: number;
   readonly retry_multiplier: number;
   readonly created_by: string;
-  readonly created_at: string;
-  readonly input?: Record<string, unknown> | null;
-  readonly output?: Record<string, unknown> | null;
+  readonly created_at: Date;
+  readonly input: Record<string, unknown>;
+  readonly output: Record<string, unknown>;
 }
 
 /** Where the relay stands in history: the last transition it published, in its order. */
@@ -76,14 +79,12 @@ export const RELAY_LOCK = "hashtext('taskmesh:ledger'), hashtext('outbox-relay')
  */
 export const RELAY_CHANNEL = "ledger_outbox";
 
-/** What the relay reads of a history row: a {@link TransitionRow}, from {@link TRANSITION_SOURCES}. */
+/** What the relay reads of a history row: a {@link TransitionRow}, from {@link TRANSITION_SOURCES}; the task's columns null when it was removed. */
 export const TRANSITION_COLUMNS = `h.txid::text AS txid, p.txid::text AS prev_txid, h.event_id, h.task_id, h.sequence, h.kind, h.from_state, h.to_state,
              h.attempt, h.worker_id, h.lease_id, h.at, h.reason, h.error, h.trace_id, h.next_attempt_at, h.actor,
-             CASE WHEN t.id IS NOT NULL THEN jsonb_build_object(
-               'capability', t.capability, 'max_attempts', t.max_attempts, 'traceparent', t.traceparent, 'idempotency_key', t.idempotency_key,
-               'priority', t.priority, 'labels', t.labels, 'timeout_ms', t.timeout_ms, 'retry_initial_ms', t.retry_initial_ms,
-               'retry_max_ms', t.retry_max_ms, 'retry_multiplier', t.retry_multiplier, 'created_by', t.created_by, 'created_at', t.created_at,
-               'input', CASE WHEN h.kind = 'SUBMITTED' THEN t.input END, 'output', CASE WHEN h.kind = 'SUCCEEDED' THEN t.output END) END AS task`;
+             t.id IS NOT NULL AS task_found, t.capability, t.max_attempts, t.traceparent, t.idempotency_key, t.priority, t.labels, t.timeout_ms,
+             t.retry_initial_ms, t.retry_max_ms, t.retry_multiplier, t.created_by, t.created_at,
+             CASE WHEN h.kind = 'SUBMITTED' THEN t.input END AS input, CASE WHEN h.kind = 'SUCCEEDED' THEN t.output END AS output`;
 
 /** A history row `h` with its task's previous transition `p` and its task `t`. */
 export const TRANSITION_SOURCES = `ledger.history h
@@ -108,13 +109,13 @@ export const relaySql = {
    * transition's txid (a task's transitions commit in sequence order, but a
    * transaction may take its txid before it waits for the task's lock, so a
    * later transition can have the smaller txid) and what its event carries
-   * of the task (jsonb: one value to parse instead of a dozen columns).
+   * of the task.
    */
   transitions: {
     name: "ledger-relay-transitions",
     text: `SELECT ${TRANSITION_COLUMNS}
            FROM ${TRANSITION_SOURCES}
-           WHERE h.txid >= $1::xid8 AND (h.txid, h.task_id, h.sequence) > ($1::xid8, $2::uuid, $3::bigint)
+           WHERE (h.txid, h.task_id, h.sequence) > ($1::xid8, $2::uuid, $3::bigint)
              AND h.txid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
            ORDER BY h.txid, h.task_id, h.sequence LIMIT $4`,
   },
