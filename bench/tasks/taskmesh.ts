@@ -110,10 +110,11 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
       TASKMESH_WORKER_CAPABILITIES: "echo", TASKMESH_WORKER_CONCURRENCY: String(WORKER_CONCURRENCY),
     }, `worker-${i}`);
   }
-  /** CPU seconds so far of each taskmesh process, Postgres (all its processes) and the Kafka broker. */
+  /** CPU seconds so far of each taskmesh process, Postgres (all its processes), Redis (the coordinator's bus and submit dedup) and the Kafka broker. */
   const cpu = (): Map<string, number> => {
     const out = new Map<string, number>([...named].map(([label, child]) => [label, cpuSeconds(child.pid)]));
     out.set("postgres", postgresCpuSeconds());
+    out.set("redis", cpuSecondsOf((s) => s.comm === "redis-server"));
     const kafka = supervisor.status().find((p) => p.name === "kafka")?.pid;
     out.set("kafka", kafka === undefined ? 0 : groupCpuSeconds(kafka));
     return out;
