@@ -302,16 +302,11 @@ export class Dispatcher implements Slots {
     taskSpan("dispatch", task.traceparent, {
       "taskmesh.task_id": task.id, "taskmesh.attempt": lease.attempt, "taskmesh.capability": task.capability, "taskmesh.worker_id": lease.workerId,
     }).end();
-    session.send({
-      payload: {
-        $case: "assignment",
-        value: {
-          taskId: task.id, attempt: lease.attempt, capability: task.capability, input: task.input ?? {},
-          deadline: timeoutMs > 0 ? new Date(Date.now() + timeoutMs) : undefined,
-          traceparent: task.traceparent, tracestate: "", leaseId: lease.leaseId, leaseExpiresAt: lease.expiresAt,
-          maxAttempts: task.maxAttempts, labels: task.labels, idempotencyKey: task.idempotencyKey,
-        },
-      },
+    session.assign({
+      taskId: task.id, attempt: lease.attempt, capability: task.capability, input: task.input ?? {},
+      deadline: timeoutMs > 0 ? new Date(Date.now() + timeoutMs) : undefined,
+      traceparent: task.traceparent, tracestate: "", leaseId: lease.leaseId, leaseExpiresAt: lease.expiresAt,
+      maxAttempts: task.maxAttempts, labels: task.labels, idempotencyKey: task.idempotencyKey,
     }).catch(() => {
       this.writes.handBack(session, { taskId: task.id, leaseId: lease.leaseId }, "the assignment could not be sent")
         .catch((error: unknown) => this.log.debug({ err: error, taskId: task.id }, "hand back failed; the lease will expire"));

@@ -44,7 +44,7 @@ export class Connection {
       worker: info, sessionId, coordinatorId: this.deps.coordinatorId, state: WorkerState.WORKER_STATE_CONNECTED, newSession: true,
       inFlight: first.value.payload.value.inFlight.length, load: 0,
     }, { signal });
-    const session = new WorkerSession(info, sessionId, (m) => this.sendRaw(m), (error) => this.end(error));
+    const session = new WorkerSession(info, sessionId, (m) => this.sendRaw(m), (error) => this.end(error), first.value.payload.value.batches);
     this.session = session;
     this.messages = new WorkerMessages(this.deps, session, (kind, taskId, error) => this.failedMessage(kind, taskId, error));
     // Another stream of this worker (here or on another replica) is replaced.
@@ -67,7 +67,7 @@ export class Connection {
     try {
       await session.send({ payload: { $case: "registered", value: {
         sessionId, heartbeatInterval: toDuration(timing.heartbeatMs), leaseDuration: this.deps.dispatcher.leaseDuration,
-        coordinatorId: this.deps.coordinatorId, serverTime: new Date(),
+        coordinatorId: this.deps.coordinatorId, serverTime: new Date(), batches: true,
       } } });
       await this.adopt(first.value.payload.value.inFlight);
       dispatcher.add(session);
@@ -120,8 +120,12 @@ export class Connection {
    * that runs a while: a short task's result records its start in the same
    * write.)
    */
-  private handle(payload: Payload | undefined): void {
+  private handle(payload: ConnectRequest["payload"]): void {
     if (!payload) return;
+    if (payload.$case === "results") {
+      for (const result of payload.value.results) this.enqueue(result.taskId, { $case: "result", value: result });
+      return;
+    }
     if (payload.$case === "heartbeat") {
       // Its arrival proves the worker alive, however long a slow ledger keeps it queued.
       this.lastHeartbeat = Date.now();

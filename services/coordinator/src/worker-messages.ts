@@ -11,8 +11,8 @@ import { TaskWrites } from "./task-writes.js";
 /** Refusals of a worker-side message that mean "drop it": the task is no longer the worker's. */
 export const GONE_REASONS = new Set(["RES_LEASE_LOST", "BIZ_TASK_ALREADY_FINISHED", "RES_TASK_NOT_FOUND", "BIZ_TASK_NOT_RUNNING"]);
 
-/** One message of a worker's stream. */
-export type Payload = NonNullable<ConnectRequest["payload"]>;
+/** One message of a worker's stream; a batch of results arrives as one `result` each. */
+export type Payload = Exclude<NonNullable<ConnectRequest["payload"]>, { $case: "results" }>;
 
 /** A refusal of the worker protocol, with its reason. */
 export function failed(code: Code, reason: `${"VAL" | "SYS" | "RES"}_${string}`, message: string): MeshError {
@@ -106,7 +106,7 @@ export class WorkerMessages {
     const { dispatcher } = this.deps;
     const held = session.heldTask(r.taskId);
     const answer = (accepted: boolean, state: TaskState, reason = ""): Promise<void> =>
-      session.send({ payload: { $case: "resultRecorded", value: { taskId: r.taskId, attempt: r.attempt, accepted, reason, state } } });
+      session.confirm({ taskId: r.taskId, attempt: r.attempt, accepted, reason, state });
     // Taken before the write frees the slot: the worker's figures for the dispatch strategies.
     const outcome = (succeeded: boolean): void => {
       if (held) dispatcher.recordOutcome(session.workerId, held.capability, succeeded, Date.now() - held.assignedAt, durationMs(r.elapsed));

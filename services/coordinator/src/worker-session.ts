@@ -1,5 +1,5 @@
-import type { ConnectResponse } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import type { WorkerInfo } from "../../../gen/taskmesh/worker/v1/worker.js";
+import type { ConnectResponse, ResultRecorded } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
+import type { Assignment, WorkerInfo } from "../../../gen/taskmesh/worker/v1/worker.js";
 import type { MeshError } from "../../kit/src/index.js";
 
 /** A task a worker holds under a lease this coordinator knows of. */
@@ -19,7 +19,9 @@ export interface HeldTask {
  * (its used slots, changed only through {@link hold} and {@link release}) and
  * the slots promised to tasks being created ({@link reserve}),
  * and how to talk to it. Sends are serialized and honor the stream's
- * backpressure.
+ * backpressure; to a worker that takes batches, the assignments (and the
+ * result confirmations) that become ready while an earlier message is being
+ * written leave together in one message.
  */
 export class WorkerSession {
   private readonly held = new Map<string, HeldTask>();
@@ -31,6 +33,9 @@ export class WorkerSession {
   private isDraining = false;
   private sending: Promise<void> = Promise.resolve();
   private readonly capacity: ReadonlyMap<string, number>;
+  /** Assignments and confirmations waiting for the message that carries them (see {@link batched}). */
+  private readonly assignments = new Batch<Assignment>();
+  private readonly confirmations = new Batch<ResultRecorded>();
 
   constructor(
     readonly info: WorkerInfo,
@@ -38,6 +43,8 @@ export class WorkerSession {
     private readonly sendRaw: (message: ConnectResponse) => Promise<void>,
     /** Ends the stream with an error. */
     readonly end: (error: MeshError) => void,
+    /** The worker takes `assignments` and `results_recorded` batches (its `register` said so). */
+    private readonly batches = false,
   ) {
     this.capacity = new Map(info.capabilities.map((c) => [c.name, c.maxConcurrency > 0 ? c.maxConcurrency : info.maxConcurrency]));
   }
@@ -118,9 +125,45 @@ export class WorkerSession {
   }
 
   /** Sends one message after the ones before it; rejects when the stream is gone. */
-  send(message: ConnectResponse): Promise<void> {
-    const next = this.sending.then(() => this.sendRaw(message));
+  send(message: ConnectResponse | (() => ConnectResponse)): Promise<void> {
+    const next = this.sending.then(() => this.sendRaw(typeof message === "function" ? message() : message));
     this.sending = next.catch(() => undefined);
     return next;
   }
+
+  /** Sends an assignment, in one message with the others ready by the time it leaves; rejects when the stream is gone. */
+  assign(assignment: Assignment): Promise<void> {
+    if (!this.batches) return this.send({ payload: { $case: "assignment", value: assignment } });
+    return this.batched(this.assignments, assignment, (items) => items.length === 1
+      ? { payload: { $case: "assignment", value: items[0]! } }
+      : { payload: { $case: "assignments", value: { assignments: items } } });
+  }
+
+  /** Sends a result's confirmation, batched as {@link assign} batches assignments. */
+  confirm(recorded: ResultRecorded): Promise<void> {
+    if (!this.batches) return this.send({ payload: { $case: "resultRecorded", value: recorded } });
+    return this.batched(this.confirmations, recorded, (items) => items.length === 1
+      ? { payload: { $case: "resultRecorded", value: items[0]! } }
+      : { payload: { $case: "resultsRecorded", value: { results: items } } });
+  }
+
+  /**
+   * Adds `item` to the message `batch` will send: the first item queues that
+   * message behind the ones before it, and everything added until its turn
+   * comes (while earlier messages are written) goes in it. Its items share
+   * its fate.
+   */
+  private batched<T>(batch: Batch<T>, item: T, message: (items: T[]) => ConnectResponse): Promise<void> {
+    batch.items.push(item);
+    return (batch.sent ??= this.send(() => {
+      batch.sent = undefined;
+      return message(batch.items.splice(0));
+    }));
+  }
+}
+
+/** Items waiting for one message, and that message's send once queued. */
+class Batch<T> {
+  readonly items: T[] = [];
+  sent: Promise<void> | undefined;
 }

@@ -7,7 +7,7 @@ import type { Logger } from "../../kit/src/index.js";
 import { AgentError, type AgentDefinition } from "./agent.js";
 import { backoffDelay } from "./backoff.js";
 import { inFlightOf, msOf, type HeldTask } from "./held-task.js";
-import { writeTo, type Session } from "./session.js";
+import { sendResult, writeTo, type Session } from "./session.js";
 import { TaskTable } from "./task-table.js";
 import type { WorkerOptions } from "./worker-options.js";
 import { checkTransition, type WorkerState } from "./worker-state.js";
@@ -50,6 +50,10 @@ export class Worker {
       cancelGraceMs: options.cancelGraceMs,
       refusing: () => this.current === "draining" || this.current === "stopped",
       send: (message) => this.send(message),
+      sendResult: (result) => {
+        const session = this.session;
+        return session?.registered ? sendResult(session, result, this.log) : false;
+      },
       changed: () => this.changed(),
     });
   }
@@ -196,9 +200,9 @@ export class Worker {
 
   /** One stream: register, then handle what the coordinator sends until the stream ends. */
   private async connectOnce(): Promise<Session> {
-    const session: Session = { call: this.options.client.connect(), registered: false, reconnectNow: false, heartbeat: undefined };
+    const session: Session = { call: this.options.client.connect(), registered: false, reconnectNow: false, heartbeat: undefined, batches: false, results: [] };
     this.session = session;
-    writeTo(session, { payload: { $case: "register", value: { worker: this.info, inFlight: this.tasks.inFlight() } } }, this.log);
+    writeTo(session, { payload: { $case: "register", value: { worker: this.info, inFlight: this.tasks.inFlight(), batches: true } } }, this.log);
     try {
       for await (const message of session.call as AsyncIterable<ConnectResponse>) this.onMessage(session, message);
     } catch (error) {
@@ -219,12 +223,18 @@ export class Worker {
         return this.onRegistered(session, payload.value);
       case "assignment":
         return this.tasks.assign(payload.value);
+      case "assignments":
+        for (const assignment of payload.value.assignments) this.tasks.assign(assignment);
+        return;
       case "cancel":
         return void this.tasks.cancel(payload.value);
       case "leasesExtended":
         return this.tasks.leasesExtended(payload.value);
       case "resultRecorded":
         return this.tasks.resultRecorded(payload.value);
+      case "resultsRecorded":
+        for (const recorded of payload.value.results) this.tasks.resultRecorded(recorded);
+        return;
       case "goAway":
         return this.onGoAway(session, payload.value);
     }
@@ -233,6 +243,7 @@ export class Worker {
   private onRegistered(session: Session, registered: Registered): void {
     if (session.registered) return;
     session.registered = true;
+    session.batches = registered.batches;
     const heartbeatMs = msOf(registered.heartbeatInterval) ?? this.options.heartbeatMs ?? 10_000;
     this.log.info({ sessionId: registered.sessionId, coordinator: registered.coordinatorId, heartbeatMs }, "registered");
     session.heartbeat = setInterval(() => this.heartbeat(session), heartbeatMs);

@@ -1,5 +1,6 @@
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import type { ConnectRequest, ConnectResponse } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
+import type { TaskResult } from "../../../gen/taskmesh/worker/v1/worker.js";
 import type { Logger } from "../../kit/src/index.js";
 
 /** One stream to the coordinator. */
@@ -9,6 +10,27 @@ export interface Session {
   /** Set by `go_away` with `reconnect`: reconnect at once, without backoff. */
   reconnectNow: boolean;
   heartbeat: NodeJS.Timeout | undefined;
+  /** The coordinator takes `results` batches (its `registered` said so). */
+  batches: boolean;
+  /** Results waiting for the batch that leaves once this turn of the event loop is done. */
+  results: TaskResult[];
+}
+
+/**
+ * Sends a result: to a coordinator that takes batches, with every other
+ * result ready in this turn of the event loop, in one `results` message
+ * (a batch of assignments finishing together reports together); else
+ * alone. False when the write fails (the result is sent again later).
+ */
+export function sendResult(session: Session, result: TaskResult, log: Logger): boolean {
+  if (!session.batches) return writeTo(session, { payload: { $case: "result", value: result } }, log);
+  if (session.results.push(result) === 1) {
+    setImmediate(() => {
+      const results = session.results.splice(0);
+      writeTo(session, results.length === 1 ? { payload: { $case: "result", value: results[0]! } } : { payload: { $case: "results", value: { results } } }, log);
+    });
+  }
+  return true;
 }
 
 /** Writes on the session's stream, registered or not; false when the write fails. */

@@ -1,6 +1,6 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { ConnectRequest, LeasesExtended, ResultRecorded, TaskCancellation } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import type { Assignment } from "../../../gen/taskmesh/worker/v1/worker.js";
+import type { Assignment, TaskResult } from "../../../gen/taskmesh/worker/v1/worker.js";
 import type { Logger } from "../../kit/src/index.js";
 import { AgentError, type AgentDefinition } from "./agent.js";
 import { attemptKey, inFlightOf, type HeldTask, type StopCause } from "./held-task.js";
@@ -19,6 +19,8 @@ export interface TaskTableHooks {
   refusing(): boolean;
   /** Sends on the registered stream; false (dropped) while there is none. */
   send(message: ConnectRequest): boolean;
+  /** Sends a result on the registered stream (batched with others ready at once when the coordinator takes that); false while there is none. */
+  sendResult(result: TaskResult): boolean;
   /** Called whenever the held tasks change. */
   changed(): void;
 }
@@ -135,7 +137,7 @@ export class TaskTable {
   /** Sends the attempt's result, if it has one, noting when. */
   sendResult(task: HeldTask): void {
     if (!task.result) return;
-    if (this.hooks.send({ payload: { $case: "result", value: task.result } })) task.resultSentAt = Date.now();
+    if (this.hooks.sendResult(task.result)) task.resultSentAt = Date.now();
   }
 
   private forget(task: HeldTask): void {

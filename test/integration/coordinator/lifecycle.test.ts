@@ -95,7 +95,7 @@ describe("coordinator: the life of a task through real ledger, coordinator and w
     try {
       const notFirst = await attempt({ payload: { $case: "heartbeat", value: { inFlight: [], load: 0, sentAt: new Date() } } });
       expect([notFirst.code, notFirst.reason]).toEqual([Code.FAILED_PRECONDITION, "VAL_REGISTER_FIRST"]);
-      const bad = await attempt({ payload: { $case: "register", value: { worker: { workerId: "", name: "", capabilities: [], maxConcurrency: 0, labels: {}, version: "", weight: 0 }, inFlight: [] } } });
+      const bad = await attempt({ payload: { $case: "register", value: { worker: { workerId: "", name: "", capabilities: [], maxConcurrency: 0, labels: {}, version: "", weight: 0 }, inFlight: [], batches: false } } });
       expect([bad.code, bad.reason]).toEqual([Code.INVALID_ARGUMENT, "VAL_INVALID_REGISTRATION"]);
       expect(bad.violations.map((v) => v.field)).toEqual(["register.worker.worker_id", "register.worker.capabilities", "register.worker.max_concurrency"]);
     } finally {
@@ -129,7 +129,7 @@ describe("coordinator: the life of a task through real ledger, coordinator and w
     const client = createClient(WorkerServiceService, stack.coordinatorAddresses[0]!);
     const register = (workerId: string): ConnectRequest => ({ payload: { $case: "register", value: {
       worker: { workerId, name: workerId, capabilities: [{ name: capability, maxConcurrency: 1, description: "" }], maxConcurrency: 1, labels: {}, version: "test", weight: 1 },
-      inFlight: [],
+      inFlight: [], batches: false,
     } } });
     /** A hand-made worker: every assignment it gets is passed to `onAssignment`, with its stream. */
     const connect = (workerId: string, onAssignment: (call: ReturnType<typeof client.connect>, a: { taskId: string; attempt: number; leaseId: string }) => void) => {
@@ -165,6 +165,50 @@ describe("coordinator: the life of a task through real ledger, coordinator and w
       }
     } finally {
       refuser.end();
+      client.close();
+    }
+  });
+
+  it("sends a worker that takes batches its assignments together, and records a batch of results with one confirmation message", async () => {
+    const capability = "batch-take";
+    const client = createClient(WorkerServiceService, stack.coordinatorAddresses[0]!);
+    const received: Array<{ $case: string; value: never }> = [];
+    const call = client.connect();
+    call.on("data", (m: { payload?: { $case: string; value: never } }) => {
+      if (m.payload) received.push(m.payload);
+    });
+    call.on("error", () => undefined);
+    call.write({ payload: { $case: "register", value: {
+      worker: { workerId: "batch-w1", name: "batch-w1", capabilities: [{ name: capability, maxConcurrency: 8, description: "" }], maxConcurrency: 8, labels: {}, version: "test", weight: 1 },
+      inFlight: [], batches: true,
+    } } });
+    try {
+      await until("registered", async () => received.some((p) => p.$case === "registered"));
+      expect((received.find((p) => p.$case === "registered")!.value as { batches: boolean }).batches).toBe(true);
+      await until("the worker to be connected", async () => (await stack.sql.query("SELECT 1 FROM ledger.workers WHERE worker_id = 'batch-w1' AND state = 'CONNECTED'")).rowCount === 1);
+      const { results } = await stack.tasks.submitTasks({ tasks: Array.from({ length: 6 }, (_, i) => submitRequest({ capability, input: { i } })) });
+      const ids = results.map((r) => (r.result?.$case === "response" ? r.result.value.task!.id : ""));
+      type Assigned = { taskId: string; attempt: number; leaseId: string };
+      const assigned = (): Assigned[] => received.flatMap((p) => p.$case === "assignment" ? [p.value as Assigned]
+        : p.$case === "assignments" ? (p.value as { assignments: Assigned[] }).assignments : []);
+      await until("six assignments", async () => assigned().length === 6);
+      // Tasks leased together leave together: fewer messages than tasks.
+      expect(received.filter((p) => p.$case === "assignments").length).toBeGreaterThan(0);
+      expect(assigned().map((a) => a.taskId).sort()).toEqual([...ids].sort());
+      call.write({ payload: { $case: "results", value: { results: assigned().map((a) => ({
+        taskId: a.taskId, attempt: a.attempt, leaseId: a.leaseId, outcome: { $case: "succeeded", value: { output: { done: a.taskId } } }, elapsed: undefined,
+      })) } } });
+      type Recorded = { taskId: string; accepted: boolean };
+      const recorded = (): Recorded[] => received.flatMap((p) => p.$case === "resultRecorded" ? [p.value as Recorded]
+        : p.$case === "resultsRecorded" ? (p.value as { results: Recorded[] }).results : []);
+      await until("six confirmations", async () => recorded().length === 6);
+      expect(recorded().every((r) => r.accepted)).toBe(true);
+      for (const id of ids) {
+        const task = (await stack.tasks.getTask({ id, view: 0 })).task!;
+        expect([task.state, task.output]).toEqual([TaskState.TASK_STATE_SUCCEEDED, { done: id }]);
+      }
+    } finally {
+      call.end();
       client.close();
     }
   });

@@ -28,6 +28,8 @@ export interface FakeCoordinatorOptions {
   readonly heartbeatMs?: number;
   /** Answer every result with `result_recorded` at once. @default true */
   readonly autoRecord?: boolean;
+  /** Say in `registered` that it takes `results` batches (answered with one `results_recorded`). @default false, as a coordinator from before batches */
+  readonly batches?: boolean;
 }
 
 /** An in-process WorkerService on a real MeshServer that records what workers send and lets a test push messages. */
@@ -114,10 +116,12 @@ export class FakeCoordinator {
         if (p?.$case === "register") {
           await send({ payload: { $case: "registered", value: {
             sessionId: `s-${session.index}`, heartbeatInterval: { seconds: 0n, nanos: (this.options.heartbeatMs ?? 100) * 1e6 },
-            leaseDuration: { seconds: 30n, nanos: 0 }, coordinatorId: "fake", serverTime: new Date(),
+            leaseDuration: { seconds: 30n, nanos: 0 }, coordinatorId: "fake", serverTime: new Date(), batches: this.options.batches ?? false,
           } } });
         } else if (p?.$case === "result" && this.autoRecord) {
           await send({ payload: { $case: "resultRecorded", value: { taskId: p.value.taskId, attempt: p.value.attempt, accepted: true, reason: "", state: 0 } } });
+        } else if (p?.$case === "results" && this.autoRecord) {
+          await send({ payload: { $case: "resultsRecorded", value: { results: p.value.results.map((r) => ({ taskId: r.taskId, attempt: r.attempt, accepted: true, reason: "", state: 0 })) } } });
         }
         for (const l of [...this.listeners]) l();
       }

@@ -40,6 +40,7 @@ describe("Worker against a fake coordinator", () => {
         capabilities: [{ name: "echo", maxConcurrency: 0, description: "returns its input" }, { name: "slow", maxConcurrency: 1, description: "d" }],
       },
       inFlight: [],
+      batches: true,
     });
     expect(worker.state).toBe("registered");
     const { value: hb } = await fake.waitFor("heartbeat");
@@ -54,6 +55,31 @@ describe("Worker against a fake coordinator", () => {
     await new Promise((r) => setTimeout(r, 2 * STARTED_AFTER_MS));
     const order = fake.log.map((e) => e.message.payload?.$case).filter((c) => c !== "heartbeat");
     expect(order).toEqual(["register", "result"]);
+  });
+
+  it("takes a batch of assignments, and to a coordinator that takes batches reports the results ready together in one message", async () => {
+    const { fake } = await setup({}, { batches: true });
+    const assignment = (taskId: string) => ({
+      taskId, attempt: 1, capability: "echo", input: { id: taskId }, deadline: undefined, traceparent: "", tracestate: "", leaseId: `lease-${taskId}`,
+      leaseExpiresAt: undefined, maxAttempts: 3, labels: {}, idempotencyKey: "",
+    });
+    await fake.session.send({ payload: { $case: "assignments", value: { assignments: ["b-1", "b-2", "b-3"].map(assignment) } } });
+    const { value: batch } = await fake.waitFor("results");
+    expect(batch.results.map((r) => [r.taskId, r.outcome?.$case === "succeeded" ? r.outcome.value.output : undefined])).toEqual([
+      ["b-1", { id: "b-1" }], ["b-2", { id: "b-2" }], ["b-3", { id: "b-3" }],
+    ]);
+    expect(fake.all("result")).toEqual([]);
+    // The one `results_recorded` the fake answers with lets the worker forget all three: its next heartbeat lists none.
+    const after = new Date();
+    await fake.waitFor("heartbeat", (h) => h.sentAt! > after && h.inFlight.length === 0);
+  });
+
+  it("to a coordinator from before batches sends each result alone", async () => {
+    const { fake } = await setup();
+    for (const id of ["s-1", "s-2"]) void fake.session.assign({ taskId: id, capability: "echo", input: { id } });
+    await fake.waitFor("result", (r) => r.taskId === "s-2");
+    expect(fake.all("result").map((r) => r.taskId).sort()).toEqual(["s-1", "s-2"]);
+    expect(fake.all("results")).toEqual([]);
   });
 
   it("sends started once a handler has run a while, or before its first progress report", async () => {

@@ -66,6 +66,9 @@ export interface ConnectRequest {
     | //
     /** The worker is shutting down. */
     { $case: "drainNotice"; value: DrainNotice }
+    | //
+    /** Several outcomes at once (see Batches above), each as `result`. */
+    { $case: "results"; value: ResultBatch }
     | undefined;
 }
 
@@ -91,7 +94,37 @@ export interface ConnectResponse {
     | //
     /** Leave this stream: reconnect elsewhere, or drain and stop. */
     { $case: "goAway"; value: GoAway }
+    | //
+    /**
+     * Several assignments at once (see Batches above), each as
+     * `assignment`.
+     */
+    { $case: "assignments"; value: AssignmentBatch }
+    | //
+    /**
+     * Several results recorded (or refused) at once, each as
+     * `result_recorded`.
+     */
+    { $case: "resultsRecorded"; value: ResultRecordedBatch }
     | undefined;
+}
+
+/** ResultBatch is several TaskResults in one message. */
+export interface ResultBatch {
+  /** The results, in the order the worker has them. */
+  results: TaskResult[];
+}
+
+/** AssignmentBatch is several Assignments in one message. */
+export interface AssignmentBatch {
+  /** The assignments, in dispatch order. */
+  assignments: Assignment[];
+}
+
+/** ResultRecordedBatch is several ResultRecorded in one message. */
+export interface ResultRecordedBatch {
+  /** The confirmations, in the order the results were recorded. */
+  results: ResultRecorded[];
 }
 
 /** Register opens a worker's session. */
@@ -106,6 +139,8 @@ export interface Register {
    * in the first `leases_extended`.
    */
   inFlight: InFlightTask[];
+  /** The worker takes `assignments` and `results_recorded` batches. */
+  batches: boolean;
 }
 
 /** Registered accepts a worker's session and sets its timing. */
@@ -126,7 +161,11 @@ export interface Registered {
   /** The id of the coordinator instance serving the stream. */
   coordinatorId: string;
   /** The coordinator's clock at registration (for clock-skew diagnostics). */
-  serverTime?: Date | undefined;
+  serverTime?:
+    | Date
+    | undefined;
+  /** The coordinator takes `results` batches. */
+  batches: boolean;
 }
 
 /** TaskAccepted says a worker took an assignment. */
@@ -303,6 +342,9 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       case "drainNotice":
         DrainNotice.encode(message.payload.value, writer.uint32(74).fork()).join();
         break;
+      case "results":
+        ResultBatch.encode(message.payload.value, writer.uint32(82).fork()).join();
+        break;
     }
     return writer;
   },
@@ -395,6 +437,14 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
             message.payload = { $case: "drainNotice", value: DrainNotice.decode(reader, reader.uint32()) };
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.payload = { $case: "results", value: ResultBatch.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -431,6 +481,8 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         ? { $case: "drainNotice", value: DrainNotice.fromJSON(object.drainNotice) }
         : isSet(object.drain_notice)
         ? { $case: "drainNotice", value: DrainNotice.fromJSON(object.drain_notice) }
+        : isSet(object.results)
+        ? { $case: "results", value: ResultBatch.fromJSON(object.results) }
         : undefined,
     };
   },
@@ -455,6 +507,8 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       obj.cancelAcknowledged = CancelAcknowledged.toJSON(message.payload.value);
     } else if (message.payload?.$case === "drainNotice") {
       obj.drainNotice = DrainNotice.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "results") {
+      obj.results = ResultBatch.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -522,6 +576,12 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         }
         break;
       }
+      case "results": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "results", value: ResultBatch.fromPartial(object.payload.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -551,6 +611,12 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         break;
       case "goAway":
         GoAway.encode(message.payload.value, writer.uint32(50).fork()).join();
+        break;
+      case "assignments":
+        AssignmentBatch.encode(message.payload.value, writer.uint32(58).fork()).join();
+        break;
+      case "resultsRecorded":
+        ResultRecordedBatch.encode(message.payload.value, writer.uint32(66).fork()).join();
         break;
     }
     return writer;
@@ -617,6 +683,22 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
             message.payload = { $case: "goAway", value: GoAway.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.payload = { $case: "assignments", value: AssignmentBatch.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.payload = { $case: "resultsRecorded", value: ResultRecordedBatch.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -649,6 +731,12 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         ? { $case: "goAway", value: GoAway.fromJSON(object.goAway) }
         : isSet(object.go_away)
         ? { $case: "goAway", value: GoAway.fromJSON(object.go_away) }
+        : isSet(object.assignments)
+        ? { $case: "assignments", value: AssignmentBatch.fromJSON(object.assignments) }
+        : isSet(object.resultsRecorded)
+        ? { $case: "resultsRecorded", value: ResultRecordedBatch.fromJSON(object.resultsRecorded) }
+        : isSet(object.results_recorded)
+        ? { $case: "resultsRecorded", value: ResultRecordedBatch.fromJSON(object.results_recorded) }
         : undefined,
     };
   },
@@ -667,6 +755,10 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       obj.resultRecorded = ResultRecorded.toJSON(message.payload.value);
     } else if (message.payload?.$case === "goAway") {
       obj.goAway = GoAway.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "assignments") {
+      obj.assignments = AssignmentBatch.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "resultsRecorded") {
+      obj.resultsRecorded = ResultRecordedBatch.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -713,13 +805,236 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         }
         break;
       }
+      case "assignments": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "assignments", value: AssignmentBatch.fromPartial(object.payload.value) };
+        }
+        break;
+      }
+      case "resultsRecorded": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "resultsRecorded", value: ResultRecordedBatch.fromPartial(object.payload.value) };
+        }
+        break;
+      }
     }
     return message;
   },
 };
 
+function createBaseResultBatch(): ResultBatch {
+  return { results: [] };
+}
+
+export const ResultBatch: MessageFns<ResultBatch> = {
+  encode(message: ResultBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      TaskResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResultBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResultBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(TaskResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResultBatch {
+    return {
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => TaskResult.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ResultBatch): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => TaskResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResultBatch>, I>>(base?: I): ResultBatch {
+    return ResultBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResultBatch>, I>>(object: I): ResultBatch {
+    const message = createBaseResultBatch();
+    message.results = object.results?.map((e) => TaskResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAssignmentBatch(): AssignmentBatch {
+  return { assignments: [] };
+}
+
+export const AssignmentBatch: MessageFns<AssignmentBatch> = {
+  encode(message: AssignmentBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.assignments) {
+      Assignment.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignmentBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAssignmentBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.assignments.push(Assignment.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AssignmentBatch {
+    return {
+      assignments: globalThis.Array.isArray(object?.assignments)
+        ? object.assignments.map((e: any) => Assignment.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: AssignmentBatch): unknown {
+    const obj: any = {};
+    if (message.assignments?.length) {
+      obj.assignments = message.assignments.map((e) => Assignment.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AssignmentBatch>, I>>(base?: I): AssignmentBatch {
+    return AssignmentBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AssignmentBatch>, I>>(object: I): AssignmentBatch {
+    const message = createBaseAssignmentBatch();
+    message.assignments = object.assignments?.map((e) => Assignment.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseResultRecordedBatch(): ResultRecordedBatch {
+  return { results: [] };
+}
+
+export const ResultRecordedBatch: MessageFns<ResultRecordedBatch> = {
+  encode(message: ResultRecordedBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      ResultRecorded.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResultRecordedBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResultRecordedBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(ResultRecorded.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResultRecordedBatch {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => ResultRecorded.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ResultRecordedBatch): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ResultRecorded.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResultRecordedBatch>, I>>(base?: I): ResultRecordedBatch {
+    return ResultRecordedBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResultRecordedBatch>, I>>(object: I): ResultRecordedBatch {
+    const message = createBaseResultRecordedBatch();
+    message.results = object.results?.map((e) => ResultRecorded.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseRegister(): Register {
-  return { worker: undefined, inFlight: [] };
+  return { worker: undefined, inFlight: [], batches: false };
 }
 
 export const Register: MessageFns<Register> = {
@@ -729,6 +1044,9 @@ export const Register: MessageFns<Register> = {
     }
     for (const v of message.inFlight) {
       InFlightTask.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.batches !== false) {
+      writer.uint32(24).bool(message.batches);
     }
     return writer;
   },
@@ -762,6 +1080,14 @@ export const Register: MessageFns<Register> = {
             message.inFlight.push(InFlightTask.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.batches = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -782,6 +1108,7 @@ export const Register: MessageFns<Register> = {
         : globalThis.Array.isArray(object?.in_flight)
         ? object.in_flight.map((e: any) => InFlightTask.fromJSON(e))
         : [],
+      batches: isSet(object.batches) ? globalThis.Boolean(object.batches) : false,
     };
   },
 
@@ -792,6 +1119,9 @@ export const Register: MessageFns<Register> = {
     }
     if (message.inFlight?.length) {
       obj.inFlight = message.inFlight.map((e) => InFlightTask.toJSON(e));
+    }
+    if (message.batches !== false) {
+      obj.batches = message.batches;
     }
     return obj;
   },
@@ -805,6 +1135,7 @@ export const Register: MessageFns<Register> = {
       ? WorkerInfo.fromPartial(object.worker)
       : undefined;
     message.inFlight = object.inFlight?.map((e) => InFlightTask.fromPartial(e)) || [];
+    message.batches = object.batches ?? false;
     return message;
   },
 };
@@ -816,6 +1147,7 @@ function createBaseRegistered(): Registered {
     leaseDuration: undefined,
     coordinatorId: "",
     serverTime: undefined,
+    batches: false,
   };
 }
 
@@ -835,6 +1167,9 @@ export const Registered: MessageFns<Registered> = {
     }
     if (message.serverTime !== undefined) {
       Timestamp.encode(toTimestamp(message.serverTime), writer.uint32(42).fork()).join();
+    }
+    if (message.batches !== false) {
+      writer.uint32(48).bool(message.batches);
     }
     return writer;
   },
@@ -892,6 +1227,14 @@ export const Registered: MessageFns<Registered> = {
             message.serverTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.batches = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -931,6 +1274,7 @@ export const Registered: MessageFns<Registered> = {
         : isSet(object.server_time)
         ? fromJsonTimestamp(object.server_time)
         : undefined,
+      batches: isSet(object.batches) ? globalThis.Boolean(object.batches) : false,
     };
   },
 
@@ -951,6 +1295,9 @@ export const Registered: MessageFns<Registered> = {
     if (message.serverTime !== undefined) {
       obj.serverTime = message.serverTime.toISOString();
     }
+    if (message.batches !== false) {
+      obj.batches = message.batches;
+    }
     return obj;
   },
 
@@ -968,6 +1315,7 @@ export const Registered: MessageFns<Registered> = {
       : undefined;
     message.coordinatorId = object.coordinatorId ?? "";
     message.serverTime = object.serverTime ?? undefined;
+    message.batches = object.batches ?? false;
     return message;
   },
 };
@@ -2026,7 +2374,14 @@ export const GoAway: MessageFns<GoAway> = {
  * its first `progress` report; a task that ends sooner sends no `started`,
  * and its `result` records the start and the outcome in one write), any
  * number of `progress` reports, and one `result`, which the coordinator
- * confirms with `result_recorded`. The
+ * confirms with `result_recorded`. Batches: a worker whose `register` sets
+ * `batches` may get several assignments in one `assignments` message, and
+ * several confirmations in one `results_recorded`; a coordinator whose
+ * `registered` sets `batches` takes several results in one `results`
+ * message. Each item of a batch means what the single message means, in
+ * the batch's order. Either side sends batches only to a peer that said it
+ * takes them; the coordinator batches what is ready while its previous
+ * message to the worker is still being written. The
  * coordinator may send `cancel` for a task (the worker stops it and answers
  * `cancel_acknowledged`) and `go_away` to make the worker drain. A worker
  * that shuts down sends `drain_notice`, finishes or hands back its tasks,
