@@ -1,14 +1,24 @@
+import { isIP } from "node:net";
 import type { CircuitBreakerThresholds, Cluster, Http2ProtocolOptions, LbPolicy, TransportSocket } from "./envoy-types.js";
 import type { Topology } from "./topology.js";
 
 /** HTTP/2 keepalive on every upstream connection: a dead peer is found within ~40 s (the kit's servers accept pings every 10 s). */
 export const HTTP2_OPTIONS: Http2ProtocolOptions = { connection_keepalive: { interval: "30s", timeout: "10s" } };
 
+/** An endpoint off loopback: an IP address or a host name (a compose service, a Kubernetes headless Service) and its port. */
+export interface Endpoint {
+  readonly address: string;
+  readonly port: number;
+}
+
+/** How often a cluster of host names asks DNS again: a replica that joins gets calls within this long. */
+export const DNS_REFRESH = "5s";
+
 /** Options of {@link staticCluster}. */
 export interface StaticClusterOptions {
   readonly name: string;
-  /** Ports on 127.0.0.1, one per replica. */
-  readonly endpoints: readonly number[];
+  /** One per replica: a port on 127.0.0.1, or an {@link Endpoint} (a host name stands for every address it resolves to). */
+  readonly endpoints: readonly (number | Endpoint)[];
   readonly lbPolicy: LbPolicy;
   /** mTLS to the endpoints (a mesh cluster); plain h2c without it (the local app, the OTLP collector). */
   readonly tls?: TransportSocket;
@@ -23,8 +33,13 @@ export function seconds(ms: number): `${number}s` {
   return `${ms / 1000}s`;
 }
 
+/** Whether `address` is an IPv4 or IPv6 literal (else a host name, resolved by DNS). */
+function isIp(address: string): boolean {
+  return isIP(address) !== 0;
+}
+
 /**
- * A cluster of fixed endpoints on 127.0.0.1 that speaks HTTP/2 (declared
+ * A cluster of fixed endpoints (on 127.0.0.1 unless given) that speaks HTTP/2 (declared
  * explicitly, envoy#7925). A mesh cluster adds mTLS, active gRPC health
  * checks, outlier detection (gateway and local-origin failures count too,
  * since a trailers-only grpc-status is all outlier detection sees, envoy#8228)
@@ -39,9 +54,13 @@ export function staticCluster(options: StaticClusterOptions): Cluster {
     max_requests: breakers.maxRequests,
     max_retries: breakers.maxRetries,
   }];
+  const endpoints = options.endpoints.map((e): Endpoint => (typeof e === "number" ? { address: "127.0.0.1", port: e } : e));
+  // Host names: Envoy resolves them itself and keeps every address as a host, health-checked on its own.
+  const dns = endpoints.some((e) => !isIp(e.address));
   return {
     name: options.name,
-    type: "STATIC",
+    type: dns ? "STRICT_DNS" : "STATIC",
+    ...(dns ? { dns_lookup_family: "V4_PREFERRED" as const, dns_refresh_rate: DNS_REFRESH } : {}),
     connect_timeout: "1s",
     lb_policy: options.lbPolicy,
     typed_extension_protocol_options: {
@@ -52,7 +71,7 @@ export function staticCluster(options: StaticClusterOptions): Cluster {
     },
     load_assignment: {
       cluster_name: options.name,
-      endpoints: [{ lb_endpoints: options.endpoints.map((port) => ({ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } } })) }],
+      endpoints: [{ lb_endpoints: endpoints.map(({ address, port }) => ({ endpoint: { address: { socket_address: { address, port_value: port } } } })) }],
     },
     ...(options.tls ? { transport_socket: options.tls } : {}),
     ...(options.healthService !== undefined ? {

@@ -13,8 +13,10 @@ import { EDGE, methodPolicy, ownerOf, type Topology } from "./topology.js";
 
 /** Where the edge listens and how it reaches the outside world's tools. */
 export interface EdgeOptions {
-  /** The edge's gRPC/gRPC-Web/HTTP-JSON port on 127.0.0.1. @default 8080 */
+  /** The edge's gRPC/gRPC-Web/HTTP-JSON port. @default 8080 */
   readonly port?: number;
+  /** The address the edge's listener binds: 0.0.0.0 in a container, where callers come from outside. @default 127.0.0.1 */
+  readonly address?: string;
   /** The edge's admin port on 127.0.0.1. @default 9901 */
   readonly adminPort?: number;
   /** The descriptor set `buf build` writes (`gen/descriptor.binpb`), as an absolute path. */
@@ -119,7 +121,7 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
     static_resources: {
       listeners: [{
         name: "edge",
-        address: { socket_address: { address: "127.0.0.1", port_value: port } },
+        address: { socket_address: { address: options.address ?? "127.0.0.1", port_value: port } },
         filter_chains: [{
           filters: [{
             name: "envoy.filters.network.http_connection_manager",
@@ -142,7 +144,7 @@ export function edgeConfig(ctx: MeshContext, options: EdgeOptions): Bootstrap {
         ...targets.map((target) => meshCluster(ctx, EDGE, target)),
         ...(rateLimit && !targets.includes("ratelimit") ? [meshCluster(ctx, EDGE, "ratelimit")] : []),
         ...(auth ? [jwksCluster(port)] : []),
-        otlpCluster(ctx.otlpGrpcPort),
+        otlpCluster(ctx.otlpGrpcPort, ctx.otlpAddress),
       ] satisfies Cluster[],
     },
   };

@@ -212,7 +212,10 @@ export type LbPolicy = "ROUND_ROBIN" | "LEAST_REQUEST" | "RANDOM";
 
 export interface Cluster {
   readonly name: string;
-  readonly type: "STATIC";
+  /** STATIC for IP endpoints; STRICT_DNS when an endpoint is a host name (every address it resolves to is a host). */
+  readonly type: "STATIC" | "STRICT_DNS";
+  readonly dns_lookup_family?: "V4_ONLY" | "V4_PREFERRED" | "AUTO";
+  readonly dns_refresh_rate?: Duration;
   readonly connect_timeout: Duration;
   readonly lb_policy: LbPolicy;
   readonly typed_extension_protocol_options: {

@@ -59,9 +59,9 @@ export function runtime(discovered: readonly RuntimeLayer[] = []): NonNullable<B
   };
 }
 
-/** The OTLP collector on 127.0.0.1 (Jaeger's OTLP gRPC port). */
-export function otlpCluster(port: number): Cluster {
-  return staticCluster({ name: OTLP_CLUSTER, endpoints: [port], lbPolicy: "ROUND_ROBIN" });
+/** The OTLP collector (Jaeger's OTLP gRPC port), on 127.0.0.1 unless `address` (an IP or a host name) is given. */
+export function otlpCluster(port: number, address?: string): Cluster {
+  return staticCluster({ name: OTLP_CLUSTER, endpoints: [address ? { address, port } : port], lbPolicy: "ROUND_ROBIN" });
 }
 
 /** Which requests every Envoy of the mesh writes an access-log line for. */

@@ -2,7 +2,7 @@ import type { Bootstrap, Cluster, HttpConnectionManager, HttpFilter, Listener, R
 import { staticCluster, seconds, HTTP2_OPTIONS } from "./clusters.js";
 import { accessLog, otlpCluster, runtime, tracing, type AccessLogOptions } from "./observability.js";
 import { serviceRoutes } from "./routes.js";
-import { downstreamTls, upstreamTls } from "./tls.js";
+import { certPaths, downstreamTls, upstreamTls, type SdsPaths } from "./tls.js";
 import { calleesOf, EDGE, healthServiceOf, identities, spiffeId, type Topology } from "./topology.js";
 
 /** One service instance: its app and the ports of its sidecar. */
@@ -19,6 +19,19 @@ export interface MeshInstance {
   readonly outboundPort: number;
   /** The sidecar's admin port on 127.0.0.1. */
   readonly adminPort: number;
+  /**
+   * Where other Envoys reach its inbound port: an IP, or a host name that
+   * resolves to every replica (a Kubernetes headless Service) or to this one
+   * (a compose service). @default 127.0.0.1
+   */
+  readonly address?: string;
+  /**
+   * A plain (h2c) port on every address that answers only
+   * `grpc.health.v1.Health/Check`, from the app: what a kubelet's gRPC probe
+   * calls, since the app listens on loopback and the inbound port wants a
+   * mesh certificate. None when absent.
+   */
+  readonly probePort?: number;
 }
 
 /** What every Envoy of one mesh shares. */
@@ -33,14 +46,36 @@ export interface MeshContext {
   readonly inboundAddress?: string;
   /** Which requests every Envoy logs. @default failed and slow ones (see accessLogFilter) */
   readonly accessLog?: AccessLogOptions;
+  /** The OTLP/gRPC collector's host (an IP or a host name). @default 127.0.0.1 */
+  readonly otlpAddress?: string;
+  /**
+   * Peers inside the mesh, as CIDRs: their x-request-id (the tracing
+   * decision) and x-envoy-force-trace are honoured. @default ["127.0.0.0/8"]
+   * (every peer on loopback, as under `up`)
+   */
+  readonly internalCidrs?: readonly string[];
+  /** Where each identity's SDS files are. @default certPaths(stateDir, identity), as `taskmesh certs` lays them out */
+  readonly sdsPaths?: (identity: string) => SdsPaths;
 }
 
 /**
  * Addresses a sidecar treats as inside the mesh (Envoy has none by default):
  * their x-request-id (which carries the tracing decision) and
- * x-envoy-force-trace are honoured. Here every peer is on loopback.
+ * x-envoy-force-trace are honoured. Under `up` every peer is on loopback.
  */
-const MESH_INTERNAL = { cidr_ranges: [{ address_prefix: "127.0.0.0", prefix_len: 8 }] };
+function meshInternal(ctx: MeshContext): { cidr_ranges: { address_prefix: string; prefix_len: number }[] } {
+  return {
+    cidr_ranges: (ctx.internalCidrs ?? ["127.0.0.0/8"]).map((cidr) => {
+      const [address_prefix = "", bits = ""] = cidr.split("/");
+      return { address_prefix, prefix_len: Number(bits) };
+    }),
+  };
+}
+
+/** The SDS files of `identity` in this mesh. */
+export function sdsPathsOf(ctx: MeshContext, identity: string): SdsPaths {
+  return ctx.sdsPaths ? ctx.sdsPaths(identity) : certPaths(ctx.stateDir, identity);
+}
 
 /** The cluster of the local app behind a sidecar. */
 export const LOCAL_APP_CLUSTER = "local_app";
@@ -54,9 +89,9 @@ export function meshCluster(ctx: MeshContext, identity: string, target: string):
   if (!spec) throw new Error(`unknown service ${target}`);
   return staticCluster({
     name: target,
-    endpoints: ctx.instances.filter((i) => i.service === target).map((i) => i.inboundPort),
+    endpoints: ctx.instances.filter((i) => i.service === target).map((i) => (i.address ? { address: i.address, port: i.inboundPort } : i.inboundPort)),
     lbPolicy: spec.lbPolicy,
-    tls: upstreamTls(ctx.stateDir, identity, spiffeId(t, target)),
+    tls: upstreamTls(ctx.stateDir, identity, spiffeId(t, target), sdsPathsOf(ctx, identity)),
     healthService: healthServiceOf(t, target),
     circuitBreakers: t.defaults.circuitBreakers,
   });
@@ -124,7 +159,7 @@ export function sidecarConfig(ctx: MeshContext, instance: MeshInstance): Bootstr
     name: "inbound",
     address: { socket_address: { address: ctx.inboundAddress ?? "0.0.0.0", port_value: instance.inboundPort } },
     filter_chains: [{
-      transport_socket: downstreamTls(ctx.stateDir, instance.service),
+      transport_socket: downstreamTls(ctx.stateDir, instance.service, sdsPathsOf(ctx, instance.service)),
       filters: [{
         name: "envoy.filters.network.http_connection_manager",
         typed_config: connectionManager({
@@ -133,7 +168,7 @@ export function sidecarConfig(ctx: MeshContext, instance: MeshInstance): Bootstr
           codec: "HTTP2",
           accessLog: ctx.accessLog,
           // The app learns its caller's SPIFFE ID from x-forwarded-client-cert (set here, never taken from the peer).
-          extra: { forward_client_cert_details: "SANITIZE_SET", set_current_client_cert_details: { uri: true }, internal_address_config: MESH_INTERNAL },
+          extra: { forward_client_cert_details: "SANITIZE_SET", set_current_client_cert_details: { uri: true }, internal_address_config: meshInternal(ctx) },
           routes: [{
             name: "local-app",
             match: { prefix: "/" },
@@ -155,7 +190,7 @@ export function sidecarConfig(ctx: MeshContext, instance: MeshInstance): Bootstr
           statPrefix: "outbound", serviceName, codec: "HTTP2", routes: outboundRoutes(t, instance.service), filters: [],
           accessLog: ctx.accessLog,
           // The app is the peer (no X-Forwarded-For), on loopback: internal, so its x-envoy-force-trace counts.
-          extra: { use_remote_address: true, internal_address_config: MESH_INTERNAL },
+          extra: { use_remote_address: true, internal_address_config: meshInternal(ctx) },
         }),
       }],
     }],
@@ -165,12 +200,40 @@ export function sidecarConfig(ctx: MeshContext, instance: MeshInstance): Bootstr
     admin: { address: { socket_address: { address: "127.0.0.1", port_value: instance.adminPort } } },
     layered_runtime: runtime(),
     static_resources: {
-      listeners: [inbound, outbound],
+      listeners: [inbound, outbound, ...(instance.probePort !== undefined ? [probeListener(ctx, instance.probePort, serviceName)] : [])],
       clusters: [
         staticCluster({ name: LOCAL_APP_CLUSTER, endpoints: [instance.appPort], lbPolicy: "ROUND_ROBIN" }),
         ...calleesOf(t, instance.service).map((target) => meshCluster(ctx, instance.service, target)),
-        otlpCluster(ctx.otlpGrpcPort),
+        otlpCluster(ctx.otlpGrpcPort, ctx.otlpAddress),
       ],
     },
+  };
+}
+
+/** The one method the probe listener passes to the app. */
+export const PROBE_PATH = "/grpc.health.v1.Health/Check";
+
+/**
+ * The probe listener: plain h2c on every address, `grpc.health.v1.Health/Check`
+ * to the app (which says NOT_SERVING until its dependencies are ready and
+ * from the start of a shutdown), anything else 404. Health answers carry
+ * nothing a caller could use, so it needs no certificate.
+ */
+function probeListener(ctx: MeshContext, port: number, serviceName: string): Listener {
+  return {
+    name: "probe",
+    address: { socket_address: { address: "0.0.0.0", port_value: port } },
+    filter_chains: [{
+      filters: [{
+        name: "envoy.filters.network.http_connection_manager",
+        typed_config: connectionManager({
+          statPrefix: "probe", serviceName, codec: "HTTP2", filters: [], accessLog: ctx.accessLog,
+          routes: [
+            { name: "health-check", match: { path: PROBE_PATH }, route: { cluster: LOCAL_APP_CLUSTER, timeout: "5s" } },
+            { name: "not-a-probe", match: { prefix: "/" }, direct_response: { status: 404 } },
+          ],
+        }),
+      }],
+    }],
   };
 }

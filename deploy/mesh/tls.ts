@@ -17,9 +17,15 @@ function sdsFile(name: string, path: string): SdsSecretConfig {
   return { name, sds_config: { path_config_source: { path, watched_directory: { path: dirname(path) } }, resource_api_version: "V3" } };
 }
 
+/** Where an Envoy finds its SDS files: the mesh CA's and its identity's. */
+export interface SdsPaths {
+  readonly caSds: string;
+  readonly certSds: string;
+}
+
 /** The inbound side: TLS with the instance's identity, a client certificate required and checked against the mesh CA. */
-export function downstreamTls(stateDir: string, identity: string): TransportSocket {
-  const { caSds, certSds } = certPaths(stateDir, identity);
+export function downstreamTls(stateDir: string, identity: string, paths: SdsPaths = certPaths(stateDir, identity)): TransportSocket {
+  const { caSds, certSds } = paths;
   const context: DownstreamTlsContext = {
     "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
     require_client_certificate: true,
@@ -33,8 +39,8 @@ export function downstreamTls(stateDir: string, identity: string): TransportSock
 }
 
 /** The outbound side: TLS with the caller's identity; the server must present the mesh CA's certificate for `serverId`. */
-export function upstreamTls(stateDir: string, identity: string, serverId: string): TransportSocket {
-  const { caSds, certSds } = certPaths(stateDir, identity);
+export function upstreamTls(stateDir: string, identity: string, serverId: string, paths: SdsPaths = certPaths(stateDir, identity)): TransportSocket {
+  const { caSds, certSds } = paths;
   const common: CommonTlsContext = {
     alpn_protocols: ["h2"],
     tls_certificate_sds_secret_configs: [sdsFile(CERT_SECRET, certSds)],

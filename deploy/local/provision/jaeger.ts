@@ -28,6 +28,8 @@ export interface JaegerSpecOptions {
    * a Jaeger built from the Go module proxy serves a placeholder page.
    */
   readonly uiAssetsDir?: string;
+  /** The address every listener binds: 0.0.0.0 in a container, reached by the others by name. @default 127.0.0.1 */
+  readonly listenAddress?: string;
 }
 
 export { JAEGER_UI_DIR_VARIABLE, JAEGER_UI_PLACEHOLDER_NOTE, jaegerUiDir } from "./jaeger-ui.js";
@@ -120,13 +122,13 @@ function ports(options: JaegerSpecOptions) {
  * Jaeger v2's configuration (an OpenTelemetry Collector configuration):
  * OTLP gRPC and HTTP receivers → batch → in-memory storage holding at most
  * `maxTraces` traces; the query extension serves the UI and the API. Every
- * listener is on 127.0.0.1; the collector's own metrics are off (they would
+ * listener is on 127.0.0.1 (or `listenAddress`); the collector's own metrics are off (they would
  * listen on port 8888, shared by every Jaeger on the machine), and so is the
  * query service's tracing of itself.
  */
 export function jaegerConfig(options: JaegerSpecOptions): string {
   const p = ports(options);
-  const local = (port: number) => `127.0.0.1:${port}`;
+  const local = (port: number) => `${options.listenAddress ?? "127.0.0.1"}:${port}`;
   const config = {
     service: {
       extensions: ["jaeger_storage", "jaeger_query"],

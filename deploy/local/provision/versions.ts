@@ -14,6 +14,19 @@ export interface PinnedComponent {
   readonly pypi?: string;
   /** A Debian package. */
   readonly debian?: string;
+  /** An npm package (the component comes with `npm ci`). */
+  readonly npm?: string;
+  /** The container image of the same version, for compose and Kubernetes (deploy/compose, deploy/k8s). */
+  readonly image?: string;
+  /** The image an operator runs it from, where that differs (CloudNativePG's Postgres). */
+  readonly operandImage?: string;
+  /** A Go module of this repository built into the cache (scripts/go-tools.mjs), versioned by its sources. */
+  readonly goModule?: string;
+  /** A Go module whose files are used as they are (`go mod download`): `crds` names the CustomResourceDefinitions in it. */
+  readonly goModuleFiles?: string;
+  readonly crds?: readonly string[];
+  /** Maven coordinates `group:artifact` of the generator that writes the CRDs of a `maven` API jar (Strimzi's). */
+  readonly crdGenerator?: string;
   /** Built by `scripts/bootstrap.mjs` before tests (test tools). */
   readonly bootstrap?: boolean;
 }

@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# The taskmesh image: every service, run by name (`docker run taskmesh coordinator`),
+# and the helpers compose and Kubernetes use (deploy/container/entrypoint.sh).
+# Node 24 slim, the services compiled ahead of time, run as a non-root user.
+ARG NODE_IMAGE=node:24.21.0-bookworm-slim
+
+# Compiles the TypeScript the services run (scripts/build.mjs) and gathers the
+# files the edge Envoy serves itself (deploy/container/edge-assets.ts).
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY scripts/build.mjs scripts/
+COPY gen gen
+COPY services services
+COPY deploy deploy
+COPY ui ui
+RUN build="$(node scripts/build.mjs)" \
+ && mv "$build" /src/dist \
+ && rm -f /src/dist/.complete /src/dist/.used-by-* \
+ && node /src/dist/deploy/container/edge-assets.js /src/dist /src/edge-assets
+
+# The packages the services need at run time: no dev tools, no embedded Postgres.
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
+
+FROM ${NODE_IMAGE}
+ENV NODE_ENV=production
+WORKDIR /app
+RUN groupadd --system --gid 10001 taskmesh \
+ && useradd --system --uid 10001 --gid taskmesh --home-dir /app --no-create-home --shell /usr/sbin/nologin taskmesh \
+ && install -d -o taskmesh -g taskmesh -m 0700 /var/lib/taskmesh
+COPY package.json ./
+COPY --from=deps /app/node_modules node_modules
+COPY deploy/topology.yaml deploy/
+COPY gen/descriptor.binpb gen/envoy-ratelimit.binpb gen/
+COPY --from=build /src/dist build
+COPY --from=build /src/edge-assets edge-assets
+COPY --chmod=0755 deploy/container/entrypoint.sh /usr/local/bin/taskmesh
+USER 10001:10001
+# The app's gRPC port is on loopback only (its sidecar's inbound port is the way in); metrics on every address.
+EXPOSE 9464
+ENTRYPOINT ["taskmesh"]
