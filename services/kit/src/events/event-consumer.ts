@@ -109,7 +109,7 @@ export class EventConsumer {
     return this.#state;
   }
 
-  /** Events the handler processed, and duplicates skipped, by this instance. */
+  /** Events the handler processed, and duplicates skipped, by this instance, each counted once its offset is committed. */
   get counts(): { readonly processed: number; readonly skipped: number } {
     return { processed: this.#processed, skipped: this.#skipped };
   }
@@ -159,12 +159,13 @@ export class EventConsumer {
           throw error;
         }
         await this.#o.store.complete(key, this.#o.dedupTtlMs ?? 24 * 3_600_000);
-        this.#processed++;
       } else {
-        this.#skipped++;
         this.#o.logger.debug({ id: event.id, topic, partition, offset: message.offset }, "duplicate event skipped");
       }
       await this.#o.consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
+      // Counted once committed: a record whose commit failed comes again and is counted then.
+      if (claim === "claimed") this.#processed++;
+      else this.#skipped++;
       span.setStatus({ code: SpanStatusCode.OK });
     } catch (error) {
       span.recordException(error as Error);
