@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { loadTopology, localDocs, writeMesh, writeSidecar, type AccessLogOptions, type MeshInstance, type WrittenEnvoy } from "../mesh/index.js";
+import { loadTopology, localDocs, meshEndpoints, writeEndpoints, writeMesh, writeSidecar, type AccessLogOptions, type MeshInstance, type WrittenEnvoy } from "../mesh/index.js";
 import { parseDuration } from "../../services/kit/src/env.js";
 import { edgeReflection, type Topology } from "../mesh/topology.js";
 import { ensureMeshCerts } from "./certs.js";
@@ -105,12 +105,16 @@ export interface Plan {
 export interface Replicas {
   /**
    * Why `service`'s replicas cannot change while the run goes on, or
-   * undefined when they can: only a service nothing calls, since no other
-   * Envoy then has to learn a new replica's address.
+   * undefined when they can (every service can: the Envoys of its callers
+   * follow its endpoints file).
    */
   whyFixed(service: string): string | undefined;
   /** The processes of replica `index` of `service`: its sidecar (its config written now), then the service, after what it depends on. */
   add(service: string, index: number): Promise<ProcessSpec[]>;
+  /** Replicas {@link add} made are ready: every caller's Envoy reaches them from now on (their service's endpoints file lists them). */
+  joined(names: readonly string[]): void;
+  /** Replicas about to stop: no caller's Envoy sends them new calls from now on. */
+  leaving(names: readonly string[]): void;
 }
 
 /**
@@ -207,8 +211,10 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
   await ensureMeshCerts(options.stateDir);
   const topology = loadTopology();
   const build = ensureBuild(ROOT); // once for every instance: it checks every source's size and time
+  // Every mesh cluster reads its endpoints from a file Envoy watches: a replica added or removed later is one rewrite.
+  const endpointsDir = join(options.stateDir, "envoy", "endpoints");
   const mesh = writeMesh({
-    topology, stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc, accessLog: accessLogOptions(),
+    topology, stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc, accessLog: accessLogOptions(), endpointsDir,
     edge: {
       port: ports.edge, adminPort: ports.edgeAdmin, descriptorSetPath: join(ROOT, "gen/descriptor.binpb"), traceSamplingPercent: sampling, docs: localDocs(ROOT),
       console: { dir: join(build, "ui/console"), jaegerUrl: `http://127.0.0.1:${ports.jaegerUi}` },
@@ -239,21 +245,42 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
   for (const service of Object.keys(SERVICES)) {
     for (const [i, instance] of instances.get(service)!.entries()) specs.push(appSpec(instance, i, metricsPorts.get(instance.name)!));
   }
-  const meshContext = { topology, stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc, accessLog: accessLogOptions() };
+  const meshContext = { topology, stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc, accessLog: accessLogOptions(), endpointsDir };
+  /** The replicas each service's callers reach, as its endpoints file lists them. */
+  const reached = new Map([...instances].map(([service, list]) => [service, [...list]]));
+  let endpointsVersion = 0;
+  const publish = (service: string): void => {
+    writeEndpoints(endpointsDir, service, meshEndpoints(reached.get(service) ?? [], service), String(++endpointsVersion));
+  };
+  const added = new Map<string, MeshInstance>();
   const replicas: Replicas = {
     whyFixed(service) {
       if (!SERVICES[service]) return `no service ${service} (services: ${Object.keys(SERVICES).join(", ")})`;
-      const callers = topology.services[service]?.callers ?? [];
-      if (callers.length > 0) {
-        return `${service} is called by ${callers.join(", ")}, whose Envoys would have to learn a new replica's address: start the run with --replicas ${service}=N instead`;
-      }
       return undefined;
     },
     async add(service, index) {
       const why = replicas.whyFixed(service);
       if (why) throw new Error(why);
       const instance: MeshInstance = { name: `${service}-${index}`, service, appPort: await freePort(), inboundPort: await freePort(), outboundPort: await freePort(), adminPort: await freePort() };
+      added.set(instance.name, instance);
       return [envoyOf(writeSidecar(meshContext, instance)), appSpec(instance, index, await freePort())];
+    },
+    joined(names) {
+      for (const name of names) {
+        const instance = added.get(name);
+        if (!instance) continue;
+        added.delete(name);
+        reached.set(instance.service, [...(reached.get(instance.service) ?? []).filter((i) => i.name !== name), instance]);
+        publish(instance.service);
+      }
+    },
+    leaving(names) {
+      for (const [service, list] of reached) {
+        const kept = list.filter((i) => !names.includes(i.name));
+        if (kept.length === list.length) continue;
+        reached.set(service, kept);
+        publish(service);
+      }
     },
   };
   return { specs, databaseUrl, later: options.jaegerLater ? [jaeger] : [], replicas };

@@ -1,5 +1,7 @@
 import { isIP } from "node:net";
-import type { CircuitBreakerThresholds, Cluster, Http2ProtocolOptions, LbPolicy, TransportSocket } from "./envoy-types.js";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { CircuitBreakerThresholds, Cluster, ClusterLoadAssignment, Http2ProtocolOptions, LbPolicy, TransportSocket } from "./envoy-types.js";
 import type { Topology } from "./topology.js";
 
 /** HTTP/2 keepalive on every upstream connection: a dead peer is found within ~40 s (the kit's servers accept pings every 10 s). */
@@ -26,6 +28,45 @@ export interface StaticClusterOptions {
   readonly healthService?: string;
   /** Outlier detection and limits for a mesh cluster. */
   readonly circuitBreakers?: Topology["defaults"]["circuitBreakers"];
+  /**
+   * The folder of endpoint files ({@link writeEndpoints}): the cluster reads
+   * its endpoints from `<dir>/<name>.json` and follows every replacement of
+   * it (EDS over a watched file), so replicas join and leave without a new
+   * config; `endpoints` are then what the file is written with first.
+   */
+  readonly endpointsDir?: string;
+}
+
+/** The endpoints of cluster `name` on `endpoints` (ports on 127.0.0.1, or addresses). */
+export function loadAssignment(name: string, endpoints: readonly (number | Endpoint)[]): ClusterLoadAssignment {
+  const all = endpoints.map((e): Endpoint => (typeof e === "number" ? { address: "127.0.0.1", port: e } : e));
+  return {
+    cluster_name: name,
+    endpoints: [{ lb_endpoints: all.map(({ address, port }) => ({ endpoint: { address: { socket_address: { address, port_value: port } } } })) }],
+  };
+}
+
+/** Where the endpoints of cluster `name` are in an endpoints folder. */
+export function endpointsPath(dir: string, name: string): string {
+  return join(dir, `${name}.json`);
+}
+
+/**
+ * Writes the endpoints of cluster `name` into `dir` as Envoy's file-based
+ * EDS reads them (a DiscoveryResponse holding one ClusterLoadAssignment),
+ * replacing the file in one rename: every Envoy whose cluster reads it
+ * (`endpointsDir`) takes the new endpoints at once, health-checking new ones
+ * before they get calls.
+ */
+export function writeEndpoints(dir: string, name: string, endpoints: readonly (number | Endpoint)[], version: string): void {
+  mkdirSync(dir, { recursive: true });
+  const path = endpointsPath(dir, name);
+  const response = {
+    version_info: version,
+    resources: [{ "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", ...loadAssignment(name, endpoints) }],
+  };
+  writeFileSync(`${path}.tmp`, `${JSON.stringify(response, null, 2)}\n`);
+  renameSync(`${path}.tmp`, path);
 }
 
 /** Seconds as a protobuf duration. */
@@ -57,9 +98,10 @@ export function staticCluster(options: StaticClusterOptions): Cluster {
   const endpoints = options.endpoints.map((e): Endpoint => (typeof e === "number" ? { address: "127.0.0.1", port: e } : e));
   // Host names: Envoy resolves them itself and keeps every address as a host, health-checked on its own.
   const dns = endpoints.some((e) => !isIp(e.address));
+  if (dns && options.endpointsDir) throw new Error(`cluster ${options.name}: an endpoints file holds addresses, not host names`);
   return {
     name: options.name,
-    type: dns ? "STRICT_DNS" : "STATIC",
+    type: options.endpointsDir ? "EDS" : dns ? "STRICT_DNS" : "STATIC",
     ...(dns ? { dns_lookup_family: "V4_PREFERRED" as const, dns_refresh_rate: DNS_REFRESH } : {}),
     connect_timeout: "1s",
     lb_policy: options.lbPolicy,
@@ -69,10 +111,14 @@ export function staticCluster(options: StaticClusterOptions): Cluster {
         explicit_http_config: { http2_protocol_options: HTTP2_OPTIONS },
       },
     },
-    load_assignment: {
-      cluster_name: options.name,
-      endpoints: [{ lb_endpoints: endpoints.map(({ address, port }) => ({ endpoint: { address: { socket_address: { address, port_value: port } } } })) }],
-    },
+    ...(options.endpointsDir ? {
+      // A replica left out of the file goes at once, healthy or not (by default Envoy keeps a healthy one until it fails its checks).
+      ignore_health_on_host_removal: true,
+      eds_cluster_config: {
+        service_name: options.name,
+        eds_config: { resource_api_version: "V3" as const, path_config_source: { path: endpointsPath(options.endpointsDir, options.name), watched_directory: { path: options.endpointsDir } } },
+      },
+    } : { load_assignment: loadAssignment(options.name, endpoints) }),
     ...(options.tls ? { transport_socket: options.tls } : {}),
     ...(options.healthService !== undefined ? {
       health_checks: [{

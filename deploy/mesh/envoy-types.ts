@@ -212,8 +212,11 @@ export type LbPolicy = "ROUND_ROBIN" | "LEAST_REQUEST" | "RANDOM";
 
 export interface Cluster {
   readonly name: string;
-  /** STATIC for IP endpoints; STRICT_DNS when an endpoint is a host name (every address it resolves to is a host). */
-  readonly type: "STATIC" | "STRICT_DNS";
+  /**
+   * STATIC for IP endpoints; STRICT_DNS when an endpoint is a host name (every address it resolves to is a host); EDS
+   * when the endpoints come from a watched file (`eds_cluster_config`).
+   */
+  readonly type: "STATIC" | "STRICT_DNS" | "EDS";
   readonly dns_lookup_family?: "V4_ONLY" | "V4_PREFERRED" | "AUTO";
   readonly dns_refresh_rate?: Duration;
   readonly connect_timeout: Duration;
@@ -221,14 +224,24 @@ export interface Cluster {
   readonly typed_extension_protocol_options: {
     readonly "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": HttpProtocolOptions;
   };
-  readonly load_assignment: {
-    readonly cluster_name: string;
-    readonly endpoints: readonly { readonly lb_endpoints: readonly { readonly endpoint: { readonly address: SocketAddress } }[] }[];
+  readonly load_assignment?: ClusterLoadAssignment;
+  /** Drop a host the EDS file no longer lists at once, even while it passes its health checks. */
+  readonly ignore_health_on_host_removal?: boolean;
+  /** EDS from a file Envoy watches: replaced (by a rename into `watched_directory`), its endpoints apply at once. */
+  readonly eds_cluster_config?: {
+    readonly service_name: string;
+    readonly eds_config: { readonly resource_api_version: "V3"; readonly path_config_source: { readonly path: string; readonly watched_directory: { readonly path: string } } };
   };
   readonly transport_socket?: TransportSocket;
   readonly health_checks?: readonly HealthCheck[];
   readonly outlier_detection?: OutlierDetection;
   readonly circuit_breakers?: { readonly thresholds: readonly CircuitBreakerThresholds[] };
+}
+
+/** A cluster's endpoints (inline in a STATIC or STRICT_DNS cluster, or a resource of an EDS file). */
+export interface ClusterLoadAssignment {
+  readonly cluster_name: string;
+  readonly endpoints: readonly { readonly lb_endpoints: readonly { readonly endpoint: { readonly address: SocketAddress } }[] }[];
 }
 
 /** HTTP/2 declared explicitly: gRPC clusters without it fail with "protocol error" (envoy#7925). */

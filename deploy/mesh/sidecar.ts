@@ -1,5 +1,5 @@
 import type { Bootstrap, Cluster, HttpConnectionManager, HttpFilter, Listener, Rbac, RbacPolicy, Route, RouteConfiguration, VirtualHost } from "./envoy-types.js";
-import { staticCluster, seconds, HTTP2_OPTIONS } from "./clusters.js";
+import { staticCluster, seconds, HTTP2_OPTIONS, type Endpoint } from "./clusters.js";
 import { accessLog, otlpCluster, runtime, tracing, type AccessLogOptions } from "./observability.js";
 import { serviceRoutes } from "./routes.js";
 import { certPaths, downstreamTls, upstreamTls, type SdsPaths } from "./tls.js";
@@ -56,6 +56,17 @@ export interface MeshContext {
   readonly internalCidrs?: readonly string[];
   /** Where each identity's SDS files are. @default certPaths(stateDir, identity), as `taskmesh certs` lays them out */
   readonly sdsPaths?: (identity: string) => SdsPaths;
+  /**
+   * The folder of the mesh clusters' endpoint files (`up`: replicas join and
+   * leave live, see {@link meshEndpoints}); without it each cluster lists
+   * its endpoints inline (containers reach replicas by host name instead).
+   */
+  readonly endpointsDir?: string;
+}
+
+/** The endpoints of `target`'s mesh cluster: each replica's inbound listener. */
+export function meshEndpoints(instances: readonly MeshInstance[], target: string): Array<number | Endpoint> {
+  return instances.filter((i) => i.service === target).map((i) => (i.address ? { address: i.address, port: i.inboundPort } : i.inboundPort));
 }
 
 /**
@@ -89,7 +100,8 @@ export function meshCluster(ctx: MeshContext, identity: string, target: string):
   if (!spec) throw new Error(`unknown service ${target}`);
   return staticCluster({
     name: target,
-    endpoints: ctx.instances.filter((i) => i.service === target).map((i) => (i.address ? { address: i.address, port: i.inboundPort } : i.inboundPort)),
+    endpoints: meshEndpoints(ctx.instances, target),
+    ...(ctx.endpointsDir ? { endpointsDir: ctx.endpointsDir } : {}),
     lbPolicy: spec.lbPolicy,
     tls: upstreamTls(ctx.stateDir, identity, spiffeId(t, target), sdsPathsOf(ctx, identity)),
     healthService: healthServiceOf(t, target),

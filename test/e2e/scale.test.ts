@@ -6,9 +6,9 @@ interface Worker {
   state: string;
 }
 
-// Replicas that join and leave a running system: `taskmesh scale worker=N`
-// under `taskmesh up`, with tasks running on the new worker and none lost
-// when workers leave.
+// Replicas that join and leave a running system: `taskmesh scale` under
+// `taskmesh up`, a coordinator reached through the edge once it joins, tasks
+// running on a new worker, and none lost when workers leave.
 describe("taskmesh scale under up", { timeout: 180_000 }, () => {
   let upRun: UpRun;
   let token: string;
@@ -34,11 +34,39 @@ describe("taskmesh scale under up", { timeout: 180_000 }, () => {
     await upRun?.down();
   }, 60_000);
 
-  it("refuses what it cannot do: a service others call, no replicas, not <service>=<n>", async () => {
-    const called = await upRun.taskmesh("scale", "coordinator=2");
-    expect(called.code).toBe(1);
-    expect(called.stderr).toContain("coordinator is called by worker, edge");
+  it("refuses what it cannot do: a service there is not, no replicas, not <service>=<n>", async () => {
+    const unknown = await upRun.taskmesh("scale", "nosuch=2");
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain("no service nosuch");
     for (const bad of ["worker=0", "worker=17", "worker"]) expect((await upRun.taskmesh("scale", bad)).code, bad).toBe(2);
+  });
+
+  it("coordinator=2: a coordinator others call joins, and the edge reaches it with no config written again and no Envoy restarted; coordinator=1: it leaves, and calls go on", async () => {
+    const edgeAdmin = `http://127.0.0.1:${upRun.env.TASKMESH_EDGE_ADMIN_PORT}`;
+    const statusJson = async () => (JSON.parse((await upRun.taskmesh("status", "--json")).stdout) as { processes: Array<{ name: string; pid?: number; ports?: Record<string, number> }> }).processes;
+    const before = await statusJson();
+    const envoyPids = before.filter((p) => p.name === "edge" || p.name.endsWith("-sidecar")).map((p) => `${p.name}:${p.pid}`);
+    const up = await upRun.taskmesh("scale", "coordinator=2");
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout).toContain("coordinator: 2 replicas (coordinator-0, coordinator-1)");
+    const after = await statusJson();
+    const inbound = after.find((p) => p.name === "coordinator-1-sidecar")?.ports?.inbound;
+    expect(inbound, "coordinator-1's sidecar inbound port").toBeGreaterThan(0);
+    // The same Envoys as before, still running: the edge learnt of the new replica from its endpoints file.
+    expect(envoyPids.filter((id) => !after.some((p) => `${p.name}:${p.pid}` === id)), "Envoys restarted").toEqual([]);
+    const host = new RegExp(`^coordinator::127\\.0\\.0\\.1:${inbound}::rq_success::([0-9]+)$`, "m");
+    await until("calls through the edge to reach coordinator-1", 30_000, async () => {
+      await Promise.all(Array.from({ length: 10 }, () => api("/v1/queues").then((r) => r.arrayBuffer())));
+      const clusters = await (await fetch(`${edgeAdmin}/clusters`)).text();
+      return Number(host.exec(clusters)?.[1] ?? 0) > 0 ? true : undefined;
+    });
+
+    const down = await upRun.taskmesh("scale", "coordinator=1");
+    expect(down.code, down.stderr).toBe(0);
+    expect((await statusJson()).map((p) => p.name)).not.toContain("coordinator-1");
+    expect(await (await fetch(`${edgeAdmin}/clusters`)).text()).not.toContain(`coordinator::127.0.0.1:${inbound}::`);
+    const statuses = await Promise.all(Array.from({ length: 20 }, async () => (await api("/v1/queues")).status));
+    expect(statuses.every((code) => code === 200), statuses.join(",")).toBe(true);
   });
 
   it("worker=3: a third worker joins with its sidecar, connects, and runs tasks; worker=1: two leave, draining, and no task is lost", async () => {

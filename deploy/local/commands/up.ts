@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Listr } from "listr2";
 import pc from "picocolors";
 import { parseAutoscale, startAutoscaler, type AutoscalePolicy } from "../autoscale.js";
@@ -273,11 +274,16 @@ async function upForeground(options: UpOptions): Promise<number> {
   return 0;
 }
 
+/** How long the Envoys get to take an endpoints file before the replicas it left out stop, in ms. */
+const ENDPOINTS_SETTLE_MS = 1000;
+
 /**
  * Changes the number of running replicas of `request.service`: new ones
- * (each its sidecar, then the service) are started and waited for; the
- * highest-numbered ones are stopped, each service before its sidecar (a
- * worker drains first: it finishes or hands back what it holds).
+ * (each its sidecar, then the service) are started and waited for, then
+ * listed in the service's endpoints file, which every caller's Envoy follows;
+ * the highest-numbered ones are left out of it first, then stopped, each
+ * service before its sidecar (a worker drains first: it finishes or hands
+ * back what it holds; a coordinator sends its workers away to reconnect).
  */
 async function scale(supervisor: Supervisor, replicas: Replicas, request: ScaleRequest): Promise<void> {
   const why = replicas.whyFixed(request.service);
@@ -286,11 +292,17 @@ async function scale(supervisor: Supervisor, replicas: Replicas, request: ScaleR
   if (request.replicas > running.length) {
     const next = (running.at(-1) ?? -1) + 1;
     const specs = (await Promise.all(Array.from({ length: request.replicas - running.length }, (_, k) => replicas.add(request.service, next + k)))).flat();
-    console.log(pc.dim(`taskmesh: adding ${specs.filter((s) => s.kind === "service").map((s) => s.name).join(", ")}`));
+    const names = specs.filter((s) => s.kind === "service").map((s) => s.name);
+    console.log(pc.dim(`taskmesh: adding ${names.join(", ")}`));
     await supervisor.start(specs);
+    // Ready: the callers' Envoys learn of them (their service's endpoints file), and health-check them before any call.
+    replicas.joined(names);
   } else if (request.replicas < running.length) {
     const gone = running.slice(request.replicas).reverse().map((i) => `${request.service}-${i}`);
     console.log(pc.dim(`taskmesh: removing ${gone.join(", ")}`));
+    // No new calls reach them once the Envoys have read the endpoints file; then they stop, each before its sidecar.
+    replicas.leaving(gone);
+    await sleep(ENDPOINTS_SETTLE_MS);
     await supervisor.remove(gone.flatMap((name) => [name, `${name}-sidecar`]));
   }
   console.log(pc.green(`taskmesh: ${request.service} has ${request.replicas} replica${request.replicas === 1 ? "" : "s"}`));

@@ -18,6 +18,7 @@ import { identities, instanceNames, loadTopology, spiffeId, type Topology } from
 import type { MeshInstance } from "../../../deploy/mesh/sidecar.js";
 import { toYaml, writeMesh, type WrittenEnvoy } from "../../../deploy/mesh/write.js";
 import { sidecarConfig } from "../../../deploy/mesh/sidecar.js";
+import { certPaths } from "../../../deploy/mesh/tls.js";
 import { ACCESS_LOG_SLOW_MS, TRACE_EXPORT_BATCH, TRACE_EXPORT_INTERVAL_MS } from "../../../deploy/mesh/observability.js";
 
 // The whole generated mesh (coordinator=2, ledger=1, config=1, worker=2, and
@@ -89,6 +90,31 @@ describe("generated mesh configs", () => {
     expect(cluster.transport_socket.typed_config.common_tls_context.combined_validation_context.default_validation_context.match_typed_subject_alt_names)
       .toEqual([{ san_type: "URI", matcher: { exact: "spiffe://taskmesh.local/coordinator" } }]);
   });
+
+  it("with an endpoints folder (up), every mesh cluster follows its service's endpoints file (EDS over a watched file), and the configs still validate", async () => {
+    const endpointsDir = join(dir, "live", "endpoints");
+    const live = writeMesh({
+      topology, stateDir: join(dir, "live"), instances: written.filter((w) => w.kind === "sidecar").map((w) => ({
+        name: w.name, service: w.service!, appPort: w.ports.app!, inboundPort: w.ports.inbound!, outboundPort: w.ports.outbound!, adminPort: w.ports.admin!,
+      })), otlpGrpcPort: 4317, endpointsDir, sdsPaths: (identity) => certPaths(stateDir, identity),
+      edge: { port: 8080, adminPort: 9901, descriptorSetPath: join(ROOT, "gen/descriptor.binpb") },
+    });
+    const worker = parse(readFileSync(live.find((w) => w.name === "worker-0")!.configPath, "utf8"));
+    const cluster = worker.static_resources.clusters.find((c: { name: string }) => c.name === "coordinator");
+    expect(cluster.type).toBe("EDS");
+    expect(cluster.load_assignment).toBeUndefined();
+    expect(cluster.eds_cluster_config.eds_config.path_config_source).toEqual({ path: join(endpointsDir, "coordinator.json"), watched_directory: { path: endpointsDir } });
+    const file = JSON.parse(readFileSync(join(endpointsDir, "coordinator.json"), "utf8"));
+    const ports = file.resources[0].endpoints[0].lb_endpoints.map((e: { endpoint: { address: { socket_address: { port_value: number } } } }) => e.endpoint.address.socket_address.port_value);
+    expect(ports).toEqual(written.filter((w) => w.service === "coordinator").map((w) => w.ports.inbound));
+    expect(file.resources[0]["@type"]).toBe("type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment");
+    // The edge reaches every service the same way; the local app and the collector stay fixed.
+    const edge = parse(readFileSync(live.find((w) => w.name === "edge")!.configPath, "utf8"));
+    expect(edge.static_resources.clusters.find((c: { name: string }) => c.name === "coordinator").type).toBe("EDS");
+    expect(worker.static_resources.clusters.find((c: { name: string }) => c.name === "local_app").type).toBe("STATIC");
+    const results = await Promise.allSettled(live.map((w) => envoyValidate(w.configPath)));
+    expect(results.flatMap((r, i) => (r.status === "rejected" ? [`${live[i]!.name}: ${(r.reason as Error).message}`] : []))).toEqual([]);
+  }, 120_000);
 
   it("the edge strips client-sent claims, checks tokens except on the open paths, and asks ratelimit", () => {
     const edge = parse(readFileSync(join(stateDir, "envoy", "edge.yaml"), "utf8"));
