@@ -1,7 +1,7 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, propagation, trace } from "@opentelemetry/api";
+import type pg from "pg";
 import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState, type RelayedMessage, type RelayMessage } from "../../kit/src/pg/leader-relay.js";
 import { traceContextOf } from "../../kit/src/trace-context.js";
-import type pg from "pg";
 import { RELAY_CHANNEL, relaySql, type OutboxRow, type RelayCursor, type TransitionRow } from "./sql/relay.js";
 import { eventType } from "./records.js";
 import { transitionEventBytes } from "./transition-events.js";
