@@ -2,7 +2,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CompletionLog } from "./completions.js";
 import type { BurstResult, SteadyResult } from "./runner.js";
-import { summarize } from "./stats.js";
+import { summarize, thirds } from "./stats.js";
 
 /** How a runner enqueues, in the shape the shared burst driver needs. */
 export interface BurstPlan {
@@ -86,7 +86,8 @@ export async function measureSteady(rate: number, durationSec: number, completio
     const now = performance.now();
     while (submitted < total && t0 + submitted * intervalMs <= now) {
       const start = performance.now();
-      inFlight.push(submit().then((completedAt) => void latencies.push(completedAt - start)));
+      const index = submitted;
+      inFlight.push(submit().then((completedAt) => void (latencies[index] = completedAt - start)));
       submitted += 1;
     }
     const wait = t0 + submitted * intervalMs - performance.now();
@@ -94,5 +95,5 @@ export async function measureSteady(rate: number, durationSec: number, completio
   }
   await within(Promise.all(inFlight), 60_000, `steady ${rate}/s`);
   completions.keepUnclaimed = false;
-  return { rate, submitted, ...summarize(latencies) };
+  return { rate, submitted, ...summarize(latencies), ...thirds(latencies) };
 }

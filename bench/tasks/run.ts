@@ -59,7 +59,7 @@ async function measure(name: string, infra: StartedInfra, options: BenchOptions)
     for (const rate of options.rates) {
       log(`${name}: steady ${rate}/s for ${options.duration} s`);
       const result = await runner.steady(rate, options.duration);
-      log(`${name}: p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms`);
+      log(`${name}: p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms; p50 of the first third of submits ${result.firstThirdP50Ms} ms, of the last third ${result.lastThirdP50Ms} ms`);
       steady.push(result);
     }
     return { name: runner.name, burst, steady };

@@ -26,6 +26,10 @@ export interface SteadyResult {
   readonly p99Ms: number;
   /** Largest latency seen, in ms. */
   readonly maxMs: number;
+  /** Median latency of the jobs submitted in the first third of the run, in ms. */
+  readonly firstThirdP50Ms: number;
+  /** Median latency of the jobs submitted in the last third: far above the first third's when the runner falls behind. */
+  readonly lastThirdP50Ms: number;
 }
 
 /**

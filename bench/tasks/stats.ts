@@ -20,3 +20,17 @@ export function summarize(latenciesMs: readonly number[]): { p50Ms: number; p99M
     maxMs: round(percentile(latenciesMs, 100)),
   };
 }
+
+/**
+ * p50 of the first and of the last third of a steady run's latencies, given
+ * in submit order: a run that keeps up has about the same in both; one that
+ * falls behind has a last third that waits longer and longer.
+ */
+export function thirds(latenciesInSubmitOrder: readonly number[]): { firstThirdP50Ms: number; lastThirdP50Ms: number } {
+  const third = Math.max(1, Math.floor(latenciesInSubmitOrder.length / 3));
+  const round = (ms: number): number => Math.round(ms * 100) / 100;
+  return {
+    firstThirdP50Ms: round(percentile(latenciesInSubmitOrder.slice(0, third), 50)),
+    lastThirdP50Ms: round(percentile(latenciesInSubmitOrder.slice(-third), 50)),
+  };
+}

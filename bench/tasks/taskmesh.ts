@@ -18,7 +18,7 @@ import { createClient, type MeshClient } from "../../services/kit/src/index.js";
 import { killGroups, type Infra } from "./infra.js";
 import { within } from "./measure.js";
 import { ECHO_INPUT, type BurstResult, type QueueRunner, type SteadyResult } from "./runner.js";
-import { summarize } from "./stats.js";
+import { summarize, thirds } from "./stats.js";
 
 /** How the taskmesh stack under test is shaped. */
 const WORKERS = 2;
@@ -238,7 +238,8 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
         stage("call → answered", (r) => answered.get(r.id)! - started.get(r.id)!),
         stage("submit transaction → SUCCEEDED", (r) => r.at - r.created),
       ].join("; ")}\n`);
-      return { rate, submitted, ...summarize(rows.map((r) => r.at - started.get(r.id)!)) };
+      const latencies = rows.map((r) => ({ start: started.get(r.id)!, ms: r.at - started.get(r.id)! })).sort((a, b) => a.start - b.start).map((l) => l.ms);
+      return { rate, submitted, ...summarize(latencies), ...thirds(latencies) };
     },
 
     async close(): Promise<void> {
