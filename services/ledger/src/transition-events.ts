@@ -21,8 +21,9 @@ function fits(value: unknown): boolean {
  * error, the next attempt's time while PENDING, the start on STARTED, the
  * end on a final state), plus the input on SUBMITTED and the output on
  * SUCCEEDED, each up to {@link EVENT_PAYLOAD_LIMIT}. No lease and no
- * progress. Built from the history row alone: the event leaves after
- * its task may have moved on.
+ * progress. Built from the history row and the task's columns that never
+ * change (input and output included: set once): the event may leave after
+ * its task has moved on.
  */
 export function transitionTask(h: TransitionRow): Task {
   const found = h.task_found;
