@@ -80,7 +80,7 @@ function publishSpans(r: RelayRow, topic: string): RelayedMessage {
       "messaging.destination.name": topic, "messaging.message.id": f.eventId, "messaging.kafka.message.key": f.taskId,
     },
   }, traceContextOf({ traceparent: f.traceparent }));
-  const message = toMessage(r);
+  const message = messageOf(r, f);
   const carrier: Record<string, string> = {};
   propagation.inject(trace.setSpan(ROOT_CONTEXT, publish), carrier);
   if (carrier.traceparent) message.headers = { ...message.headers, traceparent: carrier.traceparent };
@@ -95,7 +95,11 @@ function publishSpans(r: RelayRow, topic: string): RelayedMessage {
 
 /** The Kafka message of one event: key = task id, value = TaskEvent bytes, CloudEvents binary-mode headers. */
 export function toMessage(r: RelayRow): RelayMessage {
-  const f = factsOf(r);
+  return messageOf(r, factsOf(r));
+}
+
+/** {@link toMessage} from the event's facts, read once by the caller. */
+function messageOf(r: RelayRow, f: EventFacts): RelayMessage {
   const headers: Record<string, string> = {
     ce_specversion: "1.0",
     ce_id: f.eventId,

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { pastCursor } from "./relay.js";
 
 /**
  * Statements behind the ledger's scrape-time gauges. Each reads a partial
@@ -36,7 +37,7 @@ export const metricsSql = {
     name: "ledger-metrics-outbox",
     text: `WITH c AS (SELECT txid, task_id, sequence FROM ledger.relay_cursor WHERE relay = 'tasks'),
            pending AS (
-             SELECT h.at FROM ledger.history h, c WHERE (h.txid, h.task_id, h.sequence) > (c.txid, c.task_id, c.sequence)
+             SELECT h.at FROM ledger.history h, c WHERE ${pastCursor("h", "c")}
              UNION ALL
              SELECT created_at FROM ledger.outbox)
            SELECT count(*)::int AS lag, extract(epoch FROM now() - min(at))::float8 AS oldest_s FROM pending`,

@@ -86,6 +86,15 @@ export const TRANSITION_COLUMNS = `h.txid::text AS txid, p.txid::text AS prev_tx
              t.retry_initial_ms, t.retry_max_ms, t.retry_multiplier, t.created_by, t.created_at,
              CASE WHEN h.kind = 'SUBMITTED' THEN t.input END AS input, CASE WHEN h.kind = 'SUCCEEDED' THEN t.output END AS output`;
 
+/**
+ * True when history row `h` is past the relay's cursor `c` (a row of
+ * `ledger.relay_cursor`) in the relay's order: its transition's event is
+ * not published yet.
+ */
+export function pastCursor(h: string, c: string): string {
+  return `(${h}.txid, ${h}.task_id, ${h}.sequence) > (${c}.txid, ${c}.task_id, ${c}.sequence)`;
+}
+
 /** A history row `h` with its task's previous transition `p` and its task `t`. */
 export const TRANSITION_SOURCES = `ledger.history h
            LEFT JOIN ledger.history p ON p.task_id = h.task_id AND p.sequence = h.sequence - 1

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { pastCursor } from "./relay.js";
 
 /** Statements of the retention pass (retention.ts). */
 export const retentionSql = {
@@ -18,7 +19,7 @@ export const retentionSql = {
              WHERE created_at < now() - make_interval(secs => $1::double precision / 1000)
                AND finished_at < now() - make_interval(secs => $1::double precision / 1000)
                AND NOT EXISTS (SELECT 1 FROM ledger.history h JOIN ledger.relay_cursor c ON c.relay = 'tasks'
-                               WHERE h.task_id = ledger.tasks.id AND (h.txid, h.task_id, h.sequence) > (c.txid, c.task_id, c.sequence))
+                               WHERE h.task_id = ledger.tasks.id AND ${pastCursor("h", "c")})
              ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
            RETURNING t.id`,
   },
