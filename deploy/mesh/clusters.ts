@@ -37,12 +37,16 @@ export interface StaticClusterOptions {
   readonly endpointsDir?: string;
 }
 
+/** An endpoint as given: a port on 127.0.0.1, or an address and port. */
+function endpointOf(e: number | Endpoint): Endpoint {
+  return typeof e === "number" ? { address: "127.0.0.1", port: e } : e;
+}
+
 /** The endpoints of cluster `name` on `endpoints` (ports on 127.0.0.1, or addresses). */
 export function loadAssignment(name: string, endpoints: readonly (number | Endpoint)[]): ClusterLoadAssignment {
-  const all = endpoints.map((e): Endpoint => (typeof e === "number" ? { address: "127.0.0.1", port: e } : e));
   return {
     cluster_name: name,
-    endpoints: [{ lb_endpoints: all.map(({ address, port }) => ({ endpoint: { address: { socket_address: { address, port_value: port } } } })) }],
+    endpoints: [{ lb_endpoints: endpoints.map(endpointOf).map(({ address, port }) => ({ endpoint: { address: { socket_address: { address, port_value: port } } } })) }],
   };
 }
 
@@ -95,9 +99,8 @@ export function staticCluster(options: StaticClusterOptions): Cluster {
     max_requests: breakers.maxRequests,
     max_retries: breakers.maxRetries,
   }];
-  const endpoints = options.endpoints.map((e): Endpoint => (typeof e === "number" ? { address: "127.0.0.1", port: e } : e));
   // Host names: Envoy resolves them itself and keeps every address as a host, health-checked on its own.
-  const dns = endpoints.some((e) => !isIp(e.address));
+  const dns = options.endpoints.some((e) => !isIp(endpointOf(e).address));
   if (dns && options.endpointsDir) throw new Error(`cluster ${options.name}: an endpoints file holds addresses, not host names`);
   return {
     name: options.name,
@@ -118,7 +121,7 @@ export function staticCluster(options: StaticClusterOptions): Cluster {
         service_name: options.name,
         eds_config: { resource_api_version: "V3" as const, path_config_source: { path: endpointsPath(options.endpointsDir, options.name), watched_directory: { path: options.endpointsDir } } },
       },
-    } : { load_assignment: loadAssignment(options.name, endpoints) }),
+    } : { load_assignment: loadAssignment(options.name, options.endpoints) }),
     ...(options.tls ? { transport_socket: options.tls } : {}),
     ...(options.healthService !== undefined ? {
       health_checks: [{
