@@ -63,14 +63,14 @@ export async function startInfra(options: { externalPostgresUrl?: string } = {})
  * TASKMESH_BENCH_PG_STATS=1: Postgres loads pg_stat_statements, and the
  * taskmesh runner prints the statements its burst spent the most time in.
  * TASKMESH_BENCH_PG_EXPLAIN=<dir> as well: the plan of every statement
- * that ran 15 ms or longer, with its row counts, times and buffers
+ * that ran 15 ms (TASKMESH_BENCH_PG_EXPLAIN_MIN_MS) or longer, with its row counts, times and buffers
  * (auto_explain), goes to Postgres's log in that folder.
  */
 async function withStatementStats(spec: Awaited<ReturnType<typeof postgresSpec>>): Promise<typeof spec> {
   if (!process.env.TASKMESH_BENCH_PG_STATS) return spec;
   const explainDir = process.env.TASKMESH_BENCH_PG_EXPLAIN;
   const explain = explainDir
-    ? ["-c", "auto_explain.log_min_duration=15", "-c", "auto_explain.log_analyze=on", "-c", "auto_explain.log_buffers=on",
+    ? ["-c", `auto_explain.log_min_duration=${Number(process.env.TASKMESH_BENCH_PG_EXPLAIN_MIN_MS ?? 15)}`, "-c", "auto_explain.log_analyze=on", "-c", "auto_explain.log_buffers=on",
        "-c", "logging_collector=on", "-c", `log_directory=${resolve(explainDir)}`]
     : [];
   const libraries = explainDir ? "pg_stat_statements,auto_explain" : "pg_stat_statements";
