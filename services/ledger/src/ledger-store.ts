@@ -1,6 +1,6 @@
 import type pg from "pg";
 import type { TaskLease, TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
-import { MeshError, query, withTransaction } from "../../kit/src/index.js";
+import { MeshError, withTransaction } from "../../kit/src/index.js";
 import { commitNew, insertNew, keep, newTaskRow } from "./batch-writes.js";
 import { alreadyExists, alreadyFinished, leaseLost, sequenceMismatch, taskNotFound } from "./errors.js";
 import { LeaseTransitions, untouched, type LeaseCall } from "./lease-transitions.js";
@@ -11,6 +11,7 @@ import { cancelTask, completeAttempt, startAttempt } from "./transitions.js";
 import type { NewTask } from "./validation.js";
 import { commitChains, commitChainsIfUnchanged, commitTransition, dbNow, insertHistory, type Committed, type PlannedTransition } from "./writer.js";
 import type { CachedRow, RowCache } from "./row-cache.js";
+import { DbClock, dbTimeOf } from "./db-clock.js";
 
 type Signal = AbortSignal | undefined;
 
@@ -27,7 +28,11 @@ export class LedgerStore extends LeaseTransitions {
    */
   constructor(pool: pg.Pool, shared?: pg.PoolClient, private readonly rows?: RowCache) {
     super(pool, shared);
+    this.clock = new DbClock(dbTimeOf(pool));
   }
+
+  /** The database's time for the one-statement batch writes, without a round trip of its own. */
+  private readonly clock: DbClock;
 
   protected override forgetRow(taskId: string): void {
     this.rows?.forget(taskId);
@@ -78,9 +83,9 @@ export class LedgerStore extends LeaseTransitions {
   }
 
   /**
-   * {@link create} for a batch: the database's time, then one statement
-   * that inserts the new tasks with their history rows (its own
-   * transaction: two round trips in all, where BEGIN, the insert, the
+   * {@link create} for a batch: one statement, at the database's time as
+   * {@link DbClock} tells it, that inserts the new tasks with their history
+   * rows (its own transaction: one round trip, where BEGIN, the insert, the
    * history and COMMIT took four). An item that statement did not insert
    * (its id or key taken, its lease worker gone) is answered as `create`
    * would answer it, in one transaction ({@link createManyInTransaction}).
@@ -91,7 +96,7 @@ export class LedgerStore extends LeaseTransitions {
     const first = new Map<string, NewTask & { id: string }>();
     for (const n of items) if (n.id !== null && !first.has(n.id)) first.set(n.id, n as NewTask & { id: string });
     if (this.shared || first.size === 0) return this.createManyInTransaction(items, signal);
-    const now = (await query<{ now: Date }>(this.pool, taskSql.now, [], signal)).rows[0]!.now;
+    const now = await this.clock.now(signal);
     const rows = new Map([...first].map(([id, n]) => [id, newTaskRow(n, now)]));
     const inserted = await insertNew(this.pool, now, [...rows.values()], signal);
     for (const [id, version] of inserted) {
@@ -143,8 +148,8 @@ export class LedgerStore extends LeaseTransitions {
   /**
    * {@link complete} for a batch. A completion whose task row this process
    * leased and remembers ({@link RowCache}), still under that lease, is
-   * written without reading the row again: the database's time, then one
-   * statement (its own transaction) that writes each row only while it is
+   * written without reading the row again: one statement (its own
+   * transaction, at the database's time as {@link DbClock} tells it) that writes each row only while it is
    * still the version remembered. The others, and any whose row changed
    * since, take {@link completeManyLocked}. Answers in order.
    */
@@ -162,7 +167,7 @@ export class LedgerStore extends LeaseTransitions {
       fast.push({ index, cached });
     }
     if (fast.length === 0) return this.completeManyLocked(items, signal);
-    const now = (await query<{ now: Date }>(this.pool, taskSql.now, [], signal)).rows[0]!.now;
+    const now = await this.clock.now(signal);
     const chains = fast.map(({ index, cached }) => completionChain(cached.row, now, items[index]!.output));
     const written = await commitChainsIfUnchanged(this.pool, now, chains, fast.map((f) => f.cached.xmin), signal);
     const done = new Map<number, Committed>();

@@ -49,7 +49,7 @@ export const batchSql = {
   /**
    * New tasks with their SUBMITTED history rows in one statement
    * (its own transaction: no BEGIN or COMMIT round trip), every value given:
-   * $16 is the database time read just before, the rows' created, updated
+   * $16 is the database's time (DbClock), the rows' created, updated
    * and due time; a sync-matched task carries its lease ($17–$20, nulls for
    * none). A task whose id or idempotency key is taken, or whose lease
    * worker is not CONNECTED, is not inserted, and neither is its history
