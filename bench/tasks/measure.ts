@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CompletionLog } from "./completions.js";
@@ -96,4 +97,29 @@ export async function measureSteady(rate: number, durationSec: number, completio
   await within(Promise.all(inFlight), 60_000, `steady ${rate}/s`);
   completions.keepUnclaimed = false;
   return { rate, submitted, ...summarize(latencies), ...thirds(latencies) };
+}
+
+/** Busy and total CPU ticks of the whole machine so far (/proc/stat; idle and iowait count as not busy). */
+function machineTicks(): { busy: number; total: number } {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  return { busy: total - fields[3]! - fields[4]!, total };
+}
+
+/**
+ * Waits until the machine is quiet: less than `threshold` of all its CPU
+ * busy over a `windowMs` window (what the burst before left behind, such as
+ * a relay still publishing or Postgres vacuuming, done), for at most
+ * `maxMs`. Answers how long it waited and the busy share of the last window,
+ * so a steady run measures a steady state for every runner alike.
+ */
+export async function machineQuiet(threshold = 0.15, windowMs = 500, maxMs = 60_000): Promise<{ waitedMs: number; busy: number }> {
+  const t0 = performance.now();
+  for (;;) {
+    const a = machineTicks();
+    await sleep(windowMs);
+    const b = machineTicks();
+    const busy = b.total === a.total ? 0 : (b.busy - a.busy) / (b.total - a.total);
+    if (busy < threshold || performance.now() - t0 > maxMs) return { waitedMs: Math.round(performance.now() - t0), busy };
+  }
 }

@@ -3,6 +3,7 @@ import { RUNNERS } from "./runners.js";
 import { checkpoint, serverVersions, startInfra, type StartedInfra } from "./infra.js";
 import { loadAverage, machineLine, markdownTable, type RunnerFailure, type RunnerReport } from "./report.js";
 import type { SteadyResult } from "./runner.js";
+import { machineQuiet } from "./measure.js";
 
 /** Options of one `bench:tasks` run, after defaults. */
 interface BenchOptions {
@@ -57,7 +58,8 @@ async function measure(name: string, infra: StartedInfra, options: BenchOptions)
     log(`${name}: ${burst.tasksPerSec} tasks/s`);
     const steady: SteadyResult[] = [];
     for (const rate of options.rates) {
-      log(`${name}: steady ${rate}/s for ${options.duration} s`);
+      const quiet = await machineQuiet();
+      log(`${name}: steady ${rate}/s for ${options.duration} s (after ${(quiet.waitedMs / 1000).toFixed(1)} s for the machine to settle: ${(quiet.busy * 100).toFixed(0)}% of its CPU busy)`);
       const result = await runner.steady(rate, options.duration);
       log(`${name}: p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms; p50 of the first third of submits ${result.firstThirdP50Ms} ms, of the last third ${result.lastThirdP50Ms} ms`);
       steady.push(result);
