@@ -1,5 +1,5 @@
 // The services and the taskmesh command run as JavaScript compiled ahead of
-// time from their TypeScript (services/, deploy/, gen/), not through a
+// time from their TypeScript (services/, packages/, deploy/, gen/), not through a
 // TypeScript loader at every start: a service imports in half the time, and
 // `taskmesh status` answers without compiling anything.
 //
@@ -23,7 +23,7 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** The folders compiled, relative to the project root. */
-const SOURCES = ["services", "deploy", "gen"];
+const SOURCES = ["services", "packages", "deploy", "gen"];
 /** Copied as they are: deploy/local/plan.ts imports this file to find the build its services run from. */
 const COPIED = ["scripts/build.mjs"];
 /** The console (ui/console): its page and style, copied, and its code, bundled for browsers into console.js. */

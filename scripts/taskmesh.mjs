@@ -16,6 +16,9 @@ if (!existsSync(node)) {
 }
 // kafkajs (the Kafka readiness check) trips this warning on every Node 24 process (kafkajs#1751).
 const flags = ["--disable-warning=TimeoutNegativeWarning"];
-const child = spawn(node, [...flags, join(ensureBuild(root), "deploy", "local", "cli.js"), ...process.argv.slice(2)], { stdio: "inherit", cwd: root });
+// The command runs in the project's folder; paths a user gives (`taskmesh worker ./my-agents.ts`) are theirs.
+const child = spawn(node, [...flags, join(ensureBuild(root), "deploy", "local", "cli.js"), ...process.argv.slice(2)], {
+  stdio: "inherit", cwd: root, env: { ...process.env, TASKMESH_CALLER_CWD: process.cwd() },
+});
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

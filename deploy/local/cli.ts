@@ -25,6 +25,7 @@ const commands = {
   task: () => import("./commands/task.js"),
   token: () => import("./commands/token.js"),
   up: () => import("./commands/up.js"),
+  worker: () => import("./commands/worker.js"),
 };
 
 const program = new Command("taskmesh")
@@ -86,6 +87,14 @@ program.command("scale")
   .argument("<service=replicas>", "e.g. worker=4")
   .exitOverride(usageExit)
   .action(action(async (arg: string) => (await commands.scale()).scale(arg)));
+
+program.command("worker")
+  .description("run the agents a module exports (defineAgent from @taskmesh/worker) on a new worker of the running system; its log follows until Ctrl-C, which stops it")
+  .argument("<module>", "e.g. ./my-agents.ts (its default export: an agent, or a list of agents); with --stop, a worker's name")
+  .option("-d, --detach", "return once the worker has connected, leaving it running")
+  .option("--stop", "stop the worker named (one started with -d)")
+  .exitOverride(usageExit)
+  .action(action(async (target: string, opts: { detach?: boolean; stop?: boolean }) => (await commands.worker()).worker(target, opts)));
 
 program.command("open")
   .description("print the address of a page of the running system (ui: the console, docs: the API docs, jaeger: the Jaeger UI, admin: the edge's admin page); --browser opens it")

@@ -109,8 +109,13 @@ export interface Replicas {
    * follow its endpoints file).
    */
   whyFixed(service: string): string | undefined;
-  /** The processes of replica `index` of `service`: its sidecar (its config written now), then the service, after what it depends on. */
-  add(service: string, index: number): Promise<ProcessSpec[]>;
+  /**
+   * The processes of replica `index` of `service`: its sidecar (its config
+   * written now), then the service, after what it depends on. `name` names
+   * the replica instead of `<service>-<index>` (a worker running agents of
+   * its own); `env` adds to its environment.
+   */
+  add(service: string, index: number, options?: { readonly name?: string; readonly env?: Readonly<Record<string, string>> }): Promise<ProcessSpec[]>;
   /** Replicas {@link add} made are ready: every caller's Envoy reaches them from now on (their service's endpoints file lists them). */
   joined(names: readonly string[]): void;
   /** Replicas about to stop: no caller's Envoy sends them new calls from now on. */
@@ -130,8 +135,7 @@ export function serviceArgs(service: string, build = ensureBuild(ROOT)): string[
  * A service instance: `node` with the telemetry preload running `services/<service>/src/main.ts`,
  * ready when its gRPC health is SERVING; its Prometheus `/metrics` on `metricsPort`.
  */
-function serviceSpec(service: string, index: number, port: number, metricsPort: number, env: Record<string, string>, dependsOn: readonly string[], build: string): ProcessSpec {
-  const name = `${service}-${index}`;
+function serviceSpec(name: string, service: string, port: number, metricsPort: number, env: Record<string, string>, dependsOn: readonly string[], build: string): ProcessSpec {
   const address = `127.0.0.1:${port}`;
   return {
     name,
@@ -237,13 +241,13 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
     const { dependsOn } = SERVICES[service]!;
     return [...dependsOn.filter((d) => infra.has(d)), ...dependsOn.flatMap((d) => (instances.get(d) ?? []).map((p) => p.name))];
   };
-  const appSpec = (instance: MeshInstance, index: number, metricsPort: number): ProcessSpec => serviceSpec(
-    instance.service, index, instance.appPort, metricsPort,
-    { ...env, ...serviceEnv(instance.service, options.stateDir, topology), TASKMESH_UPSTREAM: `127.0.0.1:${instance.outboundPort}` },
+  const appSpec = (instance: MeshInstance, metricsPort: number, extraEnv: Readonly<Record<string, string>> = {}): ProcessSpec => serviceSpec(
+    instance.name, instance.service, instance.appPort, metricsPort,
+    { ...env, ...serviceEnv(instance.service, options.stateDir, topology), ...extraEnv, TASKMESH_UPSTREAM: `127.0.0.1:${instance.outboundPort}` },
     [...prerequisites(instance.service), `${instance.name}-sidecar`], build,
   );
   for (const service of Object.keys(SERVICES)) {
-    for (const [i, instance] of instances.get(service)!.entries()) specs.push(appSpec(instance, i, metricsPorts.get(instance.name)!));
+    for (const instance of instances.get(service)!) specs.push(appSpec(instance, metricsPorts.get(instance.name)!));
   }
   const meshContext = { topology, stateDir: options.stateDir, instances: [...instances.values()].flat(), otlpGrpcPort: ports.otlpGrpc, accessLog: accessLogOptions(), endpointsDir };
   /** The replicas each service's callers reach, as its endpoints file lists them. */
@@ -258,12 +262,13 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
       if (!SERVICES[service]) return `no service ${service} (services: ${Object.keys(SERVICES).join(", ")})`;
       return undefined;
     },
-    async add(service, index) {
+    async add(service, index, extra = {}) {
       const why = replicas.whyFixed(service);
       if (why) throw new Error(why);
-      const instance: MeshInstance = { name: `${service}-${index}`, service, appPort: await freePort(), inboundPort: await freePort(), outboundPort: await freePort(), adminPort: await freePort() };
+      const name = extra.name ?? `${service}-${index}`;
+      const instance: MeshInstance = { name, service, appPort: await freePort(), inboundPort: await freePort(), outboundPort: await freePort(), adminPort: await freePort() };
       added.set(instance.name, instance);
-      return [envoyOf(writeSidecar(meshContext, instance)), appSpec(instance, index, await freePort())];
+      return [envoyOf(writeSidecar(meshContext, instance)), appSpec(instance, await freePort(), extra.env)];
     },
     joined(names) {
       for (const name of names) {

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { alive, startTicks, type ProcessStatus } from "./supervisor.js";
 import { ROOT } from "./provision/versions.js";
@@ -24,6 +24,51 @@ export interface RunState {
   readonly processes: readonly ProcessRecord[];
   /** The last `taskmesh scale` request the supervisor took, and how it went. */
   readonly scale?: ScaleOutcome;
+  /** Workers running agent modules of their own (`taskmesh worker <module>`), by request. */
+  readonly agents?: readonly AgentsOutcome[];
+}
+
+/** A request to start (or stop) a worker running an agent module while the run goes on (`taskmesh worker`). */
+export type AgentsRequest =
+  | { readonly id: string; readonly action: "start"; readonly module: string }
+  | { readonly id: string; readonly action: "stop"; readonly name: string };
+
+/** What became of an {@link AgentsRequest}: the worker's name once it has one. */
+export interface AgentsOutcome {
+  readonly id: string;
+  readonly action: AgentsRequest["action"];
+  readonly name?: string;
+  readonly module?: string;
+  readonly outcome: "working" | "done" | "failed";
+  readonly error?: string;
+}
+
+const AGENTS_REQUEST = /^agents-request-[0-9a-f-]+\.json$/;
+
+/** Hands an agents request to the running supervisor (it looks for them twice a second; several may wait). */
+export function requestAgents(request: AgentsRequest): void {
+  mkdirSync(STATE_DIR, { recursive: true });
+  const file = join(STATE_DIR, `agents-request-${request.id}.json`);
+  writeFileSync(`${file}.${process.pid}.tmp`, JSON.stringify(request));
+  renameSync(`${file}.${process.pid}.tmp`, file);
+}
+
+/** Takes every pending agents request, oldest first (their files are removed). */
+export function takeAgentsRequests(): AgentsRequest[] {
+  if (!existsSync(STATE_DIR)) return [];
+  const files = readdirSync(STATE_DIR).filter((f) => AGENTS_REQUEST.test(f)).map((f) => join(STATE_DIR, f))
+    .sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs);
+  const taken: AgentsRequest[] = [];
+  for (const file of files) {
+    try {
+      taken.push(JSON.parse(readFileSync(file, "utf8")) as AgentsRequest);
+    } catch {
+      // half-read or gone: the writer renames whole files into place, so skip it
+    } finally {
+      rmSync(file, { force: true });
+    }
+  }
+  return taken;
 }
 
 /** A request to change a service's replica count while the run goes on (`taskmesh scale`). */

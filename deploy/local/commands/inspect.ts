@@ -113,7 +113,7 @@ export function status(json: boolean, address?: string): number {
 }
 
 /** A log file read from where the last read stopped, a whole line at a time. */
-class LogReader {
+export class LogReader {
   private offset = 0;
   private readonly lines = new LineSplitter();
 

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, openSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Listr } from "listr2";
 import pc from "picocolors";
@@ -13,7 +13,8 @@ import { ensureRedis } from "../provision/redis.js";
 import { MissingPrerequisite, ROOT } from "../provision/versions.js";
 import { localSecret } from "../secrets.js";
 import {
-  clearState, LOG_DIR, readState, recoverStaleRun, STATE_DIR, takeScaleRequest, writeState, type RunState, type ScaleOutcome, type ScaleRequest,
+  clearState, LOG_DIR, readState, recoverStaleRun, STATE_DIR, takeAgentsRequests, takeScaleRequest, writeState,
+  type AgentsOutcome, type AgentsRequest, type RunState, type ScaleOutcome, type ScaleRequest,
 } from "../state.js";
 import { SpanBuffer } from "../span-buffer.js";
 import { alive, Supervisor, type SupervisorEvent } from "../supervisor.js";
@@ -134,8 +135,11 @@ async function upForeground(options: UpOptions): Promise<number> {
   /** Processes not handed to the supervisor yet: `building`, or `failed` when their build failed. */
   const building = new Map<string, "building" | "failed">(later.map((s) => [s.name, "building"]));
   let scaled: ScaleOutcome | undefined;
+  /** The last agents requests' outcomes (`taskmesh worker`), newest last. */
+  let agentsOutcomes: AgentsOutcome[] = [];
   const save = (): void => writeState({
     supervisorPid: process.pid, startedAt: new Date(started).toISOString(), phase, ...(error ? { error } : {}), ...(scaled ? { scale: scaled } : {}),
+    ...(agentsOutcomes.length > 0 ? { agents: agentsOutcomes } : {}),
     processes: [
       ...supervisor.status().map(({ logFile: _log, ...s }) => s),
       ...later.filter((s) => building.has(s.name)).map((s) => ({ name: s.name, kind: s.kind, state: building.get(s.name)!, ports: s.ports })),
@@ -243,7 +247,36 @@ async function upForeground(options: UpOptions): Promise<number> {
     });
     return scaling;
   };
+  /** Workers running agent modules, started and stopped one request at a time, in turn with scaling. */
+  const agentWorkers = new Set<string>();
+  const agentsSerially = (request: AgentsRequest): Promise<void> => {
+    const record = (outcome: AgentsOutcome): void => {
+      agentsOutcomes = [...agentsOutcomes.filter((o) => o.id !== outcome.id), outcome].slice(-32);
+      save();
+    };
+    scaling = scaling.then(async () => {
+      if (phase !== "ready") return;
+      const base = { id: request.id, action: request.action, ...(request.action === "start" ? { module: request.module } : { name: request.name }) };
+      record({ ...base, outcome: "working" });
+      try {
+        const name = request.action === "start" ? await startAgents(supervisor, replicas, request.module) : request.name;
+        if (request.action === "start") agentWorkers.add(name);
+        else {
+          if (!agentWorkers.has(name)) throw new Error(`no worker ${name} runs agents of its own (taskmesh status lists the processes)`);
+          console.log(pc.dim(`taskmesh: stopping ${name}`));
+          await supervisor.remove([name, `${name}-sidecar`]);
+          agentWorkers.delete(name);
+        }
+        record({ ...base, name, outcome: "done" });
+      } catch (failure) {
+        record({ ...base, outcome: "failed", error: (failure as Error).message });
+        console.error(pc.red(`taskmesh: ${request.action === "start" ? `starting a worker for ${request.module}` : `stopping ${request.name}`} failed: ${(failure as Error).message}`));
+      }
+    });
+    return scaling;
+  };
   const requests = setInterval(() => {
+    if (phase === "ready") for (const request of takeAgentsRequests()) void agentsSerially(request);
     const request = phase === "ready" ? takeScaleRequest() : undefined;
     if (!request) return;
     if (autoscale?.service === request.service) {
@@ -306,6 +339,37 @@ async function scale(supervisor: Supervisor, replicas: Replicas, request: ScaleR
     await supervisor.remove(gone.flatMap((name) => [name, `${name}-sidecar`]));
   }
   console.log(pc.green(`taskmesh: ${request.service} has ${request.replicas} replica${request.replicas === 1 ? "" : "s"}`));
+}
+
+/** A worker's name for an agent module: `agent-<file name>`, numbered when that is taken. */
+export function agentWorkerName(module: string, taken: ReadonlySet<string>): string {
+  const stem = basename(module).replace(/\.[^.]*$/, "").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40) || "module";
+  for (let k = 1; ; k++) {
+    const name = k === 1 ? `agent-${stem}` : `agent-${stem}-${k}`;
+    if (!taken.has(name)) return name;
+  }
+}
+
+/**
+ * Starts a worker (with its sidecar, as any replica) that runs the agents of
+ * `module` instead of the built-ins, and waits until it has registered with
+ * a coordinator; answers its name. When it cannot start (the module does not
+ * load, or exports no agents), nothing of it is left running and the error
+ * carries the worker's own words.
+ */
+async function startAgents(supervisor: Supervisor, replicas: Replicas, module: string): Promise<string> {
+  const name = agentWorkerName(module, new Set(supervisor.status().map((p) => p.name)));
+  const specs = await replicas.add("worker", 0, { name, env: { TASKMESH_WORKER_AGENTS: module } });
+  console.log(pc.dim(`taskmesh: adding ${name} for ${module}`));
+  try {
+    await supervisor.start(specs);
+  } catch (failure) {
+    const supervised = new Set(supervisor.status().map((p) => p.name));
+    await supervisor.remove(specs.map((s) => s.name).reverse().filter((n) => supervised.has(n))).catch(() => undefined);
+    throw failure;
+  }
+  console.log(pc.green(`taskmesh: ${name} runs ${module}`));
+  return name;
 }
 
 /** The instance numbers of `service`'s replicas under `supervisor`, ascending. */

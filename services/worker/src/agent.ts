@@ -43,13 +43,24 @@ export interface AgentDefinition {
   readonly description: string;
 }
 
+/** Every definition {@link defineAgent} made, so a loaded module's exports can be told apart from look-alikes. */
+const DEFINED = new WeakSet<AgentDefinition>();
+
+/** Whether `value` is an agent {@link defineAgent} made. */
+export function isAgent(value: unknown): value is AgentDefinition {
+  return typeof value === "object" && value !== null && DEFINED.has(value as AgentDefinition);
+}
+
 /** Defines an agent: validates the capability name and concurrency, fills defaults, freezes it. */
 export function defineAgent(options: AgentOptions): AgentDefinition {
+  if (typeof options !== "object" || options === null) throw new TypeError("defineAgent takes { capability, handler, concurrency?, description? }");
   if (!CAPABILITY_NAME.test(options.capability)) throw new TypeError(`bad capability name ${JSON.stringify(options.capability)}: 1..63 of a-z 0-9 . _ -, starting with a letter`);
   const concurrency = options.concurrency ?? 0;
   if (!Number.isInteger(concurrency) || concurrency < 0 || concurrency > 1000) throw new TypeError(`bad concurrency ${concurrency} for ${options.capability}: 0..1000`);
   if (typeof options.handler !== "function") throw new TypeError(`no handler for ${options.capability}`);
-  return Object.freeze({ capability: options.capability, handler: options.handler, concurrency, description: options.description ?? "" });
+  const agent = Object.freeze({ capability: options.capability, handler: options.handler, concurrency, description: options.description ?? "" });
+  DEFINED.add(agent);
+  return agent;
 }
 
 const AGENT_ERROR = Symbol.for("taskmesh.worker.AgentError");

@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { WorkerServiceService } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import { MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService } from "../../kit/src/index.js";
+import { EnvError, MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService } from "../../kit/src/index.js";
+import type { AgentDefinition } from "./agent.js";
+import { AgentModuleError, loadAgentModule } from "./agent-module.js";
 import { BUILTIN_AGENTS } from "./agents/index.js";
 import { WorkerMetrics } from "./metrics.js";
 import { Worker } from "./runtime.js";
@@ -14,7 +16,7 @@ const envShape = {
   TASKMESH_WORKER_CONCURRENCY: envSchemas.positiveInt().max(1000).default(8),
   /** Its weight for the coordinator's weighted round robin, 1..100. @default 1 */
   TASKMESH_WORKER_WEIGHT: envSchemas.positiveInt().max(100).default(1),
-  /** Comma-separated built-in capabilities to run. @default all: echo,sleep,hash,fail,flaky */
+  /** Comma-separated built-in capabilities to run (not with TASKMESH_WORKER_AGENTS). @default all: echo,sleep,hash,fail,flaky */
   TASKMESH_WORKER_CAPABILITIES: z.string().transform((text, ctx) => {
     const names = [...new Set(text.split(",").map((n) => n.trim()).filter((n) => n !== ""))];
     const unknown = names.filter((n) => !BUILTIN_AGENTS.has(n));
@@ -23,8 +25,28 @@ const envShape = {
       return z.NEVER;
     }
     return names;
-  }).default([...BUILTIN_AGENTS.keys()]),
+  }).optional(),
+  /**
+   * A module of agents of your own to run instead of the built-ins (`taskmesh
+   * worker ./my-agents.ts`): its default export is an agent made with
+   * `defineAgent` from `@taskmesh/worker`, or a list of them.
+   */
+  TASKMESH_WORKER_AGENTS: z.string().trim().min(1).optional(),
 };
+
+/** The agents this worker runs: the module's, or the built-ins named (all of them by default). */
+async function agentsOf(env: { TASKMESH_WORKER_AGENTS?: string | undefined; TASKMESH_WORKER_CAPABILITIES?: string[] | undefined }): Promise<AgentDefinition[]> {
+  if (env.TASKMESH_WORKER_AGENTS === undefined) return (env.TASKMESH_WORKER_CAPABILITIES ?? [...BUILTIN_AGENTS.keys()]).map((name) => BUILTIN_AGENTS.get(name)!);
+  if (env.TASKMESH_WORKER_CAPABILITIES !== undefined) {
+    throw new EnvError([{ variable: "TASKMESH_WORKER_CAPABILITIES", problem: "names built-in agents: leave it unset with TASKMESH_WORKER_AGENTS" }]);
+  }
+  try {
+    return await loadAgentModule(env.TASKMESH_WORKER_AGENTS);
+  } catch (error) {
+    if (error instanceof AgentModuleError) throw new EnvError([{ variable: "TASKMESH_WORKER_AGENTS", problem: error.message }]);
+    throw error;
+  }
+}
 
 // The worker serves no API of its own; its MeshServer carries only health and
 // reflection (SERVING once registered with a coordinator), so runService's
@@ -40,7 +62,7 @@ await runService({
     const metrics = new WorkerMetrics(() => worker.running);
     const worker: Worker = new Worker({
       client,
-      agents: env.TASKMESH_WORKER_CAPABILITIES.map((name) => metrics.instrument(BUILTIN_AGENTS.get(name)!)),
+      agents: (await agentsOf(env)).map((agent) => metrics.instrument(agent)),
       logger: log,
       workerId: env.TASKMESH_WORKER_ID,
       name: instance,

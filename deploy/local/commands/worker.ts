@@ -1,0 +1,87 @@
+import { randomUUID } from "node:crypto";
+import { existsSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { LOG_DIR, readState, requestAgents, type AgentsOutcome, type AgentsRequest } from "../state.js";
+import { alive } from "../supervisor.js";
+import { LogReader } from "./inspect.js";
+import { stdio, type Io } from "./io.js";
+import { UsageError } from "./usage-error.js";
+
+/** Options of `taskmesh worker`. */
+export interface WorkerOptions {
+  /** Return once the worker is connected, leaving it running. */
+  readonly detach?: boolean;
+  /** The argument names a worker to stop instead of a module to run. */
+  readonly stop?: boolean;
+}
+
+/** Exit code when Ctrl-C stopped a foreground worker (128 + SIGINT). */
+const INTERRUPTED = 130;
+
+/** Hands `request` to the running supervisor and waits for its outcome. */
+async function submitted(request: AgentsRequest, timeoutMs: number): Promise<AgentsOutcome> {
+  const state = readState();
+  if (!state || !alive(state.supervisorPid)) throw new Error("nothing is running: start it with npx taskmesh up");
+  if (state.phase !== "ready") throw new Error(`the run is ${state.phase}, not ready: try again once npx taskmesh status shows it ready`);
+  requestAgents(request);
+  const started = Date.now();
+  for (;;) {
+    const now = readState();
+    if (!now || !alive(now.supervisorPid)) throw new Error("the run stopped meanwhile");
+    const outcome = now.agents?.find((o) => o.id === request.id);
+    if (outcome?.outcome === "failed") throw new Error(outcome.error ?? "it failed");
+    if (outcome?.outcome === "done") return outcome;
+    if (Date.now() - started > timeoutMs) throw new Error(`no answer within ${timeoutMs / 1000} s: see npx taskmesh status and logs`);
+    await sleep(200);
+  }
+}
+
+/**
+ * `taskmesh worker <module>`: runs the agents a module exports (its default
+ * export: an agent made with `defineAgent` from `@taskmesh/worker`, or a
+ * list of them) on a worker of the running system: the supervisor starts
+ * it with its own sidecar, as any worker, and it registers those
+ * capabilities (submittable at once). In the foreground its log follows
+ * until Ctrl-C, which drains and stops it; `--detach` leaves it running
+ * (`taskmesh worker --stop <name>` stops it). `--stop <name>` stops one.
+ */
+export async function worker(target: string, opts: WorkerOptions = {}, io: Io = stdio, timeoutMs = 180_000): Promise<number> {
+  if (opts.stop) {
+    const { name } = await submitted({ id: randomUUID(), action: "stop", name: target }, timeoutMs);
+    io.out(`taskmesh: ${name} stopped`);
+    return 0;
+  }
+  // Relative to the folder the user ran taskmesh in (scripts/taskmesh.mjs runs this in the project's).
+  const module = resolve(process.env.TASKMESH_CALLER_CWD ?? process.cwd(), target);
+  if (!existsSync(module) || !statSync(module).isFile()) throw new UsageError(`no agent module at ${module}`);
+  const { name } = await submitted({ id: randomUUID(), action: "start", module }, timeoutMs);
+  io.out(`taskmesh: ${name} runs the agents of ${module}`);
+  if (opts.detach) {
+    io.out(`taskmesh: stop it with npx taskmesh worker --stop ${name!}`);
+    return 0;
+  }
+  io.out("taskmesh: its log follows; Ctrl-C stops it");
+  const reader = new LogReader(join(LOG_DIR, `${name!}.log`));
+  for (const line of reader.tail(20)) io.out(line);
+  // The first Ctrl-C stops the worker; later ones (a terminal signals both this process and its launcher, which passes
+  // its own on) wait for that.
+  let interrupted = false;
+  const onSignal = (): void => void (interrupted = true);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  while (!interrupted) {
+    await sleep(250);
+    for (const line of reader.read()) io.out(line);
+    const state = readState();
+    if (!state || !alive(state.supervisorPid)) {
+      io.err("taskmesh: the run stopped");
+      return 1;
+    }
+  }
+  io.err(`taskmesh: stopping ${name!} (it finishes or hands back what it runs)…`);
+  await submitted({ id: randomUUID(), action: "stop", name: name! }, timeoutMs);
+  for (const line of reader.read(true)) io.out(line);
+  io.err(`taskmesh: ${name!} stopped`);
+  return INTERRUPTED;
+}

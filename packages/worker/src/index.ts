@@ -1,0 +1,10 @@
+/**
+ * @taskmesh/worker: agents of your own. Define each with {@link defineAgent}
+ * and export them (one, or a list) as your module's default export; run
+ * them with `npx taskmesh worker ./my-agents.ts`. See this package's
+ * README.md.
+ */
+export {
+  AgentError, defineAgent, invalidInput,
+  type AgentContext, type AgentDefinition, type AgentErrorInit, type AgentHandler, type AgentOptions,
+} from "../../../services/worker/src/agent.js";
