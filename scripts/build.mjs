@@ -5,8 +5,9 @@
 //
 // ensureBuild() compiles each source file to its own .js (esbuild, no
 // bundling: the tree and the imports stay as written) into
-// build/<fingerprint>/, and bundles the console (ui/console) for browsers
-// into build/<fingerprint>/ui/console/, where the fingerprint names the sources (their paths,
+// build/<fingerprint>/, bundles the console (ui/console) for browsers
+// into build/<fingerprint>/ui/console/ and each installable package
+// (packages/client, packages/worker) into packages/<name>/dist/, where the fingerprint names the sources (their paths,
 // sizes and modification times): a build is never changed once written, so
 // processes running from it are never disturbed, and editing a source makes
 // the next command build again (about 0.3 s). The last three builds are kept,
@@ -16,7 +17,7 @@
 // Plain JavaScript: scripts/taskmesh.mjs and bootstrap.mjs run it on
 // whatever Node started them.
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,6 +29,15 @@ const SOURCES = ["services", "packages", "deploy", "gen"];
 const COPIED = ["scripts/build.mjs"];
 /** The console (ui/console): its page and style, copied, and its code, bundled for browsers into console.js. */
 const CONSOLE = { dir: "ui/console", entry: "ui/console/src/main.ts", files: ["index.html", "console.css"] };
+/**
+ * The packages a user installs (`npm install <clone>/packages/client`): each
+ * bundled with what it uses into build/<fingerprint>/packages/<name>/dist/,
+ * and copied to packages/<name>/dist/index.js (git-ignored), which its
+ * package.json exports, whenever the build changes.
+ */
+const PACKAGES = ["client", "worker"];
+/** Lets a bundled CommonJS dependency (grpc-js) require Node's modules from an ES module. */
+const REQUIRE_BANNER = 'import { createRequire as __taskmeshRequire } from "node:module";\nconst require = __taskmeshRequire(import.meta.url);';
 /** Builds kept besides the newest. */
 const KEEP = 3;
 
@@ -60,7 +70,7 @@ export function ensureBuild(root = ROOT) {
   }
   const builds = join(root, "build");
   const dir = join(builds, hash.digest("hex").slice(0, 16));
-  if (existsSync(join(dir, ".complete"))) return used(dir);
+  if (existsSync(join(dir, ".complete"))) return publishPackages(root, used(dir));
   // Compiled into a folder of its own, then renamed into place: a command
   // running at the same time never sees half a build.
   const tmp = join(builds, `.tmp-${process.pid}-${Date.now()}`);
@@ -80,6 +90,14 @@ export function ensureBuild(root = ROOT) {
       });
       for (const file of CONSOLE.files) copyFileSync(join(consoleDir, file), join(tmp, CONSOLE.dir, file));
     }
+    for (const name of PACKAGES) {
+      const entry = join(root, "packages", name, "src", "index.ts");
+      if (!existsSync(entry)) continue;
+      esbuild(root).buildSync({
+        entryPoints: [entry], outfile: join(tmp, "packages", name, "dist", "index.js"), bundle: true, format: "esm", platform: "node",
+        target: "node24", banner: { js: REQUIRE_BANNER }, logLevel: "warning",
+      });
+    }
     writeFileSync(join(tmp, ".complete"), "");
     try {
       renameSync(tmp, dir);
@@ -90,7 +108,23 @@ export function ensureBuild(root = ROOT) {
     rmSync(tmp, { recursive: true, force: true });
   }
   prune(builds, dir);
-  return used(dir);
+  return publishPackages(root, used(dir));
+}
+
+/** Copies each package's bundle of the build in `dir` to packages/<name>/dist/ when it is not that build's yet; answers `dir`. */
+function publishPackages(root, dir) {
+  const fingerprint = dir.slice(dir.lastIndexOf("/") + 1);
+  for (const name of PACKAGES) {
+    const bundle = join(dir, "packages", name, "dist", "index.js");
+    const dist = join(root, "packages", name, "dist");
+    if (!existsSync(bundle) || (existsSync(join(dist, ".build")) && readFileSync(join(dist, ".build"), "utf8") === fingerprint)) continue;
+    mkdirSync(dist, { recursive: true });
+    const tmp = join(dist, `.index.js.${process.pid}`);
+    copyFileSync(bundle, tmp);
+    renameSync(tmp, join(dist, "index.js"));
+    writeFileSync(join(dist, ".build"), fingerprint);
+  }
+  return dir;
 }
 
 /**

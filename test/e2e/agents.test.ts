@@ -20,7 +20,7 @@ interface Task {
 // Agents of a user's own, as a user runs them: a module in a folder outside
 // the repository, importing @taskmesh/worker, run with `taskmesh worker`
 // against `taskmesh up`; its capability submitted through the edge.
-describe("taskmesh worker: agents of your own under up", { timeout: 240_000 }, () => {
+describe("agents and programs of your own under up: taskmesh worker, @taskmesh/worker, @taskmesh/client", { timeout: 240_000 }, () => {
   let upRun: UpRun;
   let token: string;
   let folder: string;
@@ -102,6 +102,76 @@ export default [
     const missing = await upRun.taskmesh("worker", join(folder, "nowhere.ts"));
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("no agent module at");
+  });
+
+  it("@taskmesh/client, installed into a program's own folder: submit, result, watch, list, cancel, typed errors, deadlines and AbortSignal, through the edge", async () => {
+    const app = mkdtempSync(join(tmpdir(), "my-program-"));
+    try {
+      await run("npm", ["install", "--offline", "--no-audit", "--no-fund", join(ROOT, "packages/client")], { cwd: app, timeout: 120_000 });
+      writeFileSync(join(app, "main.ts"), `import { Code, MeshError, TaskState, createClient, type WatchEvent } from "@taskmesh/client";
+
+const [address, token] = process.argv.slice(2) as [string, string];
+const taskmesh = createClient({ address, token });
+const out: Record<string, unknown> = {};
+const errorOf = async (work: () => Promise<unknown>) => {
+  try {
+    await work();
+    return "no error";
+  } catch (error) {
+    if (!(error instanceof MeshError)) throw error;
+    return { code: Code[error.code], reason: error.reason, fields: error.violations.map((v) => v.field) };
+  }
+};
+
+const echo = await taskmesh.submit("echo", { text: "from my program" }, { idempotencyKey: "my-program-1" });
+out.submitted = TaskState[echo.state];
+const done = await taskmesh.result(echo.id);
+out.result = { state: TaskState[done.state], output: done.output };
+out.again = (await taskmesh.submit("echo", { text: "from my program" }, { idempotencyKey: "my-program-1" })).id === echo.id;
+out.listed = (await taskmesh.list({ capability: "echo", states: [TaskState.TASK_STATE_SUCCEEDED], pageSize: 1000 })).tasks.some((t) => t.id === echo.id);
+
+const sleep = await taskmesh.submit("sleep", { ms: 60000 });
+const seen: string[] = [];
+const watching = (async () => {
+  for await (const event of taskmesh.watch(sleep.id) as AsyncIterable<WatchEvent>) {
+    seen.push(event.type === "snapshot" ? "snapshot" : event.type === "transition" ? TaskState[event.transition.toState] : "progress");
+  }
+})();
+await new Promise((r) => setTimeout(r, 1000));
+out.cancelled = TaskState[(await taskmesh.cancel(sleep.id, { reason: "not needed" })).state];
+await watching;
+out.watched = seen;
+
+out.unknownCapability = await errorOf(() => taskmesh.submit("no-such-agent", {}));
+out.badId = await errorOf(() => taskmesh.get("not-a-task-id"));
+out.noToken = await errorOf(() => createClient({ address }).get(echo.id));
+const controller = new AbortController();
+out.deadline = await errorOf(() => taskmesh.list({ timeoutMs: 0 }));
+const longSleep = await taskmesh.submit("sleep", { ms: 60000 });
+const waiting = errorOf(() => taskmesh.result(longSleep.id, { signal: controller.signal }));
+setTimeout(() => controller.abort(), 300);
+out.abortedWatch = await waiting;
+await taskmesh.cancel(longSleep.id);
+taskmesh.close();
+console.log(JSON.stringify(out));
+`);
+      const { stdout } = await run(process.execPath, ["main.ts", upRun.edge, token], { cwd: app, timeout: 60_000 });
+      expect(JSON.parse(stdout)).toEqual({
+        submitted: "TASK_STATE_PENDING",
+        result: { state: "TASK_STATE_SUCCEEDED", output: { text: "from my program" } },
+        again: true,
+        listed: true,
+        cancelled: "TASK_STATE_CANCELLED",
+        watched: expect.arrayContaining(["snapshot", "TASK_STATE_CANCELLED"]),
+        unknownCapability: { code: "INVALID_ARGUMENT", reason: expect.stringMatching(/^VAL_/), fields: ["capability"] },
+        badId: { code: "INVALID_ARGUMENT", reason: expect.stringMatching(/^VAL_/), fields: ["id"] },
+        noToken: { code: "UNAUTHENTICATED", reason: expect.stringMatching(/^AUTH_/), fields: [] },
+        deadline: { code: "DEADLINE_EXCEEDED", reason: "SYS_DEADLINE_EXCEEDED", fields: [] },
+        abortedWatch: { code: "CANCELLED", reason: expect.stringMatching(/^SYS_/), fields: [] },
+      });
+    } finally {
+      rmSync(app, { recursive: true, force: true });
+    }
   });
 
   it("in the foreground follows the worker's log and stops it on Ctrl-C", async () => {

@@ -43,12 +43,12 @@ export interface AgentDefinition {
   readonly description: string;
 }
 
-/** Every definition {@link defineAgent} made, so a loaded module's exports can be told apart from look-alikes. */
-const DEFINED = new WeakSet<AgentDefinition>();
+/** Marks what {@link defineAgent} made; symbol-based, so agents from another copy of the SDK (an installed bundle) still count. */
+const AGENT = Symbol.for("taskmesh.worker.agent");
 
-/** Whether `value` is an agent {@link defineAgent} made. */
+/** Whether `value` is an agent {@link defineAgent} made (validated and frozen). */
 export function isAgent(value: unknown): value is AgentDefinition {
-  return typeof value === "object" && value !== null && DEFINED.has(value as AgentDefinition);
+  return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[AGENT] === true && Object.isFrozen(value);
 }
 
 /** Defines an agent: validates the capability name and concurrency, fills defaults, freezes it. */
@@ -58,9 +58,7 @@ export function defineAgent(options: AgentOptions): AgentDefinition {
   const concurrency = options.concurrency ?? 0;
   if (!Number.isInteger(concurrency) || concurrency < 0 || concurrency > 1000) throw new TypeError(`bad concurrency ${concurrency} for ${options.capability}: 0..1000`);
   if (typeof options.handler !== "function") throw new TypeError(`no handler for ${options.capability}`);
-  const agent = Object.freeze({ capability: options.capability, handler: options.handler, concurrency, description: options.description ?? "" });
-  DEFINED.add(agent);
-  return agent;
+  return Object.freeze({ capability: options.capability, handler: options.handler, concurrency, description: options.description ?? "", [AGENT]: true });
 }
 
 const AGENT_ERROR = Symbol.for("taskmesh.worker.AgentError");
