@@ -3,7 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TaskState, createClient as createTaskmeshClient } from "../../packages/client/src/index.js";
 import { ROOT } from "../../deploy/local/provision/versions.js";
 import { startUp, until, type UpRun } from "../support/up.js";
 
@@ -171,6 +174,57 @@ console.log(JSON.stringify(out));
       });
     } finally {
       rmSync(app, { recursive: true, force: true });
+    }
+  });
+
+  it("examples/agents: fetch-json retries a failing API within the attempt, refuses a 404 without retrying, and stops a call in flight when cancelled; word-stats reports progress", async () => {
+    let hits = 0;
+    let hung = 0;
+    let hungClosed = 0;
+    const server = createServer((request, response) => {
+      if (request.url === "/flaky") {
+        hits++;
+        if (hits <= 2) return void response.writeHead(503).end("busy");
+        return void response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ answer: 42 }));
+      }
+      if (request.url === "/hang") {
+        hung++;
+        request.socket.once("close", () => hungClosed++);
+        return; // never answers
+      }
+      response.writeHead(404).end("no such thing");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const client = createTaskmeshClient({ address: upRun.edge, token });
+    try {
+      for (const example of ["fetch-json.ts", "word-stats.ts"]) {
+        const started = await upRun.taskmesh("worker", "--detach", join(ROOT, "examples/agents", example));
+        expect(started.code, started.stderr).toBe(0);
+      }
+      const flaky = await client.result((await client.submit("fetch-json", { url: `${base}/flaky` })).id);
+      expect(flaky).toMatchObject({ state: TaskState.TASK_STATE_SUCCEEDED, attempts: 1, output: { status: 200, body: { answer: 42 } } });
+      expect(hits).toBe(3);
+
+      const missing = await client.result((await client.submit("fetch-json", { url: `${base}/missing` })).id);
+      expect(missing).toMatchObject({ state: TaskState.TASK_STATE_FAILED, attempts: 1, error: { reason: "EXT_UPSTREAM_REJECTED", retryable: false } });
+
+      const hanging = await client.submit("fetch-json", { url: `${base}/hang` });
+      await until("the hanging call to reach the API", 20_000, async () => (hung > 0 ? true : undefined));
+      expect((await client.cancel(hanging.id, { reason: "enough" })).state).toBe(TaskState.TASK_STATE_CANCELLED);
+      await until("the worker to drop the call in flight", 20_000, async () => (hungClosed > 0 ? true : undefined));
+
+      const text = Array.from({ length: 3_500 }, (_, i) => `line ${i} of the text`).join("\n");
+      const stats = await client.submit("word-stats", { text });
+      const progress: number[] = [];
+      for await (const event of client.watch(stats.id)) if (event.type === "progress") progress.push(event.progress.progress?.percent ?? -1);
+      expect(progress.length, "progress reports seen").toBeGreaterThan(0);
+      expect(progress.at(-1)).toBe(100);
+      expect((await client.get(stats.id)).output).toMatchObject({ lines: 3_500, words: 17_500, distinct: 3_504 });
+    } finally {
+      client.close();
+      server.close();
+      for (const name of ["agent-fetch-json", "agent-word-stats"]) await upRun.taskmesh("worker", "--stop", name);
     }
   });
 

@@ -41,7 +41,7 @@ export interface SubmitOptions extends CallOptions {
   readonly maxAttempts?: number;
   /** Each attempt's time limit, in ms. @default 5 minutes */
   readonly attemptTimeoutMs?: number;
-  /** Higher runs first, -100..100. @default 0 */
+  /** Dispatch priority, 0 (lowest) .. 9 (highest). @default 0 */
   readonly priority?: number;
   readonly labels?: Readonly<Record<string, string>>;
   readonly retryPolicy?: RetryPolicy;
