@@ -113,9 +113,12 @@ export interface Replicas {
    * The processes of replica `index` of `service`: its sidecar (its config
    * written now), then the service, after what it depends on. `name` names
    * the replica instead of `<service>-<index>` (a worker running agents of
-   * its own); `env` adds to its environment.
+   * its own); `env` adds to its environment; `run` replaces the service's
+   * program (a worker written in another language).
    */
-  add(service: string, index: number, options?: { readonly name?: string; readonly env?: Readonly<Record<string, string>> }): Promise<ProcessSpec[]>;
+  add(service: string, index: number, options?: {
+    readonly name?: string; readonly env?: Readonly<Record<string, string>>; readonly run?: { readonly command: string; readonly args: readonly string[] };
+  }): Promise<ProcessSpec[]>;
   /** Replicas {@link add} made are ready: every caller's Envoy reaches them from now on (their service's endpoints file lists them). */
   joined(names: readonly string[]): void;
   /** Replicas about to stop: no caller's Envoy sends them new calls from now on. */
@@ -268,7 +271,8 @@ export async function buildPlan(options: PlanOptions): Promise<Plan> {
       const name = extra.name ?? `${service}-${index}`;
       const instance: MeshInstance = { name, service, appPort: await freePort(), inboundPort: await freePort(), outboundPort: await freePort(), adminPort: await freePort() };
       added.set(instance.name, instance);
-      return [envoyOf(writeSidecar(meshContext, instance)), appSpec(instance, await freePort(), extra.env)];
+      const app = appSpec(instance, await freePort(), extra.env);
+      return [envoyOf(writeSidecar(meshContext, instance)), extra.run ? { ...app, command: extra.run.command, args: [...extra.run.args] } : app];
     },
     joined(names) {
       for (const name of names) {

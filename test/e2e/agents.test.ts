@@ -228,6 +228,21 @@ console.log(JSON.stringify(out));
     }
   });
 
+  it("examples/python-worker: a worker written in Python (grpcio, stubs from proto/) registers its own capability behind its own sidecar and runs it", async () => {
+    const started = await upRun.taskmesh("worker", "--detach", join(ROOT, "examples/python-worker/worker.py"));
+    expect(started.code, started.stderr).toBe(0);
+    expect(started.stdout).toContain("agent-worker runs the agents of");
+    try {
+      const reversed = await finished(((await (await api("/v1/tasks", { capability: "py-reverse", input: { text: "taskmesh" } })).json()) as { task: Task }).task.id);
+      expect(reversed).toMatchObject({ state: "TASK_STATE_SUCCEEDED", workerId: "agent-worker", output: { text: "hsemksat", language: "python" } });
+      const refused = await finished(((await (await api("/v1/tasks", { capability: "py-reverse", input: {} })).json()) as { task: Task }).task.id);
+      expect(refused).toMatchObject({ state: "TASK_STATE_FAILED", error: { reason: "VAL_TEXT_REQUIRED", message: "text must be a string" } });
+    } finally {
+      const stopped = await upRun.taskmesh("worker", "--stop", "agent-worker");
+      expect(stopped.code, stopped.stderr).toBe(0);
+    }
+  }, 300_000);
+
   it("in the foreground follows the worker's log and stops it on Ctrl-C", async () => {
     const cli = spawn(process.execPath, [join(ROOT, "scripts/taskmesh.mjs"), "worker", join(folder, "my-agents.ts")], { env: upRun.env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";

@@ -9,6 +9,7 @@ import { buildPlan, type Replicas } from "../plan.js";
 import type { ProcessSpec } from "../process-spec.js";
 import { ensureJaeger, jaegerBuilt } from "../provision/jaeger.js";
 import { ensureKafka } from "../provision/kafka.js";
+import { ensurePythonWorker } from "../provision/python-worker.js";
 import { ensureRedis } from "../provision/redis.js";
 import { MissingPrerequisite, ROOT } from "../provision/versions.js";
 import { localSecret } from "../secrets.js";
@@ -359,7 +360,7 @@ export function agentWorkerName(module: string, taken: ReadonlySet<string>): str
  */
 async function startAgents(supervisor: Supervisor, replicas: Replicas, module: string): Promise<string> {
   const name = agentWorkerName(module, new Set(supervisor.status().map((p) => p.name)));
-  const specs = await replicas.add("worker", 0, { name, env: { TASKMESH_WORKER_AGENTS: module } });
+  const specs = await replicas.add("worker", 0, module.endsWith(".py") ? await pythonWorker(module, name) : { name, env: { TASKMESH_WORKER_AGENTS: module } });
   console.log(pc.dim(`taskmesh: adding ${name} for ${module}`));
   try {
     await supervisor.start(specs);
@@ -370,6 +371,18 @@ async function startAgents(supervisor: Supervisor, replicas: Replicas, module: s
   }
   console.log(pc.green(`taskmesh: ${name} runs ${module}`));
   return name;
+}
+
+/**
+ * A worker written in Python: the module runs on the pinned grpcio's
+ * virtualenv with the worker protocol's stubs on its path (installed and
+ * generated once, deploy/local/provision/python-worker.ts), reaching a
+ * coordinator through its sidecar (TASKMESH_UPSTREAM) and answering gRPC
+ * health on TASKMESH_LISTEN like any worker.
+ */
+async function pythonWorker(module: string, name: string): Promise<Parameters<Replicas["add"]>[2]> {
+  const { python, stubs } = await ensurePythonWorker((line) => console.log(pc.dim(`taskmesh: ${line}`)));
+  return { name, env: { PYTHONPATH: stubs, PYTHONUNBUFFERED: "1" }, run: { command: python, args: [module] } };
 }
 
 /** The instance numbers of `service`'s replicas under `supervisor`, ascending. */

@@ -12,6 +12,8 @@ export interface PinnedComponent {
   readonly maven?: string;
   /** A PyPI package. */
   readonly pypi?: string;
+  /** More PyPI requirements installed beside it (`name==version`). */
+  readonly with?: readonly string[];
   /** A Debian package. */
   readonly debian?: string;
   /** An npm package (the component comes with `npm ci`). */
