@@ -59,7 +59,9 @@ program.command("up")
   .option("-d, --detach", "run in the background and return once ready")
   .addOption(new Option("--replicas <list>", "replicas per service, e.g. config=2").argParser(parseReplicas))
   .option("--autoscale <service=min..max>", "size a service nothing calls from the queue, e.g. worker=1..6 (TASKMESH_AUTOSCALE_TARGET tasks in flight per replica, default 8)")
-  .action(action(async (opts: { detach?: boolean; replicas?: Record<string, number>; autoscale?: string }) => (await commands.up()).up(opts)));
+  .option("--agents <path>", "an agent module (defineAgent from @taskmesh/worker, or a worker.py), or a folder of them: each runs on a worker of its own, as taskmesh worker runs it; repeatable", collect)
+  .exitOverride(usageExit)
+  .action(action(async (opts: { detach?: boolean; replicas?: Record<string, number>; autoscale?: string; agents?: string[] }) => (await commands.up()).up(opts)));
 
 program.command("down").description("stop everything, in reverse order").action(action(async () => (await commands.up()).down()));
 

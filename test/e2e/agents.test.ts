@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -62,7 +62,11 @@ export default [
 ];
 `);
     writeFileSync(join(folder, "not-agents.ts"), "export default { capability: \"shout\", handler: () => ({}) };\n");
-    upRun = await startUp();
+    mkdirSync(join(folder, "at-start"));
+    writeFileSync(join(folder, "at-start", "greet.ts"), `import { defineAgent } from "@taskmesh/worker";
+export default defineAgent({ capability: "greet", handler: (input: Record<string, unknown>) => ({ greeting: \`hello, \${String(input.name)}\` }) });
+`);
+    upRun = await startUp(["--agents", join(folder, "at-start")]);
     token = await upRun.token();
   }, 400_000); // waiting for the lock included
 
@@ -95,6 +99,15 @@ export default [
     const stopped = await upRun.taskmesh("worker", "--stop", "agent-my-agents");
     expect(stopped.code, stopped.stderr).toBe(0);
     expect(await processes()).not.toContain("agent-my-agents");
+  });
+
+  it("up --agents <folder> runs each module in it on a worker of its own from the start", async () => {
+    expect(await processes()).toEqual(expect.arrayContaining(["agent-greet", "agent-greet-sidecar"]));
+    const greeted = await finished(((await (await api("/v1/tasks", { capability: "greet", input: { name: "world" } })).json()) as { task: Task }).task.id);
+    expect(greeted).toMatchObject({ state: "TASK_STATE_SUCCEEDED", workerId: "agent-greet", output: { greeting: "hello, world" } });
+    const refused = await upRun.taskmesh("up", "-d", "--agents", join(folder, "nowhere"));
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("--agents: no file or folder at");
   });
 
   it("refuses a module that exports no agents, saying why, and leaves nothing of it running", async () => {

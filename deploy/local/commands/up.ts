@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
-import { mkdirSync, openSync } from "node:fs";
-import { basename, join } from "node:path";
+import { existsSync, mkdirSync, openSync, readdirSync, statSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Listr } from "listr2";
 import pc from "picocolors";
@@ -20,6 +20,7 @@ import {
 import { SpanBuffer } from "../span-buffer.js";
 import { alive, Supervisor, type SupervisorEvent } from "../supervisor.js";
 import { printAddresses } from "./inspect.js";
+import { UsageError } from "./usage-error.js";
 
 /** Options of `taskmesh up`. */
 export interface UpOptions {
@@ -29,6 +30,26 @@ export interface UpOptions {
   readonly replicas?: Readonly<Record<string, number>>;
   /** `worker=1..6`: the supervisor sizes that service's replicas from the queue (see deploy/local/autoscale.ts). */
   readonly autoscale?: string;
+  /** Agent modules, or folders of them: each runs on a worker of its own ({@link agentModules}), started with the rest. */
+  readonly agents?: readonly string[];
+}
+
+/** What an agent module may be: TypeScript or JavaScript (defineAgent from @taskmesh/worker), or a worker in Python. */
+const AGENT_MODULE = /\.(ts|mts|js|mjs|py)$/;
+
+/**
+ * The agent modules `--agents <path>` names: the file itself, or each such
+ * file directly in the folder (sorted), as absolute paths (relative to the
+ * folder taskmesh was run in). A usage error when there are none.
+ */
+export function agentModules(path: string, cwd = process.env.TASKMESH_CALLER_CWD ?? process.cwd()): string[] {
+  const full = resolve(cwd, path);
+  if (!existsSync(full)) throw new UsageError(`--agents: no file or folder at ${full}`);
+  const modules = statSync(full).isDirectory()
+    ? readdirSync(full).filter((f) => AGENT_MODULE.test(f) && !f.endsWith(".d.ts") && statSync(join(full, f)).isFile()).sort().map((f) => join(full, f))
+    : [full];
+  if (modules.length === 0) throw new UsageError(`--agents: no agent modules (.ts, .js, .mjs, .py) in ${full}`);
+  return modules;
 }
 
 export { parseReplicas } from "./replicas.js";
@@ -36,10 +57,12 @@ export { parseReplicas } from "./replicas.js";
 /** `taskmesh up`: runs everything and supervises it until a signal (or, with -d, in the background). */
 export async function up(options: UpOptions): Promise<number> {
   if (options.autoscale) parseAutoscale(options.autoscale); // bad input is refused here, before anything starts
-  return options.detach ? upDetached(options) : upForeground(options);
+  // Resolved here, where the user's folder is known; the background supervisor gets absolute paths.
+  const agents = options.agents === undefined ? undefined : [...new Set(options.agents.flatMap((path) => agentModules(path)))];
+  return options.detach ? upDetached(options, agents) : upForeground(options, agents);
 }
 
-async function upDetached(options: UpOptions): Promise<number> {
+async function upDetached(options: UpOptions, agents: readonly string[] | undefined): Promise<number> {
   const running = readState();
   if (running && alive(running.supervisorPid)) {
     console.error(`taskmesh is already running (supervisor pid ${running.supervisorPid}); stop it with: npx taskmesh down`);
@@ -51,6 +74,7 @@ async function upDetached(options: UpOptions): Promise<number> {
   // The same command line as this one (the compiled CLI, or the TypeScript one under a loader).
   const child = spawn(process.execPath, [
     ...process.execArgv, process.argv[1]!, "up", ...(replicas ? ["--replicas", replicas] : []), ...(options.autoscale ? ["--autoscale", options.autoscale] : []),
+    ...(agents ?? []).flatMap((module) => ["--agents", module]),
   ], {
     cwd: ROOT, detached: true, stdio: ["ignore", out, out], env: { ...process.env, NO_COLOR: "1" },
   });
@@ -74,7 +98,7 @@ async function upDetached(options: UpOptions): Promise<number> {
   }
 }
 
-async function upForeground(options: UpOptions): Promise<number> {
+async function upForeground(options: UpOptions, agents: readonly string[] | undefined): Promise<number> {
   const autoscale: AutoscalePolicy | undefined = options.autoscale ? parseAutoscale(options.autoscale) : undefined;
   let recovered: string[];
   try {
@@ -212,6 +236,19 @@ async function upForeground(options: UpOptions): Promise<number> {
     return 1;
   }
   await display;
+  const agentWorkers = new Set<string>();
+  for (const module of agents ?? []) {
+    try {
+      agentWorkers.add(await startAgents(supervisor, replicas, module));
+    } catch (failure) {
+      error = `the agents of ${module}: ${(failure as Error).message}`;
+      phase = "failed";
+      save();
+      console.error(pc.red(`taskmesh: ${error}`));
+      await stop(1);
+      return 1;
+    }
+  }
   phase = "ready";
   save();
   if (jaegerBuild) {
@@ -248,8 +285,7 @@ async function upForeground(options: UpOptions): Promise<number> {
     });
     return scaling;
   };
-  /** Workers running agent modules, started and stopped one request at a time, in turn with scaling. */
-  const agentWorkers = new Set<string>();
+  /** Workers running agent modules (`--agents`, `taskmesh worker`), started and stopped one request at a time, in turn with scaling. */
   const agentsSerially = (request: AgentsRequest): Promise<void> => {
     const record = (outcome: AgentsOutcome): void => {
       agentsOutcomes = [...agentsOutcomes.filter((o) => o.id !== outcome.id), outcome].slice(-32);
