@@ -25,6 +25,7 @@
  *   ECDS): no call, a budget per edge instance.
  */
 
+import { TOKEN_ISSUER } from "../../packages/contracts/src/index.js";
 import { CLAIMS_HEADER } from "../../services/kit/src/auth.js";
 import {
   EDGE_DESCRIPTOR_ACTIONS, EDGE_LIMITS_FILTER, EDGE_LIMITS_STAT_PREFIX, LOCAL_RATE_LIMIT_TYPE_URL, RUNTIME_LAYER, SUBJECT_HEADER,
@@ -87,7 +88,7 @@ export function stripClaimsFilter(): HttpFilter {
 /** The `jwt_authn` filter; `edgePort` is where the edge serves the transcoded JWKS. */
 export function jwtFilter(edgePort: number, options: EdgeAuthOptions = {}): HttpFilter {
   const provider = {
-    issuer: options.issuer ?? "taskmesh-identity",
+    issuer: options.issuer ?? TOKEN_ISSUER,
     audiences: [options.audience ?? "taskmesh"],
     remote_jwks: {
       http_uri: { uri: `http://127.0.0.1:${edgePort}/.well-known/jwks.json`, cluster: JWKS_CLUSTER, timeout: "2s" },

@@ -5,6 +5,7 @@
  * printed. Returns its exit code: 2 for bad input, 1 for a failed call,
  * 130 when Ctrl-C stopped it.
  */
+import { TOPICS } from "../../../packages/contracts/src/index.js";
 import { Delivery, EventServiceService, type SubscribeRequest } from "../../../gen/taskmesh/events/v1/events.js";
 import type { MeshClient } from "../../../services/kit/src/index.js";
 import { report, serviceAddress, stdio, UsageError, withClient, type Io } from "./rpc.js";
@@ -41,7 +42,7 @@ export function tailRequest(opts: TailOptions): SubscribeRequest {
     if (!/^[A-Za-z0-9._-]+(\.\*)?$/.test(t)) throw new UsageError(`--type: expected an event type or a prefix ending in .*, got ${JSON.stringify(t)}`);
   }
   return {
-    topic: opts.topic ?? "taskmesh.tasks", consumerGroup: "", startPosition, types: [...(opts.type ?? [])],
+    topic: opts.topic ?? TOPICS.tasks, consumerGroup: "", startPosition, types: [...(opts.type ?? [])],
     maxInFlight: 0, ackDeadline: undefined, maxDeliveryAttempts: 0,
   };
 }

@@ -1,3 +1,4 @@
+import { TOPICS } from "../../../packages/contracts/src/index.js";
 import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { delimiter, join } from "node:path";
@@ -8,9 +9,9 @@ import { cacheDir, MissingPrerequisite, pinned, publishInstall } from "./version
 
 /** The topics taskmesh relies on, with their partition counts; created by the broker's `afterReady`. */
 export const KAFKA_TOPICS: Readonly<Record<string, number>> = Object.freeze({
-  "taskmesh.tasks": 12,
-  "taskmesh.identity": 3,
-  "taskmesh.dlq": 3,
+  [TOPICS.tasks]: 12,
+  [TOPICS.identity]: 3,
+  [TOPICS.deadLetters]: 3,
 });
 
 /** A provisioned Kafka: the pinned version's jars in its cache folder. */

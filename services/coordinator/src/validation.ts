@@ -1,3 +1,4 @@
+import { isCapabilityName } from "../../../packages/contracts/src/index.js";
 import { createHash } from "node:crypto";
 import { SubmitTaskRequest, type ListTasksRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState, TaskView } from "../../../gen/taskmesh/task/v1/task.js";
@@ -8,12 +9,7 @@ export const MAX_INPUT_BYTES = 256 * 1024;
 /** Defaults of a submit, as the contract gives them. */
 export const SUBMIT_DEFAULTS = { maxAttempts: 3, timeoutMs: 5 * 60_000 } as const;
 
-const CAPABILITY = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-
-/** True for a well-formed capability name: 1..63 of a-z 0-9 . _ -, starting with a letter or digit. */
-export function isCapabilityName(name: string): boolean {
-  return CAPABILITY.test(name);
-}
+export { isCapabilityName };
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
 const LABEL_KEY = /^[a-z0-9._/-]{1,63}$/;
 
@@ -54,7 +50,7 @@ export function requestHash(request: SubmitTaskRequest): string {
  */
 export function parseSubmit(r: SubmitTaskRequest, isKnown: (capability: string) => boolean): ValidSubmit {
   const v = new Violations();
-  if (!CAPABILITY.test(r.capability)) v.add("capability", "must be 1..63 characters of a-z 0-9 . _ -, starting with a letter or digit");
+  if (!isCapabilityName(r.capability)) v.add("capability", "must be 1..63 characters of a-z 0-9 . _ -, starting with a letter");
   else if (!isKnown(r.capability)) v.add("capability", `unknown capability ${JSON.stringify(r.capability)}: no worker declares it and it is not configured`, "VAL_UNKNOWN_CAPABILITY");
   const input = r.input ?? {};
   if (Buffer.byteLength(JSON.stringify(input)) > MAX_INPUT_BYTES) v.add("input", `is larger than ${MAX_INPUT_BYTES / 1024} KiB as JSON`, "VAL_INPUT_TOO_LARGE");
@@ -104,7 +100,7 @@ export function parseTaskId(id: string, field = "id"): string {
 export function checkList(r: ListTasksRequest): void {
   const v = new Violations();
   r.states.forEach((s, i) => { if (typeof TaskState[s] !== "string" || s === TaskState.TASK_STATE_UNSPECIFIED) v.add(`states[${i}]`, `unknown state ${s}`); });
-  if (r.capability !== "" && !CAPABILITY.test(r.capability)) v.add("capability", "is not a capability name");
+  if (r.capability !== "" && !isCapabilityName(r.capability)) v.add("capability", "is not a capability name");
   if (typeof TaskView[r.view] !== "string") v.add("view", `unknown view ${r.view}`);
   if (r.pageSize < 0 || r.pageSize > 1000) v.add("page_size", "must be between 1 and 1000 (0 for 100)", "VAL_INVALID_PAGE_SIZE");
   if (r.createdAfter && r.createdBefore && r.createdAfter >= r.createdBefore) v.add("created_before", "must be after created_after", "VAL_INVALID_TIME_RANGE");

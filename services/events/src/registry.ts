@@ -1,9 +1,11 @@
+import { TOPICS } from "../../../packages/contracts/src/index.js";
+
 /** The topic of task events (the ledger's outbox relay writes it). */
-export const TASKS_TOPIC = "taskmesh.tasks";
+export const TASKS_TOPIC = TOPICS.tasks;
 /** The topic of identity events. */
-export const IDENTITY_TOPIC = "taskmesh.identity";
+export const IDENTITY_TOPIC = TOPICS.identity;
 /** The dead-letter topic. */
-export const DLQ_TOPIC = "taskmesh.dlq";
+export const DLQ_TOPIC = TOPICS.deadLetters;
 
 /** The config key of the type registry. */
 export const REGISTRY_KEY = "/events/types";

@@ -1,3 +1,4 @@
+import { TOPICS } from "../../../packages/contracts/src/index.js";
 import { context, propagation, trace } from "@opentelemetry/api";
 import type { Metadata } from "@grpc/grpc-js";
 import type pg from "pg";
@@ -9,7 +10,7 @@ import { auditSql, type AuditRow } from "./sql/audit.js";
 export const AUDIT_SOURCE = "//taskmesh.dev/identity";
 
 /** The Kafka topic of audit events. */
-export const AUDIT_TOPIC = "taskmesh.identity";
+export const AUDIT_TOPIC = TOPICS.identity;
 
 /** What one audit event says; never a secret or a token. */
 export interface AuditRecord {

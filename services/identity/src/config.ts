@@ -1,3 +1,4 @@
+import { TOKEN_ISSUER } from "../../../packages/contracts/src/index.js";
 import { z } from "zod";
 import { envSchemas, kitEnvShape, parseDuration } from "../../kit/src/index.js";
 
@@ -39,7 +40,7 @@ const DAY = 24 * 60 * MINUTE;
 export function identityConfig(options: IdentityOptions): IdentityConfig {
   if (options.kek.length !== 32) throw new TypeError("the key-encryption key must be 32 bytes");
   return Object.freeze({
-    issuer: "taskmesh-identity",
+    issuer: TOKEN_ISSUER,
     audience: "taskmesh",
     accessTtlMs: 15 * MINUTE,
     refreshTtlMs: 30 * DAY,
@@ -85,7 +86,7 @@ export const identityEnvShape = {
     }
     return key;
   }),
-  TASKMESH_IDENTITY_ISSUER: z.string().trim().min(1).default("taskmesh-identity"),
+  TASKMESH_IDENTITY_ISSUER: z.string().trim().min(1).default(TOKEN_ISSUER),
   TASKMESH_IDENTITY_AUDIENCE: z.string().trim().min(1).default("taskmesh"),
   TASKMESH_IDENTITY_ACCESS_TTL: longDuration().default(15 * MINUTE),
   TASKMESH_IDENTITY_REFRESH_TTL: longDuration().default(30 * DAY),

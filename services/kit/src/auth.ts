@@ -22,8 +22,9 @@ import { Code, MeshError } from "./errors.js";
 export const CLAIMS_HEADER = "x-jwt-payload";
 
 /** Every scope an access token may carry; `admin` implies all others. */
-export const SCOPES = ["tasks:read", "tasks:write", "worker", "events:read", "events:write", "config:read", "config:write", "admin"] as const;
-export type Scope = (typeof SCOPES)[number];
+import { SCOPES, type Scope } from "../../../packages/contracts/src/index.js";
+
+export { SCOPES, type Scope };
 
 /** True for a scope name taskmesh knows. */
 export function isScope(value: string): value is Scope {

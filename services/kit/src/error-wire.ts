@@ -1,3 +1,4 @@
+import { isReason } from "../../../packages/contracts/src/index.js";
 import { Metadata, type ServiceError, type StatusObject } from "@grpc/grpc-js";
 import { Any } from "../../../gen/google/protobuf/any.js";
 import { BadRequest, ErrorInfo, RetryInfo } from "../../../gen/google/rpc/error_details.js";
@@ -75,7 +76,7 @@ function fromDetails(code: Code, message: string, details: readonly Any[], cause
       const typeName = any.typeUrl.slice(any.typeUrl.lastIndexOf("/") + 1);
       if (typeName === "google.rpc.ErrorInfo") {
         const info = ErrorInfo.decode(any.value);
-        if (/^(AUTH|VAL|RES|SYS|EXT|RATE|BIZ)_/.test(info.reason)) init.reason = info.reason as Reason;
+        if (isReason(info.reason)) init.reason = info.reason as Reason;
         init.metadata = info.metadata;
       } else if (typeName === "google.rpc.BadRequest") {
         init.violations = BadRequest.decode(any.value).fieldViolations.map((v) => ({

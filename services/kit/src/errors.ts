@@ -1,3 +1,4 @@
+import { isReason } from "../../../packages/contracts/src/index.js";
 import { status as Code } from "@grpc/grpc-js";
 
 export { Code };
@@ -41,7 +42,6 @@ export interface MeshErrorInit {
 
 const brand = Symbol.for("taskmesh.MeshError");
 
-const REASON = /^(AUTH|VAL|RES|SYS|EXT|RATE|BIZ)_[A-Z0-9_]*[A-Z0-9]$/;
 
 /**
  * The one error type of taskmesh: a gRPC status code, a message for the
@@ -58,7 +58,7 @@ export class MeshError extends Error {
 
   constructor(init: MeshErrorInit) {
     super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
-    if (!REASON.test(init.reason)) throw new TypeError(`bad error reason ${JSON.stringify(init.reason)}`);
+    if (!isReason(init.reason)) throw new TypeError(`bad error reason ${JSON.stringify(init.reason)}`);
     this.code = init.code;
     this.reason = init.reason;
     this.metadata = Object.freeze({ ...init.metadata });

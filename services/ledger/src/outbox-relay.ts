@@ -1,3 +1,4 @@
+import { TOPICS } from "../../../packages/contracts/src/index.js";
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, propagation, trace } from "@opentelemetry/api";
 import type pg from "pg";
 import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState, type RelayedMessage, type RelayMessage } from "../../kit/src/pg/leader-relay.js";
@@ -15,7 +16,7 @@ import { EVENT_SOURCE } from "./writer.js";
 export const RELAY_SOURCE = EVENT_SOURCE;
 
 /** The default Kafka topic of task events. */
-export const TASKS_TOPIC = "taskmesh.tasks";
+export const TASKS_TOPIC = TOPICS.tasks;
 
 /** The relay's lifecycle. */
 export type RelayState = LeaderRelayState;

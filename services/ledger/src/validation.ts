@@ -1,3 +1,4 @@
+import { isCapabilityName, isReason } from "../../../packages/contracts/src/index.js";
 import type { Duration } from "../../../gen/google/protobuf/duration.js";
 import type { CreateTaskRequest } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import { TaskState, TaskView, type TaskError, type TaskProgress } from "../../../gen/taskmesh/task/v1/task.js";
@@ -18,9 +19,7 @@ export const LEASE_MS = { min: 1000, max: 600_000 } as const;
 /** Retry policy defaults, as the contract gives them. */
 export const RETRY_DEFAULTS = { initialBackoffMs: 1000, maxBackoffMs: 60_000, multiplier: 2 } as const;
 
-const CAPABILITY = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const LABEL_KEY = /^[a-z0-9._\/-]{1,63}$/;
-const REASON = /^(AUTH|VAL|RES|SYS|EXT|RATE|BIZ)_[A-Z0-9_]*[A-Z0-9]$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 const TRACE_ID = /^[0-9a-f]{32}$/;
 
@@ -86,7 +85,7 @@ export interface NewTask {
 export function parseCreate(r: CreateTaskRequest): NewTask {
   const v = new Violations();
   if (r.id !== "" && !isUuidV7(r.id)) v.add("id", "must be a UUIDv7 in canonical lower-case form, or empty", "VAL_INVALID_TASK_ID");
-  if (!CAPABILITY.test(r.capability)) v.add("capability", "must be 1..63 characters of a-z 0-9 . _ -, starting with a letter or digit");
+  if (!isCapabilityName(r.capability)) v.add("capability", "must be 1..63 characters of a-z 0-9 . _ -, starting with a letter");
   const input = r.input ?? {};
   if (jsonBytes(input) > MAX_PAYLOAD_BYTES) v.add("input", `is larger than ${MAX_PAYLOAD_BYTES} bytes as JSON`, "VAL_INPUT_TOO_LARGE");
   if (r.idempotencyKey.length > 256) v.add("idempotency_key", "is longer than 256 characters");
@@ -154,7 +153,7 @@ export function parseTaskError(e: TaskError | undefined, v: Violations): StoredE
   if (Buffer.byteLength(e.message) > 4096) v.add("error.message", "is longer than 4 KiB");
   if (jsonBytes(e.details) > MAX_DETAILS_BYTES) v.add("error.details", `is larger than ${MAX_DETAILS_BYTES} bytes as JSON`);
   return {
-    reason: REASON.test(e.reason) ? e.reason : "BIZ_HANDLER_FAILED",
+    reason: isReason(e.reason) ? e.reason : "BIZ_HANDLER_FAILED",
     message: e.message,
     retryable: e.retryable,
     ...(e.details ? { details: e.details } : {}),
@@ -205,11 +204,11 @@ export function checkWorkerStates(states: WorkerState[], v: Violations, field = 
 /** Checks capability filters. */
 export function checkCapabilities(capabilities: string[], v: Violations, field = "capabilities"): void {
   capabilities.forEach((c, i) => {
-    if (!CAPABILITY.test(c)) v.add(`${field}[${i}]`, "is not a capability name");
+    if (!isCapabilityName(c)) v.add(`${field}[${i}]`, "is not a capability name");
   });
 }
 
 /** True for a capability name. */
 export function isCapability(c: string): boolean {
-  return CAPABILITY.test(c);
+  return isCapabilityName(c);
 }

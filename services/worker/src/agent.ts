@@ -1,10 +1,7 @@
+import { isCapabilityName, isReason } from "../../../packages/contracts/src/index.js";
 import type { Logger } from "../../kit/src/index.js";
 import type { TaskError } from "../../../gen/taskmesh/task/v1/task.js";
 
-/** A capability name: 1..63 characters of `a-z 0-9 . _ -`, starting with a letter (worker.proto CapabilitySpec). */
-const CAPABILITY_NAME = /^[a-z][a-z0-9._-]{0,62}$/;
-/** A failure reason: UPPER_SNAKE with a class prefix (task.proto TaskError). */
-const REASON = /^(AUTH|VAL|RES|SYS|EXT|RATE|BIZ)_[A-Z0-9]+(_[A-Z0-9]+)*$/;
 
 /** What a handler gets besides its input. */
 export interface AgentContext {
@@ -54,7 +51,7 @@ export function isAgent(value: unknown): value is AgentDefinition {
 /** Defines an agent: validates the capability name and concurrency, fills defaults, freezes it. */
 export function defineAgent(options: AgentOptions): AgentDefinition {
   if (typeof options !== "object" || options === null) throw new TypeError("defineAgent takes { capability, handler, concurrency?, description? }");
-  if (!CAPABILITY_NAME.test(options.capability)) throw new TypeError(`bad capability name ${JSON.stringify(options.capability)}: 1..63 of a-z 0-9 . _ -, starting with a letter`);
+  if (!isCapabilityName(options.capability)) throw new TypeError(`bad capability name ${JSON.stringify(options.capability)}: 1..63 of a-z 0-9 . _ -, starting with a letter`);
   const concurrency = options.concurrency ?? 0;
   if (!Number.isInteger(concurrency) || concurrency < 0 || concurrency > 1000) throw new TypeError(`bad concurrency ${concurrency} for ${options.capability}: 0..1000`);
   if (typeof options.handler !== "function") throw new TypeError(`no handler for ${options.capability}`);
@@ -84,7 +81,7 @@ export class AgentError extends Error {
 
   constructor(message: string, init: AgentErrorInit = {}) {
     super(message, { cause: init.cause });
-    this.reason = init.reason !== undefined && REASON.test(init.reason) ? init.reason : "BIZ_HANDLER_FAILED";
+    this.reason = init.reason !== undefined && isReason(init.reason) ? init.reason : "BIZ_HANDLER_FAILED";
     this.retryable = init.retryable ?? true;
     this.details = init.details;
   }
