@@ -14,7 +14,7 @@ import type { LedgerClient } from "./dispatcher.js";
  * calls to the ledger service, the contract for reads and administration.
  */
 export const IN_PROCESS_METHODS = [
-  "createTask", "createTasks", "assignTasks", "claimTasks", "renewLeases", "startTask", "recordProgress", "completeTask", "completeTasks",
+  "createTasks", "assignTasks", "renewLeases", "startTask", "recordProgress", "completeTask", "completeTasks",
   "failTask", "cancelTask", "releaseTask", "expireLeases", "reapTimeouts", "upsertWorker", "markWorkerGone",
 ] as const satisfies ReadonlyArray<keyof typeof LedgerServiceService>;
 

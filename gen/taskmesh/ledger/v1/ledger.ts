@@ -5906,6 +5906,9 @@ export const LedgerServiceService = {
    * field violations; ALREADY_EXISTS (RES_IDEMPOTENCY_KEY_REUSED) when the
    * key is used by a different request, or (RES_TASK_ID_REUSED) when the id
    * is, with the existing task's id in the metadata (`task_id`).
+   * The coordinator does not call it: it writes through CreateTasks (its
+   * submits grouped per commit). It is the one-task form for other clients
+   * of the ledger (administration, tools, a coordinator of another kind).
    */
   createTask: {
     path: "/taskmesh.ledger.v1.LedgerService/CreateTask" as const,
@@ -6005,6 +6008,9 @@ export const LedgerServiceService = {
    * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) with field violations;
    * FAILED_PRECONDITION (BIZ_WORKER_NOT_CONNECTED) when the worker is not
    * CONNECTED.
+   * The coordinator does not call it: it pushes work with AssignTasks (one
+   * statement for many workers' free slots). ClaimTasks is the pull form, for
+   * a consumer that leases work for itself without a coordinator's stream.
    */
   claimTasks: {
     path: "/taskmesh.ledger.v1.LedgerService/ClaimTasks" as const,
@@ -6095,6 +6101,8 @@ export const LedgerServiceService = {
    * Errors: INVALID_ARGUMENT (VAL_OUTPUT_TOO_LARGE, VAL_INVALID_ARGUMENT);
    * NOT_FOUND (RES_TASK_NOT_FOUND); ABORTED (RES_LEASE_LOST,
    * RES_SEQUENCE_MISMATCH); FAILED_PRECONDITION (BIZ_TASK_ALREADY_FINISHED).
+   * The coordinator writes results through CompleteTasks (grouped per
+   * commit); CompleteTask is the one-result form for other clients.
    */
   completeTask: {
     path: "/taskmesh.ledger.v1.LedgerService/CompleteTask" as const,
@@ -6285,6 +6293,9 @@ export interface LedgerServiceServer extends UntypedServiceImplementation {
    * field violations; ALREADY_EXISTS (RES_IDEMPOTENCY_KEY_REUSED) when the
    * key is used by a different request, or (RES_TASK_ID_REUSED) when the id
    * is, with the existing task's id in the metadata (`task_id`).
+   * The coordinator does not call it: it writes through CreateTasks (its
+   * submits grouped per commit). It is the one-task form for other clients
+   * of the ledger (administration, tools, a coordinator of another kind).
    */
   createTask: handleUnaryCall<CreateTaskRequest, CreateTaskResponse>;
   /**
@@ -6334,6 +6345,9 @@ export interface LedgerServiceServer extends UntypedServiceImplementation {
    * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) with field violations;
    * FAILED_PRECONDITION (BIZ_WORKER_NOT_CONNECTED) when the worker is not
    * CONNECTED.
+   * The coordinator does not call it: it pushes work with AssignTasks (one
+   * statement for many workers' free slots). ClaimTasks is the pull form, for
+   * a consumer that leases work for itself without a coordinator's stream.
    */
   claimTasks: handleUnaryCall<ClaimTasksRequest, ClaimTasksResponse>;
   /**
@@ -6382,6 +6396,8 @@ export interface LedgerServiceServer extends UntypedServiceImplementation {
    * Errors: INVALID_ARGUMENT (VAL_OUTPUT_TOO_LARGE, VAL_INVALID_ARGUMENT);
    * NOT_FOUND (RES_TASK_NOT_FOUND); ABORTED (RES_LEASE_LOST,
    * RES_SEQUENCE_MISMATCH); FAILED_PRECONDITION (BIZ_TASK_ALREADY_FINISHED).
+   * The coordinator writes results through CompleteTasks (grouped per
+   * commit); CompleteTask is the one-result form for other clients.
    */
   completeTask: handleUnaryCall<CompleteTaskRequest, CompleteTaskResponse>;
   /**
@@ -6485,6 +6501,9 @@ export interface LedgerServiceClient extends Client {
    * field violations; ALREADY_EXISTS (RES_IDEMPOTENCY_KEY_REUSED) when the
    * key is used by a different request, or (RES_TASK_ID_REUSED) when the id
    * is, with the existing task's id in the metadata (`task_id`).
+   * The coordinator does not call it: it writes through CreateTasks (its
+   * submits grouped per commit). It is the one-task form for other clients
+   * of the ledger (administration, tools, a coordinator of another kind).
    */
   createTask(
     request: CreateTaskRequest,
@@ -6618,6 +6637,9 @@ export interface LedgerServiceClient extends Client {
    * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) with field violations;
    * FAILED_PRECONDITION (BIZ_WORKER_NOT_CONNECTED) when the worker is not
    * CONNECTED.
+   * The coordinator does not call it: it pushes work with AssignTasks (one
+   * statement for many workers' free slots). ClaimTasks is the pull form, for
+   * a consumer that leases work for itself without a coordinator's stream.
    */
   claimTasks(
     request: ClaimTasksRequest,
@@ -6736,6 +6758,8 @@ export interface LedgerServiceClient extends Client {
    * Errors: INVALID_ARGUMENT (VAL_OUTPUT_TOO_LARGE, VAL_INVALID_ARGUMENT);
    * NOT_FOUND (RES_TASK_NOT_FOUND); ABORTED (RES_LEASE_LOST,
    * RES_SEQUENCE_MISMATCH); FAILED_PRECONDITION (BIZ_TASK_ALREADY_FINISHED).
+   * The coordinator writes results through CompleteTasks (grouped per
+   * commit); CompleteTask is the one-result form for other clients.
    */
   completeTask(
     request: CompleteTaskRequest,
