@@ -5,23 +5,38 @@
  * 130 when Ctrl-C stopped a watch.
  */
 import {
-  CancelTaskResponse, GetTaskResponse, ListTasksResponse, SubmitTaskResponse, TaskServiceService, WatchTaskResponse,
-  type WatchTaskRequest,
+  CancelTaskResponse, GetTaskResponse, ListTasksResponse, SubmitTaskResponse, WatchTaskResponse, type WatchTaskRequest,
 } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
-import { TaskState, TaskView } from "../../../gen/taskmesh/task/v1/task.js";
-import type { MeshClient } from "../../../services/kit/src/index.js";
-import { report, serviceAddress, stdio, withClient, type Io } from "./rpc.js";
+import { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
+import { createClient, type TaskmeshClient, type WatchEvent } from "../../../packages/client/src/index.js";
+import { report, serviceAddress, stdio, type Io } from "./rpc.js";
 import { listRequest, submitRequest, watchRequest, type ListOptions, type SubmitOptions, type WatchOptions } from "./task-args.js";
 import { exitCodeFor, formatTask, paintState, taskTable, watchLine } from "./task-view.js";
 
 /** Exit code when Ctrl-C stopped a watch (128 + SIGINT, as shells report it). */
 export const EXIT_INTERRUPTED = 130;
 
-type TaskClient = MeshClient<typeof TaskServiceService>;
+/**
+ * Runs `call` with a @taskmesh/client for the coordinator (`--address`,
+ * TASKMESH_UPSTREAM_COORDINATOR, or the running instance); a failure is
+ * reported (code, reason, violations) as exit code 1.
+ */
+async function withTasks(address: string | undefined, call: (client: TaskmeshClient) => Promise<number>, io: Io): Promise<number> {
+  const client = createClient({ address: serviceAddress("coordinator", address), timeoutMs: 5000 });
+  try {
+    return await call(client);
+  } catch (error) {
+    return report(error, io);
+  } finally {
+    client.close();
+  }
+}
 
-/** The coordinator to call: `--address`, TASKMESH_UPSTREAM_COORDINATOR, or the running instance. */
-function coordinator(address: string | undefined): string {
-  return serviceAddress("coordinator", address);
+/** A watch event as the WatchTask message it came in (what `--json` prints and {@link watchLine} reads). */
+function messageOf(event: WatchEvent): WatchTaskResponse {
+  if (event.type === "snapshot") return { event: { $case: "snapshot", value: event.task } };
+  if (event.type === "transition") return { event: { $case: "transition", value: event.transition } };
+  return { event: { $case: "progress", value: event.progress } };
 }
 
 /** What following a task saw. */
@@ -35,10 +50,11 @@ interface Followed {
 }
 
 /** Follows a task with WatchTask, handing each message to `print`, until it ends, fails or `signal` aborts. */
-async function follow(client: TaskClient, request: WatchTaskRequest, print: (message: WatchTaskResponse) => void, signal: AbortSignal): Promise<Followed> {
+async function follow(client: TaskmeshClient, request: WatchTaskRequest, print: (message: WatchTaskResponse) => void, signal: AbortSignal): Promise<Followed> {
   const seen: Followed = { interrupted: false };
   try {
-    for await (const message of client.watchTask(request, { signal })) {
+    for await (const watched of client.watch(request.id, { signal, ...(request.afterSequence === undefined ? {} : { afterSequence: request.afterSequence }) })) {
+      const message = messageOf(watched);
       const event = message.event;
       if (event?.$case === "snapshot") {
         seen.state = event.value.state;
@@ -91,9 +107,14 @@ async function interruptible<T>(given: AbortSignal | undefined, body: (signal: A
  */
 export async function taskSubmit(capability: string, input: string | undefined, opts: SubmitOptions, io: Io = stdio, signal?: AbortSignal): Promise<number> {
   const request = submitRequest(capability, input, opts);
-  return withClient(TaskServiceService, coordinator(opts.address), async (client) => {
-    const response = await client.submitTask(request);
-    const id = response.task?.id ?? "";
+  return withTasks(opts.address, async (client) => {
+    const { deduplicated, ...submitted } = await client.submit(request.capability, request.input, {
+      ...(request.idempotencyKey ? { idempotencyKey: request.idempotencyKey } : {}), ...(request.maxAttempts === undefined ? {} : { maxAttempts: request.maxAttempts }),
+      ...(request.timeout ? { attemptTimeoutMs: Number(request.timeout.seconds) * 1000 + Math.round(request.timeout.nanos / 1e6) } : {}),
+      priority: request.priority, labels: request.labels,
+    });
+    const response = { task: submitted, deduplicated };
+    const id = submitted.id;
     const idLine = `${id}${response.deduplicated ? " (deduplicated)" : ""}`;
     if (!opts.wait) {
       io.out(opts.json ? JSON.stringify(SubmitTaskResponse.toJSON(response)) : idLine);
@@ -103,7 +124,7 @@ export async function taskSubmit(capability: string, input: string | undefined, 
     const seen = await interruptible(signal, (s) => follow(client, { id, afterSequence: undefined }, (m) => io.err(watchLine(m)), s));
     const early = stoppedEarly(id, seen, io);
     if (early !== undefined) return early;
-    const { task } = await client.getTask({ id, view: TaskView.TASK_VIEW_FULL });
+    const task = await client.get(id);
     if (opts.json) io.out(JSON.stringify(SubmitTaskResponse.toJSON({ task, deduplicated: response.deduplicated })));
     else if (task) for (const line of formatTask(task)) io.out(line);
     return exitCodeFor(task?.state);
@@ -112,10 +133,10 @@ export async function taskSubmit(capability: string, input: string | undefined, 
 
 /** `taskmesh task get <id>`: the task as key/value lines, or its GetTaskResponse JSON. */
 export async function taskGet(id: string, opts: { json?: boolean; address?: string }, io: Io = stdio): Promise<number> {
-  return withClient(TaskServiceService, coordinator(opts.address), async (client) => {
-    const response = await client.getTask({ id, view: TaskView.TASK_VIEW_FULL });
-    if (opts.json) io.out(JSON.stringify(GetTaskResponse.toJSON(response)));
-    else if (response.task) for (const line of formatTask(response.task)) io.out(line);
+  return withTasks(opts.address, async (client) => {
+    const task = await client.get(id);
+    if (opts.json) io.out(JSON.stringify(GetTaskResponse.toJSON({ task })));
+    else for (const line of formatTask(task)) io.out(line);
     return 0;
   }, io);
 }
@@ -123,8 +144,11 @@ export async function taskGet(id: string, opts: { json?: boolean; address?: stri
 /** `taskmesh task list`: a table of one page of tasks, newest first, and the next page's token. */
 export async function taskList(opts: ListOptions, io: Io = stdio): Promise<number> {
   const request = listRequest(opts);
-  return withClient(TaskServiceService, coordinator(opts.address), async (client) => {
-    const response = await client.listTasks(request);
+  return withTasks(opts.address, async (client) => {
+    const response = await client.list({
+      states: request.states, capability: request.capability, ...(request.createdAfter ? { createdAfter: request.createdAfter } : {}),
+      pageSize: request.pageSize, pageToken: request.pageToken,
+    });
     if (opts.json) {
       io.out(JSON.stringify(ListTasksResponse.toJSON(response)));
       return 0;
@@ -139,7 +163,7 @@ export async function taskList(opts: ListOptions, io: Io = stdio): Promise<numbe
 /** `taskmesh task watch <id>`: one line (or JSON object) per message until the task ends; exit 0 only when it SUCCEEDED. */
 export async function taskWatch(id: string, opts: WatchOptions, io: Io = stdio, signal?: AbortSignal): Promise<number> {
   const request = watchRequest(id, opts);
-  return withClient(TaskServiceService, coordinator(opts.address), async (client) => {
+  return withTasks(opts.address, async (client) => {
     const print = (m: WatchTaskResponse): void => io.out(opts.json ? JSON.stringify(WatchTaskResponse.toJSON(m)) : watchLine(m));
     const seen = await interruptible(signal, (s) => follow(client, request, print, s));
     return stoppedEarly(id, seen, io) ?? exitCodeFor(seen.state);
@@ -148,9 +172,9 @@ export async function taskWatch(id: string, opts: WatchOptions, io: Io = stdio, 
 
 /** `taskmesh task cancel <id> [--reason R]`: prints the task's id and new state. */
 export async function taskCancel(id: string, opts: { reason?: string; json?: boolean; address?: string }, io: Io = stdio): Promise<number> {
-  return withClient(TaskServiceService, coordinator(opts.address), async (client) => {
-    const response = await client.cancelTask({ id, reason: opts.reason ?? "", expectedSequence: undefined });
-    io.out(opts.json ? JSON.stringify(CancelTaskResponse.toJSON(response)) : `${response.task?.id ?? id} ${paintState(response.task?.state ?? TaskState.TASK_STATE_UNSPECIFIED)}`);
+  return withTasks(opts.address, async (client) => {
+    const task = await client.cancel(id, { reason: opts.reason ?? "" });
+    io.out(opts.json ? JSON.stringify(CancelTaskResponse.toJSON({ task })) : `${task.id} ${paintState(task.state ?? TaskState.TASK_STATE_UNSPECIFIED)}`);
     return 0;
   }, io);
 }

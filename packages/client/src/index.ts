@@ -67,10 +67,13 @@ export type WatchEvent =
   | { readonly type: "transition"; readonly transition: TaskTransition }
   | { readonly type: "progress"; readonly progress: TaskProgressUpdate };
 
+/** A submitted task, and whether it is an earlier task its idempotency key named (nothing new was created). */
+export type Submitted = Task & { readonly deduplicated: boolean };
+
 /** The typed client: every method rejects with a {@link MeshError} (its `code`, `reason`, `violations`, `retryAfterMs`). */
 export interface TaskmeshClient {
-  /** Submits a task; answers it as recorded (PENDING, or the earlier task of a repeated idempotency key). */
-  submit(capability: string, input?: Record<string, unknown>, options?: SubmitOptions): Promise<Task>;
+  /** Submits a task; answers it as recorded (PENDING, or the earlier task of a repeated idempotency key: `deduplicated`). */
+  submit(capability: string, input?: Record<string, unknown>, options?: SubmitOptions): Promise<Submitted>;
   /** The task as it is now (with its input and output). */
   get(id: string, options?: CallOptions): Promise<Task>;
   /** A page of tasks, newest first. */
@@ -135,11 +138,12 @@ export function createClient(options: ClientOptions): TaskmeshClient {
 
   return {
     async submit(capability, input = {}, o = {}) {
-      return taskOf(await client.submitTask({
+      const answer = await client.submitTask({
         capability, input, idempotencyKey: o.idempotencyKey ?? "", maxAttempts: o.maxAttempts,
         timeout: o.attemptTimeoutMs === undefined ? undefined : toDuration(o.attemptTimeoutMs),
         priority: o.priority ?? 0, labels: { ...o.labels }, retryPolicy: o.retryPolicy,
-      }, await call(o)));
+      }, await call(o));
+      return { ...taskOf(answer), deduplicated: answer.deduplicated };
     },
     get,
     async list(o = {}) {
