@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { loadTopology, localDocs, meshEndpoints, writeEndpoints, writeMesh, writeSidecar, type AccessLogOptions, type MeshInstance, type WrittenEnvoy } from "../mesh/index.js";
 import { parseDuration } from "../../services/kit/src/env.js";
-import { edgeReflection, type Topology } from "../mesh/topology.js";
+import { edgeReflection, startsAfter, type Topology } from "../mesh/topology.js";
 import { ensureMeshCerts } from "./certs.js";
 import { checkHealth } from "./health.js";
 import type { ProcessSpec } from "./process-spec.js";
@@ -42,19 +42,16 @@ export { fixedPorts } from "./ports.js";
 
 /**
  * The services `up` runs, with their default replica counts and what must be
- * ready before each starts. The ledger and identity reach Kafka only from
- * their outbox relays, which keep rows until Kafka takes them (and connect
- * on their first send), so they start without waiting for it.
+ * ready before each starts, as deploy/topology.yaml says (`replicas`,
+ * `needs`, and the services each calls: {@link startsAfter}). The ledger
+ * and identity reach Kafka only from their outbox relays, which keep rows
+ * until Kafka takes them (and connect on their first send), so they start
+ * without waiting for it.
  */
-export const SERVICES: Readonly<Record<string, { replicas: number; dependsOn: readonly string[] }>> = {
-  config: { replicas: 1, dependsOn: ["postgres"] },
-  ledger: { replicas: 1, dependsOn: ["postgres"] },
-  coordinator: { replicas: 1, dependsOn: ["postgres", "redis", "ledger", "config"] },
-  worker: { replicas: 2, dependsOn: ["coordinator"] },
-  identity: { replicas: 1, dependsOn: ["postgres"] },
-  ratelimit: { replicas: 1, dependsOn: ["redis", "config"] },
-  events: { replicas: 1, dependsOn: ["kafka", "redis", "config"] },
-};
+export const SERVICES: Readonly<Record<string, { replicas: number; dependsOn: readonly string[] }>> = (() => {
+  const topology = loadTopology();
+  return Object.fromEntries(Object.entries(topology.services).map(([name, s]) => [name, { replicas: s.replicas, dependsOn: startsAfter(topology, name) }]));
+})();
 
 /** Where `up` keeps the bootstrap admin API key's secret (0600), which `taskmesh token` exchanges for a token. */
 export function bootstrapKeyFile(stateDir: string): string {

@@ -44,6 +44,8 @@ const service = z.strictObject({
   lbPolicy: z.enum(["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"]).default("ROUND_ROBIN"),
   /** Services (or `edge`) whose identity may call this one. */
   callers: z.array(z.string().regex(NAME, "expected a service name")).default([]),
+  /** The infrastructure that must be ready before it starts (the services it calls must be too: see {@link startsAfter}). */
+  needs: z.array(z.enum(["postgres", "redis", "kafka"])).default([]),
   /** The name the app registers in `grpc.health.v1` and Envoy checks (envoy#5275). */
   healthService: z.string().optional(),
   grpc: z.record(z.string().regex(GRPC_SERVICE, "expected a full gRPC service name like taskmesh.ledger.v1.LedgerService"), grpcService).default({}),
@@ -161,6 +163,18 @@ export function ownerOf(t: Topology, grpcService: string): string | undefined {
 /** The services `caller` (a service or `edge`) may call, in file order. */
 export function calleesOf(t: Topology, caller: string): string[] {
   return Object.entries(t.services).filter(([, s]) => s.callers.includes(caller)).map(([name]) => name);
+}
+
+/**
+ * What must be ready before an instance of `service` starts: the
+ * infrastructure it `needs`, then every service it calls (it lists them
+ * among their callers). The one source of the local run's, compose's and
+ * Kubernetes' start order.
+ */
+export function startsAfter(t: Topology, service: string): string[] {
+  const s = t.services[service];
+  if (!s) throw new TopologyError(`unknown service ${JSON.stringify(service)}`);
+  return [...s.needs, ...calleesOf(t, service)];
 }
 
 /** Every identity of the mesh: each service and the edge. */
