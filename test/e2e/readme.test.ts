@@ -50,5 +50,6 @@ describe("the README's commands, verbatim, against a running system", { timeout:
     expect(output).toMatch(/"accessToken"\s*:/); // an API key exchanged for tokens
     expect(output).toContain("taskmesh.config.v1.ConfigService"); // grpcurl list on config
     expect(output).toContain("TASK_STATE_SUCCEEDED"); // WatchTask until the task ended
+    expect(output).toContain("hello, you"); // an agent of one's own, run with taskmesh worker
   });
 });
