@@ -13,6 +13,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY scripts/build.mjs scripts/
 COPY gen gen
 COPY services services
+COPY packages packages
 COPY deploy deploy
 COPY ui ui
 RUN build="$(node scripts/build.mjs)" \
