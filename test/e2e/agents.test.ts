@@ -256,6 +256,43 @@ console.log(JSON.stringify(out));
     }
   }, 300_000);
 
+  it("@taskmesh/worker's Worker in a program's own process: mTLS as the worker identity to a coordinator's sidecar, its capability run there, drained on SIGTERM", async () => {
+    const app = mkdtempSync(join(tmpdir(), "my-worker-"));
+    const status = JSON.parse((await upRun.taskmesh("status", "--json")).stdout) as { processes: Array<{ name: string; ports?: Record<string, number> }> };
+    const inbound = status.processes.find((p) => p.name === "coordinator-0-sidecar")?.ports?.["inbound"];
+    const certs = JSON.parse((await upRun.taskmesh("certs", "--json")).stdout) as { caPath: string; identities: Array<{ name: string; certPath: string; keyPath: string }> };
+    const identity = certs.identities.find((i) => i.name === "worker")!;
+    let program: ReturnType<typeof spawn> | undefined;
+    try {
+      await run("npm", ["install", "--offline", "--no-audit", "--no-fund", join(ROOT, "packages/worker")], { cwd: app, timeout: 120_000 });
+      writeFileSync(join(app, "main.ts"), `import { readFileSync } from "node:fs";
+import { Worker, defineAgent } from "@taskmesh/worker";
+
+const [address, ca, cert, key] = process.argv.slice(2) as [string, string, string, string];
+const double = defineAgent({ capability: "sdk-double", handler: (input: Record<string, unknown>) => ({ doubled: Number(input.n) * 2, pid: process.pid }) });
+const worker = new Worker({ address, agents: [double], workerId: "my-sdk-worker", logLevel: "warn",
+  tls: { ca: readFileSync(ca), cert: readFileSync(cert), key: readFileSync(key) } });
+await worker.start();
+console.log("registered");
+process.once("SIGTERM", () => void worker.drain(2000).then(() => console.log("drained")));
+`);
+      program = spawn(process.execPath, ["main.ts", `127.0.0.1:${inbound}`, certs.caPath, identity.certPath, identity.keyPath], { cwd: app, stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      program.stdout!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+      program.stderr!.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+      const exited = new Promise<number | null>((resolve) => program!.on("close", resolve));
+      await until("the program's worker to register", 60_000, async () => (out.includes("registered") ? true : undefined));
+      const doubled = await finished(((await (await api("/v1/tasks", { capability: "sdk-double", input: { n: 21 } })).json()) as { task: Task }).task.id);
+      expect(doubled, out).toMatchObject({ state: "TASK_STATE_SUCCEEDED", workerId: "my-sdk-worker", output: { doubled: 42, pid: program.pid } });
+      program.kill("SIGTERM");
+      expect(await exited, out).toBe(0);
+      expect(out).toContain("drained");
+    } finally {
+      if (program && program.exitCode === null) program.kill("SIGKILL");
+      rmSync(app, { recursive: true, force: true });
+    }
+  });
+
   it("in the foreground follows the worker's log and stops it on Ctrl-C", async () => {
     const cli = spawn(process.execPath, [join(ROOT, "scripts/taskmesh.mjs"), "worker", join(folder, "my-agents.ts")], { env: upRun.env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
