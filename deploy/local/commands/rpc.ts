@@ -41,11 +41,10 @@ export function report(error: unknown, io: Io = stdio): number {
 }
 
 /**
- * Runs `call` with a client of `definition` at `address` and returns its
- * exit code; a failed call is reported (exit 1). The client is closed either way.
+ * Runs `call` with `client` and returns its exit code; a failed call is
+ * reported (exit 1). The client is closed either way.
  */
-export async function withClient<D extends ServiceDefinitionLike>(definition: D, address: string, call: (client: MeshClient<D>) => Promise<number>, io: Io = stdio): Promise<number> {
-  const client = createClient(definition, address);
+export async function using<C extends { close(): void }>(client: C, call: (client: C) => Promise<number>, io: Io = stdio): Promise<number> {
   try {
     return await call(client);
   } catch (error) {
@@ -53,4 +52,9 @@ export async function withClient<D extends ServiceDefinitionLike>(definition: D,
   } finally {
     client.close();
   }
+}
+
+/** {@link using} a client of `definition` at `address`. */
+export function withClient<D extends ServiceDefinitionLike>(definition: D, address: string, call: (client: MeshClient<D>) => Promise<number>, io: Io = stdio): Promise<number> {
+  return using(createClient(definition, address), call, io);
 }

@@ -9,7 +9,7 @@ import {
 } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
 import { createClient, type TaskmeshClient, type WatchEvent } from "../../../packages/client/src/index.js";
-import { report, serviceAddress, stdio, type Io } from "./rpc.js";
+import { report, serviceAddress, stdio, using, type Io } from "./rpc.js";
 import { listRequest, submitRequest, watchRequest, type ListOptions, type SubmitOptions, type WatchOptions } from "./task-args.js";
 import { exitCodeFor, formatTask, paintState, taskTable, watchLine } from "./task-view.js";
 
@@ -21,15 +21,8 @@ export const EXIT_INTERRUPTED = 130;
  * TASKMESH_UPSTREAM_COORDINATOR, or the running instance); a failure is
  * reported (code, reason, violations) as exit code 1.
  */
-async function withTasks(address: string | undefined, call: (client: TaskmeshClient) => Promise<number>, io: Io): Promise<number> {
-  const client = createClient({ address: serviceAddress("coordinator", address), timeoutMs: 5000 });
-  try {
-    return await call(client);
-  } catch (error) {
-    return report(error, io);
-  } finally {
-    client.close();
-  }
+function withTasks(address: string | undefined, call: (client: TaskmeshClient) => Promise<number>, io: Io): Promise<number> {
+  return using(createClient({ address: serviceAddress("coordinator", address), timeoutMs: 5000 }), call, io);
 }
 
 /** A watch event as the WatchTask message it came in (what `--json` prints and {@link watchLine} reads). */
