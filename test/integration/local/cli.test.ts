@@ -64,7 +64,8 @@ describe("npx taskmesh up -d / status / health / config / down, on its own state
     expect(upResult.code, upResult.stderr + upResult.stdout + supervisorLogTail(stateDir)).toBe(0);
     const s = await status();
     expect(s.phase).toBe("ready");
-    const instances = ["config-0", "config-1", "ledger-0", "coordinator-0", "worker-0", "worker-1", "identity-0", "ratelimit-0", "events-0"];
+    // Sidecars in deploy/topology.yaml's order of services.
+    const instances = ["config-0", "config-1", "ledger-0", "coordinator-0", "identity-0", "ratelimit-0", "events-0", "worker-0", "worker-1"];
     // In dependency order: the edge waits for identity, whose keys it checks tokens with.
     const started = ["config-0", "config-1", "ledger-0", "identity-0", "edge", "coordinator-0", "ratelimit-0", "events-0", "worker-0", "worker-1"];
     expect(s.processes.map((p) => [p.name, p.kind, p.state])).toEqual([
