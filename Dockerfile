@@ -9,6 +9,10 @@ ARG NODE_IMAGE=node:24.21.0-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
+# npm workspaces (packages/*): npm ci links each to node_modules/@taskmesh/<name>.
+COPY packages/client/package.json packages/client/
+COPY packages/contracts/package.json packages/contracts/
+COPY packages/worker/package.json packages/worker/
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY scripts/build.mjs scripts/
 COPY gen gen
@@ -25,6 +29,9 @@ RUN build="$(node scripts/build.mjs)" \
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY packages/client/package.json packages/client/
+COPY packages/contracts/package.json packages/contracts/
+COPY packages/worker/package.json packages/worker/
 RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 
@@ -36,6 +43,8 @@ RUN groupadd --system --gid 10001 taskmesh \
  && install -d -o taskmesh -g taskmesh -m 0700 /var/lib/taskmesh
 COPY package.json ./
 COPY --from=deps /app/node_modules node_modules
+# The services import the shared rules by name (@taskmesh/contracts, linked to packages/contracts; Node 24 runs its TypeScript as is).
+COPY packages/contracts packages/contracts
 COPY deploy/topology.yaml deploy/
 COPY gen/descriptor.binpb gen/envoy-ratelimit.binpb gen/
 COPY --from=build /src/dist build

@@ -25,7 +25,7 @@
  *   ECDS): no call, a budget per edge instance.
  */
 
-import { TOKEN_ISSUER } from "../../packages/contracts/src/index.js";
+import { TOKEN_ISSUER } from "@taskmesh/contracts";
 import { CLAIMS_HEADER } from "../../services/kit/src/auth.js";
 import {
   EDGE_DESCRIPTOR_ACTIONS, EDGE_LIMITS_FILTER, EDGE_LIMITS_STAT_PREFIX, LOCAL_RATE_LIMIT_TYPE_URL, RUNTIME_LAYER, SUBJECT_HEADER,

@@ -5,7 +5,7 @@
  * printed. Returns its exit code: 2 for bad input, 1 for a failed call,
  * 130 when Ctrl-C stopped it.
  */
-import { TOPICS } from "../../../packages/contracts/src/index.js";
+import { TOPICS } from "@taskmesh/contracts";
 import { Delivery, EventServiceService, type SubscribeRequest } from "../../../gen/taskmesh/events/v1/events.js";
 import type { MeshClient } from "../../../services/kit/src/index.js";
 import { report, serviceAddress, stdio, UsageError, withClient, type Io } from "./rpc.js";

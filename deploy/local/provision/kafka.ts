@@ -1,4 +1,4 @@
-import { TOPICS } from "../../../packages/contracts/src/index.js";
+import { TOPICS } from "@taskmesh/contracts";
 import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { delimiter, join } from "node:path";

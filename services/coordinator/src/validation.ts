@@ -1,4 +1,4 @@
-import { isCapabilityName } from "../../../packages/contracts/src/index.js";
+import { isCapabilityName } from "@taskmesh/contracts";
 import { createHash } from "node:crypto";
 import { SubmitTaskRequest, type ListTasksRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
 import { TaskState, TaskView } from "../../../gen/taskmesh/task/v1/task.js";

@@ -1,4 +1,4 @@
-import { TOPICS } from "../../../packages/contracts/src/index.js";
+import { TOPICS } from "@taskmesh/contracts";
 
 /** The topic of task events (the ledger's outbox relay writes it). */
 export const TASKS_TOPIC = TOPICS.tasks;

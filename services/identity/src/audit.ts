@@ -1,4 +1,4 @@
-import { TOPICS } from "../../../packages/contracts/src/index.js";
+import { TOPICS } from "@taskmesh/contracts";
 import { context, propagation, trace } from "@opentelemetry/api";
 import type { Metadata } from "@grpc/grpc-js";
 import type pg from "pg";

@@ -1,4 +1,4 @@
-import { TOKEN_ISSUER } from "../../../packages/contracts/src/index.js";
+import { TOKEN_ISSUER } from "@taskmesh/contracts";
 import { z } from "zod";
 import { envSchemas, kitEnvShape, parseDuration } from "../../kit/src/index.js";
 

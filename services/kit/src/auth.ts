@@ -22,7 +22,7 @@ import { Code, MeshError } from "./errors.js";
 export const CLAIMS_HEADER = "x-jwt-payload";
 
 /** Every scope an access token may carry; `admin` implies all others. */
-import { SCOPES, type Scope } from "../../../packages/contracts/src/index.js";
+import { SCOPES, type Scope } from "@taskmesh/contracts";
 
 export { SCOPES, type Scope };
 

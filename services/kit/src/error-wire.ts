@@ -1,4 +1,4 @@
-import { isReason } from "../../../packages/contracts/src/index.js";
+import { isReason } from "@taskmesh/contracts";
 import { Metadata, type ServiceError, type StatusObject } from "@grpc/grpc-js";
 import { Any } from "../../../gen/google/protobuf/any.js";
 import { BadRequest, ErrorInfo, RetryInfo } from "../../../gen/google/rpc/error_details.js";

@@ -1,4 +1,4 @@
-import { isReason } from "../../../packages/contracts/src/index.js";
+import { isReason } from "@taskmesh/contracts";
 import { status as Code } from "@grpc/grpc-js";
 
 export { Code };

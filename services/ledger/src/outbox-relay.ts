@@ -1,4 +1,4 @@
-import { TOPICS } from "../../../packages/contracts/src/index.js";
+import { TOPICS } from "@taskmesh/contracts";
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, propagation, trace } from "@opentelemetry/api";
 import type pg from "pg";
 import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState, type RelayedMessage, type RelayMessage } from "../../kit/src/pg/leader-relay.js";

@@ -1,4 +1,4 @@
-import { isCapabilityName, isReason } from "../../../packages/contracts/src/index.js";
+import { isCapabilityName, isReason } from "@taskmesh/contracts";
 import type { Duration } from "../../../gen/google/protobuf/duration.js";
 import type { CreateTaskRequest } from "../../../gen/taskmesh/ledger/v1/ledger.js";
 import { TaskState, TaskView, type TaskError, type TaskProgress } from "../../../gen/taskmesh/task/v1/task.js";

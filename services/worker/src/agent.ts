@@ -1,4 +1,4 @@
-import { isCapabilityName, isReason } from "../../../packages/contracts/src/index.js";
+import { isCapabilityName, isReason } from "@taskmesh/contracts";
 import type { Logger } from "../../kit/src/index.js";
 import type { TaskError } from "../../../gen/taskmesh/task/v1/task.js";
 

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { isCapabilityName, isReason, TOPICS } from "../../../packages/contracts/src/index.js";
+import { isCapabilityName, isReason, TOPICS } from "@taskmesh/contracts";
 import { ROOT } from "../../../deploy/local/provision/versions.js";
 import { KAFKA_TOPICS } from "../../../deploy/local/provision/kafka.js";
 import { isCapabilityName as coordinatorCapability } from "../../../services/coordinator/src/validation.js";
