@@ -92,7 +92,7 @@ program.command("scale")
 
 program.command("worker")
   .description("run the agents a module exports (defineAgent from @taskmesh/worker) on a new worker of the running system; its log follows until Ctrl-C, which stops it")
-  .argument("<module>", "e.g. ./my-agents.ts (its default export: an agent, or a list of agents); with --stop, a worker's name")
+  .argument("<module>", "e.g. ./my-agents.ts (its default export: an agent, or a list of agents), or a worker.py speaking the worker protocol; with --stop, a worker's name")
   .option("-d, --detach", "return once the worker has connected, leaving it running")
   .option("--stop", "stop the worker named (one started with -d)")
   .exitOverride(usageExit)
