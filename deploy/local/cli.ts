@@ -95,8 +95,9 @@ program.command("worker")
   .argument("<module>", "e.g. ./my-agents.ts (its default export: an agent, or a list of agents), or a worker.py speaking the worker protocol; with --stop, a worker's name")
   .option("-d, --detach", "return once the worker has connected, leaving it running")
   .option("--stop", "stop the worker named (one started with -d)")
+  .option("-w, --watch", "start the worker again whenever the module's file changes (in the foreground)")
   .exitOverride(usageExit)
-  .action(action(async (target: string, opts: { detach?: boolean; stop?: boolean }) => (await commands.worker()).worker(target, opts)));
+  .action(action(async (target: string, opts: { detach?: boolean; stop?: boolean; watch?: boolean }) => (await commands.worker()).worker(target, opts)));
 
 program.command("open")
   .description("print the address of a page of the running system (ui: the console, docs: the API docs, jaeger: the Jaeger UI, admin: the edge's admin page); --browser opens it")

@@ -293,6 +293,37 @@ process.once("SIGTERM", () => void worker.drain(2000).then(() => console.log("dr
     }
   });
 
+  it("--watch starts the worker again when its module changes, says so when the new one does not load, and stops it on Ctrl-C", async () => {
+    const module = join(folder, "live.ts");
+    const version = (v: number) => writeFileSync(module, `import { defineAgent } from "@taskmesh/worker";\nexport default defineAgent({ capability: "live", handler: () => ({ version: ${v} }) });\n`);
+    version(1);
+    const cli = spawn(process.execPath, [join(ROOT, "scripts/taskmesh.mjs"), "worker", "--watch", module], { env: upRun.env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    cli.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+    cli.stderr.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
+    const exited = new Promise<number | null>((resolve) => cli.on("close", resolve));
+    const live = async () => (await finished(((await (await api("/v1/tasks", { capability: "live", input: {} })).json()) as { task: Task }).task.id)).output;
+    try {
+      await until("the worker to connect", 120_000, async () => (out.includes("its log follows") ? true : undefined));
+      expect(await live()).toEqual({ version: 1 });
+      version(2);
+      await until("the worker to start again", 120_000, async () => (err.includes("agent-live runs the agents of") ? true : undefined));
+      expect(await live()).toEqual({ version: 2 });
+      writeFileSync(module, "export default {;\n");
+      await until("the broken module to be reported", 120_000, async () => (err.includes("waiting for the next change") ? true : undefined));
+      expect((await processes()).filter((name) => name.startsWith("agent-live"))).toEqual([]);
+      version(3);
+      await until("the fixed module's worker", 120_000, async () => (err.split("agent-live runs the agents of").length === 3 ? true : undefined));
+      expect(await live()).toEqual({ version: 3 });
+      cli.kill("SIGINT");
+      expect(await exited, err).toBe(130);
+      expect(await processes()).not.toContain("agent-live");
+    } finally {
+      if (cli.exitCode === null) cli.kill("SIGKILL");
+    }
+  }, 300_000);
+
   it("in the foreground follows the worker's log and stops it on Ctrl-C", async () => {
     const cli = spawn(process.execPath, [join(ROOT, "scripts/taskmesh.mjs"), "worker", join(folder, "my-agents.ts")], { env: upRun.env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
