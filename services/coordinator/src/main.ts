@@ -7,7 +7,7 @@ import { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js"
 import {
   MeshServer, connectUpstream, createLogger, createPool, envSchemas, kitEnvShape, loadEnv, migrate, runService, untilReady, uuidv7, watchSetting,
 } from "../../kit/src/index.js";
-import { LedgerStore, QueueStore, RowCache, WorkerStore, ledgerHandlers, migrations } from "../../ledger/src/index.js";
+import { buildLedger, migrations } from "../../ledger/src/index.js";
 import { Bus } from "./bus.js";
 import { KnownCapabilities } from "./capabilities.js";
 import { SubmitDedup } from "./dedup.js";
@@ -54,10 +54,9 @@ await runService({
     // The task path writes the ledger from here (no hop); reads and administration call the ledger service.
     const pool = createPool({ url: env.DATABASE_URL, applicationName: `${instance}-ledger-writes`, logger: log });
     // The rows it leases are remembered, so each completion is one statement (see RowCache).
-    const rows = new RowCache();
-    const queue = new QueueStore(pool, rows);
+    const { handlers, queue } = buildLedger({ pool });
     const ledgerService = connectUpstream(LedgerServiceService, "ledger");
-    const ledger = ledgerInProcess(ledgerService, ledgerHandlers(new LedgerStore(pool, undefined, rows), queue, new WorkerStore(pool)), log);
+    const ledger = ledgerInProcess(ledgerService, handlers, log);
     const hasConfig = Boolean(process.env.TASKMESH_UPSTREAM_CONFIG?.trim() || env.TASKMESH_UPSTREAM);
     const config = hasConfig ? connectUpstream(ConfigServiceService, "config") : undefined;
     const bus = new Bus(env.REDIS_URL, log);

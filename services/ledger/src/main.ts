@@ -3,15 +3,11 @@ import { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js"
 import {
   MeshServer, createLogger, createPool, envSchemas, kitEnvShape, loadEnv, migrate, runService, untilReady,
 } from "../../kit/src/index.js";
-import { ledgerHandlers } from "./handlers.js";
-import { LedgerStore } from "./ledger-store.js";
+import { buildLedger } from "./build.js";
 import { registerLedgerMetrics } from "./metrics.js";
 import { Retention } from "./retention.js";
 import { OutboxRelay, TASKS_TOPIC } from "./outbox-relay.js";
 import { migrations } from "./sql/migrations.js";
-import { QueueStore } from "./queue-store.js";
-import { RowCache } from "./row-cache.js";
-import { WorkerStore } from "./worker-store.js";
 
 /** The ledger service's environment. */
 const envShape = {
@@ -41,10 +37,9 @@ await runService({
       ? new OutboxRelay({ databaseUrl: env.DATABASE_URL, brokers: env.KAFKA_BROKERS, topic: env.TASKMESH_OUTBOX_TOPIC, logger: log, name: `${instance}-outbox-relay` })
       : undefined;
     const retention = new Retention(pool, { retentionMs: env.TASKMESH_LEDGER_RETENTION, intervalMs: env.TASKMESH_LEDGER_RETENTION_INTERVAL, logger: log });
-    // Rows this replica leases are remembered, so their completions are one statement each batch (see RowCache).
-    const rows = new RowCache();
+    const { handlers } = buildLedger({ pool, ...(relay ? { afterWrite: () => relay.nudge() } : {}) });
     const server = new MeshServer({ name: "ledger", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
-      .addService(LedgerServiceService, ledgerHandlers(new LedgerStore(pool, undefined, rows), new QueueStore(pool, rows), new WorkerStore(pool), relay && (() => relay.nudge())))
+      .addService(LedgerServiceService, handlers)
       .onClose("postgres pool", () => pool.end())
       .onClose("retention", () => retention.stop());
     // Closers run in reverse order: the relay stops (batch in flight, lock, producer) before the pool ends.

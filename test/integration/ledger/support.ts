@@ -5,7 +5,7 @@ import { LedgerServiceService, type CreateTaskRequest } from "../../../gen/taskm
 import { TaskEvent } from "../../../gen/taskmesh/task/v1/task.js";
 import { WorkerState } from "../../../gen/taskmesh/worker/v1/worker.js";
 import {
-  LedgerStore, QueueStore, RowCache, TRANSITION_COLUMNS, TRANSITION_SOURCES, WorkerStore, ledgerHandlers, metricsSql, migrations, transitionEvent, uuidv7,
+  RowCache, TRANSITION_COLUMNS, TRANSITION_SOURCES, buildLedger, metricsSql, migrations, transitionEvent, uuidv7,
   type EventFacts, type OutboxRow, type TransitionRow,
 } from "../../../services/ledger/src/index.js";
 import { MeshError, MeshServer, createClient, createLogger, createPool, migrate, type MeshClient } from "../../../services/kit/src/index.js";
@@ -28,10 +28,10 @@ export async function startLedger(label: string, options: { rowCache?: boolean }
   const logger = createLogger({ level: "silent" });
   const pool = createPool({ url: db.url, applicationName: "ledger-test", logger, max: 20 });
   await migrate(pool, "ledger", migrations, logger);
-  // As the ledger and the coordinator run: leased rows remembered for one-statement completions.
-  const rows = options.rowCache === false ? undefined : new RowCache();
+  // As the ledger and the coordinator run it: leased rows remembered for one-statement completions (unless told otherwise).
+  const { handlers, rows } = buildLedger({ pool, rowCache: options.rowCache !== false });
   const server = new MeshServer({ name: "ledger-test", logger, shutdownGraceMs: 1000 })
-    .addService(LedgerServiceService, ledgerHandlers(new LedgerStore(pool, undefined, rows), new QueueStore(pool, rows), new WorkerStore(pool)))
+    .addService(LedgerServiceService, handlers)
     .onClose("pool", () => pool.end());
   const port = await server.listen("127.0.0.1:0");
   server.markServing();
