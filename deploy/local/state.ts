@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { alive, startTicks, type ProcessStatus } from "./supervisor.js";
 import { ROOT } from "./provision/versions.js";
 
@@ -45,12 +46,43 @@ export interface AgentsOutcome {
 
 const AGENTS_REQUEST = /^agents-request-[0-9a-f-]+\.json$/;
 
+/** Writes `file` under the state folder in one rename: a reader (the supervisor, a command) never sees half of it. */
+function writeWhole(file: string, text: string): void {
+  mkdirSync(STATE_DIR, { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
+}
+
+/**
+ * Hands a request to the running supervisor with `send` (once the run is
+ * ready) and waits for what became of it in the state file (`outcomeOf`
+ * finds it): answers it once done; throws its error when it failed, or when
+ * the run stops or `timeoutMs` passes first. `what` says what was asked,
+ * for those messages (e.g. "scaling worker to 3").
+ */
+export async function askSupervisor<O extends { readonly outcome: "working" | "done" | "failed"; readonly error?: string }>(
+  what: string, send: () => void, outcomeOf: (state: RunState) => O | undefined, timeoutMs: number,
+): Promise<O> {
+  const state = readState();
+  if (!state || !alive(state.supervisorPid)) throw new Error("nothing is running: start it with npx taskmesh up");
+  if (state.phase !== "ready") throw new Error(`the run is ${state.phase}, not ready: try again once npx taskmesh status shows it ready`);
+  send();
+  const started = Date.now();
+  for (;;) {
+    const now = readState();
+    if (!now || !alive(now.supervisorPid)) throw new Error(`the run stopped while ${what}`);
+    const outcome = outcomeOf(now);
+    if (outcome?.outcome === "failed") throw new Error(outcome.error ?? `${what} failed`);
+    if (outcome?.outcome === "done") return outcome;
+    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not done within ${timeoutMs / 1000} s: see npx taskmesh status and logs`);
+    await sleep(200);
+  }
+}
+
 /** Hands an agents request to the running supervisor (it looks for them twice a second; several may wait). */
 export function requestAgents(request: AgentsRequest): void {
-  mkdirSync(STATE_DIR, { recursive: true });
-  const file = join(STATE_DIR, `agents-request-${request.id}.json`);
-  writeFileSync(`${file}.${process.pid}.tmp`, JSON.stringify(request));
-  renameSync(`${file}.${process.pid}.tmp`, file);
+  writeWhole(join(STATE_DIR, `agents-request-${request.id}.json`), JSON.stringify(request));
 }
 
 /** Takes every pending agents request, oldest first (their files are removed). */
@@ -89,10 +121,7 @@ const SCALE_FILE = join(STATE_DIR, "scale-request.json");
 
 /** Hands a scale request to the running supervisor (it looks for one twice a second). */
 export function requestScale(request: ScaleRequest): void {
-  mkdirSync(STATE_DIR, { recursive: true });
-  const tmp = `${SCALE_FILE}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(request));
-  renameSync(tmp, SCALE_FILE);
+  writeWhole(SCALE_FILE, JSON.stringify(request));
 }
 
 /** Takes the pending scale request, if any (the file is removed). */
@@ -109,10 +138,7 @@ export function takeScaleRequest(): ScaleRequest | undefined {
 
 /** Writes the state file atomically (readers never see half a file). */
 export function writeState(state: RunState): void {
-  mkdirSync(STATE_DIR, { recursive: true });
-  const tmp = `${STATE_FILE}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`);
-  renameSync(tmp, STATE_FILE);
+  writeWhole(STATE_FILE, `${JSON.stringify(state, null, 2)}\n`);
 }
 
 /** The state file, or undefined when no run left one. */

@@ -1,7 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
-import { readState, requestScale } from "../state.js";
-import { alive } from "../supervisor.js";
+import { askSupervisor, readState, requestScale } from "../state.js";
 import { stdio, type Io } from "./io.js";
 import { UsageError } from "./usage-error.js";
 
@@ -24,22 +22,10 @@ export function parseScale(arg: string): { service: string; replicas: number } {
  */
 export async function scale(arg: string, io: Io = stdio, timeoutMs = 180_000): Promise<number> {
   const { service, replicas } = parseScale(arg);
-  const state = readState();
-  if (!state || !alive(state.supervisorPid)) throw new Error("nothing is running: start it with npx taskmesh up");
-  if (state.phase !== "ready") throw new Error(`the run is ${state.phase}, not ready: try again once npx taskmesh status shows it ready`);
   const id = randomUUID();
-  requestScale({ id, service, replicas });
   const started = Date.now();
-  for (;;) {
-    const now = readState();
-    if (!now || !alive(now.supervisorPid)) throw new Error("the run stopped while scaling");
-    if (now.scale?.id === id && now.scale.outcome === "failed") throw new Error(now.scale.error ?? "scaling failed");
-    if (now.scale?.id === id && now.scale.outcome === "done") {
-      const names = now.processes.filter((p) => p.kind === "service" && p.service === service).map((p) => p.name);
-      io.out(`taskmesh: ${service}: ${names.length} replica${names.length === 1 ? "" : "s"} (${names.join(", ")}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-      return 0;
-    }
-    if (Date.now() - started > timeoutMs) throw new Error(`${service} was not scaled to ${replicas} within ${timeoutMs / 1000} s: see npx taskmesh status and logs`);
-    await sleep(200);
-  }
+  await askSupervisor(`scaling ${service} to ${replicas}`, () => requestScale({ id, service, replicas }), (state) => (state.scale?.id === id ? state.scale : undefined), timeoutMs);
+  const names = (readState()?.processes ?? []).filter((p) => p.kind === "service" && p.service === service).map((p) => p.name);
+  io.out(`taskmesh: ${service}: ${names.length} replica${names.length === 1 ? "" : "s"} (${names.join(", ")}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return 0;
 }
