@@ -28,11 +28,18 @@ export class LedgerStore extends LeaseTransitions {
    */
   constructor(pool: pg.Pool, shared?: pg.PoolClient, private readonly rows?: RowCache) {
     super(pool, shared);
-    this.clock = new DbClock(dbTimeOf(pool));
   }
 
-  /** The database's time for the one-statement batch writes, without a round trip of its own. */
-  private readonly clock: DbClock;
+  private dbClock: DbClock | undefined;
+
+  /**
+   * The database's time for the one-statement batch writes, without a round
+   * trip of its own; made on first use, so the store of each transaction
+   * (which never makes those writes) does not make one.
+   */
+  private get clock(): DbClock {
+    return (this.dbClock ??= new DbClock(dbTimeOf(this.pool)));
+  }
 
   protected override forgetRow(taskId: string): void {
     this.rows?.forget(taskId);
