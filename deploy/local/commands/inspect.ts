@@ -129,6 +129,11 @@ export class LogReader {
     return (from > 0 ? lines.slice(1) : lines).slice(-count);
   }
 
+  /** Starts reading at what is appended from now on. */
+  skipToEnd(): void {
+    this.offset = existsSync(this.file) ? statSync(this.file).size : 0;
+  }
+
   /** The whole lines appended since the last call (with `end`, also a last line without its newline). */
   read(end = false): string[] {
     if (!existsSync(this.file)) return [];

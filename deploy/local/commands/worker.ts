@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { existsSync, statSync, watch } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { LOG_DIR, readState, requestAgents, type AgentsOutcome, type AgentsRequest } from "../state.js";
+import { askSupervisor, LOG_DIR, readState, requestAgents, type AgentsOutcome, type AgentsRequest } from "../state.js";
 import { alive } from "../supervisor.js";
 import { LogReader } from "./inspect.js";
 import { stdio, type Io } from "./io.js";
@@ -25,21 +25,9 @@ const SETTLE_MS = 300;
 const INTERRUPTED = 130;
 
 /** Hands `request` to the running supervisor and waits for its outcome. */
-async function submitted(request: AgentsRequest, timeoutMs: number): Promise<AgentsOutcome> {
-  const state = readState();
-  if (!state || !alive(state.supervisorPid)) throw new Error("nothing is running: start it with npx taskmesh up");
-  if (state.phase !== "ready") throw new Error(`the run is ${state.phase}, not ready: try again once npx taskmesh status shows it ready`);
-  requestAgents(request);
-  const started = Date.now();
-  for (;;) {
-    const now = readState();
-    if (!now || !alive(now.supervisorPid)) throw new Error("the run stopped meanwhile");
-    const outcome = now.agents?.find((o) => o.id === request.id);
-    if (outcome?.outcome === "failed") throw new Error(outcome.error ?? "it failed");
-    if (outcome?.outcome === "done") return outcome;
-    if (Date.now() - started > timeoutMs) throw new Error(`no answer within ${timeoutMs / 1000} s: see npx taskmesh status and logs`);
-    await sleep(200);
-  }
+function submitted(request: AgentsRequest, timeoutMs: number): Promise<AgentsOutcome> {
+  const what = request.action === "start" ? `starting a worker for ${request.module}` : `stopping ${request.name}`;
+  return askSupervisor(what, () => requestAgents(request), (state) => state.agents?.find((o) => o.id === request.id), timeoutMs);
 }
 
 /**
@@ -99,8 +87,10 @@ export async function worker(target: string, opts: WorkerOptions = {}, io: Io = 
         name = undefined;
         try {
           name = (await submitted({ id: randomUUID(), action: "start", module }, timeoutMs)).name;
-          reader = new LogReader(join(LOG_DIR, `${name!}.log`));
-          reader.tail(0); // only what the new worker writes
+          if (reader.file !== join(LOG_DIR, `${name!}.log`)) {
+            reader = new LogReader(join(LOG_DIR, `${name!}.log`));
+            reader.skipToEnd(); // only what the new worker writes
+          }
           io.err(`taskmesh: ${name!} runs the agents of ${module} again`);
         } catch (error) {
           io.err(`taskmesh: ${(error as Error).message}; waiting for the next change`);
