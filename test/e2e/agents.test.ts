@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState, createClient as createTaskmeshClient } from "../../packages/client/src/index.js";
 import { ROOT } from "../../deploy/local/provision/versions.js";
-import { startUp, until, type UpRun } from "../support/up.js";
+import { edgeApi, startUp, until, type UpRun } from "../support/up.js";
 
 const run = promisify(execFile);
 
@@ -27,11 +27,7 @@ describe("agents and programs of your own under up: taskmesh worker, @taskmesh/w
   let upRun: UpRun;
   let token: string;
   let folder: string;
-  const api = (path: string, body?: unknown) => fetch(`http://${upRun.edge}${path}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
+  const api = (path: string, body?: unknown) => edgeApi(upRun.edge, token, path, body);
   const task = async (id: string): Promise<Task> => ((await (await api(`/v1/tasks/${id}`)).json()) as { task: Task }).task;
   const finished = (id: string): Promise<Task> => until(`task ${id} to finish`, 30_000, async () => {
     const t = await task(id);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startUp, until, type UpRun } from "../support/up.js";
+import { edgeApi, startUp, until, type UpRun } from "../support/up.js";
 
 interface Worker {
   info: { workerId: string };
@@ -12,11 +12,7 @@ interface Worker {
 describe("taskmesh scale under up", { timeout: 180_000 }, () => {
   let upRun: UpRun;
   let token: string;
-  const api = (path: string, body?: unknown) => fetch(`http://${upRun.edge}${path}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
+  const api = (path: string, body?: unknown) => edgeApi(upRun.edge, token, path, body);
   const workers = async (): Promise<Worker[]> => ((await (await api("/v1/workers")).json()) as { workers: Worker[] }).workers;
   const processes = async (): Promise<Array<{ name: string; state: string }>> => (JSON.parse((await upRun.taskmesh("status", "--json")).stdout) as { processes: Array<{ name: string; state: string }> }).processes;
   const submitSleeps = async (n: number, ms: number): Promise<string[]> => Promise.all(Array.from({ length: n }, async () => {

@@ -49,6 +49,15 @@ export interface UpRun {
 /** The error a call that must fail fails with, as a MeshError; fails the test when the call succeeds. */
 export const failure = (p: Promise<unknown>): Promise<MeshError> => p.then(() => { throw new Error("expected the call to fail"); }, (e: unknown) => MeshError.from(e));
 
+/** A call to the edge's HTTP API with `token`: a GET without a body, a POST of `body` as JSON with one. */
+export function edgeApi(edge: string, token: string, path: string, body?: unknown): Promise<Response> {
+  return fetch(`http://${edge}${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+}
+
 /** Polls `probe` every 200 ms until it returns a value other than undefined, or fails naming `what` after `ms`. */
 export async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
   const end = Date.now() + ms;
