@@ -9,13 +9,23 @@ ARG NODE_IMAGE=node:24.21.0-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
-# npm workspaces (packages/*): npm ci links each to node_modules/@taskmesh/<name>.
+# npm workspaces (packages/*, services/*): npm ci links each to node_modules/@taskmesh/<name>.
+COPY packages/cli/package.json packages/cli/
 COPY packages/client/package.json packages/client/
 COPY packages/contracts/package.json packages/contracts/
+COPY packages/kit/package.json packages/kit/
+COPY packages/local/package.json packages/local/
+COPY packages/mesh/package.json packages/mesh/
 COPY packages/worker/package.json packages/worker/
+COPY services/config/package.json services/config/
+COPY services/coordinator/package.json services/coordinator/
+COPY services/events/package.json services/events/
+COPY services/identity/package.json services/identity/
+COPY services/ledger/package.json services/ledger/
+COPY services/ratelimit/package.json services/ratelimit/
+COPY services/worker/package.json services/worker/
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY scripts/build.mjs scripts/
-COPY gen gen
 COPY services services
 COPY packages packages
 COPY deploy deploy
@@ -29,9 +39,20 @@ RUN build="$(node scripts/build.mjs)" \
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY packages/cli/package.json packages/cli/
 COPY packages/client/package.json packages/client/
 COPY packages/contracts/package.json packages/contracts/
+COPY packages/kit/package.json packages/kit/
+COPY packages/local/package.json packages/local/
+COPY packages/mesh/package.json packages/mesh/
 COPY packages/worker/package.json packages/worker/
+COPY services/config/package.json services/config/
+COPY services/coordinator/package.json services/coordinator/
+COPY services/events/package.json services/events/
+COPY services/identity/package.json services/identity/
+COPY services/ledger/package.json services/ledger/
+COPY services/ratelimit/package.json services/ratelimit/
+COPY services/worker/package.json services/worker/
 RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 
@@ -43,10 +64,8 @@ RUN groupadd --system --gid 10001 taskmesh \
  && install -d -o taskmesh -g taskmesh -m 0700 /var/lib/taskmesh
 COPY package.json ./
 COPY --from=deps /app/node_modules node_modules
-# The services import the shared rules by name (@taskmesh/contracts, linked to packages/contracts; Node 24 runs its TypeScript as is).
-COPY packages/contracts packages/contracts
 COPY deploy/topology.yaml deploy/
-COPY gen/descriptor.binpb gen/envoy-ratelimit.binpb gen/
+COPY packages/contracts/gen/descriptor.binpb packages/contracts/gen/envoy-ratelimit.binpb packages/contracts/gen/
 COPY --from=build /src/dist build
 COPY --from=build /src/edge-assets edge-assets
 COPY --chmod=0755 deploy/container/entrypoint.sh /usr/local/bin/taskmesh

@@ -1,6 +1,6 @@
 /**
  * Writes the deployment files generated from deploy/topology.yaml and
- * deploy/local/versions.json: deploy/compose/compose.yaml and the generated
+ * deploy/versions.json: deploy/compose/compose.yaml and the generated
  * parts of deploy/k8s (`generated/` folders). Their tests fail while a
  * committed file differs from what this writes; run it after changing the
  * topology, a pinned image or the mesh generator, and commit the result.
@@ -12,9 +12,9 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { composeYaml } from "./compose/compose-file.js";
 import { k8sEnvoys, k8sBaseFiles } from "./k8s/manifests.js";
-import { toYaml } from "./mesh/index.js";
-import { ROOT } from "./local/provision/versions.js";
-import { loadTopology, type Topology } from "./mesh/topology.js";
+import { toYaml } from "@taskmesh/mesh";
+import { ROOT } from "@taskmesh/local/provision/versions";
+import { loadTopology, type Topology } from "@taskmesh/mesh/topology";
 
 /** TASKMESH_TRACE_SAMPLING in the prod overlay, in percent. */
 export const PROD_TRACE_PERCENT = 5;

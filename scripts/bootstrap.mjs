@@ -45,7 +45,7 @@ function ensurePackages() {
 }
 
 /**
- * Builds each pinned Go tool marked `bootstrap` in deploy/local/versions.json
+ * Builds each pinned Go tool marked `bootstrap` in deploy/versions.json
  * once into ${XDG_CACHE_HOME:-~/.cache}/taskmesh/<tool>-<version>; returns
  * their folders. (The runtime's own components are provisioned by `up`.)
  */
@@ -62,7 +62,7 @@ const report = join(tmpdir(), `taskmesh-vitest-${process.pid}.json`);
 const commands = {
   test: [join(root, "node_modules", "vitest", "vitest.mjs"), "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`],
   // kafkajs (the Kafka readiness check) trips this warning on every Node 24 process (kafkajs#1751).
-  start: ["--disable-warning=TimeoutNegativeWarning", join(ensureBuild(root), "deploy", "local", "cli.js"), "up"],
+  start: ["--disable-warning=TimeoutNegativeWarning", join(ensureBuild(root), "packages", "cli", "src", "cli.js"), "up"],
 };
 if (!commands[command]) fail("usage: bootstrap.mjs test|start [args]");
 // `start` runs in a process group of its own, so Ctrl-C reaches only this

@@ -1,5 +1,5 @@
 // The services and the taskmesh command run as JavaScript compiled ahead of
-// time from their TypeScript (services/, packages/, deploy/, gen/), not through a
+// time from their TypeScript (services/, packages/ with the generated contracts, deploy/), not through a
 // TypeScript loader at every start: a service imports in half the time, and
 // `taskmesh status` answers without compiling anything.
 //
@@ -24,8 +24,8 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** The folders compiled, relative to the project root. */
-const SOURCES = ["services", "packages", "deploy", "gen"];
-/** Copied as they are: deploy/local/plan.ts imports this file to find the build its services run from. */
+const SOURCES = ["services", "packages", "deploy"];
+/** Copied as they are: packages/local/src/plan.ts imports this file to find the build its services run from. */
 const COPIED = ["scripts/build.mjs"];
 /** The console (ui/console): its page and style, copied, and its code, bundled for browsers into console.js. */
 const CONSOLE = { dir: "ui/console", entry: "ui/console/src/main.ts", files: ["index.html", "console.css"] };
@@ -64,7 +64,8 @@ export function ensureBuild(root = ROOT) {
   const consoleDir = join(root, CONSOLE.dir);
   const consoleFiles = existsSync(consoleDir) ? [...sources(join(consoleDir, "src")), ...CONSOLE.files.map((f) => join(consoleDir, f))].sort() : [];
   const hash = createHash("sha256");
-  for (const file of [...files, ...consoleFiles, ...COPIED.map((f) => join(root, f))]) {
+  const packages = workspaces(root);
+  for (const file of [...files, ...consoleFiles, ...COPIED.map((f) => join(root, f)), ...[...packages.values()].map((p) => p.manifest)]) {
     const { size, mtimeMs } = statSync(file);
     hash.update(`${relative(root, file)}\0${size}\0${mtimeMs}\n`);
   }
@@ -79,6 +80,7 @@ export function ensureBuild(root = ROOT) {
     esbuild(root).buildSync({
       entryPoints: files, outdir: tmp, outbase: root, format: "esm", platform: "node", target: "node24", logLevel: "warning",
     });
+    linkWorkspaceImports(root, tmp, files, packages);
     for (const file of COPIED) {
       mkdirSync(dirname(join(tmp, file)), { recursive: true });
       copyFileSync(join(root, file), join(tmp, file));
@@ -109,6 +111,66 @@ export function ensureBuild(root = ROOT) {
   }
   prune(builds, dir);
   return publishPackages(root, used(dir));
+}
+
+/** The workspaces (root package.json `workspaces`: `packages/*`, `services/*`) by package name: folder, manifest and exports. */
+function workspaces(root) {
+  const patterns = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).workspaces ?? [];
+  const found = new Map();
+  for (const pattern of patterns) {
+    const parent = join(root, pattern.replace(/\/\*$/, ""));
+    if (!existsSync(parent)) continue;
+    for (const entry of readdirSync(parent, { withFileTypes: true })) {
+      const manifest = join(parent, entry.name, "package.json");
+      if (!entry.isDirectory() || !existsSync(manifest)) continue;
+      const { name, exports } = JSON.parse(readFileSync(manifest, "utf8"));
+      found.set(name, { dir: join(parent, entry.name), manifest, exports: typeof exports === "string" ? { ".": exports } : (exports ?? {}) });
+    }
+  }
+  return found;
+}
+
+/** The conditions a build resolves a workspace's exports with, in order: its sources first (compiled beside the importer). */
+const CONDITIONS = ["taskmesh-source", "import", "default"];
+
+/** The file a workspace package's `exports` give for `subpath` ("." or "./x"), relative to the package, or undefined. */
+function exported(exports, subpath) {
+  const pick = (target) => (typeof target === "string" ? target : target && CONDITIONS.map((c) => target[c]).find((t) => typeof t === "string"));
+  if (subpath in exports) return pick(exports[subpath]);
+  for (const [key, target] of Object.entries(exports)) {
+    const star = key.indexOf("*");
+    if (star < 0) continue;
+    const [before, after] = [key.slice(0, star), key.slice(star + 1)];
+    if (subpath.startsWith(before) && subpath.endsWith(after) && subpath.length >= key.length - 1) {
+      return pick(target)?.replace("*", subpath.slice(before.length, subpath.length - after.length));
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Points each `@taskmesh/<name>[/<sub>]` import of the compiled files at
+ * the compiled module the package's `exports` name for it, as a relative
+ * path: a build runs from its own files, never from a package's TypeScript
+ * through node_modules. An import a package does not export fails the build.
+ */
+function linkWorkspaceImports(root, out, files, packages) {
+  const specifier = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)"(@taskmesh\/[^/"]+)(\/[^"]*)?"/g;
+  for (const source of files) {
+    const compiled = join(out, relative(root, source)).replace(/\.ts$/, ".js");
+    const code = readFileSync(compiled, "utf8");
+    if (!code.includes("@taskmesh/")) continue;
+    const linked = code.replace(specifier, (whole, before, name, sub = "") => {
+      const pkg = packages.get(name);
+      if (!pkg) return whole;
+      const target = exported(pkg.exports, `.${sub}`);
+      if (!target) throw new Error(`${relative(root, source)}: ${name} exports no "${`.${sub}`}"`);
+      let path = relative(dirname(compiled), join(out, relative(root, pkg.dir), target)).replace(/\.ts$/, ".js");
+      if (!path.startsWith(".")) path = `./${path}`;
+      return `${before}"${path}"`;
+    });
+    if (linked !== code) writeFileSync(compiled, linked);
+  }
 }
 
 /** Copies each package's bundle of the build in `dir` to packages/<name>/dist/ when it is not that build's yet; answers `dir`. */

@@ -1,4 +1,4 @@
-// The pinned Go tools of deploy/local/versions.json (grpcurl, the API docs'
+// The pinned Go tools of deploy/versions.json (grpcurl, the API docs'
 // protoc-gen-openapiv2, kustomize), built once with `go install` into
 // ${XDG_CACHE_HOME:-~/.cache}/taskmesh/<tool>-<version>, and this
 // repository's own Go programs (`goModule`: deploy/check), built with `go
@@ -17,7 +17,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Every pinned component, by name. */
 export function pinnedVersions() {
-  return JSON.parse(readFileSync(join(root, "deploy", "local", "versions.json"), "utf8"));
+  return JSON.parse(readFileSync(join(root, "deploy", "versions.json"), "utf8"));
 }
 
 /**
@@ -28,7 +28,7 @@ export function pinnedVersions() {
 export function ensureGoTool(name, { say, fail, stdio = "inherit" }) {
   const { go: goPackage, version, goModule } = pinnedVersions()[name] ?? {};
   if (goModule) return ensureOwnTool(name, goModule, { say, fail, stdio });
-  if (!goPackage) fail(`deploy/local/versions.json pins no Go tool ${name}`);
+  if (!goPackage) fail(`deploy/versions.json pins no Go tool ${name}`);
   const dir = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "taskmesh", `${name}-${version}`);
   if (existsSync(join(dir, name))) return dir;
   if (spawnSync("go", ["version"], { stdio: "ignore" }).status !== 0) {

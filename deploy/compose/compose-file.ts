@@ -10,11 +10,11 @@
  * an app is healthy once it answers SERVING and its sidecar is ready.
  */
 import { stringify } from "yaml";
-import { SERVICES } from "../local/plan.js";
-import { KAFKA_TOPICS } from "../local/provision/kafka.js";
-import { jaegerConfig } from "../local/provision/jaeger.js";
-import { pinned } from "../local/provision/versions.js";
-import { healthServiceOf, type Topology } from "../mesh/topology.js";
+import { SERVICES } from "@taskmesh/local/plan";
+import { KAFKA_TOPICS } from "@taskmesh/local/provision/kafka";
+import { jaegerConfig } from "@taskmesh/local/provision/jaeger";
+import { pinned } from "@taskmesh/local/provision/versions";
+import { healthServiceOf, type Topology } from "@taskmesh/mesh/topology";
 import { ENVOY_CONFIG, IMAGE_UID, MESH_DIR, PORTS } from "../container/layout.js";
 import { SECRETS_DIR, STORES, serviceEnv } from "../container/service-env.js";
 import { COMPOSE_HOSTS, DATABASE, MESH_VOLUME_DIR, composeInstances } from "./network.js";
@@ -77,7 +77,7 @@ export function composeFile(t: Topology): Record<string, unknown> {
       },
       restart: "unless-stopped",
     },
-    // The topics `up` creates (deploy/local/provision/kafka.ts), with the same partitions.
+    // The topics `up` creates (packages/local/src/provision/kafka.ts), with the same partitions.
     "kafka-topics": {
       image: pinned("kafka").image,
       entrypoint: ["/bin/sh", "-c"],

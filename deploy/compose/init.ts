@@ -3,7 +3,7 @@
  * needs that is not committed, made at `docker compose up` by the same code
  * as `up`'s, into the `mesh` volume:
  *
- *   state/certs/                 the mesh CA and every identity (deploy/local/certs.ts)
+ *   state/certs/                 the mesh CA and every identity (packages/local/src/certs.ts)
  *   envoy/<name>/envoy.yaml      each sidecar's and the edge's config (deploy/container/mesh.ts)
  *   envoy/<name>/certs/          its SDS files, the CA (ca.crt) and its identity (tls.crt, tls.key)
  *   envoy/edge/assets/           the edge's static files (from the image)
@@ -20,10 +20,10 @@
 import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { privateDir, writeIfChanged } from "../local/cert-files.js";
-import { ensureMeshCerts, MESH_IDENTITIES } from "../local/certs.js";
-import { localSecret } from "../local/secrets.js";
-import { loadTopology, toYaml, type Topology } from "../mesh/index.js";
+import { privateDir, writeIfChanged } from "@taskmesh/local/cert-files";
+import { ensureMeshCerts, MESH_IDENTITIES } from "@taskmesh/local/certs";
+import { localSecret } from "@taskmesh/local/secrets";
+import { loadTopology, toYaml, type Topology } from "@taskmesh/mesh";
 import { IMAGE_ASSETS_DIR, MESH_DIR, PORTS } from "../container/layout.js";
 import { containerMesh, sdsFiles } from "../container/mesh.js";
 import { STORES } from "../container/service-env.js";

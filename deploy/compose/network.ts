@@ -1,5 +1,5 @@
 /** Names on compose's network and in its `mesh` volume, shared by the compose file and its init. */
-import { instanceNames, type Topology } from "../mesh/topology.js";
+import { instanceNames, type Topology } from "@taskmesh/mesh/topology";
 
 /** Where compose's init writes, in the `mesh` volume: `envoy/<name>/` per Envoy, `secrets/<consumer>/`, `state/` (the CA). */
 export const MESH_VOLUME_DIR = "/var/lib/taskmesh";

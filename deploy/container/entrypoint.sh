@@ -28,7 +28,7 @@ command="${1:-}"
 [ "$#" -gt 0 ] && shift
 case "$command" in
   config | ledger | coordinator | worker | identity | ratelimit | events)
-    exec node --import "$build/services/kit/src/telemetry/register.js" "$build/services/$command/src/main.js" "$@"
+    exec node --import "$build/packages/kit/src/telemetry/register.js" "$build/services/$command/src/main.js" "$@"
     ;;
   probe)
     exec node "$build/deploy/container/probe.js" "$@"

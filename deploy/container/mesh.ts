@@ -1,12 +1,12 @@
 /**
  * The mesh's Envoy configs for containers (compose and Kubernetes), made by
- * the same generator as `up`'s (deploy/mesh) from deploy/topology.yaml: the
+ * the same generator as `up`'s (packages/mesh) from deploy/topology.yaml: the
  * fixed ports and paths of ./layout.ts, peers reached by DNS name, the
  * collector by name, and the SDS files in each Envoy's certs folder.
  */
 import { join } from "node:path";
-import { sdsFile } from "../local/cert-files.js";
-import { buildMesh, CA_SECRET, CERT_SECRET, type MeshEnvoy, type MeshInstance, type Topology } from "../mesh/index.js";
+import { sdsFile } from "@taskmesh/local/cert-files";
+import { buildMesh, CA_SECRET, CERT_SECRET, type MeshEnvoy, type MeshInstance, type Topology } from "@taskmesh/mesh";
 import { CERTS_DIR, MESH_DIR, PORTS } from "./layout.js";
 
 /** One replica (compose) or one service's pods (Kubernetes) and where the mesh reaches it. */
@@ -50,7 +50,7 @@ export function sdsPaths(certsDir: string): { caSds: string; certSds: string } {
 /**
  * The two SDS files of an Envoy's certificate folder `certsDir` (Secret
  * `mesh-ca` → `ca.crt`, Secret `mesh-cert` → `tls.crt` and `tls.key`),
- * written as `taskmesh certs` writes its own (deploy/local/cert-files.ts).
+ * written as `taskmesh certs` writes its own (packages/local/src/cert-files.ts).
  */
 export function sdsFiles(certsDir = CERTS_DIR): Record<"sds-ca.yaml" | "sds-cert.yaml", string> {
   return {

@@ -10,7 +10,7 @@
  */
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { checkHealth } from "../local/health.js";
+import { checkHealth } from "@taskmesh/local/health";
 import { PORTS } from "./layout.js";
 
 /** Why the instance is not ready, or undefined when it is. */

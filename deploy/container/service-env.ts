@@ -1,10 +1,10 @@
 /**
  * The environment of a service instance in a container, the same
- * variables `up` gives it (deploy/local/plan.ts) with the container's
+ * variables `up` gives it (packages/local/src/plan.ts) with the container's
  * addresses: which stores each service reaches, how, and where its secrets
  * are mounted.
  */
-import { edgeReflection, type Topology } from "../mesh/topology.js";
+import { edgeReflection, type Topology } from "@taskmesh/mesh/topology";
 import { PORTS } from "./layout.js";
 
 /** The stores a service reaches directly (every other service it calls through its sidecar). */

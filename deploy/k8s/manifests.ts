@@ -8,10 +8,10 @@
  * generator `up` uses, with cluster DNS names) and the shared SDS files.
  */
 import { stringify } from "yaml";
-import { jaegerConfig } from "../local/provision/jaeger.js";
-import { pinned } from "../local/provision/versions.js";
-import { toYaml, type Bootstrap } from "../mesh/index.js";
-import { EDGE, healthServiceOf, spiffeId, type Topology } from "../mesh/topology.js";
+import { jaegerConfig } from "@taskmesh/local/provision/jaeger";
+import { pinned } from "@taskmesh/local/provision/versions";
+import { toYaml, type Bootstrap } from "@taskmesh/mesh";
+import { EDGE, healthServiceOf, spiffeId, type Topology } from "@taskmesh/mesh/topology";
 import { ASSETS_DIR, CERTS_DIR, ENVOY_CONFIG, IMAGE_UID, PORTS } from "../container/layout.js";
 import { containerMesh, sdsFiles } from "../container/mesh.js";
 import { SECRETS_DIR, STORES as USES, serviceEnv } from "../container/service-env.js";

@@ -6,8 +6,8 @@ import { promisify } from "node:util";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TaskState, createClient as createTaskmeshClient } from "../../packages/client/src/index.js";
-import { ROOT } from "../../deploy/local/provision/versions.js";
+import { TaskState, createClient as createTaskmeshClient } from "@taskmesh/client";
+import { ROOT } from "@taskmesh/local/provision/versions";
 import { edgeApi, startUp, until, type UpRun } from "../support/up.js";
 
 const run = promisify(execFile);

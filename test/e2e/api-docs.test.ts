@@ -5,8 +5,8 @@ import { launchBrowser, screenshotPath } from "../support/browser.js";
 import { ROOT } from "../support/processes.js";
 import { startUp, until, type UpRun } from "../support/up.js";
 
-/** The generated OpenAPI document (gen/openapi), as the edge must serve it. */
-const OPENAPI = join(ROOT, "gen/openapi/taskmesh.swagger.json");
+/** The generated OpenAPI document (packages/contracts/gen/openapi), as the edge must serve it. */
+const OPENAPI = join(ROOT, "packages/contracts/gen/openapi/taskmesh.swagger.json");
 
 interface OpenApi {
   info: { title: string };

@@ -1,8 +1,8 @@
 import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IdentityServiceService } from "../../gen/taskmesh/identity/v1/identity.js";
-import { TaskServiceService } from "../../gen/taskmesh/coordinator/v1/task_service.js";
-import { createClient } from "../../services/kit/src/index.js";
+import { IdentityServiceService } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
+import { TaskServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { createClient } from "@taskmesh/kit";
 import { jaegerUiForTests, launchBrowser, screenshotPath } from "../support/browser.js";
 import { startUp, type UpRun } from "../support/up.js";
 

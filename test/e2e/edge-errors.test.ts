@@ -2,10 +2,10 @@ import { generateKeyPairSync } from "node:crypto";
 import { connect } from "node:net";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ListTasksRequest, TaskServiceService } from "../../gen/taskmesh/coordinator/v1/task_service.js";
-import { EventServiceService } from "../../gen/taskmesh/events/v1/events.js";
-import { GetTaskRequest, LedgerServiceService } from "../../gen/taskmesh/ledger/v1/ledger.js";
-import { Code, createClient, type MeshClient } from "../../services/kit/src/index.js";
+import { ListTasksRequest, TaskServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { EventServiceService } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
+import { GetTaskRequest, LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import { Code, createClient, type MeshClient } from "@taskmesh/kit";
 import { counterSum, runtimeValue } from "../support/envoy-admin.js";
 import { bearer, failure, startUp, until, type UpRun } from "../support/up.js";
 

@@ -6,10 +6,10 @@ import { promisify } from "node:util";
 import { SignJWT, decodeJwt } from "jose";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ListTasksRequest, SubmitTaskRequest, TaskServiceService } from "../../gen/taskmesh/coordinator/v1/task_service.js";
-import { IdentityServiceService } from "../../gen/taskmesh/identity/v1/identity.js";
+import { ListTasksRequest, SubmitTaskRequest, TaskServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { IdentityServiceService } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
 import { openPrivateKey } from "../../services/identity/src/kek.js";
-import { Code, MeshError, createClient, type MeshClient } from "../../services/kit/src/index.js";
+import { Code, MeshError, createClient, type MeshClient } from "@taskmesh/kit";
 import { bearer, failure, startUp, until, type UpRun } from "../support/up.js";
 
 const run = promisify(execFile);

@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import type { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ListTasksRequest, TaskServiceService } from "../../gen/taskmesh/coordinator/v1/task_service.js";
-import { createClient, type MeshClient } from "../../services/kit/src/index.js";
+import { ListTasksRequest, TaskServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { createClient, type MeshClient } from "@taskmesh/kit";
 import { bearer, startUp, type UpRun } from "../support/up.js";
 
 interface Status {

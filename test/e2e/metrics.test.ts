@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { uuidv7 } from "../../services/kit/src/index.js";
+import { uuidv7 } from "@taskmesh/kit";
 import { sampleOf, scrape } from "../integration/metrics/prometheus-text.js";
 import { startUp, type UpRun } from "../support/up.js";
 

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser } from "playwright-core";
-import { aptInstall } from "../../deploy/local/provision/apt.js";
+import { aptInstall } from "@taskmesh/local/provision/apt";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const CHROMIUM = "/usr/bin/chromium";

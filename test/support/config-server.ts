@@ -1,6 +1,6 @@
-import { ConfigServiceService } from "../../gen/taskmesh/config/v1/config.js";
+import { ConfigServiceService } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
 import { ConfigStore, WatchHub, configHandlers, migrations } from "../../services/config/src/index.js";
-import { MeshServer, createClient, createLogger, createPool, migrate, type MeshClient } from "../../services/kit/src/index.js";
+import { MeshServer, createClient, createLogger, createPool, migrate, type MeshClient } from "@taskmesh/kit";
 
 /** A config replica running in this process on a real Postgres, and a client for it. */
 export interface ConfigReplica {

@@ -3,13 +3,13 @@ import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { ensureEnvoy } from "../../deploy/local/provision/envoy.js";
-import { ensureJaeger } from "../../deploy/local/provision/jaeger.js";
-import { ensureKafka, kafkaSpec } from "../../deploy/local/provision/kafka.js";
-import { postgresSpec, postgresUrl } from "../../deploy/local/provision/postgres.js";
-import { ensureRedis, redisSpec, redisUrl } from "../../deploy/local/provision/redis.js";
-import { freePort } from "../../deploy/local/secrets.js";
-import { Supervisor } from "../../deploy/local/supervisor.js";
+import { ensureEnvoy } from "../../packages/local/src/provision/envoy.js";
+import { ensureJaeger } from "@taskmesh/local/provision/jaeger";
+import { ensureKafka, kafkaSpec } from "@taskmesh/local/provision/kafka";
+import { postgresSpec, postgresUrl } from "@taskmesh/local/provision/postgres";
+import { ensureRedis, redisSpec, redisUrl } from "@taskmesh/local/provision/redis";
+import { freePort } from "@taskmesh/local/secrets";
+import { Supervisor } from "@taskmesh/local/supervisor";
 
 declare module "vitest" {
   export interface ProvidedContext {

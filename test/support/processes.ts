@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { checkHealth } from "../../deploy/local/health.js";
-import { serviceArgs } from "../../deploy/local/plan.js";
+import { checkHealth } from "@taskmesh/local/health";
+import { serviceArgs } from "@taskmesh/local/plan";
 
 /** The repository root. */
 export const ROOT = join(import.meta.dirname, "../..");

@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll } from "vitest";
-import { freePort } from "../../deploy/local/secrets.js";
-import { MeshError } from "../../services/kit/src/index.js";
+import { freePort } from "@taskmesh/local/secrets";
+import { MeshError } from "@taskmesh/kit";
 import { exclusive, supervisorLogTail } from "./exclusive.js";
 import { ROOT } from "./processes.js";
 

@@ -4,11 +4,11 @@
  * answers and typed errors. See this package's README.md.
  */
 import { Metadata, type ChannelCredentials } from "@grpc/grpc-js";
-import { TaskServiceService, type WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
-import { TaskState, TaskView, type RetryPolicy, type Task, type TaskProgressUpdate, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
-import { createClient as meshClient, type MeshClient } from "../../../services/kit/src/client.js";
-import { toDuration } from "../../../services/kit/src/durations.js";
-import { Code, MeshError } from "../../../services/kit/src/errors.js";
+import { TaskServiceService, type WatchTaskResponse } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { TaskState, TaskView, type RetryPolicy, type Task, type TaskProgressUpdate, type TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { createClient as meshClient, type MeshClient } from "@taskmesh/kit/client";
+import { toDuration } from "@taskmesh/kit/durations";
+import { Code, MeshError } from "@taskmesh/kit/errors";
 
 export { Code, MeshError, TaskState, TaskView };
 export type { RetryPolicy, Task, TaskProgressUpdate, TaskTransition };

@@ -7,5 +7,5 @@
 export {
   AgentError, defineAgent, invalidInput,
   type AgentContext, type AgentDefinition, type AgentErrorInit, type AgentHandler, type AgentOptions,
-} from "../../../services/worker/src/agent.js";
+} from "./agent.js";
 export { Worker, type MeshTls, type WorkerConfig } from "./worker.js";

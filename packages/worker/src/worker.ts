@@ -1,10 +1,10 @@
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import { credentials, type ChannelCredentials } from "@grpc/grpc-js";
-import { WorkerServiceService } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import { createClient } from "../../../services/kit/src/client.js";
-import { createLogger } from "../../../services/kit/src/log.js";
-import { isAgent, type AgentDefinition } from "../../../services/worker/src/agent.js";
-import { Worker as Runtime } from "../../../services/worker/src/runtime.js";
+import { WorkerServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import { createClient } from "@taskmesh/kit/client";
+import { createLogger } from "@taskmesh/kit/log";
+import { isAgent, type AgentDefinition } from "./agent.js";
+import { Worker as Runtime } from "./runtime.js";
 
 /** A mesh identity's credentials (PEM), as `taskmesh certs --json` lists them: the CA and the `worker` identity's certificate and key. */
 export interface MeshTls {

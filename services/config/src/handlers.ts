@@ -1,8 +1,8 @@
-import type { ConfigServiceService, Entry, Event, WatchResponse } from "../../../gen/taskmesh/config/v1/config.js";
-import { EventType } from "../../../gen/taskmesh/config/v1/config.js";
+import type { ConfigServiceService, Entry, Event, WatchResponse } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import { EventType } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
 import {
   decodePageToken, encodePageToken, invalidArgument, pageSize, requireScope, type CallContext, type FieldViolation, type Reason, type Send, type ServiceHandlers,
-} from "../../kit/src/index.js";
+} from "@taskmesh/kit";
 import { parseKey, parsePrefix, revisionViolation, valueViolation } from "./keys.js";
 import { LiveQueue } from "./live-queue.js";
 import type { ChangeRow, EntryRow } from "./sql/entries.js";

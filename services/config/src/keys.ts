@@ -1,4 +1,4 @@
-import { invalidArgument, type FieldViolation } from "../../kit/src/index.js";
+import { invalidArgument, type FieldViolation } from "@taskmesh/kit";
 
 /** Longest key or prefix, in bytes. */
 export const MAX_KEY_BYTES = 256;

@@ -1,7 +1,7 @@
-import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
+import { ConfigServiceService } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
 import {
   MeshServer, createLogger, createPool, envSchemas, kitEnvShape, loadEnv, migrate, runService, untilReady,
-} from "../../kit/src/index.js";
+} from "@taskmesh/kit";
 import { configHandlers } from "./handlers.js";
 import { migrations } from "./sql/migrations.js";
 import { ConfigStore } from "./store.js";

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { Code, MeshError, notFound, query, withTransaction } from "../../kit/src/index.js";
+import { Code, MeshError, notFound, query, withTransaction } from "@taskmesh/kit";
 import { changeSql } from "./sql/changes.js";
 import { entrySql, type ChangeRow, type EntryRow } from "./sql/entries.js";
 

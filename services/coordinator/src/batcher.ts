@@ -1,4 +1,4 @@
-import { MeshError } from "../../kit/src/index.js";
+import { MeshError } from "@taskmesh/kit";
 
 /** Options of a {@link Batcher}. */
 export interface BatcherOptions {

@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
-import { TaskCancellation } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import { TaskProgressUpdate, TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
-import type { Logger } from "../../kit/src/index.js";
+import { TaskCancellation } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import { TaskProgressUpdate, TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import type { Logger } from "@taskmesh/kit";
 
 /** A change of one task, as watchers receive it. */
 export type TaskNews = { readonly kind: "transition"; readonly transition: TaskTransition } | { readonly kind: "progress"; readonly update: TaskProgressUpdate };

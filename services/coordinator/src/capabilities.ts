@@ -1,4 +1,4 @@
-import type { Logger } from "../../kit/src/index.js";
+import type { Logger } from "@taskmesh/kit";
 import type { LedgerClient } from "./dispatcher.js";
 
 /** The capabilities the built-in agents provide. */

@@ -1,7 +1,7 @@
-import type { ClusterServiceService } from "../../../gen/taskmesh/coordinator/v1/cluster_service.js";
-import type { WorkerStatus } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { requireScope, toDuration, type ServiceHandlers } from "../../kit/src/index.js";
-import type { QueueStore } from "../../ledger/src/index.js";
+import type { ClusterServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/cluster_service";
+import type { WorkerStatus } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import { requireScope, toDuration, type ServiceHandlers } from "@taskmesh/kit";
+import type { QueueStore } from "@taskmesh/ledger-service";
 import type { LedgerClient } from "./dispatcher.js";
 
 /** How long a worker that left stays listed. */

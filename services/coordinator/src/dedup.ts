@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
-import { Code, MeshError, type Logger } from "../../kit/src/index.js";
+import { Code, MeshError, type Logger } from "@taskmesh/kit";
 
 /** What Redis remembers of one idempotency key. */
 interface Remembered {

@@ -1,10 +1,10 @@
 import { SpanKind, trace, type Attributes, type Span } from "@opentelemetry/api";
-import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import type { TaskCancellation } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import type { Task } from "../../../gen/taskmesh/task/v1/task.js";
-import type { Duration } from "../../../gen/google/protobuf/duration.js";
-import { MeshError, durationMs, toDuration, type Logger, type MeshClient } from "../../kit/src/index.js";
-import { traceContextOf } from "../../kit/src/trace-context.js";
+import type { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import type { TaskCancellation } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import type { Task } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import type { Duration } from "@taskmesh/contracts/gen/google/protobuf/duration";
+import { MeshError, durationMs, toDuration, type Logger, type MeshClient } from "@taskmesh/kit";
+import { traceContextOf } from "@taskmesh/kit/trace-context";
 import type { Bus } from "./bus.js";
 import { createStrategy, type Candidate, type Strategy, type StrategyName } from "./strategies.js";
 import { TaskWrites, type Slots } from "./task-writes.js";

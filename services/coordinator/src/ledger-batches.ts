@@ -1,6 +1,6 @@
-import type { CompleteTaskRequest, CompleteTaskResponse, CreateTaskRequest, CreateTaskResponse } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import type { Status } from "../../../gen/google/rpc/status.js";
-import { fromRpcStatus, type MeshError } from "../../kit/src/index.js";
+import type { CompleteTaskRequest, CompleteTaskResponse, CreateTaskRequest, CreateTaskResponse } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import type { Status } from "@taskmesh/contracts/gen/google/rpc/status";
+import { fromRpcStatus, type MeshError } from "@taskmesh/kit";
 import { Batcher } from "./batcher.js";
 import type { LedgerClient } from "./dispatcher.js";
 

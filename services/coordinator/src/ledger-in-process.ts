@@ -1,7 +1,7 @@
 import { SpanKind, context, trace } from "@opentelemetry/api";
-import { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
+import { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
 import { Metadata } from "@grpc/grpc-js";
-import { Code, MeshError, deadlineExceeded, deadlineFor, signalsOf, type CallContext, type CallOptions, type Logger, type ServiceHandlers } from "../../kit/src/index.js";
+import { Code, MeshError, deadlineExceeded, deadlineFor, signalsOf, type CallContext, type CallOptions, type Logger, type ServiceHandlers } from "@taskmesh/kit";
 import type { LedgerClient } from "./dispatcher.js";
 
 /**

@@ -1,13 +1,13 @@
 import { z } from "zod";
-import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
-import { ClusterServiceService } from "../../../gen/taskmesh/coordinator/v1/cluster_service.js";
-import { TaskServiceService } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
-import { WorkerServiceService } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
+import { ConfigServiceService } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import { ClusterServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/cluster_service";
+import { TaskServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { WorkerServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
 import {
   MeshServer, connectUpstream, createLogger, createPool, envSchemas, kitEnvShape, loadEnv, migrate, runService, untilReady, uuidv7, watchSetting,
-} from "../../kit/src/index.js";
-import { buildLedger, migrations } from "../../ledger/src/index.js";
+} from "@taskmesh/kit";
+import { buildLedger, migrations } from "@taskmesh/ledger-service";
 import { Bus } from "./bus.js";
 import { KnownCapabilities } from "./capabilities.js";
 import { SubmitDedup } from "./dedup.js";

@@ -1,5 +1,5 @@
 import { Counter, type Registry } from "prom-client";
-import { processRegistry, scrapeGauge } from "../../kit/src/metrics.js";
+import { processRegistry, scrapeGauge } from "@taskmesh/kit/metrics";
 import type { Dispatcher, LedgerClient } from "./dispatcher.js";
 import { STRATEGIES, type StrategyName } from "./strategies.js";
 

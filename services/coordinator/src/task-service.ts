@@ -1,9 +1,9 @@
 import { trace } from "@opentelemetry/api";
-import type { SubmitTaskRequest, SubmitTaskResponse, TaskServiceService, WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
-import { TaskState, TaskView, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
+import type { SubmitTaskRequest, SubmitTaskResponse, TaskServiceService, WatchTaskResponse } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { TaskState, TaskView, type TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import {
   Code, MeshError, exhausted, invalidArgument, randomIdBytes, requireScope, toDuration, toRpcStatus, uuidv7, type CallContext, type Send, type ServiceHandlers,
-} from "../../kit/src/index.js";
+} from "@taskmesh/kit";
 import type { Bus, TaskNews } from "./bus.js";
 import type { KnownCapabilities } from "./capabilities.js";
 import type { SubmitDedup } from "./dedup.js";

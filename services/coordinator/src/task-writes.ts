@@ -1,9 +1,9 @@
-import type { CancelTaskRequest, CompleteTaskRequest, CompleteTaskResponse, ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import type { Task, TaskError } from "../../../gen/taskmesh/task/v1/task.js";
-import type { TaskCancellation } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import type { ProgressReport } from "../../../gen/taskmesh/worker/v1/worker.js";
-import type { Duration } from "../../../gen/google/protobuf/duration.js";
-import type { CallOptions } from "../../kit/src/index.js";
+import type { CancelTaskRequest, CompleteTaskRequest, CompleteTaskResponse, ReclaimedTask } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import type { Task, TaskError } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import type { TaskCancellation } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import type { ProgressReport } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import type { Duration } from "@taskmesh/contracts/gen/google/protobuf/duration";
+import type { CallOptions } from "@taskmesh/kit";
 import type { Bus } from "./bus.js";
 import type { LedgerClient } from "./dispatcher.js";
 import type { WorkerSession } from "./worker-session.js";

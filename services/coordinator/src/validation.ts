@@ -1,8 +1,8 @@
 import { isCapabilityName } from "@taskmesh/contracts";
 import { createHash } from "node:crypto";
-import { SubmitTaskRequest, type ListTasksRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
-import { TaskState, TaskView } from "../../../gen/taskmesh/task/v1/task.js";
-import { Violations, durationMs, invalidArgument, isUuid } from "../../kit/src/index.js";
+import { SubmitTaskRequest, type ListTasksRequest } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { TaskState, TaskView } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { Violations, durationMs, invalidArgument, isUuid } from "@taskmesh/kit";
 
 /** Largest task input, as JSON. */
 export const MAX_INPUT_BYTES = 256 * 1024;

@@ -1,6 +1,6 @@
-import type { ConnectRequest, ConnectResponse } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import { WorkerState, type Heartbeat, type InFlightTask } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { Code, MeshError, toDuration, uuidv7, type CallContext, type Send } from "../../kit/src/index.js";
+import type { ConnectRequest, ConnectResponse } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import { WorkerState, type Heartbeat, type InFlightTask } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import { Code, MeshError, toDuration, uuidv7, type CallContext, type Send } from "@taskmesh/kit";
 import { GONE_REASONS, WorkerMessages, failed, type Payload } from "./worker-messages.js";
 import type { WorkerServiceDeps } from "./worker-deps.js";
 import { checkRegistration } from "./worker-registration.js";

@@ -1,8 +1,8 @@
 import { SpanStatusCode, context, trace } from "@opentelemetry/api";
-import type { ConnectRequest } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import type { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
-import { WorkerState, type Heartbeat, type TaskResult } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { Code, MeshError, durationMs } from "../../kit/src/index.js";
+import type { ConnectRequest } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import type { TaskState } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { WorkerState, type Heartbeat, type TaskResult } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import { Code, MeshError, durationMs } from "@taskmesh/kit";
 import { taskSpan } from "./dispatcher.js";
 import type { WorkerServiceDeps } from "./worker-deps.js";
 import type { WorkerSession } from "./worker-session.js";

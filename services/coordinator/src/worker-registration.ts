@@ -1,5 +1,5 @@
-import type { WorkerInfo } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { Violations } from "../../kit/src/index.js";
+import type { WorkerInfo } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import { Violations } from "@taskmesh/kit";
 import { isCapabilityName } from "./validation.js";
 
 const WORKER_ID = /^[A-Za-z0-9._:-]{1,128}$/;

@@ -1,5 +1,5 @@
-import type { WorkerServiceService } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import { requireScope, type ServiceHandlers } from "../../kit/src/index.js";
+import type { WorkerServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import { requireScope, type ServiceHandlers } from "@taskmesh/kit";
 import { Connection } from "./worker-connection.js";
 import type { WorkerServiceDeps } from "./worker-deps.js";
 

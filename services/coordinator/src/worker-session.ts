@@ -1,6 +1,6 @@
-import type { ConnectResponse, ResultRecorded } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import type { Assignment, WorkerInfo } from "../../../gen/taskmesh/worker/v1/worker.js";
-import type { MeshError } from "../../kit/src/index.js";
+import type { ConnectResponse, ResultRecorded } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import type { Assignment, WorkerInfo } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import type { MeshError } from "@taskmesh/kit";
 
 /** A task a worker holds under a lease this coordinator knows of. */
 export interface HeldTask {

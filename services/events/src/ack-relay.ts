@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { notFound, unavailable, uuidv7, type Logger } from "../../kit/src/index.js";
+import { notFound, unavailable, uuidv7, type Logger } from "@taskmesh/kit";
 import type { NackSpec, SettleResult } from "./deliveries.js";
 import type { Subscription } from "./subscription.js";
 

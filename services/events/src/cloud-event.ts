@@ -1,6 +1,6 @@
 import type { IHeaders, KafkaMessage, Message } from "kafkajs";
-import type { Event } from "../../../gen/taskmesh/events/v1/events.js";
-import { TaskEvent } from "../../../gen/taskmesh/task/v1/task.js";
+import type { Event } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
+import { TaskEvent } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 
 /** The CloudEvents attributes with a header of their own (`ce_<name>`), besides extensions. */
 const CORE = ["id", "source", "specversion", "type", "subject", "time", "datacontenttype", "dataschema"] as const;

@@ -1,6 +1,6 @@
 import type { Consumer, IHeaders, KafkaMessage } from "kafkajs";
-import type { DeadLetter } from "../../../gen/taskmesh/events/v1/events.js";
-import { unavailable, uuidv7, type Logger } from "../../kit/src/index.js";
+import type { DeadLetter } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
+import { unavailable, uuidv7, type Logger } from "@taskmesh/kit";
 import { fromRecord, headersText } from "./cloud-event.js";
 import { kafkaUnavailable, type KafkaClients } from "./kafka.js";
 import { DLQ_TOPIC } from "./registry.js";

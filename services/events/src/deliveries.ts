@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { SpanStatusCode, type Span } from "@opentelemetry/api";
 import type { KafkaMessage } from "kafkajs";
-import type { Event } from "../../../gen/taskmesh/events/v1/events.js";
+import type { Event } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
 import { headersText } from "./cloud-event.js";
 import { writeDeadLetter, type Failure } from "./dead-letters.js";
 import { startDeliverySpan } from "./delivery-span.js";

@@ -1,5 +1,5 @@
 import { SpanKind, trace, type Link, type Span, type Tracer } from "@opentelemetry/api";
-import { traceContextOf } from "../../kit/src/trace-context.js";
+import { traceContextOf } from "@taskmesh/kit/trace-context";
 
 /** What a delivery span describes. */
 export interface DeliveryFacts {

@@ -1,9 +1,9 @@
 import { trace, type Tracer } from "@opentelemetry/api";
-import type { EventServiceService } from "../../../gen/taskmesh/events/v1/events.js";
+import type { EventServiceService } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
 import {
   Violations, decodePageToken, durationMs, encodePageToken, pageSize, requireScope, uuidv7, type ServiceHandlers,
-} from "../../kit/src/index.js";
-import type { LagGroup } from "../../kit/src/metrics.js";
+} from "@taskmesh/kit";
+import type { LagGroup } from "@taskmesh/kit/metrics";
 import { subscriptionGone, type AckRelay } from "./ack-relay.js";
 import type { AttemptStore } from "./attempts.js";
 import type { DeadLetterIndex } from "./dead-letters.js";

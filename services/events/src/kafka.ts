@@ -1,5 +1,5 @@
 import { Kafka, Partitioners, logLevel, type Admin, type LogEntry, type Producer } from "kafkajs";
-import { MeshError, unavailable, type Logger } from "../../kit/src/index.js";
+import { MeshError, unavailable, type Logger } from "@taskmesh/kit";
 
 /** A kafkajs client whose log goes to the service's logger (errors as warnings, the rest at debug). */
 export function createKafka(brokers: readonly string[], clientId: string, log: Logger): Kafka {

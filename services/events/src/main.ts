@@ -1,12 +1,12 @@
 import { trace } from "@opentelemetry/api";
 import { Redis } from "ioredis";
 import { z } from "zod";
-import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
-import { EventServiceService } from "../../../gen/taskmesh/events/v1/events.js";
+import { ConfigServiceService } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import { EventServiceService } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
 import {
   MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService, untilReady, watchSetting,
-} from "../../kit/src/index.js";
-import { kafkaConsumerLag } from "../../kit/src/metrics.js";
+} from "@taskmesh/kit";
+import { kafkaConsumerLag } from "@taskmesh/kit/metrics";
 import { AckRelay } from "./ack-relay.js";
 import { RedisAttempts } from "./attempts.js";
 import { DeadLetterIndex } from "./dead-letters.js";

@@ -1,4 +1,4 @@
-import type { Logger } from "../../kit/src/index.js";
+import type { Logger } from "@taskmesh/kit";
 import type { PartitionTracker } from "./partition-tracker.js";
 
 /** One partition's offset to commit. */

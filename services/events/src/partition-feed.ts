@@ -1,5 +1,5 @@
 import type { EachBatchPayload } from "kafkajs";
-import type { SubscribeResponse } from "../../../gen/taskmesh/events/v1/events.js";
+import type { SubscribeResponse } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
 import { fromRecord } from "./cloud-event.js";
 import type { Deliveries, Pending } from "./deliveries.js";
 import { withHeartbeats } from "./flow-control.js";

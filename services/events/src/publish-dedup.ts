@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
-import { Code, MeshError, unavailable } from "../../kit/src/index.js";
+import { Code, MeshError, unavailable } from "@taskmesh/kit";
 
 /** Where a published event landed, and the event as stored (proto3 JSON). */
 export interface Landed {

@@ -1,6 +1,6 @@
 import { context, propagation } from "@opentelemetry/api";
-import { Event, type PublishRequest, type PublishResponse } from "../../../gen/taskmesh/events/v1/events.js";
-import { Violations } from "../../kit/src/index.js";
+import { Event, type PublishRequest, type PublishResponse } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
+import { Violations } from "@taskmesh/kit";
 import { toRecord } from "./cloud-event.js";
 import { kafkaUnavailable, type KafkaClients } from "./kafka.js";
 import type { Landed, PublishDedup } from "./publish-dedup.js";

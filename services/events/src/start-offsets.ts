@@ -1,4 +1,4 @@
-import { invalidArgument } from "../../kit/src/index.js";
+import { invalidArgument } from "@taskmesh/kit";
 import type { KafkaClients } from "./kafka.js";
 import type { StartPosition } from "./validation.js";
 

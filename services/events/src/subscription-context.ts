@@ -1,7 +1,7 @@
 import type { Tracer } from "@opentelemetry/api";
 import type { Consumer } from "kafkajs";
-import type { SubscribeResponse } from "../../../gen/taskmesh/events/v1/events.js";
-import type { Logger } from "../../kit/src/index.js";
+import type { SubscribeResponse } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
+import type { Logger } from "@taskmesh/kit";
 import type { GroupAttempts } from "./attempts.js";
 import type { KafkaClients } from "./kafka.js";
 import type { OffsetCommitter } from "./offset-committer.js";

@@ -1,7 +1,7 @@
 import type { Tracer } from "@opentelemetry/api";
 import type { Consumer } from "kafkajs";
-import type { SubscribeResponse } from "../../../gen/taskmesh/events/v1/events.js";
-import { notFound, type Logger } from "../../kit/src/index.js";
+import type { SubscribeResponse } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
+import { notFound, type Logger } from "@taskmesh/kit";
 import { GroupAttempts, type AttemptStore } from "./attempts.js";
 import { Deliveries, type NackSpec, type SettleResult } from "./deliveries.js";
 import { kafkaUnavailable, type KafkaClients } from "./kafka.js";

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
-import type { Event, SubscribeRequest } from "../../../gen/taskmesh/events/v1/events.js";
-import { Violations, durationMs } from "../../kit/src/index.js";
+import type { Event, SubscribeRequest } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
+import { Violations, durationMs } from "@taskmesh/kit";
 import { JSON_CONTENT_TYPE, RESERVED_ATTRIBUTES } from "./cloud-event.js";
 import { isEventType, isTopicName, isTypePattern } from "./registry.js";
 

@@ -1,6 +1,6 @@
 import { SignJWT, createLocalJWKSet, jwtVerify, type JWTPayload } from "jose";
-import type { Jwk } from "../../../gen/taskmesh/identity/v1/identity.js";
-import { uuidv7 } from "../../kit/src/index.js";
+import type { Jwk } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
+import { uuidv7 } from "@taskmesh/kit";
 import type { IdentityConfig } from "./config.js";
 import type { Signer } from "./signing-keys.js";
 

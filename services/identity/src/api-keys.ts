@@ -1,6 +1,6 @@
 import type pg from "pg";
-import { ApiKeyState, type ApiKey } from "../../../gen/taskmesh/identity/v1/identity.js";
-import { Code, MeshError, notFound, uuidv7, withTransaction } from "../../kit/src/index.js";
+import { ApiKeyState, type ApiKey } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
+import { Code, MeshError, notFound, uuidv7, withTransaction } from "@taskmesh/kit";
 import { AuditAction, AuditOutcome, writeAudit, type RequestOrigin } from "./audit.js";
 import { ok, refuse, unwrap } from "./outcome.js";
 import { hashSecret, newSecret, secretPrefix } from "./secrets.js";

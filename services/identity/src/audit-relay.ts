@@ -1,4 +1,4 @@
-import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState, type RelayMessage } from "../../kit/src/pg/leader-relay.js";
+import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState, type RelayMessage } from "@taskmesh/kit/pg/leader-relay";
 import { AUDIT_SOURCE, AUDIT_TOPIC, auditJson, auditType } from "./audit.js";
 import { relaySql, type AuditRow } from "./sql/audit.js";
 

@@ -2,8 +2,8 @@ import { TOPICS } from "@taskmesh/contracts";
 import { context, propagation, trace } from "@opentelemetry/api";
 import type { Metadata } from "@grpc/grpc-js";
 import type pg from "pg";
-import { AuditAction, AuditEvent, AuditOutcome, auditActionToJSON } from "../../../gen/taskmesh/identity/v1/identity.js";
-import { uuidv7 } from "../../kit/src/index.js";
+import { AuditAction, AuditEvent, AuditOutcome, auditActionToJSON } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
+import { uuidv7 } from "@taskmesh/kit";
 import { auditSql, type AuditRow } from "./sql/audit.js";
 
 /** The CloudEvents `source` of every audit event. */

@@ -2,7 +2,7 @@ import { chmod, mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { dirname, join, basename } from "node:path";
 import { randomBytes } from "node:crypto";
 import type pg from "pg";
-import { withTransaction, type Logger } from "../../kit/src/index.js";
+import { withTransaction, type Logger } from "@taskmesh/kit";
 import { insertApiKey, revokeApiKeyIn } from "./api-keys.js";
 import { hashSecret, looksLike } from "./secrets.js";
 import { apiKeySql, type ApiKeyRow } from "./sql/api-keys.js";

@@ -1,6 +1,6 @@
 import { TOKEN_ISSUER } from "@taskmesh/contracts";
 import { z } from "zod";
-import { envSchemas, kitEnvShape, parseDuration } from "../../kit/src/index.js";
+import { envSchemas, kitEnvShape, parseDuration } from "@taskmesh/kit";
 
 /** Settings of the identity service; every field is optional but the key-encryption key. */
 export interface IdentityOptions {

@@ -1,10 +1,10 @@
 import type { Metadata } from "@grpc/grpc-js";
 import type pg from "pg";
-import type { IdentityServiceService, IssueTokenResponse } from "../../../gen/taskmesh/identity/v1/identity.js";
+import type { IdentityServiceService, IssueTokenResponse } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
 import {
   MeshError, Violations, decodePageToken, encodePageToken, isUuid, pageSize, principalOf, requireScope,
   type CallContext, type Principal, type ServiceHandlers,
-} from "../../kit/src/index.js";
+} from "@taskmesh/kit";
 import { toApiKey, type ApiKeyStore } from "./api-keys.js";
 import { AuditAction, AuditOutcome, originOf, writeAudit } from "./audit.js";
 import type { IdentityConfig } from "./config.js";

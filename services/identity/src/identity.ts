@@ -1,6 +1,6 @@
 import type pg from "pg";
-import type { IdentityServiceService } from "../../../gen/taskmesh/identity/v1/identity.js";
-import type { Logger, ServiceHandlers } from "../../kit/src/index.js";
+import type { IdentityServiceService } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
+import type { Logger, ServiceHandlers } from "@taskmesh/kit";
 import { ApiKeyStore } from "./api-keys.js";
 import type { IdentityConfig } from "./config.js";
 import { identityHandlers } from "./handlers.js";

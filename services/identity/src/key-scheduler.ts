@@ -1,4 +1,4 @@
-import type { Logger } from "../../kit/src/index.js";
+import type { Logger } from "@taskmesh/kit";
 import type { SigningKeys } from "./signing-keys.js";
 
 /** The scheduler's lifecycle. */

@@ -1,5 +1,5 @@
-import { IdentityServiceService } from "../../../gen/taskmesh/identity/v1/identity.js";
-import { MeshServer, createLogger, createPool, loadEnv, migrate, runService, untilReady } from "../../kit/src/index.js";
+import { IdentityServiceService } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
+import { MeshServer, createLogger, createPool, loadEnv, migrate, runService, untilReady } from "@taskmesh/kit";
 import { AUDIT_TOPIC } from "./audit.js";
 import { AuditRelay } from "./audit-relay.js";
 import { ensureBootstrapKey } from "./bootstrap.js";

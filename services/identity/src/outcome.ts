@@ -1,4 +1,4 @@
-import type { MeshError } from "../../kit/src/index.js";
+import type { MeshError } from "@taskmesh/kit";
 
 /**
  * The result of a transaction that may refuse: a refusal is returned, not

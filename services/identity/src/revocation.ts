@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { Code, MeshError, isUuid, query, withTransaction, type Principal } from "../../kit/src/index.js";
+import { Code, MeshError, isUuid, query, withTransaction, type Principal } from "@taskmesh/kit";
 import { verifyAccessToken } from "./access-token.js";
 import { AuditAction, AuditOutcome, writeAudit, type RequestOrigin } from "./audit.js";
 import type { IdentityConfig } from "./config.js";

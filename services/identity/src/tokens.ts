@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { Code, MeshError, exhausted, query, uuidv7, withTransaction } from "../../kit/src/index.js";
+import { Code, MeshError, exhausted, query, uuidv7, withTransaction } from "@taskmesh/kit";
 import { signAccessToken, type SignedAccessToken } from "./access-token.js";
 import { AuditAction, AuditOutcome, writeAudit, type RequestOrigin } from "./audit.js";
 import type { IdentityConfig } from "./config.js";

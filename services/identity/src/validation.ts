@@ -1,5 +1,5 @@
-import type { CreateApiKeyRequest, ListApiKeysRequest, RotateSigningKeyRequest } from "../../../gen/taskmesh/identity/v1/identity.js";
-import { SCOPES, Violations, durationMs, isScope, isUuid, scopesOf, type Scope } from "../../kit/src/index.js";
+import type { CreateApiKeyRequest, ListApiKeysRequest, RotateSigningKeyRequest } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
+import { SCOPES, Violations, durationMs, isScope, isUuid, scopesOf, type Scope } from "@taskmesh/kit";
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const HOUR = 3_600_000;

@@ -1,5 +1,5 @@
-import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { MeshError, invalidArgument, toRpcStatus, type CallContext, type ServiceHandlers } from "../../kit/src/index.js";
+import type { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import { MeshError, invalidArgument, toRpcStatus, type CallContext, type ServiceHandlers } from "@taskmesh/kit";
 import type { LedgerStore } from "./ledger-store.js";
 import { leaseCall } from "./lifecycle-handlers.js";
 import { toTask } from "./records.js";

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { MeshError, query } from "../../kit/src/index.js";
+import { MeshError, query } from "@taskmesh/kit";
 import { uuidv7 } from "./ids.js";
 import { batchSql } from "./sql/batches.js";
 import type { TaskRow } from "./sql/tasks.js";

@@ -1,6 +1,6 @@
 import type pg from "pg";
-import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import type { ServiceHandlers } from "../../kit/src/index.js";
+import type { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import type { ServiceHandlers } from "@taskmesh/kit";
 import { ledgerHandlers } from "./handlers.js";
 import { LedgerStore } from "./ledger-store.js";
 import { QueueStore } from "./queue-store.js";

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { query } from "../../kit/src/index.js";
+import { query } from "@taskmesh/kit";
 import { taskSql } from "./sql/tasks.js";
 
 /** How the clock reads the database's time: one `SELECT now()`, answering it in ms since the epoch. */

@@ -1,4 +1,4 @@
-import { Code, MeshError, notFound } from "../../kit/src/index.js";
+import { Code, MeshError, notFound } from "@taskmesh/kit";
 
 /** NOT_FOUND (`RES_TASK_NOT_FOUND`). */
 export function taskNotFound(id: string): MeshError {

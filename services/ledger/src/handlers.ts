@@ -1,5 +1,5 @@
-import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import type { ServiceHandlers } from "../../kit/src/index.js";
+import type { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import type { ServiceHandlers } from "@taskmesh/kit";
 import { batchHandlers } from "./batch-handlers.js";
 import type { LedgerStore } from "./ledger-store.js";
 import { lifecycleHandlers } from "./lifecycle-handlers.js";

@@ -1,1 +1,1 @@
-export { isUuid, isUuidV7, uuidv7 } from "../../kit/src/index.js";
+export { isUuid, isUuidV7, uuidv7 } from "@taskmesh/kit";

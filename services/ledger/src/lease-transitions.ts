@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { TaskView, type TaskProgressUpdate, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
+import { TaskView, type TaskProgressUpdate, type TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { alreadyFinished, leaseLost, notRunning, sequenceMismatch, taskNotFound } from "./errors.js";
 import { uuidv7 } from "./ids.js";
 import { eventType, isFinished, toTask, toTransition } from "./records.js";

@@ -1,6 +1,6 @@
 import type pg from "pg";
-import type { TaskLease, TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
-import { MeshError, withTransaction } from "../../kit/src/index.js";
+import type { TaskLease, TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { MeshError, withTransaction } from "@taskmesh/kit";
 import { commitNew, insertNew, keep, newTaskRow } from "./batch-writes.js";
 import { alreadyExists, alreadyFinished, leaseLost, sequenceMismatch, taskNotFound } from "./errors.js";
 import { LeaseTransitions, untouched, type LeaseCall } from "./lease-transitions.js";

@@ -1,8 +1,8 @@
 import { z } from "zod";
-import { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
+import { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
 import {
   MeshServer, createLogger, createPool, envSchemas, kitEnvShape, loadEnv, migrate, runService, untilReady,
-} from "../../kit/src/index.js";
+} from "@taskmesh/kit";
 import { buildLedger } from "./build.js";
 import { registerLedgerMetrics } from "./metrics.js";
 import { Retention } from "./retention.js";

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { Registry } from "prom-client";
-import { query, type Logger } from "../../kit/src/index.js";
-import { cachedLoad, scrapeGauge } from "../../kit/src/metrics.js";
+import { query, type Logger } from "@taskmesh/kit";
+import { cachedLoad, scrapeGauge } from "@taskmesh/kit/metrics";
 import { metricsSql } from "./sql/metrics.js";
 
 /** Options of {@link registerLedgerMetrics}. */

@@ -1,8 +1,8 @@
 import { TOPICS } from "@taskmesh/contracts";
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, propagation, trace } from "@opentelemetry/api";
 import type pg from "pg";
-import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState, type RelayedMessage, type RelayMessage } from "../../kit/src/pg/leader-relay.js";
-import { traceContextOf } from "../../kit/src/trace-context.js";
+import { LeaderRelay, type LeaderRelaySettings, type LeaderRelayState, type RelayedMessage, type RelayMessage } from "@taskmesh/kit/pg/leader-relay";
+import { traceContextOf } from "@taskmesh/kit/trace-context";
 import { RELAY_CHANNEL, relaySql, type OutboxRow, type RelayCursor, type TransitionRow } from "./sql/relay.js";
 import { eventType } from "./records.js";
 import { transitionEventBytes } from "./transition-events.js";

@@ -1,5 +1,5 @@
-import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import type { ServiceHandlers } from "../../kit/src/index.js";
+import type { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import type { ServiceHandlers } from "@taskmesh/kit";
 import { isUuid } from "./ids.js";
 import type { QueueStore } from "./queue-store.js";
 import { toTask } from "./records.js";

@@ -1,7 +1,7 @@
 import type pg from "pg";
-import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import type { LostLease, TaskLease } from "../../../gen/taskmesh/task/v1/task.js";
-import { query, withTransaction } from "../../kit/src/index.js";
+import type { ReclaimedTask } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import type { LostLease, TaskLease } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { query, withTransaction } from "@taskmesh/kit";
 import { workerNotConnected } from "./errors.js";
 import { uuidv7 } from "./ids.js";
 import { isFinished, leaseOf } from "./records.js";

@@ -1,6 +1,6 @@
-import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { TaskView } from "../../../gen/taskmesh/task/v1/task.js";
-import { decodePageToken, encodePageToken, invalidArgument, pageSize, type ServiceHandlers } from "../../kit/src/index.js";
+import type { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import { TaskView } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { decodePageToken, encodePageToken, invalidArgument, pageSize, type ServiceHandlers } from "@taskmesh/kit";
 import { taskNotFound } from "./errors.js";
 import { isUuid } from "./ids.js";
 import type { LedgerStore } from "./ledger-store.js";

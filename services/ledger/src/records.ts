@@ -1,9 +1,9 @@
-import { durationMs, toDuration } from "../../kit/src/index.js";
+import { durationMs, toDuration } from "@taskmesh/kit";
 import {
   TaskState, TaskView, TransitionKind,
   type Task, type TaskCounts, type TaskError, type TaskLease, type TaskProgress, type TaskTransition,
-} from "../../../gen/taskmesh/task/v1/task.js";
-import { WorkerState, type WorkerInfo, type WorkerStatus } from "../../../gen/taskmesh/worker/v1/worker.js";
+} from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { WorkerState, type WorkerInfo, type WorkerStatus } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
 import type { HistoryRow, KindName } from "./sql/history.js";
 import type { StateName, StoredError, StoredProgress, TaskRow } from "./sql/tasks.js";
 import type { WorkerRow } from "./sql/workers.js";

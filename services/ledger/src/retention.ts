@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { withTransaction, type Logger } from "../../kit/src/index.js";
+import { withTransaction, type Logger } from "@taskmesh/kit";
 import { retentionSql } from "./sql/retention.js";
 
 /** Options of a {@link Retention} pass. */

@@ -1,7 +1,7 @@
 import type pg from "pg";
-import type { CapabilityTaskCounts } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import type { TaskCounts } from "../../../gen/taskmesh/task/v1/task.js";
-import { query, withTransaction } from "../../kit/src/index.js";
+import type { CapabilityTaskCounts } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import type { TaskCounts } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { query, withTransaction } from "@taskmesh/kit";
 import { addCount, emptyCounts } from "./records.js";
 import { historySql, type HistoryRow } from "./sql/history.js";
 import { taskSql, type StateName, type TaskRow } from "./sql/tasks.js";

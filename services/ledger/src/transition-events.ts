@@ -1,4 +1,4 @@
-import { TaskEvent, type Task } from "../../../gen/taskmesh/task/v1/task.js";
+import { TaskEvent, type Task } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { eventType, isFinished, stateOf, toDuration, toError, toTransition } from "./records.js";
 import type { TransitionRow } from "./sql/relay.js";
 import { EVENT_SOURCE } from "./writer.js";

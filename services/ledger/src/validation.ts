@@ -1,9 +1,9 @@
 import { isCapabilityName, isReason } from "@taskmesh/contracts";
-import type { Duration } from "../../../gen/google/protobuf/duration.js";
-import type { CreateTaskRequest } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { TaskState, TaskView, type TaskError, type TaskProgress } from "../../../gen/taskmesh/task/v1/task.js";
-import { WorkerState } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { Violations, invalidArgument, type Reason } from "../../kit/src/index.js";
+import type { Duration } from "@taskmesh/contracts/gen/google/protobuf/duration";
+import type { CreateTaskRequest } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import { TaskState, TaskView, type TaskError, type TaskProgress } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { WorkerState } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import { Violations, invalidArgument, type Reason } from "@taskmesh/kit";
 import { isUuid, isUuidV7 } from "./ids.js";
 import { durationMs } from "./records.js";
 import type { StoredError, StoredProgress } from "./sql/tasks.js";

@@ -1,6 +1,6 @@
-import type { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { WorkerState } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { decodePageToken, encodePageToken, invalidArgument, pageSize, type ServiceHandlers } from "../../kit/src/index.js";
+import type { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import { WorkerState } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import { decodePageToken, encodePageToken, invalidArgument, pageSize, type ServiceHandlers } from "@taskmesh/kit";
 import { scopeOf } from "./read-handlers.js";
 import { toWorker } from "./records.js";
 import { Violations, checkWorkerStates, isCapability } from "./validation.js";

@@ -1,7 +1,7 @@
 import type pg from "pg";
-import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import type { WorkerInfo } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { query, withTransaction } from "../../kit/src/index.js";
+import type { ReclaimedTask } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import type { WorkerInfo } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import { query, withTransaction } from "@taskmesh/kit";
 import { sessionReplaced, workerNotFound } from "./errors.js";
 import { taskSql, type TaskRow } from "./sql/tasks.js";
 import { workerSql, type WorkerRow } from "./sql/workers.js";

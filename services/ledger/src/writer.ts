@@ -1,7 +1,7 @@
 import type pg from "pg";
-import { TaskEvent, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
-import type { ReclaimedTask } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { query } from "../../kit/src/index.js";
+import { TaskEvent, type TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import type { ReclaimedTask } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import { query } from "@taskmesh/kit";
 import { leaseOf, toTask, toTransition } from "./records.js";
 import { batchSql } from "./sql/batches.js";
 import { historySql, type HistoryRow } from "./sql/history.js";

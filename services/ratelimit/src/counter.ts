@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import type { Logger } from "../../kit/src/index.js";
+import type { Logger } from "@taskmesh/kit";
 import { SLIDING_WINDOW_LUA } from "./sliding-window-script.js";
 
 /** One counter a request is checked against: its Redis key, its limit and window. */

@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { DESCRIPTOR_SET_PATH, projectRoot, splitDescriptorSet } from "../../kit/src/index.js";
+import { DESCRIPTOR_SET_PATH, projectRoot, splitDescriptorSet } from "@taskmesh/kit";
 
 /** Where `npm run generate` writes Envoy's rate limit service and its imports. */
-export const RATELIMIT_DESCRIPTOR_SET_PATH = join(projectRoot(import.meta.url), "gen/envoy-ratelimit.binpb");
+export const RATELIMIT_DESCRIPTOR_SET_PATH = join(projectRoot(import.meta.url), "packages/contracts/gen/envoy-ratelimit.binpb");
 
 /** The `name` (field 1) of a serialized FileDescriptorProto. */
 function fileName(file: Uint8Array): string | undefined {
@@ -32,7 +32,7 @@ export function mergeDescriptorSets(...sets: Uint8Array[]): Uint8Array {
 
 /**
  * What the ratelimit service's reflection answers from: Envoy's rate limit
- * service (kept out of gen/descriptor.binpb, which serves our own
+ * service (kept out of packages/contracts/gen/descriptor.binpb, which serves our own
  * contracts) together with that set, for health.
  */
 export function ratelimitDescriptorSet(): Uint8Array {

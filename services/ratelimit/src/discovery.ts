@@ -1,6 +1,6 @@
 import { status } from "@grpc/grpc-js";
-import type { DiscoveryRequest, DiscoveryResponse } from "../../../gen/envoy/service/discovery/v3/discovery.js";
-import { MeshError, invalidArgument, type CallContext, type Send } from "../../kit/src/index.js";
+import type { DiscoveryRequest, DiscoveryResponse } from "@taskmesh/contracts/gen/envoy/service/discovery/v3/discovery";
+import { MeshError, invalidArgument, type CallContext, type Send } from "@taskmesh/kit";
 import type { LimitSet } from "./limits.js";
 
 /** One xDS resource: its name and its encoded message (of the source's type). */

@@ -1,16 +1,16 @@
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { HeaderValueOption_HeaderAppendAction } from "../../../gen/envoy/config/core/v3/base.js";
-import { TypedExtensionConfig } from "../../../gen/envoy/config/core/v3/extension.js";
-import type { ExtensionConfigDiscoveryServiceService } from "../../../gen/envoy/service/extension/v3/config_discovery.js";
-import { XRateLimitHeadersRFCVersion } from "../../../gen/envoy/extensions/common/ratelimit/v3/ratelimit.js";
-import { LocalRateLimit } from "../../../gen/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.js";
-import { FractionalPercent_DenominatorType } from "../../../gen/envoy/type/v3/percent.js";
-import { Code, MeshError, statusDetailsValue, type ServiceHandlers } from "../../kit/src/index.js";
+import { HeaderValueOption_HeaderAppendAction } from "@taskmesh/contracts/gen/envoy/config/core/v3/base";
+import { TypedExtensionConfig } from "@taskmesh/contracts/gen/envoy/config/core/v3/extension";
+import type { ExtensionConfigDiscoveryServiceService } from "@taskmesh/contracts/gen/envoy/service/extension/v3/config_discovery";
+import { XRateLimitHeadersRFCVersion } from "@taskmesh/contracts/gen/envoy/extensions/common/ratelimit/v3/ratelimit";
+import { LocalRateLimit } from "@taskmesh/contracts/gen/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit";
+import { FractionalPercent_DenominatorType } from "@taskmesh/contracts/gen/envoy/type/v3/percent";
+import { Code, MeshError, statusDetailsValue, type ServiceHandlers } from "@taskmesh/kit";
 import { DiscoverySource, deltaNotServed, discoveryFetch, discoveryStream } from "./discovery.js";
 import type { Limit, LimitSet } from "./limits.js";
 import {
   EDGE_DESCRIPTOR_ACTIONS, EDGE_LIMITS_FILTER, EDGE_LIMITS_STAT_PREFIX, EXTENSION_CONFIG_TYPE_URL, LOCAL_RATE_LIMIT_TYPE_URL,
-} from "./runtime-names.js";
+} from "@taskmesh/contracts/ratelimit";
 
 /** Envoy's shortest token bucket fill interval. */
 const MIN_FILL_MS = 50;
@@ -36,7 +36,7 @@ function refusalDetails(): string {
   }));
 }
 
-// Fields of LocalRateLimit newer than the copy of Envoy's API generated into gen/ (Envoy 1.40's
+// Fields of LocalRateLimit newer than the copy of Envoy's API generated into packages/contracts/gen/ (Envoy 1.40's
 // envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto); written after the generated ones.
 const RATE_LIMITS = 17; // repeated envoy.config.route.v3.RateLimit: the descriptors' actions
 const MAX_DYNAMIC_DESCRIPTORS = 18; // google.protobuf.UInt32Value: buckets kept per wildcard descriptor

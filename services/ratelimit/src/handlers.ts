@@ -1,5 +1,5 @@
-import type { RateLimitServiceService } from "../../../gen/envoy/service/ratelimit/v3/rls.js";
-import { invalidArgument, type FieldViolation, type ServiceHandlers } from "../../kit/src/index.js";
+import type { RateLimitServiceService } from "@taskmesh/contracts/gen/envoy/service/ratelimit/v3/rls";
+import { invalidArgument, type FieldViolation, type ServiceHandlers } from "@taskmesh/kit";
 import { counterKey, type HitCounter, type WindowCheck } from "./counter.js";
 import type { FailureMode } from "./failure-mode.js";
 import type { Limit, LimitSet } from "./limits.js";

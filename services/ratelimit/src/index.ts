@@ -10,4 +10,4 @@ export { SLIDING_WINDOW_LUA } from "./sliding-window-script.js";
 export { FILTER_ENABLED_KEY, RUNTIME_LAYER, RUNTIME_TYPE_URL, RuntimeLayerSource, runtimeDiscoveryHandlers, runtimeLayer } from "./runtime-discovery.js";
 export {
   EDGE_DESCRIPTOR_ACTIONS, EDGE_DESCRIPTOR_KEYS, EDGE_LIMITS_FILTER, EDGE_LIMITS_STAT_PREFIX, EXTENSION_CONFIG_TYPE_URL, LOCAL_RATE_LIMIT_TYPE_URL, SUBJECT_HEADER,
-} from "./runtime-names.js";
+} from "@taskmesh/contracts/ratelimit";

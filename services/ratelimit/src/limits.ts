@@ -1,7 +1,7 @@
 import { z } from "zod";
-import type { RateLimitDescriptor_Entry } from "../../../gen/envoy/extensions/common/ratelimit/v3/ratelimit.js";
-import { RateLimitResponse_RateLimit_Unit } from "../../../gen/envoy/service/ratelimit/v3/rls.js";
-import { EDGE_DESCRIPTOR_KEYS } from "./runtime-names.js";
+import type { RateLimitDescriptor_Entry } from "@taskmesh/contracts/gen/envoy/extensions/common/ratelimit/v3/ratelimit";
+import { RateLimitResponse_RateLimit_Unit } from "@taskmesh/contracts/gen/envoy/service/ratelimit/v3/rls";
+import { EDGE_DESCRIPTOR_KEYS } from "@taskmesh/contracts/ratelimit";
 
 /** Config key of the limit set: a JSON object from limit name to {@link LimitSpec}. */
 export const LIMITS_KEY = "/ratelimit/limits";

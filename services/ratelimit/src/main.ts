@@ -1,11 +1,11 @@
 import { z } from "zod";
-import { RateLimitServiceService } from "../../../gen/envoy/service/ratelimit/v3/rls.js";
-import { RuntimeDiscoveryServiceService } from "../../../gen/envoy/service/runtime/v3/rtds.js";
-import { ExtensionConfigDiscoveryServiceService } from "../../../gen/envoy/service/extension/v3/config_discovery.js";
-import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
+import { RateLimitServiceService } from "@taskmesh/contracts/gen/envoy/service/ratelimit/v3/rls";
+import { RuntimeDiscoveryServiceService } from "@taskmesh/contracts/gen/envoy/service/runtime/v3/rtds";
+import { ExtensionConfigDiscoveryServiceService } from "@taskmesh/contracts/gen/envoy/service/extension/v3/config_discovery";
+import { ConfigServiceService } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
 import {
   MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService, untilReady, watchSetting,
-} from "../../kit/src/index.js";
+} from "@taskmesh/kit";
 import { RedisCounter } from "./counter.js";
 import { ratelimitDescriptorSet } from "./descriptor-set.js";
 import { FAILURE_MODES, FAILURE_MODE_KEY, parseFailureMode } from "./failure-mode.js";

@@ -1,8 +1,8 @@
-import type { HeaderValue } from "../../../gen/envoy/config/core/v3/base.js";
+import type { HeaderValue } from "@taskmesh/contracts/gen/envoy/config/core/v3/base";
 import {
   RateLimitResponse_Code, type RateLimitResponse, type RateLimitResponse_DescriptorStatus,
-} from "../../../gen/envoy/service/ratelimit/v3/rls.js";
-import { Code, MeshError, STATUS_DETAILS_KEY, statusDetailsValue, toDuration } from "../../kit/src/index.js";
+} from "@taskmesh/contracts/gen/envoy/service/ratelimit/v3/rls";
+import { Code, MeshError, STATUS_DETAILS_KEY, statusDetailsValue, toDuration } from "@taskmesh/kit";
 import { PERIODS, type Limit } from "./limits.js";
 
 /** How a refused request is described to the caller. */

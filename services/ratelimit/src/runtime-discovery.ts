@@ -1,10 +1,10 @@
-import { Runtime, type RuntimeDiscoveryServiceService } from "../../../gen/envoy/service/runtime/v3/rtds.js";
-import type { ServiceHandlers } from "../../kit/src/index.js";
+import { Runtime, type RuntimeDiscoveryServiceService } from "@taskmesh/contracts/gen/envoy/service/runtime/v3/rtds";
+import type { ServiceHandlers } from "@taskmesh/kit";
 import { DiscoverySource, deltaNotServed, discoveryFetch, discoveryStream } from "./discovery.js";
 import type { LimitSet } from "./limits.js";
-import { FILTER_ENABLED_KEY, RUNTIME_LAYER, RUNTIME_TYPE_URL } from "./runtime-names.js";
+import { FILTER_ENABLED_KEY, RUNTIME_LAYER, RUNTIME_TYPE_URL } from "@taskmesh/contracts/ratelimit";
 
-export { FILTER_ENABLED_KEY, RUNTIME_LAYER, RUNTIME_TYPE_URL } from "./runtime-names.js";
+export { FILTER_ENABLED_KEY, RUNTIME_LAYER, RUNTIME_TYPE_URL } from "@taskmesh/contracts/ratelimit";
 
 /**
  * The runtime layer for a limit set: the edge's rate-limit filter asks this

@@ -1,11 +1,9 @@
 import { z } from "zod";
-import { WorkerServiceService } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import { EnvError, MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService } from "../../kit/src/index.js";
-import type { AgentDefinition } from "./agent.js";
-import { AgentModuleError, loadAgentModule } from "./agent-module.js";
+import { WorkerServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import { EnvError, MeshServer, connectUpstream, createLogger, envSchemas, kitEnvShape, loadEnv, runService } from "@taskmesh/kit";
+import { AgentModuleError, loadAgentModule, Worker, type AgentDefinition } from "@taskmesh/worker/service";
 import { BUILTIN_AGENTS } from "./agents/index.js";
 import { WorkerMetrics } from "./metrics.js";
-import { Worker } from "./runtime.js";
 
 /** The worker's environment. */
 const envShape = {

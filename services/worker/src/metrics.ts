@@ -1,6 +1,6 @@
 import { Counter, Histogram, type Registry } from "prom-client";
-import { processRegistry, scrapeGauge } from "../../kit/src/metrics.js";
-import { AgentError, defineAgent, type AgentDefinition } from "./agent.js";
+import { processRegistry, scrapeGauge } from "@taskmesh/kit/metrics";
+import { AgentError, defineAgent, type AgentDefinition } from "@taskmesh/worker/service";
 
 /** How an execution ended, as `taskmesh_worker_executions_total` labels it. */
 export type ExecutionOutcome = "succeeded" | "failed" | "timed_out" | "stopped";

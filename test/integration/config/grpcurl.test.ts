@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../../deploy/local/secrets.js";
+import { freePort } from "@taskmesh/local/secrets";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing, type ServiceProcess } from "../../support/processes.js";
 

@@ -2,9 +2,9 @@ import { credentials, makeGenericClientConstructor, type ClientReadableStream } 
 import { service as healthService } from "grpc-health-check";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigServiceService, type WatchResponse } from "../../../gen/taskmesh/config/v1/config.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { Code, createClient, type MeshError } from "../../../services/kit/src/index.js";
+import { ConfigServiceService, type WatchResponse } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import { freePort } from "@taskmesh/local/secrets";
+import { Code, createClient, type MeshError } from "@taskmesh/kit";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing, type ServiceProcess } from "../../support/processes.js";
 

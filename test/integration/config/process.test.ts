@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { checkHealth } from "../../../deploy/local/health.js";
-import { createClient } from "../../../services/kit/src/index.js";
+import { ConfigServiceService } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import { freePort } from "@taskmesh/local/secrets";
+import { checkHealth } from "@taskmesh/local/health";
+import { createClient } from "@taskmesh/kit";
 import { createTestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing } from "../../support/processes.js";
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, MeshError } from "../../../services/kit/src/index.js";
+import { Code, MeshError } from "@taskmesh/kit";
 import { startConfigReplica, type ConfigReplica } from "../../support/config-server.js";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 

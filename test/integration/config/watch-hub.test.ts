@@ -2,7 +2,7 @@ import pg from "pg";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigStore, WatchHub, migrations } from "../../../services/config/src/index.js";
-import { createLogger, createPool, migrate } from "../../../services/kit/src/index.js";
+import { createLogger, createPool, migrate } from "@taskmesh/kit";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 
 // The WatchHub on its own (no gRPC): one LISTEN connection per replica that

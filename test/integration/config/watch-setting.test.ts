@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { connectUpstream, createLogger, watchSetting, type ConfigClient, type LiveSetting } from "../../../services/kit/src/index.js";
+import { ConfigServiceService } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import { freePort } from "@taskmesh/local/secrets";
+import { connectUpstream, createLogger, watchSetting, type ConfigClient, type LiveSetting } from "@taskmesh/kit";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing, type ServiceProcess } from "../../support/processes.js";
 

@@ -1,7 +1,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EventType, type WatchResponse } from "../../../gen/taskmesh/config/v1/config.js";
-import type { ResponseStream } from "../../../services/kit/src/index.js";
+import { EventType, type WatchResponse } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import type { ResponseStream } from "@taskmesh/kit";
 import { startConfigReplica, type ConfigReplica } from "../../support/config-server.js";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 

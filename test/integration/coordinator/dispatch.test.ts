@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
+import { TaskState } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { startStack, submitRequest, until, type Stack } from "./stack.js";
 
 /** Tasks per worker among `ids`, from the ledger. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
-import { Code, MeshError } from "../../../services/kit/src/index.js";
+import { TaskState } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { Code, MeshError } from "@taskmesh/kit";
 import { startStack, submitRequest, until } from "./stack.js";
 
 describe("coordinator: nothing lost or duplicated when a process dies", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
+import { TaskState } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { startStack, submitRequest, until } from "./stack.js";
 
 describe("coordinator and worker: graceful stops hand work on without losing an attempt", () => {

@@ -1,12 +1,12 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TaskState, TransitionKind, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
-import type { WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
+import { TaskState, TransitionKind, type TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import type { WatchTaskResponse } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
 import type { ServiceError } from "@grpc/grpc-js";
-import { WorkerServiceService, type ConnectRequest } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import { ClusterServiceService } from "../../../gen/taskmesh/coordinator/v1/cluster_service.js";
-import { WorkerState } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { Code, createClient, fromServiceError, type MeshError } from "../../../services/kit/src/index.js";
+import { WorkerServiceService, type ConnectRequest } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import { ClusterServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/cluster_service";
+import { WorkerState } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import { Code, createClient, fromServiceError, type MeshError } from "@taskmesh/kit";
 import { startStack, submitRequest, until, type Stack } from "./stack.js";
 
 const second = (s: number) => ({ seconds: BigInt(s), nanos: 0 });

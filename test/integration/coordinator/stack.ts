@@ -1,9 +1,9 @@
 import pg from "pg";
 import { expect, inject } from "vitest";
-import { TaskServiceService, type SubmitTaskRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
-import { TaskState, type Task } from "../../../gen/taskmesh/task/v1/task.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { createClient, type MeshClient } from "../../../services/kit/src/index.js";
+import { TaskServiceService, type SubmitTaskRequest } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { TaskState, type Task } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { freePort } from "@taskmesh/local/secrets";
+import { createClient, type MeshClient } from "@taskmesh/kit";
 import { startConfigReplica, type ConfigReplica } from "../../support/config-server.js";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing, type ServiceProcess } from "../../support/processes.js";

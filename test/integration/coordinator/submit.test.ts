@@ -1,8 +1,8 @@
 import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GetTaskRequest, ListTasksRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
-import { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
-import { Code, MeshError, fromRpcStatus } from "../../../services/kit/src/index.js";
+import { GetTaskRequest, ListTasksRequest } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { TaskState } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { Code, MeshError, fromRpcStatus } from "@taskmesh/kit";
 import { startStack, submitRequest, until, type Stack } from "./stack.js";
 
 const failure = (p: Promise<unknown>) => p.then(() => { throw new Error("expected the call to fail"); }, (e: unknown) => MeshError.from(e));

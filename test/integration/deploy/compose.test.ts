@@ -8,9 +8,9 @@ import { parse } from "yaml";
 import { ensureChecker } from "../../../deploy/check/tools.js";
 import { composeInit } from "../../../deploy/compose/init.js";
 import { gatherEdgeAssets } from "../../../deploy/container/edge-assets.js";
-import { ensureEnvoy, envoyValidate } from "../../../deploy/local/provision/envoy.js";
-import { pinned, ROOT } from "../../../deploy/local/provision/versions.js";
-import { instanceNames, loadTopology } from "../../../deploy/mesh/topology.js";
+import { ensureEnvoy, envoyValidate } from "../../../packages/local/src/provision/envoy.js";
+import { pinned, ROOT } from "@taskmesh/local/provision/versions";
+import { instanceNames, loadTopology } from "@taskmesh/mesh/topology";
 import { ensureBuild } from "../../../scripts/build.mjs";
 
 // deploy/compose/compose.yaml against the compose specification (compose-go,

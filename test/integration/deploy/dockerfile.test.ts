@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureHadolint } from "../../../deploy/check/tools.js";
 import { IMAGE_SERVICES, IMAGE_UID } from "../../../deploy/container/layout.js";
-import { pinned, ROOT } from "../../../deploy/local/provision/versions.js";
-import { loadTopology } from "../../../deploy/mesh/topology.js";
+import { pinned, ROOT } from "@taskmesh/local/provision/versions";
+import { loadTopology } from "@taskmesh/mesh/topology";
 
 // The Dockerfile linted by the pinned hadolint; its image runs every service
 // of the topology by name, as a non-root user, on the pinned Node 24.

@@ -7,9 +7,9 @@ import { parseAllDocuments } from "yaml";
 import { ensureChecker, ensureCrds, ensureKustomize } from "../../../deploy/check/tools.js";
 import { PORTS } from "../../../deploy/container/layout.js";
 import { PROD_TRACE_PERCENT, staleDeploymentFiles } from "../../../deploy/generate.js";
-import { ensureEnvoy, envoyValidate } from "../../../deploy/local/provision/envoy.js";
-import { ROOT } from "../../../deploy/local/provision/versions.js";
-import { loadTopology } from "../../../deploy/mesh/topology.js";
+import { ensureEnvoy, envoyValidate } from "../../../packages/local/src/provision/envoy.js";
+import { ROOT } from "@taskmesh/local/provision/versions";
+import { loadTopology } from "@taskmesh/mesh/topology";
 import { makeTestCerts } from "./support.js";
 
 // The Kubernetes manifests as a cluster would take them: each overlay built
@@ -174,7 +174,7 @@ describe("deploy/k8s", () => {
         writeFileSync(m[1]!, "stand-in\n");
       }
       const descriptor = join(meshDir, "assets/descriptor.binpb");
-      cpSync(join(ROOT, "gen/descriptor.binpb"), descriptor);
+      cpSync(join(ROOT, "packages/contracts/gen/descriptor.binpb"), descriptor);
       const file = join(dir, `validate-${configs.indexOf(config)}.yaml`);
       writeFileSync(file, text);
       await envoyValidate(file).catch((error: Error) => failures.push(`${config}: ${error.message}`));

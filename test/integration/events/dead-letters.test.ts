@@ -1,6 +1,6 @@
 import type { Consumer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code } from "../../../services/kit/src/index.js";
+import { Code } from "@taskmesh/kit";
 import { DLQ_TOPIC, headersText } from "../../../services/events/src/index.js";
 import { Subscriber, publishMany, startEvents, waitFor, type EventsHarness } from "./support.js";
 

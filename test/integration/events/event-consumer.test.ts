@@ -1,11 +1,11 @@
 import { Redis } from "ioredis";
 import { Kafka, logLevel, type Admin, type Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { EventConsumer, RedisDedupStore, type ConsumedEvent } from "../../../services/kit/src/events/index.js";
-import { createLogger } from "../../../services/kit/src/index.js";
+import { EventConsumer, RedisDedupStore, type ConsumedEvent } from "../../../packages/kit/src/events/index.js";
+import { createLogger } from "@taskmesh/kit";
 import { testTopicPrefix } from "../../support/kafka.js";
 import { waitFor } from "./support.js";
-import { createTopicsReady } from "../../../deploy/local/provision/kafka.js";
+import { createTopicsReady } from "@taskmesh/local/provision/kafka";
 
 describe("kit: EventConsumer on real Kafka and Redis", () => {
   const prefix = testTopicPrefix("event-consumer");

@@ -2,16 +2,16 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { Kafka, logLevel } from "kafkajs";
 import { describe, expect, inject, it } from "vitest";
-import { EventServiceService, type Event } from "../../../gen/taskmesh/events/v1/events.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { eventsTail } from "../../../deploy/local/commands/events.js";
-import { Code, createClient } from "../../../services/kit/src/index.js";
+import { EventServiceService, type Event } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
+import { freePort } from "@taskmesh/local/secrets";
+import { eventsTail } from "../../../packages/cli/src/commands/events.js";
+import { Code, createClient } from "@taskmesh/kit";
 import { testTopicPrefix } from "../../support/kafka.js";
 import { startConfigReplica } from "../../support/config-server.js";
 import { createTestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing } from "../../support/processes.js";
 import { Subscriber, waitFor } from "./support.js";
-import { createTopicsReady } from "../../../deploy/local/provision/kafka.js";
+import { createTopicsReady } from "@taskmesh/local/provision/kafka";
 
 const event = (id: string, type: string): Event => ({
   id, source: "//test/process", specversion: "", type, subject: id, time: undefined, datacontenttype: "", dataschema: "", data: { id }, extensions: {},

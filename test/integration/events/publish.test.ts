@@ -2,8 +2,8 @@ import { Metadata } from "@grpc/grpc-js";
 import { SpanKind } from "@opentelemetry/api";
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Event } from "../../../gen/taskmesh/events/v1/events.js";
-import { Code, MeshError } from "../../../services/kit/src/index.js";
+import type { Event } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
+import { Code, MeshError } from "@taskmesh/kit";
 import { Subscriber, startEvents, waitFor, type EventsHarness } from "./support.js";
 
 const event = (overrides: Partial<Event> = {}): Event => ({

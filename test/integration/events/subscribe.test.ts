@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Delivery } from "../../../gen/taskmesh/events/v1/events.js";
-import { Code, MeshError } from "../../../services/kit/src/index.js";
+import type { Delivery } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
+import { Code, MeshError } from "@taskmesh/kit";
 import { Subscriber, publishMany, startEvents, waitFor, type EventsHarness } from "./support.js";
 
 describe("events: subscriptions on real Kafka", () => {

@@ -2,13 +2,13 @@ import type { Tracer } from "@opentelemetry/api";
 import { Redis } from "ioredis";
 import { logLevel, Kafka, type Admin } from "kafkajs";
 import { inject } from "vitest";
-import { EventServiceService, type Delivery, type SubscribeRequest, type SubscriptionInfo } from "../../../gen/taskmesh/events/v1/events.js";
-import { MeshServer, createClient, createLogger, type MeshClient } from "../../../services/kit/src/index.js";
+import { EventServiceService, type Delivery, type SubscribeRequest, type SubscriptionInfo } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
+import { MeshServer, createClient, createLogger, type MeshClient } from "@taskmesh/kit";
 import {
   AckRelay, DeadLetterIndex, RedisAttempts, KafkaClients, PublishDedup, Publisher, Subscriptions, createKafka, eventHandlers,
 } from "../../../services/events/src/index.js";
 import { testTopicPrefix } from "../../support/kafka.js";
-import { createTopicsReady } from "../../../deploy/local/provision/kafka.js";
+import { createTopicsReady } from "@taskmesh/local/provision/kafka";
 
 export type EventsClient = MeshClient<typeof EventServiceService>;
 

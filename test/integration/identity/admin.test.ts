@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code } from "../../../services/kit/src/index.js";
+import { Code } from "@taskmesh/kit";
 import { edge, failure, seconds, startIdentity, type IdentityHarness } from "./support.js";
 
 describe("identity: admin rpcs and input checks", () => {

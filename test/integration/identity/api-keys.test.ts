@@ -1,7 +1,7 @@
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiKeyState } from "../../../gen/taskmesh/identity/v1/identity.js";
-import { Code } from "../../../services/kit/src/index.js";
+import { ApiKeyState } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
+import { Code } from "@taskmesh/kit";
 import { failure, startIdentity, type IdentityHarness } from "./support.js";
 
 describe("identity: API keys and token issue", () => {

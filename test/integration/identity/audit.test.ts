@@ -1,6 +1,6 @@
 import { Kafka, logLevel, type Admin, type Consumer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { AuditAction, AuditEvent, AuditOutcome } from "../../../gen/taskmesh/identity/v1/identity.js";
+import { AuditAction, AuditEvent, AuditOutcome } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
 import { testTopicPrefix } from "../../support/kafka.js";
 import { databaseText, edge, failure, fromAddress, startIdentity, waitFor, type IdentityHarness } from "./support.js";
 

@@ -4,10 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { IdentityServiceService } from "../../../gen/taskmesh/identity/v1/identity.js";
-import { freePort } from "../../../deploy/local/secrets.js";
+import { IdentityServiceService } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
+import { freePort } from "@taskmesh/local/secrets";
 import { ensureBootstrapKey, migrations } from "../../../services/identity/src/index.js";
-import { createClient, createLogger, createPool, migrate } from "../../../services/kit/src/index.js";
+import { createClient, createLogger, createPool, migrate } from "@taskmesh/kit";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing } from "../../support/processes.js";
 

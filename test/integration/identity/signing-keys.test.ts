@@ -1,9 +1,9 @@
 import { generateKeyPairSync } from "node:crypto";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SigningKeyState } from "../../../gen/taskmesh/identity/v1/identity.js";
+import { SigningKeyState } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
 import { openPrivateKey, sealPrivateKey } from "../../../services/identity/src/index.js";
-import { Code } from "../../../services/kit/src/index.js";
+import { Code } from "@taskmesh/kit";
 import { failure, seconds, startIdentity, waitFor, type IdentityHarness } from "./support.js";
 
 describe("identity: signing keys", () => {

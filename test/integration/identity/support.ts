@@ -2,9 +2,9 @@ import { randomBytes } from "node:crypto";
 import { Metadata } from "@grpc/grpc-js";
 import pg from "pg";
 import { expect } from "vitest";
-import { IdentityServiceService } from "../../../gen/taskmesh/identity/v1/identity.js";
+import { IdentityServiceService } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
 import { AuditRelay, createIdentity, identityConfig, migrations, type Identity, type IdentityConfig, type IdentityOptions } from "../../../services/identity/src/index.js";
-import { MeshServer, createClient, createLogger, createPool, migrate, type MeshClient, type MeshError } from "../../../services/kit/src/index.js";
+import { MeshServer, createClient, createLogger, createPool, migrate, type MeshClient, type MeshError } from "@taskmesh/kit";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 
 /** An identity replica in this process on its own database, a client for it, and a direct pool for checks. */

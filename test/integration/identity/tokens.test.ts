@@ -1,6 +1,6 @@
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code } from "../../../services/kit/src/index.js";
+import { Code } from "@taskmesh/kit";
 import { edge, failure, fromAddress, startIdentity, type IdentityHarness } from "./support.js";
 
 describe("identity: refresh tokens, revocation and failure throttling", () => {

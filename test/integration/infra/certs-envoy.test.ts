@@ -4,10 +4,10 @@ import { join } from "node:path";
 import { connect, type TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { CA_SECRET, CERT_SECRET, ensureMeshCerts, rotateMeshCerts, sdsConfigSource, type MeshCerts } from "../../../deploy/local/certs.js";
-import { ensureEnvoy, envoySpec, envoyValidate } from "../../../deploy/local/provision/envoy.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { runProcess, type RunningProcess } from "../../../deploy/local/supervisor.js";
+import { CA_SECRET, CERT_SECRET, ensureMeshCerts, rotateMeshCerts, sdsConfigSource, type MeshCerts } from "@taskmesh/local/certs";
+import { ensureEnvoy, envoySpec, envoyValidate } from "../../../packages/local/src/provision/envoy.js";
+import { freePort } from "@taskmesh/local/secrets";
+import { runProcess, type RunningProcess } from "@taskmesh/local/supervisor";
 
 // The pinned Envoy reads the mesh certificates through file-based SDS and picks up a rotation without a restart.
 const dir = mkdtempSync(join(tmpdir(), "taskmesh-test-certs-envoy-"));

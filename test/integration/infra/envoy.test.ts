@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EnvoyConfigError, ensureEnvoy, envoyReady, envoySpec, envoyValidate, envoyVersion } from "../../../deploy/local/provision/envoy.js";
-import { pinned } from "../../../deploy/local/provision/versions.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { runProcess, type RunningProcess } from "../../../deploy/local/supervisor.js";
+import { EnvoyConfigError, ensureEnvoy, envoyReady, envoySpec, envoyValidate, envoyVersion } from "../../../packages/local/src/provision/envoy.js";
+import { pinned } from "@taskmesh/local/provision/versions";
+import { freePort } from "@taskmesh/local/secrets";
+import { runProcess, type RunningProcess } from "@taskmesh/local/supervisor";
 
 // The pinned Envoy from its PyPI wheel, run by the supervisor with a minimal static configuration.
 const dir = mkdtempSync(join(tmpdir(), "taskmesh-test-envoy-"));

@@ -2,7 +2,7 @@ import { createRequire } from "node:module";
 import { connect } from "node:net";
 import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type Producer } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { KAFKA_TOPICS } from "../../../deploy/local/provision/kafka.js";
+import { KAFKA_TOPICS } from "@taskmesh/local/provision/kafka";
 import { testTopicPrefix } from "../../support/kafka.js";
 
 /** Polls `check` until it returns true; fails with `what` after `timeoutMs`. */

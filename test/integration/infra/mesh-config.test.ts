@@ -7,19 +7,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { Metadata, credentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { execa } from "execa";
-import { ensureMeshCerts, type MeshCerts } from "../../../deploy/local/certs.js";
-import { ensureEnvoy, envoySpec, envoyValidate } from "../../../deploy/local/provision/envoy.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { runProcess, type RunningProcess } from "../../../deploy/local/supervisor.js";
-import { GetTaskRequest, GetTaskResponse, TaskServiceService } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
-import { Code, MeshServer, createClient, createLogger, notFound, type ServiceHandlers } from "../../../services/kit/src/index.js";
-import { ROOT } from "../../../deploy/local/provision/versions.js";
-import { identities, instanceNames, loadTopology, spiffeId, type Topology } from "../../../deploy/mesh/topology.js";
-import type { MeshInstance } from "../../../deploy/mesh/sidecar.js";
-import { toYaml, writeMesh, type WrittenEnvoy } from "../../../deploy/mesh/write.js";
-import { sidecarConfig } from "../../../deploy/mesh/sidecar.js";
-import { certPaths } from "../../../deploy/mesh/tls.js";
-import { ACCESS_LOG_SLOW_MS, TRACE_EXPORT_BATCH, TRACE_EXPORT_INTERVAL_MS } from "../../../deploy/mesh/observability.js";
+import { ensureMeshCerts, type MeshCerts } from "@taskmesh/local/certs";
+import { ensureEnvoy, envoySpec, envoyValidate } from "../../../packages/local/src/provision/envoy.js";
+import { freePort } from "@taskmesh/local/secrets";
+import { runProcess, type RunningProcess } from "@taskmesh/local/supervisor";
+import { GetTaskRequest, GetTaskResponse, TaskServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { Code, MeshServer, createClient, createLogger, notFound, type ServiceHandlers } from "@taskmesh/kit";
+import { ROOT } from "@taskmesh/local/provision/versions";
+import { identities, instanceNames, loadTopology, spiffeId, type Topology } from "@taskmesh/mesh/topology";
+import type { MeshInstance } from "../../../packages/mesh/src/sidecar.js";
+import { toYaml, writeMesh, type WrittenEnvoy } from "../../../packages/mesh/src/write.js";
+import { sidecarConfig } from "../../../packages/mesh/src/sidecar.js";
+import { certPaths } from "../../../packages/mesh/src/tls.js";
+import { ACCESS_LOG_SLOW_MS, TRACE_EXPORT_BATCH, TRACE_EXPORT_INTERVAL_MS } from "../../../packages/mesh/src/observability.js";
 
 // The whole generated mesh (coordinator=2, ledger=1, config=1, worker=2, and
 // the edge) must pass `envoy --mode validate`, with certificates laid out as
@@ -61,7 +61,7 @@ beforeAll(async () => {
   }));
   written = writeMesh({
     topology, stateDir, instances, otlpGrpcPort: 4317,
-    edge: { port: 8080, adminPort: 9901, descriptorSetPath: join(ROOT, "gen/descriptor.binpb") },
+    edge: { port: 8080, adminPort: 9901, descriptorSetPath: join(ROOT, "packages/contracts/gen/descriptor.binpb") },
   });
 }, 300_000);
 
@@ -97,7 +97,7 @@ describe("generated mesh configs", () => {
       topology, stateDir: join(dir, "live"), instances: written.filter((w) => w.kind === "sidecar").map((w) => ({
         name: w.name, service: w.service!, appPort: w.ports.app!, inboundPort: w.ports.inbound!, outboundPort: w.ports.outbound!, adminPort: w.ports.admin!,
       })), otlpGrpcPort: 4317, endpointsDir, sdsPaths: (identity) => certPaths(stateDir, identity),
-      edge: { port: 8080, adminPort: 9901, descriptorSetPath: join(ROOT, "gen/descriptor.binpb") },
+      edge: { port: 8080, adminPort: 9901, descriptorSetPath: join(ROOT, "packages/contracts/gen/descriptor.binpb") },
     });
     const worker = parse(readFileSync(live.find((w) => w.name === "worker-0")!.configPath, "utf8"));
     const cluster = worker.static_resources.clusters.find((c: { name: string }) => c.name === "coordinator");
@@ -200,7 +200,7 @@ describe("a live sidecar pair and the edge", () => {
     mesh = writeMesh({
       topology, stateDir: live, instances, otlpGrpcPort, inboundAddress: "127.0.0.1",
       // Routing, balancing and mTLS only: tokens and rate limits are tested with the real identity and ratelimit services (test/e2e/identity.test.ts).
-      edge: { port: await free(), adminPort: await free(), descriptorSetPath: join(ROOT, "gen/descriptor.binpb"), auth: false, rateLimit: false },
+      edge: { port: await free(), adminPort: await free(), descriptorSetPath: join(ROOT, "packages/contracts/gen/descriptor.binpb"), auth: false, rateLimit: false },
     });
     // One more worker sidecar, generated as under TASKMESH_ACCESS_LOG=all: it logs every request; the others keep the default.
     const everything: MeshInstance = { name: "worker-1", service: "worker", appPort: await free(), inboundPort: await free(), outboundPort: await free(), adminPort: await free() };

@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { ensureRedis, pingRedis, redisSpec } from "../../../deploy/local/provision/redis.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { runProcess, type RunningProcess } from "../../../deploy/local/supervisor.js";
+import { ensureRedis, pingRedis, redisSpec } from "@taskmesh/local/provision/redis";
+import { freePort } from "@taskmesh/local/secrets";
+import { runProcess, type RunningProcess } from "@taskmesh/local/supervisor";
 
 // One real redis-server on a free port in a temporary directory, run by the supervisor.
 const dir = mkdtempSync(join(tmpdir(), "taskmesh-test-redis-"));

@@ -1,7 +1,7 @@
 import pg from "pg";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPool, query, withTransaction } from "../../../services/kit/src/pg/pool.js";
+import { createPool, query, withTransaction } from "../../../packages/kit/src/pg/pool.js";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 
 const log = pino({ level: "silent" });

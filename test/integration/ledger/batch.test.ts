@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CompleteTasksResponse, CreateTasksResponse } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { TaskState, TransitionKind, type Task } from "../../../gen/taskmesh/task/v1/task.js";
-import { Code, fromRpcStatus } from "../../../services/kit/src/index.js";
-import { LedgerStore, QueueStore } from "../../../services/ledger/src/index.js";
+import type { CompleteTasksResponse, CreateTasksResponse } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import { TaskState, TransitionKind, type Task } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { Code, fromRpcStatus } from "@taskmesh/kit";
+import { LedgerStore, QueueStore } from "@taskmesh/ledger-service";
 import { connectWorker, createRequest, eventsOf, failure, hashOf, seconds, startLedger, type LedgerHarness } from "./support.js";
 
 type Item<R> = R extends { results: Array<infer I> } ? I : never;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TaskState, TransitionKind } from "../../../gen/taskmesh/task/v1/task.js";
-import { Code } from "../../../services/kit/src/index.js";
-import { uuidv7 } from "../../../services/ledger/src/index.js";
+import { TaskState, TransitionKind } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { Code } from "@taskmesh/kit";
+import { uuidv7 } from "@taskmesh/ledger-service";
 import { connectWorker, createRequest, eventsOf, failure, hashOf, seconds, startLedger, type LedgerHarness } from "./support.js";
 
 describe("ledger: CreateTask idempotency and validation", () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TaskState, TaskView } from "../../../gen/taskmesh/task/v1/task.js";
-import type { ListTasksRequest } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { Code } from "../../../services/kit/src/index.js";
+import { TaskState, TaskView } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import type { ListTasksRequest } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import { Code } from "@taskmesh/kit";
 import { connectWorker, createRequest, failure, seconds, startLedger, type LedgerHarness } from "./support.js";
 
 describe("ledger: listing, counting and history paging", () => {

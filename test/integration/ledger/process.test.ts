@@ -1,8 +1,8 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { uuidv7 } from "../../../services/ledger/src/index.js";
+import { freePort } from "@taskmesh/local/secrets";
+import { uuidv7 } from "@taskmesh/ledger-service";
 import { createTestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing } from "../../support/processes.js";
 import { hashOf } from "./support.js";

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { TaskState, TransitionKind } from "../../../gen/taskmesh/task/v1/task.js";
-import { WorkerState } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { Code } from "../../../services/kit/src/index.js";
-import { uuidv7 } from "../../../services/ledger/src/index.js";
+import { TaskState, TransitionKind } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { WorkerState } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import { Code } from "@taskmesh/kit";
+import { uuidv7 } from "@taskmesh/ledger-service";
 import { connectWorker, createRequest, failure, seconds, startLedger, type LedgerHarness } from "./support.js";
 
 describe("ledger: claims, leases and workers", () => {

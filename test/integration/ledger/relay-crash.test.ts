@@ -1,10 +1,10 @@
 import { Kafka, logLevel, type IHeaders } from "kafkajs";
 import pg from "pg";
 import { describe, expect, inject, it } from "vitest";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { TaskEvent, TaskView } from "../../../gen/taskmesh/task/v1/task.js";
-import { Code, MeshError, createClient, type MeshClient } from "../../../services/kit/src/index.js";
+import { freePort } from "@taskmesh/local/secrets";
+import { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import { TaskEvent, TaskView } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { Code, MeshError, createClient, type MeshClient } from "@taskmesh/kit";
 import { testTopicPrefix } from "../../support/kafka.js";
 import { createTestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing, type ServiceProcess } from "../../support/processes.js";

@@ -1,9 +1,9 @@
 import pg from "pg";
 import { Kafka, logLevel, type Admin, type Consumer, type IHeaders } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { TaskEvent, TaskState } from "../../../gen/taskmesh/task/v1/task.js";
-import { createLogger } from "../../../services/kit/src/index.js";
-import { OutboxRelay, type OutboxRelayOptions, type RelayRow } from "../../../services/ledger/src/index.js";
+import { TaskEvent, TaskState } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { createLogger } from "@taskmesh/kit";
+import { OutboxRelay, type OutboxRelayOptions, type RelayRow } from "@taskmesh/ledger-service";
 import { testTopicPrefix } from "../../support/kafka.js";
 import { connectWorker, createRequest, eventsOf, mirrorOutbox, seconds, startLedger, unpublishedEvents, type LedgerHarness, type WrittenEvent } from "./support.js";
 

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, createLogger } from "../../../services/kit/src/index.js";
-import { Retention } from "../../../services/ledger/src/index.js";
+import { Code, createLogger } from "@taskmesh/kit";
+import { Retention } from "@taskmesh/ledger-service";
 import { connectWorker, createRequest, failure, seconds, startLedger, type LedgerHarness } from "./support.js";
 
 describe("ledger: retention of finished tasks", () => {

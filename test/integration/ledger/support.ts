@@ -1,14 +1,14 @@
 import { createHash } from "node:crypto";
 import pg from "pg";
 import { expect } from "vitest";
-import { LedgerServiceService, type CreateTaskRequest } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { TaskEvent } from "../../../gen/taskmesh/task/v1/task.js";
-import { WorkerState } from "../../../gen/taskmesh/worker/v1/worker.js";
+import { LedgerServiceService, type CreateTaskRequest } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import { TaskEvent } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { WorkerState } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
 import {
   RowCache, TRANSITION_COLUMNS, TRANSITION_SOURCES, buildLedger, metricsSql, migrations, transitionEvent, uuidv7,
   type EventFacts, type OutboxRow, type TransitionRow,
-} from "../../../services/ledger/src/index.js";
-import { MeshError, MeshServer, createClient, createLogger, createPool, migrate, type MeshClient } from "../../../services/kit/src/index.js";
+} from "@taskmesh/ledger-service";
+import { MeshError, MeshServer, createClient, createLogger, createPool, migrate, type MeshClient } from "@taskmesh/kit";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 
 /** A ledger replica in this process on its own database, a client for it, and a direct pool for checks. */

@@ -6,10 +6,10 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exclusive, supervisorLogTail } from "../../support/exclusive.js";
 import { Kafka, logLevel } from "kafkajs";
-import { KAFKA_TOPICS } from "../../../deploy/local/provision/kafka.js";
-import { pingRedis } from "../../../deploy/local/provision/redis.js";
-import { alive } from "../../../deploy/local/supervisor.js";
-import { freePort } from "../../../deploy/local/secrets.js";
+import { KAFKA_TOPICS } from "@taskmesh/local/provision/kafka";
+import { pingRedis } from "@taskmesh/local/provision/redis";
+import { alive } from "@taskmesh/local/supervisor";
+import { freePort } from "@taskmesh/local/secrets";
 import { ROOT } from "../../support/processes.js";
 
 const run = promisify(execFile);

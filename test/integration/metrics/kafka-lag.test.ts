@@ -1,7 +1,7 @@
 import { Kafka, logLevel } from "kafkajs";
 import { Registry } from "prom-client";
 import { describe, expect, inject, it } from "vitest";
-import { kafkaConsumerLag } from "../../../services/kit/src/metrics.js";
+import { kafkaConsumerLag } from "@taskmesh/kit/metrics";
 import { testTopicPrefix } from "../../support/kafka.js";
 import { sampleOf } from "./prometheus-text.js";
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { LedgerServiceService } from "../../../gen/taskmesh/ledger/v1/ledger.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { Code, createClient, uuidv7, type MeshError } from "../../../services/kit/src/index.js";
+import { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import { freePort } from "@taskmesh/local/secrets";
+import { Code, createClient, uuidv7, type MeshError } from "@taskmesh/kit";
 import { createTestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing } from "../../support/processes.js";
 import { createRequest } from "../ledger/support.js";

@@ -1,9 +1,9 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { lineHasTrace } from "../../../deploy/local/commands/log-trace.js";
-import { uuidv7 } from "../../../services/kit/src/index.js";
+import { freePort } from "@taskmesh/local/secrets";
+import { lineHasTrace } from "../../../packages/cli/src/commands/log-trace.js";
+import { uuidv7 } from "@taskmesh/kit";
 import { createTestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing } from "../../support/processes.js";
 

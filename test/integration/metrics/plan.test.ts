@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { buildPlan } from "../../../deploy/local/plan.js";
+import { buildPlan } from "@taskmesh/local/plan";
 
 describe("the local plan's metrics ports", () => {
   it("gives every service instance a metrics port of its own, passed as TASKMESH_METRICS_LISTEN and listed as ports.metrics", async () => {

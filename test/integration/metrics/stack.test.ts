@@ -1,8 +1,8 @@
 import { describe, expect, inject, it } from "vitest";
-import { TaskServiceService } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
-import { TaskState } from "../../../gen/taskmesh/task/v1/task.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { createClient } from "../../../services/kit/src/index.js";
+import { TaskServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { TaskState } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { freePort } from "@taskmesh/local/secrets";
+import { createClient } from "@taskmesh/kit";
 import { createTestDatabase } from "../../support/postgres.js";
 import { startService, waitForServing, type ServiceProcess } from "../../support/processes.js";
 import { submitRequest, until } from "../coordinator/stack.js";

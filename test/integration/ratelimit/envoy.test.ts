@@ -5,12 +5,12 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
-import { envoySpec, envoyValidate } from "../../../deploy/local/provision/envoy.js";
-import { edgeLimitsFilter, rateLimitRuntimeLayer } from "../../../deploy/mesh/edge-security.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { runProcess, type RunningProcess } from "../../../deploy/local/supervisor.js";
-import { Code, MeshError, createClient, type MeshClient } from "../../../services/kit/src/index.js";
+import { ConfigServiceService } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import { envoySpec, envoyValidate } from "../../../packages/local/src/provision/envoy.js";
+import { edgeLimitsFilter, rateLimitRuntimeLayer } from "../../../packages/mesh/src/edge-security.js";
+import { freePort } from "@taskmesh/local/secrets";
+import { runProcess, type RunningProcess } from "@taskmesh/local/supervisor";
+import { Code, MeshError, createClient, type MeshClient } from "@taskmesh/kit";
 import { counterSum, runtimeValue as edgeRuntime } from "../../support/envoy-admin.js";
 import { DOMAIN, eventually, startRatelimit, type RatelimitStack } from "./support.js";
 

@@ -1,8 +1,8 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { RateLimitResponse_RateLimit_Unit } from "../../../gen/envoy/service/ratelimit/v3/rls.js";
-import { Code } from "../../../services/kit/src/index.js";
+import { RateLimitResponse_RateLimit_Unit } from "@taskmesh/contracts/gen/envoy/service/ratelimit/v3/rls";
+import { Code } from "@taskmesh/kit";
 import { OK, OVER_LIMIT, SUBMIT, eventually, ms, refusalOf, startRatelimit, type RatelimitStack } from "./support.js";
 
 const run = promisify(execFile);

@@ -1,6 +1,6 @@
 import { describe, expect, inject, it } from "vitest";
-import { checkHealth } from "../../../deploy/local/health.js";
-import { freePort } from "../../../deploy/local/secrets.js";
+import { checkHealth } from "@taskmesh/local/health";
+import { freePort } from "@taskmesh/local/secrets";
 import { startService } from "../../support/processes.js";
 import { OK, startRatelimit } from "./support.js";
 

@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pingRedis, redisSpec, redisUrl } from "../../../deploy/local/provision/redis.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { runProcess, type RunningProcess } from "../../../deploy/local/supervisor.js";
+import { pingRedis, redisSpec, redisUrl } from "@taskmesh/local/provision/redis";
+import { freePort } from "@taskmesh/local/secrets";
+import { runProcess, type RunningProcess } from "@taskmesh/local/supervisor";
 import { OK, OVER_LIMIT, eventually, refusalOf, startRatelimit, type RatelimitStack } from "./support.js";
 
 // A redis-server of this file's own, stopped and started again by the tests.

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { RateLimitResponse_Code, RateLimitServiceService, type RateLimitResponse } from "../../../gen/envoy/service/ratelimit/v3/rls.js";
-import { Status } from "../../../gen/google/rpc/status.js";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { STATUS_DETAILS_KEY, createClient, fromRpcStatus, type MeshClient, type MeshError } from "../../../services/kit/src/index.js";
+import { RateLimitResponse_Code, RateLimitServiceService, type RateLimitResponse } from "@taskmesh/contracts/gen/envoy/service/ratelimit/v3/rls";
+import { Status } from "@taskmesh/contracts/gen/google/rpc/status";
+import { freePort } from "@taskmesh/local/secrets";
+import { STATUS_DETAILS_KEY, createClient, fromRpcStatus, type MeshClient, type MeshError } from "@taskmesh/kit";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 import { startConfigReplica, type ConfigReplica } from "../../support/config-server.js";
 import { startService, waitForServing, type ServiceProcess } from "../../support/processes.js";

@@ -1,6 +1,6 @@
-import { WorkerServiceService, type ConnectRequest, type ConnectResponse } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import type { Assignment } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { MeshServer, createLogger, unavailable } from "../../../services/kit/src/index.js";
+import { WorkerServiceService, type ConnectRequest, type ConnectResponse } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import type { Assignment } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import { MeshServer, createLogger, unavailable } from "@taskmesh/kit";
 
 type Payload<C extends string> = Extract<NonNullable<ConnectRequest["payload"]>, { $case: C }>["value"];
 

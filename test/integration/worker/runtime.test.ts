@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { WorkerServiceService } from "../../../gen/taskmesh/coordinator/v1/worker_service.js";
-import { createClient, createLogger, type MeshClient } from "../../../services/kit/src/index.js";
+import { WorkerServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import { createClient, createLogger, type MeshClient } from "@taskmesh/kit";
 import { BUILTIN_AGENTS, STARTED_AFTER_MS, Worker, defineAgent, echoAgent, sleepAgent, type WorkerOptions } from "../../../services/worker/src/index.js";
 import { FakeCoordinator } from "./fake-coordinator.js";
 

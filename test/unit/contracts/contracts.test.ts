@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:f
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { splitDescriptorSet } from "../../../services/kit/src/index.js";
+import { splitDescriptorSet } from "@taskmesh/kit";
 
 const root = join(import.meta.dirname, "../../..");
 
@@ -22,19 +22,19 @@ describe("contracts", () => {
     expect(() => execFileSync(join(root, "node_modules/.bin/buf"), ["lint", "proto"], { cwd: root, stdio: "pipe" })).not.toThrow();
   });
 
-  it("match the committed gen/ (run `npm run generate` and commit when this fails)", () => {
+  it("match the committed packages/contracts/gen/ (run `npm run generate` and commit when this fails)", () => {
     execFileSync("bash", [join(root, "scripts/generate.sh"), scratch], { cwd: root, stdio: "pipe" });
-    const fresh = join(scratch, "gen");
-    const committed = join(root, "gen");
+    const fresh = join(scratch, "packages/contracts/gen");
+    const committed = join(root, "packages/contracts/gen");
     const names = (dir: string) => files(dir).map((f) => relative(dir, f)).sort();
     expect(names(committed)).toEqual(names(fresh));
     for (const name of names(fresh)) {
-      expect(readFileSync(join(committed, name)).equals(readFileSync(join(fresh, name))), `gen/${name} is stale`).toBe(true);
+      expect(readFileSync(join(committed, name)).equals(readFileSync(join(fresh, name))), `packages/contracts/gen/${name} is stale`).toBe(true);
     }
   });
 
   it("ship a descriptor set with every taskmesh service, health and the error detail types", () => {
-    const set = readFileSync(join(root, "gen/descriptor.binpb"));
+    const set = readFileSync(join(root, "packages/contracts/gen/descriptor.binpb"));
     const text = splitDescriptorSet(set).map((f) => f.toString("latin1")).join("\n");
     for (const name of [
       "taskmesh/config/v1/config.proto", "taskmesh/coordinator/v1/task_service.proto", "taskmesh/coordinator/v1/worker_service.proto",

@@ -2,11 +2,11 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { isCapabilityName, isReason, TOPICS } from "@taskmesh/contracts";
-import { ROOT } from "../../../deploy/local/provision/versions.js";
-import { KAFKA_TOPICS } from "../../../deploy/local/provision/kafka.js";
+import { ROOT } from "@taskmesh/local/provision/versions";
+import { KAFKA_TOPICS } from "@taskmesh/local/provision/kafka";
 import { isCapabilityName as coordinatorCapability } from "../../../services/coordinator/src/validation.js";
-import { defineAgent, AgentError } from "../../../services/worker/src/agent.js";
-import { MeshError, Code } from "../../../services/kit/src/errors.js";
+import { defineAgent, AgentError } from "@taskmesh/worker/service";
+import { MeshError, Code } from "@taskmesh/kit/errors";
 
 describe("the shared rules (packages/contracts)", () => {
   it("a capability's name: 1..63 of a-z 0-9 . _ -, starting with a letter, the same for the coordinator and the worker SDK", () => {

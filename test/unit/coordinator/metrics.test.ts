@@ -4,7 +4,7 @@ import type { Dispatcher, LedgerClient } from "../../../services/coordinator/src
 import { countDispatches, registerCoordinatorMetrics } from "../../../services/coordinator/src/metrics.js";
 import type { StrategyName } from "../../../services/coordinator/src/strategies.js";
 import { WorkerSession } from "../../../services/coordinator/src/worker-session.js";
-import type { WorkerInfo } from "../../../gen/taskmesh/worker/v1/worker.js";
+import type { WorkerInfo } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
 
 async function value(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
   const family = (await registry.getMetricsAsJSON()).find((m) => m.name === name);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { SubmitTaskRequest } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
-import { Code, MeshError } from "../../../services/kit/src/index.js";
+import { SubmitTaskRequest } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { Code, MeshError } from "@taskmesh/kit";
 import { canonicalJson, parseSubmit, requestHash } from "../../../services/coordinator/src/validation.js";
 import { checkRegistration } from "../../../services/coordinator/src/worker-registration.js";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { WorkerInfo } from "../../../gen/taskmesh/worker/v1/worker.js";
+import type { WorkerInfo } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
 import { WorkerSession } from "../../../services/coordinator/src/worker-session.js";
 
 /** A worker with 4 slots in all: `echo` may use all of them, `llm` at most 2. */

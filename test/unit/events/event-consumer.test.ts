@@ -3,8 +3,8 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import type { ConsumerRunConfig, KafkaMessage } from "kafkajs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createLogger } from "../../../services/kit/src/index.js";
-import { EventConsumer, MemoryDedupStore, type ConsumedEvent, type ConsumerLike } from "../../../services/kit/src/events/index.js";
+import { createLogger } from "@taskmesh/kit";
+import { EventConsumer, MemoryDedupStore, type ConsumedEvent, type ConsumerLike } from "../../../packages/kit/src/events/index.js";
 
 /** A consumer that records what the helper asks of it and lets the test hand it records. */
 class FakeConsumer implements ConsumerLike {

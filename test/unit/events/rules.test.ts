@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import type { Event, SubscribeRequest } from "../../../gen/taskmesh/events/v1/events.js";
-import { TaskEvent } from "../../../gen/taskmesh/task/v1/task.js";
-import { Code, MeshError } from "../../../services/kit/src/index.js";
+import type { Event, SubscribeRequest } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
+import { TaskEvent } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { Code, MeshError } from "@taskmesh/kit";
 import {
   PartitionTracker, checkEvent, checkSubscribe, contentHash, fromRecord, matchesAny, parseRoutes, routeOf, toRecord,
 } from "../../../services/events/src/index.js";
-import { tailLine, tailRequest } from "../../../deploy/local/commands/events.js";
+import { tailLine, tailRequest } from "../../../packages/cli/src/commands/events.js";
 
 const event = (overrides: Partial<Event> = {}): Event => ({
   id: "e-1", source: "//app", specversion: "", type: "shop.order.created", subject: "o-1", time: undefined,

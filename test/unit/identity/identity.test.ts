@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { Metadata } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { AuditAction } from "../../../gen/taskmesh/identity/v1/identity.js";
+import { AuditAction } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
 import {
   auditType, canonicalScopes, clientIpOf, grantScopes, hashSecret, identityConfig, identityEnvShape, looksLike, newSecret, openPrivateKey,
   parseActivationDelay, parseCreateApiKey, sealPrivateKey, secretPrefix,
 } from "../../../services/identity/src/index.js";
-import { EnvError, MeshError, loadEnv } from "../../../services/kit/src/index.js";
+import { EnvError, MeshError, loadEnv } from "@taskmesh/kit";
 
 const kek = randomBytes(32).toString("base64");
 

@@ -1,6 +1,6 @@
 import { Metadata } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { Code, MeshError, principalOf, requireScope } from "../../../services/kit/src/index.js";
+import { Code, MeshError, principalOf, requireScope } from "@taskmesh/kit";
 
 function md(headers: Record<string, string | string[]>): Metadata {
   const m = new Metadata();

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
-import { Code, MeshError, MeshServer, createClient, createLogger, type CallContext, type MeshClient, type ServiceHandlers } from "../../../services/kit/src/index.js";
+import { ConfigServiceService } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import { Code, MeshError, MeshServer, createClient, createLogger, type CallContext, type MeshClient, type ServiceHandlers } from "@taskmesh/kit";
 
 // Cancellation across two real servers: the caller's AbortSignal reaches the
 // handler of the first hop and, through `{ parent: ctx }`, the second.

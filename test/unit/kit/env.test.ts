@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { EnvError, envSchemas, kitEnvShape, loadEnv, parseDuration, upstreamAddress } from "../../../services/kit/src/index.js";
+import { EnvError, envSchemas, kitEnvShape, loadEnv, parseDuration, upstreamAddress } from "@taskmesh/kit";
 
 describe("loadEnv", () => {
   const shape = { ...kitEnvShape, DATABASE_URL: envSchemas.url("postgres", "postgresql"), WORKERS: envSchemas.positiveInt().default(4) };

@@ -2,7 +2,7 @@ import { Metadata, type ServiceError } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import {
   Code, MeshError, STATUS_DETAILS_KEY, exhausted, fromServiceError, invalidArgument, notFound, toStatusObject, unavailable,
-} from "../../../services/kit/src/index.js";
+} from "@taskmesh/kit";
 
 /** What a grpc-js client receives for a status the server sent. */
 function received(error: MeshError): ServiceError {

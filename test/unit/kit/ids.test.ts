@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isUuidV7, randomIdBytes, uuidv7 } from "../../../services/kit/src/ids.js";
+import { isUuidV7, randomIdBytes, uuidv7 } from "../../../packages/kit/src/ids.js";
 
 describe("ids", () => {
   it("uuidv7: canonical v7 ids, ordered by their time, never repeated across pool refills", () => {

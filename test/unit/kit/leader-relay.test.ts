@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { freePort } from "../../../deploy/local/secrets.js";
-import { createLogger } from "../../../services/kit/src/log.js";
-import { LeaderRelay, type LeaderRelayOptions } from "../../../services/kit/src/pg/leader-relay.js";
+import { freePort } from "@taskmesh/local/secrets";
+import { createLogger } from "@taskmesh/kit/log";
+import { LeaderRelay, type LeaderRelayOptions } from "@taskmesh/kit/pg/leader-relay";
 
 /** A logger that keeps each line, parsed, in memory. */
 function memoryLogger() {

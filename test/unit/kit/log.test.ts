@@ -3,7 +3,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { TracerProvider } from "@opentelemetry/sdk-trace";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger, type LoggerOptions } from "../../../services/kit/src/log.js";
+import { createLogger, type LoggerOptions } from "@taskmesh/kit/log";
 
 /** A pino destination that keeps each line, parsed, in memory. */
 function memoryLogger(options: Omit<LoggerOptions, "destination"> = {}) {

@@ -1,8 +1,8 @@
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
-import { ConfigServiceService, type GetResponse } from "../../../gen/taskmesh/config/v1/config.js";
-import { MeshServer, createClient, createLogger, invalidArgument, type ServiceHandlers } from "../../../services/kit/src/index.js";
-import { cachedLoad, kafkaConsumerLag, rpcMetrics, startMetricsServer, type LagAdmin } from "../../../services/kit/src/metrics.js";
+import { ConfigServiceService, type GetResponse } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import { MeshServer, createClient, createLogger, invalidArgument, type ServiceHandlers } from "@taskmesh/kit";
+import { cachedLoad, kafkaConsumerLag, rpcMetrics, startMetricsServer, type LagAdmin } from "@taskmesh/kit/metrics";
 
 type Handlers = ServiceHandlers<typeof ConfigServiceService>;
 const unused = async (): Promise<never> => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Code, MeshError, PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "../../../services/kit/src/index.js";
+import { Code, MeshError, PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "@taskmesh/kit";
 
 /** The MeshError `fn` throws (fails the test when it throws nothing or something else). */
 function thrown(fn: () => unknown): MeshError {

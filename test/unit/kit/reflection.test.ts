@@ -2,9 +2,9 @@ import { createRequire } from "node:module";
 import { credentials, loadPackageDefinition, type ClientDuplexStream, type GrpcObject, type ServiceClientConstructor } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FileDescriptorProto } from "../../../gen/google/protobuf/descriptor.js";
-import { ConfigServiceService } from "../../../gen/taskmesh/config/v1/config.js";
-import { MeshServer, createLogger, type ServiceHandlers } from "../../../services/kit/src/index.js";
+import { FileDescriptorProto } from "@taskmesh/contracts/gen/google/protobuf/descriptor";
+import { ConfigServiceService } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import { MeshServer, createLogger, type ServiceHandlers } from "@taskmesh/kit";
 
 /** The reflection protos @grpc/reflection ships (the ones grpcurl speaks). */
 const REFLECTION_PROTO = (version: "v1" | "v1alpha"): string =>

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { ConfigServiceService, type GetResponse } from "../../../gen/taskmesh/config/v1/config.js";
-import { checkHealth } from "../../../deploy/local/health.js";
+import { ConfigServiceService, type GetResponse } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import { checkHealth } from "@taskmesh/local/health";
 import {
   Code, MeshError, MeshServer, createClient, createLogger, invalidArgument,
   type CallContext, type MeshClient, type ServiceHandlers,
-} from "../../../services/kit/src/index.js";
+} from "@taskmesh/kit";
 
 type Handlers = ServiceHandlers<typeof ConfigServiceService>;
 const unused = async (): Promise<never> => {

@@ -2,8 +2,8 @@ import { credentials, makeGenericClientConstructor, type ClientReadableStream } 
 import { service as healthService } from "grpc-health-check";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
-import { ConfigServiceService, type GetResponse } from "../../../gen/taskmesh/config/v1/config.js";
-import { Code, MeshServer, createClient, createLogger, type MeshError, type ServiceHandlers } from "../../../services/kit/src/index.js";
+import { ConfigServiceService, type GetResponse } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
+import { Code, MeshServer, createClient, createLogger, type MeshError, type ServiceHandlers } from "@taskmesh/kit";
 
 // What MeshServer.shutdown() does to the calls and watchers a real client
 // has open, beyond what server.test.ts covers: health watchers and handlers

@@ -9,12 +9,12 @@ import {
   createInstrumentations,
   resolveTelemetryConfig,
   telemetryOptionsFromEnv,
-} from "../../../services/kit/src/telemetry/index.js";
+} from "../../../packages/kit/src/telemetry/index.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 // The pinned Node 24 from the `node` devDependency, never the system node.
 const NODE = fileURLToPath(new URL("node_modules/.bin/node", `file://${ROOT}`));
-const PRELOAD = ["--import", "tsx", "--import", "./services/kit/src/telemetry/register.ts"];
+const PRELOAD = ["--import", "tsx", "--import", "./packages/kit/src/telemetry/register.ts"];
 const ROUNDTRIP = "test/fixtures/telemetry/grpc-roundtrip.ts";
 const ECHO_SPAN = "grpc.taskmesh.test.v1.EchoService/Echo";
 const CHILD_TIMEOUT_MS = 15_000;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { RowCache } from "../../../services/ledger/src/row-cache.js";
-import type { TaskRow } from "../../../services/ledger/src/sql/tasks.js";
+import type { TaskRow } from "@taskmesh/ledger-service/sql/tasks";
 
 const row = (id: string, input: Record<string, unknown> = {}): TaskRow => ({ id, input, labels: {} }) as unknown as TaskRow;
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { Code, MeshError } from "../../../services/kit/src/index.js";
-import { backoffMs, isUuidV7, parseCreate, uuidv7 } from "../../../services/ledger/src/index.js";
+import { Code, MeshError } from "@taskmesh/kit";
+import { backoffMs, isUuidV7, parseCreate, uuidv7 } from "@taskmesh/ledger-service";
 import { createRequest } from "../../integration/ledger/support.js";
 
 describe("ledger rules", () => {

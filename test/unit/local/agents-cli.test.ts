@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { agentModules, agentWorkerName } from "../../../deploy/local/commands/up.js";
-import { UsageError } from "../../../deploy/local/commands/usage-error.js";
+import { agentModules, agentWorkerName } from "../../../packages/cli/src/commands/up.js";
+import { UsageError } from "@taskmesh/local/usage-error";
 
 const dir = mkdtempSync(join(tmpdir(), "taskmesh-agents-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { decide, parseAutoscale, type AutoscaleMemory } from "../../../deploy/local/autoscale.js";
+import { decide, parseAutoscale, type AutoscaleMemory } from "@taskmesh/local/autoscale";
 
 describe("the autoscaler's policy", () => {
   const policy = parseAutoscale("worker=1..6", { TASKMESH_AUTOSCALE_INTERVAL: "1s", TASKMESH_AUTOSCALE_UP_COOLDOWN: "5s", TASKMESH_AUTOSCALE_DOWN_AFTER: "10s" });

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { parse } from "yaml";
-import { CA_SECRET, CERT_SECRET, ensureMeshCerts, MESH_IDENTITIES, rotateMeshCerts, type MeshCerts } from "../../../deploy/local/certs.js";
+import { CA_SECRET, CERT_SECRET, ensureMeshCerts, MESH_IDENTITIES, rotateMeshCerts, type MeshCerts } from "@taskmesh/local/certs";
 
 const SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 

@@ -16,7 +16,7 @@ interface Taker {
 
 /** One process taking `count` ports at once, printing them as a JSON list, then living until told to finish. */
 function takePorts(count: number): Taker {
-  const script = `import { freePort } from "./deploy/local/secrets.ts";
+  const script = `import { freePort } from "./packages/local/src/secrets.ts";
 const ports = await Promise.all(Array.from({ length: ${count} }, () => freePort()));
 console.log(JSON.stringify(ports));
 process.stdin.resume().on("end", () => process.exit(0));`;

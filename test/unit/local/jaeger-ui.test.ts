@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { jaegerConfig, jaegerUiDir } from "../../../deploy/local/provision/jaeger.js";
+import { jaegerConfig, jaegerUiDir } from "@taskmesh/local/provision/jaeger";
 
 describe("the Jaeger UI folder (TASKMESH_JAEGER_UI_DIR)", () => {
   const dir = mkdtempSync(join(tmpdir(), "taskmesh-jaeger-ui-"));

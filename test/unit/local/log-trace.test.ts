@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LineSplitter, lineHasTrace, parseTraceId, traceLines } from "../../../deploy/local/commands/log-trace.js";
+import { LineSplitter, lineHasTrace, parseTraceId, traceLines } from "../../../packages/cli/src/commands/log-trace.js";
 
 const A = "0af7651916cd43dd8448eb211c80319c";
 const B = "4bf92f3577b34da6a3ce929d0e0e4736";

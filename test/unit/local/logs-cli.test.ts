@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROOT } from "../../../deploy/local/provision/versions.js";
+import { ROOT } from "@taskmesh/local/provision/versions";
 
 const run = promisify(execFile);
 

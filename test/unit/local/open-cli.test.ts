@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { ROOT } from "../../../deploy/local/provision/versions.js";
+import { ROOT } from "@taskmesh/local/provision/versions";
 
 const run = promisify(execFile);
 

@@ -3,8 +3,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { ProcessSpec } from "../../../deploy/local/process-spec.js";
-import { alive, dependencyLevels, ProcessStartError, Supervisor, type SupervisorEvent } from "../../../deploy/local/supervisor.js";
+import type { ProcessSpec } from "@taskmesh/local/process-spec";
+import { alive, dependencyLevels, ProcessStartError, Supervisor, type SupervisorEvent } from "@taskmesh/local/supervisor";
 
 const dirs: string[] = [];
 function tempDir(): string {

@@ -4,15 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify, stripVTControlCharacters } from "node:util";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { TaskServiceService, type ListTasksRequest, type SubmitTaskRequest, type WatchTaskRequest, type WatchTaskResponse } from "../../../gen/taskmesh/coordinator/v1/task_service.js";
-import { TaskState, TransitionKind, type Task, type TaskProgressUpdate, type TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
-import { Code, MeshError, MeshServer, createLogger, invalidArgument, notFound, unavailable } from "../../../services/kit/src/index.js";
-import { serviceAddress, UsageError, type Io } from "../../../deploy/local/commands/rpc.js";
-import { EXIT_INTERRUPTED, taskCancel, taskGet, taskList, taskSubmit, taskWatch } from "../../../deploy/local/commands/task.js";
+import { TaskServiceService, type ListTasksRequest, type SubmitTaskRequest, type WatchTaskRequest, type WatchTaskResponse } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { TaskState, TransitionKind, type Task, type TaskProgressUpdate, type TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { Code, MeshError, MeshServer, createLogger, invalidArgument, notFound, unavailable } from "@taskmesh/kit";
+import { serviceAddress, UsageError, type Io } from "../../../packages/cli/src/commands/rpc.js";
+import { EXIT_INTERRUPTED, taskCancel, taskGet, taskList, taskSubmit, taskWatch } from "../../../packages/cli/src/commands/task.js";
 import {
   listRequest, parseDurationArg, parseInput, parseLabels, parseStates, parseTime, parseWholeNumber, submitRequest, watchRequest,
-} from "../../../deploy/local/commands/task-args.js";
-import { exitCodeFor, formatAge, formatDuration, formatTask, taskRow, watchLine } from "../../../deploy/local/commands/task-view.js";
+} from "../../../packages/cli/src/commands/task-args.js";
+import { exitCodeFor, formatAge, formatDuration, formatTask, taskRow, watchLine } from "../../../packages/cli/src/commands/task-view.js";
 import { ROOT } from "../../support/processes.js";
 
 const { PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, UNSPECIFIED } = {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { accessLogOptions } from "../../../deploy/local/plan.js";
-import { buildMesh, loadTopology } from "../../../deploy/mesh/index.js";
-import type { AccessLogOptions } from "../../../deploy/mesh/observability.js";
+import { accessLogOptions } from "@taskmesh/local/plan";
+import { buildMesh, loadTopology } from "@taskmesh/mesh";
+import type { AccessLogOptions } from "../../../packages/mesh/src/observability.js";
 
 /** Every access log of every listener of a small mesh generated with `accessLog`, by Envoy and listener. */
 function accessLogs(accessLog?: AccessLogOptions) {

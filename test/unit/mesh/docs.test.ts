@@ -1,9 +1,9 @@
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { OPEN_PATHS } from "../../../deploy/mesh/edge-security.js";
-import { DOCS_BODY_LIMIT, buildMesh, localDocs, loadTopology, type Bootstrap } from "../../../deploy/mesh/index.js";
-import { ROOT } from "../../../deploy/local/provision/versions.js";
+import { OPEN_PATHS } from "../../../packages/mesh/src/edge-security.js";
+import { DOCS_BODY_LIMIT, buildMesh, localDocs, loadTopology, type Bootstrap } from "@taskmesh/mesh";
+import { ROOT } from "@taskmesh/local/provision/versions";
 
 /** The edge's config for a one-coordinator mesh, with the docs of this checkout or without. */
 function edge(docs: boolean): Bootstrap {
@@ -36,7 +36,7 @@ describe("the API docs at the edge", () => {
       expect(size, route.match.path).toBeLessThanOrEqual(DOCS_BODY_LIMIT);
       expect(route.response_headers_to_add?.find((h) => h.header.key === "content-type")?.append_action, route.match.path).toBe("OVERWRITE_IF_EXISTS_OR_ADD");
     }
-    expect(docs.find((r) => r.match.path === "/docs/openapi.json")!.direct_response!.body).toEqual({ filename: join(ROOT, "gen/openapi/taskmesh.swagger.json") });
+    expect(docs.find((r) => r.match.path === "/docs/openapi.json")!.direct_response!.body).toEqual({ filename: join(ROOT, "packages/contracts/gen/openapi/taskmesh.swagger.json") });
   });
 
   it("needs no token for /docs and below, and still one for every other path", () => {
@@ -56,7 +56,7 @@ describe("the API docs at the edge", () => {
   });
 
   it("the OpenAPI document asks for no token exactly on the HTTP routes the edge lets through without one", () => {
-    const document = JSON.parse(readFileSync(join(ROOT, "gen/openapi/taskmesh.swagger.json"), "utf8")) as OpenApi;
+    const document = JSON.parse(readFileSync(join(ROOT, "packages/contracts/gen/openapi/taskmesh.swagger.json"), "utf8")) as OpenApi;
     const open = Object.entries(document.paths).flatMap(([path, operations]) =>
       Object.values(operations).some((o) => Array.isArray(o.security) && o.security.length === 0) ? [path] : []);
     const httpOpenPaths = OPEN_PATHS.filter((p) => !p.startsWith("/taskmesh."));

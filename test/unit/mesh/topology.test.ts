@@ -3,9 +3,9 @@ import { describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import {
   calleesOf, edgeReflection, healthServiceOf, identities, instanceNames, loadTopology, methodPolicy, parseTopology, spiffeId, TOPOLOGY_PATH, TopologyError,
-} from "../../../deploy/mesh/topology.js";
-import { inboundRbac, outboundRoutes } from "../../../deploy/mesh/sidecar.js";
-import { edgeRoutes } from "../../../deploy/mesh/edge.js";
+} from "@taskmesh/mesh/topology";
+import { inboundRbac, outboundRoutes } from "../../../packages/mesh/src/sidecar.js";
+import { edgeRoutes } from "../../../packages/mesh/src/edge.js";
 
 const source = readFileSync(TOPOLOGY_PATH, "utf8");
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
-import { TypedExtensionConfig } from "../../../gen/envoy/config/core/v3/extension.js";
-import { LocalRateLimit } from "../../../gen/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.js";
-import { Runtime } from "../../../gen/envoy/service/runtime/v3/rtds.js";
+import { TypedExtensionConfig } from "@taskmesh/contracts/gen/envoy/config/core/v3/extension";
+import { LocalRateLimit } from "@taskmesh/contracts/gen/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit";
+import { Runtime } from "@taskmesh/contracts/gen/envoy/service/runtime/v3/rtds";
 import {
   EDGE_LIMITS_FILTER, EdgeLimitsSource, LOCAL_RATE_LIMIT_TYPE_URL, MAX_EDGE_BUCKETS, RuntimeLayerSource, localRateLimitConfig, parseLimits, tokenBucket,
 } from "../../../services/ratelimit/src/index.js";

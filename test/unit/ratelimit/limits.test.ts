@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { RateLimitResponse_Code } from "../../../gen/envoy/service/ratelimit/v3/rls.js";
+import { RateLimitResponse_Code } from "@taskmesh/contracts/gen/envoy/service/ratelimit/v3/rls";
 import { counterKey, parseFailureMode, parseLimits, rateLimitHandlers, type HitCounter } from "../../../services/ratelimit/src/index.js";
-import { createLogger, type CallContext } from "../../../services/kit/src/index.js";
+import { createLogger, type CallContext } from "@taskmesh/kit";
 
 const SUBMIT = "/taskmesh.coordinator.v1.TaskService/SubmitTask";
 const ISSUE = "/taskmesh.identity.v1.IdentityService/IssueToken";

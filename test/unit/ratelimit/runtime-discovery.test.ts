@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { DiscoveryRequest, type DiscoveryResponse } from "../../../gen/envoy/service/discovery/v3/discovery.js";
-import { Runtime } from "../../../gen/envoy/service/runtime/v3/rtds.js";
-import { createLogger, type CallContext } from "../../../services/kit/src/index.js";
+import { DiscoveryRequest, type DiscoveryResponse } from "@taskmesh/contracts/gen/envoy/service/discovery/v3/discovery";
+import { Runtime } from "@taskmesh/contracts/gen/envoy/service/runtime/v3/rtds";
+import { createLogger, type CallContext } from "@taskmesh/kit";
 import { RUNTIME_TYPE_URL, RuntimeLayerSource, parseLimits, runtimeDiscoveryHandlers } from "../../../services/ratelimit/src/index.js";
 
 const ctx = { log: createLogger({ level: "silent" }) } as unknown as CallContext;

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { createLogger } from "../../../services/kit/src/index.js";
+import { createLogger } from "@taskmesh/kit";
 import {
   AgentError, defineAgent, echoAgent, failAgent, flakyAgent, hashAgent, sleepAgent, toTaskError, type AgentContext, type AgentDefinition,
 } from "../../../services/worker/src/index.js";

@@ -1,7 +1,7 @@
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { createLogger } from "../../../services/kit/src/index.js";
-import { AgentError, defineAgent, type AgentContext } from "../../../services/worker/src/agent.js";
+import { createLogger } from "@taskmesh/kit";
+import { AgentError, defineAgent, type AgentContext } from "@taskmesh/worker/service";
 import { WorkerMetrics } from "../../../services/worker/src/metrics.js";
 
 const log = createLogger({ level: "silent" });

@@ -1,10 +1,10 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import type { TaskResult } from "../../../gen/taskmesh/worker/v1/worker.js";
-import { createLogger } from "../../../services/kit/src/index.js";
-import type { HeldTask } from "../../../services/worker/src/held-task.js";
-import { runAttempt } from "../../../services/worker/src/run-attempt.js";
-import type { AgentHandler } from "../../../services/worker/src/agent.js";
+import type { TaskResult } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
+import { createLogger } from "@taskmesh/kit";
+import type { HeldTask } from "../../../packages/worker/src/held-task.js";
+import { runAttempt } from "@taskmesh/worker/service";
+import type { AgentHandler } from "@taskmesh/worker/service";
 
 /** One attempt of an agent whose handler is `handler`, its log lines collected. */
 async function attempt(handler: AgentHandler): Promise<{ lines: Array<Record<string, unknown>>; result: TaskResult | undefined }> {

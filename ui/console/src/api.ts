@@ -4,8 +4,8 @@
 // JSON readers (`fromJSON`), so what the page shows is typed as the
 // contracts say.
 
-import { Task, TaskTransition } from "../../../gen/taskmesh/task/v1/task.js";
-import { WorkerStatus } from "../../../gen/taskmesh/worker/v1/worker.js";
+import { Task, TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { WorkerStatus } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
 
 /** An error the API answered: the gRPC status's message and ErrorInfo reason, and the HTTP status. */
 export class ApiError extends Error {

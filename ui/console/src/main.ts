@@ -4,8 +4,8 @@
 // Pages are routed by the URL's hash: #/tasks, #/tasks/<id>, #/submit,
 // #/workers, #/queues.
 
-import { TaskState, TransitionKind, type Task } from "../../../gen/taskmesh/task/v1/task.js";
-import { WorkerState } from "../../../gen/taskmesh/worker/v1/worker.js";
+import { TaskState, TransitionKind, type Task } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { WorkerState } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
 import {
   ApiError, STATES, cancelTask, consoleConfig, getHistory, getTask, listQueues, listTasks, listWorkers, signIn, signOut, signedIn, submitTask,
 } from "./api.js";

@@ -1,4 +1,4 @@
-import type { Migration } from "../../../kit/src/index.js";
+import type { Migration } from "@taskmesh/kit";
 
 /** The schema `config`: one global revision counter, current entries, and every change. */
 export const migrations: readonly Migration[] = [

@@ -1,4 +1,4 @@
-import type { Migration } from "../../../kit/src/index.js";
+import type { Migration } from "@taskmesh/kit";
 
 /** The schema `identity`: API keys, token families and their refresh tokens, signing keys, and the audit log (also the outbox of topic `taskmesh.identity`). */
 export const migrations: readonly Migration[] = [

@@ -1,4 +1,4 @@
-import type { Migration } from "../../../kit/src/index.js";
+import type { Migration } from "@taskmesh/kit";
 
 /**
  * The schema `ledger`: tasks, their append-only history, the transactional

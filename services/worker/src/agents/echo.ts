@@ -1,4 +1,4 @@
-import { defineAgent } from "../agent.js";
+import { defineAgent } from "@taskmesh/worker";
 
 /** `echo`: the output is the input. */
 export const echoAgent = defineAgent({

@@ -1,4 +1,4 @@
-import { AgentError, defineAgent, invalidInput } from "../agent.js";
+import { AgentError, defineAgent, invalidInput } from "@taskmesh/worker";
 
 /** `fail`: always fails, not retryably, with `{"message":..}` (default "failed as asked"). */
 export const failAgent = defineAgent({

@@ -1,4 +1,4 @@
-import { AgentError, defineAgent, invalidInput } from "../agent.js";
+import { AgentError, defineAgent, invalidInput } from "@taskmesh/worker";
 
 /** `flaky`: `{"failTimes":N}` fails retryably while the attempt is ≤ N, then succeeds with `{"attempt":n}`. */
 export const flakyAgent = defineAgent({

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { defineAgent, invalidInput } from "../agent.js";
+import { defineAgent, invalidInput } from "@taskmesh/worker";
 
 /** `hash`: `{"text":..}` → `{"sha256": lower-case hex of its UTF-8 bytes}`. */
 export const hashAgent = defineAgent({

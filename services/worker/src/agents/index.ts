@@ -1,4 +1,4 @@
-import type { AgentDefinition } from "../agent.js";
+import type { AgentDefinition } from "@taskmesh/worker";
 import { echoAgent } from "./echo.js";
 import { failAgent } from "./fail.js";
 import { flakyAgent } from "./flaky.js";

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from "node:timers/promises";
-import { AgentError, defineAgent, invalidInput } from "../agent.js";
+import { AgentError, defineAgent, invalidInput } from "@taskmesh/worker";
 
 /** The longest sleep taken, in ms (one day). */
 const MAX_SLEEP_MS = 86_400_000;
