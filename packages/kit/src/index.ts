@@ -21,7 +21,7 @@ export { createPool, query, withTransaction, type PoolOptions, type TransactionO
 export { DESCRIPTOR_SET_PATH, addReflection, splitDescriptorSet } from "./reflection.js";
 export { projectRoot } from "./project-root.js";
 export { MeshServer, type MeshServerOptions, type ServerState, type ShutdownOutcome } from "./server.js";
-export { EXIT_CODES, onShutdownSignal, runService, type RunServiceOptions, type StartedService } from "./lifecycle.js";
+export { EXIT_CODES, onShutdownSignal, runService, serveBuilt, type BuiltService, type RunServiceOptions, type StartedService } from "./lifecycle.js";
 export { untilReady } from "./readiness.js";
 export { createLogger, serializeError, type Logger, type LoggerOptions } from "./log.js";
 export { watchSetting, type ConfigClient, type LiveSetting, type WatchSettingOptions } from "./config-client.js";

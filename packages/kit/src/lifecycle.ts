@@ -46,6 +46,37 @@ export interface StartedService {
   readonly ready?: (signal: AbortSignal) => Promise<void>;
 }
 
+/**
+ * A service put together by its `build(deps)`, which its main.ts (with
+ * clients made from the environment) and the tests (with their own
+ * databases and brokers) both call: the server, not yet bound and
+ * NOT_SERVING, with the service's closers registered, and what must be
+ * ready before it serves.
+ */
+export interface BuiltService {
+  readonly server: MeshServer;
+  /** Waits for the service's dependencies (migrations, connections, watchers); aborted when shutdown begins. */
+  ready(signal: AbortSignal): Promise<void>;
+}
+
+/**
+ * Runs a built service in this process as {@link runService} runs it in its
+ * own: binds `address`, waits until it is ready (at most until `signal`
+ * aborts; the server is shut down then) and marks it SERVING. Answers the
+ * bound port. For the tests, and for a program embedding a service.
+ */
+export async function serveBuilt(built: BuiltService, address: string, signal: AbortSignal = AbortSignal.timeout(60_000)): Promise<number> {
+  const port = await built.server.listen(address);
+  try {
+    await built.ready(signal);
+  } catch (error) {
+    await built.server.shutdown();
+    throw error;
+  }
+  built.server.markServing();
+  return port;
+}
+
 /** What {@link runService} needs: how to build the service. */
 export interface RunServiceOptions {
   /** The service's short name, for messages. */

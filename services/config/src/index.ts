@@ -1,3 +1,4 @@
+export { buildConfig, type ConfigDeps, type ConfigService } from "./build.js";
 export { configHandlers, toEntry } from "./handlers.js";
 export { MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_VALUE_DEPTH, parseKey, parsePrefix, valueViolation } from "./keys.js";
 export { LiveQueue, type LiveBatch } from "./live-queue.js";

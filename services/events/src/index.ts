@@ -1,4 +1,5 @@
 export { AckRelay, subscriptionGone } from "./ack-relay.js";
+export { buildEvents, type EventsDeps, type EventsService } from "./build.js";
 export { GroupAttempts, RedisAttempts, attemptKey, type AttemptStore } from "./attempts.js";
 export { JSON_CONTENT_TYPE, PARTITION_KEY, fromRecord, headersText, partitionKeyOf, toRecord } from "./cloud-event.js";
 export { DLQ_HEADERS, DeadLetterIndex, REDRIVEN_HEADER, writeDeadLetter, type DeadLetterFilter, type Failure } from "./dead-letters.js";

@@ -3,6 +3,7 @@ export { ApiKeyStore, toApiKey, type CreatedApiKey } from "./api-keys.js";
 export { AUDIT_SOURCE, AUDIT_TOPIC, auditType, clientIpOf, toAuditEvent, type AuditRecord, type RequestOrigin } from "./audit.js";
 export { AuditRelay, toAuditMessage, type AuditRelayOptions, type AuditRelayState } from "./audit-relay.js";
 export { BOOTSTRAP_KEY_NAME, ensureBootstrapKey, type BootstrapOutcome } from "./bootstrap.js";
+export { buildIdentity, type IdentityDeps, type IdentityService } from "./build.js";
 export { identityConfig, identityEnvShape, type IdentityConfig, type IdentityOptions } from "./config.js";
 export { identityHandlers, type IdentityParts } from "./handlers.js";
 export { createIdentity, type Identity } from "./identity.js";

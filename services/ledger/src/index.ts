@@ -1,4 +1,4 @@
-export { buildLedger, type LedgerDeps, type LedgerParts } from "./build.js";
+export { buildLedger, buildLedgerService, type LedgerDeps, type LedgerParts, type LedgerService, type LedgerServiceDeps } from "./build.js";
 export { ledgerHandlers } from "./handlers.js";
 export { isUuid, isUuidV7, uuidv7 } from "./ids.js";
 export { OutboxRelay, RELAY_SOURCE, TASKS_TOPIC, publishablePrefix, toMessage, type EventFacts, type OutboxRelayOptions, type RelayRow, type RelayState } from "./outbox-relay.js";

@@ -1,13 +1,9 @@
 import { z } from "zod";
-import { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
-import {
-  MeshServer, createLogger, createPool, envSchemas, kitEnvShape, loadEnv, migrate, runService, untilReady,
-} from "@taskmesh/kit";
-import { buildLedger } from "./build.js";
+import { createLogger, createPool, envSchemas, kitEnvShape, loadEnv, runService } from "@taskmesh/kit";
+import { buildLedgerService } from "./build.js";
 import { registerLedgerMetrics } from "./metrics.js";
 import { Retention } from "./retention.js";
 import { OutboxRelay, TASKS_TOPIC } from "./outbox-relay.js";
-import { migrations } from "./sql/migrations.js";
 
 /** The ledger service's environment. */
 const envShape = {
@@ -37,22 +33,14 @@ await runService({
       ? new OutboxRelay({ databaseUrl: env.DATABASE_URL, brokers: env.KAFKA_BROKERS, topic: env.TASKMESH_OUTBOX_TOPIC, logger: log, name: `${instance}-outbox-relay` })
       : undefined;
     const retention = new Retention(pool, { retentionMs: env.TASKMESH_LEDGER_RETENTION, intervalMs: env.TASKMESH_LEDGER_RETENTION_INTERVAL, logger: log });
-    const { handlers } = buildLedger({ pool, ...(relay ? { afterWrite: () => relay.nudge() } : {}) });
-    const server = new MeshServer({ name: "ledger", logger: log, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE })
-      .addService(LedgerServiceService, handlers)
-      .onClose("postgres pool", () => pool.end())
-      .onClose("retention", () => retention.stop());
-    // Closers run in reverse order: the relay stops (batch in flight, lock, producer) before the pool ends.
-    if (relay) server.onClose("outbox relay", () => relay.stop());
-    else log.warn("KAFKA_BROKERS is not set: the outbox relay is off and outbox rows stay unpublished");
-    await server.listen(env.TASKMESH_LISTEN);
+    if (!relay) log.warn("KAFKA_BROKERS is not set: the outbox relay is off and outbox rows stay unpublished");
+    const ledger = buildLedgerService({ name: "ledger", logger: log, pool, shutdownGraceMs: env.TASKMESH_SHUTDOWN_GRACE, retention, ...(relay ? { relay } : {}) });
+    await ledger.server.listen(env.TASKMESH_LISTEN);
     return {
-      server,
+      server: ledger.server,
       log,
       async ready(signal) {
-        await untilReady("postgres (migrations)", () => migrate(pool, "ledger", migrations, log), signal, log);
-        relay?.start();
-        retention.start();
+        await ledger.ready(signal);
         if (env.TASKMESH_LEDGER_RETENTION === 0) log.info("TASKMESH_LEDGER_RETENTION is 0: finished tasks are kept for ever");
       },
     };

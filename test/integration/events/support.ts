@@ -3,10 +3,8 @@ import { Redis } from "ioredis";
 import { logLevel, Kafka, type Admin } from "kafkajs";
 import { inject } from "vitest";
 import { EventServiceService, type Delivery, type SubscribeRequest, type SubscriptionInfo } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
-import { MeshServer, createClient, createLogger, type MeshClient } from "@taskmesh/kit";
-import {
-  AckRelay, DeadLetterIndex, RedisAttempts, KafkaClients, PublishDedup, Publisher, Subscriptions, createKafka, eventHandlers,
-} from "../../../services/events/src/index.js";
+import { createClient, createLogger, serveBuilt, type MeshClient } from "@taskmesh/kit";
+import { KafkaClients, buildEvents, createKafka, type Subscriptions } from "../../../services/events/src/index.js";
 import { testTopicPrefix } from "../../support/kafka.js";
 import { createTopicsReady } from "@taskmesh/local/provision/kafka";
 
@@ -19,7 +17,6 @@ export interface EventsHarness {
   readonly prefix: string;
   readonly admin: Admin;
   readonly kafka: Kafka;
-  readonly redis: Redis;
   readonly subscriptions: Subscriptions;
   /** Type routes as `/events/types` would hold them (tests change it). */
   routes: Record<string, string>;
@@ -37,34 +34,24 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
 }
 
-/** Starts an events replica for one test file; `tracer` receives its delivery spans. */
+/** Starts an events replica for one test file, built as the events service builds itself; `tracer` receives its delivery spans. */
 export async function startEvents(label: string, tracer?: Tracer): Promise<EventsHarness> {
   const prefix = testTopicPrefix(label);
   const brokers = [inject("kafkaBrokers")];
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL as "info" | undefined ?? "silent" });
-  const clients = new KafkaClients(createKafka(brokers, prefix, logger));
   const redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1, connectionName: prefix });
-  const relay = new AckRelay(redis, redis.duplicate(), logger);
-  await relay.start();
-  const subscriptions = new Subscriptions();
-  const deadLetters = new DeadLetterIndex(clients, logger, prefix);
   const harness = { routes: {} as Record<string, string> } as EventsHarness;
-  const publisher = new Publisher({ kafka: clients, dedup: new PublishDedup(redis, { prefix: `${prefix}:pub:` }), routes: () => harness.routes });
-  const server = new MeshServer({ name: "events-test", logger, shutdownGraceMs: 2000 })
-    .addService(EventServiceService, eventHandlers({ kafka: clients, publisher, subscriptions, deadLetters, relay, attempts: new RedisAttempts(redis, `${prefix}:attempts:`), ...(tracer ? { tracer } : {}) }))
-    .onClose("kafka", () => clients.close())
-    .onClose("ack relay", () => relay.stop())
-    .onClose("dlq index", () => deadLetters.stop())
-    .onClose("subscriptions", () => subscriptions.closeAll());
-  const port = await server.listen("127.0.0.1:0");
-  await deadLetters.start();
-  server.markServing();
+  const events = buildEvents({
+    name: "events-test", instance: prefix, logger, kafka: new KafkaClients(createKafka(brokers, prefix, logger)), redis,
+    routes: () => harness.routes, shutdownGraceMs: 2000, redisPrefix: `${prefix}:`, ...(tracer ? { tracer } : {}),
+  });
+  const port = await serveBuilt(events, "127.0.0.1:0");
   const kafka = new Kafka({ clientId: `${prefix}-test`, brokers, logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
   const client = createClient(EventServiceService, `127.0.0.1:${port}`);
   return Object.assign(harness, {
-    client, address: `127.0.0.1:${port}`, prefix, admin, kafka, redis, subscriptions,
+    client, address: `127.0.0.1:${port}`, prefix, admin, kafka, subscriptions: events.subscriptions,
     async topic(name: string, partitions = 3) {
       const topic = `${prefix}.${name}`;
       await createTopicsReady(admin, [{ topic, numPartitions: partitions }]);
@@ -72,14 +59,13 @@ export async function startEvents(label: string, tracer?: Tracer): Promise<Event
     },
     async stop() {
       client.close();
-      await server.shutdown();
+      await events.server.shutdown();
       await admin.disconnect();
-      const keys = await redis.keys(`${prefix}:*`);
-      if (keys.length > 0) await redis.del(...keys);
-      redis.disconnect();
-      // No Redis connection of this replica is left open (the ack relay's subscriber included).
+      // The replica disconnected its Redis as it shut down: its keys go, and no connection of it (the ack relay's included) is left.
       const probe = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
       try {
+        const keys = await probe.keys(`${prefix}:*`);
+        if (keys.length > 0) await probe.del(...keys);
         await waitFor("its redis connections to close", async () => !String(await probe.client("LIST")).includes(`name=${prefix} `), 5000);
       } finally {
         probe.disconnect();

@@ -3,8 +3,8 @@ import { Metadata } from "@grpc/grpc-js";
 import pg from "pg";
 import { expect } from "vitest";
 import { IdentityServiceService } from "@taskmesh/contracts/gen/taskmesh/identity/v1/identity";
-import { AuditRelay, createIdentity, identityConfig, migrations, type Identity, type IdentityConfig, type IdentityOptions } from "../../../services/identity/src/index.js";
-import { MeshServer, createClient, createLogger, createPool, migrate, type MeshClient, type MeshError } from "@taskmesh/kit";
+import { AuditRelay, buildIdentity, identityConfig, type Identity, type IdentityConfig, type IdentityOptions } from "../../../services/identity/src/index.js";
+import { createClient, createLogger, createPool, serveBuilt, type MeshClient, type MeshError } from "@taskmesh/kit";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 
 /** An identity replica in this process on its own database, a client for it, and a direct pool for checks. */
@@ -36,21 +36,13 @@ export async function startIdentity(label: string, options: HarnessOptions = {})
   const { scheduler, relay: relayOptions, ...settings } = options;
   const config = identityConfig({ kek: randomBytes(32), ...settings });
   const pool = createPool({ url: db.url, applicationName: "identity-test", logger, max: 20 });
-  await migrate(pool, "identity", migrations, logger);
   const relay = relayOptions
     ? new AuditRelay({ databaseUrl: db.url, brokers: relayOptions.brokers, topic: relayOptions.topic, logger, name: "identity-test-relay", pollIntervalMs: 50, lockRetryMs: 100, backoff: { initialMs: 50, maxMs: 500 } })
     : undefined;
-  const identity = createIdentity({ pool, config, logger, ...(relay ? { onAudit: () => relay.nudge() } : {}) });
-  await identity.keys.ensureActive();
-  const server = new MeshServer({ name: "identity-test", logger, shutdownGraceMs: 1000 })
-    .addService(IdentityServiceService, identity.handlers)
-    .onClose("pool", () => pool.end())
-    .onClose("scheduler", () => identity.scheduler.stop());
-  if (relay) server.onClose("relay", () => relay.stop());
-  const port = await server.listen("127.0.0.1:0");
-  server.markServing();
-  if (scheduler) identity.scheduler.start();
-  relay?.start();
+  // Built as the identity service builds itself; the key scheduler only where a test asks for it.
+  const service = buildIdentity({ name: "identity-test", logger, pool, config, shutdownGraceMs: 1000, scheduler: scheduler === true, ...(relay ? { relay } : {}) });
+  const { identity, server } = service;
+  const port = await serveBuilt(service, "127.0.0.1:0");
   const client = createClient(IdentityServiceService, `127.0.0.1:${port}`);
   const sql = new pg.Pool({ connectionString: db.url, max: 2 });
   return {

@@ -5,10 +5,10 @@ import { LedgerServiceService, type CreateTaskRequest } from "@taskmesh/contract
 import { TaskEvent } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { WorkerState } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
 import {
-  RowCache, TRANSITION_COLUMNS, TRANSITION_SOURCES, buildLedger, metricsSql, migrations, transitionEvent, uuidv7,
+  RowCache, TRANSITION_COLUMNS, TRANSITION_SOURCES, buildLedgerService, metricsSql, transitionEvent, uuidv7,
   type EventFacts, type OutboxRow, type TransitionRow,
 } from "@taskmesh/ledger-service";
-import { MeshError, MeshServer, createClient, createLogger, createPool, migrate, type MeshClient } from "@taskmesh/kit";
+import { MeshError, createClient, createLogger, createPool, serveBuilt, type MeshClient } from "@taskmesh/kit";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.js";
 
 /** A ledger replica in this process on its own database, a client for it, and a direct pool for checks. */
@@ -27,14 +27,10 @@ export async function startLedger(label: string, options: { rowCache?: boolean }
   const db: TestDatabase = await createTestDatabase(label);
   const logger = createLogger({ level: "silent" });
   const pool = createPool({ url: db.url, applicationName: "ledger-test", logger, max: 20 });
-  await migrate(pool, "ledger", migrations, logger);
-  // As the ledger and the coordinator run it: leased rows remembered for one-statement completions (unless told otherwise).
-  const { handlers, rows } = buildLedger({ pool, rowCache: options.rowCache !== false });
-  const server = new MeshServer({ name: "ledger-test", logger, shutdownGraceMs: 1000 })
-    .addService(LedgerServiceService, handlers)
-    .onClose("pool", () => pool.end());
-  const port = await server.listen("127.0.0.1:0");
-  server.markServing();
+  // Built as the ledger service builds itself: leased rows remembered for one-statement completions (unless told otherwise).
+  const ledger = buildLedgerService({ name: "ledger-test", logger, pool, shutdownGraceMs: 1000, rowCache: options.rowCache !== false });
+  const { rows, server } = ledger;
+  const port = await serveBuilt(ledger, "127.0.0.1:0");
   const client = createClient(LedgerServiceService, `127.0.0.1:${port}`);
   const sql = new pg.Pool({ connectionString: db.url, max: 2 });
   return {
