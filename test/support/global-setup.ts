@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { ensureEnvoy } from "../../packages/local/src/provision/envoy.js";
+import { ensureEnvoy } from "@taskmesh/local/provision/envoy";
 import { ensureJaeger } from "@taskmesh/local/provision/jaeger";
 import { ensureKafka, kafkaSpec } from "@taskmesh/local/provision/kafka";
 import { postgresSpec, postgresUrl } from "@taskmesh/local/provision/postgres";

@@ -8,7 +8,7 @@ import { parse } from "yaml";
 import { ensureChecker } from "../../../deploy/check/tools.js";
 import { composeInit } from "../../../deploy/compose/init.js";
 import { gatherEdgeAssets } from "../../../deploy/container/edge-assets.js";
-import { ensureEnvoy, envoyValidate } from "../../../packages/local/src/provision/envoy.js";
+import { ensureEnvoy, envoyValidate } from "@taskmesh/local/provision/envoy";
 import { pinned, ROOT } from "@taskmesh/local/provision/versions";
 import { instanceNames, loadTopology } from "@taskmesh/mesh/topology";
 import { ensureBuild } from "../../../scripts/build.mjs";

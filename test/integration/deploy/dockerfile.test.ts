@@ -22,8 +22,8 @@ function lint(text: string): { status: number | null; out: string } {
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
-beforeAll(() => {
-  hadolint = ensureHadolint();
+beforeAll(async () => {
+  hadolint = await ensureHadolint();
 }, 600_000);
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -7,7 +7,7 @@ import { parseAllDocuments } from "yaml";
 import { ensureChecker, ensureCrds, ensureKustomize } from "../../../deploy/check/tools.js";
 import { PORTS } from "../../../deploy/container/layout.js";
 import { PROD_TRACE_PERCENT, staleDeploymentFiles } from "../../../deploy/generate.js";
-import { ensureEnvoy, envoyValidate } from "../../../packages/local/src/provision/envoy.js";
+import { ensureEnvoy, envoyValidate } from "@taskmesh/local/provision/envoy";
 import { ROOT } from "@taskmesh/local/provision/versions";
 import { loadTopology } from "@taskmesh/mesh/topology";
 import { makeTestCerts } from "./support.js";

@@ -5,7 +5,7 @@ import { connect, type TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { CA_SECRET, CERT_SECRET, ensureMeshCerts, rotateMeshCerts, sdsConfigSource, type MeshCerts } from "@taskmesh/local/certs";
-import { ensureEnvoy, envoySpec, envoyValidate } from "../../../packages/local/src/provision/envoy.js";
+import { ensureEnvoy, envoySpec, envoyValidate } from "@taskmesh/local/provision/envoy";
 import { freePort } from "@taskmesh/local/secrets";
 import { runProcess, type RunningProcess } from "@taskmesh/local/supervisor";
 

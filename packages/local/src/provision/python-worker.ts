@@ -11,7 +11,8 @@ import { promisify } from "node:util";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { cacheDir, MissingPrerequisite, pinned, ROOT } from "./versions.js";
+import { pipInstall } from "./pip.js";
+import { cacheDir, pinned, ROOT } from "./versions.js";
 
 /** The contracts a worker speaks, relative to proto/, with what they import. */
 const PROTOS = ["taskmesh/task/v1/task.proto", "taskmesh/worker/v1/worker.proto", "taskmesh/coordinator/v1/worker_service.proto"];
@@ -44,10 +45,7 @@ export async function ensurePythonWorker(say: (line: string) => void = () => und
   if (!existsSync(join(home, ".complete"))) {
     rmSync(home, { recursive: true, force: true });
     say(`installing ${[`${pypi}==${version}`, ...extra].join(", ")} for Python workers (pip, once)…`);
-    await run("python3", ["-m", "venv", join(home, "venv")]).catch(() => {
-      throw new MissingPrerequisite("a Python worker runs in a virtualenv, and python3 with venv is missing (Debian: apt-get install python3-venv)");
-    });
-    await runOrSay(python, ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-cache-dir", `${pypi}==${version}`, ...extra]);
+    await pipInstall(join(home, "venv"), [`${pypi}==${version}`, ...extra], { what: "A Python worker's grpcio" });
     writeFileSync(join(home, ".complete"), "");
   }
   const hash = createHash("sha256");
