@@ -26,6 +26,7 @@ const commands = {
   token: () => import("./commands/token.js"),
   up: () => import("./commands/up.js"),
   worker: () => import("./commands/worker.js"),
+  workflow: () => import("./commands/workflow.js"),
 };
 
 const program = new Command("taskmesh")
@@ -151,8 +152,9 @@ task.command("submit").description("submit a task and print its id")
 task.command("get").description("show one task").argument("<id>").option(...json).addOption(coordinator)
   .action(action(async (id: string, opts: { json?: boolean; address?: string }) => (await commands.task()).taskGet(id, opts)));
 task.command("list").description("list tasks, newest first, a page at a time")
-  .option("--state <state>", "only in this state (pending, running, succeeded, failed, cancelled, timed_out); repeat for more", collect)
+  .option("--state <state>", "only in this state (waiting, pending, running, succeeded, failed, cancelled, timed_out); repeat for more", collect)
   .option("--capability <name>", "only of this capability")
+  .option("--workflow <id>", "only the tasks of this workflow")
   .option("--since <duration>", "only created in the last <duration>, e.g. 10m")
   .option("--after <time>", "only created at or after this ISO 8601 time")
   .option("--limit <n>", "at most this many (default 100)")
@@ -166,6 +168,20 @@ task.command("watch").description("print a task's changes until it ends; exit 0 
 task.command("cancel").description("cancel a pending or running task").argument("<id>")
   .option("--reason <text>", "why, for the task's history").option(...json).addOption(coordinator)
   .action(action(async (id: string, opts: { reason?: string; json?: boolean; address?: string }) => (await commands.task()).taskCancel(id, opts)));
+
+const workflow = program.command("workflow").description("submit, read and cancel workflows: named tasks with dependencies").exitOverride(usageExit);
+workflow.command("submit").description("submit a workflow (SubmitWorkflow's JSON, as POST /v1/workflows takes it) and print its id")
+  .argument("<file>", "a JSON file, or - for standard input: {\"tasks\":[{\"name\":\"a\",\"task\":{\"capability\":\"echo\"}},{\"name\":\"b\",\"dependsOn\":[\"a\"],\"task\":{...}}]}")
+  .option("--key <key>", "idempotency key: a repeat returns the first workflow (deduplicated)")
+  .option("--continue", "when a task does not succeed, cancel only what depends on it (default: cancel the rest)")
+  .option("--wait", "wait until it ends and print each task's state; exit 0 only if it SUCCEEDED")
+  .option(...json).addOption(coordinator)
+  .action(action(async (file: string, opts: { key?: string; continue?: boolean; wait?: boolean; json?: boolean; address?: string }) => (await commands.workflow()).workflowSubmit(file, opts)));
+workflow.command("get").description("show a workflow: each task's name, state and what it waits for").argument("<id>").option(...json).addOption(coordinator)
+  .action(action(async (id: string, opts: { json?: boolean; address?: string }) => (await commands.workflow()).workflowGet(id, opts)));
+workflow.command("cancel").description("cancel every task of a workflow that has not finished").argument("<id>")
+  .option("--reason <text>", "why, for each task's history").option(...json).addOption(coordinator)
+  .action(action(async (id: string, opts: { reason?: string; json?: boolean; address?: string }) => (await commands.workflow()).workflowCancel(id, opts)));
 
 program.command("token").description("print a development access token (for grpcurl -H \"authorization: Bearer $(npx taskmesh token)\")")
   .option("--scope <scope>", "a scope to ask for (default: every scope of the key); repeat for more", collect)

@@ -5,13 +5,15 @@
  */
 import { Metadata, type ChannelCredentials } from "@grpc/grpc-js";
 import { TaskServiceService, type WatchTaskResponse } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
-import { TaskState, TaskView, type RetryPolicy, type Task, type TaskProgressUpdate, type TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import {
+  FailurePolicy, TaskState, TaskView, WorkflowState, type RetryPolicy, type Task, type TaskProgressUpdate, type TaskTransition, type Workflow, type WorkflowNode,
+} from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { createClient as meshClient, type MeshClient } from "@taskmesh/kit/client";
 import { toDuration } from "@taskmesh/kit/durations";
 import { Code, MeshError } from "@taskmesh/kit/errors";
 
-export { Code, MeshError, TaskState, TaskView };
-export type { RetryPolicy, Task, TaskProgressUpdate, TaskTransition };
+export { Code, MeshError, TaskState, TaskView, WorkflowState };
+export type { RetryPolicy, Task, TaskProgressUpdate, TaskTransition, Workflow, WorkflowNode };
 
 /** How to reach taskmesh. */
 export interface ClientOptions {
@@ -47,10 +49,33 @@ export interface SubmitOptions extends CallOptions {
   readonly retryPolicy?: RetryPolicy;
 }
 
+/** One task of a workflow: its name, what it runs, and the names of the tasks it runs after. */
+export interface WorkflowTaskInput extends Omit<SubmitOptions, "idempotencyKey" | "signal" | "timeoutMs"> {
+  /** Unique in the workflow: 1..63 characters of a-z 0-9 . _ -. */
+  readonly name: string;
+  readonly capability: string;
+  /** Its input; `{ $ref: "<name>" }` or `{ $ref: "<name>.<field>" }` stands for the output (or a field of it) of a task it depends on. */
+  readonly input?: Record<string, unknown>;
+  /** The names of the tasks it runs after: each must SUCCEED first. */
+  readonly dependsOn?: readonly string[];
+}
+
+/** A workflow's options besides its tasks. */
+export interface WorkflowOptions extends CallOptions {
+  /** "fail-fast" (default): the first task that does not succeed cancels the rest; "continue": only what depends on it is cancelled. */
+  readonly failurePolicy?: "fail-fast" | "continue";
+  /** A repeat with the same key and request answers the first workflow. */
+  readonly idempotencyKey?: string;
+  readonly name?: string;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
 /** A list's filter and page. */
 export interface ListOptions extends CallOptions {
   readonly states?: readonly TaskState[];
   readonly capability?: string;
+  /** Only the tasks of this workflow. */
+  readonly workflowId?: string;
   readonly createdAfter?: Date;
   readonly createdBefore?: Date;
   /** 1..1000. @default 50 */
@@ -84,6 +109,12 @@ export interface TaskmeshClient {
   watch(id: string, options?: { readonly signal?: AbortSignal; readonly afterSequence?: bigint }): AsyncIterable<WatchEvent>;
   /** Waits until the task has ended (through {@link watch}) and answers it as it ended. */
   result(id: string, options?: { readonly signal?: AbortSignal }): Promise<Task>;
+  /** Submits a workflow: named tasks with dependencies, run as each one's dependencies succeed. Answers it with its graph (`deduplicated` for an earlier one). */
+  submitWorkflow(tasks: readonly WorkflowTaskInput[], options?: WorkflowOptions): Promise<Workflow & { readonly deduplicated: boolean }>;
+  /** A workflow with each task's state. */
+  getWorkflow(id: string, options?: CallOptions): Promise<Workflow>;
+  /** Cancels every task of a workflow that has not finished. */
+  cancelWorkflow(id: string, options?: CallOptions & { readonly reason?: string }): Promise<Workflow>;
   /** Closes the connection. */
   close(): void;
 }
@@ -122,6 +153,11 @@ export function createClient(options: ClientOptions): TaskmeshClient {
     return answer.task;
   };
 
+  const workflowOf = (answer: { workflow?: Workflow | undefined }): Workflow => {
+    if (!answer.workflow) throw new MeshError({ code: Code.INTERNAL, reason: "SYS_NO_WORKFLOW", message: "the answer holds no workflow" });
+    return answer.workflow;
+  };
+
   const watch = (id: string, o: { readonly signal?: AbortSignal; readonly afterSequence?: bigint } = {}): AsyncIterable<WatchEvent> => ({
     async *[Symbol.asyncIterator]() {
       const stream = client.watchTask({ id, afterSequence: o.afterSequence }, await call(o));
@@ -150,6 +186,7 @@ export function createClient(options: ClientOptions): TaskmeshClient {
       const page = await client.listTasks({
         states: [...(o.states ?? [])], capability: o.capability ?? "", createdAfter: o.createdAfter, createdBefore: o.createdBefore,
         pageSize: o.pageSize ?? 0, pageToken: o.pageToken ?? "", view: o.view === "full" ? TaskView.TASK_VIEW_FULL : TaskView.TASK_VIEW_BASIC,
+        workflowId: o.workflowId ?? "",
       }, await call(o));
       return { tasks: page.tasks, nextPageToken: page.nextPageToken };
     },
@@ -164,6 +201,26 @@ export function createClient(options: ClientOptions): TaskmeshClient {
       }
       // The watch ended without the task ending (the server closed it): read it as it is.
       return get(id, o);
+    },
+    async submitWorkflow(tasks, o = {}) {
+      const answer = await client.submitWorkflow({
+        tasks: tasks.map((t) => ({
+          name: t.name, dependsOn: [...(t.dependsOn ?? [])],
+          task: {
+            capability: t.capability, input: t.input ?? {}, idempotencyKey: "", maxAttempts: t.maxAttempts,
+            timeout: t.attemptTimeoutMs === undefined ? undefined : toDuration(t.attemptTimeoutMs), priority: t.priority ?? 0, labels: { ...t.labels }, retryPolicy: t.retryPolicy,
+          },
+        })),
+        failurePolicy: o.failurePolicy === "continue" ? FailurePolicy.FAILURE_POLICY_CONTINUE : FailurePolicy.FAILURE_POLICY_FAIL_FAST,
+        idempotencyKey: o.idempotencyKey ?? "", name: o.name ?? "", labels: { ...o.labels },
+      }, await call(o));
+      return { ...workflowOf(answer), deduplicated: answer.deduplicated };
+    },
+    async getWorkflow(id, o) {
+      return workflowOf(await client.getWorkflow({ id }, await call(o)));
+    },
+    async cancelWorkflow(id, o = {}) {
+      return workflowOf(await client.cancelWorkflow({ id, reason: o.reason ?? "" }, await call(o)));
     },
     close: () => client.close(),
   };

@@ -10,7 +10,7 @@ import type { SubmitDedup } from "./dedup.js";
 import type { Dispatcher, LedgerClient } from "./dispatcher.js";
 import type { LedgerBatches } from "./ledger-batches.js";
 import { TaskWrites } from "./task-writes.js";
-import { checkList, parseSubmit, parseTaskId } from "./validation.js";
+import { checkList, isCapabilityName, parseSubmit, parseSubmitWorkflow, parseTaskId, parseWorkflowId } from "./validation.js";
 
 /** Limits that keep the coordinator's memory bounded under any load. */
 export interface Backpressure {
@@ -189,7 +189,7 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
       return ledger.listTasks({
         states: request.states, capabilities: request.capability === "" ? [] : [request.capability], createdAfter: request.createdAfter,
         createdBefore: request.createdBefore, workerId: "", createdBy: "", pageSize: request.pageSize, pageToken: request.pageToken,
-        view: request.view || TaskView.TASK_VIEW_BASIC,
+        view: request.view || TaskView.TASK_VIEW_BASIC, workflowId: request.workflowId,
       }, { parent: ctx });
     },
 
@@ -198,6 +198,45 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
       const id = parseTaskId(request.id);
       if (request.reason.length > 256) throw invalidArgument([{ field: "reason", description: "is longer than 256 characters", reason: "VAL_REASON_TOO_LONG" }], "VAL_REASON_TOO_LONG");
       return { task: await writes.cancel({ taskId: id, reason: request.reason, actor, expectedSequence: request.expectedSequence }, { parent: ctx }) };
+    },
+
+    async submitWorkflow(request, ctx) {
+      const subject = submitter(ctx);
+      const known = new Set<string>();
+      for (const capability of new Set(request.tasks.slice(0, 10_000).map((t) => t.task?.capability ?? ""))) {
+        if (isCapabilityName(capability) && (capabilities.has(capability) || await capabilities.check(capability, ctx.signal))) known.add(capability);
+      }
+      const workflow = parseSubmitWorkflow(request, (capability) => known.has(capability));
+      if (pending.value + workflow.tasks.length > limits.maxPending) {
+        throw exhausted("RATE_QUEUE_FULL", `${pending.value} tasks are pending (the limit is ${limits.maxPending}); retry later`, 1000);
+      }
+      const { traceId, traceparent } = traceOfCall();
+      const { workflow: stored, created } = await writes.createWorkflow({
+        id: uuidv7(), name: workflow.name, failurePolicy: workflow.failurePolicy, idempotencyKey: workflow.idempotencyKey, requestHash: workflow.requestHash,
+        createdBy: subject, traceId, traceparent, labels: workflow.labels,
+        tasks: workflow.tasks.map(({ name, dependsOn, submit }) => ({
+          name, dependsOn: [...dependsOn],
+          task: {
+            id: uuidv7(), capability: submit.capability, input: submit.input, idempotencyKey: "", requestHash: submit.requestHash, maxAttempts: submit.maxAttempts,
+            timeout: toDuration(submit.timeoutMs), priority: submit.priority, labels: submit.labels, retryPolicy: submit.retryPolicy, createdBy: subject,
+            traceId, traceparent, leaseToWorkerId: "", leaseDuration: undefined,
+          },
+        })),
+      }, { parent: ctx });
+      if (created) for (let i = 0; i < workflow.tasks.length; i++) pending.added();
+      return { workflow: stored, deduplicated: !created };
+    },
+
+    async getWorkflow(request, ctx) {
+      requireScope(ctx.metadata, "tasks:read");
+      return ledger.getWorkflow({ id: parseWorkflowId(request.id) }, { parent: ctx });
+    },
+
+    async cancelWorkflow(request, ctx) {
+      const actor = requireScope(ctx.metadata, "tasks:write").subject;
+      const id = parseWorkflowId(request.id);
+      if (request.reason.length > 256) throw invalidArgument([{ field: "reason", description: "is longer than 256 characters", reason: "VAL_REASON_TOO_LONG" }], "VAL_REASON_TOO_LONG");
+      return { workflow: await writes.cancelWorkflow({ id, reason: request.reason, actor }, { parent: ctx }) };
     },
 
     watchTask: async (request, send, ctx) => {

@@ -1,5 +1,5 @@
-import type { CancelTaskRequest, CompleteTaskRequest, CompleteTaskResponse, ReclaimedTask } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
-import type { Task, TaskError } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import type { CancelTaskRequest, CancelWorkflowRequest, CompleteTaskRequest, CompleteTaskResponse, CreateWorkflowRequest, ReclaimedTask } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import type { Task, TaskError, Workflow } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import type { TaskCancellation } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
 import type { ProgressReport } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
 import type { Duration } from "@taskmesh/contracts/gen/google/protobuf/duration";
@@ -58,12 +58,25 @@ export class TaskWrites {
     if (transition) this.deps.bus.publishTask(t.taskId, { kind: "transition", transition });
   }
 
-  /** A worker's task succeeded: SUCCEEDED, its slot freed. Answers the task. */
+  /**
+   * A worker's task succeeded: SUCCEEDED, its slot freed, and the workflow
+   * tasks it made ready (PENDING) dispatched here and on every replica.
+   * Answers the task.
+   */
   async complete(session: WorkerSession, t: Held, output: Record<string, unknown>): Promise<Task> {
-    const { task, transition } = await this.completeCall({ taskId: t.taskId, leaseId: t.leaseId, output, expectedSequence: undefined });
+    const { task, transition, readyCapabilities } = await this.completeCall({ taskId: t.taskId, leaseId: t.leaseId, output, expectedSequence: undefined });
     if (transition) this.deps.bus.publishTask(t.taskId, { kind: "transition", transition });
     this.deps.slots.forget(session, t.taskId);
+    this.ready(readyCapabilities);
     return task!;
+  }
+
+  /** Tasks of `capabilities` became PENDING (a workflow's first tasks, or tasks whose dependencies all succeeded): dispatch them, here and on every replica. */
+  ready(capabilities: readonly string[]): void {
+    for (const capability of new Set(capabilities)) {
+      this.deps.slots.queued(capability);
+      this.deps.bus.publishWork(capability);
+    }
   }
 
   /** A worker's task failed: retried later (PENDING, woken at its backoff's end) or FAILED, its slot freed. */
@@ -102,6 +115,23 @@ export class TaskWrites {
       this.deps.slots.tellToStop(endedLease.workerId, { taskId: request.taskId, attempt: endedLease.attempt, reason: "BIZ_TASK_CANCELLED", message: request.reason });
     }
     return task!;
+  }
+
+  /** Creates a workflow: its first tasks dispatched here and on every replica. Answers it, and whether this call created it. */
+  async createWorkflow(request: CreateWorkflowRequest, options?: CallOptions): Promise<{ workflow: Workflow; created: boolean }> {
+    const { workflow, created, readyCapabilities } = await this.deps.ledger.createWorkflow(request, options);
+    this.ready(readyCapabilities);
+    return { workflow: workflow!, created };
+  }
+
+  /** Cancels a workflow's unfinished tasks: each worker running one is told to stop. Answers the workflow. */
+  async cancelWorkflow(request: CancelWorkflowRequest, options?: CallOptions): Promise<Workflow> {
+    const { workflow, endedLeases } = await this.deps.ledger.cancelWorkflow(request, options);
+    for (const lease of endedLeases) {
+      this.deps.slots.forget(lease.workerId, lease.taskId);
+      this.deps.slots.tellToStop(lease.workerId, { taskId: lease.taskId, attempt: lease.attempt, reason: "BIZ_TASK_CANCELLED", message: request.reason });
+    }
+    return workflow!;
   }
 
   /** Records a worker's progress report, published to the task's watchers. */

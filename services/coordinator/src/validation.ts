@@ -1,8 +1,9 @@
 import { isCapabilityName } from "@taskmesh/contracts";
 import { createHash } from "node:crypto";
-import { SubmitTaskRequest, type ListTasksRequest } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
-import { TaskState, TaskView } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
-import { Violations, durationMs, invalidArgument, isUuid } from "@taskmesh/kit";
+import { SubmitTaskRequest, SubmitWorkflowRequest, type ListTasksRequest } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { FailurePolicy, TaskState, TaskView } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { graphViolations } from "@taskmesh/contracts/workflow";
+import { MeshError, Violations, durationMs, invalidArgument, isUuid, type FieldViolation, type Reason } from "@taskmesh/kit";
 
 /** Largest task input, as JSON. */
 export const MAX_INPUT_BYTES = 256 * 1024;
@@ -96,6 +97,76 @@ export function parseTaskId(id: string, field = "id"): string {
   return id;
 }
 
+/** A workflow submit, validated: each task as a submit, and the graph. */
+export interface ValidWorkflow {
+  readonly name: string;
+  readonly failurePolicy: FailurePolicy;
+  readonly idempotencyKey: string;
+  readonly requestHash: string;
+  readonly labels: Record<string, string>;
+  readonly tasks: ReadonlyArray<{ readonly name: string; readonly dependsOn: readonly string[]; readonly submit: ValidSubmit }>;
+}
+
+/** The workflow submit's fingerprint, as {@link requestHash}'s for a task. */
+export function workflowRequestHash(request: SubmitWorkflowRequest): string {
+  const { idempotencyKey: _key, ...rest } = SubmitWorkflowRequest.toJSON(request) as Record<string, unknown>;
+  return createHash("sha256").update(canonicalJson(rest)).digest("hex");
+}
+
+/**
+ * Checks a workflow submit: every task as SubmitTask would (its violations
+ * under `tasks[i].task`), names, dependencies, references and cycles
+ * (@taskmesh/contracts/workflow), and the workflow's own fields;
+ * INVALID_ARGUMENT with every violation found (VAL_WORKFLOW_CYCLE when a
+ * cycle is among them), nothing stored.
+ */
+export function parseSubmitWorkflow(r: SubmitWorkflowRequest, isKnown: (capability: string) => boolean): ValidWorkflow {
+  const found: FieldViolation[] = [...graphViolations(r.tasks.map((t) => ({ name: t.name, dependsOn: t.dependsOn, input: t.task?.input })))];
+  const own = new Violations();
+  if (typeof FailurePolicy[r.failurePolicy] !== "string") own.add("failure_policy", `unknown failure policy ${r.failurePolicy}`);
+  if (r.idempotencyKey !== "" && !IDEMPOTENCY_KEY.test(r.idempotencyKey)) own.add("idempotency_key", "must be 1..128 printable ASCII characters without spaces");
+  if (r.name.length > 256) own.add("name", "is longer than 256 characters");
+  const labels = Object.entries(r.labels);
+  if (labels.length > 32) own.add("labels", "has more than 32 labels");
+  for (const [key, value] of labels) if (!LABEL_KEY.test(key) || value.length > 256) own.add(`labels[${key}]`, "key must be 1..63 characters of a-z 0-9 . _ / -, value at most 256 characters");
+  try {
+    own.check();
+  } catch (error) {
+    found.push(...(error as MeshError).violations);
+  }
+  const submits = r.tasks.length > 10_000 ? [] : r.tasks.map((t, i) => {
+    const field = `tasks[${i}].task`;
+    if (!t.task) {
+      found.push({ field, description: "is required" });
+      return undefined;
+    }
+    if (t.task.idempotencyKey !== "") found.push({ field: `${field}.idempotency_key`, description: "must be empty: the workflow's idempotency key covers its tasks" });
+    try {
+      return parseSubmit(t.task, isKnown);
+    } catch (error) {
+      if (!(error instanceof MeshError)) throw error;
+      found.push(...error.violations.map((f) => ({ ...f, field: `${field}.${f.field}` })));
+      return undefined;
+    }
+  });
+  if (found.length > 0) {
+    const reason = found.find((f) => f.reason === "VAL_WORKFLOW_CYCLE")?.reason ?? found.find((f) => f.reason && f.reason !== "VAL_INVALID_ARGUMENT")?.reason ?? "VAL_INVALID_ARGUMENT";
+    throw invalidArgument(found, reason as Reason);
+  }
+  return {
+    name: r.name,
+    failurePolicy: r.failurePolicy === FailurePolicy.FAILURE_POLICY_CONTINUE ? FailurePolicy.FAILURE_POLICY_CONTINUE : FailurePolicy.FAILURE_POLICY_FAIL_FAST,
+    idempotencyKey: r.idempotencyKey, requestHash: workflowRequestHash(r), labels: r.labels,
+    tasks: r.tasks.map((t, i) => ({ name: t.name, dependsOn: t.dependsOn, submit: submits[i]! })),
+  };
+}
+
+/** A workflow id (a UUID), or INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID). */
+export function parseWorkflowId(id: string, field = "id"): string {
+  if (!isUuid(id)) throw invalidArgument([{ field, description: "must be a workflow id (a lower-case UUID)", reason: "VAL_INVALID_WORKFLOW_ID" }], "VAL_INVALID_WORKFLOW_ID");
+  return id;
+}
+
 /** Checks what the ledger does not know about a list request (its view and filters go through unchanged). */
 export function checkList(r: ListTasksRequest): void {
   const v = new Violations();
@@ -104,5 +175,6 @@ export function checkList(r: ListTasksRequest): void {
   if (typeof TaskView[r.view] !== "string") v.add("view", `unknown view ${r.view}`);
   if (r.pageSize < 0 || r.pageSize > 1000) v.add("page_size", "must be between 1 and 1000 (0 for 100)", "VAL_INVALID_PAGE_SIZE");
   if (r.createdAfter && r.createdBefore && r.createdAfter >= r.createdBefore) v.add("created_before", "must be after created_after", "VAL_INVALID_TIME_RANGE");
+  if (r.workflowId !== "" && !isUuid(r.workflowId)) v.add("workflow_id", "must be a workflow id (a lower-case UUID), or empty", "VAL_INVALID_WORKFLOW_ID");
   v.check();
 }

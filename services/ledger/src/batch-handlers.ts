@@ -5,6 +5,7 @@ import { leaseCall } from "./lifecycle-handlers.js";
 import { toTask } from "./records.js";
 import type { TaskRow } from "./sql/tasks.js";
 import { Violations, checkOutput, parseCreate, type NewTask } from "./validation.js";
+import type { WorkflowStore } from "./workflow-store.js";
 import type { Committed } from "./writer.js";
 
 /** The most items of one batch call. */
@@ -34,8 +35,13 @@ function parsed<T>(parse: () => T): T | MeshError {
   }
 }
 
+/** The ids of the workflow tasks among committed completions: their dependents may be ready now. */
+export function workflowTasks(committed: ReadonlyArray<Committed | MeshError>): string[] {
+  return committed.flatMap((c) => (c instanceof MeshError || c.row.workflow_id === null ? [] : [c.row.id]));
+}
+
 /** The batch calls: each item is validated and answered on its own, the valid ones written in one transaction. */
-export function batchHandlers(store: LedgerStore): Pick<ServiceHandlers<typeof LedgerServiceService>, "createTasks" | "completeTasks"> {
+export function batchHandlers(store: LedgerStore, workflows: WorkflowStore): Pick<ServiceHandlers<typeof LedgerServiceService>, "createTasks" | "completeTasks"> {
   return {
     async createTasks(request, ctx) {
       checkBatch(request.tasks);
@@ -57,8 +63,10 @@ export function batchHandlers(store: LedgerStore): Pick<ServiceHandlers<typeof L
         return { call, output };
       }));
       const valid = inputs.filter((i): i is Exclude<typeof i, MeshError> => !(i instanceof MeshError));
-      const answer = (r: Committed | MeshError) => (r instanceof MeshError ? r : { task: toTask(r.row), transition: r.transition });
-      const done = (await store.batched(valid, (items) => store.completeMany(items, ctx.signal), (i) => store.complete(i.call, i.output, ctx.signal), fallback(ctx))).map(answer);
+      const committed = await store.batched(valid, (items) => store.completeMany(items, ctx.signal), (i) => store.complete(i.call, i.output, ctx.signal), fallback(ctx));
+      const ready = await workflows.readyAfter(workflowTasks(committed), ctx.signal);
+      const answer = (r: Committed | MeshError) => (r instanceof MeshError ? r : { task: toTask(r.row), transition: r.transition, readyCapabilities: ready.get(r.row.id) ?? [] });
+      const done = committed.map(answer);
       let next = 0;
       return { results: inputs.map((i) => ({ result: itemResult(i instanceof MeshError ? i : done[next++]!) })) };
     },

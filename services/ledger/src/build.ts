@@ -9,6 +9,7 @@ import type { Retention } from "./retention.js";
 import { RowCache } from "./row-cache.js";
 import { migrations } from "./sql/migrations.js";
 import { WorkerStore } from "./worker-store.js";
+import { WorkflowStore } from "./workflow-store.js";
 
 /** What {@link buildLedger} needs. */
 export interface LedgerDeps {
@@ -37,7 +38,7 @@ export interface LedgerParts {
 export function buildLedger(deps: LedgerDeps): LedgerParts {
   const rows = deps.rowCache === false ? undefined : new RowCache();
   const queue = new QueueStore(deps.pool, rows);
-  return { rows, queue, handlers: ledgerHandlers(new LedgerStore(deps.pool, undefined, rows), queue, new WorkerStore(deps.pool), deps.afterWrite) };
+  return { rows, queue, handlers: ledgerHandlers(new LedgerStore(deps.pool, undefined, rows), queue, new WorkerStore(deps.pool), new WorkflowStore(deps.pool), deps.afterWrite) };
 }
 
 /** What {@link buildLedgerService} needs: made from the environment by main.ts, or by a test. */

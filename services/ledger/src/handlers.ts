@@ -8,17 +8,19 @@ import type { QueueStore } from "./queue-store.js";
 import { readHandlers } from "./read-handlers.js";
 import { workerHandlers } from "./worker-handlers.js";
 import type { WorkerStore } from "./worker-store.js";
+import { workflowHandlers } from "./workflow-handlers.js";
+import type { WorkflowStore } from "./workflow-store.js";
 
 /** Methods that may commit outbox rows. */
-const WRITES = new Set(["createTask", "createTasks", "completeTasks", "startTask", "recordProgress", "completeTask", "failTask", "cancelTask", "releaseTask", "expireLeases", "reapTimeouts", "markWorkerGone"]);
+const WRITES = new Set(["createTask", "createTasks", "completeTasks", "startTask", "recordProgress", "completeTask", "failTask", "cancelTask", "releaseTask", "expireLeases", "reapTimeouts", "markWorkerGone", "createWorkflow", "cancelWorkflow"]);
 
 /**
  * The LedgerService handlers over the task, queue and worker stores;
  * `afterWrite` runs after every call that may have committed outbox rows
  * (the ledger nudges its outbox relay with it).
  */
-export function ledgerHandlers(store: LedgerStore, queue: QueueStore, workers: WorkerStore, afterWrite?: () => void): ServiceHandlers<typeof LedgerServiceService> {
-  const handlers = baseHandlers(store, queue, workers);
+export function ledgerHandlers(store: LedgerStore, queue: QueueStore, workers: WorkerStore, workflows: WorkflowStore, afterWrite?: () => void): ServiceHandlers<typeof LedgerServiceService> {
+  const handlers = baseHandlers(store, queue, workers, workflows);
   if (!afterWrite) return handlers;
   const wrapped: Record<string, unknown> = { ...handlers };
   for (const name of WRITES) {
@@ -32,6 +34,9 @@ export function ledgerHandlers(store: LedgerStore, queue: QueueStore, workers: W
   return wrapped as ServiceHandlers<typeof LedgerServiceService>;
 }
 
-function baseHandlers(store: LedgerStore, queue: QueueStore, workers: WorkerStore): ServiceHandlers<typeof LedgerServiceService> {
-  return { ...batchHandlers(store), ...lifecycleHandlers(store), ...readHandlers(store), ...queueHandlers(queue), ...workerHandlers(workers) };
+function baseHandlers(store: LedgerStore, queue: QueueStore, workers: WorkerStore, workflows: WorkflowStore): ServiceHandlers<typeof LedgerServiceService> {
+  return {
+    ...batchHandlers(store, workflows), ...lifecycleHandlers(store, workflows), ...readHandlers(store), ...queueHandlers(queue), ...workerHandlers(workers),
+    ...workflowHandlers(workflows),
+  };
 }

@@ -1,5 +1,7 @@
 export { buildLedger, buildLedgerService, type LedgerDeps, type LedgerParts, type LedgerService, type LedgerServiceDeps } from "./build.js";
 export { ledgerHandlers } from "./handlers.js";
+export { WorkflowStore, toWorkflow, type NewWorkflow, type StoredWorkflow } from "./workflow-store.js";
+export { parseCreateWorkflow } from "./workflow-handlers.js";
 export { isUuid, isUuidV7, uuidv7 } from "./ids.js";
 export { OutboxRelay, RELAY_SOURCE, TASKS_TOPIC, publishablePrefix, toMessage, type EventFacts, type OutboxRelayOptions, type RelayRow, type RelayState } from "./outbox-relay.js";
 export { RELAY_CHANNEL, TRANSITION_COLUMNS, TRANSITION_SOURCES, type OutboxRow, type TransitionRow } from "./sql/relay.js";

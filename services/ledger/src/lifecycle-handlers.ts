@@ -3,12 +3,13 @@ import type { ServiceHandlers } from "@taskmesh/kit";
 import type { LeaseCall } from "./lease-transitions.js";
 import type { LedgerStore } from "./ledger-store.js";
 import { toTask } from "./records.js";
+import type { WorkflowStore } from "./workflow-store.js";
 import {
   LEASE_MS, MAX_REASON_CHARS, Violations, boundedMs, checkLeaseCall, checkOutput, checkSequence, parseCreate, parseProgress, parseTaskError, parseTaskId,
 } from "./validation.js";
 
 /** The calls that move one task through its life: create, start, progress, complete, fail, cancel, release. */
-export function lifecycleHandlers(store: LedgerStore): Pick<ServiceHandlers<typeof LedgerServiceService>, "createTask" | "startTask" | "recordProgress" | "completeTask" | "failTask" | "cancelTask" | "releaseTask"> {
+export function lifecycleHandlers(store: LedgerStore, workflows: WorkflowStore): Pick<ServiceHandlers<typeof LedgerServiceService>, "createTask" | "startTask" | "recordProgress" | "completeTask" | "failTask" | "cancelTask" | "releaseTask"> {
   return {
     async createTask(request, ctx) {
       const { row, created } = await store.create(parseCreate(request), ctx.signal);
@@ -38,7 +39,7 @@ export function lifecycleHandlers(store: LedgerStore): Pick<ServiceHandlers<type
       const output = checkOutput(request.output, v);
       v.check();
       const { row, transition } = await store.complete(call, output, ctx.signal);
-      return { task: toTask(row), transition };
+      return { task: toTask(row), transition, readyCapabilities: row.workflow_id === null ? [] : (await workflows.readyAfter([row.id], ctx.signal)).get(row.id) ?? [] };
     },
 
     async failTask(request, ctx) {

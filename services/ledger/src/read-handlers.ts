@@ -33,6 +33,7 @@ export function readHandlers(store: LedgerStore): Pick<ServiceHandlers<typeof Le
       checkStates(request.states, v);
       checkCapabilities(request.capabilities, v);
       if (request.workerId.length > 256) v.add("worker_id", "is longer than 256 characters");
+      if (request.workflowId !== "" && !isUuid(request.workflowId)) v.add("workflow_id", "must be a workflow id (a lower-case UUID), or empty", "VAL_INVALID_WORKFLOW_ID");
       if (request.createdAfter && request.createdBefore && request.createdAfter >= request.createdBefore) {
         v.add("created_before", "must be after created_after", "VAL_INVALID_TIME_RANGE");
       }
@@ -46,6 +47,7 @@ export function readHandlers(store: LedgerStore): Pick<ServiceHandlers<typeof Le
         createdBefore: request.createdBefore ?? null,
         workerId: request.workerId,
         createdBy: request.createdBy,
+        workflowId: request.workflowId === "" ? null : request.workflowId,
       };
       const scope = scopeOf("tasks", filter);
       const cursor = decodePageToken(request.pageToken, scope);

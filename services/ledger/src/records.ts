@@ -30,7 +30,7 @@ export function eventType(kind: KindName | "PROGRESSED"): string {
 
 /** True when a stored state is terminal. */
 export function isFinished(state: StateName): boolean {
-  return state !== "PENDING" && state !== "RUNNING";
+  return state !== "PENDING" && state !== "RUNNING" && state !== "WAITING";
 }
 
 export { durationMs, toDuration };
@@ -92,6 +92,9 @@ export function toTask(r: TaskRow, view: TaskView = TaskView.TASK_VIEW_FULL): Ta
     progress: toProgress(r.progress, full),
     sequence: BigInt(r.sequence),
     createdBy: r.created_by,
+    workflowId: r.workflow_id ?? "",
+    workflowStep: r.workflow_step ?? "",
+    dependsOn: r.depends_on ?? [],
   };
 }
 
@@ -117,11 +120,11 @@ export function toTransition(h: HistoryRow): TaskTransition {
 
 /** Empty task counts. */
 export function emptyCounts(): TaskCounts {
-  return { pending: 0n, running: 0n, succeeded: 0n, failed: 0n, cancelled: 0n, timedOut: 0n, total: 0n, oldestPendingCreatedAt: undefined };
+  return { pending: 0n, running: 0n, succeeded: 0n, failed: 0n, cancelled: 0n, timedOut: 0n, total: 0n, oldestPendingCreatedAt: undefined, waiting: 0n };
 }
 
-const COUNT_FIELD: Record<StateName, "pending" | "running" | "succeeded" | "failed" | "cancelled" | "timedOut"> = {
-  PENDING: "pending", RUNNING: "running", SUCCEEDED: "succeeded", FAILED: "failed", CANCELLED: "cancelled", TIMED_OUT: "timedOut",
+const COUNT_FIELD: Record<StateName, "waiting" | "pending" | "running" | "succeeded" | "failed" | "cancelled" | "timedOut"> = {
+  WAITING: "waiting", PENDING: "pending", RUNNING: "running", SUCCEEDED: "succeeded", FAILED: "failed", CANCELLED: "cancelled", TIMED_OUT: "timedOut",
 };
 
 /** Adds `n` tasks of `state` (the oldest created at `oldest`) to `counts`. */

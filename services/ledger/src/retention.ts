@@ -57,8 +57,14 @@ export class Retention {
     let transitions = 0;
     for (let i = 0; i < (this.options.maxBatchesPerPass ?? 20) && !this.stopped; i++) {
       const removed = await withTransaction(this.pool, async (client) => {
-        const ids = (await client.query<{ id: string }>(retentionSql.removeTasks, [this.options.retentionMs, batch])).rows.map((r) => r.id);
+        const rows = (await client.query<{ id: string; workflow_id: string | null }>(retentionSql.removeTasks, [this.options.retentionMs, batch])).rows;
+        const ids = rows.map((r) => r.id);
         const history = ids.length === 0 ? 0 : (await client.query(retentionSql.removeHistory, [ids])).rowCount ?? 0;
+        const workflows = [...new Set(rows.flatMap((r) => (r.workflow_id ? [r.workflow_id] : [])))];
+        if (workflows.length > 0) {
+          await client.query(retentionSql.removeDeps, [ids]);
+          await client.query(retentionSql.removeWorkflows, [workflows]);
+        }
         return { tasks: ids.length, transitions: history };
       });
       tasks += removed.tasks;

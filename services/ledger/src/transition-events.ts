@@ -56,6 +56,9 @@ export function transitionTask(h: TransitionRow): Task {
     progress: undefined,
     sequence: BigInt(h.sequence),
     createdBy: h.created_by ?? "",
+    workflowId: h.workflow_id ?? "",
+    workflowStep: h.workflow_step ?? "",
+    dependsOn: [],
   };
 }
 

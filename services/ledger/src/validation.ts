@@ -19,9 +19,9 @@ export const LEASE_MS = { min: 1000, max: 600_000 } as const;
 /** Retry policy defaults, as the contract gives them. */
 export const RETRY_DEFAULTS = { initialBackoffMs: 1000, maxBackoffMs: 60_000, multiplier: 2 } as const;
 
-const LABEL_KEY = /^[a-z0-9._\/-]{1,63}$/;
-const HEX64 = /^[0-9a-f]{64}$/;
-const TRACE_ID = /^[0-9a-f]{32}$/;
+export const LABEL_KEY = /^[a-z0-9._\/-]{1,63}$/;
+export const HEX64 = /^[0-9a-f]{64}$/;
+export const TRACE_ID = /^[0-9a-f]{32}$/;
 
 export { Violations };
 

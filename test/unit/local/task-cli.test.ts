@@ -29,7 +29,7 @@ function task(overrides: Partial<Task> = {}): Task {
     id: ID, capability: "echo", state: PENDING, input: { text: "hi" }, output: undefined, error: undefined, attempts: 0, maxAttempts: 3,
     workerId: "", traceId: "4bf92f3577b34da6a3ce929d0e0e4736", traceparent: "", idempotencyKey: "", priority: 0, labels: {},
     timeout: undefined, retryPolicy: undefined, createdAt: T0, updatedAt: T0, startedAt: undefined, finishedAt: undefined,
-    nextAttemptAt: undefined, lease: undefined, progress: undefined, sequence: 1n, createdBy: "", ...overrides,
+    nextAttemptAt: undefined, lease: undefined, progress: undefined, sequence: 1n, createdBy: "", workflowId: "", workflowStep: "", dependsOn: [], ...overrides,
   };
 }
 
@@ -114,8 +114,9 @@ describe("task command line: parsing, before any call", () => {
     expect(() => submitRequest("echo", undefined, { timeout: "soon" })).toThrow(/--timeout/);
 
     expect(listRequest({ state: ["running"], capability: "echo", since: "10m", limit: "50", pageToken: "t2" }, at(600_000))).toEqual({
-      states: [RUNNING], capability: "echo", createdAfter: T0, createdBefore: undefined, pageSize: 50, pageToken: "t2", view: 0,
+      states: [RUNNING], capability: "echo", createdAfter: T0, createdBefore: undefined, pageSize: 50, pageToken: "t2", view: 0, workflowId: "",
     });
+    expect(listRequest({ workflow: ID }).workflowId).toBe(ID);
     expect(listRequest({ after: "2026-11-25T12:00:00Z" }).createdAfter).toEqual(T0);
     expect(listRequest({})).toMatchObject({ states: [], capability: "", createdAfter: undefined, pageSize: 0, pageToken: "" });
     expect(() => listRequest({ since: "10m", after: "2026-11-25T12:00:00Z" })).toThrow(/--since and --after: give one or the other/);
@@ -242,6 +243,9 @@ class FakeTaskService {
     server.addService(TaskServiceService, {
       submitTasks: async () => { throw new Error("the CLI submits one task at a time"); },
       getTaskHistory: async () => { throw new Error("the CLI reads no history"); },
+      submitWorkflow: async () => { throw new Error("not in these tests"); },
+      getWorkflow: async () => { throw new Error("not in these tests"); },
+      cancelWorkflow: async () => { throw new Error("not in these tests"); },
       submitTask: async (request) => {
         fake.submits.push(request);
         if (request.capability === "nope") {

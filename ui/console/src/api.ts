@@ -100,7 +100,7 @@ async function call<T>(method: "GET" | "POST", path: string, body?: unknown, aut
 }
 
 /** The states a task can be in, as the filters and badges name them. */
-export const STATES = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"] as const;
+export const STATES = ["WAITING", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"] as const;
 
 export async function listTasks(filter: { state: string; capability: string; pageSize: number }): Promise<Task[]> {
   const query = new URLSearchParams({ pageSize: String(filter.pageSize) });

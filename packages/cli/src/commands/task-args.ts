@@ -101,7 +101,7 @@ export function submitRequest(capability: string, input: string | undefined, opt
 
 /** Options of `task list`. */
 export interface ListOptions {
-  state?: string[]; capability?: string; since?: string; after?: string; limit?: string; pageToken?: string;
+  state?: string[]; capability?: string; workflow?: string; since?: string; after?: string; limit?: string; pageToken?: string;
   json?: boolean; address?: string;
 }
 
@@ -115,6 +115,7 @@ export function listRequest(opts: ListOptions, now = new Date()): ListTasksReque
     capability: opts.capability ?? "",
     createdAfter,
     createdBefore: undefined,
+    workflowId: opts.workflow ?? "",
     pageSize: opts.limit === undefined ? 0 : parseWholeNumber("--limit", opts.limit, 1),
     pageToken: opts.pageToken ?? "",
     view: TaskView.TASK_VIEW_UNSPECIFIED,

@@ -140,7 +140,7 @@ export async function taskList(opts: ListOptions, io: Io = stdio): Promise<numbe
   return withTasks(opts.address, async (client) => {
     const response = await client.list({
       states: request.states, capability: request.capability, ...(request.createdAfter ? { createdAfter: request.createdAfter } : {}),
-      pageSize: request.pageSize, pageToken: request.pageToken,
+      pageSize: request.pageSize, pageToken: request.pageToken, ...(request.workflowId ? { workflowId: request.workflowId } : {}),
     });
     if (opts.json) {
       io.out(JSON.stringify(ListTasksResponse.toJSON(response)));

@@ -317,4 +317,194 @@ export const migrations: readonly Migration[] = [
       INSERT INTO ledger.relay_cursor VALUES ('tasks', '0', 'ffffffff-ffff-ffff-ffff-ffffffffffff', 9223372036854775807);
     `,
   },
+  {
+    id: "0012_workflows",
+    sql: `
+      -- Workflows: named tasks with dependencies (a DAG) submitted together.
+      -- A task with dependencies starts WAITING, counting in waiting_on the
+      -- dependencies that have not SUCCEEDED; the transaction that makes
+      -- the last of them SUCCEEDED makes it PENDING (READY), its input's
+      -- {"$ref": "<name>[.<field>…]"} replaced by their outputs; a
+      -- dependency ending otherwise cancels per the workflow's failure
+      -- policy. The database itself does both (workflow_task_finished), so
+      -- every path that finishes a task (results, failures, sweeps,
+      -- cancels) moves the graph, in its own transaction.
+      CREATE TABLE ledger.workflows (
+        id uuid PRIMARY KEY,
+        name text NOT NULL DEFAULT '' CHECK (char_length(name) <= 256),
+        failure_policy text NOT NULL CHECK (failure_policy IN ('FAIL_FAST', 'CONTINUE')),
+        idempotency_key text NOT NULL DEFAULT '',
+        request_hash text NOT NULL CHECK (request_hash ~ '^[0-9a-f]{64}$'),
+        created_by text NOT NULL DEFAULT '',
+        labels jsonb NOT NULL DEFAULT '{}',
+        trace_id text NOT NULL DEFAULT '',
+        task_count integer NOT NULL CHECK (task_count BETWEEN 1 AND 10000),
+        created_at timestamptz NOT NULL DEFAULT now(),
+        cancelled_at timestamptz
+      );
+      CREATE UNIQUE INDEX workflows_idempotency ON ledger.workflows (created_by, idempotency_key) WHERE idempotency_key <> '';
+
+      ALTER TABLE ledger.tasks
+        ADD COLUMN workflow_id uuid,
+        ADD COLUMN workflow_step text,
+        ADD COLUMN depends_on uuid[],
+        ADD COLUMN waiting_on integer NOT NULL DEFAULT 0 CHECK (waiting_on >= 0),
+        ADD CHECK ((workflow_id IS NULL) = (workflow_step IS NULL)),
+        ADD CHECK (workflow_id IS NOT NULL OR (depends_on IS NULL AND waiting_on = 0));
+      ALTER TABLE ledger.tasks DROP CONSTRAINT tasks_state_check,
+        ADD CONSTRAINT tasks_state_check CHECK (state IN ('WAITING', 'PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT'));
+      ALTER TABLE ledger.tasks ADD CHECK ((state = 'WAITING') = (waiting_on > 0));
+      CREATE INDEX tasks_workflow ON ledger.tasks (workflow_id, id) WHERE workflow_id IS NOT NULL;
+      -- Who waits for whom: a task's dependents, found from the dependency.
+      CREATE TABLE ledger.task_deps (
+        depends_on uuid NOT NULL,
+        task_id uuid NOT NULL,
+        PRIMARY KEY (depends_on, task_id)
+      );
+      ALTER TABLE ledger.history DROP CONSTRAINT history_kind_check,
+        ADD CONSTRAINT history_kind_check CHECK (kind IN ('SUBMITTED', 'STARTED', 'SUCCEEDED', 'FAILED', 'RETRYING', 'RELEASED', 'CANCELLED', 'TIMED_OUT', 'READY'));
+
+      -- The state machine, with WAITING: a workflow task may start WAITING,
+      -- and leaves it for PENDING (its input resolved) or CANCELLED.
+      CREATE OR REPLACE FUNCTION ledger.check_task_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF TG_OP = 'INSERT' THEN
+          IF NEW.state NOT IN ('PENDING', 'WAITING') OR NEW.sequence <> 1 OR NEW.attempts <> 0 THEN
+            RAISE EXCEPTION 'a task starts PENDING or WAITING at sequence 1 with no attempt' USING ERRCODE = 'check_violation';
+          END IF;
+          RETURN NEW;
+        END IF;
+        IF OLD.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT') THEN
+          RAISE EXCEPTION 'task % is % (finished) and cannot change', OLD.id, OLD.state USING ERRCODE = 'check_violation';
+        END IF;
+        IF NEW.id <> OLD.id OR NEW.capability <> OLD.capability OR (NEW.input <> OLD.input AND NOT (OLD.state = 'WAITING' AND NEW.state = 'PENDING'))
+           OR NEW.created_at <> OLD.created_at OR NEW.created_by <> OLD.created_by OR NEW.request_hash <> OLD.request_hash
+           OR NEW.workflow_id IS DISTINCT FROM OLD.workflow_id OR NEW.depends_on IS DISTINCT FROM OLD.depends_on THEN
+          RAISE EXCEPTION 'task % changed an immutable column', OLD.id USING ERRCODE = 'check_violation';
+        END IF;
+        IF OLD.state = 'PENDING' AND NEW.state = 'SUCCEEDED' AND OLD.lease_id IS NOT NULL THEN
+          IF NEW.sequence <> OLD.sequence + 2 OR NEW.attempts <> OLD.attempts + 1 THEN
+            RAISE EXCEPTION 'task % must start and succeed in two steps of the sequence', OLD.id USING ERRCODE = 'check_violation';
+          END IF;
+          RETURN NEW;
+        END IF;
+        IF NEW.state <> OLD.state AND NOT (
+             (OLD.state = 'WAITING' AND NEW.state IN ('PENDING', 'CANCELLED'))
+          OR (OLD.state = 'PENDING' AND NEW.state IN ('RUNNING', 'CANCELLED'))
+          OR (OLD.state = 'RUNNING' AND NEW.state IN ('PENDING', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT'))) THEN
+          RAISE EXCEPTION 'illegal task transition % -> %', OLD.state, NEW.state USING ERRCODE = 'check_violation';
+        END IF;
+        IF (NEW.state <> OLD.state AND NEW.sequence <> OLD.sequence + 1)
+           OR (NEW.state = OLD.state AND NEW.sequence <> OLD.sequence) THEN
+          RAISE EXCEPTION 'task % sequence must grow by one per transition', OLD.id USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NEW;
+      END
+      $fn$;
+
+      -- A value with every {"$ref": "<name>[.<field>…]"} in it replaced by
+      -- that path of outputs ({name: output}); null where the path is absent.
+      CREATE FUNCTION ledger.resolve_refs(value jsonb, outputs jsonb) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $fn$
+      BEGIN
+        IF jsonb_typeof(value) = 'object' THEN
+          IF value ? '$ref' AND jsonb_typeof(value -> '$ref') = 'string' AND (SELECT count(*) FROM jsonb_object_keys(value)) = 1 THEN
+            RETURN COALESCE(outputs #> string_to_array(value ->> '$ref', '.'), 'null'::jsonb);
+          END IF;
+          RETURN (SELECT COALESCE(jsonb_object_agg(e.key, ledger.resolve_refs(e.value, outputs)), '{}'::jsonb) FROM jsonb_each(value) AS e);
+        ELSIF jsonb_typeof(value) = 'array' THEN
+          RETURN (SELECT COALESCE(jsonb_agg(ledger.resolve_refs(e.value, outputs) ORDER BY e.n), '[]'::jsonb)
+                  FROM jsonb_array_elements(value) WITH ORDINALITY AS e(value, n));
+        END IF;
+        RETURN value;
+      END
+      $fn$;
+
+      -- Cancels the unfinished tasks among ids (WAITING, PENDING or RUNNING),
+      -- their leases ended, each with its CANCELLED transition; answers how
+      -- many. Cascades from these cancels are off meanwhile (the caller
+      -- chose every task to cancel).
+      CREATE FUNCTION ledger.cancel_workflow_tasks(ids uuid[], why text, by_actor text) RETURNS integer LANGUAGE plpgsql AS $fn$
+      DECLARE
+        n integer;
+      BEGIN
+        PERFORM set_config('taskmesh.workflow_cascade', 'off', true);
+        WITH prior AS (
+          SELECT id, state FROM ledger.tasks
+          WHERE id = ANY(ids) AND state IN ('WAITING', 'PENDING', 'RUNNING') ORDER BY id FOR UPDATE
+        ), cancelled AS (
+          UPDATE ledger.tasks t SET state = 'CANCELLED', finished_at = now(), updated_at = now(), next_attempt_at = NULL, waiting_on = 0,
+            lease_id = NULL, lease_worker_id = NULL, lease_acquired_at = NULL, lease_expires_at = NULL, sequence = t.sequence + 1
+          FROM prior WHERE t.id = prior.id
+          RETURNING t.id, t.sequence, prior.state AS from_state, t.attempts, t.worker_id, t.trace_id
+        ), history AS (
+          INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, at, reason, trace_id, actor)
+          SELECT id, sequence, 'CANCELLED', from_state, 'CANCELLED', attempts, worker_id, now(), why, trace_id, by_actor FROM cancelled
+        )
+        SELECT count(*) INTO n FROM cancelled;
+        PERFORM set_config('taskmesh.workflow_cascade', 'on', true);
+        RETURN n;
+      END
+      $fn$;
+
+      -- A workflow task finished: on SUCCEEDED its dependents count one
+      -- fewer, and those left with none become PENDING (READY); otherwise
+      -- the failure policy cancels (FAIL_FAST: every unfinished task of the
+      -- workflow; CONTINUE: the tasks that depend on it, directly or not).
+      CREATE FUNCTION ledger.workflow_task_finished() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      DECLARE
+        targets uuid[];
+        policy text;
+      BEGIN
+        IF current_setting('taskmesh.workflow_cascade', true) = 'off' THEN
+          RETURN NULL;
+        END IF;
+        IF NEW.state = 'SUCCEEDED' THEN
+          -- Lock the dependents first: a transaction finishing another of
+          -- their dependencies holds them until it commits, and the next
+          -- statement's snapshot then sees its count and its output.
+          PERFORM 1 FROM ledger.tasks t JOIN ledger.task_deps d ON t.id = d.task_id
+          WHERE d.depends_on = NEW.id AND t.state = 'WAITING' ORDER BY t.id FOR UPDATE OF t;
+          WITH changed AS (
+            UPDATE ledger.tasks t SET waiting_on = t.waiting_on - 1, updated_at = now(),
+              state = CASE WHEN t.waiting_on = 1 THEN 'PENDING' ELSE t.state END,
+              next_attempt_at = CASE WHEN t.waiting_on = 1 THEN now() END,
+              sequence = CASE WHEN t.waiting_on = 1 THEN t.sequence + 1 ELSE t.sequence END,
+              input = CASE WHEN t.waiting_on > 1 OR position('"$ref"' IN t.input::text) = 0 THEN t.input
+                           ELSE ledger.resolve_refs(t.input, (SELECT COALESCE(jsonb_object_agg(u.workflow_step, u.output), '{}'::jsonb)
+                                                               FROM ledger.tasks u WHERE u.id = ANY(t.depends_on))) END
+            FROM ledger.task_deps d
+            WHERE d.depends_on = NEW.id AND t.id = d.task_id AND t.state = 'WAITING'
+            RETURNING t.id, t.state, t.sequence, t.trace_id, t.next_attempt_at
+          )
+          INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, at, trace_id, next_attempt_at, actor)
+          SELECT id, sequence, 'READY', 'WAITING', 'PENDING', 0, now(), trace_id, next_attempt_at, 'ledger' FROM changed WHERE state = 'PENDING';
+          RETURN NULL;
+        END IF;
+        SELECT w.failure_policy INTO policy FROM ledger.workflows w WHERE w.id = NEW.workflow_id AND w.cancelled_at IS NULL;
+        IF policy IS NULL THEN
+          RETURN NULL;
+        ELSIF policy = 'FAIL_FAST' THEN
+          SELECT array_agg(id) INTO targets FROM ledger.tasks
+          WHERE workflow_id = NEW.workflow_id AND state IN ('WAITING', 'PENDING', 'RUNNING');
+          IF targets IS NOT NULL THEN
+            PERFORM ledger.cancel_workflow_tasks(targets, 'BIZ_WORKFLOW_FAILED: task ' || NEW.workflow_step || ' ended ' || NEW.state, 'ledger');
+          END IF;
+        ELSE
+          WITH RECURSIVE below(id) AS (
+            SELECT task_id FROM ledger.task_deps WHERE depends_on = NEW.id
+            UNION
+            SELECT d.task_id FROM ledger.task_deps d JOIN below b ON d.depends_on = b.id
+          ) SELECT array_agg(id) INTO targets FROM below;
+          IF targets IS NOT NULL THEN
+            PERFORM ledger.cancel_workflow_tasks(targets, 'BIZ_DEPENDENCY_NOT_SUCCEEDED: task ' || NEW.workflow_step || ' ended ' || NEW.state, 'ledger');
+          END IF;
+        END IF;
+        RETURN NULL;
+      END
+      $fn$;
+      CREATE TRIGGER workflow_task_finished AFTER UPDATE OF state ON ledger.tasks
+        FOR EACH ROW WHEN (NEW.workflow_id IS NOT NULL AND OLD.state IS DISTINCT FROM NEW.state AND NEW.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT'))
+        EXECUTE FUNCTION ledger.workflow_task_finished();
+    `,
+  },
 ];

@@ -44,7 +44,7 @@ export interface TransitionRow extends Partial<Nullable<EventTaskColumns>> {
 
 type Nullable<T> = { readonly [K in keyof T]: T[K] | null };
 
-/** The columns of a task that its events carry (they never change), with the input of a SUBMITTED and the output of a SUCCEEDED event. */
+/** The columns of a task that its events carry (they never change), with the input of a SUBMITTED or READY and the output of a SUCCEEDED event. */
 export interface EventTaskColumns {
   readonly capability: string;
   readonly max_attempts: number;
@@ -58,6 +58,8 @@ export interface EventTaskColumns {
   readonly retry_multiplier: number;
   readonly created_by: string;
   readonly created_at: Date;
+  readonly workflow_id: string;
+  readonly workflow_step: string;
   readonly input: Record<string, unknown>;
   readonly output: Record<string, unknown>;
 }
@@ -83,8 +85,8 @@ export const RELAY_CHANNEL = "ledger_outbox";
 export const TRANSITION_COLUMNS = `h.txid::text AS txid, p.txid::text AS prev_txid, h.event_id, h.task_id, h.sequence, h.kind, h.from_state, h.to_state,
              h.attempt, h.worker_id, h.lease_id, h.at, h.reason, h.error, h.trace_id, h.next_attempt_at, h.actor,
              t.id IS NOT NULL AS task_found, t.capability, t.max_attempts, t.traceparent, t.idempotency_key, t.priority, t.labels, t.timeout_ms,
-             t.retry_initial_ms, t.retry_max_ms, t.retry_multiplier, t.created_by, t.created_at,
-             CASE WHEN h.kind = 'SUBMITTED' THEN t.input END AS input, CASE WHEN h.kind = 'SUCCEEDED' THEN t.output END AS output`;
+             t.retry_initial_ms, t.retry_max_ms, t.retry_multiplier, t.created_by, t.created_at, t.workflow_id, t.workflow_step,
+             CASE WHEN h.kind IN ('SUBMITTED', 'READY') THEN t.input END AS input, CASE WHEN h.kind = 'SUCCEEDED' THEN t.output END AS output`;
 
 /**
  * True when history row `h` is past the relay's cursor `c` (a row of

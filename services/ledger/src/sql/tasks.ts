@@ -33,10 +33,18 @@ export interface TaskRow {
   lease_expires_at: Date | null;
   progress: StoredProgress | null;
   sequence: string;
+  /** The workflow it belongs to; null outside one. */
+  workflow_id: string | null;
+  /** Its name in the workflow; null outside one. */
+  workflow_step: string | null;
+  /** The tasks of its workflow it waits for; null outside a workflow. */
+  depends_on: string[] | null;
+  /** How many of them have not SUCCEEDED yet (WAITING while > 0). */
+  waiting_on: number;
 }
 
 /** Task states as stored. */
-export type StateName = "PENDING" | "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELLED" | "TIMED_OUT";
+export type StateName = "WAITING" | "PENDING" | "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELLED" | "TIMED_OUT";
 
 /** A TaskError as stored in jsonb. */
 export interface StoredError {
@@ -213,6 +221,7 @@ export const taskSql = {
              AND ($5::text = '' OR worker_id = $5::text)
              AND ($6::text = '' OR created_by = $6::text)
              AND ($7::uuid IS NULL OR id < $7::uuid)
+             AND ($9::uuid IS NULL OR workflow_id = $9::uuid)
            ORDER BY id DESC LIMIT $8`,
   },
   /**

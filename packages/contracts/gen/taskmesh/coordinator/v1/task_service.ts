@@ -25,6 +25,9 @@ import { Struct } from "../../../google/protobuf/struct.js";
 import { Timestamp } from "../../../google/protobuf/timestamp.js";
 import { Status } from "../../../google/rpc/status.js";
 import {
+  FailurePolicy,
+  failurePolicyFromJSON,
+  failurePolicyToJSON,
   RetryPolicy,
   Task,
   TaskProgressUpdate,
@@ -35,6 +38,7 @@ import {
   TaskView,
   taskViewFromJSON,
   taskViewToJSON,
+  Workflow,
 } from "../../task/v1/task.js";
 
 export const protobufPackage = "taskmesh.coordinator.v1";
@@ -175,6 +179,8 @@ export interface ListTasksRequest {
   pageToken: string;
   /** How much of each task to return; default BASIC. */
   view: TaskView;
+  /** Only tasks of this workflow (its id); empty means any. */
+  workflowId: string;
 }
 
 /** ListTasksResponse is one page of tasks. */
@@ -250,6 +256,85 @@ export interface GetTaskHistoryResponse {
   transitions: TaskTransition[];
   /** Pass it as `page_token` for the next page; empty on the last page. */
   nextPageToken: string;
+}
+
+/**
+ * SubmitWorkflowRequest describes a workflow. In JSON, e.g.
+ * `{"tasks":[{"name":"a","task":{"capability":"echo","input":{"x":1}}},
+ * {"name":"b","dependsOn":["a"],"task":{"capability":"echo","input":{"from":{"$ref":"a.x"}}}}]}`.
+ */
+export interface SubmitWorkflowRequest {
+  /** Its tasks, 1..10,000, in any order. */
+  tasks: WorkflowTaskSpec[];
+  /** What a task ending other than SUCCEEDED does; default FAIL_FAST. */
+  failurePolicy: FailurePolicy;
+  /** Optional idempotency key, as SubmitTask's (scoped to the caller). */
+  idempotencyKey: string;
+  /** A name for people, at most 256 characters; may be empty. */
+  name: string;
+  /** Labels of the workflow, as a task's. */
+  labels: { [key: string]: string };
+}
+
+export interface SubmitWorkflowRequest_LabelsEntry {
+  key: string;
+  value: string;
+}
+
+/** WorkflowTaskSpec is one task of a workflow. */
+export interface WorkflowTaskSpec {
+  /**
+   * Its name, unique in the workflow: 1..63 characters of `a-z 0-9 . _ -`,
+   * starting with a letter or digit.
+   */
+  name: string;
+  /**
+   * The task, as SubmitTask takes it, without an idempotency key (the
+   * workflow's covers it). Its input may hold references to the outputs of
+   * the tasks it depends on: `{"$ref": "<name>"}`, or
+   * `{"$ref": "<name>.<field>…"}` for a field of one.
+   */
+  task?:
+    | SubmitTaskRequest
+    | undefined;
+  /** The names of the tasks it runs after (each must SUCCEED first). */
+  dependsOn: string[];
+}
+
+/** SubmitWorkflowResponse holds the created (or deduplicated) workflow. */
+export interface SubmitWorkflowResponse {
+  /** The workflow with its graph. */
+  workflow?:
+    | Workflow
+    | undefined;
+  /** True when the idempotency key matched an earlier submit. */
+  deduplicated: boolean;
+}
+
+/** GetWorkflowRequest names a workflow. */
+export interface GetWorkflowRequest {
+  /** The workflow's id (a UUID). */
+  id: string;
+}
+
+/** GetWorkflowResponse holds the workflow. */
+export interface GetWorkflowResponse {
+  /** The workflow with its graph. */
+  workflow?: Workflow | undefined;
+}
+
+/** CancelWorkflowRequest names the workflow to cancel. */
+export interface CancelWorkflowRequest {
+  /** The workflow's id (a UUID). */
+  id: string;
+  /** Why, for each task's history; at most 256 characters. */
+  reason: string;
+}
+
+/** CancelWorkflowResponse holds the cancelled workflow. */
+export interface CancelWorkflowResponse {
+  /** The workflow, CANCELLED. */
+  workflow?: Workflow | undefined;
 }
 
 function createBaseSubmitTaskRequest(): SubmitTaskRequest {
@@ -1062,6 +1147,7 @@ function createBaseListTasksRequest(): ListTasksRequest {
     pageSize: 0,
     pageToken: "",
     view: 0,
+    workflowId: "",
   };
 }
 
@@ -1091,6 +1177,9 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     }
     if (message.view !== 0) {
       writer.uint32(56).int32(message.view);
+    }
+    if (message.workflowId !== "") {
+      writer.uint32(66).string(message.workflowId);
     }
     return writer;
   },
@@ -1174,6 +1263,14 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
             message.view = reader.int32() as any;
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.workflowId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1211,6 +1308,11 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
         ? globalThis.String(object.page_token)
         : "",
       view: isSet(object.view) ? taskViewFromJSON(object.view) : 0,
+      workflowId: isSet(object.workflowId)
+        ? globalThis.String(object.workflowId)
+        : isSet(object.workflow_id)
+        ? globalThis.String(object.workflow_id)
+        : "",
     };
   },
 
@@ -1237,6 +1339,9 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     if (message.view !== 0) {
       obj.view = taskViewToJSON(message.view);
     }
+    if (message.workflowId !== "") {
+      obj.workflowId = message.workflowId;
+    }
     return obj;
   },
 
@@ -1252,6 +1357,7 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
     message.view = object.view ?? 0;
+    message.workflowId = object.workflowId ?? "";
     return message;
   },
 };
@@ -1938,6 +2044,750 @@ export const GetTaskHistoryResponse: MessageFns<GetTaskHistoryResponse> = {
   },
 };
 
+function createBaseSubmitWorkflowRequest(): SubmitWorkflowRequest {
+  return { tasks: [], failurePolicy: 0, idempotencyKey: "", name: "", labels: {} };
+}
+
+export const SubmitWorkflowRequest: MessageFns<SubmitWorkflowRequest> = {
+  encode(message: SubmitWorkflowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tasks) {
+      WorkflowTaskSpec.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.failurePolicy !== 0) {
+      writer.uint32(16).int32(message.failurePolicy);
+    }
+    if (message.idempotencyKey !== "") {
+      writer.uint32(26).string(message.idempotencyKey);
+    }
+    if (message.name !== "") {
+      writer.uint32(34).string(message.name);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      SubmitWorkflowRequest_LabelsEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitWorkflowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitWorkflowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tasks.push(WorkflowTaskSpec.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.failurePolicy = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.idempotencyKey = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = SubmitWorkflowRequest_LabelsEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.labels[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitWorkflowRequest {
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks) ? object.tasks.map((e: any) => WorkflowTaskSpec.fromJSON(e)) : [],
+      failurePolicy: isSet(object.failurePolicy)
+        ? failurePolicyFromJSON(object.failurePolicy)
+        : isSet(object.failure_policy)
+        ? failurePolicyFromJSON(object.failure_policy)
+        : 0,
+      idempotencyKey: isSet(object.idempotencyKey)
+        ? globalThis.String(object.idempotencyKey)
+        : isSet(object.idempotency_key)
+        ? globalThis.String(object.idempotency_key)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: SubmitWorkflowRequest): unknown {
+    const obj: any = {};
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => WorkflowTaskSpec.toJSON(e));
+    }
+    if (message.failurePolicy !== 0) {
+      obj.failurePolicy = failurePolicyToJSON(message.failurePolicy);
+    }
+    if (message.idempotencyKey !== "") {
+      obj.idempotencyKey = message.idempotencyKey;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitWorkflowRequest>, I>>(base?: I): SubmitWorkflowRequest {
+    return SubmitWorkflowRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitWorkflowRequest>, I>>(object: I): SubmitWorkflowRequest {
+    const message = createBaseSubmitWorkflowRequest();
+    message.tasks = object.tasks?.map((e) => WorkflowTaskSpec.fromPartial(e)) || [];
+    message.failurePolicy = object.failurePolicy ?? 0;
+    message.idempotencyKey = object.idempotencyKey ?? "";
+    message.name = object.name ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseSubmitWorkflowRequest_LabelsEntry(): SubmitWorkflowRequest_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const SubmitWorkflowRequest_LabelsEntry: MessageFns<SubmitWorkflowRequest_LabelsEntry> = {
+  encode(message: SubmitWorkflowRequest_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitWorkflowRequest_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitWorkflowRequest_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitWorkflowRequest_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: SubmitWorkflowRequest_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitWorkflowRequest_LabelsEntry>, I>>(
+    base?: I,
+  ): SubmitWorkflowRequest_LabelsEntry {
+    return SubmitWorkflowRequest_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitWorkflowRequest_LabelsEntry>, I>>(
+    object: I,
+  ): SubmitWorkflowRequest_LabelsEntry {
+    const message = createBaseSubmitWorkflowRequest_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseWorkflowTaskSpec(): WorkflowTaskSpec {
+  return { name: "", task: undefined, dependsOn: [] };
+}
+
+export const WorkflowTaskSpec: MessageFns<WorkflowTaskSpec> = {
+  encode(message: WorkflowTaskSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.task !== undefined) {
+      SubmitTaskRequest.encode(message.task, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.dependsOn) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkflowTaskSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkflowTaskSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.task = SubmitTaskRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dependsOn.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkflowTaskSpec {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      task: isSet(object.task) ? SubmitTaskRequest.fromJSON(object.task) : undefined,
+      dependsOn: globalThis.Array.isArray(object?.dependsOn)
+        ? object.dependsOn.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.depends_on)
+        ? object.depends_on.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: WorkflowTaskSpec): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.task !== undefined) {
+      obj.task = SubmitTaskRequest.toJSON(message.task);
+    }
+    if (message.dependsOn?.length) {
+      obj.dependsOn = message.dependsOn;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkflowTaskSpec>, I>>(base?: I): WorkflowTaskSpec {
+    return WorkflowTaskSpec.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkflowTaskSpec>, I>>(object: I): WorkflowTaskSpec {
+    const message = createBaseWorkflowTaskSpec();
+    message.name = object.name ?? "";
+    message.task = (object.task !== undefined && object.task !== null)
+      ? SubmitTaskRequest.fromPartial(object.task)
+      : undefined;
+    message.dependsOn = object.dependsOn?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSubmitWorkflowResponse(): SubmitWorkflowResponse {
+  return { workflow: undefined, deduplicated: false };
+}
+
+export const SubmitWorkflowResponse: MessageFns<SubmitWorkflowResponse> = {
+  encode(message: SubmitWorkflowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workflow !== undefined) {
+      Workflow.encode(message.workflow, writer.uint32(10).fork()).join();
+    }
+    if (message.deduplicated !== false) {
+      writer.uint32(16).bool(message.deduplicated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitWorkflowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubmitWorkflowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workflow = Workflow.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.deduplicated = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SubmitWorkflowResponse {
+    return {
+      workflow: isSet(object.workflow) ? Workflow.fromJSON(object.workflow) : undefined,
+      deduplicated: isSet(object.deduplicated) ? globalThis.Boolean(object.deduplicated) : false,
+    };
+  },
+
+  toJSON(message: SubmitWorkflowResponse): unknown {
+    const obj: any = {};
+    if (message.workflow !== undefined) {
+      obj.workflow = Workflow.toJSON(message.workflow);
+    }
+    if (message.deduplicated !== false) {
+      obj.deduplicated = message.deduplicated;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SubmitWorkflowResponse>, I>>(base?: I): SubmitWorkflowResponse {
+    return SubmitWorkflowResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SubmitWorkflowResponse>, I>>(object: I): SubmitWorkflowResponse {
+    const message = createBaseSubmitWorkflowResponse();
+    message.workflow = (object.workflow !== undefined && object.workflow !== null)
+      ? Workflow.fromPartial(object.workflow)
+      : undefined;
+    message.deduplicated = object.deduplicated ?? false;
+    return message;
+  },
+};
+
+function createBaseGetWorkflowRequest(): GetWorkflowRequest {
+  return { id: "" };
+}
+
+export const GetWorkflowRequest: MessageFns<GetWorkflowRequest> = {
+  encode(message: GetWorkflowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetWorkflowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetWorkflowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetWorkflowRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: GetWorkflowRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetWorkflowRequest>, I>>(base?: I): GetWorkflowRequest {
+    return GetWorkflowRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetWorkflowRequest>, I>>(object: I): GetWorkflowRequest {
+    const message = createBaseGetWorkflowRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseGetWorkflowResponse(): GetWorkflowResponse {
+  return { workflow: undefined };
+}
+
+export const GetWorkflowResponse: MessageFns<GetWorkflowResponse> = {
+  encode(message: GetWorkflowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workflow !== undefined) {
+      Workflow.encode(message.workflow, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetWorkflowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetWorkflowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workflow = Workflow.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetWorkflowResponse {
+    return { workflow: isSet(object.workflow) ? Workflow.fromJSON(object.workflow) : undefined };
+  },
+
+  toJSON(message: GetWorkflowResponse): unknown {
+    const obj: any = {};
+    if (message.workflow !== undefined) {
+      obj.workflow = Workflow.toJSON(message.workflow);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetWorkflowResponse>, I>>(base?: I): GetWorkflowResponse {
+    return GetWorkflowResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetWorkflowResponse>, I>>(object: I): GetWorkflowResponse {
+    const message = createBaseGetWorkflowResponse();
+    message.workflow = (object.workflow !== undefined && object.workflow !== null)
+      ? Workflow.fromPartial(object.workflow)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCancelWorkflowRequest(): CancelWorkflowRequest {
+  return { id: "", reason: "" };
+}
+
+export const CancelWorkflowRequest: MessageFns<CancelWorkflowRequest> = {
+  encode(message: CancelWorkflowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelWorkflowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelWorkflowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelWorkflowRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: CancelWorkflowRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelWorkflowRequest>, I>>(base?: I): CancelWorkflowRequest {
+    return CancelWorkflowRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelWorkflowRequest>, I>>(object: I): CancelWorkflowRequest {
+    const message = createBaseCancelWorkflowRequest();
+    message.id = object.id ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelWorkflowResponse(): CancelWorkflowResponse {
+  return { workflow: undefined };
+}
+
+export const CancelWorkflowResponse: MessageFns<CancelWorkflowResponse> = {
+  encode(message: CancelWorkflowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workflow !== undefined) {
+      Workflow.encode(message.workflow, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelWorkflowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelWorkflowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workflow = Workflow.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelWorkflowResponse {
+    return { workflow: isSet(object.workflow) ? Workflow.fromJSON(object.workflow) : undefined };
+  },
+
+  toJSON(message: CancelWorkflowResponse): unknown {
+    const obj: any = {};
+    if (message.workflow !== undefined) {
+      obj.workflow = Workflow.toJSON(message.workflow);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelWorkflowResponse>, I>>(base?: I): CancelWorkflowResponse {
+    return CancelWorkflowResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelWorkflowResponse>, I>>(object: I): CancelWorkflowResponse {
+    const message = createBaseCancelWorkflowResponse();
+    message.workflow = (object.workflow !== undefined && object.workflow !== null)
+      ? Workflow.fromPartial(object.workflow)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * TaskService is how clients run tasks: submit one, read it, list them,
  * cancel one, and watch one until it ends. The coordinator records every
@@ -2103,6 +2953,73 @@ export const TaskServiceService = {
     responseSerialize: (value: WatchTaskResponse): Buffer => Buffer.from(WatchTaskResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchTaskResponse => WatchTaskResponse.decode(value),
   },
+  /**
+   * SubmitWorkflow creates a workflow: named tasks with `depends_on` edges
+   * between them (a DAG), all stored in one ledger transaction. A task with
+   * no dependency is PENDING at once; one with some is WAITING, and becomes
+   * PENDING when every task it depends on SUCCEEDED, its input's references
+   * (`{"$ref": "<name>"}` or `{"$ref": "<name>.<field>.<field>…"}`, to tasks
+   * it depends on) replaced by their output (or a field of it; null when
+   * absent). A dependency that ends otherwise cancels per the workflow's
+   * failure policy. Every task carries the workflow's id and is in the
+   * submit's trace. With an `idempotency_key`, a repeat of the same request
+   * returns the workflow the first one created.
+   * Errors: INVALID_ARGUMENT with field violations (VAL_INVALID_ARGUMENT: no
+   * task or more than 10,000, a bad or repeated name, a dependency on a name
+   * that is not in the workflow, a reference to a task it does not depend
+   * on, a task's idempotency key; VAL_WORKFLOW_CYCLE: a cycle, naming it;
+   * VAL_UNKNOWN_CAPABILITY, VAL_INPUT_TOO_LARGE as SubmitTask);
+   * ALREADY_EXISTS (RES_IDEMPOTENCY_KEY_REUSED) with the existing
+   * workflow's id in the metadata (`workflow_id`); RESOURCE_EXHAUSTED
+   * (RATE_QUEUE_FULL); PERMISSION_DENIED (AUTH_MISSING_SCOPE).
+   */
+  submitWorkflow: {
+    path: "/taskmesh.coordinator.v1.TaskService/SubmitWorkflow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SubmitWorkflowRequest): Buffer =>
+      Buffer.from(SubmitWorkflowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SubmitWorkflowRequest => SubmitWorkflowRequest.decode(value),
+    responseSerialize: (value: SubmitWorkflowResponse): Buffer =>
+      Buffer.from(SubmitWorkflowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SubmitWorkflowResponse => SubmitWorkflowResponse.decode(value),
+  },
+  /**
+   * GetWorkflow returns a workflow with every task's name, id, state and
+   * dependencies (its graph) and its tasks counted by state; the tasks
+   * themselves are read with ListTasks (`workflow_id`) or GetTask.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID) when the id is not a
+   * UUID; NOT_FOUND (RES_WORKFLOW_NOT_FOUND); PERMISSION_DENIED
+   * (AUTH_MISSING_SCOPE).
+   */
+  getWorkflow: {
+    path: "/taskmesh.coordinator.v1.TaskService/GetWorkflow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetWorkflowRequest): Buffer => Buffer.from(GetWorkflowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetWorkflowRequest => GetWorkflowRequest.decode(value),
+    responseSerialize: (value: GetWorkflowResponse): Buffer => Buffer.from(GetWorkflowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetWorkflowResponse => GetWorkflowResponse.decode(value),
+  },
+  /**
+   * CancelWorkflow cancels every task of a workflow not finished yet
+   * (WAITING, PENDING or RUNNING; the workers running some are told to
+   * stop); the workflow is CANCELLED. Cancelling it again changes nothing.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID,
+   * VAL_REASON_TOO_LONG); NOT_FOUND (RES_WORKFLOW_NOT_FOUND);
+   * PERMISSION_DENIED (AUTH_MISSING_SCOPE).
+   */
+  cancelWorkflow: {
+    path: "/taskmesh.coordinator.v1.TaskService/CancelWorkflow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelWorkflowRequest): Buffer =>
+      Buffer.from(CancelWorkflowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelWorkflowRequest => CancelWorkflowRequest.decode(value),
+    responseSerialize: (value: CancelWorkflowResponse): Buffer =>
+      Buffer.from(CancelWorkflowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelWorkflowResponse => CancelWorkflowResponse.decode(value),
+  },
 } as const;
 
 export interface TaskServiceServer extends UntypedServiceImplementation {
@@ -2193,6 +3110,45 @@ export interface TaskServiceServer extends UntypedServiceImplementation {
    * (AUTH_MISSING_SCOPE).
    */
   watchTask: handleServerStreamingCall<WatchTaskRequest, WatchTaskResponse>;
+  /**
+   * SubmitWorkflow creates a workflow: named tasks with `depends_on` edges
+   * between them (a DAG), all stored in one ledger transaction. A task with
+   * no dependency is PENDING at once; one with some is WAITING, and becomes
+   * PENDING when every task it depends on SUCCEEDED, its input's references
+   * (`{"$ref": "<name>"}` or `{"$ref": "<name>.<field>.<field>…"}`, to tasks
+   * it depends on) replaced by their output (or a field of it; null when
+   * absent). A dependency that ends otherwise cancels per the workflow's
+   * failure policy. Every task carries the workflow's id and is in the
+   * submit's trace. With an `idempotency_key`, a repeat of the same request
+   * returns the workflow the first one created.
+   * Errors: INVALID_ARGUMENT with field violations (VAL_INVALID_ARGUMENT: no
+   * task or more than 10,000, a bad or repeated name, a dependency on a name
+   * that is not in the workflow, a reference to a task it does not depend
+   * on, a task's idempotency key; VAL_WORKFLOW_CYCLE: a cycle, naming it;
+   * VAL_UNKNOWN_CAPABILITY, VAL_INPUT_TOO_LARGE as SubmitTask);
+   * ALREADY_EXISTS (RES_IDEMPOTENCY_KEY_REUSED) with the existing
+   * workflow's id in the metadata (`workflow_id`); RESOURCE_EXHAUSTED
+   * (RATE_QUEUE_FULL); PERMISSION_DENIED (AUTH_MISSING_SCOPE).
+   */
+  submitWorkflow: handleUnaryCall<SubmitWorkflowRequest, SubmitWorkflowResponse>;
+  /**
+   * GetWorkflow returns a workflow with every task's name, id, state and
+   * dependencies (its graph) and its tasks counted by state; the tasks
+   * themselves are read with ListTasks (`workflow_id`) or GetTask.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID) when the id is not a
+   * UUID; NOT_FOUND (RES_WORKFLOW_NOT_FOUND); PERMISSION_DENIED
+   * (AUTH_MISSING_SCOPE).
+   */
+  getWorkflow: handleUnaryCall<GetWorkflowRequest, GetWorkflowResponse>;
+  /**
+   * CancelWorkflow cancels every task of a workflow not finished yet
+   * (WAITING, PENDING or RUNNING; the workers running some are told to
+   * stop); the workflow is CANCELLED. Cancelling it again changes nothing.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID,
+   * VAL_REASON_TOO_LONG); NOT_FOUND (RES_WORKFLOW_NOT_FOUND);
+   * PERMISSION_DENIED (AUTH_MISSING_SCOPE).
+   */
+  cancelWorkflow: handleUnaryCall<CancelWorkflowRequest, CancelWorkflowResponse>;
 }
 
 export interface TaskServiceClient extends Client {
@@ -2372,6 +3328,87 @@ export interface TaskServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchTaskResponse>;
+  /**
+   * SubmitWorkflow creates a workflow: named tasks with `depends_on` edges
+   * between them (a DAG), all stored in one ledger transaction. A task with
+   * no dependency is PENDING at once; one with some is WAITING, and becomes
+   * PENDING when every task it depends on SUCCEEDED, its input's references
+   * (`{"$ref": "<name>"}` or `{"$ref": "<name>.<field>.<field>…"}`, to tasks
+   * it depends on) replaced by their output (or a field of it; null when
+   * absent). A dependency that ends otherwise cancels per the workflow's
+   * failure policy. Every task carries the workflow's id and is in the
+   * submit's trace. With an `idempotency_key`, a repeat of the same request
+   * returns the workflow the first one created.
+   * Errors: INVALID_ARGUMENT with field violations (VAL_INVALID_ARGUMENT: no
+   * task or more than 10,000, a bad or repeated name, a dependency on a name
+   * that is not in the workflow, a reference to a task it does not depend
+   * on, a task's idempotency key; VAL_WORKFLOW_CYCLE: a cycle, naming it;
+   * VAL_UNKNOWN_CAPABILITY, VAL_INPUT_TOO_LARGE as SubmitTask);
+   * ALREADY_EXISTS (RES_IDEMPOTENCY_KEY_REUSED) with the existing
+   * workflow's id in the metadata (`workflow_id`); RESOURCE_EXHAUSTED
+   * (RATE_QUEUE_FULL); PERMISSION_DENIED (AUTH_MISSING_SCOPE).
+   */
+  submitWorkflow(
+    request: SubmitWorkflowRequest,
+    callback: (error: ServiceError | null, response: SubmitWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  submitWorkflow(
+    request: SubmitWorkflowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SubmitWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  submitWorkflow(
+    request: SubmitWorkflowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SubmitWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetWorkflow returns a workflow with every task's name, id, state and
+   * dependencies (its graph) and its tasks counted by state; the tasks
+   * themselves are read with ListTasks (`workflow_id`) or GetTask.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID) when the id is not a
+   * UUID; NOT_FOUND (RES_WORKFLOW_NOT_FOUND); PERMISSION_DENIED
+   * (AUTH_MISSING_SCOPE).
+   */
+  getWorkflow(
+    request: GetWorkflowRequest,
+    callback: (error: ServiceError | null, response: GetWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  getWorkflow(
+    request: GetWorkflowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  getWorkflow(
+    request: GetWorkflowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * CancelWorkflow cancels every task of a workflow not finished yet
+   * (WAITING, PENDING or RUNNING; the workers running some are told to
+   * stop); the workflow is CANCELLED. Cancelling it again changes nothing.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID,
+   * VAL_REASON_TOO_LONG); NOT_FOUND (RES_WORKFLOW_NOT_FOUND);
+   * PERMISSION_DENIED (AUTH_MISSING_SCOPE).
+   */
+  cancelWorkflow(
+    request: CancelWorkflowRequest,
+    callback: (error: ServiceError | null, response: CancelWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  cancelWorkflow(
+    request: CancelWorkflowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  cancelWorkflow(
+    request: CancelWorkflowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelWorkflowResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const TaskServiceClient = makeGenericClientConstructor(

@@ -23,6 +23,9 @@ import { Struct } from "../../../google/protobuf/struct.js";
 import { Timestamp } from "../../../google/protobuf/timestamp.js";
 import { Status } from "../../../google/rpc/status.js";
 import {
+  FailurePolicy,
+  failurePolicyFromJSON,
+  failurePolicyToJSON,
   LostLease,
   RetryPolicy,
   Task,
@@ -38,6 +41,7 @@ import {
   TaskView,
   taskViewFromJSON,
   taskViewToJSON,
+  Workflow,
 } from "../../task/v1/task.js";
 import {
   WorkerInfo,
@@ -153,6 +157,103 @@ export interface CreateTaskResult {
     | undefined;
 }
 
+/** CreateWorkflowRequest is a workflow to store. */
+export interface CreateWorkflowRequest {
+  /** The workflow's id, a UUIDv7 chosen by the caller. */
+  id: string;
+  /** A name for people; may be empty. */
+  name: string;
+  /** FAIL_FAST or CONTINUE (UNSPECIFIED is FAIL_FAST). */
+  failurePolicy: FailurePolicy;
+  /** The idempotency key; empty if none. */
+  idempotencyKey: string;
+  /** Fingerprint of the submit as the client sent it (as CreateTask's). */
+  requestHash: string;
+  /** The submitter's subject; empty for calls without a token. */
+  createdBy: string;
+  /** The submit's W3C trace id; every task gets it. */
+  traceId: string;
+  /** The submit span's W3C `traceparent`; every task gets it. */
+  traceparent: string;
+  /** The workflow's labels. */
+  labels: { [key: string]: string };
+  /**
+   * Its tasks, 1..10,000, validated as a whole by the caller (names
+   * unique, dependencies named in the workflow, no cycle).
+   */
+  tasks: WorkflowTaskCreate[];
+}
+
+export interface CreateWorkflowRequest_LabelsEntry {
+  key: string;
+  value: string;
+}
+
+/** WorkflowTaskCreate is one task of a new workflow. */
+export interface WorkflowTaskCreate {
+  /** Its name in the workflow. */
+  name: string;
+  /**
+   * The task as CreateTask takes it (its own id; no idempotency key, no
+   * lease; `created_by`, `trace_id` and `traceparent` are the workflow's).
+   */
+  task?:
+    | CreateTaskRequest
+    | undefined;
+  /** The names of the tasks it depends on. */
+  dependsOn: string[];
+}
+
+/** CreateWorkflowResponse holds the created or existing workflow. */
+export interface CreateWorkflowResponse {
+  /** The workflow with its graph. */
+  workflow?:
+    | Workflow
+    | undefined;
+  /** True when this call created it. */
+  created: boolean;
+  /**
+   * The capabilities of its tasks that are PENDING now (those without
+   * dependencies), for the caller to dispatch.
+   */
+  readyCapabilities: string[];
+}
+
+/** GetWorkflowRequest names a workflow. */
+export interface GetWorkflowRequest {
+  /** The workflow's id. */
+  id: string;
+}
+
+/** GetWorkflowResponse holds a workflow. */
+export interface GetWorkflowResponse {
+  /** The workflow with its graph. */
+  workflow?: Workflow | undefined;
+}
+
+/** CancelWorkflowRequest cancels a workflow. */
+export interface CancelWorkflowRequest {
+  /** The workflow's id. */
+  id: string;
+  /** Why, at most 256 characters; may be empty. */
+  reason: string;
+  /** Who asked (the caller's subject), for the history. */
+  actor: string;
+}
+
+/** CancelWorkflowResponse holds the cancelled workflow. */
+export interface CancelWorkflowResponse {
+  /** The workflow, CANCELLED. */
+  workflow?:
+    | Workflow
+    | undefined;
+  /**
+   * The leases the cancelled RUNNING tasks had, so their workers can be
+   * told to stop.
+   */
+  endedLeases: TaskLease[];
+}
+
 /** GetTaskRequest names a task. */
 export interface GetTaskRequest {
   /** The task's id. */
@@ -194,6 +295,8 @@ export interface ListTasksRequest {
   pageToken: string;
   /** How much of each task to return; default BASIC. */
   view: TaskView;
+  /** Only tasks of this workflow; empty means any. */
+  workflowId: string;
 }
 
 /** ListTasksResponse is one page of tasks. */
@@ -392,7 +495,14 @@ export interface CompleteTaskResponse {
     | Task
     | undefined;
   /** The SUCCEEDED transition. */
-  transition?: TaskTransition | undefined;
+  transition?:
+    | TaskTransition
+    | undefined;
+  /**
+   * The capabilities of the workflow tasks it made PENDING (READY), for
+   * the caller to dispatch.
+   */
+  readyCapabilities: string[];
 }
 
 /** CompleteTasksRequest is a batch of successful attempts. */
@@ -1420,6 +1530,913 @@ export const CreateTaskResult: MessageFns<CreateTaskResult> = {
   },
 };
 
+function createBaseCreateWorkflowRequest(): CreateWorkflowRequest {
+  return {
+    id: "",
+    name: "",
+    failurePolicy: 0,
+    idempotencyKey: "",
+    requestHash: "",
+    createdBy: "",
+    traceId: "",
+    traceparent: "",
+    labels: {},
+    tasks: [],
+  };
+}
+
+export const CreateWorkflowRequest: MessageFns<CreateWorkflowRequest> = {
+  encode(message: CreateWorkflowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.failurePolicy !== 0) {
+      writer.uint32(24).int32(message.failurePolicy);
+    }
+    if (message.idempotencyKey !== "") {
+      writer.uint32(34).string(message.idempotencyKey);
+    }
+    if (message.requestHash !== "") {
+      writer.uint32(42).string(message.requestHash);
+    }
+    if (message.createdBy !== "") {
+      writer.uint32(50).string(message.createdBy);
+    }
+    if (message.traceId !== "") {
+      writer.uint32(58).string(message.traceId);
+    }
+    if (message.traceparent !== "") {
+      writer.uint32(66).string(message.traceparent);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      CreateWorkflowRequest_LabelsEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
+    });
+    for (const v of message.tasks) {
+      WorkflowTaskCreate.encode(v!, writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateWorkflowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateWorkflowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failurePolicy = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.idempotencyKey = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.requestHash = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.createdBy = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.traceparent = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const entry9 = CreateWorkflowRequest_LabelsEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.labels[entry9.key] = entry9.value;
+            }
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.tasks.push(WorkflowTaskCreate.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateWorkflowRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      failurePolicy: isSet(object.failurePolicy)
+        ? failurePolicyFromJSON(object.failurePolicy)
+        : isSet(object.failure_policy)
+        ? failurePolicyFromJSON(object.failure_policy)
+        : 0,
+      idempotencyKey: isSet(object.idempotencyKey)
+        ? globalThis.String(object.idempotencyKey)
+        : isSet(object.idempotency_key)
+        ? globalThis.String(object.idempotency_key)
+        : "",
+      requestHash: isSet(object.requestHash)
+        ? globalThis.String(object.requestHash)
+        : isSet(object.request_hash)
+        ? globalThis.String(object.request_hash)
+        : "",
+      createdBy: isSet(object.createdBy)
+        ? globalThis.String(object.createdBy)
+        : isSet(object.created_by)
+        ? globalThis.String(object.created_by)
+        : "",
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
+      traceparent: isSet(object.traceparent) ? globalThis.String(object.traceparent) : "",
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      tasks: globalThis.Array.isArray(object?.tasks)
+        ? object.tasks.map((e: any) => WorkflowTaskCreate.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CreateWorkflowRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.failurePolicy !== 0) {
+      obj.failurePolicy = failurePolicyToJSON(message.failurePolicy);
+    }
+    if (message.idempotencyKey !== "") {
+      obj.idempotencyKey = message.idempotencyKey;
+    }
+    if (message.requestHash !== "") {
+      obj.requestHash = message.requestHash;
+    }
+    if (message.createdBy !== "") {
+      obj.createdBy = message.createdBy;
+    }
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
+    if (message.traceparent !== "") {
+      obj.traceparent = message.traceparent;
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => WorkflowTaskCreate.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateWorkflowRequest>, I>>(base?: I): CreateWorkflowRequest {
+    return CreateWorkflowRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateWorkflowRequest>, I>>(object: I): CreateWorkflowRequest {
+    const message = createBaseCreateWorkflowRequest();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.failurePolicy = object.failurePolicy ?? 0;
+    message.idempotencyKey = object.idempotencyKey ?? "";
+    message.requestHash = object.requestHash ?? "";
+    message.createdBy = object.createdBy ?? "";
+    message.traceId = object.traceId ?? "";
+    message.traceparent = object.traceparent ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.tasks = object.tasks?.map((e) => WorkflowTaskCreate.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCreateWorkflowRequest_LabelsEntry(): CreateWorkflowRequest_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const CreateWorkflowRequest_LabelsEntry: MessageFns<CreateWorkflowRequest_LabelsEntry> = {
+  encode(message: CreateWorkflowRequest_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateWorkflowRequest_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateWorkflowRequest_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateWorkflowRequest_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: CreateWorkflowRequest_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateWorkflowRequest_LabelsEntry>, I>>(
+    base?: I,
+  ): CreateWorkflowRequest_LabelsEntry {
+    return CreateWorkflowRequest_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateWorkflowRequest_LabelsEntry>, I>>(
+    object: I,
+  ): CreateWorkflowRequest_LabelsEntry {
+    const message = createBaseCreateWorkflowRequest_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseWorkflowTaskCreate(): WorkflowTaskCreate {
+  return { name: "", task: undefined, dependsOn: [] };
+}
+
+export const WorkflowTaskCreate: MessageFns<WorkflowTaskCreate> = {
+  encode(message: WorkflowTaskCreate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.task !== undefined) {
+      CreateTaskRequest.encode(message.task, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.dependsOn) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkflowTaskCreate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkflowTaskCreate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.task = CreateTaskRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.dependsOn.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkflowTaskCreate {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      task: isSet(object.task) ? CreateTaskRequest.fromJSON(object.task) : undefined,
+      dependsOn: globalThis.Array.isArray(object?.dependsOn)
+        ? object.dependsOn.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.depends_on)
+        ? object.depends_on.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: WorkflowTaskCreate): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.task !== undefined) {
+      obj.task = CreateTaskRequest.toJSON(message.task);
+    }
+    if (message.dependsOn?.length) {
+      obj.dependsOn = message.dependsOn;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkflowTaskCreate>, I>>(base?: I): WorkflowTaskCreate {
+    return WorkflowTaskCreate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkflowTaskCreate>, I>>(object: I): WorkflowTaskCreate {
+    const message = createBaseWorkflowTaskCreate();
+    message.name = object.name ?? "";
+    message.task = (object.task !== undefined && object.task !== null)
+      ? CreateTaskRequest.fromPartial(object.task)
+      : undefined;
+    message.dependsOn = object.dependsOn?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseCreateWorkflowResponse(): CreateWorkflowResponse {
+  return { workflow: undefined, created: false, readyCapabilities: [] };
+}
+
+export const CreateWorkflowResponse: MessageFns<CreateWorkflowResponse> = {
+  encode(message: CreateWorkflowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workflow !== undefined) {
+      Workflow.encode(message.workflow, writer.uint32(10).fork()).join();
+    }
+    if (message.created !== false) {
+      writer.uint32(16).bool(message.created);
+    }
+    for (const v of message.readyCapabilities) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateWorkflowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateWorkflowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workflow = Workflow.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.created = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.readyCapabilities.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateWorkflowResponse {
+    return {
+      workflow: isSet(object.workflow) ? Workflow.fromJSON(object.workflow) : undefined,
+      created: isSet(object.created) ? globalThis.Boolean(object.created) : false,
+      readyCapabilities: globalThis.Array.isArray(object?.readyCapabilities)
+        ? object.readyCapabilities.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.ready_capabilities)
+        ? object.ready_capabilities.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CreateWorkflowResponse): unknown {
+    const obj: any = {};
+    if (message.workflow !== undefined) {
+      obj.workflow = Workflow.toJSON(message.workflow);
+    }
+    if (message.created !== false) {
+      obj.created = message.created;
+    }
+    if (message.readyCapabilities?.length) {
+      obj.readyCapabilities = message.readyCapabilities;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateWorkflowResponse>, I>>(base?: I): CreateWorkflowResponse {
+    return CreateWorkflowResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateWorkflowResponse>, I>>(object: I): CreateWorkflowResponse {
+    const message = createBaseCreateWorkflowResponse();
+    message.workflow = (object.workflow !== undefined && object.workflow !== null)
+      ? Workflow.fromPartial(object.workflow)
+      : undefined;
+    message.created = object.created ?? false;
+    message.readyCapabilities = object.readyCapabilities?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseGetWorkflowRequest(): GetWorkflowRequest {
+  return { id: "" };
+}
+
+export const GetWorkflowRequest: MessageFns<GetWorkflowRequest> = {
+  encode(message: GetWorkflowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetWorkflowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetWorkflowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetWorkflowRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: GetWorkflowRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetWorkflowRequest>, I>>(base?: I): GetWorkflowRequest {
+    return GetWorkflowRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetWorkflowRequest>, I>>(object: I): GetWorkflowRequest {
+    const message = createBaseGetWorkflowRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseGetWorkflowResponse(): GetWorkflowResponse {
+  return { workflow: undefined };
+}
+
+export const GetWorkflowResponse: MessageFns<GetWorkflowResponse> = {
+  encode(message: GetWorkflowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workflow !== undefined) {
+      Workflow.encode(message.workflow, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetWorkflowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetWorkflowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workflow = Workflow.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetWorkflowResponse {
+    return { workflow: isSet(object.workflow) ? Workflow.fromJSON(object.workflow) : undefined };
+  },
+
+  toJSON(message: GetWorkflowResponse): unknown {
+    const obj: any = {};
+    if (message.workflow !== undefined) {
+      obj.workflow = Workflow.toJSON(message.workflow);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetWorkflowResponse>, I>>(base?: I): GetWorkflowResponse {
+    return GetWorkflowResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetWorkflowResponse>, I>>(object: I): GetWorkflowResponse {
+    const message = createBaseGetWorkflowResponse();
+    message.workflow = (object.workflow !== undefined && object.workflow !== null)
+      ? Workflow.fromPartial(object.workflow)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCancelWorkflowRequest(): CancelWorkflowRequest {
+  return { id: "", reason: "", actor: "" };
+}
+
+export const CancelWorkflowRequest: MessageFns<CancelWorkflowRequest> = {
+  encode(message: CancelWorkflowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    if (message.actor !== "") {
+      writer.uint32(26).string(message.actor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelWorkflowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelWorkflowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.actor = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelWorkflowRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      actor: isSet(object.actor) ? globalThis.String(object.actor) : "",
+    };
+  },
+
+  toJSON(message: CancelWorkflowRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.actor !== "") {
+      obj.actor = message.actor;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelWorkflowRequest>, I>>(base?: I): CancelWorkflowRequest {
+    return CancelWorkflowRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelWorkflowRequest>, I>>(object: I): CancelWorkflowRequest {
+    const message = createBaseCancelWorkflowRequest();
+    message.id = object.id ?? "";
+    message.reason = object.reason ?? "";
+    message.actor = object.actor ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelWorkflowResponse(): CancelWorkflowResponse {
+  return { workflow: undefined, endedLeases: [] };
+}
+
+export const CancelWorkflowResponse: MessageFns<CancelWorkflowResponse> = {
+  encode(message: CancelWorkflowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.workflow !== undefined) {
+      Workflow.encode(message.workflow, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.endedLeases) {
+      TaskLease.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelWorkflowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelWorkflowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.workflow = Workflow.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.endedLeases.push(TaskLease.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelWorkflowResponse {
+    return {
+      workflow: isSet(object.workflow) ? Workflow.fromJSON(object.workflow) : undefined,
+      endedLeases: globalThis.Array.isArray(object?.endedLeases)
+        ? object.endedLeases.map((e: any) => TaskLease.fromJSON(e))
+        : globalThis.Array.isArray(object?.ended_leases)
+        ? object.ended_leases.map((e: any) => TaskLease.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CancelWorkflowResponse): unknown {
+    const obj: any = {};
+    if (message.workflow !== undefined) {
+      obj.workflow = Workflow.toJSON(message.workflow);
+    }
+    if (message.endedLeases?.length) {
+      obj.endedLeases = message.endedLeases.map((e) => TaskLease.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelWorkflowResponse>, I>>(base?: I): CancelWorkflowResponse {
+    return CancelWorkflowResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelWorkflowResponse>, I>>(object: I): CancelWorkflowResponse {
+    const message = createBaseCancelWorkflowResponse();
+    message.workflow = (object.workflow !== undefined && object.workflow !== null)
+      ? Workflow.fromPartial(object.workflow)
+      : undefined;
+    message.endedLeases = object.endedLeases?.map((e) => TaskLease.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseGetTaskRequest(): GetTaskRequest {
   return { id: "", view: 0 };
 }
@@ -1583,6 +2600,7 @@ function createBaseListTasksRequest(): ListTasksRequest {
     pageSize: 0,
     pageToken: "",
     view: 0,
+    workflowId: "",
   };
 }
 
@@ -1618,6 +2636,9 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     }
     if (message.view !== 0) {
       writer.uint32(72).int32(message.view);
+    }
+    if (message.workflowId !== "") {
+      writer.uint32(82).string(message.workflowId);
     }
     return writer;
   },
@@ -1717,6 +2738,14 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
             message.view = reader.int32() as any;
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.workflowId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1766,6 +2795,11 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
         ? globalThis.String(object.page_token)
         : "",
       view: isSet(object.view) ? taskViewFromJSON(object.view) : 0,
+      workflowId: isSet(object.workflowId)
+        ? globalThis.String(object.workflowId)
+        : isSet(object.workflow_id)
+        ? globalThis.String(object.workflow_id)
+        : "",
     };
   },
 
@@ -1798,6 +2832,9 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     if (message.view !== 0) {
       obj.view = taskViewToJSON(message.view);
     }
+    if (message.workflowId !== "") {
+      obj.workflowId = message.workflowId;
+    }
     return obj;
   },
 
@@ -1815,6 +2852,7 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
     message.view = object.view ?? 0;
+    message.workflowId = object.workflowId ?? "";
     return message;
   },
 };
@@ -3654,7 +4692,7 @@ export const CompleteTaskRequest: MessageFns<CompleteTaskRequest> = {
 };
 
 function createBaseCompleteTaskResponse(): CompleteTaskResponse {
-  return { task: undefined, transition: undefined };
+  return { task: undefined, transition: undefined, readyCapabilities: [] };
 }
 
 export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
@@ -3664,6 +4702,9 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
     }
     if (message.transition !== undefined) {
       TaskTransition.encode(message.transition, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.readyCapabilities) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -3697,6 +4738,14 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
             message.transition = TaskTransition.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.readyCapabilities.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3713,6 +4762,11 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
     return {
       task: isSet(object.task) ? Task.fromJSON(object.task) : undefined,
       transition: isSet(object.transition) ? TaskTransition.fromJSON(object.transition) : undefined,
+      readyCapabilities: globalThis.Array.isArray(object?.readyCapabilities)
+        ? object.readyCapabilities.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.ready_capabilities)
+        ? object.ready_capabilities.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -3723,6 +4777,9 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
     }
     if (message.transition !== undefined) {
       obj.transition = TaskTransition.toJSON(message.transition);
+    }
+    if (message.readyCapabilities?.length) {
+      obj.readyCapabilities = message.readyCapabilities;
     }
     return obj;
   },
@@ -3736,6 +4793,7 @@ export const CompleteTaskResponse: MessageFns<CompleteTaskResponse> = {
     message.transition = (object.transition !== undefined && object.transition !== null)
       ? TaskTransition.fromPartial(object.transition)
       : undefined;
+    message.readyCapabilities = object.readyCapabilities?.map((e) => e) || [];
     return message;
   },
 };
@@ -5937,6 +6995,65 @@ export const LedgerServiceService = {
     responseDeserialize: (value: Buffer): CreateTasksResponse => CreateTasksResponse.decode(value),
   },
   /**
+   * CreateWorkflow stores a workflow and every task of it in one
+   * transaction, each with its SUBMITTED transition: a task with no
+   * dependency PENDING, one with some WAITING, and the edges between them.
+   * The database keeps the graph moving in the transactions that finish its
+   * tasks: a WAITING task becomes PENDING (READY, its input's `$ref`s
+   * replaced by the outputs) when the last of its dependencies SUCCEEDED,
+   * and a dependency ending otherwise cancels per the failure policy (actor
+   * `ledger`). Idempotent like CreateTask (by workflow id, or by
+   * idempotency key scoped to `created_by`, with `request_hash`).
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT, VAL_WORKFLOW_CYCLE,
+   * VAL_INPUT_TOO_LARGE) with field violations; ALREADY_EXISTS
+   * (RES_IDEMPOTENCY_KEY_REUSED, RES_WORKFLOW_ID_REUSED) with the existing
+   * workflow's id in the metadata (`workflow_id`).
+   */
+  createWorkflow: {
+    path: "/taskmesh.ledger.v1.LedgerService/CreateWorkflow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateWorkflowRequest): Buffer =>
+      Buffer.from(CreateWorkflowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateWorkflowRequest => CreateWorkflowRequest.decode(value),
+    responseSerialize: (value: CreateWorkflowResponse): Buffer =>
+      Buffer.from(CreateWorkflowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CreateWorkflowResponse => CreateWorkflowResponse.decode(value),
+  },
+  /**
+   * GetWorkflow returns a workflow with its graph and its tasks counted by
+   * state. Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID); NOT_FOUND
+   * (RES_WORKFLOW_NOT_FOUND).
+   */
+  getWorkflow: {
+    path: "/taskmesh.ledger.v1.LedgerService/GetWorkflow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetWorkflowRequest): Buffer => Buffer.from(GetWorkflowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetWorkflowRequest => GetWorkflowRequest.decode(value),
+    responseSerialize: (value: GetWorkflowResponse): Buffer => Buffer.from(GetWorkflowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetWorkflowResponse => GetWorkflowResponse.decode(value),
+  },
+  /**
+   * CancelWorkflow cancels every task of a workflow not finished yet, in
+   * one transaction (CANCELLED transitions, actor the caller), and marks
+   * the workflow cancelled; answers the leases that ended so the caller
+   * tells their workers. Repeating it changes nothing.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID, VAL_REASON_TOO_LONG);
+   * NOT_FOUND (RES_WORKFLOW_NOT_FOUND).
+   */
+  cancelWorkflow: {
+    path: "/taskmesh.ledger.v1.LedgerService/CancelWorkflow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelWorkflowRequest): Buffer =>
+      Buffer.from(CancelWorkflowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelWorkflowRequest => CancelWorkflowRequest.decode(value),
+    responseSerialize: (value: CancelWorkflowResponse): Buffer =>
+      Buffer.from(CancelWorkflowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelWorkflowResponse => CancelWorkflowResponse.decode(value),
+  },
+  /**
    * GetTask returns one task.
    * Errors: INVALID_ARGUMENT (VAL_INVALID_TASK_ID); NOT_FOUND
    * (RES_TASK_NOT_FOUND).
@@ -6308,6 +7425,37 @@ export interface LedgerServiceServer extends UntypedServiceImplementation {
    */
   createTasks: handleUnaryCall<CreateTasksRequest, CreateTasksResponse>;
   /**
+   * CreateWorkflow stores a workflow and every task of it in one
+   * transaction, each with its SUBMITTED transition: a task with no
+   * dependency PENDING, one with some WAITING, and the edges between them.
+   * The database keeps the graph moving in the transactions that finish its
+   * tasks: a WAITING task becomes PENDING (READY, its input's `$ref`s
+   * replaced by the outputs) when the last of its dependencies SUCCEEDED,
+   * and a dependency ending otherwise cancels per the failure policy (actor
+   * `ledger`). Idempotent like CreateTask (by workflow id, or by
+   * idempotency key scoped to `created_by`, with `request_hash`).
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT, VAL_WORKFLOW_CYCLE,
+   * VAL_INPUT_TOO_LARGE) with field violations; ALREADY_EXISTS
+   * (RES_IDEMPOTENCY_KEY_REUSED, RES_WORKFLOW_ID_REUSED) with the existing
+   * workflow's id in the metadata (`workflow_id`).
+   */
+  createWorkflow: handleUnaryCall<CreateWorkflowRequest, CreateWorkflowResponse>;
+  /**
+   * GetWorkflow returns a workflow with its graph and its tasks counted by
+   * state. Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID); NOT_FOUND
+   * (RES_WORKFLOW_NOT_FOUND).
+   */
+  getWorkflow: handleUnaryCall<GetWorkflowRequest, GetWorkflowResponse>;
+  /**
+   * CancelWorkflow cancels every task of a workflow not finished yet, in
+   * one transaction (CANCELLED transitions, actor the caller), and marks
+   * the workflow cancelled; answers the leases that ended so the caller
+   * tells their workers. Repeating it changes nothing.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID, VAL_REASON_TOO_LONG);
+   * NOT_FOUND (RES_WORKFLOW_NOT_FOUND).
+   */
+  cancelWorkflow: handleUnaryCall<CancelWorkflowRequest, CancelWorkflowResponse>;
+  /**
    * GetTask returns one task.
    * Errors: INVALID_ARGUMENT (VAL_INVALID_TASK_ID); NOT_FOUND
    * (RES_TASK_NOT_FOUND).
@@ -6542,6 +7690,79 @@ export interface LedgerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CreateTasksResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * CreateWorkflow stores a workflow and every task of it in one
+   * transaction, each with its SUBMITTED transition: a task with no
+   * dependency PENDING, one with some WAITING, and the edges between them.
+   * The database keeps the graph moving in the transactions that finish its
+   * tasks: a WAITING task becomes PENDING (READY, its input's `$ref`s
+   * replaced by the outputs) when the last of its dependencies SUCCEEDED,
+   * and a dependency ending otherwise cancels per the failure policy (actor
+   * `ledger`). Idempotent like CreateTask (by workflow id, or by
+   * idempotency key scoped to `created_by`, with `request_hash`).
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT, VAL_WORKFLOW_CYCLE,
+   * VAL_INPUT_TOO_LARGE) with field violations; ALREADY_EXISTS
+   * (RES_IDEMPOTENCY_KEY_REUSED, RES_WORKFLOW_ID_REUSED) with the existing
+   * workflow's id in the metadata (`workflow_id`).
+   */
+  createWorkflow(
+    request: CreateWorkflowRequest,
+    callback: (error: ServiceError | null, response: CreateWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  createWorkflow(
+    request: CreateWorkflowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CreateWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  createWorkflow(
+    request: CreateWorkflowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CreateWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetWorkflow returns a workflow with its graph and its tasks counted by
+   * state. Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID); NOT_FOUND
+   * (RES_WORKFLOW_NOT_FOUND).
+   */
+  getWorkflow(
+    request: GetWorkflowRequest,
+    callback: (error: ServiceError | null, response: GetWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  getWorkflow(
+    request: GetWorkflowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  getWorkflow(
+    request: GetWorkflowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * CancelWorkflow cancels every task of a workflow not finished yet, in
+   * one transaction (CANCELLED transitions, actor the caller), and marks
+   * the workflow cancelled; answers the leases that ended so the caller
+   * tells their workers. Repeating it changes nothing.
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID, VAL_REASON_TOO_LONG);
+   * NOT_FOUND (RES_WORKFLOW_NOT_FOUND).
+   */
+  cancelWorkflow(
+    request: CancelWorkflowRequest,
+    callback: (error: ServiceError | null, response: CancelWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  cancelWorkflow(
+    request: CancelWorkflowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  cancelWorkflow(
+    request: CancelWorkflowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelWorkflowResponse) => void,
   ): ClientUnaryCall;
   /**
    * GetTask returns one task.

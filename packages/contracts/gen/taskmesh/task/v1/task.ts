@@ -36,6 +36,13 @@ export enum TaskState {
   TASK_STATE_CANCELLED = 5,
   /** TASK_STATE_TIMED_OUT - Terminal: the last attempt ran past the task's `timeout`. */
   TASK_STATE_TIMED_OUT = 6,
+  /**
+   * TASK_STATE_WAITING - Waiting for other tasks before it may run: a workflow task whose
+   * dependencies have not all SUCCEEDED yet. It becomes PENDING (READY) in
+   * the transaction that makes the last of them SUCCEEDED, or CANCELLED
+   * when one of them ends otherwise (see FailurePolicy). Not dispatched.
+   */
+  TASK_STATE_WAITING = 7,
 }
 
 export function taskStateFromJSON(object: any): TaskState {
@@ -61,6 +68,9 @@ export function taskStateFromJSON(object: any): TaskState {
     case 6:
     case "TASK_STATE_TIMED_OUT":
       return TaskState.TASK_STATE_TIMED_OUT;
+    case 7:
+    case "TASK_STATE_WAITING":
+      return TaskState.TASK_STATE_WAITING;
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum TaskState");
   }
@@ -82,6 +92,8 @@ export function taskStateToJSON(object: TaskState): string {
       return "TASK_STATE_CANCELLED";
     case TaskState.TASK_STATE_TIMED_OUT:
       return "TASK_STATE_TIMED_OUT";
+    case TaskState.TASK_STATE_WAITING:
+      return "TASK_STATE_WAITING";
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum TaskState");
   }
@@ -129,6 +141,111 @@ export function taskViewToJSON(object: TaskView): string {
   }
 }
 
+/** WorkflowState is a workflow's state, read from its tasks'. */
+export enum WorkflowState {
+  /** WORKFLOW_STATE_UNSPECIFIED - Never stored; as a filter it means "any state". */
+  WORKFLOW_STATE_UNSPECIFIED = 0,
+  /** WORKFLOW_STATE_RUNNING - Some task has not finished yet. */
+  WORKFLOW_STATE_RUNNING = 1,
+  /** WORKFLOW_STATE_SUCCEEDED - Every task SUCCEEDED. */
+  WORKFLOW_STATE_SUCCEEDED = 2,
+  /**
+   * WORKFLOW_STATE_FAILED - Every task finished, and some task FAILED or TIMED_OUT (or was
+   * cancelled because one did).
+   */
+  WORKFLOW_STATE_FAILED = 3,
+  /** WORKFLOW_STATE_CANCELLED - A caller cancelled the workflow (CancelWorkflow); every task finished. */
+  WORKFLOW_STATE_CANCELLED = 4,
+}
+
+export function workflowStateFromJSON(object: any): WorkflowState {
+  switch (object) {
+    case 0:
+    case "WORKFLOW_STATE_UNSPECIFIED":
+      return WorkflowState.WORKFLOW_STATE_UNSPECIFIED;
+    case 1:
+    case "WORKFLOW_STATE_RUNNING":
+      return WorkflowState.WORKFLOW_STATE_RUNNING;
+    case 2:
+    case "WORKFLOW_STATE_SUCCEEDED":
+      return WorkflowState.WORKFLOW_STATE_SUCCEEDED;
+    case 3:
+    case "WORKFLOW_STATE_FAILED":
+      return WorkflowState.WORKFLOW_STATE_FAILED;
+    case 4:
+    case "WORKFLOW_STATE_CANCELLED":
+      return WorkflowState.WORKFLOW_STATE_CANCELLED;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum WorkflowState");
+  }
+}
+
+export function workflowStateToJSON(object: WorkflowState): string {
+  switch (object) {
+    case WorkflowState.WORKFLOW_STATE_UNSPECIFIED:
+      return "WORKFLOW_STATE_UNSPECIFIED";
+    case WorkflowState.WORKFLOW_STATE_RUNNING:
+      return "WORKFLOW_STATE_RUNNING";
+    case WorkflowState.WORKFLOW_STATE_SUCCEEDED:
+      return "WORKFLOW_STATE_SUCCEEDED";
+    case WorkflowState.WORKFLOW_STATE_FAILED:
+      return "WORKFLOW_STATE_FAILED";
+    case WorkflowState.WORKFLOW_STATE_CANCELLED:
+      return "WORKFLOW_STATE_CANCELLED";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum WorkflowState");
+  }
+}
+
+/**
+ * FailurePolicy says what a workflow does when one of its tasks ends other
+ * than SUCCEEDED (FAILED, TIMED_OUT or CANCELLED).
+ */
+export enum FailurePolicy {
+  /** FAILURE_POLICY_UNSPECIFIED - The default: FAIL_FAST. */
+  FAILURE_POLICY_UNSPECIFIED = 0,
+  /**
+   * FAILURE_POLICY_FAIL_FAST - Stop at the first failure: every task of the workflow not finished yet
+   * (WAITING, PENDING or RUNNING) is cancelled, reason BIZ_WORKFLOW_FAILED.
+   */
+  FAILURE_POLICY_FAIL_FAST = 1,
+  /**
+   * FAILURE_POLICY_CONTINUE - Run what still can: only the tasks that depend on it, directly or
+   * not, are cancelled (reason BIZ_DEPENDENCY_NOT_SUCCEEDED); the others go
+   * on.
+   */
+  FAILURE_POLICY_CONTINUE = 2,
+}
+
+export function failurePolicyFromJSON(object: any): FailurePolicy {
+  switch (object) {
+    case 0:
+    case "FAILURE_POLICY_UNSPECIFIED":
+      return FailurePolicy.FAILURE_POLICY_UNSPECIFIED;
+    case 1:
+    case "FAILURE_POLICY_FAIL_FAST":
+      return FailurePolicy.FAILURE_POLICY_FAIL_FAST;
+    case 2:
+    case "FAILURE_POLICY_CONTINUE":
+      return FailurePolicy.FAILURE_POLICY_CONTINUE;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum FailurePolicy");
+  }
+}
+
+export function failurePolicyToJSON(object: FailurePolicy): string {
+  switch (object) {
+    case FailurePolicy.FAILURE_POLICY_UNSPECIFIED:
+      return "FAILURE_POLICY_UNSPECIFIED";
+    case FailurePolicy.FAILURE_POLICY_FAIL_FAST:
+      return "FAILURE_POLICY_FAIL_FAST";
+    case FailurePolicy.FAILURE_POLICY_CONTINUE:
+      return "FAILURE_POLICY_CONTINUE";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum FailurePolicy");
+  }
+}
+
 /**
  * TransitionKind names what a transition did; it also names the event type
  * published for it (`taskmesh.task.v1.` + the lower-case kind, e.g.
@@ -137,7 +254,10 @@ export function taskViewToJSON(object: TaskView): string {
 export enum TransitionKind {
   /** TRANSITION_KIND_UNSPECIFIED - Never stored. */
   TRANSITION_KIND_UNSPECIFIED = 0,
-  /** TRANSITION_KIND_SUBMITTED - The task was created: UNSPECIFIED → PENDING (always sequence 1). */
+  /**
+   * TRANSITION_KIND_SUBMITTED - The task was created: UNSPECIFIED → PENDING, or → WAITING for a
+   * workflow task with dependencies (always sequence 1).
+   */
   TRANSITION_KIND_SUBMITTED = 1,
   /** TRANSITION_KIND_STARTED - A worker started an attempt: PENDING → RUNNING. */
   TRANSITION_KIND_STARTED = 2,
@@ -155,10 +275,19 @@ export enum TransitionKind {
    * the attempt does not count: RUNNING → PENDING, eligible at once.
    */
   TRANSITION_KIND_RELEASED = 6,
-  /** TRANSITION_KIND_CANCELLED - A caller cancelled the task: PENDING or RUNNING → CANCELLED. */
+  /**
+   * TRANSITION_KIND_CANCELLED - A caller cancelled the task: PENDING, WAITING or RUNNING → CANCELLED;
+   * or its workflow did (actor `ledger`, reason BIZ_DEPENDENCY_NOT_SUCCEEDED
+   * or BIZ_WORKFLOW_FAILED), per its failure policy.
+   */
   TRANSITION_KIND_CANCELLED = 7,
   /** TRANSITION_KIND_TIMED_OUT - The last attempt ran past its timeout: RUNNING → TIMED_OUT. */
   TRANSITION_KIND_TIMED_OUT = 8,
+  /**
+   * TRANSITION_KIND_READY - Every dependency of a workflow task SUCCEEDED: WAITING → PENDING, its
+   * input's references replaced by their outputs (actor `ledger`).
+   */
+  TRANSITION_KIND_READY = 9,
 }
 
 export function transitionKindFromJSON(object: any): TransitionKind {
@@ -190,6 +319,9 @@ export function transitionKindFromJSON(object: any): TransitionKind {
     case 8:
     case "TRANSITION_KIND_TIMED_OUT":
       return TransitionKind.TRANSITION_KIND_TIMED_OUT;
+    case 9:
+    case "TRANSITION_KIND_READY":
+      return TransitionKind.TRANSITION_KIND_READY;
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum TransitionKind");
   }
@@ -215,6 +347,8 @@ export function transitionKindToJSON(object: TransitionKind): string {
       return "TRANSITION_KIND_CANCELLED";
     case TransitionKind.TRANSITION_KIND_TIMED_OUT:
       return "TRANSITION_KIND_TIMED_OUT";
+    case TransitionKind.TRANSITION_KIND_READY:
+      return "TRANSITION_KIND_READY";
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum TransitionKind");
   }
@@ -345,11 +479,84 @@ export interface Task {
    * for calls without a token. Idempotency keys are scoped to it.
    */
   createdBy: string;
+  /**
+   * The workflow the task belongs to (SubmitWorkflow); empty for a task
+   * submitted on its own.
+   */
+  workflowId: string;
+  /** The task's name in its workflow; empty outside one. */
+  workflowStep: string;
+  /**
+   * The tasks of its workflow (ids) it waits for: it runs once all of them
+   * SUCCEEDED. Empty outside a workflow, and for a workflow's first tasks.
+   */
+  dependsOn: string[];
 }
 
 export interface Task_LabelsEntry {
   key: string;
   value: string;
+}
+
+/**
+ * Workflow is a set of named tasks with dependencies between them (a DAG),
+ * submitted together (SubmitWorkflow).
+ */
+export interface Workflow {
+  /** The workflow's id: a UUIDv7. */
+  id: string;
+  /** A name for people, from the submit; may be empty. */
+  name: string;
+  /** The state, from its tasks'. */
+  state: WorkflowState;
+  /** What a task ending other than SUCCEEDED does (effective value). */
+  failurePolicy: FailurePolicy;
+  /** Its tasks in the order they were submitted, each with its state. */
+  nodes: WorkflowNode[];
+  /** Its tasks counted by state. */
+  counts?:
+    | TaskCounts
+    | undefined;
+  /** The idempotency key given at submit; empty if none. */
+  idempotencyKey: string;
+  /** Free-form labels given at submit (as a task's). */
+  labels: { [key: string]: string };
+  /** The submitter's subject; empty for calls without a token. */
+  createdBy: string;
+  /**
+   * The W3C trace id of the submit: every task of the workflow is in its
+   * trace.
+   */
+  traceId: string;
+  /** When it was submitted. */
+  createdAt?:
+    | Date
+    | undefined;
+  /** When its last task finished; absent while one runs. */
+  finishedAt?:
+    | Date
+    | undefined;
+  /** When a caller cancelled it; absent unless one did. */
+  cancelledAt?: Date | undefined;
+}
+
+export interface Workflow_LabelsEntry {
+  key: string;
+  value: string;
+}
+
+/** WorkflowNode is one task of a workflow, as its graph shows it. */
+export interface WorkflowNode {
+  /** Its name in the workflow. */
+  name: string;
+  /** The task's id. */
+  taskId: string;
+  /** The task's capability. */
+  capability: string;
+  /** The task's state. */
+  state: TaskState;
+  /** The names of the tasks it depends on. */
+  dependsOn: string[];
 }
 
 /** TaskError says why an attempt or a task failed. */
@@ -551,7 +758,7 @@ export interface TaskEvent {
   /**
    * The event type: `taskmesh.task.v1.` followed by `submitted`, `started`,
    * `progressed`, `succeeded`, `failed`, `retrying`, `released`,
-   * `cancelled` or `timed_out`.
+   * `cancelled`, `timed_out` or `ready`.
    */
   type: string;
   /** The producer, `//taskmesh.dev/ledger`. */
@@ -571,7 +778,7 @@ export interface TaskEvent {
    * The task right after the change, as far as the event carries it: what
    * never changes (id, capability, priority, labels, max_attempts, timeout,
    * retry_policy, trace_id, traceparent, idempotency_key, created_by,
-   * created_at), its state, attempts, worker_id, sequence and updated_at,
+   * created_at, workflow_id, workflow_step), its state, attempts, worker_id, sequence and updated_at,
    * and what the transition set: error (without details) on `failed`,
    * `timed_out` and `retrying`, next_attempt_at while PENDING, started_at on
    * `started`, finished_at on a final state. No lease and no progress
@@ -611,10 +818,14 @@ export interface TaskCounts {
   cancelled: bigint;
   /** Tasks TIMED_OUT. */
   timedOut: bigint;
-  /** All of the above. */
+  /** All of the above (and the WAITING ones). */
   total: bigint;
   /** When the oldest PENDING task was created; absent when none is pending. */
-  oldestPendingCreatedAt?: Date | undefined;
+  oldestPendingCreatedAt?:
+    | Date
+    | undefined;
+  /** Tasks WAITING for their workflow dependencies. */
+  waiting: bigint;
 }
 
 function createBaseTask(): Task {
@@ -644,6 +855,9 @@ function createBaseTask(): Task {
     progress: undefined,
     sequence: 0n,
     createdBy: "",
+    workflowId: "",
+    workflowStep: "",
+    dependsOn: [],
   };
 }
 
@@ -726,6 +940,15 @@ export const Task: MessageFns<Task> = {
     }
     if (message.createdBy !== "") {
       writer.uint32(202).string(message.createdBy);
+    }
+    if (message.workflowId !== "") {
+      writer.uint32(210).string(message.workflowId);
+    }
+    if (message.workflowStep !== "") {
+      writer.uint32(218).string(message.workflowStep);
+    }
+    for (const v of message.dependsOn) {
+      writer.uint32(226).string(v!);
     }
     return writer;
   },
@@ -946,6 +1169,30 @@ export const Task: MessageFns<Task> = {
             message.createdBy = reader.string();
             continue;
           }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.workflowId = reader.string();
+            continue;
+          }
+          case 27: {
+            if (tag !== 218) {
+              break;
+            }
+
+            message.workflowStep = reader.string();
+            continue;
+          }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            message.dependsOn.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1042,6 +1289,21 @@ export const Task: MessageFns<Task> = {
         : isSet(object.created_by)
         ? globalThis.String(object.created_by)
         : "",
+      workflowId: isSet(object.workflowId)
+        ? globalThis.String(object.workflowId)
+        : isSet(object.workflow_id)
+        ? globalThis.String(object.workflow_id)
+        : "",
+      workflowStep: isSet(object.workflowStep)
+        ? globalThis.String(object.workflowStep)
+        : isSet(object.workflow_step)
+        ? globalThis.String(object.workflow_step)
+        : "",
+      dependsOn: globalThis.Array.isArray(object?.dependsOn)
+        ? object.dependsOn.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.depends_on)
+        ? object.depends_on.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1128,6 +1390,15 @@ export const Task: MessageFns<Task> = {
     if (message.createdBy !== "") {
       obj.createdBy = message.createdBy;
     }
+    if (message.workflowId !== "") {
+      obj.workflowId = message.workflowId;
+    }
+    if (message.workflowStep !== "") {
+      obj.workflowStep = message.workflowStep;
+    }
+    if (message.dependsOn?.length) {
+      obj.dependsOn = message.dependsOn;
+    }
     return obj;
   },
 
@@ -1179,6 +1450,9 @@ export const Task: MessageFns<Task> = {
       : undefined;
     message.sequence = (object.sequence !== undefined && object.sequence !== null) ? BigInt(object.sequence) : 0n;
     message.createdBy = object.createdBy ?? "";
+    message.workflowId = object.workflowId ?? "";
+    message.workflowStep = object.workflowStep ?? "";
+    message.dependsOn = object.dependsOn?.map((e) => e) || [];
     return message;
   },
 };
@@ -1264,6 +1538,567 @@ export const Task_LabelsEntry: MessageFns<Task_LabelsEntry> = {
     const message = createBaseTask_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseWorkflow(): Workflow {
+  return {
+    id: "",
+    name: "",
+    state: 0,
+    failurePolicy: 0,
+    nodes: [],
+    counts: undefined,
+    idempotencyKey: "",
+    labels: {},
+    createdBy: "",
+    traceId: "",
+    createdAt: undefined,
+    finishedAt: undefined,
+    cancelledAt: undefined,
+  };
+}
+
+export const Workflow: MessageFns<Workflow> = {
+  encode(message: Workflow, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.state !== 0) {
+      writer.uint32(24).int32(message.state);
+    }
+    if (message.failurePolicy !== 0) {
+      writer.uint32(32).int32(message.failurePolicy);
+    }
+    for (const v of message.nodes) {
+      WorkflowNode.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.counts !== undefined) {
+      TaskCounts.encode(message.counts, writer.uint32(50).fork()).join();
+    }
+    if (message.idempotencyKey !== "") {
+      writer.uint32(58).string(message.idempotencyKey);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      Workflow_LabelsEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
+    if (message.createdBy !== "") {
+      writer.uint32(74).string(message.createdBy);
+    }
+    if (message.traceId !== "") {
+      writer.uint32(82).string(message.traceId);
+    }
+    if (message.createdAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(90).fork()).join();
+    }
+    if (message.finishedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.finishedAt), writer.uint32(98).fork()).join();
+    }
+    if (message.cancelledAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.cancelledAt), writer.uint32(106).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Workflow {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkflow();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.failurePolicy = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.nodes.push(WorkflowNode.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.counts = TaskCounts.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.idempotencyKey = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = Workflow_LabelsEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.labels[entry8.key] = entry8.value;
+            }
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.createdBy = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.finishedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.cancelledAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Workflow {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      state: isSet(object.state) ? workflowStateFromJSON(object.state) : 0,
+      failurePolicy: isSet(object.failurePolicy)
+        ? failurePolicyFromJSON(object.failurePolicy)
+        : isSet(object.failure_policy)
+        ? failurePolicyFromJSON(object.failure_policy)
+        : 0,
+      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => WorkflowNode.fromJSON(e)) : [],
+      counts: isSet(object.counts) ? TaskCounts.fromJSON(object.counts) : undefined,
+      idempotencyKey: isSet(object.idempotencyKey)
+        ? globalThis.String(object.idempotencyKey)
+        : isSet(object.idempotency_key)
+        ? globalThis.String(object.idempotency_key)
+        : "",
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      createdBy: isSet(object.createdBy)
+        ? globalThis.String(object.createdBy)
+        : isSet(object.created_by)
+        ? globalThis.String(object.created_by)
+        : "",
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
+      createdAt: isSet(object.createdAt)
+        ? fromJsonTimestamp(object.createdAt)
+        : isSet(object.created_at)
+        ? fromJsonTimestamp(object.created_at)
+        : undefined,
+      finishedAt: isSet(object.finishedAt)
+        ? fromJsonTimestamp(object.finishedAt)
+        : isSet(object.finished_at)
+        ? fromJsonTimestamp(object.finished_at)
+        : undefined,
+      cancelledAt: isSet(object.cancelledAt)
+        ? fromJsonTimestamp(object.cancelledAt)
+        : isSet(object.cancelled_at)
+        ? fromJsonTimestamp(object.cancelled_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Workflow): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.state !== 0) {
+      obj.state = workflowStateToJSON(message.state);
+    }
+    if (message.failurePolicy !== 0) {
+      obj.failurePolicy = failurePolicyToJSON(message.failurePolicy);
+    }
+    if (message.nodes?.length) {
+      obj.nodes = message.nodes.map((e) => WorkflowNode.toJSON(e));
+    }
+    if (message.counts !== undefined) {
+      obj.counts = TaskCounts.toJSON(message.counts);
+    }
+    if (message.idempotencyKey !== "") {
+      obj.idempotencyKey = message.idempotencyKey;
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
+    if (message.createdBy !== "") {
+      obj.createdBy = message.createdBy;
+    }
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
+    if (message.createdAt !== undefined) {
+      obj.createdAt = message.createdAt.toISOString();
+    }
+    if (message.finishedAt !== undefined) {
+      obj.finishedAt = message.finishedAt.toISOString();
+    }
+    if (message.cancelledAt !== undefined) {
+      obj.cancelledAt = message.cancelledAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Workflow>, I>>(base?: I): Workflow {
+    return Workflow.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Workflow>, I>>(object: I): Workflow {
+    const message = createBaseWorkflow();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.state = object.state ?? 0;
+    message.failurePolicy = object.failurePolicy ?? 0;
+    message.nodes = object.nodes?.map((e) => WorkflowNode.fromPartial(e)) || [];
+    message.counts = (object.counts !== undefined && object.counts !== null)
+      ? TaskCounts.fromPartial(object.counts)
+      : undefined;
+    message.idempotencyKey = object.idempotencyKey ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.createdBy = object.createdBy ?? "";
+    message.traceId = object.traceId ?? "";
+    message.createdAt = object.createdAt ?? undefined;
+    message.finishedAt = object.finishedAt ?? undefined;
+    message.cancelledAt = object.cancelledAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseWorkflow_LabelsEntry(): Workflow_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const Workflow_LabelsEntry: MessageFns<Workflow_LabelsEntry> = {
+  encode(message: Workflow_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Workflow_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkflow_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Workflow_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Workflow_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Workflow_LabelsEntry>, I>>(base?: I): Workflow_LabelsEntry {
+    return Workflow_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Workflow_LabelsEntry>, I>>(object: I): Workflow_LabelsEntry {
+    const message = createBaseWorkflow_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseWorkflowNode(): WorkflowNode {
+  return { name: "", taskId: "", capability: "", state: 0, dependsOn: [] };
+}
+
+export const WorkflowNode: MessageFns<WorkflowNode> = {
+  encode(message: WorkflowNode, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.taskId !== "") {
+      writer.uint32(18).string(message.taskId);
+    }
+    if (message.capability !== "") {
+      writer.uint32(26).string(message.capability);
+    }
+    if (message.state !== 0) {
+      writer.uint32(32).int32(message.state);
+    }
+    for (const v of message.dependsOn) {
+      writer.uint32(42).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WorkflowNode {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWorkflowNode();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.capability = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.dependsOn.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WorkflowNode {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      capability: isSet(object.capability) ? globalThis.String(object.capability) : "",
+      state: isSet(object.state) ? taskStateFromJSON(object.state) : 0,
+      dependsOn: globalThis.Array.isArray(object?.dependsOn)
+        ? object.dependsOn.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.depends_on)
+        ? object.depends_on.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: WorkflowNode): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.capability !== "") {
+      obj.capability = message.capability;
+    }
+    if (message.state !== 0) {
+      obj.state = taskStateToJSON(message.state);
+    }
+    if (message.dependsOn?.length) {
+      obj.dependsOn = message.dependsOn;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WorkflowNode>, I>>(base?: I): WorkflowNode {
+    return WorkflowNode.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WorkflowNode>, I>>(object: I): WorkflowNode {
+    const message = createBaseWorkflowNode();
+    message.name = object.name ?? "";
+    message.taskId = object.taskId ?? "";
+    message.capability = object.capability ?? "";
+    message.state = object.state ?? 0;
+    message.dependsOn = object.dependsOn?.map((e) => e) || [];
     return message;
   },
 };
@@ -2664,6 +3499,7 @@ function createBaseTaskCounts(): TaskCounts {
     timedOut: 0n,
     total: 0n,
     oldestPendingCreatedAt: undefined,
+    waiting: 0n,
   };
 }
 
@@ -2713,6 +3549,12 @@ export const TaskCounts: MessageFns<TaskCounts> = {
     }
     if (message.oldestPendingCreatedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.oldestPendingCreatedAt), writer.uint32(66).fork()).join();
+    }
+    if (message.waiting !== 0n) {
+      if (BigInt.asIntN(64, message.waiting) !== message.waiting) {
+        throw new globalThis.Error("value provided for field message.waiting of type int64 too large");
+      }
+      writer.uint32(72).int64(message.waiting);
     }
     return writer;
   },
@@ -2794,6 +3636,14 @@ export const TaskCounts: MessageFns<TaskCounts> = {
             message.oldestPendingCreatedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.waiting = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2824,6 +3674,7 @@ export const TaskCounts: MessageFns<TaskCounts> = {
         : isSet(object.oldest_pending_created_at)
         ? fromJsonTimestamp(object.oldest_pending_created_at)
         : undefined,
+      waiting: isSet(object.waiting) ? BigInt(object.waiting) : 0n,
     };
   },
 
@@ -2853,6 +3704,9 @@ export const TaskCounts: MessageFns<TaskCounts> = {
     if (message.oldestPendingCreatedAt !== undefined) {
       obj.oldestPendingCreatedAt = message.oldestPendingCreatedAt.toISOString();
     }
+    if (message.waiting !== 0n) {
+      obj.waiting = message.waiting.toString();
+    }
     return obj;
   },
 
@@ -2869,6 +3723,7 @@ export const TaskCounts: MessageFns<TaskCounts> = {
     message.timedOut = (object.timedOut !== undefined && object.timedOut !== null) ? BigInt(object.timedOut) : 0n;
     message.total = (object.total !== undefined && object.total !== null) ? BigInt(object.total) : 0n;
     message.oldestPendingCreatedAt = object.oldestPendingCreatedAt ?? undefined;
+    message.waiting = (object.waiting !== undefined && object.waiting !== null) ? BigInt(object.waiting) : 0n;
     return message;
   },
 };
