@@ -2,7 +2,7 @@ import pg from "pg";
 import { Kafka, logLevel, type Admin, type Consumer, type IHeaders } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { TaskEvent, TaskState } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
-import { createLogger } from "@taskmesh/kit";
+import { createLogger, uuidv7 } from "@taskmesh/kit";
 import { OutboxRelay, type OutboxRelayOptions, type RelayRow } from "@taskmesh/ledger-service";
 import { testTopicPrefix } from "../../support/kafka.js";
 import { connectWorker, createRequest, eventsOf, mirrorOutbox, seconds, startLedger, unpublishedEvents, type LedgerHarness, type WrittenEvent } from "./support.js";
@@ -158,6 +158,32 @@ describe("ledger: outbox relay to Kafka (transitions from history, progress from
     expect(r.published).toBe(rows.length);
     await r.stop();
     expect(r.state).toBe("stopped");
+  });
+
+  it("publishes a workflow's transitions with its id and each task's name: submitted WAITING, then ready with the input its references resolved to", async () => {
+    const { topic, received } = await topicWithConsumer("workflow");
+    const step = (name: string, dependsOn: string[], input: Record<string, unknown>) => ({ name, dependsOn, task: createRequest({ capability: "relay-wf", input }) });
+    const { workflow } = await h.client.createWorkflow({
+      id: uuidv7(), name: "relayed", failurePolicy: 0, idempotencyKey: "", requestHash: "a".repeat(64), createdBy: "alice", traceId: "0af7651916cd43dd8448eb211c80319c",
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", labels: {},
+      tasks: [step("first", [], { text: "hi" }), step("second", ["first"], { got: { $ref: "first.text" } })],
+    });
+    const [first] = (await h.client.assignTasks({ capability: "relay-wf", workerIds: ["w-relay"], leaseDuration: seconds(60) })).tasks;
+    await h.client.completeTask({ taskId: first!.id, leaseId: first!.lease!.leaseId, output: { text: "hi" }, expectedSequence: undefined });
+    const ids = workflow!.nodes.map((n) => n.taskId);
+    const r = relay(topic, "relay-workflow");
+    r.start();
+    await waitFor("the outbox to drain", async () => (await unpublished()) === 0);
+    const rows = await rowsOf(ids);
+    await waitFor("every record", () => received.length >= rows.length);
+    await checkDelivery(rows, received);
+    const second = rows.filter((row) => row.taskId === ids[1]).map((row) => [row.type, TaskState[row.event.task!.state], row.event.task!.workflowId, row.event.task!.workflowStep]);
+    expect(second).toEqual([
+      ["taskmesh.task.v1.submitted", "TASK_STATE_WAITING", workflow!.id, "second"],
+      ["taskmesh.task.v1.ready", "TASK_STATE_PENDING", workflow!.id, "second"],
+    ]);
+    expect(rows.find((row) => row.type === "taskmesh.task.v1.ready")!.event.task!.input).toEqual({ got: "hi" });
+    await r.stop();
   });
 
   it("holds a transition whose transaction took its txid before its predecessor's until the predecessor may go, then sends both in sequence order", async () => {
