@@ -1,11 +1,13 @@
 import { availableParallelism, cpus, loadavg } from "node:os";
-import type { BurstResult, SteadyResult } from "./runner.js";
+import type { BurstResult, SteadyResult, WorkflowResult } from "./runner.js";
 
 /** Everything measured for one runner. */
 export interface RunnerReport {
   readonly name: string;
   readonly burst: BurstResult;
   readonly steady: readonly SteadyResult[];
+  /** The workflow tree's median run, and each run's seconds; absent for a runner without dependencies. */
+  readonly workflow?: WorkflowResult & { readonly runs: readonly number[] };
 }
 
 /** A runner that could not be measured, and why. */

@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { RUNNERS } from "./runners.js";
 import { checkpoint, serverVersions, startInfra, type StartedInfra } from "./infra.js";
 import { loadAverage, machineLine, markdownTable, type RunnerFailure, type RunnerReport } from "./report.js";
-import type { SteadyResult } from "./runner.js";
+import { WORKFLOW_PARENTS, type SteadyResult } from "./runner.js";
 import { machineQuiet } from "./measure.js";
 
 /** Options of one `bench:tasks` run, after defaults. */
@@ -11,8 +11,13 @@ interface BenchOptions {
   readonly burst: number;
   readonly rates: readonly number[];
   readonly duration: number;
+  /** Tasks in the workflow tree each runner with dependencies runs (0: none). */
+  readonly workflow: number;
   readonly json: boolean;
 }
+
+/** Workflows run per runner after one warm-up; the median is reported. */
+const WORKFLOW_RUNS = 3;
 
 /** Jobs run once before measuring, so connections, prepared statements and JIT are warm. */
 const WARMUP_JOBS = 1000;
@@ -31,10 +36,11 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     .option("--burst <n>", "jobs per burst", positiveInt)
     .option("--rates <list>", "steady submission rates, jobs per second", (value) => list(value).map(positiveInt), [500, 1000])
     .option("--duration <seconds>", "length of each steady run", positiveInt)
+    .option("--workflow <n>", "tasks of the workflow tree (a root after 10 parents after their leaves) each runner with dependencies runs; 0 for none", (value) => (value === "0" ? 0 : positiveInt(value)), 1000)
     .option("--quick", "smoke run: burst 5000, duration 3 (explicit --burst/--duration win)", false)
     .option("--json", "print the results as JSON instead of Markdown", false)
     .parse([...argv], { from: "user" });
-  const raw = program.opts<{ peers: string[]; burst?: number; rates: number[]; duration?: number; quick: boolean; json: boolean }>();
+  const raw = program.opts<{ peers: string[]; burst?: number; rates: number[]; duration?: number; workflow: number; quick: boolean; json: boolean }>();
   const unknown = raw.peers.filter((name) => !(name in RUNNERS));
   if (unknown.length > 0) program.error(`unknown runner(s): ${unknown.join(", ")}; known: ${Object.keys(RUNNERS).join(", ")}`);
   return {
@@ -42,6 +48,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     burst: raw.burst ?? (raw.quick ? 5000 : 50_000),
     rates: raw.rates,
     duration: raw.duration ?? (raw.quick ? 3 : 10),
+    workflow: raw.workflow,
     json: raw.json,
   };
 }
@@ -64,7 +71,20 @@ async function measure(name: string, infra: StartedInfra, options: BenchOptions)
       log(`${name}: p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms, max ${result.maxMs} ms; p50 of the first third of submits ${result.firstThirdP50Ms} ms, of the last third ${result.lastThirdP50Ms} ms`);
       steady.push(result);
     }
-    return { name: runner.name, burst, steady };
+    let workflow: RunnerReport["workflow"];
+    if (runner.workflow && options.workflow > 0) {
+      await machineQuiet();
+      await runner.workflow(options.workflow); // warm-up
+      const runs: number[] = [];
+      for (let i = 0; i < WORKFLOW_RUNS; i++) {
+        await machineQuiet();
+        runs.push((await runner.workflow(options.workflow)).seconds);
+      }
+      const median = [...runs].sort((a, b) => a - b)[Math.floor(runs.length / 2)]!;
+      workflow = { tasks: options.workflow, seconds: median, tasksPerSec: Math.round(options.workflow / median), runs };
+      log(`${name}: workflow of ${options.workflow} tasks: ${runs.map((s) => `${s} s`).join(", ")} (median ${median} s)`);
+    }
+    return { name: runner.name, burst, steady, ...(workflow ? { workflow } : {}) };
   } finally {
     await runner.close();
   }
@@ -108,6 +128,12 @@ async function main(argv: readonly string[]): Promise<number> {
     } else {
       console.log(markdownTable(reports, options.rates));
       console.log();
+      const workflows = reports.filter((r) => r.workflow);
+      if (workflows.length > 0) {
+        console.log();
+        console.log(`Workflow of ${options.workflow} tasks (a root after ${WORKFLOW_PARENTS} parents, each after its share of the leaves, each taking its children's outputs), end to end, median of ${WORKFLOW_RUNS}: `
+          + workflows.map((r) => `${r.name} ${r.workflow!.seconds.toFixed(3)} s (${r.workflow!.tasksPerSec.toLocaleString("en-US")} tasks/s; runs ${r.workflow!.runs.join(", ")} s)`).join("; "));
+      }
       console.log(`Command: \`${command}\` (burst ${options.burst}, steady runs of ${options.duration} s)`);
       console.log(`Machine: ${machine}; ${servers}; 1-min load average ${load.start} at start, ${load.end} at end`);
       for (const failure of failures) console.log(`Not measured: ${failure.name}: ${failure.error}`);

@@ -33,6 +33,29 @@ export interface SteadyResult {
 }
 
 /**
+ * The shape of the workflow measured: a tree of `tasks` no-op jobs, one
+ * root that runs after {@link WORKFLOW_PARENTS} parents, each of which runs
+ * after its share of the leaves; each parent and the root take their
+ * children's outputs as input (BullMQ: a flow whose parents read their
+ * children's values; taskmesh: a workflow whose tasks reference them).
+ */
+export const WORKFLOW_PARENTS = 10;
+
+/** The leaves under each of the {@link WORKFLOW_PARENTS} parents of a `tasks`-job tree (root and parents not counted). */
+export function workflowLeaves(tasks: number): number[] {
+  const leaves = tasks - 1 - WORKFLOW_PARENTS;
+  if (leaves < WORKFLOW_PARENTS) throw new Error(`a workflow needs at least ${2 * WORKFLOW_PARENTS + 1} tasks`);
+  return Array.from({ length: WORKFLOW_PARENTS }, (_, p) => Math.floor(leaves / WORKFLOW_PARENTS) + (p < leaves % WORKFLOW_PARENTS ? 1 : 0));
+}
+
+/** What one workflow took: from the start of its submit until its root had completed. */
+export interface WorkflowResult {
+  readonly tasks: number;
+  readonly seconds: number;
+  readonly tasksPerSec: number;
+}
+
+/**
  * One job queue under test, already connected and with its echo worker
  * running in this process. Runs are sequential: `burst` and `steady` are
  * never called concurrently on one runner.
@@ -44,6 +67,8 @@ export interface QueueRunner {
   burst(n: number): Promise<BurstResult>;
   /** Submits echo jobs one at a time at `ratePerSec` for `durationSec` seconds (open loop) and reports their latencies. */
   steady(ratePerSec: number, durationSec: number): Promise<SteadyResult>;
+  /** Runs one tree of `tasks` jobs (see {@link workflowLeaves}) end to end; absent for a queue without dependencies between jobs. */
+  workflow?(tasks: number): Promise<WorkflowResult>;
   /** Stops the worker and closes every connection the runner opened. */
   close(): Promise<void>;
 }

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
-import { TaskServiceService } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { TaskServiceService, type SubmitWorkflowRequest } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
 import { checkHealth } from "@taskmesh/local/health";
 import { serviceArgs } from "@taskmesh/local/plan";
 import { ROOT } from "@taskmesh/local/provision/versions";
@@ -17,7 +17,7 @@ import { Supervisor } from "@taskmesh/local/supervisor";
 import { createClient, type MeshClient } from "@taskmesh/kit";
 import { killGroups, type Infra } from "./infra.js";
 import { within } from "./measure.js";
-import { ECHO_INPUT, type BurstResult, type QueueRunner, type SteadyResult } from "./runner.js";
+import { ECHO_INPUT, workflowLeaves, type BurstResult, type QueueRunner, type SteadyResult, type WorkflowResult } from "./runner.js";
 import { summarize, thirds } from "./stats.js";
 
 /** How the taskmesh stack under test is shaped. */
@@ -242,6 +242,38 @@ export async function taskmeshRunner(infra: Infra, options: { tracing?: "all" | 
       ].join("; ")}\n`);
       const latencies = rows.map((r) => ({ start: started.get(r.id)!, ms: r.at - started.get(r.id)! })).sort((a, b) => a.start - b.start).map((l) => l.ms);
       return { rate, submitted, ...summarize(latencies), ...thirds(latencies) };
+    },
+
+    async workflow(tasks: number): Promise<WorkflowResult> {
+      // One SubmitWorkflow: the leaves first, each parent after its leaves taking their outputs, the root after the parents.
+      const task = (input: Record<string, unknown>) => ({ ...echoRequest(), input });
+      const spec: SubmitWorkflowRequest["tasks"] = [];
+      workflowLeaves(tasks).forEach((n, p) => {
+        const leaves = Array.from({ length: n }, (_, i) => `leaf-${p}-${i}`);
+        for (const name of leaves) spec.push({ name, dependsOn: [], task: task({ ...ECHO_INPUT }) });
+        spec.push({ name: `parent-${p}`, dependsOn: leaves, task: task(Object.fromEntries(leaves.map((l) => [l, { $ref: l }]))) });
+      });
+      const parents = spec.filter((t) => t.name.startsWith("parent-")).map((t) => t.name);
+      spec.push({ name: "root", dependsOn: parents, task: task(Object.fromEntries(parents.map((p) => [p, { $ref: p }]))) });
+      const startedAt = Date.now();
+      const { workflow } = await clients[0]!.submitWorkflow({ tasks: spec, failurePolicy: 0, idempotencyKey: "", name: "bench", labels: {} }, { timeoutMs: 60_000 });
+      const root = workflow!.nodes.find((n) => n.name === "root")!.taskId;
+      let finishedAt: number | undefined;
+      await within((async () => {
+        for (;;) {
+          const { rows: [row] } = await sql.query<{ state: string; at: number | null }>(
+            "SELECT state, (extract(epoch FROM finished_at) * 1000)::float8 AS at FROM ledger.tasks WHERE id = $1", [root]);
+          if (row?.state === "SUCCEEDED") {
+            finishedAt = row.at!;
+            return;
+          }
+          if (row && row.at !== null) throw new Error(`taskmesh workflow: its root ended ${row.state}`);
+          await sleep(20);
+        }
+      })(), 120_000, `taskmesh workflow of ${tasks}`);
+      // From the submit call's start to the root's finished_at as the ledger recorded it (same host clock).
+      const seconds = Math.max(finishedAt! - startedAt, 1) / 1000;
+      return { tasks, seconds: Math.round(seconds * 1000) / 1000, tasksPerSec: Math.round(tasks / seconds) };
     },
 
     async close(): Promise<void> {

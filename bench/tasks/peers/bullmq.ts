@@ -1,10 +1,13 @@
-import { Queue, Worker } from "bullmq";
+import { performance } from "node:perf_hooks";
+import { FlowProducer, Queue, Worker, type FlowJob } from "bullmq";
 import { CompletionLog } from "../completions.js";
 import { uniqueSuffix } from "../infra.js";
 import { measureBurst, measureSteady } from "../measure.js";
-import { ECHO_INPUT, type EchoInput, type QueueRunner } from "../runner.js";
+import { ECHO_INPUT, workflowLeaves, type EchoInput, type QueueRunner } from "../runner.js";
 
 const QUEUE = "echo";
+/** The name of a flow's jobs that have children. */
+const FLOW_PARENT = "parent";
 
 /**
  * BullMQ set up for throughput: one worker running 100 jobs at a time,
@@ -31,7 +34,11 @@ export async function bullmqRunner(infra: { redisUrl: string }): Promise<QueueRu
     connection, prefix,
     defaultJobOptions: { removeOnComplete: BULLMQ_CONFIG.removeOnComplete, removeOnFail: BULLMQ_CONFIG.removeOnFail },
   });
-  const worker = new Worker<EchoInput, EchoInput>(QUEUE, async (job) => job.data, { connection, prefix, concurrency: BULLMQ_CONFIG.concurrency });
+  // A flow's parent (a job with children) answers its children's values, as a workflow task takes its dependencies' outputs.
+  const worker = new Worker<EchoInput, unknown>(QUEUE, async (job) => (job.name === FLOW_PARENT ? job.getChildrenValues() : job.data), {
+    connection, prefix, concurrency: BULLMQ_CONFIG.concurrency,
+  });
+  const flows = new FlowProducer({ connection, prefix });
   let failure: Error | undefined;
   const onError = (error: Error): void => {
     failure ??= error;
@@ -68,8 +75,23 @@ export async function bullmqRunner(infra: { redisUrl: string }): Promise<QueueRu
       check();
       return result;
     },
+    workflow: async (tasks) => {
+      // One flow (FlowProducer.add: every job of the tree in one multi-exec): the root after its parents, each after its leaves.
+      const leaf = (): FlowJob => ({ name: QUEUE, queueName: QUEUE, data: ECHO_INPUT, opts: { removeOnComplete: true } });
+      const tree: FlowJob = {
+        name: FLOW_PARENT, queueName: QUEUE, data: ECHO_INPUT, opts: { removeOnComplete: true },
+        children: workflowLeaves(tasks).map((n) => ({ name: FLOW_PARENT, queueName: QUEUE, data: ECHO_INPUT, opts: { removeOnComplete: true }, children: Array.from({ length: n }, leaf) })),
+      };
+      const t0 = performance.now();
+      const added = await flows.add(tree);
+      const doneAt = await completions.completionOf(String(added.job.id));
+      check();
+      const seconds = Math.max(doneAt - t0, 1) / 1000;
+      return { tasks, seconds: Math.round(seconds * 1000) / 1000, tasksPerSec: Math.round(tasks / seconds) };
+    },
     close: async () => {
       await worker.close();
+      await flows.close();
       await queue.close();
     },
   };
