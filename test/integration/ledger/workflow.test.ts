@@ -30,7 +30,7 @@ describe("ledger: workflows — tasks with dependencies, moved by the database i
 
   beforeAll(async () => {
     h = await startLedger("ledger_workflow");
-    await connectWorker(h.client, "wf-worker", ["wf-a", "wf-b", "wf-c", "wf-d", "wf-fan", "wf-ret-a", "wf-ret-b"]);
+    await connectWorker(h.client, "wf-worker", ["wf-a", "wf-b", "wf-c", "wf-d", "wf-fan", "wf-ret-a", "wf-ret-b", "wf-big"]);
   });
   afterAll(async () => { await h?.stop(); });
 
@@ -200,6 +200,26 @@ describe("ledger: workflows — tasks with dependencies, moved by the database i
     const [d] = await claim("wf-d");
     expect(d!.input).toEqual({ a: "from a", b: "from b" });
     expect(stateOf(await workflow(w!.id))).toEqual({ a: "SUCCEEDED", b: "SUCCEEDED", d: "PENDING" });
+  });
+
+  it("10,000 tasks in one workflow (100 layers of 100, each task after one of the layer before): stored in one call, read back whole, and the next layer runs when the first succeeded", async () => {
+    const width = 100;
+    const tasks = Array.from({ length: 10_000 }, (_, k) => {
+      const layer = Math.floor(k / width);
+      return step(`n${k}`, "wf-big", layer === 0 ? [] : [`n${k - width}`], layer === 0 ? { k } : { k, from: { $ref: `n${k - width}.k` } });
+    });
+    const t0 = Date.now();
+    const { workflow: w } = await h.client.createWorkflow(workflowRequest(tasks));
+    console.info(`ledger: a 10,000-task workflow stored in ${Date.now() - t0} ms`);
+    expect(w!.nodes).toHaveLength(10_000);
+    expect(w!.counts!.pending).toBe(100n);
+    expect(w!.counts!.waiting).toBe(9_900n);
+    const first = await claim("wf-big", width);
+    expect(first).toHaveLength(width);
+    await h.client.completeTasks({ tasks: first.map((t) => ({ taskId: t.id, leaseId: t.lease!.leaseId, output: t.input!, expectedSequence: undefined })) });
+    const second = await claim("wf-big", width);
+    expect(second.map((t) => t.input).sort((a, b) => Number(a!.k) - Number(b!.k))).toEqual(Array.from({ length: width }, (_, i) => ({ k: width + i, from: i })));
+    expect((await workflow(w!.id)).counts!.waiting).toBe(9_800n);
   });
 
   it("fan-in under concurrency: 200 dependencies of one task completed at once by 20 parallel calls make it PENDING exactly once, with every output", async () => {
