@@ -1,8 +1,10 @@
 import { createHash } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, createClient, MeshError, TaskState, WorkflowState, type TaskmeshClient, type Workflow } from "@taskmesh/client";
+import { ROOT } from "../support/processes.js";
 import { edgeApi, startUp, until, type UpRun } from "../support/up.js";
 
 interface Status {
@@ -10,7 +12,7 @@ interface Status {
 }
 
 // Workflows as a user meets them under `taskmesh up`: HTTP/JSON through the edge, the typed client, the CLI.
-describe("workflows under up: a DAG through the edge, references between tasks, failure and cancel, a coordinator killed mid-run", { timeout: 240_000 }, () => {
+describe("workflows under up: a DAG through the edge, references between tasks, failure and cancel, a coordinator killed mid-run; child tasks", { timeout: 240_000 }, () => {
   let upRun: UpRun;
   let token: string;
   let client: TaskmeshClient;
@@ -156,5 +158,81 @@ describe("workflows under up: a DAG through the edge, references between tasks, 
       if (starts > 1) startedTwice.push(node.name);
     }
     expect(startedTwice).toEqual([]);
+  });
+
+  /** The kinds of a task's transitions, in order. */
+  const kinds = async (id: string): Promise<string[]> => (await json(await api(`/v1/tasks/${id}/history`))).transitions.map((t: { kind: string }) => t.kind.replace("TRANSITION_KIND_", ""));
+  const childrenOf = async (id: string) => (await client.list({ parentId: id, pageSize: 1000, view: "full" })).tasks;
+
+  it("examples/agents/director.ts: one summarize child per paragraph; the director parks while they run, resumes, and joins their answers", async () => {
+    const started = await upRun.taskmesh("worker", "-d", join(ROOT, "examples/agents/director.ts"));
+    expect(started.code, started.stderr).toBe(0);
+    const text = "Alpha is first. It leads.\n\nBeta comes second.\n\nGamma ends it all. Really.";
+    const task = await client.submit("director", { text });
+    const done = await client.result(task.id);
+    expect(TaskState[done.state]).toBe("TASK_STATE_SUCCEEDED");
+    expect(done.output).toEqual({ parts: 3, words: 13, summary: "Alpha is first. Beta comes second. Gamma ends it all." });
+    const kids = await childrenOf(task.id);
+    expect(kids.map((k) => [k.workflowStep, TaskState[k.state], k.traceId]).sort()).toEqual([
+      ["part-0", "TASK_STATE_SUCCEEDED", task.traceId], ["part-1", "TASK_STATE_SUCCEEDED", task.traceId], ["part-2", "TASK_STATE_SUCCEEDED", task.traceId],
+    ]);
+    // It held no slot while it waited: parked, then ready, then a second attempt that found its children ended.
+    expect(await kinds(task.id)).toEqual(["SUBMITTED", "STARTED", "PARKED", "READY", "STARTED", "SUCCEEDED"]);
+    expect(done.attempts).toBe(1);
+  });
+
+  it("a fan-out of 1,000 children from one parent completes, each child run once", async () => {
+    const folder = mkdtempSync(join(tmpdir(), "taskmesh-fanout-"));
+    writeFileSync(join(folder, "fanout.ts"), `import { defineAgent } from "@taskmesh/worker";
+export default defineAgent({ capability: "fanout", handler: async (input: Record<string, unknown>, ctx) => {
+  const children = Array.from({ length: Number(input.n) }, (_, i) => ctx.spawn("echo", { i }, { step: \`echo-\${i}\` }));
+  const outputs = await ctx.all(children);
+  return { sum: outputs.reduce((s, o) => s + Number(o.i), 0) };
+} });
+`);
+    const started = await upRun.taskmesh("worker", "-d", join(folder, "fanout.ts"));
+    expect(started.code, started.stderr).toBe(0);
+    const task = await client.submit("fanout", { n: 1000 });
+    const done = await client.result(task.id);
+    expect(TaskState[done.state]).toBe("TASK_STATE_SUCCEEDED");
+    expect(done.output).toEqual({ sum: (999 * 1000) / 2 });
+    const kids = await childrenOf(task.id);
+    expect(kids).toHaveLength(1000);
+    expect(kids.every((k) => k.state === TaskState.TASK_STATE_SUCCEEDED && k.attempts === 1)).toBe(true);
+  });
+
+  it("SIGKILL of the parent's worker while it waits and of the coordinator while its children finish: every child runs once, the parent succeeds once with every answer", async () => {
+    const folder = mkdtempSync(join(tmpdir(), "taskmesh-napper-"));
+    writeFileSync(join(folder, "napper.ts"), `import { defineAgent } from "@taskmesh/worker";
+export default defineAgent({ capability: "napper", handler: async (_input: Record<string, unknown>, ctx) => {
+  const children = Array.from({ length: 20 }, (_, i) => ctx.spawn("sleep", { ms: 2000 }, { step: \`nap-\${i}\` }));
+  const outputs = await ctx.all(children);
+  return { naps: outputs.length };
+} });
+`);
+    const started = await upRun.taskmesh("worker", "-d", join(folder, "napper.ts"));
+    expect(started.code, started.stderr).toBe(0);
+    const task = await client.submit("napper", {});
+    await until("the napper to park", 20_000, async () => ((await client.get(task.id)).state === TaskState.TASK_STATE_WAITING ? true : undefined));
+    const status = JSON.parse((await upRun.taskmesh("status", "--json")).stdout) as Status;
+    const pid = (name: string): number => status.processes.find((p) => p.name === name)!.pid!;
+    process.kill(pid("agent-napper"), "SIGKILL");
+    await new Promise((r) => setTimeout(r, 800));
+    process.kill(pid("coordinator-0"), "SIGKILL");
+    const done = await until("the napper to end", 90_000, async () => {
+      const t = await client.get(task.id).catch((error: unknown) => {
+        if (error instanceof MeshError && error.code === Code.UNAVAILABLE) return undefined;
+        throw error;
+      });
+      return t && t.state !== TaskState.TASK_STATE_WAITING && t.state !== TaskState.TASK_STATE_PENDING && t.state !== TaskState.TASK_STATE_RUNNING ? t : undefined;
+    });
+    expect(TaskState[done.state]).toBe("TASK_STATE_SUCCEEDED");
+    expect(done.output).toEqual({ naps: 20 });
+    const kids = await childrenOf(task.id);
+    expect(kids).toHaveLength(20);
+    const startedTwice: string[] = [];
+    for (const kid of kids) if ((await kinds(kid.id)).filter((k) => k === "STARTED").length > 1) startedTwice.push(kid.workflowStep);
+    expect(startedTwice).toEqual([]);
+    expect((await kinds(task.id)).filter((k) => k === "SUCCEEDED")).toHaveLength(1);
   });
 });

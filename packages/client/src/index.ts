@@ -76,6 +76,8 @@ export interface ListOptions extends CallOptions {
   readonly capability?: string;
   /** Only the tasks of this workflow. */
   readonly workflowId?: string;
+  /** Only the child tasks of this task. */
+  readonly parentId?: string;
   readonly createdAfter?: Date;
   readonly createdBefore?: Date;
   /** 1..1000. @default 50 */
@@ -186,7 +188,7 @@ export function createClient(options: ClientOptions): TaskmeshClient {
       const page = await client.listTasks({
         states: [...(o.states ?? [])], capability: o.capability ?? "", createdAfter: o.createdAfter, createdBefore: o.createdBefore,
         pageSize: o.pageSize ?? 0, pageToken: o.pageToken ?? "", view: o.view === "full" ? TaskView.TASK_VIEW_FULL : TaskView.TASK_VIEW_BASIC,
-        workflowId: o.workflowId ?? "",
+        workflowId: o.workflowId ?? "", parentId: o.parentId ?? "",
       }, await call(o));
       return { tasks: page.tasks, nextPageToken: page.nextPageToken };
     },

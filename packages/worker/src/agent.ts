@@ -1,6 +1,7 @@
 import { isCapabilityName, isReason } from "@taskmesh/contracts";
 import type { Logger } from "@taskmesh/kit";
 import type { TaskError } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import type { ChildHandle, SpawnOptions } from "./children.js";
 
 
 /** What a handler gets besides its input. */
@@ -15,6 +16,21 @@ export interface AgentContext {
   progress(percent?: number, message?: string, details?: Record<string, unknown>): void;
   /** A logger bound to the task. */
   readonly log: Logger;
+  /**
+   * Spawns a child task (any capability), keyed by its step under this task:
+   * the handler run again (after a crash, or resumed) gets the same child
+   * back, with its state and outcome, instead of a new one.
+   */
+  spawn(capability: string, input?: Record<string, unknown>, options?: SpawnOptions): ChildHandle;
+  /**
+   * The outputs of `children`, in order, once all SUCCEEDED (the first that
+   * did not throws a ChildTaskError). While some run, the attempt parks: the
+   * handler stops here, the task waits holding no worker slot, and the
+   * handler runs again from the start once they have all ended.
+   */
+  all(children: readonly ChildHandle[]): Promise<Array<Record<string, unknown>>>;
+  /** The first of `children` (in order) to have ended, with its index and output; parks until one has. */
+  any(children: readonly ChildHandle[]): Promise<{ index: number; output: Record<string, unknown> }>;
 }
 
 /** A handler: takes a task's input, returns its output object, or throws (an {@link AgentError} to choose reason and retryability). */

@@ -8,4 +8,5 @@ export {
   AgentError, defineAgent, invalidInput,
   type AgentContext, type AgentDefinition, type AgentErrorInit, type AgentHandler, type AgentOptions,
 } from "./agent.js";
+export { ChildTaskError, type ChildHandle, type SpawnOptions } from "./children.js";
 export { Worker, type MeshTls, type WorkerConfig } from "./worker.js";

@@ -6,6 +6,7 @@ import type { WorkerInfo } from "@taskmesh/contracts/gen/taskmesh/worker/v1/work
 import type { Logger } from "@taskmesh/kit";
 import { AgentError, type AgentDefinition } from "./agent.js";
 import { backoffDelay } from "./backoff.js";
+import { ChildRequests } from "./children.js";
 import { inFlightOf, msOf, type HeldTask } from "./held-task.js";
 import { sendResult, writeTo, type Session } from "./session.js";
 import { TaskTable } from "./task-table.js";
@@ -33,6 +34,8 @@ export class Worker {
   private loop: Promise<void> | undefined;
   private drainPromise: Promise<void> | undefined;
   private drainNotice: { reason: string; deadline: number } | undefined;
+  /** Spawns of child tasks awaiting the coordinator's answer (sent again on each new stream). */
+  private readonly childRequests = new ChildRequests((message) => this.send(message));
 
   constructor(options: WorkerOptions) {
     this.options = options;
@@ -55,6 +58,7 @@ export class Worker {
         return session?.registered ? sendResult(session, result, this.log) : false;
       },
       changed: () => this.changed(),
+      spawn: (request) => this.childRequests.request(request),
     });
   }
 
@@ -237,6 +241,8 @@ export class Worker {
         return;
       case "goAway":
         return this.onGoAway(session, payload.value);
+      case "childrenSpawned":
+        return this.childRequests.answered(payload.value);
     }
   }
 
@@ -250,6 +256,7 @@ export class Worker {
     if (this.current === "connecting") this.transition("registered");
     if (this.drainNotice) this.sendDrainNotice([]);
     for (const task of this.tasks.values()) if (task.result) this.tasks.sendResult(task);
+    this.childRequests.resend();
     this.changed();
   }
 

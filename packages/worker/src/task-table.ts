@@ -1,5 +1,5 @@
 import { setTimeout as delay } from "node:timers/promises";
-import type { ConnectRequest, LeasesExtended, ResultRecorded, TaskCancellation } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import type { ChildrenSpawned, ConnectRequest, LeasesExtended, ResultRecorded, SpawnChildren, TaskCancellation } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
 import type { Assignment, TaskResult } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
 import type { Logger } from "@taskmesh/kit";
 import { AgentError, type AgentDefinition } from "./agent.js";
@@ -23,6 +23,8 @@ export interface TaskTableHooks {
   sendResult(result: TaskResult): boolean;
   /** Called whenever the held tasks change. */
   changed(): void;
+  /** Sends a spawn of a task's children and answers the coordinator's reply. */
+  spawn?(request: Omit<SpawnChildren, "requestId">): Promise<ChildrenSpawned>;
 }
 
 /**
@@ -79,9 +81,11 @@ export class TaskTable {
     };
     // Taken: nothing is sent (no `accepted`); `started` follows if it runs long enough, then the result.
     this.tasks.set(key, task);
+    const spawn = this.hooks.spawn;
     task.done = runAttempt(task, {
       log: this.hooks.log,
       send: (message) => this.hooks.send(message),
+      ...(spawn ? { spawn: (request: Omit<SpawnChildren, "requestId">) => spawn(request) } : {}),
       finished: (result) => {
         if (result) {
           task.result = result;

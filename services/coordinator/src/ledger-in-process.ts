@@ -15,7 +15,7 @@ import type { LedgerClient } from "./dispatcher.js";
  */
 export const IN_PROCESS_METHODS = [
   "createTasks", "assignTasks", "renewLeases", "startTask", "recordProgress", "completeTask", "completeTasks",
-  "failTask", "cancelTask", "releaseTask", "expireLeases", "reapTimeouts", "upsertWorker", "markWorkerGone", "createWorkflow", "cancelWorkflow",
+  "failTask", "cancelTask", "releaseTask", "expireLeases", "reapTimeouts", "upsertWorker", "markWorkerGone", "createWorkflow", "cancelWorkflow", "spawnChildren", "parkTask",
 ] as const satisfies ReadonlyArray<keyof typeof LedgerServiceService>;
 
 /** Default budget of an in-process call that gives none, as the kit's clients have, in ms. */

@@ -85,7 +85,7 @@ await runService({
       }))
       .addService(ClusterServiceService, clusterService({ ledger, queue }))
       .addService(WorkerServiceService, workerService({
-        ledger, batches, dispatcher, bus, coordinatorId, timing: { heartbeatMs: env.TASKMESH_COORDINATOR_HEARTBEAT, registerTimeoutMs: 10_000 },
+        ledger, batches, dispatcher, bus, coordinatorId, capabilities, timing: { heartbeatMs: env.TASKMESH_COORDINATOR_HEARTBEAT, registerTimeoutMs: 10_000 },
       }))
       // Workers keep their tasks running and reconnect at once to another replica.
       .onDrain("worker streams", () => Promise.all([...dispatcher.sessions.values()].map((s) => {

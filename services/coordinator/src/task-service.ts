@@ -189,7 +189,7 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
       return ledger.listTasks({
         states: request.states, capabilities: request.capability === "" ? [] : [request.capability], createdAfter: request.createdAfter,
         createdBefore: request.createdBefore, workerId: "", createdBy: "", pageSize: request.pageSize, pageToken: request.pageToken,
-        view: request.view || TaskView.TASK_VIEW_BASIC, workflowId: request.workflowId,
+        view: request.view || TaskView.TASK_VIEW_BASIC, workflowId: request.workflowId, parentId: request.parentId,
       }, { parent: ctx });
     },
 

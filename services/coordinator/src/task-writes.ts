@@ -1,5 +1,5 @@
-import type { CancelTaskRequest, CancelWorkflowRequest, CompleteTaskRequest, CompleteTaskResponse, CreateWorkflowRequest, ReclaimedTask } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
-import type { Task, TaskError, Workflow } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import type { CancelTaskRequest, CancelWorkflowRequest, CompleteTaskRequest, CompleteTaskResponse, CreateWorkflowRequest, ReclaimedTask, SpawnChildrenRequest } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
+import { TaskState, type Task, type TaskError, type Workflow } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import type { TaskCancellation } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
 import type { ProgressReport } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
 import type { Duration } from "@taskmesh/contracts/gen/google/protobuf/duration";
@@ -79,13 +79,33 @@ export class TaskWrites {
     }
   }
 
-  /** A worker's task failed: retried later (PENDING, woken at its backoff's end) or FAILED, its slot freed. */
+  /** A worker's task failed: retried later (PENDING, woken at its backoff's end) or FAILED, its slot freed (and a parked parent it ended the wait of dispatched). */
   async fail(session: WorkerSession, t: Held, error: TaskError): Promise<{ task: Task; willRetry: boolean }> {
-    const { task, transition, willRetry } = await this.deps.ledger.failTask({ taskId: t.taskId, leaseId: t.leaseId, error, expectedSequence: undefined });
+    const { task, transition, willRetry, readyCapabilities } = await this.deps.ledger.failTask({ taskId: t.taskId, leaseId: t.leaseId, error, expectedSequence: undefined });
     if (transition) this.deps.bus.publishTask(t.taskId, { kind: "transition", transition });
     this.deps.slots.forget(session, t.taskId);
     if (willRetry && task?.nextAttemptAt) this.deps.slots.wakeAt(task.capability, task.nextAttemptAt);
+    this.ready(readyCapabilities);
     return { task: task!, willRetry };
+  }
+
+  /**
+   * A worker's task waits for its children: WAITING (PARKED), its slot
+   * freed; or PENDING again at once when nothing was left to wait for.
+   */
+  async park(session: WorkerSession, t: Held, children: readonly string[], any: boolean): Promise<Task> {
+    const { task, transition } = await this.deps.ledger.parkTask({ taskId: t.taskId, leaseId: t.leaseId, children: [...children], any });
+    if (transition) this.deps.bus.publishTask(t.taskId, { kind: "transition", transition });
+    this.deps.slots.forget(session, t.taskId);
+    if (task && task.state === TaskState.TASK_STATE_PENDING) this.ready([task.capability]);
+    return task!;
+  }
+
+  /** Creates children of a task a worker runs; the new ones are dispatched here and on every replica. Answers them as they are. */
+  async spawn(request: SpawnChildrenRequest): Promise<Task[]> {
+    const { children, created } = await this.deps.ledger.spawnChildren(request);
+    this.ready(children.filter((_, i) => created[i]).map((c) => c.capability));
+    return children;
   }
 
   /**

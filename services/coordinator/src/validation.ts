@@ -176,5 +176,6 @@ export function checkList(r: ListTasksRequest): void {
   if (r.pageSize < 0 || r.pageSize > 1000) v.add("page_size", "must be between 1 and 1000 (0 for 100)", "VAL_INVALID_PAGE_SIZE");
   if (r.createdAfter && r.createdBefore && r.createdAfter >= r.createdBefore) v.add("created_before", "must be after created_after", "VAL_INVALID_TIME_RANGE");
   if (r.workflowId !== "" && !isUuid(r.workflowId)) v.add("workflow_id", "must be a workflow id (a lower-case UUID), or empty", "VAL_INVALID_WORKFLOW_ID");
+  if (r.parentId !== "" && !isUuid(r.parentId)) v.add("parent_id", "must be a task id (a lower-case UUID), or empty", "VAL_INVALID_TASK_ID");
   v.check();
 }

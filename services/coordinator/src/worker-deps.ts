@@ -1,4 +1,5 @@
 import type { Bus } from "./bus.js";
+import type { KnownCapabilities } from "./capabilities.js";
 import type { Dispatcher, LedgerClient } from "./dispatcher.js";
 import type { LedgerBatches } from "./ledger-batches.js";
 
@@ -19,4 +20,6 @@ export interface WorkerServiceDeps {
   readonly bus: Bus;
   readonly coordinatorId: string;
   readonly timing: SessionTiming;
+  /** The capabilities a child task may have (as a submit's). */
+  readonly capabilities: KnownCapabilities;
 }

@@ -1,8 +1,9 @@
 import { SpanStatusCode, context, trace } from "@opentelemetry/api";
-import type { ConnectRequest } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
+import type { ChildrenSpawned, ConnectRequest, SpawnChildren } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
 import type { TaskState } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { WorkerState, type Heartbeat, type TaskResult } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
-import { Code, MeshError, durationMs } from "@taskmesh/kit";
+import { Code, MeshError, durationMs, invalidArgument, toDuration, toRpcStatus, uuidv7, type FieldViolation, type Reason } from "@taskmesh/kit";
+import { parseSubmit, type ValidSubmit } from "./validation.js";
 import { taskSpan } from "./dispatcher.js";
 import type { WorkerServiceDeps } from "./worker-deps.js";
 import type { WorkerSession } from "./worker-session.js";
@@ -54,6 +55,8 @@ export class WorkerMessages {
         return writes.progress(payload.value);
       case "result":
         return this.result(payload.value);
+      case "spawn":
+        return this.spawn(payload.value);
       case "cancelAcknowledged":
         writes.dropped(session, payload.value.taskId);
         return;
@@ -67,6 +70,55 @@ export class WorkerMessages {
         });
         return;
       }
+    }
+  }
+
+  /**
+   * Creates children of a task the worker runs, each checked as a submit
+   * (its violations under `children[i].task`); answers `children_spawned`
+   * with them, or with the refusal.
+   */
+  private async spawn(s: SpawnChildren): Promise<void> {
+    const reply = (value: Omit<ChildrenSpawned, "requestId">): Promise<void> =>
+      this.session.send({ payload: { $case: "childrenSpawned", value: { requestId: s.requestId, ...value } } });
+    try {
+      if (s.children.length === 0 || s.children.length > 1000) throw invalidArgument([{ field: "children", description: "must hold 1..1000 children" }]);
+      const found: FieldViolation[] = [];
+      const valid: Array<ValidSubmit | undefined> = [];
+      for (const [i, c] of s.children.entries()) {
+        const request = c.task;
+        if (!request) {
+          found.push({ field: `children[${i}].task`, description: "is required" });
+          valid.push(undefined);
+          continue;
+        }
+        const known = this.deps.capabilities.has(request.capability) || await this.deps.capabilities.check(request.capability);
+        try {
+          valid.push(parseSubmit(request, () => known));
+        } catch (error) {
+          if (!(error instanceof MeshError)) throw error;
+          found.push(...error.violations.map((f) => ({ ...f, field: `children[${i}].task.${f.field}` })));
+          valid.push(undefined);
+        }
+      }
+      if (found.length > 0) throw invalidArgument(found, (found.find((f) => f.reason && f.reason !== "VAL_INVALID_ARGUMENT")?.reason ?? "VAL_INVALID_ARGUMENT") as Reason);
+      const children = await this.writes.spawn({
+        taskId: s.taskId, leaseId: s.leaseId,
+        children: s.children.map((c, i) => {
+          const v = valid[i]!;
+          return {
+            step: c.step,
+            task: {
+              id: uuidv7(), capability: v.capability, input: v.input, idempotencyKey: "", requestHash: v.requestHash, maxAttempts: v.maxAttempts,
+              timeout: toDuration(v.timeoutMs), priority: v.priority, labels: v.labels, retryPolicy: v.retryPolicy, createdBy: "", traceId: "", traceparent: "",
+              leaseToWorkerId: "", leaseDuration: undefined,
+            },
+          };
+        }),
+      });
+      await reply({ children, error: undefined });
+    } catch (error) {
+      await reply({ children: [], error: toRpcStatus(MeshError.from(error)) });
     }
   }
 
@@ -115,6 +167,11 @@ export class WorkerMessages {
       if (r.outcome?.$case === "succeeded") {
         const task = await writes.complete(session, r, r.outcome.value.output ?? {});
         outcome(true);
+        await answer(true, task.state);
+        return;
+      }
+      if (r.outcome?.$case === "waiting") {
+        const task = await writes.park(session, r, r.outcome.value.children, r.outcome.value.any);
         await answer(true, task.state);
         return;
       }

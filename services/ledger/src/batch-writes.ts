@@ -34,7 +34,7 @@ export function newTaskRow(n: NewTask & { id: string }, now: Date): TaskRow {
     retry_multiplier: n.retryMultiplier, created_by: n.createdBy, created_at: now, updated_at: now, started_at: null, finished_at: null,
     next_attempt_at: now, lease_id: lease ? uuidv7() : null, lease_worker_id: lease?.workerId ?? null, lease_acquired_at: lease ? now : null,
     lease_expires_at: lease ? new Date(now.getTime() + lease.leaseMs) : null, progress: null, sequence: "1",
-    workflow_id: null, workflow_step: null, depends_on: null, waiting_on: 0,
+    workflow_id: null, workflow_step: null, depends_on: null, waiting_on: 0, parent_id: null, workflow_position: null,
   };
 }
 

@@ -12,7 +12,7 @@ import { workflowHandlers } from "./workflow-handlers.js";
 import type { WorkflowStore } from "./workflow-store.js";
 
 /** Methods that may commit outbox rows. */
-const WRITES = new Set(["createTask", "createTasks", "completeTasks", "startTask", "recordProgress", "completeTask", "failTask", "cancelTask", "releaseTask", "expireLeases", "reapTimeouts", "markWorkerGone", "createWorkflow", "cancelWorkflow"]);
+const WRITES = new Set(["createTask", "createTasks", "completeTasks", "startTask", "recordProgress", "completeTask", "failTask", "cancelTask", "releaseTask", "expireLeases", "reapTimeouts", "markWorkerGone", "createWorkflow", "cancelWorkflow", "spawnChildren", "parkTask"]);
 
 /**
  * The LedgerService handlers over the task, queue and worker stores;

@@ -1,13 +1,15 @@
 import type pg from "pg";
 import { TaskView, type TaskProgressUpdate, type TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { invalidArgument } from "@taskmesh/kit";
 import { alreadyFinished, leaseLost, notRunning, sequenceMismatch, taskNotFound } from "./errors.js";
 import { uuidv7 } from "./ids.js";
 import { eventType, isFinished, toTask, toTransition } from "./records.js";
 import { historySql, type HistoryRow, type KindName } from "./sql/history.js";
-import { taskSql, type StoredError, type StoredProgress, type TaskRow } from "./sql/tasks.js";
+import { childSql, taskSql, type StoredError, type StoredProgress, type TaskRow } from "./sql/tasks.js";
 import { TaskReads } from "./task-reads.js";
-import { completeAttempt, failAttempt, releaseTask, startAttempt, withoutLease } from "./transitions.js";
-import { EVENT_SOURCE, commitTransition, dbNow, saveTask, writeEvent, type Committed } from "./writer.js";
+import { completeAttempt, failAttempt, parkTask, releaseTask, startAttempt, withoutLease } from "./transitions.js";
+import type { NewTask } from "./validation.js";
+import { EVENT_SOURCE, commitTransition, dbNow, historyColumns, saveTask, writeEvent, type Committed } from "./writer.js";
 
 /** A worker-side call: which task, under which lease, at which sequence. */
 export interface LeaseCall {
@@ -110,6 +112,68 @@ export class LeaseTransitions extends TaskReads {
       const step = failAttempt(running, now, error, running.worker_id);
       return { ...(await commitTransition(client, now, running, step.next, step.change)), willRetry: step.willRetry };
     }, (row, done) => ({ row, transition: toTransition(done), willRetry: done.kind === "RETRYING" }));
+  }
+
+  /**
+   * Parks a running task until the children it names have ended (all, or
+   * the first with `any`): RUNNING → WAITING (PARKED) with an 'awaits' edge
+   * from each unfinished one, so the transaction that ends the last (or
+   * first) makes it PENDING again (READY, migration 0013). When none is
+   * left to wait for, it goes back to PENDING at once (RELEASED). A claimed
+   * task is started first.
+   */
+  async park(call: LeaseCall, children: readonly string[], any: boolean, signal?: AbortSignal): Promise<Committed> {
+    return this.leased(call, ["PARKED", "RELEASED"], signal, async (client, now, row) => {
+      const running = await this.ensureStarted(client, now, row);
+      const { rows: found } = await client.query<{ id: string; state: string }>(childSql.states, [row.id, [...new Set(children)]]);
+      const strangers = [...new Set(children)].filter((id) => !found.some((f) => f.id === id));
+      if (strangers.length > 0) {
+        throw invalidArgument([{ field: "children", description: `not children of task ${row.id}: ${strangers.slice(0, 5).join(", ")}` }]);
+      }
+      const open = found.filter((f) => !["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"].includes(f.state)).map((f) => f.id);
+      const nothingLeft = any ? open.length < found.length : open.length === 0;
+      if (nothingLeft) {
+        const step = releaseTask(running, now, "the children it waits for had ended");
+        return commitTransition(client, now, running, step.next, step.change);
+      }
+      await client.query(childSql.awaitEdges, [row.id, open]);
+      const step = parkTask(running, now, any ? 1 : open.length);
+      return commitTransition(client, now, running, step.next, step.change);
+    }, (row, done) => ({ row, transition: toTransition(done) }));
+  }
+
+  /**
+   * Creates children of a task its caller runs under `call`'s lease, each
+   * keyed by (parent, step), with the parent's submitter and trace; a step
+   * taken already answers that child as it is. In the request's order.
+   */
+  async spawn(call: LeaseCall, children: ReadonlyArray<{ step: string; task: NewTask & { id: string } }>, signal?: AbortSignal): Promise<Array<{ row: TaskRow; created: boolean }>> {
+    return this.leased(call, [], signal, async (client, now, row) => {
+      void now;
+      if (row.state !== "RUNNING" && row.state !== "PENDING") throw notRunning(row.id, row.state);
+      const col = <T>(pick: (c: (typeof children)[number]) => T): T[] => children.map(pick);
+      const inserted = (await client.query<TaskRow>(childSql.insert, [
+        row.id, col((c) => c.task.id), col((c) => c.task.capability), col((c) => JSON.stringify(c.task.input)), col((c) => c.task.maxAttempts),
+        col((c) => c.task.requestHash), col((c) => c.task.priority), col((c) => JSON.stringify(c.task.labels)), col((c) => c.task.timeoutMs),
+        col((c) => c.task.retryInitialMs), col((c) => c.task.retryMaxMs), col((c) => c.task.retryMultiplier), col((c) => c.step),
+      ])).rows;
+      if (inserted.length > 0) {
+        await client.query(historySql.insertMany, historyColumns(inserted.map((r) => ({
+          task_id: r.id, sequence: "1", kind: "SUBMITTED", from_state: "", to_state: "PENDING", attempt: 0, worker_id: "", lease_id: "", at: r.created_at,
+          reason: "", error: null, trace_id: r.trace_id, next_attempt_at: null, actor: r.created_by,
+        }))));
+      }
+      const created = new Set(inserted.map((r) => r.workflow_step));
+      const found = (await client.query<TaskRow>(childSql.bySteps, [row.id, children.map((c) => c.step)])).rows;
+      const byStep = new Map(found.map((r) => [r.workflow_step, r]));
+      return children.map((c) => {
+        const child = byStep.get(c.step);
+        if (!child) throw new Error(`child ${c.step} of ${row.id} was neither inserted nor found`);
+        return { row: child, created: created.has(c.step) };
+      });
+    }, () => {
+      throw new Error("spawn has no replay");
+    });
   }
 
   /** Hands a task back: a claimed one just loses its lease; a running one goes back to PENDING (RELEASED). */

@@ -1,5 +1,7 @@
 import type { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
-import type { ServiceHandlers } from "@taskmesh/kit";
+import { MeshError, invalidArgument, type FieldViolation, type ServiceHandlers } from "@taskmesh/kit";
+import { WORKFLOW_STEP_NAME } from "@taskmesh/contracts/workflow";
+import { isUuid, isUuidV7 } from "./ids.js";
 import type { LeaseCall } from "./lease-transitions.js";
 import type { LedgerStore } from "./ledger-store.js";
 import { toTask } from "./records.js";
@@ -9,7 +11,7 @@ import {
 } from "./validation.js";
 
 /** The calls that move one task through its life: create, start, progress, complete, fail, cancel, release. */
-export function lifecycleHandlers(store: LedgerStore, workflows: WorkflowStore): Pick<ServiceHandlers<typeof LedgerServiceService>, "createTask" | "startTask" | "recordProgress" | "completeTask" | "failTask" | "cancelTask" | "releaseTask"> {
+export function lifecycleHandlers(store: LedgerStore, workflows: WorkflowStore): Pick<ServiceHandlers<typeof LedgerServiceService>, "createTask" | "startTask" | "recordProgress" | "completeTask" | "failTask" | "cancelTask" | "releaseTask" | "spawnChildren" | "parkTask"> {
   return {
     async createTask(request, ctx) {
       const { row, created } = await store.create(parseCreate(request), ctx.signal);
@@ -48,7 +50,48 @@ export function lifecycleHandlers(store: LedgerStore, workflows: WorkflowStore):
       const error = parseTaskError(request.error, v);
       v.check();
       const { row, transition, willRetry } = await store.fail(call, error, ctx.signal);
-      return { task: toTask(row), transition, willRetry };
+      // A child that failed for good may be the last its parked parent awaited.
+      const ready = row.parent_id === null || willRetry ? [] : (await workflows.readyAfter([row.id], ctx.signal)).get(row.id) ?? [];
+      return { task: toTask(row), transition, willRetry, readyCapabilities: ready };
+    },
+
+    async spawnChildren(request, ctx) {
+      const v = new Violations();
+      checkLeaseCall(request.taskId, request.leaseId, v);
+      if (request.children.length === 0 || request.children.length > 1000) v.add("children", "must hold 1..1000 children");
+      v.check();
+      const found: FieldViolation[] = [];
+      const steps = new Set<string>();
+      const children = request.children.map((c, i) => {
+        if (!WORKFLOW_STEP_NAME.test(c.step)) found.push({ field: `children[${i}].step`, description: "must be 1..63 characters of a-z 0-9 . _ -, starting with a letter or digit" });
+        else if (steps.has(c.step)) found.push({ field: `children[${i}].step`, description: `repeats ${c.step}` });
+        steps.add(c.step);
+        if (!c.task || !isUuidV7(c.task.id)) {
+          found.push({ field: `children[${i}].task.id`, description: "must be a UUIDv7 in canonical lower-case form" });
+          return undefined;
+        }
+        if (c.task.idempotencyKey !== "" || c.task.leaseToWorkerId !== "") found.push({ field: `children[${i}].task`, description: "takes no idempotency key and no lease (the step is its key)" });
+        try {
+          return { step: c.step, task: { ...parseCreate(c.task), id: c.task.id } };
+        } catch (error) {
+          if (!(error instanceof MeshError)) throw error;
+          found.push(...error.violations.map((f) => ({ ...f, field: `children[${i}].task.${f.field}` })));
+          return undefined;
+        }
+      });
+      if (found.length > 0) throw invalidArgument(found);
+      const spawned = await store.spawn({ taskId: request.taskId, leaseId: request.leaseId }, children.map((c) => c!), ctx.signal);
+      return { children: spawned.map((s) => toTask(s.row)), created: spawned.map((s) => s.created) };
+    },
+
+    async parkTask(request, ctx) {
+      const v = new Violations();
+      checkLeaseCall(request.taskId, request.leaseId, v);
+      if (request.children.length === 0 || request.children.length > 10_000) v.add("children", "must name 1..10000 children");
+      request.children.forEach((id, i) => { if (!isUuid(id)) v.add(`children[${i}]`, "must be a task id (a lower-case UUID)"); });
+      v.check();
+      const { row, transition } = await store.park({ taskId: request.taskId, leaseId: request.leaseId }, request.children, request.any, ctx.signal);
+      return { task: toTask(row), transition };
     },
 
     async cancelTask(request, ctx) {

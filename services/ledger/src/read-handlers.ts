@@ -34,6 +34,7 @@ export function readHandlers(store: LedgerStore): Pick<ServiceHandlers<typeof Le
       checkCapabilities(request.capabilities, v);
       if (request.workerId.length > 256) v.add("worker_id", "is longer than 256 characters");
       if (request.workflowId !== "" && !isUuid(request.workflowId)) v.add("workflow_id", "must be a workflow id (a lower-case UUID), or empty", "VAL_INVALID_WORKFLOW_ID");
+      if (request.parentId !== "" && !isUuid(request.parentId)) v.add("parent_id", "must be a task id (a lower-case UUID), or empty", "VAL_INVALID_TASK_ID");
       if (request.createdAfter && request.createdBefore && request.createdAfter >= request.createdBefore) {
         v.add("created_before", "must be after created_after", "VAL_INVALID_TIME_RANGE");
       }
@@ -48,6 +49,7 @@ export function readHandlers(store: LedgerStore): Pick<ServiceHandlers<typeof Le
         workerId: request.workerId,
         createdBy: request.createdBy,
         workflowId: request.workflowId === "" ? null : request.workflowId,
+        parentId: request.parentId === "" ? null : request.parentId,
       };
       const scope = scopeOf("tasks", filter);
       const cursor = decodePageToken(request.pageToken, scope);

@@ -95,6 +95,7 @@ export function toTask(r: TaskRow, view: TaskView = TaskView.TASK_VIEW_FULL): Ta
     workflowId: r.workflow_id ?? "",
     workflowStep: r.workflow_step ?? "",
     dependsOn: r.depends_on ?? [],
+    parentId: r.parent_id ?? "",
   };
 }
 

@@ -16,6 +16,8 @@ export interface TaskFilter {
   readonly createdBy: string;
   /** Only this workflow's tasks; null for any. */
   readonly workflowId: string | null;
+  /** Only this task's children; null for any. */
+  readonly parentId: string | null;
 }
 
 type Signal = AbortSignal | undefined;
@@ -41,7 +43,7 @@ export class TaskReads {
   /** Up to `limit` tasks matching `filter` with ids below `beforeId`, newest first. */
   async list(filter: TaskFilter, beforeId: string | null, limit: number, signal?: AbortSignal): Promise<TaskRow[]> {
     const f = filter;
-    return (await query<TaskRow>(this.pool, taskSql.list, [f.states, f.capabilities, f.createdAfter, f.createdBefore, f.workerId, f.createdBy, beforeId, limit, f.workflowId], signal)).rows;
+    return (await query<TaskRow>(this.pool, taskSql.list, [f.states, f.capabilities, f.createdAfter, f.createdBefore, f.workerId, f.createdBy, beforeId, limit, f.workflowId, f.parentId], signal)).rows;
   }
 
   /** Counts by state, in all and per capability. */

@@ -59,6 +59,7 @@ export function transitionTask(h: TransitionRow): Task {
     workflowId: h.workflow_id ?? "",
     workflowStep: h.workflow_step ?? "",
     dependsOn: [],
+    parentId: h.parent_id ?? "",
   };
 }
 

@@ -75,10 +75,20 @@ export function failAttempt(row: TaskRow, now: Date, error: StoredError, actor: 
   return { willRetry, next: { ...withoutLease(row), state, error, finished_at: now }, change: { ...base, kind: state } };
 }
 
-/** PENDING or RUNNING → CANCELLED; the lease ends. */
+/** WAITING, PENDING or RUNNING → CANCELLED; the lease ends, and so does any wait. */
 export function cancelTask(row: TaskRow, now: Date, reason: string, actor: string): Step {
-  const next: TaskRow = { ...withoutLease(row), state: "CANCELLED", finished_at: now, next_attempt_at: null };
+  const next: TaskRow = { ...withoutLease(row), state: "CANCELLED", finished_at: now, next_attempt_at: null, waiting_on: 0 };
   return { next, change: { kind: "CANCELLED", attempt: row.attempts, workerId: row.worker_id, leaseId: "", actor, reason } };
+}
+
+/**
+ * RUNNING → WAITING: the attempt parks the task until `waitingOn` of its
+ * children have ended (PARKED); like a release it does not count, and the
+ * lease ends.
+ */
+export function parkTask(row: TaskRow, now: Date, waitingOn: number): Step {
+  const next: TaskRow = { ...withoutLease(row), state: "WAITING", attempts: row.attempts - 1, next_attempt_at: null, waiting_on: waitingOn, updated_at: now };
+  return { next, change: { kind: "PARKED", attempt: row.attempts, workerId: row.worker_id, leaseId: row.lease_id ?? "", actor: row.worker_id } };
 }
 
 /** RUNNING → PENDING without counting the attempt, eligible at once. */

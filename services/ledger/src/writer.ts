@@ -40,7 +40,7 @@ export function historyColumns(rows: readonly HistoryRow[]): unknown[] {
 export async function saveTask(client: pg.PoolClient, r: TaskRow): Promise<TaskRow> {
   const { rows } = await client.query<TaskRow>(taskSql.save, [
     r.id, r.state, json(r.output), json(r.error), r.attempts, r.worker_id, r.updated_at, r.started_at, r.finished_at, r.next_attempt_at,
-    r.lease_id, r.lease_worker_id, r.lease_acquired_at, r.lease_expires_at, json(r.progress), r.sequence,
+    r.lease_id, r.lease_worker_id, r.lease_acquired_at, r.lease_expires_at, json(r.progress), r.sequence, r.waiting_on,
   ]);
   return rows[0]!;
 }

@@ -68,7 +68,7 @@ describe("coordinator: submits — idempotency, bad input, listing", () => {
     })));
     expect(many.code).toBe(Code.INVALID_ARGUMENT);
     expect(many.violations.map((v) => v.field)).toEqual(["capability", "idempotency_key", "max_attempts", "timeout", "priority", "labels[Bad Key]"]);
-    const page = await failure(stack.tasks.listTasks({ states: [], capability: "", createdAfter: undefined, createdBefore: undefined, pageSize: 10, pageToken: "not-a-token", view: 0, workflowId: "" }));
+    const page = await failure(stack.tasks.listTasks({ states: [], capability: "", createdAfter: undefined, createdBefore: undefined, pageSize: 10, pageToken: "not-a-token", view: 0, workflowId: "", parentId: "" }));
     expect([page.code, page.reason]).toEqual([Code.INVALID_ARGUMENT, "VAL_INVALID_PAGE_TOKEN"]);
     const id = await failure(stack.tasks.getTask({ id: "42", view: 0 }));
     expect([id.code, id.reason]).toEqual([Code.INVALID_ARGUMENT, "VAL_INVALID_TASK_ID"]);
@@ -105,7 +105,7 @@ describe("coordinator: submits — idempotency, bad input, listing", () => {
     let pageToken = "";
     let pages = 0;
     do {
-      const page = await stack.tasks.listTasks({ states: [TaskState.TASK_STATE_SUCCEEDED], capability: "echo", createdAfter: undefined, createdBefore: undefined, pageSize: 300, pageToken, view: 0, workflowId: "" });
+      const page = await stack.tasks.listTasks({ states: [TaskState.TASK_STATE_SUCCEEDED], capability: "echo", createdAfter: undefined, createdBefore: undefined, pageSize: 300, pageToken, view: 0, workflowId: "", parentId: "" });
       for (const t of page.tasks) {
         expect(seen.has(t.id)).toBe(false);
         expect(t.state).toBe(TaskState.TASK_STATE_SUCCEEDED);

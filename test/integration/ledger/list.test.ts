@@ -9,7 +9,7 @@ describe("ledger: listing, counting and history paging", () => {
   const ids: Record<string, string[]> = { echo: [], hash: [] };
   let middle: Date;
   const list = (r: Partial<ListTasksRequest>) => h.client.listTasks({
-    states: [], capabilities: [], createdAfter: undefined, createdBefore: undefined, workerId: "", createdBy: "", pageSize: 0, pageToken: "", view: 0, workflowId: "", ...r,
+    states: [], capabilities: [], createdAfter: undefined, createdBefore: undefined, workerId: "", createdBy: "", pageSize: 0, pageToken: "", view: 0, workflowId: "", parentId: "", ...r,
   });
 
   beforeAll(async () => {

@@ -171,19 +171,23 @@ describe("ledger: outbox relay to Kafka (transitions from history, progress from
     const [first] = (await h.client.assignTasks({ capability: "relay-wf", workerIds: ["w-relay"], leaseDuration: seconds(60) })).tasks;
     await h.client.completeTask({ taskId: first!.id, leaseId: first!.lease!.leaseId, output: { text: "hi" }, expectedSequence: undefined });
     const ids = workflow!.nodes.map((n) => n.taskId);
+    const secondId = workflow!.nodes.find((n) => n.name === "second")!.taskId;
     const r = relay(topic, "relay-workflow");
     r.start();
-    await waitFor("the outbox to drain", async () => (await unpublished()) === 0);
-    const rows = await rowsOf(ids);
-    await waitFor("every record", () => received.length >= rows.length);
-    await checkDelivery(rows, received);
-    const second = rows.filter((row) => row.taskId === ids[1]).map((row) => [row.type, TaskState[row.event.task!.state], row.event.task!.workflowId, row.event.task!.workflowStep]);
-    expect(second).toEqual([
-      ["taskmesh.task.v1.submitted", "TASK_STATE_WAITING", workflow!.id, "second"],
-      ["taskmesh.task.v1.ready", "TASK_STATE_PENDING", workflow!.id, "second"],
-    ]);
-    expect(rows.find((row) => row.type === "taskmesh.task.v1.ready")!.event.task!.input).toEqual({ got: "hi" });
-    await r.stop();
+    try {
+      await waitFor("the outbox to drain", async () => (await unpublished()) === 0);
+      const rows = await rowsOf(ids);
+      await waitFor("every record", () => received.length >= rows.length);
+      await checkDelivery(rows, received);
+      const second = rows.filter((row) => row.taskId === secondId).map((row) => [row.type, TaskState[row.event.task!.state], row.event.task!.workflowId, row.event.task!.workflowStep]);
+      expect(second).toEqual([
+        ["taskmesh.task.v1.submitted", "TASK_STATE_WAITING", workflow!.id, "second"],
+        ["taskmesh.task.v1.ready", "TASK_STATE_PENDING", workflow!.id, "second"],
+      ]);
+      expect(rows.find((row) => row.type === "taskmesh.task.v1.ready")!.event.task!.input).toEqual({ got: "hi" });
+    } finally {
+      await r.stop();
+    }
   });
 
   it("holds a transition whose transaction took its txid before its predecessor's until the predecessor may go, then sends both in sequence order", async () => {

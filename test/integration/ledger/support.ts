@@ -25,7 +25,7 @@ export interface LedgerHarness {
 /** Starts a migrated, SERVING ledger replica on a fresh database named after `label`. */
 export async function startLedger(label: string, options: { rowCache?: boolean } = {}): Promise<LedgerHarness> {
   const db: TestDatabase = await createTestDatabase(label);
-  const logger = createLogger({ level: "silent" });
+  const logger = createLogger({ level: (process.env.TEST_LOG_LEVEL as "error" | undefined) ?? "silent" });
   const pool = createPool({ url: db.url, applicationName: "ledger-test", logger, max: 20 });
   // Built as the ledger service builds itself: leased rows remembered for one-statement completions (unless told otherwise).
   const ledger = buildLedgerService({ name: "ledger-test", logger, pool, shutdownGraceMs: 1000, rowCache: options.rowCache !== false });

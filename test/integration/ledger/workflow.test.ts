@@ -73,7 +73,7 @@ describe("ledger: workflows — tasks with dependencies, moved by the database i
     expect(finished.state).toBe(WorkflowState.WORKFLOW_STATE_SUCCEEDED);
     expect(finished.counts!.succeeded).toBe(4n);
     expect(finished.finishedAt).toBeDefined();
-    const listed = await h.client.listTasks({ states: [], capabilities: [], createdAfter: undefined, createdBefore: undefined, workerId: "", createdBy: "", pageSize: 10, pageToken: "", view: 0, workflowId: created!.id });
+    const listed = await h.client.listTasks({ states: [], capabilities: [], createdAfter: undefined, createdBefore: undefined, workerId: "", createdBy: "", pageSize: 10, pageToken: "", view: 0, workflowId: created!.id, parentId: "" });
     expect(listed.tasks.map((t) => t.workflowStep).sort()).toEqual(["a", "b", "c", "d"]);
   });
 

@@ -29,7 +29,7 @@ function task(overrides: Partial<Task> = {}): Task {
     id: ID, capability: "echo", state: PENDING, input: { text: "hi" }, output: undefined, error: undefined, attempts: 0, maxAttempts: 3,
     workerId: "", traceId: "4bf92f3577b34da6a3ce929d0e0e4736", traceparent: "", idempotencyKey: "", priority: 0, labels: {},
     timeout: undefined, retryPolicy: undefined, createdAt: T0, updatedAt: T0, startedAt: undefined, finishedAt: undefined,
-    nextAttemptAt: undefined, lease: undefined, progress: undefined, sequence: 1n, createdBy: "", workflowId: "", workflowStep: "", dependsOn: [], ...overrides,
+    nextAttemptAt: undefined, lease: undefined, progress: undefined, sequence: 1n, createdBy: "", workflowId: "", workflowStep: "", dependsOn: [], parentId: "", ...overrides,
   };
 }
 
@@ -114,7 +114,7 @@ describe("task command line: parsing, before any call", () => {
     expect(() => submitRequest("echo", undefined, { timeout: "soon" })).toThrow(/--timeout/);
 
     expect(listRequest({ state: ["running"], capability: "echo", since: "10m", limit: "50", pageToken: "t2" }, at(600_000))).toEqual({
-      states: [RUNNING], capability: "echo", createdAfter: T0, createdBefore: undefined, pageSize: 50, pageToken: "t2", view: 0, workflowId: "",
+      states: [RUNNING], capability: "echo", createdAfter: T0, createdBefore: undefined, pageSize: 50, pageToken: "t2", view: 0, workflowId: "", parentId: "",
     });
     expect(listRequest({ workflow: ID }).workflowId).toBe(ID);
     expect(listRequest({ after: "2026-11-25T12:00:00Z" }).createdAfter).toEqual(T0);

@@ -9,7 +9,8 @@ const log = createLogger({ service: "worker-test", level: "silent" });
 
 function context(overrides: Partial<AgentContext> = {}): AgentContext & { reports: unknown[] } {
   const reports: unknown[] = [];
-  return { signal: new AbortController().signal, attempt: 1, taskId: "t1", log, progress: (...args) => void reports.push(args), reports, ...overrides };
+  const none = (): never => { throw new Error("the built-in agents spawn no children"); };
+  return { signal: new AbortController().signal, attempt: 1, taskId: "t1", log, progress: (...args) => void reports.push(args), spawn: none, all: none, any: none, reports, ...overrides };
 }
 
 /** Runs an agent and returns its output, or the TaskError it would report. */

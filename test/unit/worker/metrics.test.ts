@@ -5,7 +5,8 @@ import { AgentError, defineAgent, type AgentContext } from "@taskmesh/worker/ser
 import { WorkerMetrics } from "../../../services/worker/src/metrics.js";
 
 const log = createLogger({ level: "silent" });
-const ctx = (signal: AbortSignal): AgentContext => ({ signal, attempt: 1, taskId: "t", log, progress: () => undefined });
+const none = (): never => { throw new Error("no children here"); };
+const ctx = (signal: AbortSignal): AgentContext => ({ signal, attempt: 1, taskId: "t", log, progress: () => undefined, spawn: none, all: none, any: none });
 
 async function value(registry: Registry, name: string, labels: Record<string, string>): Promise<number | undefined> {
   const family = (await registry.getMetricsAsJSON()).find((m) => m.name === name.replace(/_count$/, ""));

@@ -101,7 +101,7 @@ export function submitRequest(capability: string, input: string | undefined, opt
 
 /** Options of `task list`. */
 export interface ListOptions {
-  state?: string[]; capability?: string; workflow?: string; since?: string; after?: string; limit?: string; pageToken?: string;
+  state?: string[]; capability?: string; workflow?: string; parent?: string; since?: string; after?: string; limit?: string; pageToken?: string;
   json?: boolean; address?: string;
 }
 
@@ -116,6 +116,7 @@ export function listRequest(opts: ListOptions, now = new Date()): ListTasksReque
     createdAfter,
     createdBefore: undefined,
     workflowId: opts.workflow ?? "",
+    parentId: opts.parent ?? "",
     pageSize: opts.limit === undefined ? 0 : parseWholeNumber("--limit", opts.limit, 1),
     pageToken: opts.pageToken ?? "",
     view: TaskView.TASK_VIEW_UNSPECIFIED,

@@ -141,6 +141,7 @@ export async function taskList(opts: ListOptions, io: Io = stdio): Promise<numbe
     const response = await client.list({
       states: request.states, capability: request.capability, ...(request.createdAfter ? { createdAfter: request.createdAfter } : {}),
       pageSize: request.pageSize, pageToken: request.pageToken, ...(request.workflowId ? { workflowId: request.workflowId } : {}),
+      ...(request.parentId ? { parentId: request.parentId } : {}),
     });
     if (opts.json) {
       io.out(JSON.stringify(ListTasksResponse.toJSON(response)));

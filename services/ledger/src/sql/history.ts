@@ -2,7 +2,7 @@ import type pg from "pg";
 import type { StateName, StoredError } from "./tasks.js";
 
 /** Transition kinds as stored. */
-export type KindName = "SUBMITTED" | "STARTED" | "SUCCEEDED" | "FAILED" | "RETRYING" | "RELEASED" | "CANCELLED" | "TIMED_OUT" | "READY";
+export type KindName = "SUBMITTED" | "STARTED" | "SUCCEEDED" | "FAILED" | "RETRYING" | "RELEASED" | "CANCELLED" | "TIMED_OUT" | "READY" | "PARKED";
 
 /** A row of `ledger.history`. */
 export interface HistoryRow {

@@ -507,4 +507,189 @@ export const migrations: readonly Migration[] = [
         EXECUTE FUNCTION ledger.workflow_task_finished();
     `,
   },
+  {
+    id: "0013_child_tasks",
+    sql: `
+      -- Child tasks: a running task's handler spawns tasks of its own
+      -- (SpawnChildren), each keyed by (parent, step), and may park
+      -- (RUNNING → WAITING, PARKED) until the children it awaits have ended:
+      -- the transaction that ends the last one (or the first, for "any")
+      -- makes it PENDING again (READY), to run its handler with their
+      -- results. A task that ends other than SUCCEEDED cancels its
+      -- unfinished children, and theirs.
+      ALTER TABLE ledger.tasks ADD COLUMN parent_id uuid;
+      -- A workflow task's place in its submit (UUIDv7 ids of one millisecond do not keep the order).
+      ALTER TABLE ledger.tasks ADD COLUMN workflow_position integer;
+      DO $do$
+      DECLARE
+        c record;
+      BEGIN
+        FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'ledger.tasks'::regclass AND contype = 'c'
+                   AND (pg_get_constraintdef(oid) LIKE '%workflow_step IS NULL%' OR pg_get_constraintdef(oid) LIKE '%waiting_on = 0%') LOOP
+          EXECUTE format('ALTER TABLE ledger.tasks DROP CONSTRAINT %I', c.conname);
+        END LOOP;
+      END
+      $do$;
+      ALTER TABLE ledger.tasks
+        ADD CONSTRAINT tasks_step_check CHECK ((workflow_id IS NULL AND parent_id IS NULL) = (workflow_step IS NULL)),
+        ADD CONSTRAINT tasks_depends_on_check CHECK (workflow_id IS NOT NULL OR depends_on IS NULL);
+      CREATE UNIQUE INDEX tasks_child_step ON ledger.tasks (parent_id, workflow_step) WHERE parent_id IS NOT NULL;
+      -- An edge is a workflow dependency ('after') or a parked parent awaiting a child ('awaits').
+      ALTER TABLE ledger.task_deps ADD COLUMN kind text NOT NULL DEFAULT 'after' CHECK (kind IN ('after', 'awaits'));
+      ALTER TABLE ledger.history DROP CONSTRAINT history_kind_check,
+        ADD CONSTRAINT history_kind_check CHECK (kind IN ('SUBMITTED', 'STARTED', 'SUCCEEDED', 'FAILED', 'RETRYING', 'RELEASED', 'CANCELLED', 'TIMED_OUT', 'READY', 'PARKED'));
+
+      CREATE OR REPLACE FUNCTION ledger.check_task_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF TG_OP = 'INSERT' THEN
+          IF NEW.state NOT IN ('PENDING', 'WAITING') OR NEW.sequence <> 1 OR NEW.attempts <> 0 THEN
+            RAISE EXCEPTION 'a task starts PENDING or WAITING at sequence 1 with no attempt' USING ERRCODE = 'check_violation';
+          END IF;
+          RETURN NEW;
+        END IF;
+        IF OLD.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT') THEN
+          RAISE EXCEPTION 'task % is % (finished) and cannot change', OLD.id, OLD.state USING ERRCODE = 'check_violation';
+        END IF;
+        IF NEW.id <> OLD.id OR NEW.capability <> OLD.capability
+           OR (NEW.input <> OLD.input AND NOT (OLD.state = 'WAITING' AND NEW.state = 'PENDING' AND OLD.workflow_id IS NOT NULL))
+           OR NEW.created_at <> OLD.created_at OR NEW.created_by <> OLD.created_by OR NEW.request_hash <> OLD.request_hash
+           OR NEW.workflow_id IS DISTINCT FROM OLD.workflow_id OR NEW.depends_on IS DISTINCT FROM OLD.depends_on
+           OR NEW.parent_id IS DISTINCT FROM OLD.parent_id THEN
+          RAISE EXCEPTION 'task % changed an immutable column', OLD.id USING ERRCODE = 'check_violation';
+        END IF;
+        IF OLD.state = 'PENDING' AND NEW.state = 'SUCCEEDED' AND OLD.lease_id IS NOT NULL THEN
+          IF NEW.sequence <> OLD.sequence + 2 OR NEW.attempts <> OLD.attempts + 1 THEN
+            RAISE EXCEPTION 'task % must start and succeed in two steps of the sequence', OLD.id USING ERRCODE = 'check_violation';
+          END IF;
+          RETURN NEW;
+        END IF;
+        IF NEW.state <> OLD.state AND NOT (
+             (OLD.state = 'WAITING' AND NEW.state IN ('PENDING', 'CANCELLED'))
+          OR (OLD.state = 'PENDING' AND NEW.state IN ('RUNNING', 'CANCELLED'))
+          OR (OLD.state = 'RUNNING' AND NEW.state IN ('PENDING', 'WAITING', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT'))) THEN
+          RAISE EXCEPTION 'illegal task transition % -> %', OLD.state, NEW.state USING ERRCODE = 'check_violation';
+        END IF;
+        IF (NEW.state <> OLD.state AND NEW.sequence <> OLD.sequence + 1)
+           OR (NEW.state = OLD.state AND NEW.sequence <> OLD.sequence) THEN
+          RAISE EXCEPTION 'task % sequence must grow by one per transition', OLD.id USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NEW;
+      END
+      $fn$;
+
+      -- A task finished. Its unfinished children are cancelled unless it
+      -- SUCCEEDED; its parked parent counts one awaited child fewer (READY at
+      -- none); and, in a workflow, the graph moves as migration 0012 says
+      -- (the failure policy's cancels stay off while a cancel cascades).
+      -- As in migration 0012, but the cascade flag comes back as it was
+      -- (a cancel may run inside another's cascade).
+      CREATE OR REPLACE FUNCTION ledger.cancel_workflow_tasks(ids uuid[], why text, by_actor text) RETURNS integer LANGUAGE plpgsql AS $fn$
+      DECLARE
+        n integer;
+        before text := current_setting('taskmesh.workflow_cascade', true);
+      BEGIN
+        PERFORM set_config('taskmesh.workflow_cascade', 'off', true);
+        WITH prior AS (
+          SELECT id, state FROM ledger.tasks
+          WHERE id = ANY(ids) AND state IN ('WAITING', 'PENDING', 'RUNNING') ORDER BY id FOR UPDATE
+        ), cancelled AS (
+          UPDATE ledger.tasks t SET state = 'CANCELLED', finished_at = now(), updated_at = now(), next_attempt_at = NULL, waiting_on = 0,
+            lease_id = NULL, lease_worker_id = NULL, lease_acquired_at = NULL, lease_expires_at = NULL, sequence = t.sequence + 1
+          FROM prior WHERE t.id = prior.id
+          RETURNING t.id, t.sequence, prior.state AS from_state, t.attempts, t.worker_id, t.trace_id
+        ), history AS (
+          INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, worker_id, at, reason, trace_id, actor)
+          SELECT id, sequence, 'CANCELLED', from_state, 'CANCELLED', attempts, worker_id, now(), left(why, 256), trace_id, by_actor FROM cancelled
+        )
+        SELECT count(*) INTO n FROM cancelled;
+        PERFORM set_config('taskmesh.workflow_cascade', COALESCE(NULLIF(before, ''), 'on'), true);
+        RETURN n;
+      END
+      $fn$;
+
+      CREATE OR REPLACE FUNCTION ledger.workflow_task_finished() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      DECLARE
+        targets uuid[];
+        policy text;
+        cascading boolean := current_setting('taskmesh.workflow_cascade', true) = 'off';
+      BEGIN
+        IF NEW.state <> 'SUCCEEDED' THEN
+          SELECT array_agg(id) INTO targets FROM ledger.tasks WHERE parent_id = NEW.id AND state IN ('WAITING', 'PENDING', 'RUNNING');
+          IF targets IS NOT NULL THEN
+            PERFORM ledger.cancel_workflow_tasks(targets, 'BIZ_PARENT_ENDED: its parent ended ' || NEW.state, 'ledger');
+          END IF;
+        END IF;
+        IF NEW.parent_id IS NOT NULL THEN
+          -- Lock the parent first: a park in flight holds it until it commits, and the next statement sees its edges.
+          PERFORM 1 FROM ledger.tasks WHERE id = NEW.parent_id FOR UPDATE;
+          WITH resumed AS (
+            UPDATE ledger.tasks t SET waiting_on = t.waiting_on - 1, updated_at = now(),
+              state = CASE WHEN t.waiting_on = 1 THEN 'PENDING' ELSE t.state END,
+              next_attempt_at = CASE WHEN t.waiting_on = 1 THEN now() END,
+              sequence = CASE WHEN t.waiting_on = 1 THEN t.sequence + 1 ELSE t.sequence END
+            FROM ledger.task_deps d
+            WHERE t.id = NEW.parent_id AND t.state = 'WAITING' AND d.depends_on = NEW.id AND d.task_id = t.id AND d.kind = 'awaits'
+            RETURNING t.id, t.state, t.sequence, t.attempts, t.trace_id, t.next_attempt_at
+          )
+          -- Its 'awaits' edges stay until it parks again (which replaces them): the completion that resumed it reads them to dispatch it.
+          INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, at, trace_id, next_attempt_at, actor)
+          SELECT id, sequence, 'READY', 'WAITING', 'PENDING', attempts, now(), trace_id, next_attempt_at, 'ledger' FROM resumed WHERE state = 'PENDING';
+        END IF;
+        IF NEW.workflow_id IS NULL THEN
+          RETURN NULL;
+        END IF;
+        IF NEW.state = 'SUCCEEDED' THEN
+          -- Lock the dependents first: a transaction finishing another of
+          -- their dependencies holds them until it commits, and the next
+          -- statement's snapshot then sees its count and its output.
+          PERFORM 1 FROM ledger.tasks t JOIN ledger.task_deps d ON t.id = d.task_id
+          WHERE d.depends_on = NEW.id AND d.kind = 'after' AND t.state = 'WAITING' ORDER BY t.id FOR UPDATE OF t;
+          WITH changed AS (
+            UPDATE ledger.tasks t SET waiting_on = t.waiting_on - 1, updated_at = now(),
+              state = CASE WHEN t.waiting_on = 1 THEN 'PENDING' ELSE t.state END,
+              next_attempt_at = CASE WHEN t.waiting_on = 1 THEN now() END,
+              sequence = CASE WHEN t.waiting_on = 1 THEN t.sequence + 1 ELSE t.sequence END,
+              input = CASE WHEN t.waiting_on > 1 OR position('"$ref"' IN t.input::text) = 0 THEN t.input
+                           ELSE ledger.resolve_refs(t.input, (SELECT COALESCE(jsonb_object_agg(u.workflow_step, u.output), '{}'::jsonb)
+                                                               FROM ledger.tasks u WHERE u.id = ANY(t.depends_on))) END
+            FROM ledger.task_deps d
+            WHERE d.depends_on = NEW.id AND d.kind = 'after' AND t.id = d.task_id AND t.state = 'WAITING'
+            RETURNING t.id, t.state, t.sequence, t.trace_id, t.next_attempt_at
+          )
+          INSERT INTO ledger.history (task_id, sequence, kind, from_state, to_state, attempt, at, trace_id, next_attempt_at, actor)
+          SELECT id, sequence, 'READY', 'WAITING', 'PENDING', 0, now(), trace_id, next_attempt_at, 'ledger' FROM changed WHERE state = 'PENDING';
+          RETURN NULL;
+        END IF;
+        IF cascading THEN
+          RETURN NULL;
+        END IF;
+        SELECT w.failure_policy INTO policy FROM ledger.workflows w WHERE w.id = NEW.workflow_id AND w.cancelled_at IS NULL;
+        IF policy IS NULL THEN
+          RETURN NULL;
+        ELSIF policy = 'FAIL_FAST' THEN
+          SELECT array_agg(id) INTO targets FROM ledger.tasks
+          WHERE workflow_id = NEW.workflow_id AND state IN ('WAITING', 'PENDING', 'RUNNING');
+          IF targets IS NOT NULL THEN
+            PERFORM ledger.cancel_workflow_tasks(targets, 'BIZ_WORKFLOW_FAILED: task ' || NEW.workflow_step || ' ended ' || NEW.state, 'ledger');
+          END IF;
+        ELSE
+          WITH RECURSIVE below(id) AS (
+            SELECT task_id FROM ledger.task_deps WHERE depends_on = NEW.id AND kind = 'after'
+            UNION
+            SELECT d.task_id FROM ledger.task_deps d JOIN below b ON d.depends_on = b.id WHERE d.kind = 'after'
+          ) SELECT array_agg(id) INTO targets FROM below;
+          IF targets IS NOT NULL THEN
+            PERFORM ledger.cancel_workflow_tasks(targets, 'BIZ_DEPENDENCY_NOT_SUCCEEDED: task ' || NEW.workflow_step || ' ended ' || NEW.state, 'ledger');
+          END IF;
+        END IF;
+        RETURN NULL;
+      END
+      $fn$;
+      DROP TRIGGER workflow_task_finished ON ledger.tasks;
+      CREATE TRIGGER workflow_task_finished AFTER UPDATE OF state ON ledger.tasks
+        FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state AND NEW.state IN ('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT')
+                           AND (NEW.workflow_id IS NOT NULL OR NEW.parent_id IS NOT NULL OR NEW.state <> 'SUCCEEDED'))
+        EXECUTE FUNCTION ledger.workflow_task_finished();
+    `,
+  },
 ];

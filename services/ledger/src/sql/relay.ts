@@ -60,6 +60,7 @@ export interface EventTaskColumns {
   readonly created_at: Date;
   readonly workflow_id: string;
   readonly workflow_step: string;
+  readonly parent_id: string;
   readonly input: Record<string, unknown>;
   readonly output: Record<string, unknown>;
 }
@@ -85,7 +86,7 @@ export const RELAY_CHANNEL = "ledger_outbox";
 export const TRANSITION_COLUMNS = `h.txid::text AS txid, p.txid::text AS prev_txid, h.event_id, h.task_id, h.sequence, h.kind, h.from_state, h.to_state,
              h.attempt, h.worker_id, h.lease_id, h.at, h.reason, h.error, h.trace_id, h.next_attempt_at, h.actor,
              t.id IS NOT NULL AS task_found, t.capability, t.max_attempts, t.traceparent, t.idempotency_key, t.priority, t.labels, t.timeout_ms,
-             t.retry_initial_ms, t.retry_max_ms, t.retry_multiplier, t.created_by, t.created_at, t.workflow_id, t.workflow_step,
+             t.retry_initial_ms, t.retry_max_ms, t.retry_multiplier, t.created_by, t.created_at, t.workflow_id, t.workflow_step, t.parent_id,
              CASE WHEN h.kind IN ('SUBMITTED', 'READY') THEN t.input END AS input, CASE WHEN h.kind = 'SUCCEEDED' THEN t.output END AS output`;
 
 /**

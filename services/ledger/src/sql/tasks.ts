@@ -39,8 +39,12 @@ export interface TaskRow {
   workflow_step: string | null;
   /** The tasks of its workflow it waits for; null outside a workflow. */
   depends_on: string[] | null;
-  /** How many of them have not SUCCEEDED yet (WAITING while > 0). */
+  /** How many of them have not SUCCEEDED yet (WAITING while > 0); for a parked parent, how many awaited children have not ended. */
   waiting_on: number;
+  /** The task that spawned it; null for a task a client submitted. */
+  parent_id: string | null;
+  /** A workflow task's place in its submit (1-based); null outside one. */
+  workflow_position: number | null;
 }
 
 /** Task states as stored. */
@@ -116,7 +120,7 @@ export const taskSql = {
     name: "ledger-task-save",
     text: `UPDATE ledger.tasks t SET state = $2, output = $3, error = $4, attempts = $5, worker_id = $6, updated_at = $7, started_at = $8,
              finished_at = $9, next_attempt_at = $10, lease_id = $11, lease_worker_id = $12, lease_acquired_at = $13, lease_expires_at = $14,
-             progress = $15, sequence = $16
+             progress = $15, sequence = $16, waiting_on = $17
            WHERE id = $1 RETURNING ${COLUMNS}`,
   },
   /**
@@ -222,6 +226,7 @@ export const taskSql = {
              AND ($6::text = '' OR created_by = $6::text)
              AND ($7::uuid IS NULL OR id < $7::uuid)
              AND ($9::uuid IS NULL OR workflow_id = $9::uuid)
+             AND ($10::uuid IS NULL OR parent_id = $10::uuid)
            ORDER BY id DESC LIMIT $8`,
   },
   /**
@@ -259,4 +264,38 @@ export const taskSql = {
              AND ($2::timestamptz IS NULL OR created_at >= $2::timestamptz)
            GROUP BY capability, state ORDER BY capability`,
   },
+} satisfies Record<string, pg.QueryConfig>;
+
+/** Statements on a task's children (migration 0013). */
+export const childSql = {
+  /** The states of tasks $2 that are children of task $1. */
+  states: { name: "ledger-child-states", text: "SELECT id, state FROM ledger.tasks WHERE parent_id = $1 AND id = ANY($2::uuid[])" },
+  /** A parked task's 'awaits' edges: its earlier ones gone, one from each child of $2. */
+  awaitEdges: {
+    name: "ledger-child-await-edges",
+    text: `WITH gone AS (DELETE FROM ledger.task_deps WHERE task_id = $1 AND kind = 'awaits')
+           INSERT INTO ledger.task_deps (depends_on, task_id, kind) SELECT unnest($2::uuid[]), $1, 'awaits'
+           ON CONFLICT (depends_on, task_id) DO UPDATE SET kind = 'awaits'`,
+  },
+  /**
+   * New children of task $1 (its submitter and trace; each PENDING, due
+   * now), one array per column; a step already taken under the parent (or
+   * an id) inserts nothing. Answers the rows it inserted.
+   */
+  insert: {
+    name: "ledger-child-insert",
+    text: `INSERT INTO ledger.tasks AS t (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
+             priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence,
+             parent_id, workflow_step)
+           SELECT v.id, v.capability, 'PENDING', v.input, v.max_attempts, p.trace_id, p.traceparent, '', v.request_hash,
+             v.priority, v.labels, v.timeout_ms, v.retry_initial_ms, v.retry_max_ms, v.retry_multiplier, p.created_by, now(), now(), now(), 1, p.id, v.step
+           FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::int[], $6::text[], $7::int[], $8::jsonb[], $9::int[], $10::int[], $11::int[],
+                       $12::float8[], $13::text[])
+             AS v(id, capability, input, max_attempts, request_hash, priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, step)
+             CROSS JOIN (SELECT id, trace_id, traceparent, created_by FROM ledger.tasks WHERE id = $1) p
+           ON CONFLICT DO NOTHING
+           RETURNING ${COLUMNS}`,
+  },
+  /** Children of task $1 by step ($2). */
+  bySteps: { name: "ledger-child-by-steps", text: `SELECT ${COLUMNS} FROM ledger.tasks t WHERE parent_id = $1 AND workflow_step = ANY($2::text[])` },
 } satisfies Record<string, pg.QueryConfig>;

@@ -50,14 +50,14 @@ export const workflowSql = {
     name: "ledger-workflow-insert-tasks",
     text: `INSERT INTO ledger.tasks (id, capability, state, input, max_attempts, trace_id, traceparent, idempotency_key, request_hash,
              priority, labels, timeout_ms, retry_initial_ms, retry_max_ms, retry_multiplier, created_by, created_at, updated_at, next_attempt_at, sequence,
-             workflow_id, workflow_step, depends_on, waiting_on)
+             workflow_id, workflow_step, depends_on, waiting_on, workflow_position)
            SELECT v.id, v.capability, CASE WHEN v.waiting_on > 0 THEN 'WAITING' ELSE 'PENDING' END, v.input, v.max_attempts, $15, $16, '', v.request_hash,
              v.priority, v.labels, v.timeout_ms, v.retry_initial_ms, v.retry_max_ms, v.retry_multiplier, $17, now(), now(),
-             CASE WHEN v.waiting_on > 0 THEN NULL ELSE now() END, 1, $18, v.step, d.depends_on, v.waiting_on
+             CASE WHEN v.waiting_on > 0 THEN NULL ELSE now() END, 1, $18, v.step, d.depends_on, v.waiting_on, v.n
            FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int[], $5::text[], $6::int[], $7::jsonb[], $8::int[], $9::int[], $10::int[],
                        $11::float8[], $12::text[], $13::text[], $14::int[])
-             AS v(id, capability, input, max_attempts, request_hash, priority, labels, timeout_ms, retry_initial_ms, retry_max_ms,
-                  retry_multiplier, step, depends_on_text, waiting_on)
+             WITH ORDINALITY AS v(id, capability, input, max_attempts, request_hash, priority, labels, timeout_ms, retry_initial_ms, retry_max_ms,
+                  retry_multiplier, step, depends_on_text, waiting_on, n)
              CROSS JOIN LATERAL (SELECT CASE WHEN v.depends_on_text = '' THEN NULL ELSE string_to_array(v.depends_on_text, ',')::uuid[] END AS depends_on) d
            RETURNING id, state, created_at`,
   },
@@ -70,7 +70,7 @@ export const workflowSql = {
   nodes: {
     name: "ledger-workflow-nodes",
     text: `SELECT id, workflow_step, capability, state, depends_on, finished_at FROM ledger.tasks
-           WHERE workflow_id = $1 ORDER BY id`,
+           WHERE workflow_id = $1 ORDER BY workflow_position NULLS LAST, id`,
   },
   /** Marks a workflow cancelled (once); no row when it was already. */
   markCancelled: {

@@ -181,6 +181,8 @@ export interface ListTasksRequest {
   view: TaskView;
   /** Only tasks of this workflow (its id); empty means any. */
   workflowId: string;
+  /** Only the child tasks of this task (its id); empty means any. */
+  parentId: string;
 }
 
 /** ListTasksResponse is one page of tasks. */
@@ -1148,6 +1150,7 @@ function createBaseListTasksRequest(): ListTasksRequest {
     pageToken: "",
     view: 0,
     workflowId: "",
+    parentId: "",
   };
 }
 
@@ -1180,6 +1183,9 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     }
     if (message.workflowId !== "") {
       writer.uint32(66).string(message.workflowId);
+    }
+    if (message.parentId !== "") {
+      writer.uint32(74).string(message.parentId);
     }
     return writer;
   },
@@ -1271,6 +1277,14 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
             message.workflowId = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.parentId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1313,6 +1327,11 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
         : isSet(object.workflow_id)
         ? globalThis.String(object.workflow_id)
         : "",
+      parentId: isSet(object.parentId)
+        ? globalThis.String(object.parentId)
+        : isSet(object.parent_id)
+        ? globalThis.String(object.parent_id)
+        : "",
     };
   },
 
@@ -1342,6 +1361,9 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     if (message.workflowId !== "") {
       obj.workflowId = message.workflowId;
     }
+    if (message.parentId !== "") {
+      obj.parentId = message.parentId;
+    }
     return obj;
   },
 
@@ -1358,6 +1380,7 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     message.pageToken = object.pageToken ?? "";
     message.view = object.view ?? 0;
     message.workflowId = object.workflowId ?? "";
+    message.parentId = object.parentId ?? "";
     return message;
   },
 };

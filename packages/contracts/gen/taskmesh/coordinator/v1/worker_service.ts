@@ -19,8 +19,10 @@ import {
 } from "@grpc/grpc-js";
 import { Duration } from "../../../google/protobuf/duration.js";
 import { Timestamp } from "../../../google/protobuf/timestamp.js";
-import { LostLease, TaskLease, TaskState, taskStateFromJSON, taskStateToJSON } from "../../task/v1/task.js";
+import { Status } from "../../../google/rpc/status.js";
+import { LostLease, Task, TaskLease, TaskState, taskStateFromJSON, taskStateToJSON } from "../../task/v1/task.js";
 import { Assignment, Heartbeat, InFlightTask, ProgressReport, TaskResult, WorkerInfo } from "../../worker/v1/worker.js";
+import { SubmitTaskRequest } from "./task_service.js";
 
 export const protobufPackage = "taskmesh.coordinator.v1";
 
@@ -69,6 +71,12 @@ export interface ConnectRequest {
     | //
     /** Several outcomes at once (see Batches above), each as `result`. */
     { $case: "results"; value: ResultBatch }
+    | //
+    /**
+     * Create child tasks of a task the worker runs (the coordinator answers
+     * `children_spawned`).
+     */
+    { $case: "spawn"; value: SpawnChildren }
     | undefined;
 }
 
@@ -106,7 +114,60 @@ export interface ConnectResponse {
      * `result_recorded`.
      */
     { $case: "resultsRecorded"; value: ResultRecordedBatch }
+    | //
+    /** The answer to `spawn`. */
+    { $case: "childrenSpawned"; value: ChildrenSpawned }
     | undefined;
+}
+
+/**
+ * SpawnChildren creates child tasks of a task the worker runs, under its
+ * lease: each keyed by (parent, step), so the handler run again (after a
+ * crash, or resumed after waiting) finds the same children. A child is
+ * created like a submit (capability known, input, retry policy...), with
+ * the parent's submitter and trace. To wait for children without holding
+ * a slot, the attempt ends with a TaskResult whose outcome is `waiting`.
+ */
+export interface SpawnChildren {
+  /** Chosen by the worker; the answer names it. */
+  requestId: string;
+  /** The parent task. */
+  taskId: string;
+  /** The lease the worker holds it under. */
+  leaseId: string;
+  /** The children, 1..1000. */
+  children: ChildSpec[];
+}
+
+/** ChildSpec is one child of a SpawnChildren. */
+export interface ChildSpec {
+  /**
+   * Its step name under the parent: 1..63 characters of `a-z 0-9 . _ -`,
+   * starting with a letter or digit.
+   */
+  step: string;
+  /**
+   * The task, as SubmitTask takes it (no idempotency key: the step is the
+   * key).
+   */
+  task?: SubmitTaskRequest | undefined;
+}
+
+/** ChildrenSpawned answers a SpawnChildren. */
+export interface ChildrenSpawned {
+  /** The request it answers. */
+  requestId: string;
+  /**
+   * The children as they are now (FULL view), in the request's order:
+   * just created, or found from an earlier attempt (with their state,
+   * output or error).
+   */
+  children: Task[];
+  /**
+   * Why it failed, when it did (INVALID_ARGUMENT with field violations,
+   * ABORTED RES_LEASE_LOST, ...); no children then.
+   */
+  error?: Status | undefined;
 }
 
 /** ResultBatch is several TaskResults in one message. */
@@ -345,6 +406,9 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       case "results":
         ResultBatch.encode(message.payload.value, writer.uint32(82).fork()).join();
         break;
+      case "spawn":
+        SpawnChildren.encode(message.payload.value, writer.uint32(90).fork()).join();
+        break;
     }
     return writer;
   },
@@ -445,6 +509,14 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
             message.payload = { $case: "results", value: ResultBatch.decode(reader, reader.uint32()) };
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.payload = { $case: "spawn", value: SpawnChildren.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -483,6 +555,8 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         ? { $case: "drainNotice", value: DrainNotice.fromJSON(object.drain_notice) }
         : isSet(object.results)
         ? { $case: "results", value: ResultBatch.fromJSON(object.results) }
+        : isSet(object.spawn)
+        ? { $case: "spawn", value: SpawnChildren.fromJSON(object.spawn) }
         : undefined,
     };
   },
@@ -509,6 +583,8 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       obj.drainNotice = DrainNotice.toJSON(message.payload.value);
     } else if (message.payload?.$case === "results") {
       obj.results = ResultBatch.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "spawn") {
+      obj.spawn = SpawnChildren.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -582,6 +658,12 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         }
         break;
       }
+      case "spawn": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "spawn", value: SpawnChildren.fromPartial(object.payload.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -617,6 +699,9 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         break;
       case "resultsRecorded":
         ResultRecordedBatch.encode(message.payload.value, writer.uint32(66).fork()).join();
+        break;
+      case "childrenSpawned":
+        ChildrenSpawned.encode(message.payload.value, writer.uint32(74).fork()).join();
         break;
     }
     return writer;
@@ -699,6 +784,14 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
             message.payload = { $case: "resultsRecorded", value: ResultRecordedBatch.decode(reader, reader.uint32()) };
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.payload = { $case: "childrenSpawned", value: ChildrenSpawned.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -737,6 +830,10 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         ? { $case: "resultsRecorded", value: ResultRecordedBatch.fromJSON(object.resultsRecorded) }
         : isSet(object.results_recorded)
         ? { $case: "resultsRecorded", value: ResultRecordedBatch.fromJSON(object.results_recorded) }
+        : isSet(object.childrenSpawned)
+        ? { $case: "childrenSpawned", value: ChildrenSpawned.fromJSON(object.childrenSpawned) }
+        : isSet(object.children_spawned)
+        ? { $case: "childrenSpawned", value: ChildrenSpawned.fromJSON(object.children_spawned) }
         : undefined,
     };
   },
@@ -759,6 +856,8 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       obj.assignments = AssignmentBatch.toJSON(message.payload.value);
     } else if (message.payload?.$case === "resultsRecorded") {
       obj.resultsRecorded = ResultRecordedBatch.toJSON(message.payload.value);
+    } else if (message.payload?.$case === "childrenSpawned") {
+      obj.childrenSpawned = ChildrenSpawned.toJSON(message.payload.value);
     }
     return obj;
   },
@@ -817,7 +916,338 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         }
         break;
       }
+      case "childrenSpawned": {
+        if (object.payload?.value !== undefined && object.payload?.value !== null) {
+          message.payload = { $case: "childrenSpawned", value: ChildrenSpawned.fromPartial(object.payload.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseSpawnChildren(): SpawnChildren {
+  return { requestId: "", taskId: "", leaseId: "", children: [] };
+}
+
+export const SpawnChildren: MessageFns<SpawnChildren> = {
+  encode(message: SpawnChildren, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.taskId !== "") {
+      writer.uint32(18).string(message.taskId);
+    }
+    if (message.leaseId !== "") {
+      writer.uint32(26).string(message.leaseId);
+    }
+    for (const v of message.children) {
+      ChildSpec.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SpawnChildren {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSpawnChildren();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.leaseId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.children.push(ChildSpec.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SpawnChildren {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      leaseId: isSet(object.leaseId)
+        ? globalThis.String(object.leaseId)
+        : isSet(object.lease_id)
+        ? globalThis.String(object.lease_id)
+        : "",
+      children: globalThis.Array.isArray(object?.children)
+        ? object.children.map((e: any) => ChildSpec.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SpawnChildren): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.leaseId !== "") {
+      obj.leaseId = message.leaseId;
+    }
+    if (message.children?.length) {
+      obj.children = message.children.map((e) => ChildSpec.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SpawnChildren>, I>>(base?: I): SpawnChildren {
+    return SpawnChildren.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SpawnChildren>, I>>(object: I): SpawnChildren {
+    const message = createBaseSpawnChildren();
+    message.requestId = object.requestId ?? "";
+    message.taskId = object.taskId ?? "";
+    message.leaseId = object.leaseId ?? "";
+    message.children = object.children?.map((e) => ChildSpec.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseChildSpec(): ChildSpec {
+  return { step: "", task: undefined };
+}
+
+export const ChildSpec: MessageFns<ChildSpec> = {
+  encode(message: ChildSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.step !== "") {
+      writer.uint32(10).string(message.step);
+    }
+    if (message.task !== undefined) {
+      SubmitTaskRequest.encode(message.task, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChildSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChildSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.step = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.task = SubmitTaskRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChildSpec {
+    return {
+      step: isSet(object.step) ? globalThis.String(object.step) : "",
+      task: isSet(object.task) ? SubmitTaskRequest.fromJSON(object.task) : undefined,
+    };
+  },
+
+  toJSON(message: ChildSpec): unknown {
+    const obj: any = {};
+    if (message.step !== "") {
+      obj.step = message.step;
+    }
+    if (message.task !== undefined) {
+      obj.task = SubmitTaskRequest.toJSON(message.task);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChildSpec>, I>>(base?: I): ChildSpec {
+    return ChildSpec.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChildSpec>, I>>(object: I): ChildSpec {
+    const message = createBaseChildSpec();
+    message.step = object.step ?? "";
+    message.task = (object.task !== undefined && object.task !== null)
+      ? SubmitTaskRequest.fromPartial(object.task)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseChildrenSpawned(): ChildrenSpawned {
+  return { requestId: "", children: [], error: undefined };
+}
+
+export const ChildrenSpawned: MessageFns<ChildrenSpawned> = {
+  encode(message: ChildrenSpawned, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    for (const v of message.children) {
+      Task.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.error !== undefined) {
+      Status.encode(message.error, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChildrenSpawned {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChildrenSpawned();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.children.push(Task.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = Status.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChildrenSpawned {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      children: globalThis.Array.isArray(object?.children) ? object.children.map((e: any) => Task.fromJSON(e)) : [],
+      error: isSet(object.error) ? Status.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: ChildrenSpawned): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.children?.length) {
+      obj.children = message.children.map((e) => Task.toJSON(e));
+    }
+    if (message.error !== undefined) {
+      obj.error = Status.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChildrenSpawned>, I>>(base?: I): ChildrenSpawned {
+    return ChildrenSpawned.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChildrenSpawned>, I>>(object: I): ChildrenSpawned {
+    const message = createBaseChildrenSpawned();
+    message.requestId = object.requestId ?? "";
+    message.children = object.children?.map((e) => Task.fromPartial(e)) || [];
+    message.error = (object.error !== undefined && object.error !== null)
+      ? Status.fromPartial(object.error)
+      : undefined;
     return message;
   },
 };

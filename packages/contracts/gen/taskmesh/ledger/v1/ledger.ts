@@ -219,6 +219,60 @@ export interface CreateWorkflowResponse {
   readyCapabilities: string[];
 }
 
+/** SpawnChildrenRequest creates children of a running task. */
+export interface SpawnChildrenRequest {
+  /** The parent. */
+  taskId: string;
+  /** The lease its worker holds it under. */
+  leaseId: string;
+  /** The children, 1..1000. */
+  children: ChildCreate[];
+}
+
+/** ChildCreate is one child to create. */
+export interface ChildCreate {
+  /**
+   * Its step name, unique under the parent: 1..63 characters of
+   * `a-z 0-9 . _ -`, starting with a letter or digit.
+   */
+  step: string;
+  /**
+   * The task (its own id; no idempotency key, no lease; its submitter and
+   * trace are the parent's).
+   */
+  task?: CreateTaskRequest | undefined;
+}
+
+/** SpawnChildrenResponse answers each child, in order. */
+export interface SpawnChildrenResponse {
+  /** The children as they are now (FULL view): just created, or found. */
+  children: Task[];
+  /** Which of them this call created. */
+  created: boolean[];
+}
+
+/** ParkTaskRequest parks a running task until some children end. */
+export interface ParkTaskRequest {
+  /** The parent. */
+  taskId: string;
+  /** The lease its worker holds it under. */
+  leaseId: string;
+  /** The children it waits for. */
+  children: string[];
+  /** Resume when the first of them ends. */
+  any: boolean;
+}
+
+/** ParkTaskResponse holds the parked (or released) task. */
+export interface ParkTaskResponse {
+  /** The task: WAITING, or PENDING when nothing was left to wait for. */
+  task?:
+    | Task
+    | undefined;
+  /** The PARKED (or RELEASED) transition. */
+  transition?: TaskTransition | undefined;
+}
+
 /** GetWorkflowRequest names a workflow. */
 export interface GetWorkflowRequest {
   /** The workflow's id. */
@@ -297,6 +351,8 @@ export interface ListTasksRequest {
   view: TaskView;
   /** Only tasks of this workflow; empty means any. */
   workflowId: string;
+  /** Only the children of this task; empty means any. */
+  parentId: string;
 }
 
 /** ListTasksResponse is one page of tasks. */
@@ -556,6 +612,11 @@ export interface FailTaskResponse {
     | undefined;
   /** True when a retry follows (at `task.next_attempt_at`). */
   willRetry: boolean;
+  /**
+   * The capabilities of the tasks it made PENDING (a parked parent whose
+   * awaited children have all ended), for the caller to dispatch.
+   */
+  readyCapabilities: string[];
 }
 
 /** CancelTaskRequest cancels a task. */
@@ -2109,6 +2170,515 @@ export const CreateWorkflowResponse: MessageFns<CreateWorkflowResponse> = {
   },
 };
 
+function createBaseSpawnChildrenRequest(): SpawnChildrenRequest {
+  return { taskId: "", leaseId: "", children: [] };
+}
+
+export const SpawnChildrenRequest: MessageFns<SpawnChildrenRequest> = {
+  encode(message: SpawnChildrenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.taskId !== "") {
+      writer.uint32(10).string(message.taskId);
+    }
+    if (message.leaseId !== "") {
+      writer.uint32(18).string(message.leaseId);
+    }
+    for (const v of message.children) {
+      ChildCreate.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SpawnChildrenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSpawnChildrenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leaseId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.children.push(ChildCreate.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SpawnChildrenRequest {
+    return {
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      leaseId: isSet(object.leaseId)
+        ? globalThis.String(object.leaseId)
+        : isSet(object.lease_id)
+        ? globalThis.String(object.lease_id)
+        : "",
+      children: globalThis.Array.isArray(object?.children)
+        ? object.children.map((e: any) => ChildCreate.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SpawnChildrenRequest): unknown {
+    const obj: any = {};
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.leaseId !== "") {
+      obj.leaseId = message.leaseId;
+    }
+    if (message.children?.length) {
+      obj.children = message.children.map((e) => ChildCreate.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SpawnChildrenRequest>, I>>(base?: I): SpawnChildrenRequest {
+    return SpawnChildrenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SpawnChildrenRequest>, I>>(object: I): SpawnChildrenRequest {
+    const message = createBaseSpawnChildrenRequest();
+    message.taskId = object.taskId ?? "";
+    message.leaseId = object.leaseId ?? "";
+    message.children = object.children?.map((e) => ChildCreate.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseChildCreate(): ChildCreate {
+  return { step: "", task: undefined };
+}
+
+export const ChildCreate: MessageFns<ChildCreate> = {
+  encode(message: ChildCreate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.step !== "") {
+      writer.uint32(10).string(message.step);
+    }
+    if (message.task !== undefined) {
+      CreateTaskRequest.encode(message.task, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChildCreate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChildCreate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.step = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.task = CreateTaskRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChildCreate {
+    return {
+      step: isSet(object.step) ? globalThis.String(object.step) : "",
+      task: isSet(object.task) ? CreateTaskRequest.fromJSON(object.task) : undefined,
+    };
+  },
+
+  toJSON(message: ChildCreate): unknown {
+    const obj: any = {};
+    if (message.step !== "") {
+      obj.step = message.step;
+    }
+    if (message.task !== undefined) {
+      obj.task = CreateTaskRequest.toJSON(message.task);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChildCreate>, I>>(base?: I): ChildCreate {
+    return ChildCreate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChildCreate>, I>>(object: I): ChildCreate {
+    const message = createBaseChildCreate();
+    message.step = object.step ?? "";
+    message.task = (object.task !== undefined && object.task !== null)
+      ? CreateTaskRequest.fromPartial(object.task)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSpawnChildrenResponse(): SpawnChildrenResponse {
+  return { children: [], created: [] };
+}
+
+export const SpawnChildrenResponse: MessageFns<SpawnChildrenResponse> = {
+  encode(message: SpawnChildrenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.children) {
+      Task.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.created.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.created) {
+        writer.bool(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SpawnChildrenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSpawnChildrenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.children.push(Task.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.created.push(reader.bool());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.created.push(reader.bool());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SpawnChildrenResponse {
+    return {
+      children: globalThis.Array.isArray(object?.children) ? object.children.map((e: any) => Task.fromJSON(e)) : [],
+      created: globalThis.Array.isArray(object?.created) ? object.created.map((e: any) => globalThis.Boolean(e)) : [],
+    };
+  },
+
+  toJSON(message: SpawnChildrenResponse): unknown {
+    const obj: any = {};
+    if (message.children?.length) {
+      obj.children = message.children.map((e) => Task.toJSON(e));
+    }
+    if (message.created?.length) {
+      obj.created = message.created;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SpawnChildrenResponse>, I>>(base?: I): SpawnChildrenResponse {
+    return SpawnChildrenResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SpawnChildrenResponse>, I>>(object: I): SpawnChildrenResponse {
+    const message = createBaseSpawnChildrenResponse();
+    message.children = object.children?.map((e) => Task.fromPartial(e)) || [];
+    message.created = object.created?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseParkTaskRequest(): ParkTaskRequest {
+  return { taskId: "", leaseId: "", children: [], any: false };
+}
+
+export const ParkTaskRequest: MessageFns<ParkTaskRequest> = {
+  encode(message: ParkTaskRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.taskId !== "") {
+      writer.uint32(10).string(message.taskId);
+    }
+    if (message.leaseId !== "") {
+      writer.uint32(18).string(message.leaseId);
+    }
+    for (const v of message.children) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.any !== false) {
+      writer.uint32(32).bool(message.any);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ParkTaskRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseParkTaskRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.leaseId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.children.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.any = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ParkTaskRequest {
+    return {
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+        ? globalThis.String(object.task_id)
+        : "",
+      leaseId: isSet(object.leaseId)
+        ? globalThis.String(object.leaseId)
+        : isSet(object.lease_id)
+        ? globalThis.String(object.lease_id)
+        : "",
+      children: globalThis.Array.isArray(object?.children) ? object.children.map((e: any) => globalThis.String(e)) : [],
+      any: isSet(object.any) ? globalThis.Boolean(object.any) : false,
+    };
+  },
+
+  toJSON(message: ParkTaskRequest): unknown {
+    const obj: any = {};
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.leaseId !== "") {
+      obj.leaseId = message.leaseId;
+    }
+    if (message.children?.length) {
+      obj.children = message.children;
+    }
+    if (message.any !== false) {
+      obj.any = message.any;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ParkTaskRequest>, I>>(base?: I): ParkTaskRequest {
+    return ParkTaskRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ParkTaskRequest>, I>>(object: I): ParkTaskRequest {
+    const message = createBaseParkTaskRequest();
+    message.taskId = object.taskId ?? "";
+    message.leaseId = object.leaseId ?? "";
+    message.children = object.children?.map((e) => e) || [];
+    message.any = object.any ?? false;
+    return message;
+  },
+};
+
+function createBaseParkTaskResponse(): ParkTaskResponse {
+  return { task: undefined, transition: undefined };
+}
+
+export const ParkTaskResponse: MessageFns<ParkTaskResponse> = {
+  encode(message: ParkTaskResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.task !== undefined) {
+      Task.encode(message.task, writer.uint32(10).fork()).join();
+    }
+    if (message.transition !== undefined) {
+      TaskTransition.encode(message.transition, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ParkTaskResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseParkTaskResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.task = Task.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.transition = TaskTransition.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ParkTaskResponse {
+    return {
+      task: isSet(object.task) ? Task.fromJSON(object.task) : undefined,
+      transition: isSet(object.transition) ? TaskTransition.fromJSON(object.transition) : undefined,
+    };
+  },
+
+  toJSON(message: ParkTaskResponse): unknown {
+    const obj: any = {};
+    if (message.task !== undefined) {
+      obj.task = Task.toJSON(message.task);
+    }
+    if (message.transition !== undefined) {
+      obj.transition = TaskTransition.toJSON(message.transition);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ParkTaskResponse>, I>>(base?: I): ParkTaskResponse {
+    return ParkTaskResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ParkTaskResponse>, I>>(object: I): ParkTaskResponse {
+    const message = createBaseParkTaskResponse();
+    message.task = (object.task !== undefined && object.task !== null) ? Task.fromPartial(object.task) : undefined;
+    message.transition = (object.transition !== undefined && object.transition !== null)
+      ? TaskTransition.fromPartial(object.transition)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseGetWorkflowRequest(): GetWorkflowRequest {
   return { id: "" };
 }
@@ -2601,6 +3171,7 @@ function createBaseListTasksRequest(): ListTasksRequest {
     pageToken: "",
     view: 0,
     workflowId: "",
+    parentId: "",
   };
 }
 
@@ -2639,6 +3210,9 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     }
     if (message.workflowId !== "") {
       writer.uint32(82).string(message.workflowId);
+    }
+    if (message.parentId !== "") {
+      writer.uint32(90).string(message.parentId);
     }
     return writer;
   },
@@ -2746,6 +3320,14 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
             message.workflowId = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.parentId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2800,6 +3382,11 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
         : isSet(object.workflow_id)
         ? globalThis.String(object.workflow_id)
         : "",
+      parentId: isSet(object.parentId)
+        ? globalThis.String(object.parentId)
+        : isSet(object.parent_id)
+        ? globalThis.String(object.parent_id)
+        : "",
     };
   },
 
@@ -2835,6 +3422,9 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     if (message.workflowId !== "") {
       obj.workflowId = message.workflowId;
     }
+    if (message.parentId !== "") {
+      obj.parentId = message.parentId;
+    }
     return obj;
   },
 
@@ -2853,6 +3443,7 @@ export const ListTasksRequest: MessageFns<ListTasksRequest> = {
     message.pageToken = object.pageToken ?? "";
     message.view = object.view ?? 0;
     message.workflowId = object.workflowId ?? "";
+    message.parentId = object.parentId ?? "";
     return message;
   },
 };
@@ -5178,7 +5769,7 @@ export const FailTaskRequest: MessageFns<FailTaskRequest> = {
 };
 
 function createBaseFailTaskResponse(): FailTaskResponse {
-  return { task: undefined, transition: undefined, willRetry: false };
+  return { task: undefined, transition: undefined, willRetry: false, readyCapabilities: [] };
 }
 
 export const FailTaskResponse: MessageFns<FailTaskResponse> = {
@@ -5191,6 +5782,9 @@ export const FailTaskResponse: MessageFns<FailTaskResponse> = {
     }
     if (message.willRetry !== false) {
       writer.uint32(24).bool(message.willRetry);
+    }
+    for (const v of message.readyCapabilities) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -5232,6 +5826,14 @@ export const FailTaskResponse: MessageFns<FailTaskResponse> = {
             message.willRetry = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.readyCapabilities.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5253,6 +5855,11 @@ export const FailTaskResponse: MessageFns<FailTaskResponse> = {
         : isSet(object.will_retry)
         ? globalThis.Boolean(object.will_retry)
         : false,
+      readyCapabilities: globalThis.Array.isArray(object?.readyCapabilities)
+        ? object.readyCapabilities.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.ready_capabilities)
+        ? object.ready_capabilities.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -5267,6 +5874,9 @@ export const FailTaskResponse: MessageFns<FailTaskResponse> = {
     if (message.willRetry !== false) {
       obj.willRetry = message.willRetry;
     }
+    if (message.readyCapabilities?.length) {
+      obj.readyCapabilities = message.readyCapabilities;
+    }
     return obj;
   },
 
@@ -5280,6 +5890,7 @@ export const FailTaskResponse: MessageFns<FailTaskResponse> = {
       ? TaskTransition.fromPartial(object.transition)
       : undefined;
     message.willRetry = object.willRetry ?? false;
+    message.readyCapabilities = object.readyCapabilities?.map((e) => e) || [];
     return message;
   },
 };
@@ -7054,6 +7665,47 @@ export const LedgerServiceService = {
     responseDeserialize: (value: Buffer): CancelWorkflowResponse => CancelWorkflowResponse.decode(value),
   },
   /**
+   * SpawnChildren creates child tasks of a RUNNING task under the lease its
+   * worker holds, each keyed by (parent, step): a step that exists already
+   * answers that child as it is now (its state, output or error), so a
+   * parent's handler run again finds the same children. A child carries its
+   * parent's id and trace. Cancelling or failing the parent for good
+   * cancels its unfinished children (and theirs).
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) with field violations;
+   * ABORTED (RES_LEASE_LOST); FAILED_PRECONDITION (BIZ_TASK_NOT_RUNNING,
+   * BIZ_TASK_ALREADY_FINISHED); NOT_FOUND (RES_TASK_NOT_FOUND).
+   */
+  spawnChildren: {
+    path: "/taskmesh.ledger.v1.LedgerService/SpawnChildren" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SpawnChildrenRequest): Buffer => Buffer.from(SpawnChildrenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SpawnChildrenRequest => SpawnChildrenRequest.decode(value),
+    responseSerialize: (value: SpawnChildrenResponse): Buffer =>
+      Buffer.from(SpawnChildrenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SpawnChildrenResponse => SpawnChildrenResponse.decode(value),
+  },
+  /**
+   * ParkTask ends a RUNNING attempt that waits for some of its children:
+   * the task becomes WAITING (PARKED; the attempt does not count, the lease
+   * ends) until they have ended (all, or the first with `any`), then
+   * PENDING (READY) in the transaction that ends the last one awaited. When
+   * none of them is unfinished any more, the task goes back to PENDING at
+   * once (RELEASED). Repeating it under the same lease answers the recorded
+   * outcome.
+   * Errors: INVALID_ARGUMENT (a task that is not its child); ABORTED
+   * (RES_LEASE_LOST); FAILED_PRECONDITION (BIZ_TASK_ALREADY_FINISHED).
+   */
+  parkTask: {
+    path: "/taskmesh.ledger.v1.LedgerService/ParkTask" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ParkTaskRequest): Buffer => Buffer.from(ParkTaskRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ParkTaskRequest => ParkTaskRequest.decode(value),
+    responseSerialize: (value: ParkTaskResponse): Buffer => Buffer.from(ParkTaskResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ParkTaskResponse => ParkTaskResponse.decode(value),
+  },
+  /**
    * GetTask returns one task.
    * Errors: INVALID_ARGUMENT (VAL_INVALID_TASK_ID); NOT_FOUND
    * (RES_TASK_NOT_FOUND).
@@ -7456,6 +8108,30 @@ export interface LedgerServiceServer extends UntypedServiceImplementation {
    */
   cancelWorkflow: handleUnaryCall<CancelWorkflowRequest, CancelWorkflowResponse>;
   /**
+   * SpawnChildren creates child tasks of a RUNNING task under the lease its
+   * worker holds, each keyed by (parent, step): a step that exists already
+   * answers that child as it is now (its state, output or error), so a
+   * parent's handler run again finds the same children. A child carries its
+   * parent's id and trace. Cancelling or failing the parent for good
+   * cancels its unfinished children (and theirs).
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) with field violations;
+   * ABORTED (RES_LEASE_LOST); FAILED_PRECONDITION (BIZ_TASK_NOT_RUNNING,
+   * BIZ_TASK_ALREADY_FINISHED); NOT_FOUND (RES_TASK_NOT_FOUND).
+   */
+  spawnChildren: handleUnaryCall<SpawnChildrenRequest, SpawnChildrenResponse>;
+  /**
+   * ParkTask ends a RUNNING attempt that waits for some of its children:
+   * the task becomes WAITING (PARKED; the attempt does not count, the lease
+   * ends) until they have ended (all, or the first with `any`), then
+   * PENDING (READY) in the transaction that ends the last one awaited. When
+   * none of them is unfinished any more, the task goes back to PENDING at
+   * once (RELEASED). Repeating it under the same lease answers the recorded
+   * outcome.
+   * Errors: INVALID_ARGUMENT (a task that is not its child); ABORTED
+   * (RES_LEASE_LOST); FAILED_PRECONDITION (BIZ_TASK_ALREADY_FINISHED).
+   */
+  parkTask: handleUnaryCall<ParkTaskRequest, ParkTaskResponse>;
+  /**
    * GetTask returns one task.
    * Errors: INVALID_ARGUMENT (VAL_INVALID_TASK_ID); NOT_FOUND
    * (RES_TASK_NOT_FOUND).
@@ -7763,6 +8439,58 @@ export interface LedgerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CancelWorkflowResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * SpawnChildren creates child tasks of a RUNNING task under the lease its
+   * worker holds, each keyed by (parent, step): a step that exists already
+   * answers that child as it is now (its state, output or error), so a
+   * parent's handler run again finds the same children. A child carries its
+   * parent's id and trace. Cancelling or failing the parent for good
+   * cancels its unfinished children (and theirs).
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_ARGUMENT) with field violations;
+   * ABORTED (RES_LEASE_LOST); FAILED_PRECONDITION (BIZ_TASK_NOT_RUNNING,
+   * BIZ_TASK_ALREADY_FINISHED); NOT_FOUND (RES_TASK_NOT_FOUND).
+   */
+  spawnChildren(
+    request: SpawnChildrenRequest,
+    callback: (error: ServiceError | null, response: SpawnChildrenResponse) => void,
+  ): ClientUnaryCall;
+  spawnChildren(
+    request: SpawnChildrenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SpawnChildrenResponse) => void,
+  ): ClientUnaryCall;
+  spawnChildren(
+    request: SpawnChildrenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SpawnChildrenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ParkTask ends a RUNNING attempt that waits for some of its children:
+   * the task becomes WAITING (PARKED; the attempt does not count, the lease
+   * ends) until they have ended (all, or the first with `any`), then
+   * PENDING (READY) in the transaction that ends the last one awaited. When
+   * none of them is unfinished any more, the task goes back to PENDING at
+   * once (RELEASED). Repeating it under the same lease answers the recorded
+   * outcome.
+   * Errors: INVALID_ARGUMENT (a task that is not its child); ABORTED
+   * (RES_LEASE_LOST); FAILED_PRECONDITION (BIZ_TASK_ALREADY_FINISHED).
+   */
+  parkTask(
+    request: ParkTaskRequest,
+    callback: (error: ServiceError | null, response: ParkTaskResponse) => void,
+  ): ClientUnaryCall;
+  parkTask(
+    request: ParkTaskRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ParkTaskResponse) => void,
+  ): ClientUnaryCall;
+  parkTask(
+    request: ParkTaskRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ParkTaskResponse) => void,
   ): ClientUnaryCall;
   /**
    * GetTask returns one task.

@@ -38,9 +38,11 @@ export enum TaskState {
   TASK_STATE_TIMED_OUT = 6,
   /**
    * TASK_STATE_WAITING - Waiting for other tasks before it may run: a workflow task whose
-   * dependencies have not all SUCCEEDED yet. It becomes PENDING (READY) in
+   * dependencies have not all SUCCEEDED yet (it becomes PENDING, READY, in
    * the transaction that makes the last of them SUCCEEDED, or CANCELLED
-   * when one of them ends otherwise (see FailurePolicy). Not dispatched.
+   * when one of them ends otherwise, see FailurePolicy); or a parent parked
+   * until the child tasks it awaits have ended (PENDING again, READY, to run
+   * its handler with their results). Not dispatched; holds no worker slot.
    */
   TASK_STATE_WAITING = 7,
 }
@@ -285,9 +287,15 @@ export enum TransitionKind {
   TRANSITION_KIND_TIMED_OUT = 8,
   /**
    * TRANSITION_KIND_READY - Every dependency of a workflow task SUCCEEDED: WAITING → PENDING, its
-   * input's references replaced by their outputs (actor `ledger`).
+   * input's references replaced by their outputs; or the children a parked
+   * task awaits have ended (actor `ledger`).
    */
   TRANSITION_KIND_READY = 9,
+  /**
+   * TRANSITION_KIND_PARKED - An attempt parked the task to wait for its children (a TaskWaiting
+   * result): RUNNING → WAITING; the attempt does not count.
+   */
+  TRANSITION_KIND_PARKED = 10,
 }
 
 export function transitionKindFromJSON(object: any): TransitionKind {
@@ -322,6 +330,9 @@ export function transitionKindFromJSON(object: any): TransitionKind {
     case 9:
     case "TRANSITION_KIND_READY":
       return TransitionKind.TRANSITION_KIND_READY;
+    case 10:
+    case "TRANSITION_KIND_PARKED":
+      return TransitionKind.TRANSITION_KIND_PARKED;
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum TransitionKind");
   }
@@ -349,6 +360,8 @@ export function transitionKindToJSON(object: TransitionKind): string {
       return "TRANSITION_KIND_TIMED_OUT";
     case TransitionKind.TRANSITION_KIND_READY:
       return "TRANSITION_KIND_READY";
+    case TransitionKind.TRANSITION_KIND_PARKED:
+      return "TRANSITION_KIND_PARKED";
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum TransitionKind");
   }
@@ -491,6 +504,12 @@ export interface Task {
    * SUCCEEDED. Empty outside a workflow, and for a workflow's first tasks.
    */
   dependsOn: string[];
+  /**
+   * The task that spawned it (a child task, SpawnChildren); empty for one
+   * submitted by a client. A child's `workflow_step` is its step name,
+   * unique under its parent.
+   */
+  parentId: string;
 }
 
 export interface Task_LabelsEntry {
@@ -758,7 +777,7 @@ export interface TaskEvent {
   /**
    * The event type: `taskmesh.task.v1.` followed by `submitted`, `started`,
    * `progressed`, `succeeded`, `failed`, `retrying`, `released`,
-   * `cancelled`, `timed_out` or `ready`.
+   * `cancelled`, `timed_out`, `ready` or `parked`.
    */
   type: string;
   /** The producer, `//taskmesh.dev/ledger`. */
@@ -778,7 +797,7 @@ export interface TaskEvent {
    * The task right after the change, as far as the event carries it: what
    * never changes (id, capability, priority, labels, max_attempts, timeout,
    * retry_policy, trace_id, traceparent, idempotency_key, created_by,
-   * created_at, workflow_id, workflow_step), its state, attempts, worker_id, sequence and updated_at,
+   * created_at, workflow_id, workflow_step, parent_id), its state, attempts, worker_id, sequence and updated_at,
    * and what the transition set: error (without details) on `failed`,
    * `timed_out` and `retrying`, next_attempt_at while PENDING, started_at on
    * `started`, finished_at on a final state. No lease and no progress
@@ -858,6 +877,7 @@ function createBaseTask(): Task {
     workflowId: "",
     workflowStep: "",
     dependsOn: [],
+    parentId: "",
   };
 }
 
@@ -949,6 +969,9 @@ export const Task: MessageFns<Task> = {
     }
     for (const v of message.dependsOn) {
       writer.uint32(226).string(v!);
+    }
+    if (message.parentId !== "") {
+      writer.uint32(234).string(message.parentId);
     }
     return writer;
   },
@@ -1193,6 +1216,14 @@ export const Task: MessageFns<Task> = {
             message.dependsOn.push(reader.string());
             continue;
           }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.parentId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1304,6 +1335,11 @@ export const Task: MessageFns<Task> = {
         : globalThis.Array.isArray(object?.depends_on)
         ? object.depends_on.map((e: any) => globalThis.String(e))
         : [],
+      parentId: isSet(object.parentId)
+        ? globalThis.String(object.parentId)
+        : isSet(object.parent_id)
+        ? globalThis.String(object.parent_id)
+        : "",
     };
   },
 
@@ -1399,6 +1435,9 @@ export const Task: MessageFns<Task> = {
     if (message.dependsOn?.length) {
       obj.dependsOn = message.dependsOn;
     }
+    if (message.parentId !== "") {
+      obj.parentId = message.parentId;
+    }
     return obj;
   },
 
@@ -1453,6 +1492,7 @@ export const Task: MessageFns<Task> = {
     message.workflowId = object.workflowId ?? "";
     message.workflowStep = object.workflowStep ?? "";
     message.dependsOn = object.dependsOn?.map((e) => e) || [];
+    message.parentId = object.parentId ?? "";
     return message;
   },
 };

@@ -220,6 +220,21 @@ export interface TaskFailed {
 }
 
 /**
+ * TaskWaiting ends an attempt that waits for child tasks (spawned with
+ * SpawnChildren) without finishing: the task becomes WAITING (PARKED), holds
+ * no worker slot, and becomes PENDING again (READY) once the children it
+ * names have ended (all of them, or the first with `any`); its next attempt
+ * runs the handler again, which finds the same children (by step) with
+ * their results.
+ */
+export interface TaskWaiting {
+  /** The child tasks (ids) it waits for; each a child of this task. */
+  children: string[];
+  /** Resume when the first of them ends, instead of all of them. */
+  any: boolean;
+}
+
+/**
  * TaskResult is the outcome of one attempt. A worker keeps it until the
  * coordinator confirms it with ResultRecorded, and sends it again after a
  * reconnect (the ledger ignores repeats of a recorded result).
@@ -239,6 +254,9 @@ export interface TaskResult {
     | //
     /** The handler failed. */
     { $case: "failed"; value: TaskFailed }
+    | //
+    /** The handler waits for child tasks: the task parks until they end. */
+    { $case: "waiting"; value: TaskWaiting }
     | undefined;
   /** How long the handler ran. */
   elapsed?: Duration | undefined;
@@ -1594,6 +1612,91 @@ export const TaskFailed: MessageFns<TaskFailed> = {
   },
 };
 
+function createBaseTaskWaiting(): TaskWaiting {
+  return { children: [], any: false };
+}
+
+export const TaskWaiting: MessageFns<TaskWaiting> = {
+  encode(message: TaskWaiting, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.children) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.any !== false) {
+      writer.uint32(16).bool(message.any);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TaskWaiting {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTaskWaiting();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.children.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.any = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TaskWaiting {
+    return {
+      children: globalThis.Array.isArray(object?.children) ? object.children.map((e: any) => globalThis.String(e)) : [],
+      any: isSet(object.any) ? globalThis.Boolean(object.any) : false,
+    };
+  },
+
+  toJSON(message: TaskWaiting): unknown {
+    const obj: any = {};
+    if (message.children?.length) {
+      obj.children = message.children;
+    }
+    if (message.any !== false) {
+      obj.any = message.any;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TaskWaiting>, I>>(base?: I): TaskWaiting {
+    return TaskWaiting.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TaskWaiting>, I>>(object: I): TaskWaiting {
+    const message = createBaseTaskWaiting();
+    message.children = object.children?.map((e) => e) || [];
+    message.any = object.any ?? false;
+    return message;
+  },
+};
+
 function createBaseTaskResult(): TaskResult {
   return { taskId: "", attempt: 0, leaseId: "", outcome: undefined, elapsed: undefined };
 }
@@ -1615,6 +1718,9 @@ export const TaskResult: MessageFns<TaskResult> = {
         break;
       case "failed":
         TaskFailed.encode(message.outcome.value, writer.uint32(42).fork()).join();
+        break;
+      case "waiting":
+        TaskWaiting.encode(message.outcome.value, writer.uint32(58).fork()).join();
         break;
     }
     if (message.elapsed !== undefined) {
@@ -1676,6 +1782,14 @@ export const TaskResult: MessageFns<TaskResult> = {
             message.outcome = { $case: "failed", value: TaskFailed.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.outcome = { $case: "waiting", value: TaskWaiting.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 6: {
             if (tag !== 50) {
               break;
@@ -1713,6 +1827,8 @@ export const TaskResult: MessageFns<TaskResult> = {
         ? { $case: "succeeded", value: TaskSucceeded.fromJSON(object.succeeded) }
         : isSet(object.failed)
         ? { $case: "failed", value: TaskFailed.fromJSON(object.failed) }
+        : isSet(object.waiting)
+        ? { $case: "waiting", value: TaskWaiting.fromJSON(object.waiting) }
         : undefined,
       elapsed: isSet(object.elapsed) ? Duration.fromJSON(object.elapsed) : undefined,
     };
@@ -1733,6 +1849,8 @@ export const TaskResult: MessageFns<TaskResult> = {
       obj.succeeded = TaskSucceeded.toJSON(message.outcome.value);
     } else if (message.outcome?.$case === "failed") {
       obj.failed = TaskFailed.toJSON(message.outcome.value);
+    } else if (message.outcome?.$case === "waiting") {
+      obj.waiting = TaskWaiting.toJSON(message.outcome.value);
     }
     if (message.elapsed !== undefined) {
       obj.elapsed = Duration.toJSON(message.elapsed);
@@ -1758,6 +1876,12 @@ export const TaskResult: MessageFns<TaskResult> = {
       case "failed": {
         if (object.outcome?.value !== undefined && object.outcome?.value !== null) {
           message.outcome = { $case: "failed", value: TaskFailed.fromPartial(object.outcome.value) };
+        }
+        break;
+      }
+      case "waiting": {
+        if (object.outcome?.value !== undefined && object.outcome?.value !== null) {
+          message.outcome = { $case: "waiting", value: TaskWaiting.fromPartial(object.outcome.value) };
         }
         break;
       }
