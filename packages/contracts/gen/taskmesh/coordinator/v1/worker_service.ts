@@ -2814,6 +2814,9 @@ export const GoAway: MessageFns<GoAway> = {
  * message to the worker is still being written. The
  * coordinator may send `cancel` for a task (the worker stops it and answers
  * `cancel_acknowledged`) and `go_away` to make the worker drain. A worker
+ * may `spawn` child tasks of a task it runs (answered by `children_spawned`)
+ * and end an attempt with a `waiting` outcome, parking the task until the
+ * children it names have ended. A worker
  * that shuts down sends `drain_notice`, finishes or hands back its tasks,
  * and closes the stream. A stream that misses three heartbeats in a row is
  * closed, and the leases of that worker's tasks expire.
