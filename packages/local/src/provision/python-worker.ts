@@ -15,7 +15,14 @@ import { pipInstall } from "./pip.js";
 import { cacheDir, pinned, ROOT } from "./versions.js";
 
 /** The contracts a worker speaks, relative to proto/, with what they import. */
-const PROTOS = ["taskmesh/task/v1/task.proto", "taskmesh/worker/v1/worker.proto", "taskmesh/coordinator/v1/worker_service.proto"];
+const PROTOS = ["taskmesh/task/v1/task.proto", "taskmesh/worker/v1/worker.proto", "taskmesh/coordinator/v1/task_service.proto", "taskmesh/coordinator/v1/worker_service.proto"];
+
+/**
+ * Where the googleapis protos the contracts import (google/api, google/rpc)
+ * are for protoc: npm's google-proto-files. Their Python modules come from
+ * PyPI's googleapis-common-protos (pinned beside grpcio).
+ */
+const GOOGLEAPIS = join(ROOT, "node_modules", "google-proto-files");
 
 /** The virtualenv's python and the folder of the generated stubs (put it on PYTHONPATH). */
 export interface PythonWorkerRuntime {
@@ -39,13 +46,15 @@ async function runOrSay(command: string, args: readonly string[]): Promise<void>
 export async function ensurePythonWorker(say: (line: string) => void = () => undefined): Promise<PythonWorkerRuntime> {
   const { pypi, version, with: extra = [] } = pinned("grpcio");
   if (!pypi) throw new Error("deploy/versions.json: grpcio needs a pypi package");
-  const home = cacheDir("python-worker", version);
+  // Named after every requirement, so a change of the pins makes a new virtualenv.
+  const requirements = [`${pypi}==${version}`, ...extra];
+  const home = cacheDir("python-worker", `${version}-${createHash("sha256").update(requirements.join("\n")).digest("hex").slice(0, 8)}`);
   const python = join(home, "venv", "bin", "python");
   // Made in place (a virtualenv records its own path) and marked complete last.
   if (!existsSync(join(home, ".complete"))) {
     rmSync(home, { recursive: true, force: true });
-    say(`installing ${[`${pypi}==${version}`, ...extra].join(", ")} for Python workers (pip, once)…`);
-    await pipInstall(join(home, "venv"), [`${pypi}==${version}`, ...extra], { what: "A Python worker's grpcio" });
+    say(`installing ${requirements.join(", ")} for Python workers (pip, once)…`);
+    await pipInstall(join(home, "venv"), requirements, { what: "A Python worker's grpcio" });
     writeFileSync(join(home, ".complete"), "");
   }
   const hash = createHash("sha256");
@@ -56,7 +65,7 @@ export async function ensurePythonWorker(say: (line: string) => void = () => und
     rmSync(work, { recursive: true, force: true });
     mkdirSync(work, { recursive: true });
     try {
-      await runOrSay(python, ["-m", "grpc_tools.protoc", `-I${join(ROOT, "proto")}`, `--python_out=${work}`, `--grpc_python_out=${work}`, ...PROTOS]);
+      await runOrSay(python, ["-m", "grpc_tools.protoc", `-I${join(ROOT, "proto")}`, `-I${GOOGLEAPIS}`, `--python_out=${work}`, `--grpc_python_out=${work}`, ...PROTOS]);
       writeFileSync(join(work, ".complete"), "");
       rmSync(stubs, { recursive: true, force: true });
       renameSync(work, stubs);
