@@ -65,6 +65,23 @@ describe("workflows under up: a DAG through the edge, references between tasks, 
     expect(Date.parse(started.digest.startedAt)).toBeGreaterThanOrEqual(Date.parse(started.fetch.finishedAt));
   });
 
+  it("WatchWorkflow through the edge: the snapshot, each task's new states in order, and the workflow as it ended; taskmesh workflow watch exits 0", async () => {
+    const chain = ["one", "two", "three"].map((name, i, all) => ({ name, capability: "sleep", input: { ms: 300 }, dependsOn: i === 0 ? [] : [all[i - 1]!] }));
+    const submitted = await client.submitWorkflow(chain);
+    const events: string[] = [];
+    for await (const event of client.watchWorkflow(submitted.id)) {
+      if (event.type === "node") events.push(`${event.node.name} ${TaskState[event.node.state]}`);
+      else events.push(`${event.type} ${WorkflowState[event.workflow.state]}`);
+    }
+    expect(events[0]).toBe("snapshot WORKFLOW_STATE_RUNNING");
+    expect(events.at(-1)).toBe("ended WORKFLOW_STATE_SUCCEEDED");
+    const succeeded = events.filter((e) => e.endsWith("TASK_STATE_SUCCEEDED")).map((e) => e.split(" ")[0]);
+    expect(succeeded).toEqual(["one", "two", "three"]);
+    const watched = await upRun.taskmesh("workflow", "watch", submitted.id);
+    expect(watched.code, watched.stderr).toBe(0);
+    expect(watched.stdout).toMatch(/: SUCCEEDED; 3 succeeded/);
+  });
+
   it("a cycle, an unknown dependency or a bad reference is 400 with each field named, and nothing is created", async () => {
     const before = await json(await api("/v1/tasks?pageSize=1000"));
     const cycle = await api("/v1/workflows", { tasks: [

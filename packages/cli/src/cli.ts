@@ -180,6 +180,8 @@ workflow.command("submit").description("submit a workflow (SubmitWorkflow's JSON
   .action(action(async (file: string, opts: { key?: string; continue?: boolean; wait?: boolean; json?: boolean; address?: string }) => (await commands.workflow()).workflowSubmit(file, opts)));
 workflow.command("get").description("show a workflow: each task's name, state and what it waits for").argument("<id>").option(...json).addOption(coordinator)
   .action(action(async (id: string, opts: { json?: boolean; address?: string }) => (await commands.workflow()).workflowGet(id, opts)));
+workflow.command("watch").description("show a workflow, then each task's new state until it ends; exit 0 only if it SUCCEEDED").argument("<id>").addOption(coordinator)
+  .action(action(async (id: string, opts: { address?: string }) => (await commands.workflow()).workflowWatch(id, opts)));
 workflow.command("cancel").description("cancel every task of a workflow that has not finished").argument("<id>")
   .option("--reason <text>", "why, for each task's history").option(...json).addOption(coordinator)
   .action(action(async (id: string, opts: { reason?: string; json?: boolean; address?: string }) => (await commands.workflow()).workflowCancel(id, opts)));

@@ -4,7 +4,7 @@
  * answers and typed errors. See this package's README.md.
  */
 import { Metadata, type ChannelCredentials } from "@grpc/grpc-js";
-import { TaskServiceService, type WatchTaskResponse } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { TaskServiceService, type WatchTaskResponse, type WatchWorkflowResponse } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
 import {
   FailurePolicy, TaskState, TaskView, WorkflowState, type RetryPolicy, type Task, type TaskProgressUpdate, type TaskTransition, type Workflow, type WorkflowNode,
 } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
@@ -94,6 +94,12 @@ export type WatchEvent =
   | { readonly type: "transition"; readonly transition: TaskTransition }
   | { readonly type: "progress"; readonly progress: TaskProgressUpdate };
 
+/** What a workflow's watch yields: the workflow as it is, then each task's new state, and last the workflow as it ended. */
+export type WorkflowWatchEvent =
+  | { readonly type: "snapshot"; readonly workflow: Workflow }
+  | { readonly type: "node"; readonly node: WorkflowNode }
+  | { readonly type: "ended"; readonly workflow: Workflow };
+
 /** A submitted task, and whether it is an earlier task its idempotency key named (nothing new was created). */
 export type Submitted = Task & { readonly deduplicated: boolean };
 
@@ -117,6 +123,8 @@ export interface TaskmeshClient {
   getWorkflow(id: string, options?: CallOptions): Promise<Workflow>;
   /** Cancels every task of a workflow that has not finished. */
   cancelWorkflow(id: string, options?: CallOptions & { readonly reason?: string }): Promise<Workflow>;
+  /** The workflow's snapshot, then each task's new state, until it ends (or `signal` aborts). */
+  watchWorkflow(id: string, options?: { readonly signal?: AbortSignal }): AsyncIterable<WorkflowWatchEvent>;
   /** Closes the connection. */
   close(): void;
 }
@@ -224,6 +232,17 @@ export function createClient(options: ClientOptions): TaskmeshClient {
     async cancelWorkflow(id, o = {}) {
       return workflowOf(await client.cancelWorkflow({ id, reason: o.reason ?? "" }, await call(o)));
     },
+    watchWorkflow: (id, o = {}) => ({
+      async *[Symbol.asyncIterator]() {
+        const stream = client.watchWorkflow({ id }, await call(o));
+        for await (const message of stream as AsyncIterable<WatchWorkflowResponse>) {
+          const event = message.event;
+          if (event?.$case === "snapshot") yield { type: "snapshot", workflow: event.value };
+          else if (event?.$case === "node") yield { type: "node", node: event.value };
+          else if (event?.$case === "ended") yield { type: "ended", workflow: event.value };
+        }
+      },
+    }),
     close: () => client.close(),
   };
 }

@@ -1,6 +1,6 @@
 import { trace } from "@opentelemetry/api";
-import type { SubmitTaskRequest, SubmitTaskResponse, TaskServiceService, WatchTaskResponse } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
-import { TaskState, TaskView, type TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import type { SubmitTaskRequest, SubmitTaskResponse, TaskServiceService, WatchTaskResponse, WatchWorkflowResponse } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
+import { TaskState, TaskView, WorkflowState, type TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import {
   Code, MeshError, exhausted, invalidArgument, randomIdBytes, requireScope, toDuration, toRpcStatus, uuidv7, type CallContext, type Send, type ServiceHandlers,
 } from "@taskmesh/kit";
@@ -243,7 +243,42 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
       requireScope(ctx.metadata, "tasks:read");
       return watch(deps, request.id, request.afterSequence, send, ctx);
     },
+
+    watchWorkflow: async (request, send, ctx) => {
+      requireScope(ctx.metadata, "tasks:read");
+      return watchWorkflow(deps, parseWorkflowId(request.id), send, ctx);
+    },
   };
+}
+
+/**
+ * One WatchWorkflow stream: the snapshot, then each task's new state, read
+ * from the ledger every so often (a quarter second for a small workflow,
+ * longer for a large one: its graph is read whole each time), until the
+ * workflow is no longer RUNNING; then the workflow as it ended.
+ */
+async function watchWorkflow(deps: TaskServiceDeps, id: string, send: Send<WatchWorkflowResponse>, ctx: CallContext): Promise<void> {
+  let current = (await deps.ledger.getWorkflow({ id }, { parent: ctx })).workflow!;
+  await send({ event: { $case: "snapshot", value: current } });
+  const everyMs = Math.min(2000, 250 + current.nodes.length / 10);
+  const states = new Map(current.nodes.map((n) => [n.taskId, n.state]));
+  while (current.state === WorkflowState.WORKFLOW_STATE_RUNNING) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, everyMs);
+      ctx.signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        resolve();
+      }, { once: true });
+    });
+    ctx.signal.throwIfAborted();
+    current = (await deps.ledger.getWorkflow({ id }, { parent: ctx })).workflow!;
+    for (const node of current.nodes) {
+      if (states.get(node.taskId) === node.state) continue;
+      states.set(node.taskId, node.state);
+      await send({ event: { $case: "node", value: node } });
+    }
+  }
+  await send({ event: { $case: "ended", value: current } });
 }
 
 /**

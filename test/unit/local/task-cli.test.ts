@@ -246,6 +246,7 @@ class FakeTaskService {
       submitWorkflow: async () => { throw new Error("not in these tests"); },
       getWorkflow: async () => { throw new Error("not in these tests"); },
       cancelWorkflow: async () => { throw new Error("not in these tests"); },
+      watchWorkflow: async () => { throw new Error("not in these tests"); },
       submitTask: async (request) => {
         fake.submits.push(request);
         if (request.capability === "nope") {

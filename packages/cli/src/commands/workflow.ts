@@ -107,6 +107,32 @@ export async function workflowGet(id: string, opts: { json?: boolean; address?: 
   }, io);
 }
 
+/** `taskmesh workflow watch <id>`: the workflow, then one line per task's new state until it ends; exit 0 only if it SUCCEEDED. */
+export async function workflowWatch(id: string, opts: { address?: string }, io: Io = stdio): Promise<number> {
+  return withTasks(opts.address, async (client) => {
+    const controller = new AbortController();
+    const stop = (): void => controller.abort();
+    process.on("SIGINT", stop);
+    let last: Workflow | undefined;
+    try {
+      for await (const event of client.watchWorkflow(id, { signal: controller.signal })) {
+        if (event.type === "node") io.out(`  ${event.node.name}  ${paintState(event.node.state)}`);
+        else {
+          last = event.workflow;
+          if (event.type === "snapshot") for (const line of formatWorkflow(event.workflow)) io.out(line);
+          else io.out(formatWorkflow(event.workflow)[0]!);
+        }
+      }
+    } catch (error) {
+      if (!controller.signal.aborted) throw error;
+      return 130;
+    } finally {
+      process.off("SIGINT", stop);
+    }
+    return last?.state === WorkflowState.WORKFLOW_STATE_SUCCEEDED ? 0 : 1;
+  }, io);
+}
+
 /** `taskmesh workflow cancel <id> [--reason R]`: cancels what has not finished; prints the workflow. */
 export async function workflowCancel(id: string, opts: { reason?: string; json?: boolean; address?: string }, io: Io = stdio): Promise<number> {
   return withTasks(opts.address, async (client) => {

@@ -39,6 +39,7 @@ import {
   taskViewFromJSON,
   taskViewToJSON,
   Workflow,
+  WorkflowNode,
 } from "../../task/v1/task.js";
 
 export const protobufPackage = "taskmesh.coordinator.v1";
@@ -337,6 +338,28 @@ export interface CancelWorkflowRequest {
 export interface CancelWorkflowResponse {
   /** The workflow, CANCELLED. */
   workflow?: Workflow | undefined;
+}
+
+/** WatchWorkflowRequest names the workflow to watch. */
+export interface WatchWorkflowRequest {
+  /** The workflow's id (a UUID). */
+  id: string;
+}
+
+/** WatchWorkflowResponse is one message of a workflow's watch. */
+export interface WatchWorkflowResponse {
+  /** What this message carries. */
+  event?:
+    | //
+    /** The workflow as it is now; only the first message. */
+    { $case: "snapshot"; value: Workflow }
+    | //
+    /** A task of it in its new state. */
+    { $case: "node"; value: WorkflowNode }
+    | //
+    /** The workflow once it is no longer RUNNING; the last message. */
+    { $case: "ended"; value: Workflow }
+    | undefined;
 }
 
 function createBaseSubmitTaskRequest(): SubmitTaskRequest {
@@ -2811,6 +2834,195 @@ export const CancelWorkflowResponse: MessageFns<CancelWorkflowResponse> = {
   },
 };
 
+function createBaseWatchWorkflowRequest(): WatchWorkflowRequest {
+  return { id: "" };
+}
+
+export const WatchWorkflowRequest: MessageFns<WatchWorkflowRequest> = {
+  encode(message: WatchWorkflowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchWorkflowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchWorkflowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchWorkflowRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: WatchWorkflowRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchWorkflowRequest>, I>>(base?: I): WatchWorkflowRequest {
+    return WatchWorkflowRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchWorkflowRequest>, I>>(object: I): WatchWorkflowRequest {
+    const message = createBaseWatchWorkflowRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseWatchWorkflowResponse(): WatchWorkflowResponse {
+  return { event: undefined };
+}
+
+export const WatchWorkflowResponse: MessageFns<WatchWorkflowResponse> = {
+  encode(message: WatchWorkflowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.event?.$case) {
+      case "snapshot":
+        Workflow.encode(message.event.value, writer.uint32(10).fork()).join();
+        break;
+      case "node":
+        WorkflowNode.encode(message.event.value, writer.uint32(18).fork()).join();
+        break;
+      case "ended":
+        Workflow.encode(message.event.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchWorkflowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchWorkflowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = { $case: "snapshot", value: Workflow.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.event = { $case: "node", value: WorkflowNode.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.event = { $case: "ended", value: Workflow.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchWorkflowResponse {
+    return {
+      event: isSet(object.snapshot)
+        ? { $case: "snapshot", value: Workflow.fromJSON(object.snapshot) }
+        : isSet(object.node)
+        ? { $case: "node", value: WorkflowNode.fromJSON(object.node) }
+        : isSet(object.ended)
+        ? { $case: "ended", value: Workflow.fromJSON(object.ended) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: WatchWorkflowResponse): unknown {
+    const obj: any = {};
+    if (message.event?.$case === "snapshot") {
+      obj.snapshot = Workflow.toJSON(message.event.value);
+    } else if (message.event?.$case === "node") {
+      obj.node = WorkflowNode.toJSON(message.event.value);
+    } else if (message.event?.$case === "ended") {
+      obj.ended = Workflow.toJSON(message.event.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchWorkflowResponse>, I>>(base?: I): WatchWorkflowResponse {
+    return WatchWorkflowResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchWorkflowResponse>, I>>(object: I): WatchWorkflowResponse {
+    const message = createBaseWatchWorkflowResponse();
+    switch (object.event?.$case) {
+      case "snapshot": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "snapshot", value: Workflow.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "node": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "node", value: WorkflowNode.fromPartial(object.event.value) };
+        }
+        break;
+      }
+      case "ended": {
+        if (object.event?.value !== undefined && object.event?.value !== null) {
+          message.event = { $case: "ended", value: Workflow.fromPartial(object.event.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
 /**
  * TaskService is how clients run tasks: submit one, read it, list them,
  * cancel one, and watch one until it ends. The coordinator records every
@@ -3043,6 +3255,28 @@ export const TaskServiceService = {
       Buffer.from(CancelWorkflowResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CancelWorkflowResponse => CancelWorkflowResponse.decode(value),
   },
+  /**
+   * WatchWorkflow streams a workflow until it ends: first its `snapshot`
+   * (as GetWorkflow answers it), then each task's new state as it is seen
+   * (`node`, in the order seen; a task that changed twice between two looks
+   * is sent once, in its latest state), and last the workflow as it `ended`;
+   * the stream then closes with OK (at once after the snapshot when it had
+   * ended already).
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID); NOT_FOUND
+   * (RES_WORKFLOW_NOT_FOUND); UNAVAILABLE (SYS_SHUTTING_DOWN) when the
+   * server drains (watch again: the snapshot says where it stands);
+   * PERMISSION_DENIED (AUTH_MISSING_SCOPE).
+   */
+  watchWorkflow: {
+    path: "/taskmesh.coordinator.v1.TaskService/WatchWorkflow" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchWorkflowRequest): Buffer => Buffer.from(WatchWorkflowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchWorkflowRequest => WatchWorkflowRequest.decode(value),
+    responseSerialize: (value: WatchWorkflowResponse): Buffer =>
+      Buffer.from(WatchWorkflowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchWorkflowResponse => WatchWorkflowResponse.decode(value),
+  },
 } as const;
 
 export interface TaskServiceServer extends UntypedServiceImplementation {
@@ -3172,6 +3406,19 @@ export interface TaskServiceServer extends UntypedServiceImplementation {
    * PERMISSION_DENIED (AUTH_MISSING_SCOPE).
    */
   cancelWorkflow: handleUnaryCall<CancelWorkflowRequest, CancelWorkflowResponse>;
+  /**
+   * WatchWorkflow streams a workflow until it ends: first its `snapshot`
+   * (as GetWorkflow answers it), then each task's new state as it is seen
+   * (`node`, in the order seen; a task that changed twice between two looks
+   * is sent once, in its latest state), and last the workflow as it `ended`;
+   * the stream then closes with OK (at once after the snapshot when it had
+   * ended already).
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID); NOT_FOUND
+   * (RES_WORKFLOW_NOT_FOUND); UNAVAILABLE (SYS_SHUTTING_DOWN) when the
+   * server drains (watch again: the snapshot says where it stands);
+   * PERMISSION_DENIED (AUTH_MISSING_SCOPE).
+   */
+  watchWorkflow: handleServerStreamingCall<WatchWorkflowRequest, WatchWorkflowResponse>;
 }
 
 export interface TaskServiceClient extends Client {
@@ -3432,6 +3679,27 @@ export interface TaskServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CancelWorkflowResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * WatchWorkflow streams a workflow until it ends: first its `snapshot`
+   * (as GetWorkflow answers it), then each task's new state as it is seen
+   * (`node`, in the order seen; a task that changed twice between two looks
+   * is sent once, in its latest state), and last the workflow as it `ended`;
+   * the stream then closes with OK (at once after the snapshot when it had
+   * ended already).
+   * Errors: INVALID_ARGUMENT (VAL_INVALID_WORKFLOW_ID); NOT_FOUND
+   * (RES_WORKFLOW_NOT_FOUND); UNAVAILABLE (SYS_SHUTTING_DOWN) when the
+   * server drains (watch again: the snapshot says where it stands);
+   * PERMISSION_DENIED (AUTH_MISSING_SCOPE).
+   */
+  watchWorkflow(
+    request: WatchWorkflowRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchWorkflowResponse>;
+  watchWorkflow(
+    request: WatchWorkflowRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchWorkflowResponse>;
 }
 
 export const TaskServiceClient = makeGenericClientConstructor(
