@@ -119,6 +119,48 @@ describe("the console at the edge's /ui under up", { timeout: 120_000 }, () => {
     }
   });
 
+  it("in Chromium: a workflow's page draws its graph, each task in its state and each dependency an arrow, live until it ends; a task links back to it", async () => {
+    const submitted = await fetch(`${base}/v1/workflows`, {
+      method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "console graph", tasks: [
+        { name: "fetch", task: { capability: "echo", input: { text: "hi" } } },
+        { name: "nap", dependsOn: ["fetch"], task: { capability: "sleep", input: { ms: 2500 } } },
+        { name: "digest", dependsOn: ["fetch"], task: { capability: "hash", input: { text: { $ref: "fetch.text" } } } },
+        { name: "join", dependsOn: ["nap", "digest"], task: { capability: "echo", input: { sha: { $ref: "digest.sha256" } } } },
+      ] }),
+    });
+    expect(submitted.status).toBe(200);
+    const { workflow } = (await submitted.json()) as { workflow: { id: string } };
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+      await page.goto(`${base}/ui`);
+      await page.locator("input[name=secret]").fill(token);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.locator("table#tasks").waitFor();
+      await page.goto(`${base}/ui#/workflows/${workflow.id}`);
+      // Drawn while it runs: the nap is RUNNING, the join still WAITING for it.
+      await page.locator("svg#graph g.task[data-name=nap][data-state=RUNNING]").waitFor({ timeout: 20_000 });
+      expect(await page.locator("svg#graph g.task[data-name=join]").getAttribute("data-state")).toBe("WAITING");
+      expect(await page.locator("svg#graph line.edge").evaluateAll((lines) => lines.map((l) => `${l.getAttribute("data-from")}→${l.getAttribute("data-to")}`).sort()))
+        .toEqual(["digest→join", "fetch→digest", "fetch→nap", "nap→join"]);
+      await page.locator("#workflow-state[data-state=SUCCEEDED]").waitFor({ timeout: 30_000 });
+      expect(await page.locator("svg#graph g.task").evaluateAll((gs) => gs.map((g) => `${g.getAttribute("data-name")}=${g.getAttribute("data-state")}`)))
+        .toEqual(["fetch=SUCCEEDED", "nap=SUCCEEDED", "digest=SUCCEEDED", "join=SUCCEEDED"]);
+      // Columns by depth: fetch, then nap and digest, then join.
+      const x = async (name: string) => Number(await page.locator(`svg#graph g.task[data-name=${name}] rect`).getAttribute("x"));
+      expect((await x("fetch")) < (await x("nap")) && (await x("nap")) === (await x("digest")) && (await x("digest")) < (await x("join"))).toBe(true);
+      await page.screenshot({ path: screenshotPath("console-workflow"), fullPage: true });
+      await page.locator("svg#graph g.task[data-name=join] a").click();
+      await page.locator("#workflow-link").waitFor();
+      expect(await page.locator("#output").innerText()).toContain("sha");
+      await page.locator("#workflow-link").click();
+      await page.locator("svg#graph").waitFor();
+    } finally {
+      await browser.close();
+    }
+  });
+
   it("in Chromium: sign in with an API key, exchanged for access tokens at the edge", async () => {
     const identity = createClient(IdentityServiceService, upRun.edge);
     const metadata = new Metadata();

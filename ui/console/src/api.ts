@@ -4,7 +4,7 @@
 // JSON readers (`fromJSON`), so what the page shows is typed as the
 // contracts say.
 
-import { Task, TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { Task, TaskTransition, Workflow } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { WorkerStatus } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
 
 /** An error the API answered: the gRPC status's message and ErrorInfo reason, and the HTTP status. */
@@ -127,6 +127,14 @@ export async function getHistory(id: string): Promise<TaskTransition[]> {
 
 export async function submitTask(request: { capability: string; input: Record<string, unknown>; priority: number; maxAttempts: number }): Promise<Task> {
   return Task.fromJSON((await call<{ task: unknown }>("POST", "/v1/tasks", request)).task);
+}
+
+export async function getWorkflow(id: string): Promise<Workflow> {
+  return Workflow.fromJSON((await call<{ workflow: unknown }>("GET", `/v1/workflows/${encodeURIComponent(id)}`)).workflow);
+}
+
+export async function cancelWorkflow(id: string, reason: string): Promise<Workflow> {
+  return Workflow.fromJSON((await call<{ workflow: unknown }>("POST", `/v1/workflows/${encodeURIComponent(id)}:cancel`, { reason })).workflow);
 }
 
 export async function cancelTask(id: string, reason: string): Promise<Task> {

@@ -2,12 +2,12 @@
 // (timeline, input, output, error, trace link, cancel), workers, queues and
 // a submit form, over the edge's HTTP/JSON API with the user's token.
 // Pages are routed by the URL's hash: #/tasks, #/tasks/<id>, #/submit,
-// #/workers, #/queues.
+// #/workers, #/queues, #/workflows/<id> (a workflow's graph).
 
-import { TaskState, TransitionKind, type Task } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
+import { TaskState, TransitionKind, WorkflowState, type Task, type Workflow } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { WorkerState } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
 import {
-  ApiError, STATES, cancelTask, consoleConfig, getHistory, getTask, listQueues, listTasks, listWorkers, signIn, signOut, signedIn, submitTask,
+  ApiError, STATES, cancelTask, cancelWorkflow, consoleConfig, getHistory, getTask, getWorkflow, listQueues, listTasks, listWorkers, signIn, signOut, signedIn, submitTask,
 } from "./api.js";
 
 type Child = Node | string | number | null | undefined | false;
@@ -113,6 +113,8 @@ function describe(t: Task, jaegerUrl: string): HTMLElement {
     h("dt", {}, "Started"), h("dd", {}, time(t.startedAt)),
     h("dt", {}, "Finished"), h("dd", {}, time(t.finishedAt)),
     h("dt", {}, "Trace"), h("dd", {}, trace),
+    ...(t.workflowId ? [h("dt", {}, "Workflow"), h("dd", {}, h("a", { href: `#/workflows/${t.workflowId}`, id: "workflow-link" }, t.workflowId), ` · step ${t.workflowStep}`)] : []),
+    ...(t.parentId ? [h("dt", {}, "Parent"), h("dd", {}, h("a", { href: `#/tasks/${t.parentId}`, id: "parent-link" }, t.parentId), ` · step ${t.workflowStep}`)] : []),
     ...(t.progress ? [h("dt", {}, "Progress"), h("dd", {}, `${t.progress.percent !== undefined ? `${t.progress.percent}% ` : ""}${t.progress.message}`)] : []));
 }
 
@@ -150,6 +152,92 @@ function taskPage(signal: AbortSignal, id: string): void {
       : []));
     main.querySelector(".live-error")?.replaceChildren();
     return cancellable;
+  });
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/** An SVG element with attributes and children. */
+function s<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>, ...children: Array<Node | string>): SVGElementTagNameMap[K] {
+  const el = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, String(value));
+  el.append(...children);
+  return el;
+}
+
+/**
+ * A workflow's graph: each task a box in the column of its depth (the
+ * longest chain of dependencies before it), coloured by its state and
+ * linking to its page; each dependency an arrow from the task it waits for.
+ */
+function workflowGraph(w: Workflow): SVGSVGElement {
+  const byName = new Map(w.nodes.map((n) => [n.name, n]));
+  const depth = new Map<string, number>();
+  // Depth by relaxation over the nodes in submit order: a DAG settles within as many rounds as its longest chain.
+  for (let changed = true, round = 0; changed && round <= w.nodes.length; round++) {
+    changed = false;
+    for (const n of w.nodes) {
+      const d = n.dependsOn.reduce((m, dep) => Math.max(m, (depth.get(dep) ?? 0) + 1), 0);
+      if (depth.get(n.name) !== d) {
+        depth.set(n.name, d);
+        changed = true;
+      }
+    }
+  }
+  const columns: string[][] = [];
+  for (const n of w.nodes) (columns[depth.get(n.name) ?? 0] ??= []).push(n.name);
+  const [boxW, boxH, gapX, gapY, pad] = [150, 34, 70, 12, 10];
+  const at = new Map<string, { x: number; y: number }>();
+  columns.forEach((names, c) => names.forEach((name, r) => at.set(name, { x: pad + c * (boxW + gapX), y: pad + r * (boxH + gapY) })));
+  const width = pad * 2 + columns.length * (boxW + gapX) - gapX;
+  const height = pad * 2 + Math.max(...columns.map((c) => c.length)) * (boxH + gapY) - gapY;
+  const edges = w.nodes.flatMap((n) => n.dependsOn.filter((d) => byName.has(d)).map((d) => {
+    const from = at.get(d)!;
+    const to = at.get(n.name)!;
+    return s("line", { x1: from.x + boxW, y1: from.y + boxH / 2, x2: to.x, y2: to.y + boxH / 2, class: "edge", "data-from": d, "data-to": n.name, "marker-end": "url(#arrow)" });
+  }));
+  const boxes = w.nodes.map((n) => {
+    const { x, y } = at.get(n.name)!;
+    const state = stateName(n.state);
+    const link = s("a", { href: `#/tasks/${n.taskId}` },
+      s("rect", { x, y, width: boxW, height: boxH, rx: 6, class: `node ${state}` }),
+      s("text", { x: x + 8, y: y + 14, class: "name" }, n.name.length > 20 ? `${n.name.slice(0, 19)}…` : n.name),
+      s("text", { x: x + 8, y: y + 27, class: "sub" }, `${n.capability} · ${state}`));
+    return s("g", { class: "task", "data-name": n.name, "data-state": state }, link);
+  });
+  const arrow = s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 6, markerHeight: 6, orient: "auto" }, s("path", { d: "M0,0 L10,5 L0,10 z" })));
+  return s("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "graph", id: "graph" }, arrow, ...edges, ...boxes);
+}
+
+function workflowPage(signal: AbortSignal, id: string): void {
+  const summary = h("div");
+  const actions = h("div", { class: "actions" });
+  const graph = h("div", { class: "graph-box" });
+  main.replaceChildren(h("h1", {}, "Workflow ", h("code", {}, id)), h("div", { class: "live-error" }), actions, summary, h("h2", {}, "Graph"), graph);
+  live(signal, 1000, async () => {
+    const w = await getWorkflow(id);
+    if (signal.aborted) return false;
+    const stateOfWorkflow = WorkflowState[w.state]?.replace(/^WORKFLOW_STATE_/, "") ?? String(w.state);
+    const c = w.counts;
+    summary.replaceChildren(h("dl", { class: "facts" },
+      h("dt", {}, "State"), h("dd", {}, h("span", { class: `state ${stateOfWorkflow}`, id: "workflow-state", "data-state": stateOfWorkflow }, stateOfWorkflow)),
+      h("dt", {}, "Name"), h("dd", {}, w.name || "—"),
+      h("dt", {}, "Tasks"), h("dd", {}, c ? `${c.total} in all: ${c.succeeded} succeeded, ${c.running} running, ${c.pending} pending, ${c.waiting} waiting, ${c.failed + c.timedOut} failed, ${c.cancelled} cancelled` : "—"),
+      h("dt", {}, "Created"), h("dd", {}, `${time(w.createdAt)}${w.createdBy ? ` by ${w.createdBy}` : ""}`),
+      h("dt", {}, "Finished"), h("dd", {}, time(w.finishedAt))));
+    graph.replaceChildren(workflowGraph(w));
+    const running = w.state === WorkflowState.WORKFLOW_STATE_RUNNING;
+    actions.replaceChildren(...(running
+      ? [h("button", { class: "danger", id: "cancel-workflow", onclick: async () => {
+        try {
+          await cancelWorkflow(id, "cancelled from the console");
+        } catch (e) {
+          main.querySelector(".live-error")?.replaceChildren(failure(e));
+        }
+      } }, "Cancel workflow")]
+      : []));
+    main.querySelector(".live-error")?.replaceChildren();
+    return running;
   });
 }
 
@@ -236,6 +324,7 @@ function route(): void {
   who.replaceChildren(...(subject ? [`${subject} · `, h("a", { href: "#/tasks", onclick: () => (signOut(), route()) }, "sign out")] : []));
   if (!subject) return signInPage();
   if (parts[0] === "tasks" && parts[1]) return taskPage(current.signal, decodeURIComponent(parts[1]));
+  if (parts[0] === "workflows" && parts[1]) return workflowPage(current.signal, decodeURIComponent(parts[1]));
   if (parts[0] === "submit") return submitPage();
   if (parts[0] === "workers") return workersPage(current.signal);
   if (parts[0] === "queues") return queuesPage(current.signal);
