@@ -35,9 +35,9 @@ function parsed<T>(parse: () => T): T | MeshError {
   }
 }
 
-/** The ids of the workflow tasks among committed completions: their dependents may be ready now. */
+/** The ids of the workflow tasks and child tasks among committed completions: their dependents (or parked parents) may be ready now. */
 export function workflowTasks(committed: ReadonlyArray<Committed | MeshError>): string[] {
-  return committed.flatMap((c) => (c instanceof MeshError || c.row.workflow_id === null ? [] : [c.row.id]));
+  return committed.flatMap((c) => (c instanceof MeshError || (c.row.workflow_id === null && c.row.parent_id === null) ? [] : [c.row.id]));
 }
 
 /** The batch calls: each item is validated and answered on its own, the valid ones written in one transaction. */

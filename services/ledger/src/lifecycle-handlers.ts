@@ -41,7 +41,7 @@ export function lifecycleHandlers(store: LedgerStore, workflows: WorkflowStore):
       const output = checkOutput(request.output, v);
       v.check();
       const { row, transition } = await store.complete(call, output, ctx.signal);
-      return { task: toTask(row), transition, readyCapabilities: row.workflow_id === null ? [] : (await workflows.readyAfter([row.id], ctx.signal)).get(row.id) ?? [] };
+      return { task: toTask(row), transition, readyCapabilities: row.workflow_id === null && row.parent_id === null ? [] : (await workflows.readyAfter([row.id], ctx.signal)).get(row.id) ?? [] };
     },
 
     async failTask(request, ctx) {

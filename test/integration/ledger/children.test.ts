@@ -55,7 +55,7 @@ describe("ledger: child tasks — spawned under the parent's lease by step, a pa
     const running = await claim("kid");
     expect(running).toHaveLength(3);
     await succeed(running.find((k) => k.workflowStep === "x")!, { got: "x" });
-    await succeed(running.find((k) => k.workflowStep === "y")!, { got: "y" });
+    expect((await succeed(running.find((k) => k.workflowStep === "y")!, { got: "y" })).readyCapabilities).toEqual([]);
     expect((await get(parent.id)).state).toBe(TaskState.TASK_STATE_WAITING);
     const last = await fail(running.find((k) => k.workflowStep === "z")!);
     expect(last.readyCapabilities).toEqual(["boss"]);
@@ -82,7 +82,8 @@ describe("ledger: child tasks — spawned under the parent's lease by step, a pa
     const kids = (await spawn(parent, ["p", "q"])).children;
     await park(parent, kids.map((k) => k.id), true);
     const [p] = (await claim("kid")).filter((k) => k.workflowStep === "p");
-    await succeed(p!);
+    // A child's result that resumes its parent says so, for the caller to dispatch it.
+    expect((await succeed(p!)).readyCapabilities).toEqual(["boss"]);
     expect((await get(parent.id)).state).toBe(TaskState.TASK_STATE_PENDING);
     const [again] = await claim("boss", 1);
     await start(again!);
