@@ -82,6 +82,25 @@ describe("workflows under up: a DAG through the edge, references between tasks, 
     expect(watched.stdout).toMatch(/: SUCCEEDED; 3 succeeded/);
   });
 
+  it("10,000 tasks in one workflow through the edge: submitted in one call, read back whole, and cancelled in one call", async () => {
+    const width = 100;
+    const tasks = Array.from({ length: 10_000 }, (_, k) => ({
+      name: `n${k}`, capability: "sleep", input: { ms: 1 }, dependsOn: k < width ? [] : [`n${k - width}`],
+    }));
+    const started = Date.now();
+    const submitted = await client.submitWorkflow(tasks, { name: "ten thousand" }).catch((error: unknown) => {
+      throw new Error(`SubmitWorkflow of 10,000: ${String(error)}`);
+    });
+    console.info(`workflows: 10,000 tasks submitted through the edge in ${Date.now() - started} ms`);
+    expect(submitted.nodes).toHaveLength(10_000);
+    expect(submitted.counts!.waiting).toBeGreaterThanOrEqual(9_800n);
+    const read = await client.getWorkflow(submitted.id);
+    expect(read.nodes.map((n) => n.name).slice(0, 3)).toEqual(["n0", "n1", "n2"]);
+    const cancelled = await client.cancelWorkflow(submitted.id, { reason: "enough" });
+    expect(cancelled.state).toBe(WorkflowState.WORKFLOW_STATE_CANCELLED);
+    expect(cancelled.counts!.cancelled + cancelled.counts!.succeeded).toBe(10_000n);
+  });
+
   it("a cycle, an unknown dependency or a bad reference is 400 with each field named, and nothing is created", async () => {
     const before = await json(await api("/v1/tasks?pageSize=1000"));
     const cycle = await api("/v1/workflows", { tasks: [
