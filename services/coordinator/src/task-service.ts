@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { trace } from "@opentelemetry/api";
 import type { SubmitTaskRequest, SubmitTaskResponse, TaskServiceService, WatchTaskResponse, WatchWorkflowResponse } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
 import { TaskState, TaskView, WorkflowState, type TaskTransition } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
@@ -263,13 +264,7 @@ async function watchWorkflow(deps: TaskServiceDeps, id: string, send: Send<Watch
   const everyMs = Math.min(2000, 250 + current.nodes.length / 10);
   const states = new Map(current.nodes.map((n) => [n.taskId, n.state]));
   while (current.state === WorkflowState.WORKFLOW_STATE_RUNNING) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, everyMs);
-      ctx.signal.addEventListener("abort", () => {
-        clearTimeout(timer);
-        resolve();
-      }, { once: true });
-    });
+    await delay(everyMs, undefined, { signal: ctx.signal }).catch(() => undefined);
     ctx.signal.throwIfAborted();
     current = (await deps.ledger.getWorkflow({ id }, { parent: ctx })).workflow!;
     for (const node of current.nodes) {
