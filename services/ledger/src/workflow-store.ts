@@ -132,6 +132,20 @@ export class WorkflowStore {
    * already cancelled is answered as it is.
    */
   async cancel(id: string, reason: string, actor: string, signal?: AbortSignal): Promise<{ workflow: StoredWorkflow; endedLeases: TaskLease[] }> {
+    // Its locks (every unfinished task, in id order) can meet a completion's (the task, then its dependents) in a
+    // deadlock, which Postgres ends by failing one side: a cancel is safe to run again, so it is, a few times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.cancelOnce(id, reason, actor, signal);
+      } catch (error) {
+        const conflict = error instanceof MeshError ? error.reason === "SYS_SERIALIZATION_FAILURE" : ["40P01", "40001"].includes((error as { code?: string }).code ?? "");
+        if (!conflict || attempt >= 5 || signal?.aborted) throw error;
+        await new Promise((r) => setTimeout(r, 20 * attempt));
+      }
+    }
+  }
+
+  private async cancelOnce(id: string, reason: string, actor: string, signal?: AbortSignal): Promise<{ workflow: StoredWorkflow; endedLeases: TaskLease[] }> {
     return withTransaction(this.pool, async (client) => {
       const marked = (await client.query<WorkflowRow>(workflowSql.markCancelled, [id])).rows[0];
       const row = marked ?? (await client.query<WorkflowRow>(workflowSql.get, [id])).rows[0];
