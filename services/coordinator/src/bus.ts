@@ -11,6 +11,8 @@ export type WorkerOrder = { readonly kind: "cancel"; readonly cancel: TaskCancel
 const TASK = "taskmesh:task:";
 const WORKER = "taskmesh:worker:";
 const WORK = "taskmesh:work";
+/** The least time between two announcements of one capability's work: a burst of submits or promotions sends one. */
+const WORK_NEWS_MS = 20;
 
 /**
  * What the coordinator replicas tell each other, over Redis pub/sub: a
@@ -26,6 +28,8 @@ export class Bus {
   private readonly sub: Redis;
   private readonly listeners = new Map<string, Set<(payload: string) => void>>();
   private lastError = 0;
+  /** When each capability's work was last announced. */
+  private readonly workAnnounced = new Map<string, number>();
 
   constructor(url: string, private readonly log: Logger) {
     const options = { lazyConnect: true, maxRetriesPerRequest: 1, enableAutoPipelining: true, connectionName: "taskmesh-coordinator" } as const;
@@ -65,7 +69,11 @@ export class Bus {
     this.publish(WORKER + workerId, order.kind === "cancel" ? { kind: order.kind, cancel: TaskCancellation.toJSON(order.cancel) } : order);
   }
 
+  /** Tells every replica that `capability` has work waiting, at most every {@link WORK_NEWS_MS} per capability. */
   publishWork(capability: string): void {
+    const now = Date.now();
+    if (now - (this.workAnnounced.get(capability) ?? 0) < WORK_NEWS_MS) return;
+    this.workAnnounced.set(capability, now);
     this.publish(WORK, { capability });
   }
 

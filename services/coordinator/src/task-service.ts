@@ -77,16 +77,6 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
   const { ledger, dispatcher, bus, dedup, capabilities, pending, limits } = deps;
   const writes = new TaskWrites({ ledger, bus, slots: dispatcher });
   let inFlightSubmits = 0;
-  const workNews = new Map<string, number>();
-
-  /** Tells every replica's dispatcher that `capability` has work waiting, at most every 20 ms per capability. */
-  const announce = (capability: string): void => {
-    dispatcher.queued(capability);
-    const now = Date.now();
-    if (now - (workNews.get(capability) ?? 0) < 20) return;
-    workNews.set(capability, now);
-    bus.publishWork(capability);
-  };
 
   /** Refuses `count` more submits when the replica or the queue is full. */
   const admit = (count: number): void => {
@@ -140,7 +130,7 @@ export function taskService(deps: TaskServiceDeps): ServiceHandlers<typeof TaskS
       if (submit.idempotencyKey !== "") await dedup.committed(subject, submit.idempotencyKey, submit.requestHash, task!.id);
       if (created) {
         pending.added();
-        if (!task?.lease) announce(submit.capability);
+        if (!task?.lease) writes.ready([submit.capability]);
       }
       return { task, deduplicated: !created };
     } finally {

@@ -71,7 +71,7 @@ export class TaskWrites {
     return task!;
   }
 
-  /** Tasks of `capabilities` became PENDING (a workflow's first tasks, or tasks whose dependencies all succeeded): dispatch them, here and on every replica. */
+  /** Tasks of `capabilities` became PENDING (submitted, a workflow's first tasks, tasks whose dependencies or children ended): dispatch them, here and on every replica. */
   ready(capabilities: readonly string[]): void {
     for (const capability of new Set(capabilities)) {
       this.deps.slots.queued(capability);
