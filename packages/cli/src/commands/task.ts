@@ -21,8 +21,8 @@ export const EXIT_INTERRUPTED = 130;
  * TASKMESH_UPSTREAM_COORDINATOR, or the running instance); a failure is
  * reported (code, reason, violations) as exit code 1.
  */
-function withTasks(address: string | undefined, call: (client: TaskmeshClient) => Promise<number>, io: Io): Promise<number> {
-  return using(createClient({ address: serviceAddress("coordinator", address), timeoutMs: 5000 }), call, io);
+export function withTasks(address: string | undefined, call: (client: TaskmeshClient) => Promise<number>, io: Io, timeoutMs = 5000): Promise<number> {
+  return using(createClient({ address: serviceAddress("coordinator", address), timeoutMs }), call, io);
 }
 
 /** A watch event as the WatchTask message it came in (what `--json` prints and {@link watchLine} reads). */
@@ -81,7 +81,7 @@ function stoppedEarly(id: string, seen: Followed, io: Io): number | undefined {
 }
 
 /** Runs `body` with a signal that Ctrl-C (or SIGTERM) aborts, unless the caller gives one; the handlers are removed after. */
-async function interruptible<T>(given: AbortSignal | undefined, body: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function interruptible<T>(given: AbortSignal | undefined, body: (signal: AbortSignal) => Promise<T>): Promise<T> {
   if (given) return body(given);
   const controller = new AbortController();
   const stop = (): void => controller.abort();

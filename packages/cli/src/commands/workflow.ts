@@ -8,13 +8,13 @@ import { CancelWorkflowResponse, GetWorkflowResponse, SubmitWorkflowRequest, Sub
 import { FailurePolicy, WorkflowState, type Workflow } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { durationMs } from "@taskmesh/kit/durations";
 import { UsageError } from "@taskmesh/local/usage-error";
-import { createClient, type TaskmeshClient, type WorkflowTaskInput } from "@taskmesh/client";
-import { serviceAddress, stdio, using, type Io } from "./rpc.js";
+import type { TaskmeshClient, WorkflowTaskInput } from "@taskmesh/client";
+import { stdio, type Io } from "./rpc.js";
+import { EXIT_INTERRUPTED, interruptible, withTasks } from "./task.js";
 import { paintState } from "./task-view.js";
 
-function withTasks(address: string | undefined, call: (client: TaskmeshClient) => Promise<number>, io: Io): Promise<number> {
-  return using(createClient({ address: serviceAddress("coordinator", address), timeoutMs: 30_000 }), call, io);
-}
+/** A @taskmesh/client for the coordinator, as `task` commands make it; a whole workflow may take longer to store than one task. */
+const withWorkflows = (address: string | undefined, call: (client: TaskmeshClient) => Promise<number>, io: Io): Promise<number> => withTasks(address, call, io, 30_000);
 
 /** The workflow in `source` (a file, or `-` for standard input): SubmitWorkflow's JSON, as `POST /v1/workflows` takes it. */
 export function readWorkflow(source: string, read: (path: string | 0) => string = (p) => readFileSync(p, "utf8")): SubmitWorkflowRequest {
@@ -74,7 +74,7 @@ async function untilDone(client: TaskmeshClient, id: string, signal: AbortSignal
 /** `taskmesh workflow submit <file|->`: prints the workflow's id; with `--wait`, waits until it ends and prints its graph; exit 0 only if it SUCCEEDED. */
 export async function workflowSubmit(source: string, opts: { key?: string; continue?: boolean; wait?: boolean; json?: boolean; address?: string }, io: Io = stdio): Promise<number> {
   const request = readWorkflow(source);
-  return withTasks(opts.address, async (client) => {
+  return withWorkflows(opts.address, async (client) => {
     const policy = opts.continue || request.failurePolicy === FailurePolicy.FAILURE_POLICY_CONTINUE ? "continue" : "fail-fast";
     const { deduplicated, ...submitted } = await client.submitWorkflow(tasksOf(request), {
       failurePolicy: policy, name: request.name, labels: request.labels, ...(opts.key ?? request.idempotencyKey ? { idempotencyKey: opts.key ?? request.idempotencyKey } : {}),
@@ -83,23 +83,16 @@ export async function workflowSubmit(source: string, opts: { key?: string; conti
       io.out(opts.json ? JSON.stringify(SubmitWorkflowResponse.toJSON({ workflow: submitted, deduplicated })) : `${submitted.id}${deduplicated ? " (deduplicated)" : ""}`);
       return 0;
     }
-    const controller = new AbortController();
-    const stop = (): void => controller.abort();
-    process.on("SIGINT", stop);
-    try {
-      const done = await untilDone(client, submitted.id, controller.signal);
-      if (opts.json) io.out(JSON.stringify(GetWorkflowResponse.toJSON({ workflow: done })));
-      else for (const line of formatWorkflow(done)) io.out(line);
-      return done.state === WorkflowState.WORKFLOW_STATE_SUCCEEDED ? 0 : 1;
-    } finally {
-      process.off("SIGINT", stop);
-    }
+    const done = await interruptible(undefined, (signal) => untilDone(client, submitted.id, signal));
+    if (opts.json) io.out(JSON.stringify(GetWorkflowResponse.toJSON({ workflow: done })));
+    else for (const line of formatWorkflow(done)) io.out(line);
+    return done.state === WorkflowState.WORKFLOW_STATE_SUCCEEDED ? 0 : 1;
   }, io);
 }
 
 /** `taskmesh workflow get <id>`: the workflow and each task's state. */
 export async function workflowGet(id: string, opts: { json?: boolean; address?: string }, io: Io = stdio): Promise<number> {
-  return withTasks(opts.address, async (client) => {
+  return withWorkflows(opts.address, async (client) => {
     const workflow = await client.getWorkflow(id);
     if (opts.json) io.out(JSON.stringify(GetWorkflowResponse.toJSON({ workflow })));
     else for (const line of formatWorkflow(workflow)) io.out(line);
@@ -109,13 +102,10 @@ export async function workflowGet(id: string, opts: { json?: boolean; address?: 
 
 /** `taskmesh workflow watch <id>`: the workflow, then one line per task's new state until it ends; exit 0 only if it SUCCEEDED. */
 export async function workflowWatch(id: string, opts: { address?: string }, io: Io = stdio): Promise<number> {
-  return withTasks(opts.address, async (client) => {
-    const controller = new AbortController();
-    const stop = (): void => controller.abort();
-    process.on("SIGINT", stop);
+  return withWorkflows(opts.address, (client) => interruptible(undefined, async (signal) => {
     let last: Workflow | undefined;
     try {
-      for await (const event of client.watchWorkflow(id, { signal: controller.signal })) {
+      for await (const event of client.watchWorkflow(id, { signal })) {
         if (event.type === "node") io.out(`  ${event.node.name}  ${paintState(event.node.state)}`);
         else {
           last = event.workflow;
@@ -124,18 +114,16 @@ export async function workflowWatch(id: string, opts: { address?: string }, io: 
         }
       }
     } catch (error) {
-      if (!controller.signal.aborted) throw error;
-      return 130;
-    } finally {
-      process.off("SIGINT", stop);
+      if (!signal.aborted) throw error;
+      return EXIT_INTERRUPTED;
     }
     return last?.state === WorkflowState.WORKFLOW_STATE_SUCCEEDED ? 0 : 1;
-  }, io);
+  }), io);
 }
 
 /** `taskmesh workflow cancel <id> [--reason R]`: cancels what has not finished; prints the workflow. */
 export async function workflowCancel(id: string, opts: { reason?: string; json?: boolean; address?: string }, io: Io = stdio): Promise<number> {
-  return withTasks(opts.address, async (client) => {
+  return withWorkflows(opts.address, async (client) => {
     const workflow = await client.cancelWorkflow(id, { reason: opts.reason ?? "" });
     if (opts.json) io.out(JSON.stringify(CancelWorkflowResponse.toJSON({ workflow })));
     else for (const line of formatWorkflow(workflow)) io.out(line);
