@@ -125,12 +125,12 @@ export class LeaseTransitions extends TaskReads {
   async park(call: LeaseCall, children: readonly string[], any: boolean, signal?: AbortSignal): Promise<Committed> {
     return this.leased(call, ["PARKED", "RELEASED"], signal, async (client, now, row) => {
       const running = await this.ensureStarted(client, now, row);
-      const { rows: found } = await client.query<{ id: string; state: string }>(childSql.states, [row.id, [...new Set(children)]]);
+      const { rows: found } = await client.query<{ id: string; state: TaskRow["state"] }>(childSql.states, [row.id, [...new Set(children)]]);
       const strangers = [...new Set(children)].filter((id) => !found.some((f) => f.id === id));
       if (strangers.length > 0) {
         throw invalidArgument([{ field: "children", description: `not children of task ${row.id}: ${strangers.slice(0, 5).join(", ")}` }]);
       }
-      const open = found.filter((f) => !["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"].includes(f.state)).map((f) => f.id);
+      const open = found.filter((f) => !isFinished(f.state)).map((f) => f.id);
       const nothingLeft = any ? open.length < found.length : open.length === 0;
       if (nothingLeft) {
         const step = releaseTask(running, now, "the children it waits for had ended");

@@ -45,8 +45,11 @@ function toProgress(p: StoredProgress | null, full: boolean): TaskProgress | und
   return { percent: p.percent, message: p.message, details: full ? p.details : undefined, attempt: p.attempt, reportedAt: new Date(p.reported_at) };
 }
 
+/** The columns of a task row {@link leaseOf} reads. */
+export type LeaseColumns = Pick<TaskRow, "id" | "state" | "attempts" | "lease_id" | "lease_worker_id" | "lease_acquired_at" | "lease_expires_at">;
+
 /** The task's current lease, or undefined. */
-export function leaseOf(r: TaskRow): TaskLease | undefined {
+export function leaseOf(r: LeaseColumns): TaskLease | undefined {
   if (!r.lease_id) return undefined;
   return {
     leaseId: r.lease_id,

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { FailurePolicy, TaskState, WorkflowState, type TaskLease, type Workflow } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { Code, MeshError, query, withTransaction } from "@taskmesh/kit";
-import { addCount, emptyCounts, stateOf } from "./records.js";
+import { addCount, emptyCounts, isFinished, leaseOf, stateOf, type LeaseColumns } from "./records.js";
 import { historySql } from "./sql/history.js";
 import { workflowSql, type NodeRow, type WorkflowRow } from "./sql/workflows.js";
 import type { NewTask } from "./validation.js";
@@ -47,8 +47,6 @@ function workflowExists(what: "key" | "id", id: string): MeshError {
   });
 }
 
-const FINISHED = new Set(["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"]);
-
 /** A stored workflow as the wire Workflow: its state read from its tasks'. */
 export function toWorkflow({ row, nodes }: StoredWorkflow): Workflow {
   const counts = emptyCounts();
@@ -58,9 +56,9 @@ export function toWorkflow({ row, nodes }: StoredWorkflow): Workflow {
   let failed = false;
   for (const n of nodes) {
     addCount(counts, n.state, 1n, row.created_at);
-    if (!FINISHED.has(n.state)) unfinished++;
+    if (!isFinished(n.state)) unfinished++;
     else if (!finishedAt || (n.finished_at && n.finished_at > finishedAt)) finishedAt = n.finished_at ?? finishedAt;
-    if (n.state !== "SUCCEEDED" && FINISHED.has(n.state)) failed = true;
+    if (n.state !== "SUCCEEDED" && isFinished(n.state)) failed = true;
   }
   const state = unfinished > 0 ? WorkflowState.WORKFLOW_STATE_RUNNING
     : row.cancelled_at ? WorkflowState.WORKFLOW_STATE_CANCELLED
@@ -152,15 +150,8 @@ export class WorkflowStore {
       if (!row) throw workflowNotFound(id);
       const endedLeases: TaskLease[] = [];
       if (marked) {
-        type Open = { id: string; state: string; attempts: number; lease_id: string | null; lease_worker_id: string | null; lease_acquired_at: Date | null; lease_expires_at: Date | null };
-        const open = (await client.query<Open>(workflowSql.unfinishedLeases, [id])).rows;
-        for (const t of open) {
-          if (!t.lease_id) continue;
-          endedLeases.push({
-            leaseId: t.lease_id, taskId: t.id, workerId: t.lease_worker_id ?? "", attempt: t.state === "PENDING" ? t.attempts + 1 : t.attempts,
-            acquiredAt: t.lease_acquired_at ?? undefined, expiresAt: t.lease_expires_at ?? undefined,
-          });
-        }
+        const open = (await client.query<LeaseColumns>(workflowSql.unfinished, [id])).rows;
+        endedLeases.push(...open.flatMap((t) => leaseOf(t) ?? []));
         if (open.length > 0) await client.query(workflowSql.cancelTasks, [open.map((t) => t.id), reason, actor]);
       }
       return { workflow: await this.readWith(client, row), endedLeases };

@@ -77,9 +77,9 @@ export const workflowSql = {
     name: "ledger-workflow-mark-cancelled",
     text: "UPDATE ledger.workflows SET cancelled_at = now() WHERE id = $1 AND cancelled_at IS NULL RETURNING *",
   },
-  /** The leases of a workflow's unfinished tasks, locked: those the cancel ends. */
-  unfinishedLeases: {
-    name: "ledger-workflow-unfinished-leases",
+  /** A workflow's unfinished tasks, locked: those the cancel ends (with their leases). */
+  unfinished: {
+    name: "ledger-workflow-unfinished",
     text: `SELECT id, state, attempts, lease_id, lease_worker_id, lease_acquired_at, lease_expires_at FROM ledger.tasks
            WHERE workflow_id = $1 AND state IN ('WAITING', 'PENDING', 'RUNNING') ORDER BY id FOR UPDATE`,
   },
