@@ -168,7 +168,10 @@ for p in "${paths[@]}"; do
   n=$(node -e 'const r = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8")); console.log(Math.max(5000, Math.round(r.rps * Number(process.argv[2]))))' "$tmp/$p-warmup.json" "$SECONDS_PER_RUN")
   if [ "$p" = submit ]; then drained=$(wait_drained); log "submit: the warm-up's tasks drained in $drained s"; fi
   log "$p: -c $CONCURRENCY, $n calls (about ${SECONDS_PER_RUN} s)"
+  node bench/mesh/cpu.mjs snapshot "$tmp/status.json" >"$tmp/$p-cpu-before.json"
   ghz_run "$tmp/$p-closed.json" "${target[$p]}" -c "$CONCURRENCY" -n "$n"
+  node bench/mesh/cpu.mjs snapshot "$tmp/status.json" >"$tmp/$p-cpu-after.json"
+  node bench/mesh/cpu.mjs per-call "$tmp/$p-cpu-before.json" "$tmp/$p-cpu-after.json" "$n" >"$tmp/$p-cpu.json"
   if [ "$p" = submit ]; then drained=$(wait_drained); log "submit: the closed run's $n tasks drained $drained s after its last submit"; fi
   log "$p: --rps $RATE, $((RATE * SECONDS_PER_RUN)) calls"
   ghz_run "$tmp/$p-rate.json" "${target[$p]}" -c "$CONCURRENCY" --rps "$RATE" -n "$((RATE * SECONDS_PER_RUN))"
@@ -206,6 +209,17 @@ console.log("");
 console.log(`Added over (a) at ${rate}/s: one sidecar pair p50 +${d("sidecar", 50, "open").toFixed(2)} ms, p99 +${d("sidecar", 99, "open").toFixed(2)} ms; edge + sidecars p50 +${d("edge", 50, "open").toFixed(2)} ms, p99 +${d("edge", 99, "open").toFixed(2)} ms.`);
 console.log(`Tracing every call against 10% ((c100) against (c)): ${Math.round(results["edge-traced"].closed.rps).toLocaleString("en")} against ${Math.round(results.edge.closed.rps).toLocaleString("en")} calls/s at ${concurrency} connections (${(100 * (1 - results["edge-traced"].closed.rps / results.edge.closed.rps)).toFixed(0)}% fewer).`);
 console.log(`A global limit against an edge one ((g) against (c)): ${Math.round(results["edge-global"].closed.rps).toLocaleString("en")} against ${Math.round(results.edge.closed.rps).toLocaleString("en")} calls/s at ${concurrency} connections.`);
+console.log("");
+console.log(`Where a call's CPU goes in the closed runs (ms of CPU per call, by process group, from /proc; "rest" is the machine's other busy time: ghz, the kernel):`);
+console.log("");
+const cpu = Object.fromEntries(rows.map(([k]) => [k, JSON.parse(readFileSync(`${dir}/${k}-cpu.json`, "utf8"))]));
+const names = [...new Set(rows.flatMap(([k]) => cpu[k].rows.filter(([, ms]) => ms >= 0.01).map(([n]) => n)))];
+console.log(`| path | total | ${names.join(" | ")} | rest |`);
+console.log(`| --- | --- | ${names.map(() => "---").join(" | ")} | --- |`);
+for (const [k, label] of rows) {
+  const by = Object.fromEntries(cpu[k].rows);
+  console.log(`| ${label.slice(0, label.indexOf(")") + 1)} | ${cpu[k].total.toFixed(3)} | ${names.map((n) => (by[n] ?? 0).toFixed(3)).join(" | ")} | ${cpu[k].rest.toFixed(3)} |`);
+}
 const errors = new Set(rows.filter(([k]) => k !== "submit").flatMap(([k]) => [results[k].closed, results[k].open]).flatMap((r) => Object.keys(r.errorDistribution ?? {})));
 console.log(`Answers: ${[...errors].map((e) => `\`${e.length > 140 ? e.slice(0, 140) + "…" : e}\``).join("; ")}`);
 EOF
