@@ -92,6 +92,22 @@ function decodeClaims(raw: string): AccessClaims {
   return { ...c, sub: c.sub, scope: typeof c.scope === "string" ? c.scope : "" };
 }
 
+/** Principals of the claim sets seen last: a client sends one token on every call until it expires. */
+const tokenPrincipals = new Map<string, Principal>();
+const TOKEN_PRINCIPALS = 1000;
+
+/** The principal of a forwarded claim set, decoded once per distinct value (claims never change; a new token is a new value). */
+function tokenPrincipal(raw: string): Principal {
+  let principal = tokenPrincipals.get(raw);
+  if (principal === undefined) {
+    const claims = decodeClaims(raw);
+    principal = { kind: "token", subject: claims.sub, scopes: scopesOf(claims.scope), claims };
+    if (tokenPrincipals.size >= TOKEN_PRINCIPALS) tokenPrincipals.clear();
+    tokenPrincipals.set(raw, principal);
+  }
+  return principal;
+}
+
 /**
  * The principal of a call, from its metadata (see the table above).
  * Throws UNAUTHENTICATED for a call through the edge without verified
@@ -100,10 +116,7 @@ function decodeClaims(raw: string): AccessClaims {
 export function principalOf(metadata: Metadata, trustDomain = "taskmesh.local"): Principal {
   const claimValues = metadata.get(CLAIMS_HEADER);
   if (claimValues.length > 1) throw unauthenticated("AUTH_INVALID_TOKEN", `more than one ${CLAIMS_HEADER} header`);
-  if (claimValues.length === 1) {
-    const claims = decodeClaims(String(claimValues[0]));
-    return { kind: "token", subject: claims.sub, scopes: scopesOf(claims.scope), claims };
-  }
+  if (claimValues.length === 1) return tokenPrincipal(String(claimValues[0]));
   const xfcc = metadata.get("x-forwarded-client-cert").map(String).join(",");
   const caller = xfcc === "" ? undefined : callerSpiffeId(xfcc);
   if (caller === undefined) {

@@ -51,13 +51,17 @@ export function beginCall(call: ServerSurfaceCall, method: MethodDefinitionLike<
   call.once("cancelled", onCancelled);
   let finish!: () => void;
   const entry: InFlightCall = { controller, long: method.responseStream, done: new Promise<void>((r) => (finish = r)) };
+  let callLog: Logger | undefined;
   const ctx: CallContext = {
     method: method.path,
     metadata: call.metadata,
     signal: controller.signal,
     deadline,
     peer: call.getPeer(),
-    log: log.child({ method: method.path }),
+    // Made on first use: most calls log nothing, and a pino child (with its redaction) costs as much as a small call.
+    get log() {
+      return (callLog ??= log.child({ method: method.path }));
+    },
   };
   return {
     ctx,

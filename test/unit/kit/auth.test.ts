@@ -50,6 +50,20 @@ describe("principalOf / requireScope", () => {
     expect(thrown(() => principalOf(md({ "x-jwt-payload": claims({ scope: "admin" }) }))).reason).toBe("AUTH_INVALID_TOKEN");
   });
 
+  it("reads each call's own claims: a claim set seen before gives its own principal, never another token's", () => {
+    const alice = claims({ sub: "alice", scope: "tasks:read" });
+    const bob = claims({ sub: "bob", scope: "admin" });
+    for (let round = 0; round < 3; round++) {
+      expect(principalOf(md({ "x-jwt-payload": alice })).subject).toBe("alice");
+      expect(principalOf(md({ "x-jwt-payload": bob })).subject).toBe("bob");
+      expect(thrown(() => requireScope(md({ "x-jwt-payload": alice }), "config:write")).reason).toBe("AUTH_MISSING_SCOPE");
+      expect(thrown(() => principalOf(md({ "x-jwt-payload": claims({ scope: "admin" }) }))).reason).toBe("AUTH_INVALID_TOKEN");
+    }
+    // Past the remembered ones: still each caller's own.
+    for (let i = 0; i < 2500; i++) expect(principalOf(md({ "x-jwt-payload": claims({ sub: `user-${i}`, scope: "" }) })).subject).toBe(`user-${i}`);
+    expect(principalOf(md({ "x-jwt-payload": alice })).subject).toBe("alice");
+  });
+
   it("trusts other mesh services and direct loopback calls with every scope", () => {
     expect(requireScope(md({ "x-forwarded-client-cert": WORKER }), "worker")).toMatchObject({ kind: "mesh", subject: "spiffe://taskmesh.local/worker" });
     expect(requireScope(md({}), "admin")).toMatchObject({ kind: "local" });

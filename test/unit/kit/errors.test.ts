@@ -10,6 +10,26 @@ function received(error: MeshError): ServiceError {
   return Object.assign(new Error(`${status.code} ${status.details}`), { code: status.code!, details: status.details!, metadata: status.metadata! });
 }
 
+describe("MeshError stacks", () => {
+  const frames = (e: Error): string[] => (e.stack ?? "").split("\n").filter((l) => l.trimStart().startsWith("at "));
+
+  it("an answer to the caller's request carries no stack; a failure keeps its stack", () => {
+    expect(frames(invalidArgument([{ field: "id", description: "bad" }]))).toEqual([]);
+    expect(frames(notFound("RES_TASK_NOT_FOUND", "no task"))).toEqual([]);
+    expect(frames(exhausted("RATE_LIMITED", "slow down", 100))).toEqual([]);
+    expect(frames(unavailable("EXT_DEPENDENCY_UNAVAILABLE", "down")).length).toBeGreaterThan(0);
+    expect(frames(new MeshError({ code: Code.INTERNAL, reason: "SYS_INTERNAL", message: "bug" })).length).toBeGreaterThan(0);
+    expect(invalidArgument([{ field: "id", description: "bad" }]).stack).toContain("invalid id: bad");
+  });
+
+  it("leaves the process's own stack depth as it was", () => {
+    const before = Error.stackTraceLimit;
+    notFound("RES_TASK_NOT_FOUND", "no task");
+    expect(Error.stackTraceLimit).toBe(before);
+    expect(frames(new Error("plain")).length).toBeGreaterThan(0);
+  });
+});
+
 describe("MeshError.from", () => {
   it("keeps a MeshError as it is", () => {
     const e = notFound("RES_KEY_NOT_FOUND", "no key /a");
