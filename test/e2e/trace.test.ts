@@ -139,7 +139,7 @@ describe("tracing under up: one task through the edge is one trace in Jaeger", {
     expect(sidecars.some((name) => name.startsWith("coordinator-")), sidecars.join(", ")).toBe(true);
 
     // The edge started the trace: its span is the root, and the ledger write descends from it
-    // through each hop in order (Envoys add an ingress and an egress span per hop); the write
+    // through each hop in order (the edge adds an ingress and an egress span, the inbound sidecar an ingress one); the write
     // itself is no hop: the coordinator commits it on its own Postgres connection.
     const root = path[0]!;
     expect(root.service).toBe("edge");

@@ -14,11 +14,16 @@ export const OTLP_CLUSTER = "otlp";
  * rate; sidecars take 0 and trace what arrives decided — from another
  * Envoy (the decision rides in `x-request-id`) or from an app whose span is
  * sampled (the kit's clients then send `x-envoy-force-trace`).
+ *
+ * `upstreamSpans`: a second span per request for the call upstream (which
+ * replica, how long it took), where the upstream is another instance; a
+ * sidecar's inbound listener has none, since its upstream is the local app,
+ * whose own server span is that call.
  */
-export function tracing(serviceName: string, samplingPercent = 100): Tracing {
+export function tracing(serviceName: string, samplingPercent = 100, upstreamSpans = true): Tracing {
   return {
     random_sampling: { value: samplingPercent },
-    spawn_upstream_span: true,
+    spawn_upstream_span: upstreamSpans,
     provider: {
       name: "envoy.tracers.opentelemetry",
       typed_config: {

@@ -135,6 +135,8 @@ export function connectionManager(options: {
   routeConfig?: Omit<Partial<RouteConfiguration>, "name" | "virtual_hosts">;
   /** Requests without a tracing decision that start a trace, in percent: the edge's sampling rate; 0 for sidecars. @default 0 */
   samplingPercent?: number;
+  /** A span of its own for each call upstream (see {@link tracing}). @default true */
+  upstreamSpans?: boolean;
   /** Which requests it logs. @default failed and slow ones */
   accessLog?: AccessLogOptions;
 }): HttpConnectionManager {
@@ -143,7 +145,7 @@ export function connectionManager(options: {
     stat_prefix: options.statPrefix,
     codec_type: options.codec,
     http2_protocol_options: HTTP2_OPTIONS,
-    tracing: tracing(options.serviceName, options.samplingPercent ?? 0),
+    tracing: tracing(options.serviceName, options.samplingPercent ?? 0, options.upstreamSpans ?? true),
     access_log: accessLog(options.statPrefix, options.accessLog),
     ...options.extra,
     route_config: { name: options.statPrefix, virtual_hosts: [{ name: options.statPrefix, domains: ["*"], routes: options.routes, ...options.virtualHost }], ...options.routeConfig },
@@ -179,6 +181,7 @@ export function sidecarConfig(ctx: MeshContext, instance: MeshInstance): Bootstr
           serviceName,
           codec: "HTTP2",
           accessLog: ctx.accessLog,
+          upstreamSpans: false,
           // The app learns its caller's SPIFFE ID from x-forwarded-client-cert (set here, never taken from the peer).
           extra: { forward_client_cert_details: "SANITIZE_SET", set_current_client_cert_details: { uri: true }, internal_address_config: meshInternal(ctx) },
           routes: [{
