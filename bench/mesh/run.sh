@@ -5,6 +5,9 @@
 # and free ports, then loads one cheap method with ghz (pinned to CPU 1) on
 # three paths:
 #   (a) direct:            ghz -> coordinator-0 app port (h2c, loopback)
+#   (m) one bare Envoy:    ghz -> an Envoy the script starts (h2c both sides,
+#                              the router only: no TLS, tracing, log or filter) -> app:
+#                              what one Envoy hop costs on this machine
 #   (b) one sidecar pair:  ghz -> worker-0's sidecar outbound (h2c, loopback)
 #                              -> coordinator-0's sidecar inbound (mTLS) -> app
 #   (c) edge + sidecars:   ghz -> edge (h2c; JWT check, rate limits) -> coordinator-0's sidecar inbound (mTLS) -> app
@@ -12,6 +15,10 @@
 #       under (the edge counts it itself, no call), the edge tracing 10% of
 #       calls (runtime key tracing.random_sampling at the edge's admin;
 #       every hop behind it follows the edge's decision)
+#   (c-jwt) as (c) through a second edge the script starts from the run's
+#       own edge config without its jwt_authn filter: the token check off
+#       (the coordinator then answers UNAUTHENTICATED: no token reached it;
+#       and with no subject, the edge counts no per-subject limit either)
 #   (c100) as (c), tracing at `up`'s sampling (every call): what tracing
 #       costs, side by side in one run
 #   (g) as (c) with the limit global instead: the edge asks the ratelimit
@@ -91,6 +98,38 @@ database_url=$(node -e 'const s = JSON.parse(require("node:fs").readFileSync(pro
 # The edge wants an access token (jwt_authn); apps take a loopback call without one.
 token=$(taskmesh token) || { log "taskmesh token failed"; exit 1; }
 
+# --- the extra Envoys: (m) a bare one, (c-jwt) the edge without jwt_authn ---
+extra_pids=()
+stop_extra() { for pid in "${extra_pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap 'stop_extra; cleanup' EXIT
+trap 'stop_extra; cleanup; exit 130' INT
+trap 'stop_extra; cleanup; exit 143' TERM
+envoy_bin=$(ls "${XDG_CACHE_HOME:-$HOME/.cache}"/taskmesh/envoy-*/envoy | head -1)
+read -r bare_port bare_admin nojwt_port nojwt_admin < <(node -e '
+  const net = require("node:net");
+  const servers = Array.from({ length: 4 }, () => net.createServer().listen(0, "127.0.0.1"));
+  Promise.all(servers.map((s) => new Promise((r) => s.on("listening", r)))).then(() => {
+    console.log(servers.map((s) => s.address().port).join(" "));
+    servers.forEach((s) => s.close());
+  });')
+node bench/mesh/envoys.mjs bare "${direct#127.0.0.1:}" "$bare_port" "$bare_admin" "$tmp/bare.yaml"
+node bench/mesh/envoys.mjs no-jwt "$TASKMESH_STATE_DIR/envoy/edge.yaml" "$nojwt_port" "$nojwt_admin" "$tmp/no-jwt.yaml"
+for config in bare no-jwt; do
+  setsid "$envoy_bin" -c "$tmp/$config.yaml" --disable-hot-restart --concurrency 1 --log-level warning >"$tmp/$config-envoy.log" 2>&1 &
+  extra_pids+=($!)
+done
+for port in "$bare_admin" "$nojwt_admin"; do
+  for _ in $(seq 1 100); do [ "$(curl -fsS "http://127.0.0.1:$port/ready" 2>/dev/null)" = LIVE ] && break; sleep 0.1; done
+  [ "$(curl -fsS "http://127.0.0.1:$port/ready" 2>/dev/null)" = LIVE ] || { log "an extra Envoy (admin $port) did not start:"; cat "$tmp"/*-envoy.log >&2; exit 1; }
+done
+curl -fsS -X POST "http://127.0.0.1:$nojwt_admin/runtime_modify?tracing.random_sampling=10" >/dev/null
+bare=127.0.0.1:$bare_port
+nojwt=127.0.0.1:$nojwt_port
+# The CPU table counts them as processes of their own (setsid: each leads its process group).
+node -e 'const fs = require("node:fs"); const s = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+  s.processes.push({ name: "bare-envoy", pid: Number(process.argv[2]) }, { name: "edge-no-jwt", pid: Number(process.argv[3]) });
+  fs.writeFileSync(process.argv[1], JSON.stringify(s));' "$tmp/status.json" "${extra_pids[0]}" "${extra_pids[1]}"
+
 # --- load ------------------------------------------------------------------
 ghz_run() { # $1 output file, $2 target, rest: ghz load options; CALL_NOW and DATA_NOW pick the method (default GetTask)
   local out=$1 target=$2; shift 2
@@ -139,8 +178,8 @@ limit_on() {
   for _ in $(seq 1 100); do [ "$(edge_reloads)" -gt "$reloads" ] && return 0; sleep 0.1; done
   log "the edge did not take its new local limits"; exit 1
 }
-paths=("direct" "sidecar" "edge-traced" "edge" "edge-global" "submit")
-declare -A target=([direct]=$direct [sidecar]=$sidecar [edge-traced]=$edge [edge]=$edge [edge-global]=$edge [submit]=$edge)
+paths=("direct" "bare" "sidecar" "edge-traced" "edge" "edge-nojwt" "edge-global" "submit")
+declare -A target=([direct]=$direct [bare]=$bare [sidecar]=$sidecar [edge-traced]=$edge [edge]=$edge [edge-nojwt]=$nojwt [edge-global]=$edge [submit]=$edge)
 for p in "${paths[@]}"; do
   CALL_NOW=$CALL DATA_NOW=$DATA
   if [ "$p" = edge-traced ]; then
@@ -190,8 +229,10 @@ const pct = (r, p) => r.latencyDistribution?.find((d) => d.percentage === p)?.la
 const codes = (r) => Object.entries(r.statusCodeDistribution ?? {}).map(([c, n]) => `${c} ${n.toLocaleString("en")}`).join(", ");
 const rows = [
   ["direct", "(a) direct to the coordinator app"],
+  ["bare", "(m) one bare Envoy (h2c, router only) → app"],
   ["sidecar", "(b) worker-0 sidecar outbound → mTLS → coordinator-0 sidecar inbound → app"],
   ["edge", "(c) edge → mTLS → coordinator-0 sidecar inbound → app, JWT, a limit counted by the edge, 10% traced"],
+  ["edge-nojwt", "(c-jwt) as (c), the token check off (a second edge without jwt_authn; the app answers UNAUTHENTICATED)"],
   ["edge-traced", "(c100) as (c), every call traced (`up`'s sampling)"],
   ["edge-global", "(g) as (c), the limit global (a call to the ratelimit service per request)"],
   ["submit", "(f) SubmitTask through the edge as (c); each call creates an `echo` task the workers run"],
@@ -206,7 +247,7 @@ for (const [key, label] of rows) {
 }
 const d = (k, p, which) => (pct(results[k][which], p) - pct(results.direct[which], p)) / 1e6;
 console.log("");
-console.log(`Added over (a) at ${rate}/s: one sidecar pair p50 +${d("sidecar", 50, "open").toFixed(2)} ms, p99 +${d("sidecar", 99, "open").toFixed(2)} ms; edge + sidecars p50 +${d("edge", 50, "open").toFixed(2)} ms, p99 +${d("edge", 99, "open").toFixed(2)} ms.`);
+console.log(`Added over (a) at ${rate}/s: one bare Envoy p50 +${d("bare", 50, "open").toFixed(2)} ms, p99 +${d("bare", 99, "open").toFixed(2)} ms; one sidecar pair p50 +${d("sidecar", 50, "open").toFixed(2)} ms, p99 +${d("sidecar", 99, "open").toFixed(2)} ms; edge + sidecars p50 +${d("edge", 50, "open").toFixed(2)} ms, p99 +${d("edge", 99, "open").toFixed(2)} ms.`);
 console.log(`Tracing every call against 10% ((c100) against (c)): ${Math.round(results["edge-traced"].closed.rps).toLocaleString("en")} against ${Math.round(results.edge.closed.rps).toLocaleString("en")} calls/s at ${concurrency} connections (${(100 * (1 - results["edge-traced"].closed.rps / results.edge.closed.rps)).toFixed(0)}% fewer).`);
 console.log(`A global limit against an edge one ((g) against (c)): ${Math.round(results["edge-global"].closed.rps).toLocaleString("en")} against ${Math.round(results.edge.closed.rps).toLocaleString("en")} calls/s at ${concurrency} connections.`);
 console.log("");
@@ -220,6 +261,8 @@ for (const [k, label] of rows) {
   const by = Object.fromEntries(cpu[k].rows);
   console.log(`| ${label.slice(0, label.indexOf(")") + 1)} | ${cpu[k].total.toFixed(3)} | ${names.map((n) => (by[n] ?? 0).toFixed(3)).join(" | ")} | ${cpu[k].rest.toFixed(3)} |`);
 }
+console.log("");
+console.log(`The token check ((c) against (c-jwt)): ${Math.round(results.edge.closed.rps).toLocaleString("en")} against ${Math.round(results["edge-nojwt"].closed.rps).toLocaleString("en")} calls/s at ${concurrency} connections; the edge's CPU per call ${(Object.fromEntries(cpu.edge.rows).edge ?? 0).toFixed(3)} ms against ${(Object.fromEntries(cpu["edge-nojwt"].rows)["edge-no-jwt"] ?? 0).toFixed(3)} ms without it.`);
 const errors = new Set(rows.filter(([k]) => k !== "submit").flatMap(([k]) => [results[k].closed, results[k].open]).flatMap((r) => Object.keys(r.errorDistribution ?? {})));
 console.log(`Answers: ${[...errors].map((e) => `\`${e.length > 140 ? e.slice(0, 140) + "…" : e}\``).join("; ")}`);
 EOF
