@@ -19,8 +19,8 @@
 #       own edge config without its jwt_authn filter: the token check off
 #       (the coordinator then answers UNAUTHENTICATED: no token reached it;
 #       and with no subject, the edge counts no per-subject limit either)
-#   (c100) as (c), tracing at `up`'s sampling (every call): what tracing
-#       costs, side by side in one run
+#   (c100) as (c), every call traced (the development default, set live at
+#       the edge's admin): what tracing costs, side by side in one run
 #   (g) as (c) with the limit global instead: the edge asks the ratelimit
 #       service about every call (through its sidecar, and Redis)
 #   (f) the task path as a user meets it: TaskService/SubmitTask through the
@@ -35,7 +35,8 @@
 # latency is the path's. ghz counts such answers as errors; `--count-errors`
 # keeps them in the latency figures.
 #
-# Environment: BENCH_SECONDS (10), BENCH_CONCURRENCY (50), BENCH_RATE (1000).
+# Environment: BENCH_SECONDS (10), BENCH_CONCURRENCY (50), BENCH_RATE (1000),
+# BENCH_TRACE_SAMPLING (10: `up`'s TASKMESH_TRACE_SAMPLING for the run).
 # Runs are sized by call count (-n), not cut by ghz's -z (which cancels the
 # calls in flight at the end and reports them UNAVAILABLE): the rate run
 # makes RATE x SECONDS calls; the closed-loop run as many as the warm-up's
@@ -80,6 +81,10 @@ fi
 
 # --- the system under test -------------------------------------------------
 source "$ROOT/bench/up.sh"
+# The system as configured for production tracing: the edge starts a trace
+# for 10% of calls, and the services keep 10% of the roots they start
+# themselves (path (a)'s direct calls); (c100) turns the edge to 100% live.
+export TASKMESH_TRACE_SAMPLING=${BENCH_TRACE_SAMPLING:-10}
 bench_up
 taskmesh status --json >"$tmp/status.json"
 port_of() { # $1 process, $2 port name
@@ -183,8 +188,9 @@ declare -A target=([direct]=$direct [bare]=$bare [sidecar]=$sidecar [edge-traced
 for p in "${paths[@]}"; do
   CALL_NOW=$CALL DATA_NOW=$DATA
   if [ "$p" = edge-traced ]; then
-    # (c100): an edge limit, every call traced (up's sampling).
+    # (c100): an edge limit, every call traced (the development default, set at the edge's admin; every hop behind it follows).
     limit_on edge
+    curl -fsS -X POST "$admin/runtime_modify?tracing.random_sampling=100" >/dev/null || { log "could not set the edge's sampling"; exit 1; }
     counted_start=$(edge_counted) calls_start=$(rls_calls)
   elif [ "$p" = edge ]; then
     # (c): the same, 10% traced.
@@ -233,7 +239,7 @@ const rows = [
   ["sidecar", "(b) worker-0 sidecar outbound → mTLS → coordinator-0 sidecar inbound → app"],
   ["edge", "(c) edge → mTLS → coordinator-0 sidecar inbound → app, JWT, a limit counted by the edge, 10% traced"],
   ["edge-nojwt", "(c-jwt) as (c), the token check off (a second edge without jwt_authn; the app answers UNAUTHENTICATED)"],
-  ["edge-traced", "(c100) as (c), every call traced (`up`'s sampling)"],
+  ["edge-traced", "(c100) as (c), every call traced (the development default)"],
   ["edge-global", "(g) as (c), the limit global (a call to the ratelimit service per request)"],
   ["submit", "(f) SubmitTask through the edge as (c); each call creates an `echo` task the workers run"],
 ];
@@ -268,4 +274,4 @@ console.log(`Answers: ${[...errors].map((e) => `\`${e.length > 140 ? e.slice(0, 
 EOF
 echo ""
 echo "Command: \`npm run bench:mesh\` (each run: ${PIN[*]:+${PIN[*]} }ghz --insecure --protoset packages/contracts/gen/descriptor.binpb --call $CALL -d '$DATA' --cpus 1 --count-errors --connections 1 -c $CONCURRENCY -n N, and with --rps $RATE -n $((RATE * SECONDS_PER_RUN)); (f) --call $SUBMIT_CALL -d '$SUBMIT_DATA'), started $started."
-echo "Machine: $machine; load average at start $load_start, at end $load_end."
+echo "Machine: $machine; load average at start $load_start, at end $load_end; \`up\` with TASKMESH_TRACE_SAMPLING=$TASKMESH_TRACE_SAMPLING."
