@@ -15,7 +15,7 @@ import { KAFKA_TOPICS } from "@taskmesh/local/provision/kafka";
 import { jaegerConfig } from "@taskmesh/local/provision/jaeger";
 import { pinned } from "@taskmesh/local/provision/versions";
 import { healthServiceOf, type Topology } from "@taskmesh/mesh/topology";
-import { ENVOY_CONFIG, IMAGE_UID, MESH_DIR, PORTS } from "../container/layout.js";
+import { IMAGE_UID, MESH_DIR, PORTS, envoyArgs } from "../container/layout.js";
 import { SECRETS_DIR, STORES, serviceEnv } from "../container/service-env.js";
 import { COMPOSE_HOSTS, DATABASE, MESH_VOLUME_DIR, composeInstances } from "./network.js";
 
@@ -98,7 +98,7 @@ export function composeFile(t: Topology): Record<string, unknown> {
     image: envoyImage,
     // The image's user, which owns the files mesh-init wrote (Envoy's own image would switch to uid 101).
     user: `${IMAGE_UID}:${IMAGE_UID}`,
-    command: ["-c", ENVOY_CONFIG, "--service-node", name, "--log-level", "warn"],
+    command: envoyArgs(name === "edge" ? "edge" : "sidecar", name),
     volumes: [meshMount(volume, MESH_DIR)],
     restart: "unless-stopped",
   });

@@ -12,7 +12,7 @@ import { jaegerConfig } from "@taskmesh/local/provision/jaeger";
 import { pinned } from "@taskmesh/local/provision/versions";
 import { toYaml, type Bootstrap } from "@taskmesh/mesh";
 import { EDGE, healthServiceOf, spiffeId, type Topology } from "@taskmesh/mesh/topology";
-import { ASSETS_DIR, CERTS_DIR, ENVOY_CONFIG, IMAGE_UID, PORTS } from "../container/layout.js";
+import { ASSETS_DIR, CERTS_DIR, ENVOY_CONFIG, IMAGE_UID, PORTS, envoyArgs } from "../container/layout.js";
 import { containerMesh, sdsFiles } from "../container/mesh.js";
 import { SECRETS_DIR, STORES as USES, serviceEnv } from "../container/service-env.js";
 import { IDENTITY_SECRET, MESH_ISSUER, NAMESPACE, STORES, meshLabels, meshServiceName, serviceHost } from "./cluster.js";
@@ -48,7 +48,7 @@ function envoyContainer(name: string, ports: Doc[], probePort: string | number):
     name: "envoy",
     image: pinned("envoy").image,
     restartPolicy: "Always",
-    args: ["-c", ENVOY_CONFIG, "--service-node", "$(POD_NAME)", "--log-level", "warn"],
+    args: envoyArgs(name === EDGE ? "edge" : "sidecar", "$(POD_NAME)"),
     env: [{ name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }],
     ports,
     // The app starts once its sidecar listens.
