@@ -251,7 +251,8 @@ export class MeshServer {
       ? ctx.signal.reason
       : MeshError.from(error);
     if (mesh.code === Code.INTERNAL || mesh.code === Code.UNKNOWN) ctx.log.error({ err: mesh.cause ?? mesh, reason: mesh.reason }, "call failed");
-    else ctx.log.debug({ code: Code[mesh.code], reason: mesh.reason, msg: mesh.message }, "call failed");
+    // Checked first: touching ctx.log makes the call's logger, which most failed calls (bad input) never need.
+    else if (this.log.isLevelEnabled("debug")) ctx.log.debug({ code: Code[mesh.code], reason: mesh.reason, msg: mesh.message }, "call failed");
     return mesh;
   }
 
