@@ -11,6 +11,7 @@ import { IdentityServiceService } from "@taskmesh/contracts/gen/taskmesh/identit
 import { openPrivateKey } from "../../services/identity/src/kek.js";
 import { Code, MeshError, createClient, type MeshClient } from "@taskmesh/kit";
 import { bearer, failure, startUp, until, type UpRun } from "../support/up.js";
+import { counterSum } from "../support/envoy-admin.js";
 
 const run = promisify(execFile);
 // Identity, the edge's token checks and the global rate limits, as a user
@@ -85,6 +86,20 @@ describe("identity and edge security under up", { timeout: 90_000 }, () => {
       expect([what, e.code, e.reason]).toEqual([what, Code.UNAUTHENTICATED, "AUTH_INVALID_TOKEN"]);
     }
   });
+
+  it("a token the edge has already checked (and keeps) is refused once it expires", async () => {
+    const exp = Math.floor(Date.now() / 1000) + 3;
+    const token = await signWithIdentityKey({ scope: "admin" }, exp, "taskmesh");
+    const cacheHits = () => counterSum(`http://127.0.0.1:${upRun.env.TASKMESH_EDGE_ADMIN_PORT}`, "jwt_authn\\.jwt_cache_hit$");
+    await expect(list(token)).resolves.toBeDefined();
+    const hits = await cacheHits();
+    await expect(list(token)).resolves.toBeDefined();
+    expect(await cacheHits(), "the second call answered from the edge's token cache").toBeGreaterThan(hits);
+    // Past its exp and the edge's 30 s of allowed clock skew.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, (exp + 31) * 1000 - Date.now())));
+    const e = await failure(list(token));
+    expect([e.code, e.reason]).toEqual([Code.UNAUTHENTICATED, "AUTH_INVALID_TOKEN"]);
+  }, 60_000);
 
   it("a token without the method's scope gets PERMISSION_DENIED from the service; admin RPCs need admin", async () => {
     const reader = await keyWith("e2e-reader", ["tasks:read"]);
