@@ -1,6 +1,6 @@
 # Sourced by the benchmark scripts that run the whole system (bench/mesh,
 # bench/cli, bench/start): a state directory of its own, a teardown on any
-# exit, free ports for every fixed port of `up`, `bench_up`, which starts the
+# exit, free ports for every fixed port of `up` (and `free_ports N` for more), `bench_up`, which starts the
 # system in the background, and `machine_base`, the machine's line. Needs
 # `log` and ROOT (the checkout, as the cwd) first.
 
@@ -19,14 +19,19 @@ trap cleanup EXIT
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
 
-# Free ports for every fixed port of `up` (held open together, so all differ).
-read -r -a ports < <(node -e '
-  const net = require("node:net");
-  const servers = Array.from({ length: 9 }, () => net.createServer().listen(0, "127.0.0.1"));
-  Promise.all(servers.map((s) => new Promise((r) => s.on("listening", r)))).then(() => {
-    console.log(servers.map((s) => s.address().port).join(" "));
-    servers.forEach((s) => s.close());
-  });')
+# $1 free ports on 127.0.0.1, on one line (held open together, so all differ).
+free_ports() {
+  node -e '
+    const net = require("node:net");
+    const servers = Array.from({ length: Number(process.argv[1]) }, () => net.createServer().listen(0, "127.0.0.1"));
+    Promise.all(servers.map((s) => new Promise((r) => s.on("listening", r)))).then(() => {
+      console.log(servers.map((s) => s.address().port).join(" "));
+      servers.forEach((s) => s.close());
+    });' "$1"
+}
+
+# Free ports for every fixed port of `up`.
+read -r -a ports < <(free_ports 9)
 i=0
 for variable in POSTGRES REDIS KAFKA JAEGER OTLP_GRPC OTLP_HTTP JAEGER_GRPC EDGE EDGE_ADMIN; do
   export "TASKMESH_${variable}_PORT=${ports[$i]}"

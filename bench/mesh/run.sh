@@ -110,13 +110,7 @@ trap 'stop_extra; cleanup' EXIT
 trap 'stop_extra; cleanup; exit 130' INT
 trap 'stop_extra; cleanup; exit 143' TERM
 envoy_bin=$(ls "${XDG_CACHE_HOME:-$HOME/.cache}"/taskmesh/envoy-*/envoy | head -1)
-read -r bare_port bare_admin nojwt_port nojwt_admin < <(node -e '
-  const net = require("node:net");
-  const servers = Array.from({ length: 4 }, () => net.createServer().listen(0, "127.0.0.1"));
-  Promise.all(servers.map((s) => new Promise((r) => s.on("listening", r)))).then(() => {
-    console.log(servers.map((s) => s.address().port).join(" "));
-    servers.forEach((s) => s.close());
-  });')
+read -r bare_port bare_admin nojwt_port nojwt_admin < <(free_ports 4)
 node bench/mesh/envoys.mjs bare "${direct#127.0.0.1:}" "$bare_port" "$bare_admin" "$tmp/bare.yaml"
 node bench/mesh/envoys.mjs no-jwt "$TASKMESH_STATE_DIR/envoy/edge.yaml" "$nojwt_port" "$nojwt_admin" "$tmp/no-jwt.yaml"
 for config in bare no-jwt; do
