@@ -4,21 +4,21 @@
 //   node bench/mesh/cpu.mjs snapshot <status.json>        prints a snapshot (JSON)
 //   node bench/mesh/cpu.mjs per-call <before> <after> <calls>   prints ms of CPU per call by process
 //
-// A process counts with its whole process group (`up` starts each in a group
-// of its own: Postgres's backends count as postgres), read from
-// /proc/<pid>/stat (utime + stime, in clock ticks of 10 ms). The machine's
-// busy time (/proc/stat) minus those is "the rest": ghz, the benchmark
-// script, the kernel's own threads.
+// A process counts with everything it started, however deep (Postgres's
+// backends count as postgres, whatever session or group they are in), read
+// from /proc/<pid>/stat (utime + stime, in clock ticks of 10 ms). The
+// machine's busy time (/proc/stat) minus those is "the rest": ghz, the
+// benchmark script, the kernel's own threads.
 import { readdirSync, readFileSync } from "node:fs";
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux
 
-/** utime + stime and the process group of one process, or undefined when it is gone. */
+/** utime + stime and the parent of one process, or undefined when it is gone. */
 function stat(pid) {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    return { pgrp: Number(fields[2]), ticks: Number(fields[11]) + Number(fields[12]) };
+    return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
   } catch {
     return undefined;
   }
@@ -26,12 +26,21 @@ function stat(pid) {
 
 function snapshot(statusFile) {
   const status = JSON.parse(readFileSync(statusFile, "utf8"));
-  const groups = new Map(status.processes.filter((p) => p.pid).map((p) => [p.pid, p.name]));
-  const byName = {};
+  const named = new Map(status.processes.filter((p) => p.pid).map((p) => [p.pid, p.name]));
+  const all = new Map();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const s = stat(Number(entry));
-    const name = s && groups.get(s.pgrp);
+    if (s) all.set(Number(entry), s);
+  }
+  /** The named process a pid is or descends from. */
+  const owner = (pid) => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; p = all.get(p)?.ppid ?? 0, hops++) if (named.has(p)) return named.get(p);
+    return undefined;
+  };
+  const byName = {};
+  for (const [pid, s] of all) {
+    const name = owner(pid);
     if (name) byName[name] = (byName[name] ?? 0) + s.ticks;
   }
   const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);

@@ -251,7 +251,7 @@ console.log(`Added over (a) at ${rate}/s: one bare Envoy p50 +${d("bare", 50, "o
 console.log(`Tracing every call against 10% ((c100) against (c)): ${Math.round(results["edge-traced"].closed.rps).toLocaleString("en")} against ${Math.round(results.edge.closed.rps).toLocaleString("en")} calls/s at ${concurrency} connections (${(100 * (1 - results["edge-traced"].closed.rps / results.edge.closed.rps)).toFixed(0)}% fewer).`);
 console.log(`A global limit against an edge one ((g) against (c)): ${Math.round(results["edge-global"].closed.rps).toLocaleString("en")} against ${Math.round(results.edge.closed.rps).toLocaleString("en")} calls/s at ${concurrency} connections.`);
 console.log("");
-console.log(`Where a call's CPU goes in the closed runs (ms of CPU per call, by process group, from /proc; "rest" is the machine's other busy time: ghz, the kernel):`);
+console.log(`Where a call's CPU goes in the closed runs (ms of CPU per call, by process with all it started, from /proc; "rest" is the machine's other busy time: ghz, the kernel):`);
 console.log("");
 const cpu = Object.fromEntries(rows.map(([k]) => [k, JSON.parse(readFileSync(`${dir}/${k}-cpu.json`, "utf8"))]));
 const names = [...new Set(rows.flatMap(([k]) => cpu[k].rows.filter(([, ms]) => ms >= 0.01).map(([n]) => n)))];
