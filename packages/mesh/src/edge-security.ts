@@ -65,7 +65,7 @@ export { SUBJECT_HEADER };
 /**
  * Verified access tokens an edge worker keeps by default: a client sends
  * one token on every call until it expires, and its RS256 check is a
- * third of what the edge spends on a call (bench:mesh).
+ * quarter to a third of what the edge spends on a call (bench:mesh).
  */
 export const TOKEN_CACHE_SIZE = 1000;
 const PROVIDER = "taskmesh";
