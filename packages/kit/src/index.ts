@@ -12,7 +12,7 @@ export {
   type ServerStreamHandler, type ServiceDefinitionLike, type ServiceHandlers, type UnaryHandler,
 } from "./handlers.js";
 export { deadlineExceeded } from "./call-context.js";
-export { Violations } from "./violations.js";
+export { Violations, parseItem } from "./violations.js";
 export { isUuid, isUuidV7, randomIdBytes, uuidv7 } from "./ids.js";
 export { durationMs, toDuration } from "./durations.js";
 export { PAGE_SIZE, decodePageToken, encodePageToken, pageSize } from "./page-token.js";

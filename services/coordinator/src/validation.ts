@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { SubmitTaskRequest, SubmitWorkflowRequest, type ListTasksRequest } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/task_service";
 import { FailurePolicy, TaskState, TaskView } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { graphViolations } from "@taskmesh/contracts/workflow";
-import { MeshError, Violations, durationMs, invalidArgument, isUuid, type FieldViolation, type Reason } from "@taskmesh/kit";
+import { Violations, parseItem, durationMs, invalidArgument, isUuid, type FieldViolation, type Reason } from "@taskmesh/kit";
 
 /** Largest task input, as JSON. */
 export const MAX_INPUT_BYTES = 256 * 1024;
@@ -129,11 +129,7 @@ export function parseSubmitWorkflow(r: SubmitWorkflowRequest, isKnown: (capabili
   const labels = Object.entries(r.labels);
   if (labels.length > 32) own.add("labels", "has more than 32 labels");
   for (const [key, value] of labels) if (!LABEL_KEY.test(key) || value.length > 256) own.add(`labels[${key}]`, "key must be 1..63 characters of a-z 0-9 . _ / -, value at most 256 characters");
-  try {
-    own.check();
-  } catch (error) {
-    found.push(...(error as MeshError).violations);
-  }
+  found.push(...own.all);
   const submits = r.tasks.length > 10_000 ? [] : r.tasks.map((t, i) => {
     const field = `tasks[${i}].task`;
     if (!t.task) {
@@ -141,13 +137,8 @@ export function parseSubmitWorkflow(r: SubmitWorkflowRequest, isKnown: (capabili
       return undefined;
     }
     if (t.task.idempotencyKey !== "") found.push({ field: `${field}.idempotency_key`, description: "must be empty: the workflow's idempotency key covers its tasks" });
-    try {
-      return parseSubmit(t.task, isKnown);
-    } catch (error) {
-      if (!(error instanceof MeshError)) throw error;
-      found.push(...error.violations.map((f) => ({ ...f, field: `${field}.${f.field}` })));
-      return undefined;
-    }
+    const task = t.task;
+    return parseItem(field, found, () => parseSubmit(task, isKnown));
   });
   if (found.length > 0) {
     const reason = found.find((f) => f.reason === "VAL_WORKFLOW_CYCLE")?.reason ?? found.find((f) => f.reason && f.reason !== "VAL_INVALID_ARGUMENT")?.reason ?? "VAL_INVALID_ARGUMENT";

@@ -2,7 +2,7 @@ import { SpanStatusCode, context, trace } from "@opentelemetry/api";
 import type { ChildrenSpawned, ConnectRequest, SpawnChildren } from "@taskmesh/contracts/gen/taskmesh/coordinator/v1/worker_service";
 import type { TaskState } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { WorkerState, type Heartbeat, type TaskResult } from "@taskmesh/contracts/gen/taskmesh/worker/v1/worker";
-import { Code, MeshError, durationMs, invalidArgument, toDuration, toRpcStatus, uuidv7, type FieldViolation, type Reason } from "@taskmesh/kit";
+import { Code, MeshError, durationMs, parseItem, invalidArgument, toDuration, toRpcStatus, uuidv7, type FieldViolation, type Reason } from "@taskmesh/kit";
 import { parseSubmit, type ValidSubmit } from "./validation.js";
 import { taskSpan } from "./dispatcher.js";
 import type { WorkerServiceDeps } from "./worker-deps.js";
@@ -93,13 +93,7 @@ export class WorkerMessages {
           continue;
         }
         const known = this.deps.capabilities.has(request.capability) || await this.deps.capabilities.check(request.capability);
-        try {
-          valid.push(parseSubmit(request, () => known));
-        } catch (error) {
-          if (!(error instanceof MeshError)) throw error;
-          found.push(...error.violations.map((f) => ({ ...f, field: `children[${i}].task.${f.field}` })));
-          valid.push(undefined);
-        }
+        valid.push(parseItem(`children[${i}].task`, found, () => parseSubmit(request, () => known)));
       }
       if (found.length > 0) throw invalidArgument(found, (found.find((f) => f.reason && f.reason !== "VAL_INVALID_ARGUMENT")?.reason ?? "VAL_INVALID_ARGUMENT") as Reason);
       const children = await this.writes.spawn({

@@ -1,5 +1,5 @@
 import type { LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
-import { MeshError, invalidArgument, type FieldViolation, type ServiceHandlers } from "@taskmesh/kit";
+import { invalidArgument, parseItem, type FieldViolation, type ServiceHandlers } from "@taskmesh/kit";
 import { WORKFLOW_STEP_NAME } from "@taskmesh/contracts/workflow";
 import { isUuid, isUuidV7 } from "./ids.js";
 import type { LeaseCall } from "./lease-transitions.js";
@@ -71,13 +71,9 @@ export function lifecycleHandlers(store: LedgerStore, workflows: WorkflowStore):
           return undefined;
         }
         if (c.task.idempotencyKey !== "" || c.task.leaseToWorkerId !== "") found.push({ field: `children[${i}].task`, description: "takes no idempotency key and no lease (the step is its key)" });
-        try {
-          return { step: c.step, task: { ...parseCreate(c.task), id: c.task.id } };
-        } catch (error) {
-          if (!(error instanceof MeshError)) throw error;
-          found.push(...error.violations.map((f) => ({ ...f, field: `children[${i}].task.${f.field}` })));
-          return undefined;
-        }
+        const task = c.task;
+        const parsed = parseItem(`children[${i}].task`, found, () => parseCreate(task));
+        return parsed && { step: c.step, task: { ...parsed, id: task.id } };
       });
       if (found.length > 0) throw invalidArgument(found);
       const spawned = await store.spawn({ taskId: request.taskId, leaseId: request.leaseId }, children.map((c) => c!), ctx.signal);

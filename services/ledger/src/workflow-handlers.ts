@@ -1,7 +1,7 @@
 import type { CreateWorkflowRequest, LedgerServiceService } from "@taskmesh/contracts/gen/taskmesh/ledger/v1/ledger";
 import { FailurePolicy } from "@taskmesh/contracts/gen/taskmesh/task/v1/task";
 import { graphViolations } from "@taskmesh/contracts/workflow";
-import { MeshError, Violations, invalidArgument, type FieldViolation, type Reason, type ServiceHandlers } from "@taskmesh/kit";
+import { Violations, parseItem, invalidArgument, type FieldViolation, type Reason, type ServiceHandlers } from "@taskmesh/kit";
 import { isUuid, isUuidV7 } from "./ids.js";
 import { HEX64, LABEL_KEY, MAX_REASON_CHARS, TRACE_ID, parseCreate } from "./validation.js";
 import { toWorkflow, workflowNotFound, type NewWorkflow, type WorkflowStore } from "./workflow-store.js";
@@ -17,11 +17,7 @@ export function parseCreateWorkflow(r: CreateWorkflowRequest): NewWorkflow {
   if (r.traceId !== "" && !TRACE_ID.test(r.traceId)) v.add("trace_id", "must be 32 lower-case hex digits, or empty");
   if (r.createdBy.length > 256) v.add("created_by", "is longer than 256 characters");
   if (Object.keys(r.labels).length > 32 || Object.entries(r.labels).some(([k, val]) => !LABEL_KEY.test(k) || val.length > 256)) v.add("labels", "at most 32, keys of a-z 0-9 . _ / -, values of at most 256 characters");
-  try {
-    v.check();
-  } catch (error) {
-    found.push(...(error as MeshError).violations);
-  }
+  found.push(...v.all);
   const graph = graphViolations(r.tasks.map((t) => ({ name: t.name, dependsOn: t.dependsOn, input: t.task?.input })));
   found.push(...graph);
   const tasks = r.tasks.map((t, i) => {
@@ -32,13 +28,8 @@ export function parseCreateWorkflow(r: CreateWorkflowRequest): NewWorkflow {
     }
     if (t.task.idempotencyKey !== "" || t.task.leaseToWorkerId !== "") found.push({ field: prefix, description: "takes no idempotency key and no lease (the workflow's cover its tasks)" });
     if (!isUuidV7(t.task.id)) found.push({ field: `${prefix}.id`, description: "must be a UUIDv7 in canonical lower-case form" });
-    try {
-      return parseCreate({ ...t.task, createdBy: r.createdBy, traceId: r.traceId, traceparent: r.traceparent });
-    } catch (error) {
-      if (!(error instanceof MeshError)) throw error;
-      found.push(...error.violations.map((f) => ({ ...f, field: `${prefix}.${f.field}` })));
-      return undefined;
-    }
+    const task = { ...t.task, createdBy: r.createdBy, traceId: r.traceId, traceparent: r.traceparent };
+    return parseItem(prefix, found, () => parseCreate(task));
   });
   if (found.length > 0) {
     const cycle = found.find((f) => f.reason === "VAL_WORKFLOW_CYCLE");
