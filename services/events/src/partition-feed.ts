@@ -74,25 +74,35 @@ export class PartitionFeed {
 
   /**
    * Partitions the group has no committed offset for start at their end
-   * now, and that position is committed at once (named groups): a member
-   * that gets them after a rebalance continues from there instead of from
-   * a later end (which would skip what was published in between).
+   * now, and that position is committed (named groups) before they are
+   * read: a member that gets them after a rebalance continues from there
+   * instead of from a later end (which would skip what was published in
+   * between). While Kafka refuses the lookup or the commit, they stay
+   * paused and it is tried again, from 100 ms doubling to 2 s; never left
+   * to kafkajs' default, which is a later end again at every rebalance.
    */
   async #positionUncommitted(partitions: number[]): Promise<void> {
     const topic = this.#ctx.spec.topic;
-    try {
-      for (const [partition, end] of await uncommittedEnds(this.#ctx.kafka, this.#ctx.group, topic, partitions)) {
-        const tracker = this.#ctx.trackers.get(partition);
-        if (!tracker || tracker.highest !== undefined) continue;
-        tracker.startFrom(end);
-        this.#ctx.consumer()?.seek({ topic, partition, offset: String(end) });
+    // Still held by this member and not yet positioned (a rebalance may have taken some meanwhile).
+    const waiting = (): number[] => partitions.filter((p) => this.#ctx.trackers.get(p)?.highest === undefined);
+    for (let failures = 0; this.#ctx.running(); failures++) {
+      try {
+        if (waiting().length > 0) {
+          for (const [partition, end] of await uncommittedEnds(this.#ctx.kafka, this.#ctx.group, topic, waiting())) {
+            const tracker = this.#ctx.trackers.get(partition);
+            if (!tracker || tracker.highest !== undefined) continue;
+            tracker.startFrom(end);
+            this.#ctx.consumer()?.seek({ topic, partition, offset: String(end) });
+          }
+        }
+        await this.#ctx.committer()?.commitNow();
+        break;
+      } catch (error) {
+        this.#ctx.log[failures >= 2 ? "warn" : "debug"]({ err: error, partitions, failures: failures + 1 }, "could not position partitions the group has no offset for; trying again");
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** failures, 2000)));
       }
-      this.#ctx.committer()?.schedule();
-    } catch (error) {
-      this.#ctx.log.warn({ err: error }, "could not look up the group's offsets; starting those partitions at kafkajs' default");
-    } finally {
-      if (this.#ctx.running()) this.#ctx.consumer()?.resume([{ topic, partitions }]);
     }
+    if (this.#ctx.running()) this.#ctx.consumer()?.resume([{ topic, partitions }]);
   }
 
   /** One batch of a held partition: each record matching the subscription's types becomes a delivery, as room allows. */

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Delivery } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
 import { Code, MeshError } from "@taskmesh/kit";
-import { Subscriber, publishMany, startEvents, waitFor, type EventsHarness } from "./support.js";
+import { RefusingOffsetLookups, Subscriber, publishMany, startEvents, waitFor, type EventsHarness } from "./support.js";
 
 describe("events: subscriptions on real Kafka", () => {
   let h: EventsHarness;
@@ -160,6 +160,43 @@ describe("events: subscriptions on real Kafka", () => {
     }
     await waitFor("every event acknowledged", () => acked.size === 20);
     expect([...acked].sort()).toEqual([...ids].sort());
+  });
+
+  it("while the group's offsets cannot be looked up, a member's new partitions wait; none skips what is published meanwhile, even when another member takes it", async () => {
+    let refusing: RefusingOffsetLookups | undefined;
+    const flaky = await startEvents("events-sub-flaky", undefined, (kafka) => (refusing = new RefusingOffsetLookups(kafka, 3)));
+    const members: Subscriber[] = [];
+    try {
+      const topic = await flaky.topic("lookups", 2);
+      flaky.routes["test.lookups.*"] = topic;
+      const group = `${flaky.prefix}.lookups`;
+      const a = new Subscriber(flaky.client, { topic, consumerGroup: group, maxInFlight: 1, ackDeadline: { seconds: 60n, nanos: 0 } });
+      members.push(a);
+      await a.joined();
+      expect(refusing!.refused).toBe(3);
+      // Published while a can take only one: the rest wait in Kafka, on both partitions.
+      const ids = await publishMany(flaky, "test.lookups.created", "lookups", 12);
+      await waitFor("a's first delivery", () => a.deliveries.length === 1);
+      const b = new Subscriber(flaky.client, { topic, consumerGroup: group, ackDeadline: { seconds: 60n, nanos: 0 } });
+      members.push(b);
+      await b.joined();
+      await waitFor("a's new assignment", () => a.partitions.length === 1 && b.partitions.length === 1);
+      const acked = new Set<string>();
+      const settle = async (s: Subscriber, list: Delivery[]) => {
+        if (list.length === 0) return;
+        const r = await s.ack(list.map((d) => d.ackToken));
+        for (const d of list) if (!r.invalidTokens.includes(d.ackToken)) acked.add(d.event!.id);
+      };
+      for (const s of [a, b]) {
+        s.onDelivery = (d) => void settle(s, [d]);
+        await settle(s, [...s.deliveries]);
+      }
+      await waitFor("every event acknowledged", () => acked.size === 12);
+      expect([...acked].sort()).toEqual([...ids].sort());
+    } finally {
+      await Promise.all(members.map((m) => m.stop()));
+      await flaky.stop();
+    }
   });
 
   it("Acknowledge reaches any replica: another one forwards it to the replica holding the stream", async () => {

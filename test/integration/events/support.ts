@@ -34,15 +34,48 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
 }
 
-/** Starts an events replica for one test file, built as the events service builds itself; `tracer` receives its delivery spans. */
-export async function startEvents(label: string, tracer?: Tracer): Promise<EventsHarness> {
+/**
+ * Kafka clients whose admin refuses the first `failures` lookups of a
+ * group's committed offsets, as a broker under load or moving its group
+ * coordinator does.
+ */
+export class RefusingOffsetLookups extends KafkaClients {
+  refused = 0;
+
+  constructor(kafka: Kafka, private failures: number) {
+    super(kafka);
+  }
+
+  override withAdmin<T>(op: (admin: Admin) => Promise<T>): Promise<T> {
+    return super.withAdmin((admin) => op(new Proxy(admin, {
+      get: (target, key, receiver) => {
+        if (key === "fetchOffsets" && this.failures > 0) {
+          return async () => {
+            this.failures--;
+            this.refused++;
+            throw new Error("The coordinator is loading and hence can't process requests for this group");
+          };
+        }
+        return Reflect.get(target, key, receiver) as unknown;
+      },
+    })));
+  }
+}
+
+/**
+ * Starts an events replica for one test file, built as the events service
+ * builds itself; `tracer` receives its delivery spans, `clients` replaces
+ * its Kafka clients.
+ */
+export async function startEvents(label: string, tracer?: Tracer, clients?: (kafka: Kafka) => KafkaClients): Promise<EventsHarness> {
   const prefix = testTopicPrefix(label);
   const brokers = [inject("kafkaBrokers")];
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL as "info" | undefined ?? "silent" });
   const redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1, connectionName: prefix });
   const harness = { routes: {} as Record<string, string> } as EventsHarness;
+  const serviceKafka = createKafka(brokers, prefix, logger);
   const events = buildEvents({
-    name: "events-test", instance: prefix, logger, kafka: new KafkaClients(createKafka(brokers, prefix, logger)), redis,
+    name: "events-test", instance: prefix, logger, kafka: clients ? clients(serviceKafka) : new KafkaClients(serviceKafka), redis,
     routes: () => harness.routes, shutdownGraceMs: 2000, redisPrefix: `${prefix}:`, ...(tracer ? { tracer } : {}),
   });
   const port = await serveBuilt(events, "127.0.0.1:0");
