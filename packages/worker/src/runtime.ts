@@ -173,7 +173,7 @@ export class Worker {
       } catch {
         // already ended
       }
-      const closed = await Promise.race([this.loop?.then(() => true), delay(this.options.closeWaitMs ?? 1000, false)]);
+      const closed = await Promise.race([this.loop?.then(() => true), delay(this.options.closeWaitMs ?? 5000, false)]);
       if (!closed) session.call.cancel();
     }
     await this.loop;

@@ -36,6 +36,13 @@ export interface WorkerOptions {
   readonly resultResendMs?: number;
   /** How long a cancelled handler may take to stop before the cancel is acknowledged anyway, in ms. @default 2000 */
   readonly cancelGraceMs?: number;
-  /** How long to wait for the coordinator to close the stream after the worker half-closes it, in ms. @default 1000 */
+  /**
+   * How long to wait for the coordinator to close the stream after the
+   * worker half-closes it, in ms. The coordinator closes once it has
+   * recorded what the worker sent last (the tasks a drain hands back), so
+   * the wait is usually a few ms; past it the worker cancels the stream and
+   * those tasks are recorded as handed back a moment after it exits.
+   * @default 5000
+   */
   readonly closeWaitMs?: number;
 }
