@@ -173,8 +173,12 @@ export class Worker {
       } catch {
         // already ended
       }
-      const closed = await Promise.race([this.loop?.then(() => true), delay(this.options.closeWaitMs ?? 5000, false)]);
-      if (!closed) session.call.cancel();
+      const waitMs = this.options.closeWaitMs ?? 5000;
+      const closed = await Promise.race([this.loop?.then(() => true), delay(waitMs, false)]);
+      if (!closed) {
+        this.log.warn({ waitMs }, "the coordinator did not close the stream in time: cancelling it (what was handed back is recorded once it gets there)");
+        session.call.cancel();
+      }
     }
     await this.loop;
     if (this.current !== "stopped") this.transition("stopped");

@@ -13,7 +13,7 @@ describe("coordinator and worker: graceful stops hand work on without losing an 
       expect(await first.exited).toBe(0);
       // Handed back: pending again, its attempt not counted, waiting for a worker.
       const back = (await stack.tasks.getTask({ id: task!.id, view: 0 })).task!;
-      expect([back.state, back.attempts]).toEqual([TaskState.TASK_STATE_PENDING, 0]);
+      expect([back.state, back.attempts], await stack.describe()).toEqual([TaskState.TASK_STATE_PENDING, 0]);
       await stack.startWorker({ id: "dr-w2", capabilities: ["sleep"] });
       const done = await stack.settle(task!.id, 20_000);
       expect([done.state, done.workerId, done.attempts]).toEqual([TaskState.TASK_STATE_SUCCEEDED, "dr-w2", 1]);

@@ -52,6 +52,8 @@ export interface Stack {
   run(request: Partial<SubmitTaskRequest> & { capability: string }, timeoutMs?: number): Promise<Task>;
   /** Polls the task until it reaches a terminal state. */
   settle(id: string, timeoutMs?: number): Promise<Task>;
+  /** The task states and the tail of each process's output, for a failed assertion's message. */
+  describe(): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -180,7 +182,7 @@ export async function startStack(label: string, options: StackOptions = {}): Pro
     live.add(report);
 
     return {
-      db, sql, tasks, ledger, coordinators, coordinatorAddresses, workers, config, startWorker, settle,
+      db, sql, tasks, ledger, coordinators, coordinatorAddresses, workers, config, startWorker, settle, describe: () => report.describe(),
       async restartCoordinator(i) {
         coordinators[i] = startService("coordinator", coordinatorEnv(i));
         await waitForServing(coordinatorAddresses[i]!, coordinators[i]!, START_MS);
