@@ -34,6 +34,8 @@ export class Worker {
   private loop: Promise<void> | undefined;
   private drainPromise: Promise<void> | undefined;
   private drainNotice: { reason: string; deadline: number } | undefined;
+  /** What the drain handed back at its deadline: listed in the drain notice of every registration until the stream closes. */
+  private handedBack: HeldTask[] = [];
   /** Spawns of child tasks awaiting the coordinator's answer (sent again on each new stream). */
   private readonly childRequests = new ChildRequests((message) => this.send(message));
 
@@ -99,8 +101,10 @@ export class Worker {
   /**
    * Drains: sends `drain_notice`, takes no new work, lets running handlers
    * finish and their results be recorded until `graceMs` passes, then hands
-   * back what still runs (a second `drain_notice` listing it), closes the
-   * stream and stops. Idempotent.
+   * back what still runs (a second `drain_notice` listing it; when the
+   * stream is broken just then, the next registration's notice lists it,
+   * waiting up to `closeWaitMs` for one), closes the stream and stops.
+   * Idempotent.
    */
   drain(graceMs = 10_000, reason = "drain"): Promise<void> {
     if (this.drainPromise) return this.drainPromise;
@@ -119,6 +123,7 @@ export class Worker {
       if (!finished) {
         const left = [...this.tasks.values()].filter((t) => t.running);
         for (const task of left) this.tasks.stop(task, "released", new AgentError("the worker is draining", { reason: "SYS_DRAINING" }));
+        this.handedBack = left;
         if (left.length > 0) this.sendDrainNotice(left);
         this.log.warn({ released: left.length, unconfirmed: this.tasks.size - left.length }, "drain grace over: handing back what is left");
       }
@@ -165,6 +170,12 @@ export class Worker {
   }
 
   private async close(): Promise<void> {
+    const waitMs = this.options.closeWaitMs ?? 5000;
+    if (this.handedBack.length > 0 && !this.session?.registered) {
+      // No stream to say it on (the last one broke): the next registration's drain notice hands them back. Wait for one, a while.
+      this.log.warn({ handedBack: this.handedBack.length, waitMs }, "no stream to hand back tasks on: waiting to register again");
+      await this.until(() => this.session?.registered === true, AbortSignal.timeout(waitMs)).catch(() => undefined);
+    }
     this.stopping.abort();
     const session = this.session;
     if (session) {
@@ -173,7 +184,6 @@ export class Worker {
       } catch {
         // already ended
       }
-      const waitMs = this.options.closeWaitMs ?? 5000;
       const closed = await Promise.race([this.loop?.then(() => true), delay(waitMs, false)]);
       if (!closed) {
         this.log.warn({ waitMs }, "the coordinator did not close the stream in time: cancelling it (what was handed back is recorded once it gets there)");
@@ -258,7 +268,7 @@ export class Worker {
     this.log.info({ sessionId: registered.sessionId, coordinator: registered.coordinatorId, heartbeatMs }, "registered");
     session.heartbeat = setInterval(() => this.heartbeat(session), heartbeatMs);
     if (this.current === "connecting") this.transition("registered");
-    if (this.drainNotice) this.sendDrainNotice([]);
+    if (this.drainNotice) this.sendDrainNotice(this.handedBack);
     for (const task of this.tasks.values()) if (task.result) this.tasks.sendResult(task);
     this.childRequests.resend();
     this.changed();

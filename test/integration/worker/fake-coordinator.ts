@@ -38,6 +38,9 @@ export class FakeCoordinator {
   /** Every message from every stream, in arrival order. */
   readonly log: Array<{ session: FakeSession; message: ConnectRequest }> = [];
   autoRecord: boolean;
+  /** Leave each `register` unanswered until {@link answerHeld} (a coordinator slow to take a worker back). */
+  holdRegistered = false;
+  private readonly held: Array<() => void> = [];
   private readonly listeners = new Set<() => void>();
 
   private constructor(readonly server: MeshServer, readonly options: FakeCoordinatorOptions) {
@@ -99,6 +102,12 @@ export class FakeCoordinator {
     });
   }
 
+  /** Answers the registrations held so far, and takes the next ones at once. */
+  answerHeld(): void {
+    this.holdRegistered = false;
+    for (const answer of this.held.splice(0)) answer();
+  }
+
   /** Waits for the stream number `index` (0-based) to register. */
   async registered(index: number, timeoutMs = 3000): Promise<FakeSession> {
     return (await this.waitFor("register", (_, s) => s.index === index, timeoutMs)).session;
@@ -114,6 +123,10 @@ export class FakeCoordinator {
         this.log.push({ session, message });
         const p = message.payload;
         if (p?.$case === "register") {
+          if (this.holdRegistered) {
+            for (const l of [...this.listeners]) l();
+            await new Promise<void>((resolve) => this.held.push(resolve));
+          }
           await send({ payload: { $case: "registered", value: {
             sessionId: `s-${session.index}`, heartbeatInterval: { seconds: 0n, nanos: (this.options.heartbeatMs ?? 100) * 1e6 },
             leaseDuration: { seconds: 30n, nanos: 0 }, coordinatorId: "fake", serverTime: new Date(), batches: this.options.batches ?? false,

@@ -248,6 +248,25 @@ describe("Worker against a fake coordinator", () => {
     expect(worker.state).toBe("stopped");
   });
 
+  it("drain past its grace while the stream is broken hands back what still runs in the next registration's drain notice", async () => {
+    const { fake, worker } = await setup({ closeWaitMs: 5000 });
+    await fake.session.assign({ taskId: "t-stuck", capability: "sleep", input: { ms: 10_000 } });
+    await fake.waitFor("started");
+    // The stream breaks; the worker connects again, but the coordinator does not take it back yet.
+    fake.holdRegistered = true;
+    fake.session.kill();
+    await fake.registered(1);
+    const drained = worker.drain(100, "SIGTERM");
+    await sleep(400);
+    expect(worker.state).toBe("draining");
+    fake.answerHeld();
+    await drained;
+    const { value, session } = await fake.waitFor("drainNotice", (n) => n.released.length > 0, 1000);
+    expect([session.index, value.released.map((t) => t.taskId)]).toEqual([1, ["t-stuck"]]);
+    expect(fake.all("result")).toEqual([]);
+    expect(worker.state).toBe("stopped");
+  });
+
   it("go_away without reconnect drains and stops", async () => {
     const { fake, worker } = await setup();
     await fake.session.send({ payload: { $case: "goAway", value: { reason: "drained by operator", gracePeriod: { seconds: 1n, nanos: 0 }, reconnect: false } } });
