@@ -2818,7 +2818,10 @@ export const GoAway: MessageFns<GoAway> = {
  * and end an attempt with a `waiting` outcome, parking the task until the
  * children it names have ended. A worker
  * that shuts down sends `drain_notice`, finishes or hands back its tasks,
- * and closes the stream. A stream that misses three heartbeats in a row is
+ * and closes the stream; the coordinator closes its side once it has
+ * recorded what the worker sent last. A draining worker whose stream broke
+ * registers again and lists what it hands back in that stream's
+ * `drain_notice`. A stream that misses three heartbeats in a row is
  * closed, and the leases of that worker's tasks expire.
  *
  * Authorization: the call needs scope `worker`; PERMISSION_DENIED
