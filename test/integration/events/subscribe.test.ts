@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Delivery } from "@taskmesh/contracts/gen/taskmesh/events/v1/events";
 import { Code, MeshError } from "@taskmesh/kit";
-import { RefusingOffsetLookups, Subscriber, publishMany, startEvents, waitFor, type EventsHarness } from "./support.js";
+import { RefusingOffsetLookups, Subscriber, acknowledgeAll, publishMany, startEvents, waitFor, type EventsHarness } from "./support.js";
 
 describe("events: subscriptions on real Kafka", () => {
   let h: EventsHarness;
@@ -148,16 +147,7 @@ describe("events: subscriptions on real Kafka", () => {
     if (lost.length > 0) expect((await a.ack(lost.map((d) => d.ackToken))).invalidTokens).toEqual(lost.map((d) => d.ackToken));
 
     // Settle everything from here on: every event ends up acknowledged by one member or the other.
-    const acked = new Set(a.deliveries.slice(0, 2).map((d) => d.event!.id));
-    const settle = async (s: Subscriber, list: Delivery[]) => {
-      if (list.length === 0) return;
-      const r = await s.ack(list.map((d) => d.ackToken));
-      for (const d of list) if (!r.invalidTokens.includes(d.ackToken)) acked.add(d.event!.id);
-    };
-    for (const s of [a, b]) {
-      s.onDelivery = (d) => void settle(s, [d]);
-      await settle(s, s.deliveries.filter((d) => !acked.has(d.event!.id)));
-    }
+    const acked = await acknowledgeAll([a, b], new Set(a.deliveries.slice(0, 2).map((d) => d.event!.id)));
     await waitFor("every event acknowledged", () => acked.size === 20);
     expect([...acked].sort()).toEqual([...ids].sort());
   });
@@ -181,16 +171,7 @@ describe("events: subscriptions on real Kafka", () => {
       members.push(b);
       await b.joined();
       await waitFor("a's new assignment", () => a.partitions.length === 1 && b.partitions.length === 1);
-      const acked = new Set<string>();
-      const settle = async (s: Subscriber, list: Delivery[]) => {
-        if (list.length === 0) return;
-        const r = await s.ack(list.map((d) => d.ackToken));
-        for (const d of list) if (!r.invalidTokens.includes(d.ackToken)) acked.add(d.event!.id);
-      };
-      for (const s of [a, b]) {
-        s.onDelivery = (d) => void settle(s, [d]);
-        await settle(s, [...s.deliveries]);
-      }
+      const acked = await acknowledgeAll([a, b]);
       await waitFor("every event acknowledged", () => acked.size === 12);
       expect([...acked].sort()).toEqual([...ids].sort());
     } finally {

@@ -167,6 +167,24 @@ export class Subscriber {
   }
 }
 
+/**
+ * From now on acknowledges each delivery of `members` as it arrives, and
+ * what they hold already (but the events in `acked`); each event a member
+ * acknowledged (its token still valid) is added to `acked`, returned.
+ */
+export async function acknowledgeAll(members: readonly Subscriber[], acked = new Set<string>()): Promise<Set<string>> {
+  const settle = async (s: Subscriber, list: Delivery[]): Promise<void> => {
+    if (list.length === 0) return;
+    const r = await s.ack(list.map((d) => d.ackToken));
+    for (const d of list) if (!r.invalidTokens.includes(d.ackToken)) acked.add(d.event!.id);
+  };
+  for (const s of members) {
+    s.onDelivery = (d) => void settle(s, [d]);
+    await settle(s, s.deliveries.filter((d) => !acked.has(d.event!.id)));
+  }
+  return acked;
+}
+
 /** Publishes `n` events of `type` (routed to a test topic by the harness), ids `<tag>-<i>`; returns their ids. */
 export async function publishMany(h: EventsHarness, type: string, tag: string, n: number): Promise<string[]> {
   const ids = Array.from({ length: n }, (_, i) => `${tag}-${i}`);
