@@ -171,6 +171,8 @@ export class Worker {
 
   private async close(): Promise<void> {
     const waitMs = this.options.closeWaitMs ?? 5000;
+    // One budget for both waits below: closing never takes longer than closeWaitMs.
+    const closeBy = Date.now() + waitMs;
     if (this.handedBack.length > 0 && !this.session?.registered) {
       // No stream to say it on (the last one broke): the next registration's drain notice hands them back. Wait for one, a while.
       this.log.warn({ handedBack: this.handedBack.length, waitMs }, "no stream to hand back tasks on: waiting to register again");
@@ -184,7 +186,7 @@ export class Worker {
       } catch {
         // already ended
       }
-      const closed = await Promise.race([this.loop?.then(() => true), delay(waitMs, false)]);
+      const closed = await Promise.race([this.loop?.then(() => true), delay(Math.max(0, closeBy - Date.now()), false)]);
       if (!closed) {
         this.log.warn({ waitMs }, "the coordinator did not close the stream in time: cancelling it (what was handed back is recorded once it gets there)");
         session.call.cancel();

@@ -41,7 +41,9 @@ export interface WorkerOptions {
    * worker half-closes it, in ms. The coordinator closes once it has
    * recorded what the worker sent last (the tasks a drain hands back), so
    * the wait is usually a few ms; past it the worker cancels the stream and
-   * those tasks are recorded as handed back a moment after it exits.
+   * those tasks are recorded as handed back a moment after it exits. A
+   * worker whose stream broke just as its drain handed tasks back first
+   * waits, within the same time, to register again and say so.
    * @default 5000
    */
   readonly closeWaitMs?: number;
