@@ -3,6 +3,7 @@ import type { SubscribeResponse } from "@taskmesh/contracts/gen/taskmesh/events/
 import { fromRecord } from "./cloud-event.js";
 import type { Deliveries, Pending } from "./deliveries.js";
 import { withHeartbeats } from "./flow-control.js";
+import { MAX_RETRY_MS } from "./offset-committer.js";
 import { PartitionTracker } from "./partition-tracker.js";
 import { matchesAny } from "./registry.js";
 import { uncommittedEnds } from "./start-offsets.js";
@@ -78,17 +79,18 @@ export class PartitionFeed {
    * read: a member that gets them after a rebalance continues from there
    * instead of from a later end (which would skip what was published in
    * between). While Kafka refuses the lookup or the commit, they stay
-   * paused and it is tried again, from 100 ms doubling to 2 s; never left
-   * to kafkajs' default, which is a later end again at every rebalance.
+   * paused and it is tried again, from 100 ms doubling to
+   * {@link MAX_RETRY_MS}; never left to kafkajs' default, which is a later
+   * end again at every rebalance.
    */
   async #positionUncommitted(partitions: number[]): Promise<void> {
     const topic = this.#ctx.spec.topic;
-    // Still held by this member and not yet positioned (a rebalance may have taken some meanwhile).
-    const waiting = (): number[] => partitions.filter((p) => this.#ctx.trackers.get(p)?.highest === undefined);
     for (let failures = 0; this.#ctx.running(); failures++) {
       try {
-        if (waiting().length > 0) {
-          for (const [partition, end] of await uncommittedEnds(this.#ctx.kafka, this.#ctx.group, topic, waiting())) {
+        // Still held by this member and not yet positioned (a rebalance may have taken some meanwhile).
+        const unpositioned = partitions.filter((p) => this.#ctx.trackers.get(p)?.highest === undefined);
+        if (unpositioned.length > 0) {
+          for (const [partition, end] of await uncommittedEnds(this.#ctx.kafka, this.#ctx.group, topic, unpositioned)) {
             const tracker = this.#ctx.trackers.get(partition);
             if (!tracker || tracker.highest !== undefined) continue;
             tracker.startFrom(end);
@@ -99,7 +101,7 @@ export class PartitionFeed {
         break;
       } catch (error) {
         this.#ctx.log[failures >= 2 ? "warn" : "debug"]({ err: error, partitions, failures: failures + 1 }, "could not position partitions the group has no offset for; trying again");
-        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** failures, 2000)));
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** failures, MAX_RETRY_MS)));
       }
     }
     if (this.#ctx.running()) this.#ctx.consumer()?.resume([{ topic, partitions }]);
