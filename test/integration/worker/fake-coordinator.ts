@@ -113,6 +113,11 @@ export class FakeCoordinator {
     return (await this.waitFor("register", (_, s) => s.index === index, timeoutMs)).session;
   }
 
+  /** Lets each `waitFor` look at what arrived. */
+  private notify(): void {
+    for (const l of [...this.listeners]) l();
+  }
+
   private async serve(requests: AsyncIterable<ConnectRequest>, send: (m: ConnectResponse) => Promise<void>): Promise<void> {
     const session = new FakeSession(this.sessions.length, send);
     this.sessions.push(session);
@@ -124,7 +129,7 @@ export class FakeCoordinator {
         const p = message.payload;
         if (p?.$case === "register") {
           if (this.holdRegistered) {
-            for (const l of [...this.listeners]) l();
+            this.notify();
             await new Promise<void>((resolve) => this.held.push(resolve));
           }
           await send({ payload: { $case: "registered", value: {
@@ -136,14 +141,14 @@ export class FakeCoordinator {
         } else if (p?.$case === "results" && this.autoRecord) {
           await send({ payload: { $case: "resultsRecorded", value: { results: p.value.results.map((r) => ({ taskId: r.taskId, attempt: r.attempt, accepted: true, reason: "", state: 0 })) } } });
         }
-        for (const l of [...this.listeners]) l();
+        this.notify();
       }
     })();
     try {
       await Promise.race([read, killed]);
     } finally {
       session.ended = true;
-      for (const l of [...this.listeners]) l();
+      this.notify();
     }
   }
 }
